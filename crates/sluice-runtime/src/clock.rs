@@ -1,0 +1,85 @@
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Processing time, as the time elapsed since the clock started.
+///
+/// The runtime reads time only through a clock, so tests can use a
+/// [`SimulatedClock`] and make interval flushes and timeouts deterministic.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Processing time now.
+    fn now(&self) -> Duration;
+}
+
+/// The machine's monotonic clock.
+///
+/// ```
+/// use sluice_runtime::{Clock, SystemClock};
+/// let clock = SystemClock::new();
+/// let a = clock.now();
+/// assert!(clock.now() >= a);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct SystemClock {
+    start: Instant,
+}
+
+impl SystemClock {
+    /// A clock that starts now.
+    pub fn new() -> Self {
+        Self {
+            start: Instant::now(),
+        }
+    }
+}
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for SystemClock {
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+}
+
+/// A clock that moves only when told to: for deterministic tests.
+///
+/// ```
+/// use sluice_runtime::{Clock, SimulatedClock};
+/// use std::time::Duration;
+///
+/// let clock = SimulatedClock::new();
+/// clock.advance(Duration::from_millis(250));
+/// assert_eq!(clock.now(), Duration::from_millis(250));
+/// ```
+#[derive(Debug, Default)]
+pub struct SimulatedClock {
+    nanos: AtomicU64,
+}
+
+impl SimulatedClock {
+    /// A clock at zero.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        let by = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        self.nanos.fetch_add(by, Ordering::SeqCst);
+    }
+
+    /// Sets the clock (it may only move forward).
+    pub fn set(&self, to: Duration) {
+        let to = u64::try_from(to.as_nanos()).unwrap_or(u64::MAX);
+        self.nanos.fetch_max(to, Ordering::SeqCst);
+    }
+}
+
+impl Clock for SimulatedClock {
+    fn now(&self) -> Duration {
+        Duration::from_nanos(self.nanos.load(Ordering::SeqCst))
+    }
+}

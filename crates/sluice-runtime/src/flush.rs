@@ -1,0 +1,81 @@
+use sluice_core::Error;
+use std::time::Duration;
+
+/// When an edge releases the events it holds as a batch.
+///
+/// Per-event processing and micro-batching are the same dataflow with
+/// different policies on its edges. A partial batch is always released at
+/// the end of the input.
+///
+/// ```
+/// use sluice_runtime::FlushPolicy;
+/// use std::time::Duration;
+///
+/// let spark_like = FlushPolicy::Interval(Duration::from_millis(100));
+/// let usual = FlushPolicy::CountOrInterval(4096, Duration::from_millis(10));
+/// assert!(usual.validate().is_ok());
+/// assert!(FlushPolicy::Count(0).validate().is_err());
+/// # let _ = spark_like;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushPolicy {
+    /// Every event is its own batch: lowest latency.
+    EachEvent,
+    /// Batches of `n` events.
+    Count(usize),
+    /// Whatever arrived within `d` of processing time since the first held event.
+    Interval(Duration),
+    /// `n` events or `d` since the first held event, whichever comes first.
+    CountOrInterval(usize, Duration),
+    /// `k` batches of balanced sizes over an input of known length, as
+    /// `numpy.array_split(data, k)` cuts (empty batches are not sent). Only
+    /// valid on an edge whose event count is known when the run starts.
+    Batches(usize),
+    /// A new batch whenever an event falls in another event-time interval
+    /// `[m * d, (m + 1) * d)` than the events held.
+    EventTime(Duration),
+}
+
+impl Default for FlushPolicy {
+    /// `CountOrInterval(1024, 10ms)`: high throughput, bounded latency.
+    fn default() -> Self {
+        FlushPolicy::CountOrInterval(1024, Duration::from_millis(10))
+    }
+}
+
+impl FlushPolicy {
+    /// Checks the policy's arguments; the error says how to fix them.
+    pub fn validate(&self) -> Result<(), Error> {
+        match *self {
+            FlushPolicy::EachEvent => Ok(()),
+            FlushPolicy::Count(0) | FlushPolicy::CountOrInterval(0, _) => Err(Error::ZeroBatchSize),
+            FlushPolicy::Batches(0) => Err(Error::ZeroBatchCount),
+            FlushPolicy::Interval(d) | FlushPolicy::CountOrInterval(_, d) if d.is_zero() => {
+                Err(Error::ZeroInterval {
+                    what: "flush interval",
+                })
+            }
+            FlushPolicy::EventTime(d) if d.as_millis() == 0 => Err(Error::ZeroInterval {
+                what: "event-time batch interval (whole milliseconds)",
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The largest batch the policy can release, when it is bounded.
+    pub fn max_batch(&self) -> Option<usize> {
+        match *self {
+            FlushPolicy::EachEvent => Some(1),
+            FlushPolicy::Count(n) | FlushPolicy::CountOrInterval(n, _) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// The processing-time interval the policy waits for, if any.
+    pub fn interval(&self) -> Option<Duration> {
+        match *self {
+            FlushPolicy::Interval(d) | FlushPolicy::CountOrInterval(_, d) => Some(d),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! The Sluice executor: how a dataflow runs.
+//!
+//! A dataflow is cut into **stages**. Within a stage, operators are fused:
+//! each is an [`Operator`] that receives a [`Batch`] and pushes its output
+//! straight into the next one, with one virtual call per batch and none per
+//! event. Between stages runs an **edge**: a [`Batcher`] that holds events
+//! until its [`FlushPolicy`] releases them, and a bounded channel to the next
+//! stage's thread. A full channel blocks the sender, so a slow sink slows the
+//! source and memory stays bounded (backpressure). Emptied batch buffers
+//! travel back to the sender to be reused, so the hot path does not allocate.
+//!
+//! The main loops live in [`stage`]: [`stage::run_source`] drives a
+//! [`Source`] and its fused operators, [`stage::run_receiver`] drives the
+//! operators behind an edge. The [`Executor`] spawns one thread per stage
+//! and joins them.
+//!
+//! ```
+//! use sluice_runtime::{edge, BoxError, Executor, FlushPolicy, Operator, OperatorResult, Source, SourceStatus, SystemClock};
+//! use sluice_core::Batch;
+//! use std::sync::{Arc, Mutex};
+//!
+//! /// Records the size of every batch it sees.
+//! struct Sizes(Arc<Mutex<Vec<usize>>>);
+//! impl Operator<u32> for Sizes {
+//!     fn on_batch(&mut self, batch: &mut Batch<u32>) -> OperatorResult {
+//!         self.0.lock().unwrap().push(batch.len());
+//!         Ok(())
+//!     }
+//! }
+//!
+//! /// Emits its numbers, with themselves as event times.
+//! struct Numbers(std::ops::Range<u32>);
+//! impl Source<u32> for Numbers {
+//!     fn poll(&mut self, out: &mut Batch<u32>, max: usize) -> Result<SourceStatus, BoxError> {
+//!         for n in self.0.by_ref().take(max) {
+//!             out.push(n, i64::from(n));
+//!         }
+//!         Ok(if self.0.is_empty() { SourceStatus::Exhausted } else { SourceStatus::Ready })
+//!     }
+//! }
+//!
+//! let sizes = Arc::new(Mutex::new(Vec::new()));
+//! let mut executor = Executor::new(Arc::new(SystemClock::new()));
+//! let (sender, receiver) = edge::<u32>("numbers", FlushPolicy::Count(4), 8, executor.clock(), None)?;
+//! executor.spawn_receiver("sizes", receiver, Box::new(Sizes(sizes.clone())));
+//! executor.spawn_source("numbers", Box::new(Numbers(0..10)), Box::new(sender));
+//! executor.run()?;
+//! assert_eq!(*sizes.lock().unwrap(), vec![4, 4, 2]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(missing_docs)]
+
+mod batcher;
+mod channel;
+mod clock;
+mod error;
+mod executor;
+mod flush;
+mod metrics;
+mod operator;
+mod source;
+pub mod stage;
+
+pub use batcher::Batcher;
+pub use channel::{edge, EdgeReceiver, EdgeSender, Message};
+pub use clock::{Clock, SimulatedClock, SystemClock};
+pub use error::{BoxError, RuntimeError, RuntimeResult};
+pub use executor::{Executor, RunReport, DEFAULT_POLL_SIZE};
+pub use flush::FlushPolicy;
+pub use metrics::{EdgeMetrics, EdgeSnapshot};
+pub use operator::{Operator, OperatorError, OperatorResult, Sink, SinkOperator};
+pub use sluice_core::Batch;
+pub use source::{Source, SourceStatus};

@@ -1,0 +1,83 @@
+use crate::BoxError;
+use sluice_core::Batch;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Why an operator stopped.
+#[derive(Debug, Error)]
+pub enum OperatorError {
+    /// The stage behind an edge has stopped; it reports its own error, so
+    /// this one only ends the sending stage.
+    #[error("the downstream stage has stopped")]
+    DownstreamGone,
+    /// User code or a sink failed.
+    #[error(transparent)]
+    Failed(BoxError),
+}
+
+/// The result of an operator's step.
+pub type OperatorResult = Result<(), OperatorError>;
+
+/// One step of a fused stage: receives a batch and pushes its output into
+/// the operator after it.
+///
+/// The contract, which every operator of Sluice keeps:
+/// - `on_batch` may consume the batch's events and leave it in any state;
+///   the caller clears it and reuses its buffers;
+/// - `on_tick` is called with the processing time after every input batch
+///   and when a deadline an operator asked for has passed; it returns the
+///   earliest deadline the operator and those after it need, if any;
+/// - `on_end` is called once when the input is complete: an operator
+///   releases what it holds, then passes `on_end` on;
+/// - errors travel up to the stage loop, which stops the stage and reports them.
+pub trait Operator<T>: Send {
+    /// Processes one batch.
+    fn on_batch(&mut self, batch: &mut Batch<T>) -> OperatorResult;
+
+    /// Processing time has advanced; returns the next deadline needed.
+    fn on_tick(&mut self, _now: Duration) -> Result<Option<Duration>, OperatorError> {
+        Ok(None)
+    }
+
+    /// The input is complete.
+    fn on_end(&mut self) -> OperatorResult {
+        Ok(())
+    }
+}
+
+impl<T, O: Operator<T> + ?Sized> Operator<T> for Box<O> {
+    #[inline]
+    fn on_batch(&mut self, batch: &mut Batch<T>) -> OperatorResult {
+        (**self).on_batch(batch)
+    }
+    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
+        (**self).on_tick(now)
+    }
+    fn on_end(&mut self) -> OperatorResult {
+        (**self).on_end()
+    }
+}
+
+/// Where results leave the dataflow: a file, a collection, a topic.
+pub trait Sink<T>: Send {
+    /// Writes a batch. An error stops the run and is reported with the
+    /// sink's stage.
+    fn write(&mut self, batch: &Batch<T>) -> Result<(), BoxError>;
+
+    /// Called once after the last batch: flush and release resources.
+    fn close(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// Runs a [`Sink`] as the last operator of a stage.
+pub struct SinkOperator<S>(pub S);
+
+impl<T, S: Sink<T>> Operator<T> for SinkOperator<S> {
+    fn on_batch(&mut self, batch: &mut Batch<T>) -> OperatorResult {
+        self.0.write(batch).map_err(OperatorError::Failed)
+    }
+    fn on_end(&mut self) -> OperatorResult {
+        self.0.close().map_err(OperatorError::Failed)
+    }
+}

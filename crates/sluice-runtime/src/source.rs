@@ -1,0 +1,37 @@
+use crate::BoxError;
+use sluice_core::Batch;
+
+/// What a source's poll found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceStatus {
+    /// More input may be available right away.
+    Ready,
+    /// No input right now; poll again soon.
+    Idle,
+    /// The input is complete.
+    Exhausted,
+}
+
+/// Where events enter the dataflow.
+///
+/// A source is polled by its stage's loop: it appends up to `max` events
+/// with their event times to `out` and says whether more may follow. It
+/// never blocks for long; a source waiting for input returns `Idle`.
+pub trait Source<T>: Send {
+    /// Appends up to `max` events to `out`.
+    fn poll(&mut self, out: &mut Batch<T>, max: usize) -> Result<SourceStatus, BoxError>;
+
+    /// The number of events this source will produce, when known in advance.
+    fn exact_len(&self) -> Option<u64> {
+        None
+    }
+}
+
+impl<T, S: Source<T> + ?Sized> Source<T> for Box<S> {
+    fn poll(&mut self, out: &mut Batch<T>, max: usize) -> Result<SourceStatus, BoxError> {
+        (**self).poll(out, max)
+    }
+    fn exact_len(&self) -> Option<u64> {
+        (**self).exact_len()
+    }
+}
