@@ -60,9 +60,9 @@ impl<T, O: Operator<T> + ?Sized> Operator<T> for Box<O> {
 
 /// Where results leave the dataflow: a file, a collection, a topic.
 pub trait Sink<T>: Send {
-    /// Writes a batch. An error stops the run and is reported with the
-    /// sink's stage.
-    fn write(&mut self, batch: &Batch<T>) -> Result<(), BoxError>;
+    /// Writes a batch; the sink may take the events out of it. An error
+    /// stops the run and is reported with the sink's stage.
+    fn write(&mut self, batch: &mut Batch<T>) -> Result<(), BoxError>;
 
     /// Called once after the last batch: flush and release resources.
     fn close(&mut self) -> Result<(), BoxError> {

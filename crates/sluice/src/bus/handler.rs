@@ -1,0 +1,171 @@
+use super::topic::KeyHash;
+use super::{BusError, Topic};
+use std::hash::{BuildHasher, Hash};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub(crate) type HandlerFn<T, U> = Arc<dyn Fn(&T) -> Result<Option<U>, String> + Send + Sync>;
+
+/// How a failing handler is retried before its event is dead-lettered.
+///
+/// ```
+/// use sluice::bus::RetryPolicy;
+/// use std::time::Duration;
+///
+/// let patient = RetryPolicy {
+///     max_attempts: 5,
+///     initial_backoff: Duration::from_millis(50),
+///     max_backoff: Duration::from_secs(2),
+/// };
+/// assert_eq!(patient.backoff(1), Duration::from_millis(50));
+/// assert_eq!(patient.backoff(3), Duration::from_millis(200));
+/// assert_eq!(patient.backoff(10), Duration::from_secs(2));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included. At least 1.
+    pub max_attempts: u32,
+    /// The wait after the first failure; it doubles after each further one.
+    pub initial_backoff: Duration,
+    /// The longest wait.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// Three attempts, waiting 10 ms then 20 ms.
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retry: the first failure dead-letters the event.
+    pub const NEVER: RetryPolicy = RetryPolicy {
+        max_attempts: 1,
+        initial_backoff: Duration::ZERO,
+        max_backoff: Duration::ZERO,
+    };
+
+    /// The wait after the `failures`-th failure.
+    pub fn backoff(&self, failures: u32) -> Duration {
+        let factor = 2u32.saturating_pow(failures.saturating_sub(1));
+        self.initial_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), BusError> {
+        if self.max_attempts == 0 {
+            return Err(BusError::ZeroSetting {
+                setting: "retry max_attempts",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Reacts to the events of a topic; see [`Bus::subscribe`](super::Bus::subscribe).
+///
+/// A handler gets `&event` and returns `Ok` or an error. One made with
+/// [`Handler::publishing`] may also return an output, which the bus
+/// publishes on the output topic. Errors and panics are retried by the
+/// [`RetryPolicy`], then dead-lettered.
+pub struct Handler<T, U> {
+    pub(crate) name: String,
+    pub(crate) run: HandlerFn<T, U>,
+    pub(crate) output: Option<Topic<U>>,
+    pub(crate) retry: Option<RetryPolicy>,
+    pub(crate) workers: usize,
+    pub(crate) key: Option<KeyHash<T>>,
+}
+
+impl<T: 'static> Handler<T, ()> {
+    /// A handler with no output.
+    ///
+    /// ```
+    /// use sluice::bus::Handler;
+    /// let printer = Handler::new("printer", |x: &i64| {
+    ///     println!("got {x}");
+    ///     Ok::<(), String>(())
+    /// });
+    /// # drop(printer);
+    /// ```
+    pub fn new<E, F>(name: &str, f: F) -> Self
+    where
+        E: std::fmt::Display,
+        F: Fn(&T) -> Result<(), E> + Send + Sync + 'static,
+    {
+        Self {
+            name: name.to_string(),
+            run: Arc::new(move |event| f(event).map(|()| None).map_err(|e| e.to_string())),
+            output: None,
+            retry: None,
+            workers: 1,
+            key: None,
+        }
+    }
+}
+
+impl<T: 'static, U: Clone + Send + 'static> Handler<T, U> {
+    /// A handler whose `Some` outputs are published on `output`.
+    ///
+    /// ```
+    /// use sluice::bus::{Bus, Handler};
+    /// let bus = Bus::new();
+    /// let out = bus.topic::<i64>("doubled")?;
+    /// let doubler = Handler::publishing("doubler", &out, |x: &i64| Ok::<_, String>(Some(x * 2)));
+    /// # drop(doubler);
+    /// # Ok::<(), sluice::bus::BusError>(())
+    /// ```
+    pub fn publishing<E, F>(name: &str, output: &Topic<U>, f: F) -> Self
+    where
+        E: std::fmt::Display,
+        F: Fn(&T) -> Result<Option<U>, E> + Send + Sync + 'static,
+    {
+        Self {
+            name: name.to_string(),
+            run: Arc::new(move |event| f(event).map_err(|e| e.to_string())),
+            output: Some(output.clone()),
+            retry: None,
+            workers: 1,
+            key: None,
+        }
+    }
+
+    /// Retries by `policy` instead of the bus's default.
+    ///
+    /// ```
+    /// use sluice::bus::{Handler, RetryPolicy};
+    /// let h = Handler::new("strict", |_: &u8| Ok::<(), String>(())).with_retry(RetryPolicy::NEVER);
+    /// # drop(h);
+    /// ```
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// Runs `workers` copies of the handler, each with its own queue and
+    /// thread; events with the same key go to the same copy, so per-key
+    /// order is kept. (With one worker, the default, all order is kept.)
+    ///
+    /// ```
+    /// use sluice::bus::Handler;
+    /// let h = Handler::new("per-user", |(user, _): &(u32, String)| Ok::<(), String>(()))
+    ///     .keyed(4, |(user, _): &(u32, String)| *user);
+    /// # drop(h);
+    /// ```
+    pub fn keyed<K: Hash>(
+        mut self,
+        workers: usize,
+        key: impl Fn(&T) -> K + Send + Sync + 'static,
+    ) -> Self {
+        self.workers = workers.max(1);
+        let hasher = rustc_hash::FxBuildHasher;
+        self.key = Some(Arc::new(move |event| hasher.hash_one(key(event))));
+        self
+    }
+}

@@ -1,0 +1,141 @@
+use super::dead_letter::{topic_name, DeadLetter, UnclaimedDeadLetter};
+use super::handler::HandlerFn;
+use super::topic::Route;
+use super::{lock, BusError, BusShared, Handler, RetryPolicy, Topic};
+use crossbeam_channel::{bounded, Receiver};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Starts the threads of `handler` and routes `topic`'s events to them.
+pub(crate) fn start<T, U>(
+    shared: &Arc<BusShared>,
+    topic: &Topic<T>,
+    handler: Handler<T, U>,
+) -> Result<(), BusError>
+where
+    T: Clone + std::fmt::Debug + Send + 'static,
+    U: Clone + std::fmt::Debug + Send + 'static,
+{
+    let retry = handler.retry.unwrap_or(shared.config.retry);
+    retry.validate()?;
+    let mut queues = Vec::with_capacity(handler.workers);
+    for index in 0..handler.workers {
+        let (tx, rx) = bounded::<T>(shared.config.queue_capacity);
+        let worker = Worker {
+            shared: shared.clone(),
+            topic: topic.clone(),
+            name: handler.name.clone(),
+            run: handler.run.clone(),
+            output: handler.output.clone(),
+            retry,
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("sluice-handler-{}-{index}", handler.name))
+            .spawn(move || worker.run(rx))
+            .map_err(|e| BusError::Spawn {
+                handler: handler.name.clone(),
+                error: e.to_string(),
+            })?;
+        lock(&shared.workers).push(thread);
+        queues.push(tx);
+    }
+    topic.core().add_route(Route {
+        queues,
+        key: handler.key,
+    });
+    Ok(())
+}
+
+struct Worker<T, U> {
+    shared: Arc<BusShared>,
+    topic: Topic<T>,
+    name: String,
+    run: HandlerFn<T, U>,
+    output: Option<Topic<U>>,
+    retry: RetryPolicy,
+}
+
+impl<T, U> Worker<T, U>
+where
+    T: Clone + std::fmt::Debug + Send + 'static,
+    U: Clone + std::fmt::Debug + Send + 'static,
+{
+    fn run(self, queue: Receiver<T>) {
+        for event in queue.iter() {
+            self.handle(event);
+            self.shared.counters.handled.fetch_add(1, Ordering::Relaxed);
+            self.shared.in_flight.finished();
+        }
+    }
+
+    fn handle(&self, event: T) {
+        let mut attempts = 0;
+        let outcome = loop {
+            attempts += 1;
+            let result =
+                catch_unwind(AssertUnwindSafe(|| (self.run)(&event))).unwrap_or_else(|panic| {
+                    Err(format!("the handler panicked: {}", panic_text(&*panic)))
+                });
+            match result {
+                Ok(output) => break Ok(output),
+                Err(error) if attempts >= self.retry.max_attempts => break Err(error),
+                Err(_) => {
+                    self.shared.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(self.retry.backoff(attempts));
+                }
+            }
+        };
+        match outcome {
+            Ok(Some(output)) => {
+                if let Some(topic) = &self.output {
+                    if let Err(e) = topic.deliver(output) {
+                        self.dead_letter(
+                            event,
+                            format!("its output could not be published: {e}"),
+                            attempts,
+                        );
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(error) => self.dead_letter(event, error, attempts),
+        }
+    }
+
+    fn dead_letter(&self, event: T, error: String, attempts: u32) {
+        self.shared
+            .counters
+            .dead_lettered
+            .fetch_add(1, Ordering::Relaxed);
+        let letter = DeadLetter {
+            topic: self.topic.name().to_string(),
+            handler: self.name.clone(),
+            event,
+            error,
+            attempts,
+        };
+        let delivered = self
+            .topic
+            .bus()
+            .topic::<DeadLetter<T>>(&topic_name(self.topic.name()))
+            .and_then(|dead| dead.deliver(letter.clone()));
+        if delivered.is_err() {
+            lock(&self.shared.unclaimed).push(UnclaimedDeadLetter {
+                topic: letter.topic,
+                handler: letter.handler,
+                event: format!("{:?}", letter.event),
+                error: letter.error,
+                attempts,
+            });
+        }
+    }
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_string())
+}

@@ -1,0 +1,37 @@
+use super::Downstream;
+use sluice_core::Batch;
+use sluice_runtime::{Operator, OperatorError, OperatorResult};
+use std::time::Duration;
+
+/// Keeps the events for which the predicate holds.
+pub(crate) struct Filter<T, F> {
+    pub predicate: F,
+    pub out: Batch<T>,
+    pub down: Downstream<T>,
+}
+
+impl<T, F> Operator<T> for Filter<T, F>
+where
+    T: Send,
+    F: FnMut(&T) -> bool + Send,
+{
+    fn on_batch(&mut self, batch: &mut Batch<T>) -> OperatorResult {
+        for (item, time) in batch.drain() {
+            if (self.predicate)(&item) {
+                self.out.push(item, time);
+            }
+        }
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        self.down.on_batch(&mut self.out)?;
+        self.out.clear();
+        Ok(())
+    }
+    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
+        self.down.on_tick(now)
+    }
+    fn on_end(&mut self) -> OperatorResult {
+        self.down.on_end()
+    }
+}

@@ -1,0 +1,39 @@
+use super::Downstream;
+use sluice_core::Batch;
+use sluice_runtime::{Operator, OperatorError, OperatorResult};
+use std::time::Duration;
+
+/// Every event becomes zero or more events with its event time.
+pub(crate) struct FlatMap<T, U, F> {
+    pub f: F,
+    pub out: Batch<U>,
+    pub down: Downstream<U>,
+    pub _in: std::marker::PhantomData<fn(T)>,
+}
+
+impl<T, U, I, F> Operator<T> for FlatMap<T, U, F>
+where
+    U: Send,
+    I: IntoIterator<Item = U>,
+    F: FnMut(T) -> I + Send,
+{
+    fn on_batch(&mut self, batch: &mut Batch<T>) -> OperatorResult {
+        for (item, time) in batch.drain() {
+            for produced in (self.f)(item) {
+                self.out.push(produced, time);
+            }
+        }
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        self.down.on_batch(&mut self.out)?;
+        self.out.clear();
+        Ok(())
+    }
+    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
+        self.down.on_tick(now)
+    }
+    fn on_end(&mut self) -> OperatorResult {
+        self.down.on_end()
+    }
+}

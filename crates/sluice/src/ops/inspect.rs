@@ -1,0 +1,26 @@
+use super::Downstream;
+use sluice_core::Batch;
+use sluice_runtime::{Operator, OperatorError, OperatorResult};
+use std::time::Duration;
+
+/// Shows every event to `f`, then passes the batch on unchanged.
+pub(crate) struct Inspect<T, F> {
+    pub f: F,
+    pub down: Downstream<T>,
+}
+
+impl<T, F> Operator<T> for Inspect<T, F>
+where
+    F: FnMut(&T) + Send,
+{
+    fn on_batch(&mut self, batch: &mut Batch<T>) -> OperatorResult {
+        batch.items().iter().for_each(&mut self.f);
+        self.down.on_batch(batch)
+    }
+    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
+        self.down.on_tick(now)
+    }
+    fn on_end(&mut self) -> OperatorResult {
+        self.down.on_end()
+    }
+}

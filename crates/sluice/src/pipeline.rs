@@ -1,0 +1,220 @@
+use crate::{BuildError, Result, Stream};
+use sluice_runtime::{
+    Clock, Executor, Operator, RunReport, Source, SystemClock, DEFAULT_POLL_SIZE,
+};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// Builds and runs a dataflow.
+///
+/// Add sources with [`Pipeline::source`], shape the streams they return,
+/// end each with a sink, then [`Pipeline::run`]. Nothing runs until then,
+/// and every misuse found while building is reported by `run` as a
+/// [`BuildError`] before any thread starts.
+///
+/// ```
+/// use sluice::prelude::*;
+///
+/// let pipeline = Pipeline::new();
+/// let doubled = pipeline
+///     .source(IterSource::new(1..=4))
+///     .map(|x| x * 2)
+///     .collect();
+/// pipeline.run()?;
+/// assert_eq!(doubled.take(), vec![2, 4, 6, 8]);
+/// # Ok::<(), sluice::Error>(())
+/// ```
+pub struct Pipeline {
+    plan: Rc<RefCell<Plan>>,
+}
+
+/// Settings used when the stages are built.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub channel_capacity: usize,
+    pub clock: Arc<dyn Clock>,
+}
+
+type Terminal = Box<dyn FnOnce(&mut Builder) -> Result<(), BuildError>>;
+type Check = Box<dyn Fn() -> Result<(), BuildError>>;
+
+/// What the pipeline's streams registered while being built.
+pub(crate) struct Plan {
+    pub settings: Settings,
+    poll_size: usize,
+    terminals: Vec<Terminal>,
+    checks: Vec<Check>,
+    errors: Vec<BuildError>,
+    next_id: usize,
+}
+
+impl Plan {
+    fn new(settings: Settings) -> Self {
+        Self {
+            settings,
+            poll_size: DEFAULT_POLL_SIZE,
+            terminals: Vec::new(),
+            checks: Vec::new(),
+            errors: Vec::new(),
+            next_id: 0,
+        }
+    }
+
+    pub fn next_name(&mut self, kind: &str) -> String {
+        self.next_id += 1;
+        format!("{kind}-{}", self.next_id)
+    }
+    pub fn add_terminal(&mut self, terminal: Terminal) {
+        self.terminals.push(terminal);
+    }
+    pub fn add_check(&mut self, check: Check) {
+        self.checks.push(check);
+    }
+    pub fn add_error(&mut self, error: BuildError) {
+        self.errors.push(error);
+    }
+}
+
+/// Turns the plan into stages on an executor.
+pub(crate) struct Builder {
+    pub executor: Executor,
+    pub settings: Settings,
+}
+
+/// What a finished pipeline measured.
+#[derive(Debug, Clone)]
+pub struct PipelineReport {
+    /// The executor's report: elapsed time and per-edge counters.
+    pub run: RunReport,
+}
+
+impl Pipeline {
+    /// An empty pipeline with the defaults: a channel capacity of 16
+    /// batches per edge and the system clock.
+    pub fn new() -> Self {
+        Self {
+            plan: Rc::new(RefCell::new(Plan::new(Settings {
+                channel_capacity: 16,
+                clock: Arc::new(SystemClock::new()),
+            }))),
+        }
+    }
+
+    /// How many batches each edge's channel holds before its sender waits
+    /// (backpressure). At least 1.
+    ///
+    /// ```
+    /// let pipeline = sluice::Pipeline::new().with_channel_capacity(4);
+    /// # drop(pipeline);
+    /// ```
+    pub fn with_channel_capacity(self, batches: usize) -> Self {
+        {
+            let mut plan = self.plan.borrow_mut();
+            if batches == 0 {
+                plan.add_error(BuildError::ZeroSetting {
+                    setting: "channel capacity",
+                });
+            }
+            plan.settings.channel_capacity = batches.max(1);
+        }
+        self
+    }
+
+    /// How many events a source is asked for at a time (default 1024). At least 1.
+    ///
+    /// ```
+    /// let pipeline = sluice::Pipeline::new().with_poll_size(1);
+    /// # drop(pipeline);
+    /// ```
+    pub fn with_poll_size(self, events: usize) -> Self {
+        {
+            let mut plan = self.plan.borrow_mut();
+            if events == 0 {
+                plan.add_error(BuildError::ZeroSetting {
+                    setting: "poll size",
+                });
+            }
+            plan.poll_size = events.max(1);
+        }
+        self
+    }
+
+    /// The clock stages read processing time from (default: the system
+    /// clock). Tests pass a `SimulatedClock`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let clock = Arc::new(sluice::SimulatedClock::new());
+    /// let pipeline = sluice::Pipeline::new().with_clock(clock);
+    /// # drop(pipeline);
+    /// ```
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        self.plan.borrow_mut().settings.clock = clock;
+        self
+    }
+
+    /// A stream of the events of `source`, read on a stage of its own.
+    ///
+    /// ```
+    /// use sluice::prelude::*;
+    ///
+    /// let pipeline = Pipeline::new();
+    /// let values = pipeline.source(UniformSource::new(7, 1000));
+    /// # drop(values);
+    /// ```
+    pub fn source<T, S>(&self, source: S) -> Stream<T>
+    where
+        T: Send + 'static,
+        S: Source<T> + 'static,
+    {
+        let exact_len = source.exact_len();
+        let name = self.plan.borrow_mut().next_name("source");
+        let stage = name.clone();
+        Stream::new(
+            self.plan.clone(),
+            stage,
+            exact_len,
+            Box::new(move |down: Box<dyn Operator<T>>, builder: &mut Builder| {
+                builder.executor.spawn_source(&name, Box::new(source), down);
+                Ok(())
+            }),
+        )
+    }
+
+    /// Checks the pipeline, starts every stage, and waits until all inputs
+    /// are processed and every sink is closed.
+    pub fn run(self) -> Result<PipelineReport> {
+        let plan = {
+            let mut plan = self.plan.borrow_mut();
+            let settings = plan.settings.clone();
+            std::mem::replace(&mut *plan, Plan::new(settings))
+        };
+        if let Some(error) = plan.errors.into_iter().next() {
+            return Err(error.into());
+        }
+        if plan.terminals.is_empty() {
+            return Err(BuildError::NoSink.into());
+        }
+        for check in &plan.checks {
+            check()?;
+        }
+        let mut executor = Executor::new(plan.settings.clock.clone());
+        executor.set_poll_size(plan.poll_size);
+        let mut builder = Builder {
+            executor,
+            settings: plan.settings,
+        };
+        for terminal in plan.terminals {
+            terminal(&mut builder)?;
+        }
+        let run = builder.executor.run()?;
+        Ok(PipelineReport { run })
+    }
+}
+
+impl Default for Pipeline {
+    fn default() -> Self {
+        Self::new()
+    }
+}

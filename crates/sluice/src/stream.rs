@@ -1,0 +1,469 @@
+use crate::ops::{Filter, FlatMap, GlobalAggregate, Inspect, Map, MapBatch, Rule};
+use crate::pipeline::{Builder, Plan};
+use crate::{BuildError, KeyedStream, RuleCounters};
+use sluice_connectors::{CollectSink, Collected};
+use sluice_core::{Aggregate, Batch, MIN_TIMESTAMP};
+use sluice_runtime::{edge, FlushPolicy, Operator, Sink, SinkOperator};
+use std::cell::RefCell;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::rc::Rc;
+use std::sync::Arc;
+
+type Connect<T> = Box<dyn FnOnce(Box<dyn Operator<T>>, &mut Builder) -> Result<(), BuildError>>;
+
+/// A stream of events of type `T`, being built.
+///
+/// Methods that transform a stream are fused onto the stage that produces
+/// it: no thread, no channel, one call per batch. [`Stream::batch`] is the
+/// exception: it starts a new stage behind an edge whose
+/// [`FlushPolicy`] decides how events are grouped into batches: one by one
+/// (event-driven) or many at a time (micro-batches).
+///
+/// ```
+/// use sluice::prelude::*;
+///
+/// let pipeline = Pipeline::new();
+/// let means = pipeline
+///     .source(IterSource::new(1..=10).with_event_time(|x| *x))
+///     .map(|x| x as f64)
+///     .batch(FlushPolicy::Count(5))
+///     .map_batch(|batch: &[f64]| batch.iter().sum::<f64>() / batch.len() as f64)
+///     .collect();
+/// pipeline.run()?;
+/// assert_eq!(means.take(), vec![3.0, 8.0]);
+/// # Ok::<(), sluice::Error>(())
+/// ```
+pub struct Stream<T> {
+    plan: Rc<RefCell<Plan>>,
+    /// The stage this stream's events are produced on.
+    stage: String,
+    /// How many events the stream will carry, when known in advance.
+    exact_len: Option<u64>,
+    connect: Connect<T>,
+}
+
+impl<T: Send + 'static> Stream<T> {
+    pub(crate) fn new(
+        plan: Rc<RefCell<Plan>>,
+        stage: String,
+        exact_len: Option<u64>,
+        connect: Connect<T>,
+    ) -> Self {
+        Self {
+            plan,
+            stage,
+            exact_len,
+            connect,
+        }
+    }
+
+    /// A stream whose events pass through the operator `make` builds, fused
+    /// onto the same stage.
+    fn fuse<U: Send + 'static>(
+        self,
+        exact_len: Option<u64>,
+        make: impl FnOnce(Box<dyn Operator<U>>) -> Box<dyn Operator<T>> + 'static,
+    ) -> Stream<U> {
+        let connect = self.connect;
+        Stream {
+            plan: self.plan,
+            stage: self.stage,
+            exact_len,
+            connect: Box::new(move |down, builder| connect(make(down), builder)),
+        }
+    }
+
+    /// Ends the stream in an operator (used by sinks).
+    fn terminate(self, last: Box<dyn Operator<T>>) {
+        let connect = self.connect;
+        self.plan
+            .borrow_mut()
+            .add_terminal(Box::new(move |builder| connect(last, builder)));
+    }
+
+    /// Transforms every event.
+    ///
+    /// ```
+    /// use sluice::prelude::*;
+    /// let p = Pipeline::new();
+    /// let out = p.source(IterSource::new(["a", "bb"])).map(str::len).collect();
+    /// p.run()?;
+    /// assert_eq!(out.take(), vec![1, 2]);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn map<U, F>(self, f: F) -> Stream<U>
+    where
+        U: Send + 'static,
+        F: FnMut(T) -> U + Send + 'static,
+    {
+        let exact_len = self.exact_len;
+        self.fuse(exact_len, move |down| {
+            Box::new(Map {
+                f,
+                out: Batch::new(),
+                down,
+                _in: PhantomData,
+            })
+        })
+    }
+
+    /// Keeps the events for which `predicate` holds.
+    ///
+    /// ```
+    /// use sluice::prelude::*;
+    /// let p = Pipeline::new();
+    /// let out = p.source(IterSource::new(1..=6)).filter(|x| x % 2 == 0).collect();
+    /// p.run()?;
+    /// assert_eq!(out.take(), vec![2, 4, 6]);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn filter<F>(self, predicate: F) -> Stream<T>
+    where
+        F: FnMut(&T) -> bool + Send + 'static,
+    {
+        self.fuse(None, move |down| {
+            Box::new(Filter {
+                predicate,
+                out: Batch::new(),
+                down,
+            })
+        })
+    }
+
+    /// Turns every event into zero or more events, which keep its event time.
+    ///
+    /// ```
+    /// use sluice::prelude::*;
+    /// let p = Pipeline::new();
+    /// let words = p
+    ///     .source(IterSource::new(["to be", "or not"]))
+    ///     .flat_map(|line| line.split(' ').map(String::from).collect::<Vec<_>>())
+    ///     .collect();
+    /// p.run()?;
+    /// assert_eq!(words.take(), vec!["to", "be", "or", "not"]);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn flat_map<U, I, F>(self, f: F) -> Stream<U>
+    where
+        U: Send + 'static,
+        I: IntoIterator<Item = U>,
+        F: FnMut(T) -> I + Send + 'static,
+    {
+        self.fuse(None, move |down| {
+            Box::new(FlatMap {
+                f,
+                out: Batch::new(),
+                down,
+                _in: PhantomData,
+            })
+        })
+    }
+
+    /// Shows every event to `f` (for logging, counting, debugging) and
+    /// passes it on unchanged.
+    ///
+    /// ```
+    /// use sluice::prelude::*;
+    /// use std::sync::{Arc, atomic::{AtomicU64, Ordering}};
+    ///
+    /// let seen = Arc::new(AtomicU64::new(0));
+    /// let counter = seen.clone();
+    /// let p = Pipeline::new();
+    /// let out = p
+    ///     .source(IterSource::new(0..5))
+    ///     .inspect(move |_| { counter.fetch_add(1, Ordering::Relaxed); })
+    ///     .collect();
+    /// p.run()?;
+    /// assert_eq!(seen.load(Ordering::Relaxed), 5);
+    /// assert_eq!(out.len(), 5);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn inspect<F>(self, f: F) -> Stream<T>
+    where
+        F: FnMut(&T) + Send + 'static,
+    {
+        let exact_len = self.exact_len;
+        self.fuse(exact_len, move |down| Box::new(Inspect { f, down }))
+    }
+
+    /// Runs a batch algorithm on every batch: one output per batch, whose
+    /// event time is the batch's latest. The batches are those released by
+    /// the nearest [`Stream::batch`] edge upstream (or the source's polls,
+    /// when there is none).
+    ///
+    /// ```
+    /// use sluice::prelude::*;
+    /// let p = Pipeline::new();
+    /// let sizes = p
+    ///     .source(IterSource::new(0..10))
+    ///     .batch(FlushPolicy::Batches(3))
+    ///     .map_batch(|batch: &[i32]| batch.len())
+    ///     .collect();
+    /// p.run()?;
+    /// assert_eq!(sizes.take(), vec![4, 3, 3]); // numpy.array_split(range(10), 3)
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn map_batch<R, F>(self, f: F) -> Stream<R>
+    where
+        R: Send + 'static,
+        F: FnMut(&[T]) -> R + Send + 'static,
+    {
+        self.fuse(None, move |down| {
+            Box::new(MapBatch {
+                f,
+                out: Batch::with_capacity(1),
+                down,
+                _in: PhantomData,
+            })
+        })
+    }
+
+    /// Starts a new stage behind an edge that groups events into batches
+    /// by `policy`: `EachEvent` for event-driven processing, `Count`,
+    /// `Interval`, `CountOrInterval`, `Batches` or `EventTime` for
+    /// micro-batches. The edge's channel is bounded, so a slow stage makes
+    /// this one wait (backpressure). A partial batch is released at the end
+    /// of the input.
+    ///
+    /// An invalid policy (a count or interval of zero, `Batches` on a stream
+    /// of unknown length) makes [`Pipeline::run`](crate::Pipeline::run)
+    /// fail with a [`BuildError`] that says how to fix it.
+    ///
+    /// ```
+    /// use sluice::prelude::*;
+    /// use std::time::Duration;
+    ///
+    /// let p = Pipeline::new();
+    /// let per_second = p
+    ///     .source(IterSource::new(0..2500).with_event_time(|i| *i))
+    ///     .batch(FlushPolicy::EventTime(Duration::from_secs(1)))
+    ///     .map_batch(|b: &[i64]| b.len())
+    ///     .collect();
+    /// p.run()?;
+    /// assert_eq!(per_second.take(), vec![1000, 1000, 500]);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn batch(self, policy: FlushPolicy) -> Stream<T> {
+        let (edge_name, stage) = {
+            let mut plan = self.plan.borrow_mut();
+            (
+                plan.next_name(&format!("{}-edge", self.stage)),
+                plan.next_name("stage"),
+            )
+        };
+        let exact_len = self.exact_len;
+        if let Err(error) = sluice_runtime::Batcher::<T>::new(policy, exact_len) {
+            self.plan
+                .borrow_mut()
+                .add_error(BuildError::InvalidBatching {
+                    edge: edge_name.clone(),
+                    error,
+                });
+        }
+        let upstream = self.connect;
+        let stage_name = stage.clone();
+        Stream {
+            plan: self.plan,
+            stage,
+            exact_len,
+            connect: Box::new(move |down, builder| {
+                let capacity = builder.settings.channel_capacity;
+                let clock = builder.settings.clock.clone();
+                let (sender, receiver) = edge::<T>(&edge_name, policy, capacity, clock, exact_len)
+                    .map_err(|error| BuildError::InvalidBatching {
+                        edge: edge_name.clone(),
+                        error,
+                    })?;
+                builder.executor.spawn_receiver(&stage_name, receiver, down);
+                upstream(Box::new(sender), builder)
+            }),
+        }
+    }
+
+    /// A rule: when `trigger` holds for an event, `action` runs on it and
+    /// its output flows on; other events stop here.
+    ///
+    /// ```
+    /// use sluice::prelude::*;
+    /// let p = Pipeline::new();
+    /// let alerts = p
+    ///     .source(IterSource::new([5, 15, 25]))
+    ///     .on(|x| *x > 10, |x| x * 2)
+    ///     .collect();
+    /// p.run()?;
+    /// assert_eq!(alerts.take(), vec![30, 50]);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn on<U, P, A>(self, trigger: P, action: A) -> Stream<U>
+    where
+        U: Send + 'static,
+        P: FnMut(&T) -> bool + Send + 'static,
+        A: FnMut(T) -> U + Send + 'static,
+    {
+        self.on_counted(trigger, action, Arc::new(RuleCounters::default()))
+    }
+
+    /// [`Stream::on`], with counters of how often the trigger was evaluated
+    /// and fired.
+    ///
+    /// ```
+    /// use sluice::prelude::*;
+    /// use std::sync::Arc;
+    ///
+    /// let counters = Arc::new(RuleCounters::default());
+    /// let p = Pipeline::new();
+    /// let out = p
+    ///     .source(IterSource::new([5, 15, 25]))
+    ///     .on_counted(|x| *x > 10, |x| x * 2, counters.clone())
+    ///     .collect();
+    /// p.run()?;
+    /// assert_eq!((counters.evaluated(), counters.fired()), (3, 2));
+    /// # drop(out);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn on_counted<U, P, A>(
+        self,
+        trigger: P,
+        action: A,
+        counters: Arc<RuleCounters>,
+    ) -> Stream<U>
+    where
+        U: Send + 'static,
+        P: FnMut(&T) -> bool + Send + 'static,
+        A: FnMut(T) -> U + Send + 'static,
+    {
+        self.fuse(None, move |down| {
+            Box::new(Rule {
+                trigger,
+                action,
+                counters,
+                out: Batch::new(),
+                down,
+                _in: PhantomData,
+            })
+        })
+    }
+
+    /// Groups the stream by a key, for per-key aggregates.
+    ///
+    /// ```
+    /// use sluice::prelude::*;
+    /// let p = Pipeline::new();
+    /// let counts = p
+    ///     .source(IterSource::new(["a", "b", "a"]))
+    ///     .key_by(|s| s.to_string())
+    ///     .aggregate(Count)
+    ///     .collect();
+    /// p.run()?;
+    /// assert_eq!(counts.take(), vec![("a".to_string(), 2), ("b".to_string(), 1)]);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn key_by<K, F>(self, key: F) -> KeyedStream<K, T>
+    where
+        K: Hash + Eq + Clone + Send + 'static,
+        F: FnMut(&T) -> K + Send + 'static,
+    {
+        KeyedStream::new(self, key)
+    }
+
+    /// One mergeable aggregate over the whole stream, emitted once at the
+    /// end of the input. Each batch is folded on its own and merged into
+    /// the total, so the result does not depend on how the input was cut.
+    ///
+    /// ```
+    /// use sluice::prelude::*;
+    /// let p = Pipeline::new();
+    /// let mean = p
+    ///     .source(IterSource::new([1.0, 2.0, 3.0, 4.0]))
+    ///     .batch(FlushPolicy::Count(3))
+    ///     .aggregate(Mean)
+    ///     .collect();
+    /// p.run()?;
+    /// assert_eq!(mean.take(), vec![Some(2.5)]);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn aggregate<A>(self, aggregate: A) -> Stream<A::Output>
+    where
+        A: Aggregate<T> + 'static,
+        A::Output: Send + 'static,
+    {
+        self.fuse(Some(1), move |down| {
+            let total = aggregate.init();
+            Box::new(GlobalAggregate {
+                aggregate,
+                total,
+                latest: MIN_TIMESTAMP,
+                down,
+            })
+        })
+    }
+
+    /// Ends the stream in a sink.
+    ///
+    /// ```
+    /// use sluice::prelude::*;
+    /// let p = Pipeline::new();
+    /// p.source(IterSource::new(1..=3)).sink(StdoutSink::display());
+    /// p.run()?;
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn sink<S: Sink<T> + 'static>(self, sink: S) {
+        self.terminate(Box::new(SinkOperator(sink)));
+    }
+
+    /// Ends the stream in memory: the handle returns the events after the run.
+    ///
+    /// ```
+    /// use sluice::prelude::*;
+    /// let p = Pipeline::new();
+    /// let out = p.source(IterSource::new(["x"])).collect();
+    /// p.run()?;
+    /// assert_eq!(out.take(), vec!["x"]);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn collect(self) -> Collected<T> {
+        let (sink, collected) = CollectSink::new();
+        self.sink(sink);
+        collected
+    }
+
+    /// Ends the stream in a function called for every event.
+    ///
+    /// ```
+    /// use sluice::prelude::*;
+    /// let p = Pipeline::new();
+    /// p.source(IterSource::new(1..=2)).for_each(|x| println!("got {x}"));
+    /// p.run()?;
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn for_each<F>(self, f: F)
+    where
+        F: FnMut(T) + Send + 'static,
+    {
+        self.sink(ForEach(f));
+    }
+
+    pub(crate) fn plan(&self) -> &Rc<RefCell<Plan>> {
+        &self.plan
+    }
+
+    /// Fuses a keyed operator (whose output count is not known in advance).
+    pub(crate) fn fuse_keyed<U: Send + 'static>(
+        self,
+        make: impl FnOnce(Box<dyn Operator<U>>) -> Box<dyn Operator<T>> + 'static,
+    ) -> Stream<U> {
+        self.fuse(None, make)
+    }
+}
+
+struct ForEach<F>(F);
+
+impl<T, F: FnMut(T) + Send> Sink<T> for ForEach<F> {
+    fn write(&mut self, batch: &mut Batch<T>) -> Result<(), sluice_runtime::BoxError> {
+        for (item, _) in batch.drain() {
+            (self.0)(item);
+        }
+        Ok(())
+    }
+}
