@@ -55,8 +55,8 @@ pub use stream::Stream;
 
 pub use sluice_core::{aggregate, cut, Aggregate, Batch, Timestamp};
 pub use sluice_runtime::{
-    Clock, EdgeSnapshot, FlushPolicy, RunReport, RuntimeError, SimulatedClock, Sink, Source,
-    SourceStatus, SystemClock,
+    BoxError, Clock, EdgeSnapshot, FlushPolicy, RunReport, RuntimeError, SimulatedClock, Sink,
+    Source, SourceStatus, SystemClock,
 };
 
 /// Sources and sinks (re-exported from `sluice-connectors`).

@@ -1,0 +1,309 @@
+//! The event bus: handlers decoupled from publishers, chains of topics,
+//! per-key order, retries, dead letters and a draining shutdown.
+
+use crossbeam_channel::unbounded;
+use sluice::bus::{Bus, BusConfig, BusError, DeadLetter, Handler, RetryPolicy};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[test]
+fn handlers_run_on_their_own_thread_and_do_not_block_the_publisher() {
+    let bus = Bus::new();
+    let topic = bus.topic::<u32>("jobs").unwrap();
+    let (gate_tx, gate_rx) = unbounded::<()>();
+    let (seen_tx, seen_rx) = unbounded();
+    let publisher = std::thread::current().id();
+    bus.subscribe(
+        &topic,
+        Handler::new("slow", move |job: &u32| {
+            gate_rx.recv().map_err(|e| e.to_string())?;
+            seen_tx
+                .send((*job, std::thread::current().id()))
+                .map_err(|e| e.to_string())
+        }),
+    )
+    .unwrap();
+    // The handler is blocked on the gate; publishing still returns.
+    for job in 0..3 {
+        topic.publish(job).unwrap();
+    }
+    for _ in 0..3 {
+        gate_tx.send(()).unwrap();
+    }
+    bus.shutdown();
+    let seen: Vec<_> = seen_rx.try_iter().collect();
+    assert_eq!(
+        seen.iter().map(|(j, _)| *j).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    assert!(seen.iter().all(|(_, thread)| *thread != publisher));
+}
+
+#[test]
+fn outputs_propagate_through_a_chain_of_topics() {
+    let bus = Bus::new();
+    let raw = bus.topic::<i64>("raw").unwrap();
+    let doubled = bus.topic::<i64>("doubled").unwrap();
+    let labelled = bus.topic::<String>("labelled").unwrap();
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let sink = out.clone();
+    bus.subscribe(
+        &labelled,
+        Handler::new("collect", move |s: &String| {
+            sink.lock().unwrap().push(s.clone());
+            Ok::<(), String>(())
+        }),
+    )
+    .unwrap();
+    bus.subscribe(
+        &doubled,
+        Handler::publishing("label", &labelled, |x: &i64| {
+            Ok::<_, String>(Some(format!("n={x}")))
+        }),
+    )
+    .unwrap();
+    bus.subscribe(
+        &raw,
+        Handler::publishing("double", &doubled, |x: &i64| {
+            Ok::<_, String>((*x > 0).then_some(x * 2))
+        }),
+    )
+    .unwrap();
+    for x in [-1, 1, 2] {
+        raw.publish(x).unwrap();
+    }
+    let report = bus.shutdown();
+    assert_eq!(*out.lock().unwrap(), vec!["n=2", "n=4"]);
+    assert_eq!(report.published, 3);
+    assert_eq!(report.handled, 3 + 2 + 2);
+}
+
+#[test]
+fn every_subscriber_gets_every_event() {
+    let bus = Bus::new();
+    let topic = bus.topic::<u8>("fanout").unwrap();
+    let counts: Vec<Arc<AtomicU32>> = (0..3).map(|_| Arc::new(AtomicU32::new(0))).collect();
+    for (i, count) in counts.iter().enumerate() {
+        let count = count.clone();
+        bus.subscribe(
+            &topic,
+            Handler::new(&format!("h{i}"), move |_: &u8| {
+                count.fetch_add(1, Ordering::SeqCst);
+                Ok::<(), String>(())
+            }),
+        )
+        .unwrap();
+    }
+    for _ in 0..100 {
+        topic.publish(7).unwrap();
+    }
+    bus.shutdown();
+    assert!(counts.iter().all(|c| c.load(Ordering::SeqCst) == 100));
+}
+
+#[test]
+fn per_key_order_is_kept_across_parallel_workers() {
+    let bus = Bus::with_config(BusConfig {
+        queue_capacity: 16,
+        ..BusConfig::default()
+    })
+    .unwrap();
+    let topic = bus.topic::<(u32, u32)>("orders").unwrap();
+    let seen: Arc<Mutex<HashMap<u32, Vec<u32>>>> = Arc::default();
+    let record = seen.clone();
+    bus.subscribe(
+        &topic,
+        Handler::new("per-customer", move |(customer, seq): &(u32, u32)| {
+            record
+                .lock()
+                .unwrap()
+                .entry(*customer)
+                .or_default()
+                .push(*seq);
+            Ok::<(), String>(())
+        })
+        .keyed(4, |(customer, _): &(u32, u32)| *customer),
+    )
+    .unwrap();
+    for seq in 0..2_000 {
+        topic.publish((seq % 13, seq)).unwrap();
+    }
+    bus.shutdown();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.values().map(Vec::len).sum::<usize>(), 2_000);
+    for (customer, seqs) in seen.iter() {
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "customer {customer} out of order"
+        );
+    }
+}
+
+#[test]
+fn a_failing_handler_is_retried_with_backoff_and_then_succeeds() {
+    let bus = Bus::new();
+    let topic = bus.topic::<u8>("flaky").unwrap();
+    let attempts = Arc::new(AtomicU32::new(0));
+    let tries = attempts.clone();
+    bus.subscribe(
+        &topic,
+        Handler::new("flaky", move |_: &u8| {
+            if tries.fetch_add(1, Ordering::SeqCst) < 2 {
+                Err("temporarily unavailable")
+            } else {
+                Ok(())
+            }
+        })
+        .with_retry(RetryPolicy {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(5),
+        }),
+    )
+    .unwrap();
+    topic.publish(1).unwrap();
+    let report = bus.shutdown();
+    assert_eq!(attempts.load(Ordering::SeqCst), 3);
+    assert_eq!((report.retries, report.dead_lettered), (2, 0));
+}
+
+#[test]
+fn an_event_that_keeps_failing_goes_to_the_dead_letter_topic_with_the_error() {
+    let bus = Bus::new();
+    let payments = bus.topic::<i64>("payments").unwrap();
+    let dead = bus.dead_letter_topic(&payments).unwrap();
+    let letters: Arc<Mutex<Vec<DeadLetter<i64>>>> = Arc::default();
+    let keep = letters.clone();
+    bus.subscribe(
+        &dead,
+        Handler::new("keep", move |l: &DeadLetter<i64>| {
+            keep.lock().unwrap().push(l.clone());
+            Ok::<(), String>(())
+        }),
+    )
+    .unwrap();
+    bus.subscribe(
+        &payments,
+        Handler::new("charge", |amount: &i64| {
+            if *amount < 0 {
+                Err(format!("negative amount {amount}"))
+            } else {
+                Ok(())
+            }
+        })
+        .with_retry(RetryPolicy {
+            max_attempts: 2,
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(1),
+        }),
+    )
+    .unwrap();
+    for amount in [10, -5, 20] {
+        payments.publish(amount).unwrap();
+    }
+    let report = bus.shutdown();
+    let letters = letters.lock().unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].event, -5);
+    assert_eq!(letters[0].error, "negative amount -5");
+    assert_eq!(
+        (
+            letters[0].attempts,
+            letters[0].handler.as_str(),
+            letters[0].topic.as_str()
+        ),
+        (2, "charge", "payments")
+    );
+    assert_eq!(report.dead_lettered, 1);
+    assert!(report.unclaimed.is_empty());
+}
+
+#[test]
+fn dead_letters_nobody_subscribed_to_are_kept_not_lost() {
+    let bus = Bus::new();
+    let topic = bus.topic::<u8>("t").unwrap();
+    bus.subscribe(
+        &topic,
+        Handler::new("panics", |_: &u8| -> Result<(), String> { panic!("boom") })
+            .with_retry(RetryPolicy::NEVER),
+    )
+    .unwrap();
+    topic.publish(9).unwrap();
+    let report = bus.shutdown();
+    assert_eq!(report.unclaimed.len(), 1);
+    assert_eq!(report.unclaimed[0].event, "9");
+    assert!(report.unclaimed[0].error.contains("boom"));
+}
+
+#[test]
+fn output_to_a_topic_without_subscriber_is_dead_lettered() {
+    let bus = Bus::new();
+    let input = bus.topic::<u8>("in").unwrap();
+    let nowhere = bus.topic::<u8>("nowhere").unwrap();
+    bus.subscribe(
+        &input,
+        Handler::publishing("forward", &nowhere, |x: &u8| Ok::<_, String>(Some(*x))),
+    )
+    .unwrap();
+    input.publish(1).unwrap();
+    let report = bus.shutdown();
+    assert_eq!(report.unclaimed.len(), 1);
+    assert!(
+        report.unclaimed[0].error.contains("no subscriber"),
+        "{:?}",
+        report.unclaimed
+    );
+}
+
+#[test]
+fn shutdown_drains_every_queue_before_stopping() {
+    // Queues large enough that most events are still queued when shutdown starts.
+    let bus = Bus::with_config(BusConfig {
+        queue_capacity: 1024,
+        ..BusConfig::default()
+    })
+    .unwrap();
+    let first = bus.topic::<u32>("first").unwrap();
+    let second = bus.topic::<u32>("second").unwrap();
+    let done = Arc::new(AtomicU32::new(0));
+    let count = done.clone();
+    bus.subscribe(
+        &second,
+        Handler::new("slow-end", move |_: &u32| {
+            std::thread::sleep(Duration::from_micros(50));
+            count.fetch_add(1, Ordering::SeqCst);
+            Ok::<(), String>(())
+        }),
+    )
+    .unwrap();
+    bus.subscribe(
+        &first,
+        Handler::publishing("relay", &second, |x: &u32| Ok::<_, String>(Some(*x))),
+    )
+    .unwrap();
+    let publisher = {
+        let first = first.clone();
+        std::thread::spawn(move || (0..500).filter(|x| first.publish(*x).is_ok()).count())
+    };
+    let accepted = publisher.join().unwrap();
+    assert!(
+        done.load(Ordering::SeqCst) < 500,
+        "the handler should still be behind"
+    );
+    let report = bus.shutdown();
+    assert_eq!(accepted, 500);
+    assert_eq!(done.load(Ordering::SeqCst), 500);
+    assert_eq!(report.handled, 1_000);
+    assert!(matches!(first.publish(1), Err(BusError::Closed { .. })));
+}
+
+#[test]
+fn topics_are_typed() {
+    let bus = Bus::new();
+    bus.topic::<u8>("x").unwrap();
+    let e = bus.topic::<String>("x").unwrap_err();
+    assert!(matches!(e, BusError::TypeMismatch { .. }));
+    assert!(e.to_string().contains("use another name"), "{e}");
+}
