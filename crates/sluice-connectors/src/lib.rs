@@ -22,6 +22,7 @@
 //! # Ok::<(), sluice_runtime::BoxError>(())
 //! ```
 #![deny(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod collect;
 mod generator;

@@ -20,6 +20,7 @@
 //! # Ok::<(), sluice_core::Error>(())
 //! ```
 #![deny(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod aggregate;
 mod batch;

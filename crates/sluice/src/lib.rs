@@ -38,6 +38,7 @@
 //! # Ok::<(), sluice::Error>(())
 //! ```
 #![deny(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod bus;
 mod error;
@@ -58,6 +59,11 @@ pub use sluice_runtime::{
     BoxError, Clock, EdgeSnapshot, FlushPolicy, RunReport, RuntimeError, SimulatedClock, Sink,
     Source, SourceStatus, SystemClock,
 };
+
+/// The README's guide, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
 
 /// Sources and sinks (re-exported from `sluice-connectors`).
 pub mod connectors {

@@ -147,10 +147,13 @@ struct Counters {
 
 type Closer = Box<dyn FnOnce() + Send>;
 
+/// A topic of any event type, with the name of that type.
+type NamedTopic = (Arc<dyn Any + Send + Sync>, &'static str);
+
 /// What every topic and handler of a bus shares.
 pub(crate) struct BusShared {
     config: BusConfig,
-    topics: Mutex<HashMap<String, (Arc<dyn Any + Send + Sync>, &'static str)>>,
+    topics: Mutex<HashMap<String, NamedTopic>>,
     closers: Mutex<Vec<Closer>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
     in_flight: InFlight,
