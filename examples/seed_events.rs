@@ -18,18 +18,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let printed = Arc::new(Mutex::new(Vec::new()));
 
     let seen = handled.clone();
-    bus.subscribe(&actions, Handler::new("handler", move |x: &i64| {
-        println!("Handler received: {x}");
-        seen.lock().map_err(|e| e.to_string())?.push(*x);
-        Ok::<(), String>(())
-    }))?;
-    bus.subscribe(&actions, Handler::publishing("propagator", &propagated, |x: &i64| Ok::<_, String>(Some(*x))))?;
+    bus.subscribe(
+        &actions,
+        Handler::new("handler", move |x: &i64| {
+            println!("Handler received: {x}");
+            seen.lock().map_err(|e| e.to_string())?.push(*x);
+            Ok::<(), String>(())
+        }),
+    )?;
+    bus.subscribe(
+        &actions,
+        Handler::publishing("propagator", &propagated, |x: &i64| {
+            Ok::<_, String>(Some(*x))
+        }),
+    )?;
     let out = printed.clone();
-    bus.subscribe(&propagated, Handler::new("printer", move |x: &i64| {
-        println!("Propagated event: {x}");
-        out.lock().map_err(|e| e.to_string())?.push(*x);
-        Ok::<(), String>(())
-    }))?;
+    bus.subscribe(
+        &propagated,
+        Handler::new("printer", move |x: &i64| {
+            println!("Propagated event: {x}");
+            out.lock().map_err(|e| e.to_string())?.push(*x);
+            Ok::<(), String>(())
+        }),
+    )?;
 
     let rule = Arc::new(RuleCounters::default());
     let pipeline = Pipeline::new();
@@ -53,7 +64,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut printed = printed.lock().map_err(|e| e.to_string())?.clone();
     handled.sort_unstable();
     printed.sort_unstable();
-    assert_eq!(handled, vec![30, 50], "the handler receives the action's outputs; 5 does not trigger");
-    assert_eq!(printed, vec![30, 50], "the propagated topic receives the same events");
+    assert_eq!(
+        handled,
+        vec![30, 50],
+        "the handler receives the action's outputs; 5 does not trigger"
+    );
+    assert_eq!(
+        printed,
+        vec![30, 50],
+        "the propagated topic receives the same events"
+    );
     Ok(())
 }

@@ -38,23 +38,48 @@ fn main() -> Result<(), sluice::Error> {
 
     let cuts = [
         ("1,000 events per batch", FlushPolicy::Count(1_000)),
-        ("1,000 batches, as numpy.array_split(data, 1000)", FlushPolicy::Batches(1_000)),
-        ("7 balanced batches (sizes differ by one)", FlushPolicy::Batches(7)),
+        (
+            "1,000 batches, as numpy.array_split(data, 1000)",
+            FlushPolicy::Batches(1_000),
+        ),
+        (
+            "7 balanced batches (sizes differ by one)",
+            FlushPolicy::Batches(7),
+        ),
     ];
     for (label, policy) in cuts {
         let (partials, merged) = run(policy)?;
         let means: Vec<f64> = partials.iter().filter_map(|p| Mean.finish(p)).collect();
         let mean_of_means = means.iter().sum::<f64>() / means.len() as f64;
         let sizes: Vec<u64> = partials.iter().map(|p| p.count).collect();
-        let (smallest, largest) = (sizes.iter().min().copied().unwrap_or(0), sizes.iter().max().copied().unwrap_or(0));
+        let (smallest, largest) = (
+            sizes.iter().min().copied().unwrap_or(0),
+            sizes.iter().max().copied().unwrap_or(0),
+        );
         println!();
-        println!("{label}: {} batches of {smallest}..={largest} events", partials.len());
+        println!(
+            "{label}: {} batches of {smallest}..={largest} events",
+            partials.len()
+        );
         let first: Vec<String> = means.iter().take(5).map(|m| format!("{m:.4}")).collect();
         println!("  first batch means:   {}", first.join(", "));
-        println!("  merged (sum, count): {merged:.15}   error {:.1e}", (merged - one_pass).abs());
-        println!("  mean of the means:   {mean_of_means:.15}   error {:.1e}", (mean_of_means - one_pass).abs());
-        assert!((merged - one_pass).abs() <= 1e-12 * one_pass, "merged mean must equal the one-pass mean");
-        assert_eq!(sizes.iter().sum::<u64>(), EVENTS, "every value is in exactly one batch");
+        println!(
+            "  merged (sum, count): {merged:.15}   error {:.1e}",
+            (merged - one_pass).abs()
+        );
+        println!(
+            "  mean of the means:   {mean_of_means:.15}   error {:.1e}",
+            (mean_of_means - one_pass).abs()
+        );
+        assert!(
+            (merged - one_pass).abs() <= 1e-12 * one_pass,
+            "merged mean must equal the one-pass mean"
+        );
+        assert_eq!(
+            sizes.iter().sum::<u64>(),
+            EVENTS,
+            "every value is in exactly one batch"
+        );
     }
     println!();
     println!("Averaging per-batch means is exact only when every batch has the same size;");

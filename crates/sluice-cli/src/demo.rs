@@ -53,7 +53,11 @@ fn run_statistics(args: &DemoArgs, policy: FlushPolicy) -> Result<Statistics> {
     let started = Instant::now();
     pipeline.run()?;
     let elapsed = started.elapsed();
-    let mean = mean.take().pop().flatten().context("the mean of no values")?;
+    let mean = mean
+        .take()
+        .pop()
+        .flatten()
+        .context("the mean of no values")?;
     Ok(Statistics {
         batches: batches.len(),
         mean,
@@ -67,13 +71,18 @@ fn statistics(args: &DemoArgs) -> Result<()> {
         args.events, args.seed
     );
     let values = UniformSource::values(args.seed, args.events);
-    let one_pass = Mean.finish(&Mean.fold(&values)).context("the mean of no values")?;
+    let one_pass = Mean
+        .finish(&Mean.fold(&values))
+        .context("the mean of no values")?;
     let batch_size = usize::try_from(args.batch_size)?;
     let runs = [
         ("event mode (each event)", FlushPolicy::EachEvent),
         ("micro-batch mode", FlushPolicy::Count(batch_size)),
     ];
-    println!("   {:<26} {:>8}  {:<20} {:>10}", "mode", "batches", "global mean", "time");
+    println!(
+        "   {:<26} {:>8}  {:<20} {:>10}",
+        "mode", "batches", "global mean", "time"
+    );
     let mut means = Vec::new();
     for (label, policy) in runs {
         let result = run_statistics(args, policy)?;
@@ -86,10 +95,17 @@ fn statistics(args: &DemoArgs) -> Result<()> {
         );
         means.push(result.mean);
     }
-    println!("   {:<26} {:>8}  {:<20.15}", "one pass, no batches", 1, one_pass);
-    let agree = means.iter().all(|m| (m - one_pass).abs() <= 1e-12 * one_pass);
+    println!(
+        "   {:<26} {:>8}  {:<20.15}",
+        "one pass, no batches", 1, one_pass
+    );
+    let agree = means
+        .iter()
+        .all(|m| (m - one_pass).abs() <= 1e-12 * one_pass);
     ensure!(agree, "the modes disagree: {means:?} vs {one_pass}");
-    println!("   The results agree (to 1e-12): each batch's (sum, count) is merged, never its mean.");
+    println!(
+        "   The results agree (to 1e-12): each batch's (sum, count) is merged, never its mean."
+    );
     Ok(())
 }
 
@@ -108,16 +124,27 @@ fn run_rules(policy: FlushPolicy) -> Result<Reactions> {
     let handled = Arc::new(Mutex::new(Vec::new()));
     let printed = Arc::new(Mutex::new(Vec::new()));
     let seen = handled.clone();
-    bus.subscribe(&actions, Handler::new("handler", move |x: &i64| {
-        seen.lock().map_err(|e| e.to_string())?.push(*x);
-        Ok::<(), String>(())
-    }))?;
-    bus.subscribe(&actions, Handler::publishing("propagator", &propagated, |x: &i64| Ok::<_, String>(Some(*x))))?;
+    bus.subscribe(
+        &actions,
+        Handler::new("handler", move |x: &i64| {
+            seen.lock().map_err(|e| e.to_string())?.push(*x);
+            Ok::<(), String>(())
+        }),
+    )?;
+    bus.subscribe(
+        &actions,
+        Handler::publishing("propagator", &propagated, |x: &i64| {
+            Ok::<_, String>(Some(*x))
+        }),
+    )?;
     let out = printed.clone();
-    bus.subscribe(&propagated, Handler::new("printer", move |x: &i64| {
-        out.lock().map_err(|e| e.to_string())?.push(*x);
-        Ok::<(), String>(())
-    }))?;
+    bus.subscribe(
+        &propagated,
+        Handler::new("printer", move |x: &i64| {
+            out.lock().map_err(|e| e.to_string())?.push(*x);
+            Ok::<(), String>(())
+        }),
+    )?;
     let rule = Arc::new(RuleCounters::default());
     let pipeline = Pipeline::new();
     pipeline
@@ -130,7 +157,11 @@ fn run_rules(policy: FlushPolicy) -> Result<Reactions> {
     let report = bus.shutdown();
     let elapsed = started.elapsed();
     if report.dead_lettered > 0 {
-        bail!("{} events were dead-lettered: {:?}", report.dead_lettered, report.unclaimed);
+        bail!(
+            "{} events were dead-lettered: {:?}",
+            report.dead_lettered,
+            report.unclaimed
+        );
     }
     let take = |v: &Arc<Mutex<Vec<i64>>>| -> Result<Vec<i64>> {
         let mut v = v.lock().map_err(|e| anyhow::anyhow!("{e}"))?.clone();
@@ -154,7 +185,11 @@ fn rules() -> Result<()> {
     let mut results = Vec::new();
     for (label, policy) in runs {
         let r = run_rules(policy)?;
-        println!("   {label}: the rule fired {} times ({})", r.fired, format_duration(r.elapsed));
+        println!(
+            "   {label}: the rule fired {} times ({})",
+            r.fired,
+            format_duration(r.elapsed)
+        );
         println!("      handler received: {:?}", r.handled);
         for x in &r.propagated {
             println!("      Propagated event: {x}");
@@ -165,7 +200,9 @@ fn rules() -> Result<()> {
         results.iter().all(|r| *r == (vec![30, 50], vec![30, 50])),
         "unexpected reactions: {results:?}"
     );
-    println!("   The results agree: 5 does not trigger; the handlers receive the action's outputs.");
+    println!(
+        "   The results agree: 5 does not trigger; the handlers receive the action's outputs."
+    );
     Ok(())
 }
 
