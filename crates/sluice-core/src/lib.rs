@@ -27,6 +27,8 @@ mod batch;
 pub mod cut;
 mod error;
 mod time;
+pub mod timer;
+pub mod window;
 
 pub use aggregate::Aggregate;
 pub use batch::Batch;

@@ -59,7 +59,9 @@ impl<T> Batcher<T> {
             FlushPolicy::EachEvent => 1,
             FlushPolicy::Count(n) | FlushPolicy::CountOrInterval(n, _) => n,
             FlushPolicy::Batches(_) => next_nonzero(&mut balanced),
-            FlushPolicy::Interval(_) | FlushPolicy::EventTime(_) => usize::MAX,
+            FlushPolicy::Interval(_) | FlushPolicy::EventTime(_) | FlushPolicy::Forward => {
+                usize::MAX
+            }
         };
         let capacity = target.min(4096);
         Ok(Self {
@@ -96,8 +98,13 @@ impl<T> Batcher<T> {
         if self.held.is_empty() {
             self.held_since = Some(now);
         }
-        if let FlushPolicy::EventTime(d) = self.policy {
-            return self.push_by_event_time(input, d, release);
+        match self.policy {
+            FlushPolicy::EventTime(d) => return self.push_by_event_time(input, d, release),
+            FlushPolicy::Forward => {
+                input.append_into(&mut self.held);
+                return self.release_held(release);
+            }
+            _ => {}
         }
         // Fast path: everything fits below the target.
         if self.held.len() + input.len() < self.target {

@@ -1,6 +1,6 @@
 use crate::{Batcher, Clock, EdgeMetrics, FlushPolicy, Operator, OperatorError, OperatorResult};
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
-use sluice_core::{Batch, Error};
+use sluice_core::{Batch, Error, Timestamp, MIN_TIMESTAMP};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,13 +9,26 @@ use std::time::Duration;
 pub enum Message<T> {
     /// Events released by the sender's flush policy.
     Batch(Batch<T>),
-    /// The sender's input ended; nothing follows.
+    /// The sender's watermark; it follows every event that raised it.
+    Watermark(Timestamp),
+    /// The sender has no events for now; do not wait for its watermark.
+    Idle,
+    /// The sender's input ended; nothing follows from it.
     End,
 }
 
-/// Creates an edge: a batcher with `policy` in front of a channel of
-/// `capacity` batches. `exact_len` is the number of events the edge will
-/// carry, when known (needed by `FlushPolicy::Batches`).
+/// A message and the index of the sender it comes from.
+#[derive(Debug)]
+pub struct Envelope<T> {
+    /// Which sender of the edge.
+    pub from: usize,
+    /// What it sent.
+    pub message: Message<T>,
+}
+
+/// Creates an edge from one sender: a batcher with `policy` in front of a
+/// channel of `capacity` batches. `exact_len` is the number of events the
+/// edge will carry, when known (needed by `FlushPolicy::Batches`).
 ///
 /// The sender is an [`Operator`] to fuse at the end of the upstream stage;
 /// the receiver feeds [`crate::stage::run_receiver`].
@@ -26,50 +39,121 @@ pub fn edge<T: Send>(
     clock: Arc<dyn Clock>,
     exact_len: Option<u64>,
 ) -> Result<(EdgeSender<T>, EdgeReceiver<T>), Error> {
+    let (mut senders, receiver) = multi_edge(name, policy, capacity, clock, exact_len, 1)?;
+    let sender = senders.pop().ok_or(Error::ZeroBatchCount)?;
+    Ok((sender, receiver))
+}
+
+/// Creates an edge from `senders` senders into one receiver, which follows
+/// the minimum of their watermarks and ends when all of them have ended.
+pub fn multi_edge<T: Send>(
+    name: &str,
+    policy: FlushPolicy,
+    capacity: usize,
+    clock: Arc<dyn Clock>,
+    exact_len: Option<u64>,
+    senders: usize,
+) -> Result<(Vec<EdgeSender<T>>, EdgeReceiver<T>), Error> {
     if capacity == 0 {
         return Err(Error::ZeroBatchSize);
     }
-    let batcher = Batcher::new(policy, exact_len)?;
-    let (tx, rx) = bounded(capacity);
-    // Emptied buffers go back to the sender; one more than can be in flight.
-    let (pool_tx, pool_rx) = bounded(capacity + 2);
+    // Room for at least one message per sender, so that ending an unused
+    // sender never waits.
+    let (tx, rx) = bounded(capacity.max(senders));
+    // Emptied buffers go back to the senders; a few more than can be in flight.
+    let (pool_tx, pool_rx) = bounded(capacity + 2 * senders);
     let metrics = Arc::new(EdgeMetrics::default());
-    let uses_clock = policy.interval().is_some();
+    let exact_len = if senders == 1 { exact_len } else { None };
+    let mut ends = Vec::with_capacity(senders);
+    for id in 0..senders {
+        ends.push(EdgeSender {
+            batcher: Batcher::new(policy, exact_len)?,
+            outbox: Outbox {
+                id,
+                tx: tx.clone(),
+                pool: pool_rx.clone(),
+                metrics: metrics.clone(),
+                capacity: policy.max_batch().unwrap_or(1024).min(4096),
+                sent_events: 0,
+            },
+            clock: clock.clone(),
+            uses_clock: policy.interval().is_some(),
+            pending_watermark: None,
+            last_watermark: MIN_TIMESTAMP,
+        });
+    }
     Ok((
-        EdgeSender {
-            batcher,
-            tx,
-            pool: pool_rx,
-            metrics: metrics.clone(),
-            clock,
-            uses_clock,
-            buffer_capacity: policy.max_batch().unwrap_or(1024).min(4096),
-        },
+        ends,
         EdgeReceiver {
             name: name.to_string(),
             rx,
             pool: pool_tx,
             metrics,
+            senders,
         },
     ))
 }
 
-/// The sending end of an edge: batches events by its flush policy and sends
-/// them, blocking while the channel is full.
-pub struct EdgeSender<T> {
-    batcher: Batcher<T>,
-    tx: Sender<Message<T>>,
+/// The sending side's channel end and counters.
+struct Outbox<T> {
+    id: usize,
+    tx: Sender<Envelope<T>>,
     pool: Receiver<Batch<T>>,
     metrics: Arc<EdgeMetrics>,
+    capacity: usize,
+    sent_events: u64,
+}
+
+impl<T> Outbox<T> {
+    fn send(&self, message: Message<T>) -> OperatorResult {
+        let envelope = Envelope {
+            from: self.id,
+            message,
+        };
+        let envelope = match self.tx.try_send(envelope) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Full(envelope)) => envelope,
+            Err(TrySendError::Disconnected(_)) => return Err(OperatorError::DownstreamGone),
+        };
+        self.metrics.blocked();
+        self.tx
+            .send(envelope)
+            .map_err(|_| OperatorError::DownstreamGone)
+    }
+
+    /// Sends `held`, swapping in a recycled buffer.
+    fn send_batch(&mut self, held: &mut Batch<T>) -> OperatorResult {
+        let fresh = self
+            .pool
+            .try_recv()
+            .unwrap_or_else(|_| Batch::with_capacity(self.capacity));
+        let full = std::mem::replace(held, fresh);
+        let events = full.len();
+        self.send(Message::Batch(full))?;
+        self.metrics.sent(events);
+        self.sent_events += events as u64;
+        Ok(())
+    }
+}
+
+/// The sending end of an edge: batches events by its flush policy and sends
+/// them, blocking while the channel is full. A watermark is sent only after
+/// every event that arrived before it, so it never overtakes them.
+pub struct EdgeSender<T> {
+    batcher: Batcher<T>,
+    outbox: Outbox<T>,
     clock: Arc<dyn Clock>,
     uses_clock: bool,
-    buffer_capacity: usize,
+    /// A watermark waiting for the events held before it: sent once
+    /// `sent_events` reaches the count.
+    pending_watermark: Option<(Timestamp, u64)>,
+    last_watermark: Timestamp,
 }
 
 impl<T: Send> EdgeSender<T> {
     /// The edge's counters.
     pub fn metrics(&self) -> Arc<EdgeMetrics> {
-        self.metrics.clone()
+        self.outbox.metrics.clone()
     }
 
     fn now(&self) -> Duration {
@@ -79,70 +163,69 @@ impl<T: Send> EdgeSender<T> {
             Duration::ZERO
         }
     }
-}
 
-/// Sends `held`, swapping in a recycled buffer.
-fn send<T>(
-    held: &mut Batch<T>,
-    tx: &Sender<Message<T>>,
-    pool: &Receiver<Batch<T>>,
-    metrics: &EdgeMetrics,
-    capacity: usize,
-) -> OperatorResult {
-    let fresh = pool
-        .try_recv()
-        .unwrap_or_else(|_| Batch::with_capacity(capacity));
-    let full = std::mem::replace(held, fresh);
-    let events = full.len();
-    let message = match tx.try_send(Message::Batch(full)) {
-        Ok(()) => {
-            metrics.sent(events);
-            return Ok(());
+    fn send_due_watermark(&mut self) -> OperatorResult {
+        if let Some((watermark, after)) = self.pending_watermark {
+            if self.outbox.sent_events >= after {
+                self.pending_watermark = None;
+                self.outbox.send(Message::Watermark(watermark))?;
+            }
         }
-        Err(TrySendError::Full(message)) => message,
-        Err(TrySendError::Disconnected(_)) => return Err(OperatorError::DownstreamGone),
-    };
-    metrics.blocked();
-    tx.send(message)
-        .map_err(|_| OperatorError::DownstreamGone)?;
-    metrics.sent(events);
-    Ok(())
+        Ok(())
+    }
 }
 
 impl<T: Send> Operator<T> for EdgeSender<T> {
     fn on_batch(&mut self, batch: &mut Batch<T>) -> OperatorResult {
         let now = self.now();
-        let (tx, pool, metrics, capacity) =
-            (&self.tx, &self.pool, &*self.metrics, self.buffer_capacity);
-        self.batcher.push(batch, now, &mut |held| {
-            send(held, tx, pool, metrics, capacity)
-        })
+        let outbox = &mut self.outbox;
+        self.batcher
+            .push(batch, now, &mut |held| outbox.send_batch(held))?;
+        self.send_due_watermark()
     }
 
     fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
-        let (tx, pool, metrics, capacity) =
-            (&self.tx, &self.pool, &*self.metrics, self.buffer_capacity);
-        self.batcher
-            .tick(now, &mut |held| send(held, tx, pool, metrics, capacity))
+        let outbox = &mut self.outbox;
+        let deadline = self
+            .batcher
+            .tick(now, &mut |held| outbox.send_batch(held))?;
+        self.send_due_watermark()?;
+        Ok(deadline)
+    }
+
+    fn on_watermark(&mut self, watermark: Timestamp) -> OperatorResult {
+        if watermark <= self.last_watermark {
+            return Ok(());
+        }
+        self.last_watermark = watermark;
+        let after = self.outbox.sent_events + self.batcher.held() as u64;
+        self.pending_watermark = Some((watermark, after));
+        self.send_due_watermark()
+    }
+
+    fn on_idle(&mut self) -> OperatorResult {
+        self.send_due_watermark()?;
+        if self.pending_watermark.is_none() && self.batcher.held() == 0 {
+            self.outbox.send(Message::Idle)?;
+        }
+        Ok(())
     }
 
     fn on_end(&mut self) -> OperatorResult {
-        let (tx, pool, metrics, capacity) =
-            (&self.tx, &self.pool, &*self.metrics, self.buffer_capacity);
-        self.batcher
-            .finish(&mut |held| send(held, tx, pool, metrics, capacity))?;
-        self.tx
-            .send(Message::End)
-            .map_err(|_| OperatorError::DownstreamGone)
+        let outbox = &mut self.outbox;
+        self.batcher.finish(&mut |held| outbox.send_batch(held))?;
+        self.send_due_watermark()?;
+        self.outbox.send(Message::End)
     }
 }
 
 /// The receiving end of an edge.
 pub struct EdgeReceiver<T> {
     name: String,
-    pub(crate) rx: Receiver<Message<T>>,
+    pub(crate) rx: Receiver<Envelope<T>>,
     pub(crate) pool: Sender<Batch<T>>,
     pub(crate) metrics: Arc<EdgeMetrics>,
+    pub(crate) senders: usize,
 }
 
 impl<T> EdgeReceiver<T> {
@@ -156,9 +239,107 @@ impl<T> EdgeReceiver<T> {
         self.metrics.clone()
     }
 
-    /// Returns an emptied buffer to the sender for reuse.
+    /// How many senders feed this receiver.
+    pub fn senders(&self) -> usize {
+        self.senders
+    }
+
+    /// Returns an emptied buffer to the senders for reuse.
     pub(crate) fn recycle(&self, mut batch: Batch<T>) {
         batch.clear();
         let _ = self.pool.try_send(batch);
+    }
+}
+
+type Route<T> = Arc<dyn Fn(&T) -> u64 + Send + Sync>;
+
+/// The sending end of a key exchange: routes every event to the receiver
+/// its key hashes to, through one batching edge per receiver. Watermarks,
+/// idleness and the end go to every receiver.
+pub struct ExchangeSender<T> {
+    senders: Vec<EdgeSender<T>>,
+    route: Route<T>,
+    scratch: Vec<Batch<T>>,
+}
+
+/// Creates a key exchange from `upstream` senders to `downstream` receivers:
+/// one [`ExchangeSender`] per upstream instance, one [`EdgeReceiver`] per
+/// downstream instance. `route` hashes an event's key.
+pub fn exchange<T: Send>(
+    name: &str,
+    policy: FlushPolicy,
+    capacity: usize,
+    clock: Arc<dyn Clock>,
+    upstream: usize,
+    downstream: usize,
+    route: Route<T>,
+) -> Result<(Vec<ExchangeSender<T>>, Vec<EdgeReceiver<T>>), Error> {
+    let mut columns: Vec<std::vec::IntoIter<EdgeSender<T>>> = Vec::with_capacity(downstream);
+    let mut receivers = Vec::with_capacity(downstream);
+    for d in 0..downstream {
+        let (senders, receiver) = multi_edge(
+            &format!("{name}-{d}"),
+            policy,
+            capacity,
+            clock.clone(),
+            None,
+            upstream,
+        )?;
+        columns.push(senders.into_iter());
+        receivers.push(receiver);
+    }
+    let mut senders = Vec::with_capacity(upstream);
+    for _ in 0..upstream {
+        let row: Vec<EdgeSender<T>> = columns.iter_mut().filter_map(Iterator::next).collect();
+        senders.push(ExchangeSender {
+            scratch: (0..row.len()).map(|_| Batch::new()).collect(),
+            senders: row,
+            route: route.clone(),
+        });
+    }
+    Ok((senders, receivers))
+}
+
+impl<T: Send> Operator<T> for ExchangeSender<T> {
+    fn on_batch(&mut self, batch: &mut Batch<T>) -> OperatorResult {
+        let n = self.senders.len() as u64;
+        if n == 1 {
+            return self.senders[0].on_batch(batch);
+        }
+        for (item, time) in batch.drain() {
+            let to = ((self.route)(&item) % n) as usize;
+            self.scratch[to].push(item, time);
+        }
+        for (sender, part) in self.senders.iter_mut().zip(&mut self.scratch) {
+            if !part.is_empty() {
+                sender.on_batch(part)?;
+                part.clear();
+            }
+        }
+        Ok(())
+    }
+
+    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
+        let mut earliest: Option<Duration> = None;
+        for sender in &mut self.senders {
+            if let Some(d) = sender.on_tick(now)? {
+                earliest = Some(earliest.map_or(d, |e| e.min(d)));
+            }
+        }
+        Ok(earliest)
+    }
+
+    fn on_watermark(&mut self, watermark: Timestamp) -> OperatorResult {
+        self.senders
+            .iter_mut()
+            .try_for_each(|s| s.on_watermark(watermark))
+    }
+
+    fn on_idle(&mut self) -> OperatorResult {
+        self.senders.iter_mut().try_for_each(|s| s.on_idle())
+    }
+
+    fn on_end(&mut self) -> OperatorResult {
+        self.senders.iter_mut().try_for_each(|s| s.on_end())
     }
 }

@@ -8,6 +8,10 @@ use std::time::{Duration, Instant};
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// Processing time now.
     fn now(&self) -> Duration;
+
+    /// Wall-clock time now, in ms since the Unix epoch: what "the future"
+    /// means for event times.
+    fn wall_ms(&self) -> i64;
 }
 
 /// The machine's monotonic clock.
@@ -42,9 +46,16 @@ impl Clock for SystemClock {
     fn now(&self) -> Duration {
         self.start.elapsed()
     }
+
+    fn wall_ms(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    }
 }
 
-/// A clock that moves only when told to: for deterministic tests.
+/// A clock that moves only when told to: for deterministic tests. Its wall
+/// clock starts at the epoch plus `wall_start_ms` (0 by default).
 ///
 /// ```
 /// use sluice_runtime::{Clock, SimulatedClock};
@@ -57,12 +68,21 @@ impl Clock for SystemClock {
 #[derive(Debug, Default)]
 pub struct SimulatedClock {
     nanos: AtomicU64,
+    wall_start_ms: i64,
 }
 
 impl SimulatedClock {
     /// A clock at zero.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A clock at zero whose wall clock reads `wall_start_ms` at zero.
+    pub fn with_wall_start(wall_start_ms: i64) -> Self {
+        Self {
+            nanos: AtomicU64::new(0),
+            wall_start_ms,
+        }
     }
 
     /// Moves the clock forward.
@@ -81,5 +101,10 @@ impl SimulatedClock {
 impl Clock for SimulatedClock {
     fn now(&self) -> Duration {
         Duration::from_nanos(self.nanos.load(Ordering::SeqCst))
+    }
+
+    fn wall_ms(&self) -> i64 {
+        let elapsed = i64::try_from(self.now().as_millis()).unwrap_or(i64::MAX);
+        self.wall_start_ms.saturating_add(elapsed)
     }
 }

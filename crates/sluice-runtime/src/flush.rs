@@ -34,6 +34,8 @@ pub enum FlushPolicy {
     /// A new batch whenever an event falls in another event-time interval
     /// `[m * d, (m + 1) * d)` than the events held.
     EventTime(Duration),
+    /// Every incoming batch is released as it is: the batching upstream is kept.
+    Forward,
 }
 
 impl Default for FlushPolicy {
@@ -47,7 +49,7 @@ impl FlushPolicy {
     /// Checks the policy's arguments; the error says how to fix them.
     pub fn validate(&self) -> Result<(), Error> {
         match *self {
-            FlushPolicy::EachEvent => Ok(()),
+            FlushPolicy::EachEvent | FlushPolicy::Forward => Ok(()),
             FlushPolicy::Count(0) | FlushPolicy::CountOrInterval(0, _) => Err(Error::ZeroBatchSize),
             FlushPolicy::Batches(0) => Err(Error::ZeroBatchCount),
             FlushPolicy::Interval(d) | FlushPolicy::CountOrInterval(_, d) if d.is_zero() => {

@@ -59,16 +59,20 @@ mod executor;
 mod flush;
 mod metrics;
 mod operator;
+mod progress;
 mod source;
 pub mod stage;
 
 pub use batcher::Batcher;
-pub use channel::{edge, EdgeReceiver, EdgeSender, Message};
+pub use channel::{
+    edge, exchange, multi_edge, EdgeReceiver, EdgeSender, Envelope, ExchangeSender, Message,
+};
 pub use clock::{Clock, SimulatedClock, SystemClock};
 pub use error::{BoxError, RuntimeError, RuntimeResult};
 pub use executor::{Executor, RunReport, DEFAULT_POLL_SIZE};
 pub use flush::FlushPolicy;
 pub use metrics::{EdgeMetrics, EdgeSnapshot};
 pub use operator::{Operator, OperatorError, OperatorResult, Sink, SinkOperator};
+pub use progress::InputProgress;
 pub use sluice_core::Batch;
 pub use source::{Source, SourceStatus};

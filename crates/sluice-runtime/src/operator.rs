@@ -1,5 +1,5 @@
 use crate::BoxError;
-use sluice_core::Batch;
+use sluice_core::{Batch, Timestamp};
 use std::time::Duration;
 use thiserror::Error;
 
@@ -27,6 +27,11 @@ pub type OperatorResult = Result<(), OperatorError>;
 /// - `on_tick` is called with the processing time after every input batch
 ///   and when a deadline an operator asked for has passed; it returns the
 ///   earliest deadline the operator and those after it need, if any;
+/// - `on_watermark` says that no event with an earlier event time will
+///   follow (except late ones); it comes after the events that raised it,
+///   and an operator passes it on after what it released because of it;
+/// - `on_idle` says that the input has no events for now and should not
+///   hold the watermark of the operators after it back;
 /// - `on_end` is called once when the input is complete: an operator
 ///   releases what it holds, then passes `on_end` on;
 /// - errors travel up to the stage loop, which stops the stage and reports them.
@@ -37,6 +42,19 @@ pub trait Operator<T>: Send {
     /// Processing time has advanced; returns the next deadline needed.
     fn on_tick(&mut self, _now: Duration) -> Result<Option<Duration>, OperatorError> {
         Ok(None)
+    }
+
+    /// The event-time watermark has advanced to `watermark`.
+    ///
+    /// The default does nothing: right for sinks; every operator with an
+    /// operator after it must pass it on.
+    fn on_watermark(&mut self, _watermark: Timestamp) -> OperatorResult {
+        Ok(())
+    }
+
+    /// The input is idle. The default does nothing (see `on_watermark`).
+    fn on_idle(&mut self) -> OperatorResult {
+        Ok(())
     }
 
     /// The input is complete.
@@ -52,6 +70,12 @@ impl<T, O: Operator<T> + ?Sized> Operator<T> for Box<O> {
     }
     fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
         (**self).on_tick(now)
+    }
+    fn on_watermark(&mut self, watermark: Timestamp) -> OperatorResult {
+        (**self).on_watermark(watermark)
+    }
+    fn on_idle(&mut self) -> OperatorResult {
+        (**self).on_idle()
     }
     fn on_end(&mut self) -> OperatorResult {
         (**self).on_end()

@@ -7,8 +7,8 @@
 //! no input arrives.
 
 use crate::{
-    Clock, EdgeReceiver, Message, Operator, OperatorError, RuntimeError, RuntimeResult, Source,
-    SourceStatus,
+    Clock, EdgeReceiver, Envelope, InputProgress, Message, Operator, OperatorError, RuntimeError,
+    RuntimeResult, Source, SourceStatus,
 };
 use crossbeam_channel::RecvTimeoutError;
 use sluice_core::Batch;
@@ -73,8 +73,9 @@ pub fn run_source<T>(
     }
 }
 
-/// Drives the fused operators behind an edge until its sender ends, or
-/// until an operator fails.
+/// Drives the fused operators behind an edge until every sender has ended,
+/// or until an operator fails. The operators' watermark is the minimum over
+/// the senders' (see [`InputProgress`]).
 pub fn run_receiver<T>(
     name: &str,
     receiver: &EdgeReceiver<T>,
@@ -82,26 +83,59 @@ pub fn run_receiver<T>(
     clock: &dyn Clock,
 ) -> RuntimeResult<()> {
     let mut deadline: Option<Duration> = None;
+    let mut progress = InputProgress::new(receiver.senders);
+    let mut signalled_idle = false;
     loop {
-        let message = match deadline {
+        let envelope = match deadline {
             Some(due) => receiver.rx.recv_timeout(due.saturating_sub(clock.now())),
             None => receiver
                 .rx
                 .recv()
                 .map_err(|_| RecvTimeoutError::Disconnected),
         };
-        match message {
-            Ok(Message::Batch(mut batch)) => {
-                receiver.metrics.received(batch.len());
-                if let Err(e) = chain.on_batch(&mut batch) {
-                    return operator_error(name, e);
+        let step = match envelope {
+            Ok(Envelope { from, message }) => match message {
+                Message::Batch(mut batch) => {
+                    receiver.metrics.received(batch.len());
+                    signalled_idle = false;
+                    let advanced = progress.active(from);
+                    let result = chain.on_batch(&mut batch);
+                    receiver.recycle(batch);
+                    result.and_then(|()| advanced.map_or(Ok(()), |w| chain.on_watermark(w)))
                 }
-                receiver.recycle(batch);
-            }
-            Ok(Message::End) => return chain.on_end().or_else(|e| operator_error(name, e)),
-            Err(RecvTimeoutError::Timeout) => {}
-            // The sender stopped without an end: its stage reports why.
+                Message::Watermark(w) => {
+                    signalled_idle = false;
+                    progress
+                        .watermark(from, w)
+                        .map_or(Ok(()), |w| chain.on_watermark(w))
+                }
+                Message::Idle => {
+                    let advanced = progress.idle(from);
+                    let result = advanced.map_or(Ok(()), |w| chain.on_watermark(w));
+                    if result.is_ok() && progress.all_idle() && !signalled_idle {
+                        signalled_idle = true;
+                        chain.on_idle()
+                    } else {
+                        result
+                    }
+                }
+                Message::End => {
+                    let advanced = progress.end(from);
+                    let result = advanced.map_or(Ok(()), |w| chain.on_watermark(w));
+                    if progress.all_ended() {
+                        return result
+                            .and_then(|()| chain.on_end())
+                            .or_else(|e| operator_error(name, e));
+                    }
+                    result
+                }
+            },
+            Err(RecvTimeoutError::Timeout) => Ok(()),
+            // A sender stopped without an end: its stage reports why.
             Err(RecvTimeoutError::Disconnected) => return Ok(()),
+        };
+        if let Err(e) = step {
+            return operator_error(name, e);
         }
         deadline = match chain.on_tick(clock.now()) {
             Ok(d) => d,

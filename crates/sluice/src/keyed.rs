@@ -1,13 +1,18 @@
-use crate::ops::KeyedAggregate;
+use crate::ops::{KeyedMerge, KeyedPartial, KeyedPreAggregate};
+use crate::window::{Window, WindowedStream};
 use crate::Stream;
-use rustc_hash::FxHashMap;
-use sluice_core::Aggregate;
-use std::hash::Hash;
+use rustc_hash::{FxBuildHasher, FxHashMap};
+use sluice_core::{Aggregate, Batch};
+use std::hash::{BuildHasher, Hash};
+use std::marker::PhantomData;
+use std::sync::Arc;
 
-/// A stream grouped by key, made by [`Stream::key_by`].
+/// A stream grouped by key, made by [`Stream::key_by`]. Per-key work runs
+/// on the pipeline's workers: events are exchanged by a hash of their key,
+/// so all events of a key meet on one worker.
 pub struct KeyedStream<K, T> {
-    stream: Stream<T>,
-    key: Box<dyn FnMut(&T) -> K + Send>,
+    pub(crate) stream: Stream<T>,
+    pub(crate) key: Arc<dyn Fn(&T) -> K + Send + Sync>,
 }
 
 impl<K, T> KeyedStream<K, T>
@@ -15,16 +20,17 @@ where
     K: Hash + Eq + Clone + Send + 'static,
     T: Send + 'static,
 {
-    pub(crate) fn new(stream: Stream<T>, key: impl FnMut(&T) -> K + Send + 'static) -> Self {
+    pub(crate) fn new(stream: Stream<T>, key: impl Fn(&T) -> K + Send + Sync + 'static) -> Self {
         Self {
             stream,
-            key: Box::new(key),
+            key: Arc::new(key),
         }
     }
 
     /// One mergeable aggregate per key over the whole stream, emitted as
-    /// `(key, result)` at the end of the input, in the order the keys first
-    /// appeared.
+    /// `(key, result)` at the end of the input. Each batch is pre-aggregated
+    /// per key before the exchange between workers; the workers merge.
+    /// Results of different keys come in no particular order.
     ///
     /// ```
     /// use sluice::prelude::*;
@@ -36,23 +42,72 @@ where
     ///     .aggregate((Count, Mean.over(|(_, v): &(&str, f64)| *v)))
     ///     .collect();
     /// p.run()?;
-    /// assert_eq!(stats.take(), vec![("a", (2, Some(2.0))), ("b", (1, Some(5.0)))]);
+    /// let mut stats = stats.take();
+    /// stats.sort_by_key(|(k, _)| *k);
+    /// assert_eq!(stats, vec![("a", (2, Some(2.0))), ("b", (1, Some(5.0)))]);
     /// # Ok::<(), sluice::Error>(())
     /// ```
     pub fn aggregate<A>(self, aggregate: A) -> Stream<(K, A::Output)>
     where
-        A: Aggregate<T> + 'static,
+        A: Aggregate<T> + Clone + 'static,
         A::Output: Send + 'static,
     {
         let key = self.key;
-        self.stream.fuse_keyed(move |down| {
-            Box::new(KeyedAggregate {
-                key,
-                aggregate,
-                index: FxHashMap::default(),
-                states: Vec::new(),
+        let pre = aggregate.clone();
+        let partials = self.stream.fuse(None, move |down| {
+            let key = key.clone();
+            Box::new(KeyedPreAggregate {
+                key: move |event: &T| key(event),
+                aggregate: pre.clone(),
+                partials: FxHashMap::default(),
+                out: Batch::new(),
                 down,
             })
-        })
+        });
+        partials
+            .exchange(Arc::new(|partial: &KeyedPartial<K, A::Acc>| {
+                FxBuildHasher.hash_one(&partial.0)
+            }))
+            .fuse(None, move |down| {
+                Box::new(KeyedMerge {
+                    aggregate: aggregate.clone(),
+                    index: FxHashMap::default(),
+                    states: Vec::new(),
+                    down,
+                    _in: PhantomData,
+                })
+            })
     }
+
+    /// Groups each key's events into windows: tumbling, sliding, session,
+    /// count, or a global window with a custom trigger.
+    ///
+    /// ```
+    /// use sluice::prelude::*;
+    /// use std::time::Duration;
+    ///
+    /// let p = Pipeline::new();
+    /// let windows = p
+    ///     .source(IterSource::new([("a", 100), ("a", 900), ("b", 1500)]).with_event_time(|e| e.1))
+    ///     .key_by(|e| e.0)
+    ///     .window(Window::tumbling(Duration::from_secs(1)))
+    ///     .aggregate(Count);
+    /// let results = windows.results.collect();
+    /// p.run()?;
+    /// let mut rows: Vec<_> = results.take().into_iter().map(|r| (r.key, r.window_start, r.value)).collect();
+    /// rows.sort();
+    /// assert_eq!(rows, vec![("a", 0, 2), ("b", 1000, 1)]);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn window(self, window: Window) -> WindowedStream<K, T>
+    where
+        T: Clone,
+    {
+        WindowedStream::new(self, window)
+    }
+}
+
+/// Hashes a key for the exchange between workers.
+pub(crate) fn key_hash<K: Hash>(key: &K) -> u64 {
+    FxBuildHasher.hash_one(key)
 }

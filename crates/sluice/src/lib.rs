@@ -46,7 +46,10 @@ mod keyed;
 mod ops;
 mod pipeline;
 mod publish;
+mod side;
 mod stream;
+pub mod watermark;
+pub mod window;
 
 pub use error::{BuildError, Error, Result};
 pub use keyed::KeyedStream;

@@ -34,10 +34,12 @@ pub struct Pipeline {
 pub(crate) struct Settings {
     pub channel_capacity: usize,
     pub clock: Arc<dyn Clock>,
+    pub workers: usize,
 }
 
 type Terminal = Box<dyn FnOnce(&mut Builder) -> Result<(), BuildError>>;
 type Check = Box<dyn Fn() -> Result<(), BuildError>>;
+type Finalizer = Box<dyn FnOnce(&mut Builder) -> Result<(), BuildError>>;
 
 /// What the pipeline's streams registered while being built.
 pub(crate) struct Plan {
@@ -45,6 +47,7 @@ pub(crate) struct Plan {
     poll_size: usize,
     terminals: Vec<Terminal>,
     checks: Vec<Check>,
+    finalizers: Vec<Finalizer>,
     errors: Vec<BuildError>,
     next_id: usize,
 }
@@ -56,9 +59,15 @@ impl Plan {
             poll_size: DEFAULT_POLL_SIZE,
             terminals: Vec::new(),
             checks: Vec::new(),
+            finalizers: Vec::new(),
             errors: Vec::new(),
             next_id: 0,
         }
+    }
+
+    /// Runs after every terminal is built (side outputs nobody consumed).
+    pub fn add_finalizer(&mut self, finalizer: Finalizer) {
+        self.finalizers.push(finalizer);
     }
 
     pub fn next_name(&mut self, kind: &str) -> String {
@@ -91,14 +100,41 @@ pub struct PipelineReport {
 
 impl Pipeline {
     /// An empty pipeline with the defaults: a channel capacity of 16
-    /// batches per edge and the system clock.
+    /// batches per edge, the system clock, and one worker per core for keyed
+    /// work.
     pub fn new() -> Self {
+        let workers = std::thread::available_parallelism().map_or(1, usize::from);
         Self {
             plan: Rc::new(RefCell::new(Plan::new(Settings {
                 channel_capacity: 16,
                 clock: Arc::new(SystemClock::new()),
+                workers,
             }))),
         }
+    }
+
+    /// How many workers run keyed work (windows, per-key aggregates); events
+    /// are exchanged between them by key. Default: the machine's cores. Set
+    /// it before building streams. At least 1.
+    ///
+    /// ```
+    /// let pipeline = sluice::Pipeline::new().with_workers(4);
+    /// # drop(pipeline);
+    /// ```
+    pub fn with_workers(self, workers: usize) -> Self {
+        {
+            let mut plan = self.plan.borrow_mut();
+            if workers == 0 {
+                plan.add_error(BuildError::ZeroSetting { setting: "workers" });
+            }
+            plan.settings.workers = workers.max(1);
+        }
+        self
+    }
+
+    /// The number of workers for keyed work.
+    pub fn workers(&self) -> usize {
+        self.plan.borrow().settings.workers
     }
 
     /// How many batches each edge's channel holds before its sender waits
@@ -169,16 +205,77 @@ impl Pipeline {
         S: Source<T> + 'static,
     {
         let exact_len = source.exact_len();
+        self.sources(vec![source], exact_len)
+    }
+
+    /// A stream read from `partitions` sources in parallel, one stage each:
+    /// `source(i)` makes partition `i`. Watermarks are kept per partition.
+    ///
+    /// ```
+    /// use sluice::prelude::*;
+    ///
+    /// let pipeline = Pipeline::new();
+    /// // Two partitions: even and odd numbers.
+    /// let numbers = pipeline
+    ///     .partitioned_source(2, |i| IterSource::new((0..10u64).filter(move |n| n % 2 == i as u64)))
+    ///     .collect();
+    /// pipeline.run()?;
+    /// let mut numbers = numbers.take();
+    /// numbers.sort();
+    /// assert_eq!(numbers, (0..10).collect::<Vec<_>>());
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn partitioned_source<T, S>(
+        &self,
+        partitions: usize,
+        source: impl FnMut(usize) -> S,
+    ) -> Stream<T>
+    where
+        T: Send + 'static,
+        S: Source<T> + 'static,
+    {
+        if partitions == 0 {
+            self.plan.borrow_mut().add_error(BuildError::ZeroSetting {
+                setting: "source partitions",
+            });
+        }
+        let sources: Vec<S> = (0..partitions.max(1)).map(source).collect();
+        let exact_len = match sources.as_slice() {
+            [one] => one.exact_len(),
+            _ => None,
+        };
+        self.sources(sources, exact_len)
+    }
+
+    fn sources<T, S>(&self, sources: Vec<S>, exact_len: Option<u64>) -> Stream<T>
+    where
+        T: Send + 'static,
+        S: Source<T> + 'static,
+    {
         let name = self.plan.borrow_mut().next_name("source");
+        let parallelism = sources.len();
         let stage = name.clone();
         Stream::new(
             self.plan.clone(),
             stage,
             exact_len,
-            Box::new(move |down: Box<dyn Operator<T>>, builder: &mut Builder| {
-                builder.executor.spawn_source(&name, Box::new(source), down);
-                Ok(())
-            }),
+            parallelism,
+            Box::new(
+                move |downs: Vec<Box<dyn Operator<T>>>, builder: &mut Builder| {
+                    let parallel = sources.len() > 1;
+                    for (i, (source, down)) in sources.into_iter().zip(downs).enumerate() {
+                        let stage = if parallel {
+                            format!("{name}[{i}]")
+                        } else {
+                            name.clone()
+                        };
+                        builder
+                            .executor
+                            .spawn_source(&stage, Box::new(source), down);
+                    }
+                    Ok(())
+                },
+            ),
         )
     }
 
@@ -207,6 +304,9 @@ impl Pipeline {
         };
         for terminal in plan.terminals {
             terminal(&mut builder)?;
+        }
+        for finalizer in plan.finalizers {
+            finalizer(&mut builder)?;
         }
         let run = builder.executor.run()?;
         Ok(PipelineReport { run })

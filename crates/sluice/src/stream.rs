@@ -1,16 +1,21 @@
 use crate::ops::{Filter, FlatMap, GlobalAggregate, Inspect, Map, MapBatch, Rule};
 use crate::pipeline::{Builder, Plan};
+use crate::side::SideOutput;
 use crate::{BuildError, KeyedStream, RuleCounters};
 use sluice_connectors::{CollectSink, Collected};
 use sluice_core::{Aggregate, Batch, MIN_TIMESTAMP};
-use sluice_runtime::{edge, FlushPolicy, Operator, Sink, SinkOperator};
+use sluice_runtime::{edge, exchange, multi_edge, FlushPolicy, Operator, Sink, SinkOperator};
 use std::cell::RefCell;
 use std::hash::Hash;
 use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::Arc;
 
-type Connect<T> = Box<dyn FnOnce(Box<dyn Operator<T>>, &mut Builder) -> Result<(), BuildError>>;
+/// One operator per parallel instance of a stage.
+pub(crate) type Instances<T> = Vec<Box<dyn Operator<T>>>;
+
+/// Wires a stream, given the operators its events go to (one per instance).
+pub(crate) type Connect<T> = Box<dyn FnOnce(Instances<T>, &mut Builder) -> Result<(), BuildError>>;
 
 /// A stream of events of type `T`, being built.
 ///
@@ -40,6 +45,8 @@ pub struct Stream<T> {
     stage: String,
     /// How many events the stream will carry, when known in advance.
     exact_len: Option<u64>,
+    /// How many parallel instances produce the stream.
+    parallelism: usize,
     connect: Connect<T>,
 }
 
@@ -48,38 +55,194 @@ impl<T: Send + 'static> Stream<T> {
         plan: Rc<RefCell<Plan>>,
         stage: String,
         exact_len: Option<u64>,
+        parallelism: usize,
         connect: Connect<T>,
     ) -> Self {
         Self {
             plan,
             stage,
             exact_len,
+            parallelism,
             connect,
         }
     }
 
-    /// A stream whose events pass through the operator `make` builds, fused
-    /// onto the same stage.
-    fn fuse<U: Send + 'static>(
+    /// How many parallel instances produce this stream.
+    pub fn parallelism(&self) -> usize {
+        self.parallelism
+    }
+
+    /// A stream whose events pass through the operators `make` builds, one
+    /// per instance, fused onto the same stage.
+    pub(crate) fn fuse<U: Send + 'static>(
         self,
         exact_len: Option<u64>,
-        make: impl FnOnce(Box<dyn Operator<U>>) -> Box<dyn Operator<T>> + 'static,
+        mut make: impl FnMut(Box<dyn Operator<U>>) -> Box<dyn Operator<T>> + 'static,
     ) -> Stream<U> {
         let connect = self.connect;
         Stream {
             plan: self.plan,
             stage: self.stage,
             exact_len,
-            connect: Box::new(move |down, builder| connect(make(down), builder)),
+            parallelism: self.parallelism,
+            connect: Box::new(move |downs, builder| {
+                connect(downs.into_iter().map(&mut make).collect(), builder)
+            }),
         }
     }
 
-    /// Ends the stream in an operator (used by sinks).
-    fn terminate(self, last: Box<dyn Operator<T>>) {
+    /// Like [`Stream::fuse`], and `make` also gets the instance's index and
+    /// the builder (for operators with side outputs or clocks).
+    pub(crate) fn fuse_with_builder<U: Send + 'static>(
+        self,
+        mut make: impl FnMut(
+                Box<dyn Operator<U>>,
+                usize,
+                &mut Builder,
+            ) -> Result<Box<dyn Operator<T>>, BuildError>
+            + 'static,
+    ) -> Stream<U> {
         let connect = self.connect;
-        self.plan
+        Stream {
+            plan: self.plan,
+            stage: self.stage,
+            exact_len: None,
+            parallelism: self.parallelism,
+            connect: Box::new(move |downs, builder| {
+                let mut ups = Vec::with_capacity(downs.len());
+                for (instance, down) in downs.into_iter().enumerate() {
+                    ups.push(make(down, instance, builder)?);
+                }
+                connect(ups, builder)
+            }),
+        }
+    }
+
+    /// Ends the stream in an operator (used by sinks), on one instance:
+    /// parallel instances are merged first.
+    fn terminate(self, last: Box<dyn Operator<T>>) {
+        let stream = self.merge();
+        let connect = stream.connect;
+        stream
+            .plan
             .borrow_mut()
-            .add_terminal(Box::new(move |builder| connect(last, builder)));
+            .add_terminal(Box::new(move |builder| connect(vec![last], builder)));
+    }
+
+    /// Merges the parallel instances of this stream into one stage, keeping
+    /// their batches as they are. Its watermark is the minimum of theirs.
+    ///
+    /// ```
+    /// use sluice::prelude::*;
+    /// let p = Pipeline::new();
+    /// let one = p.partitioned_source(3, |i| IterSource::new([i])).merge();
+    /// assert_eq!(one.parallelism(), 1);
+    /// # drop(one);
+    /// ```
+    pub fn merge(self) -> Stream<T> {
+        if self.parallelism == 1 {
+            return self;
+        }
+        let (edge_name, stage) = {
+            let mut plan = self.plan.borrow_mut();
+            (
+                plan.next_name(&format!("{}-merge", self.stage)),
+                plan.next_name("stage"),
+            )
+        };
+        let upstream = self.connect;
+        let senders = self.parallelism;
+        let stage_name = stage.clone();
+        Stream {
+            plan: self.plan,
+            stage,
+            exact_len: self.exact_len,
+            parallelism: 1,
+            connect: Box::new(move |downs, builder| {
+                let (ends, receiver) = multi_edge::<T>(
+                    &edge_name,
+                    FlushPolicy::Forward,
+                    builder.settings.channel_capacity,
+                    builder.settings.clock.clone(),
+                    None,
+                    senders,
+                )
+                .map_err(|error| BuildError::InvalidBatching {
+                    edge: edge_name.clone(),
+                    error,
+                })?;
+                for down in downs.into_iter().take(1) {
+                    builder.executor.spawn_receiver(&stage_name, receiver, down);
+                    return upstream(
+                        ends.into_iter()
+                            .map(|e| Box::new(e) as Box<dyn Operator<T>>)
+                            .collect(),
+                        builder,
+                    );
+                }
+                Ok(())
+            }),
+        }
+    }
+
+    /// Sends every event to the worker its `route` hash picks: a new stage
+    /// with one instance per worker of the pipeline.
+    pub(crate) fn exchange(self, route: Arc<dyn Fn(&T) -> u64 + Send + Sync>) -> Stream<T> {
+        let (edge_name, stage, workers) = {
+            let mut plan = self.plan.borrow_mut();
+            let workers = plan.settings.workers;
+            (
+                plan.next_name(&format!("{}-exchange", self.stage)),
+                plan.next_name("stage"),
+                workers,
+            )
+        };
+        let upstream = self.connect;
+        let senders = self.parallelism;
+        let stage_name = stage.clone();
+        Stream {
+            plan: self.plan,
+            stage,
+            exact_len: None,
+            parallelism: workers,
+            connect: Box::new(move |downs, builder| {
+                let (ends, receivers) = exchange::<T>(
+                    &edge_name,
+                    FlushPolicy::Forward,
+                    builder.settings.channel_capacity,
+                    builder.settings.clock.clone(),
+                    senders,
+                    downs.len(),
+                    route,
+                )
+                .map_err(|error| BuildError::InvalidBatching {
+                    edge: edge_name.clone(),
+                    error,
+                })?;
+                for (worker, (receiver, down)) in receivers.into_iter().zip(downs).enumerate() {
+                    builder.executor.spawn_receiver(
+                        &format!("{stage_name}[{worker}]"),
+                        receiver,
+                        down,
+                    );
+                }
+                upstream(
+                    ends.into_iter()
+                        .map(|e| Box::new(e) as Box<dyn Operator<T>>)
+                        .collect(),
+                    builder,
+                )
+            }),
+        }
+    }
+
+    /// A side output of an operator on this stream's stage.
+    pub(crate) fn side_output<U: Send + 'static>(&self, what: &str) -> SideOutput<U> {
+        SideOutput::new(
+            &self.plan,
+            &format!("{}-{what}", self.stage),
+            self.parallelism,
+        )
     }
 
     /// Transforms every event.
@@ -95,12 +258,12 @@ impl<T: Send + 'static> Stream<T> {
     pub fn map<U, F>(self, f: F) -> Stream<U>
     where
         U: Send + 'static,
-        F: FnMut(T) -> U + Send + 'static,
+        F: FnMut(T) -> U + Clone + Send + 'static,
     {
         let exact_len = self.exact_len;
         self.fuse(exact_len, move |down| {
             Box::new(Map {
-                f,
+                f: f.clone(),
                 out: Batch::new(),
                 down,
                 _in: PhantomData,
@@ -120,11 +283,11 @@ impl<T: Send + 'static> Stream<T> {
     /// ```
     pub fn filter<F>(self, predicate: F) -> Stream<T>
     where
-        F: FnMut(&T) -> bool + Send + 'static,
+        F: FnMut(&T) -> bool + Clone + Send + 'static,
     {
         self.fuse(None, move |down| {
             Box::new(Filter {
-                predicate,
+                predicate: predicate.clone(),
                 out: Batch::new(),
                 down,
             })
@@ -148,11 +311,11 @@ impl<T: Send + 'static> Stream<T> {
     where
         U: Send + 'static,
         I: IntoIterator<Item = U>,
-        F: FnMut(T) -> I + Send + 'static,
+        F: FnMut(T) -> I + Clone + Send + 'static,
     {
         self.fuse(None, move |down| {
             Box::new(FlatMap {
-                f,
+                f: f.clone(),
                 out: Batch::new(),
                 down,
                 _in: PhantomData,
@@ -181,10 +344,12 @@ impl<T: Send + 'static> Stream<T> {
     /// ```
     pub fn inspect<F>(self, f: F) -> Stream<T>
     where
-        F: FnMut(&T) + Send + 'static,
+        F: FnMut(&T) + Clone + Send + 'static,
     {
         let exact_len = self.exact_len;
-        self.fuse(exact_len, move |down| Box::new(Inspect { f, down }))
+        self.fuse(exact_len, move |down| {
+            Box::new(Inspect { f: f.clone(), down })
+        })
     }
 
     /// Runs a batch algorithm on every batch: one output per batch, whose
@@ -207,11 +372,11 @@ impl<T: Send + 'static> Stream<T> {
     pub fn map_batch<R, F>(self, f: F) -> Stream<R>
     where
         R: Send + 'static,
-        F: FnMut(&[T]) -> R + Send + 'static,
+        F: FnMut(&[T]) -> R + Clone + Send + 'static,
     {
         self.fuse(None, move |down| {
             Box::new(MapBatch {
-                f,
+                f: f.clone(),
                 out: Batch::with_capacity(1),
                 down,
                 _in: PhantomData,
@@ -252,7 +417,11 @@ impl<T: Send + 'static> Stream<T> {
                 plan.next_name("stage"),
             )
         };
-        let exact_len = self.exact_len;
+        let exact_len = if self.parallelism == 1 {
+            self.exact_len
+        } else {
+            None
+        };
         if let Err(error) = sluice_runtime::Batcher::<T>::new(policy, exact_len) {
             self.plan
                 .borrow_mut()
@@ -267,16 +436,30 @@ impl<T: Send + 'static> Stream<T> {
             plan: self.plan,
             stage,
             exact_len,
-            connect: Box::new(move |down, builder| {
+            parallelism: self.parallelism,
+            connect: Box::new(move |downs, builder| {
                 let capacity = builder.settings.channel_capacity;
-                let clock = builder.settings.clock.clone();
-                let (sender, receiver) = edge::<T>(&edge_name, policy, capacity, clock, exact_len)
-                    .map_err(|error| BuildError::InvalidBatching {
-                        edge: edge_name.clone(),
+                let parallel = downs.len() > 1;
+                let mut senders: Instances<T> = Vec::with_capacity(downs.len());
+                for (instance, down) in downs.into_iter().enumerate() {
+                    let (name, stage) = if parallel {
+                        (
+                            format!("{edge_name}[{instance}]"),
+                            format!("{stage_name}[{instance}]"),
+                        )
+                    } else {
+                        (edge_name.clone(), stage_name.clone())
+                    };
+                    let clock = builder.settings.clock.clone();
+                    let (sender, receiver) = edge::<T>(&name, policy, capacity, clock, exact_len)
+                        .map_err(|error| BuildError::InvalidBatching {
+                        edge: name.clone(),
                         error,
                     })?;
-                builder.executor.spawn_receiver(&stage_name, receiver, down);
-                upstream(Box::new(sender), builder)
+                    builder.executor.spawn_receiver(&stage, receiver, down);
+                    senders.push(Box::new(sender));
+                }
+                upstream(senders, builder)
             }),
         }
     }
@@ -298,8 +481,8 @@ impl<T: Send + 'static> Stream<T> {
     pub fn on<U, P, A>(self, trigger: P, action: A) -> Stream<U>
     where
         U: Send + 'static,
-        P: FnMut(&T) -> bool + Send + 'static,
-        A: FnMut(T) -> U + Send + 'static,
+        P: FnMut(&T) -> bool + Clone + Send + 'static,
+        A: FnMut(T) -> U + Clone + Send + 'static,
     {
         self.on_counted(trigger, action, Arc::new(RuleCounters::default()))
     }
@@ -330,14 +513,14 @@ impl<T: Send + 'static> Stream<T> {
     ) -> Stream<U>
     where
         U: Send + 'static,
-        P: FnMut(&T) -> bool + Send + 'static,
-        A: FnMut(T) -> U + Send + 'static,
+        P: FnMut(&T) -> bool + Clone + Send + 'static,
+        A: FnMut(T) -> U + Clone + Send + 'static,
     {
         self.fuse(None, move |down| {
             Box::new(Rule {
-                trigger,
-                action,
-                counters,
+                trigger: trigger.clone(),
+                action: action.clone(),
+                counters: counters.clone(),
                 out: Batch::new(),
                 down,
                 _in: PhantomData,
@@ -356,13 +539,15 @@ impl<T: Send + 'static> Stream<T> {
     ///     .aggregate(Count)
     ///     .collect();
     /// p.run()?;
-    /// assert_eq!(counts.take(), vec![("a".to_string(), 2), ("b".to_string(), 1)]);
+    /// let mut counts = counts.take();
+    /// counts.sort();
+    /// assert_eq!(counts, vec![("a".to_string(), 2), ("b".to_string(), 1)]);
     /// # Ok::<(), sluice::Error>(())
     /// ```
     pub fn key_by<K, F>(self, key: F) -> KeyedStream<K, T>
     where
         K: Hash + Eq + Clone + Send + 'static,
-        F: FnMut(&T) -> K + Send + 'static,
+        F: Fn(&T) -> K + Send + Sync + 'static,
     {
         KeyedStream::new(self, key)
     }
@@ -385,13 +570,18 @@ impl<T: Send + 'static> Stream<T> {
     /// ```
     pub fn aggregate<A>(self, aggregate: A) -> Stream<A::Output>
     where
-        A: Aggregate<T> + 'static,
+        A: Aggregate<T> + Clone + 'static,
         A::Output: Send + 'static,
     {
-        self.fuse(Some(1), move |down| {
+        let stream = if self.parallelism > 1 {
+            self.merge()
+        } else {
+            self
+        };
+        stream.fuse(Some(1), move |down| {
             let total = aggregate.init();
             Box::new(GlobalAggregate {
-                aggregate,
+                aggregate: aggregate.clone(),
                 total,
                 latest: MIN_TIMESTAMP,
                 down,
@@ -446,14 +636,6 @@ impl<T: Send + 'static> Stream<T> {
 
     pub(crate) fn plan(&self) -> &Rc<RefCell<Plan>> {
         &self.plan
-    }
-
-    /// Fuses a keyed operator (whose output count is not known in advance).
-    pub(crate) fn fuse_keyed<U: Send + 'static>(
-        self,
-        make: impl FnOnce(Box<dyn Operator<U>>) -> Box<dyn Operator<T>> + 'static,
-    ) -> Stream<U> {
-        self.fuse(None, make)
     }
 }
 

@@ -75,6 +75,7 @@ proptest! {
         poll in 1usize..50,
         first in policies(),
         second in unbounded_policies(),
+        workers in 1usize..4,
     ) {
         let agg = stats();
         let one_pass = agg.finish(&agg.fold(&data));
@@ -86,7 +87,7 @@ proptest! {
             }
         }
 
-        let pipeline = Pipeline::new().with_poll_size(poll).with_channel_capacity(2);
+        let pipeline = Pipeline::new().with_poll_size(poll).with_channel_capacity(2).with_workers(workers);
         let source = || IterSource::new(data.clone()).with_event_time(|e: &Event| e.1.abs() / 1000);
         let global = pipeline.source(source()).batch(first).batch(second).aggregate(stats()).collect();
         let keyed = pipeline
@@ -102,7 +103,10 @@ proptest! {
         let global = global.take();
         prop_assert_eq!(global.len(), 1);
         assert_same(&one_pass, &global[0])?;
-        let keyed = keyed.take();
+        // Keys are spread over workers: results of different keys come in any order.
+        let mut keyed = keyed.take();
+        keyed.sort_by_key(|(k, _)| *k);
+        keyed_one_pass.sort_by_key(|(k, _)| *k);
         prop_assert_eq!(keyed.len(), keyed_one_pass.len());
         for ((k1, s1), (k2, s2)) in keyed_one_pass.iter().zip(&keyed) {
             prop_assert_eq!(k1, k2);

@@ -1,7 +1,6 @@
 use super::Downstream;
 use sluice_core::Batch;
-use sluice_runtime::{Operator, OperatorError, OperatorResult};
-use std::time::Duration;
+use sluice_runtime::{Operator, OperatorResult};
 
 /// Shows every event to `f`, then passes the batch on unchanged.
 pub(crate) struct Inspect<T, F> {
@@ -17,10 +16,5 @@ where
         batch.items().iter().for_each(&mut self.f);
         self.down.on_batch(batch)
     }
-    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
-        self.down.on_tick(now)
-    }
-    fn on_end(&mut self) -> OperatorResult {
-        self.down.on_end()
-    }
+    super::forward_signals!();
 }

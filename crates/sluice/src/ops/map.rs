@@ -1,7 +1,6 @@
 use super::Downstream;
 use sluice_core::Batch;
-use sluice_runtime::{Operator, OperatorError, OperatorResult};
-use std::time::Duration;
+use sluice_runtime::{Operator, OperatorResult};
 
 /// `f` applied to every event; event times are handed on without copying.
 pub(crate) struct Map<T, U, F> {
@@ -25,10 +24,5 @@ where
         self.out.clear();
         Ok(())
     }
-    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
-        self.down.on_tick(now)
-    }
-    fn on_end(&mut self) -> OperatorResult {
-        self.down.on_end()
-    }
+    super::forward_signals!();
 }

@@ -15,7 +15,7 @@ pub(crate) use aggregate::GlobalAggregate;
 pub(crate) use filter::Filter;
 pub(crate) use flat_map::FlatMap;
 pub(crate) use inspect::Inspect;
-pub(crate) use keyed_aggregate::KeyedAggregate;
+pub(crate) use keyed_aggregate::{KeyedMerge, KeyedPartial, KeyedPreAggregate};
 pub(crate) use map::Map;
 pub(crate) use map_batch::MapBatch;
 pub(crate) use rule::Rule;
@@ -25,3 +25,29 @@ use sluice_runtime::Operator;
 
 /// The operator an operator pushes into.
 pub(crate) type Downstream<T> = Box<dyn Operator<T>>;
+
+/// Passes ticks, watermarks, idleness and the end on to `self.down`
+/// unchanged: for operators that only transform events.
+macro_rules! forward_signals {
+    () => {
+        fn on_tick(
+            &mut self,
+            now: std::time::Duration,
+        ) -> Result<Option<std::time::Duration>, sluice_runtime::OperatorError> {
+            self.down.on_tick(now)
+        }
+        fn on_watermark(
+            &mut self,
+            watermark: sluice_core::Timestamp,
+        ) -> sluice_runtime::OperatorResult {
+            self.down.on_watermark(watermark)
+        }
+        fn on_idle(&mut self) -> sluice_runtime::OperatorResult {
+            self.down.on_idle()
+        }
+        fn on_end(&mut self) -> sluice_runtime::OperatorResult {
+            self.down.on_end()
+        }
+    };
+}
+pub(crate) use forward_signals;

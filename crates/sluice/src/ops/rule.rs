@@ -1,9 +1,8 @@
 use super::Downstream;
 use sluice_core::Batch;
-use sluice_runtime::{Operator, OperatorError, OperatorResult};
+use sluice_runtime::{Operator, OperatorResult};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Counters of a rule, updated once per batch.
 #[derive(Debug, Default)]
@@ -60,10 +59,5 @@ where
         self.out.clear();
         Ok(())
     }
-    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
-        self.down.on_tick(now)
-    }
-    fn on_end(&mut self) -> OperatorResult {
-        self.down.on_end()
-    }
+    super::forward_signals!();
 }

@@ -1,0 +1,253 @@
+//! Event time and watermarks: how a stream says how far event time has got.
+//!
+//! [`Stream::with_watermarks`] follows each source partition's event times.
+//! Its watermark is `max event time seen - max_out_of_orderness`, and it is
+//! sent only after the events that raised it, so an event is never judged
+//! against a watermark it helped to raise. A partition without events for
+//! `idle_timeout` is declared idle and stops holding the watermark of the
+//! operators after it back. An event time more than `future_bound` ahead of
+//! the wall clock may not move the watermark: it is clamped to the bound or
+//! rejected to a side stream with the reason, as configured. At the end of a
+//! bounded input the watermark moves to the end of time.
+
+use crate::ops::Downstream;
+use crate::side::SideOutput;
+use crate::Stream;
+use sluice_core::{Batch, Timestamp, MAX_TIMESTAMP, MIN_TIMESTAMP};
+use sluice_runtime::{Clock, Operator, OperatorError, OperatorResult};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What to do with an event time too far in the future.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FutureEvents {
+    /// Its event time is set to the bound (wall clock + bound).
+    Clamp,
+    /// It goes to the rejected stream, with the reason.
+    Reject,
+}
+
+/// How a stream's watermarks are made.
+///
+/// ```
+/// use sluice::watermark::{FutureEvents, WatermarkStrategy};
+/// use std::time::Duration;
+///
+/// let strategy = WatermarkStrategy::bounded(Duration::from_secs(2))
+///     .with_idle_timeout(Duration::from_secs(30))
+///     .with_future_bound(Duration::from_secs(3600), FutureEvents::Reject);
+/// assert_eq!(strategy.max_out_of_orderness, Duration::from_secs(2));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatermarkStrategy {
+    /// How far behind the latest event time the watermark stays.
+    pub max_out_of_orderness: Duration,
+    /// After this long without events, the partition is idle.
+    pub idle_timeout: Option<Duration>,
+    /// How far ahead of the wall clock an event time may be, and what
+    /// happens to one further ahead.
+    pub future_bound: Option<(Duration, FutureEvents)>,
+}
+
+impl WatermarkStrategy {
+    /// Watermarks `max_out_of_orderness` behind the latest event time.
+    pub fn bounded(max_out_of_orderness: Duration) -> Self {
+        Self {
+            max_out_of_orderness,
+            idle_timeout: None,
+            future_bound: None,
+        }
+    }
+
+    /// Declares a partition idle after `timeout` without events.
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Bounds how far ahead of the wall clock event times may be.
+    pub fn with_future_bound(mut self, bound: Duration, action: FutureEvents) -> Self {
+        self.future_bound = Some((bound, action));
+        self
+    }
+}
+
+/// An event rejected before it entered event-time processing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RejectedEvent<T> {
+    /// The event.
+    pub event: T,
+    /// Its event time.
+    pub time: Timestamp,
+    /// Why it was rejected.
+    pub reason: String,
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Follows one partition's event times and emits its watermarks.
+pub(crate) struct WatermarkGenerator<T> {
+    strategy: WatermarkStrategy,
+    clock: Arc<dyn Clock>,
+    max_seen: Timestamp,
+    emitted: Timestamp,
+    last_activity: Duration,
+    idle: bool,
+    rejected: Option<Downstream<RejectedEvent<T>>>,
+    rejects: Batch<RejectedEvent<T>>,
+    kept: Batch<T>,
+    down: Downstream<T>,
+}
+
+impl<T: Send> WatermarkGenerator<T> {
+    fn screen_future(&mut self, batch: &mut Batch<T>) -> OperatorResult {
+        let Some((bound, action)) = self.strategy.future_bound else {
+            return Ok(());
+        };
+        let limit = self.clock.wall_ms().saturating_add(millis(bound));
+        if batch.times().iter().all(|t| *t <= limit) {
+            return Ok(());
+        }
+        for (event, time) in batch.drain() {
+            if time <= limit {
+                self.kept.push(event, time);
+            } else if action == FutureEvents::Clamp {
+                self.kept.push(event, limit);
+            } else {
+                let reason = format!(
+                    "event time {time} is {} ms ahead of the wall clock; at most {} ms is allowed",
+                    time - limit + millis(bound),
+                    millis(bound)
+                );
+                self.rejects.push(
+                    RejectedEvent {
+                        event,
+                        time,
+                        reason,
+                    },
+                    time,
+                );
+            }
+        }
+        std::mem::swap(batch, &mut self.kept);
+        self.kept.clear();
+        if !self.rejects.is_empty() {
+            if let Some(rejected) = &mut self.rejected {
+                rejected.on_batch(&mut self.rejects)?;
+            }
+            self.rejects.clear();
+        }
+        Ok(())
+    }
+}
+
+impl<T: Send> Operator<T> for WatermarkGenerator<T> {
+    fn on_batch(&mut self, batch: &mut Batch<T>) -> OperatorResult {
+        self.last_activity = self.clock.now();
+        self.idle = false;
+        self.screen_future(batch)?;
+        let Some(latest) = batch.max_time() else {
+            return Ok(());
+        };
+        self.max_seen = self.max_seen.max(latest);
+        self.down.on_batch(batch)?;
+        // Only now, after the events that raised it.
+        let watermark = self
+            .max_seen
+            .saturating_sub(millis(self.strategy.max_out_of_orderness));
+        if watermark > self.emitted {
+            self.emitted = watermark;
+            self.down.on_watermark(watermark)?;
+        }
+        Ok(())
+    }
+
+    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
+        let mut deadline = self.down.on_tick(now)?;
+        if let Some(timeout) = self.strategy.idle_timeout {
+            if !self.idle {
+                let due = self.last_activity + timeout;
+                if now >= due {
+                    self.idle = true;
+                    self.down.on_idle()?;
+                } else {
+                    deadline = Some(deadline.map_or(due, |d| d.min(due)));
+                }
+            }
+        }
+        Ok(deadline)
+    }
+
+    /// A stream's own watermarks replace those from upstream.
+    fn on_watermark(&mut self, _watermark: Timestamp) -> OperatorResult {
+        Ok(())
+    }
+
+    fn on_idle(&mut self) -> OperatorResult {
+        Ok(())
+    }
+
+    fn on_end(&mut self) -> OperatorResult {
+        self.down.on_watermark(MAX_TIMESTAMP)?;
+        if let Some(rejected) = &mut self.rejected {
+            rejected.on_end()?;
+        }
+        self.down.on_end()
+    }
+}
+
+/// A stream with watermarks, and the events its strategy rejected.
+pub struct Watermarked<T> {
+    /// The events, followed by watermarks.
+    pub events: Stream<T>,
+    /// Events rejected for an event time too far in the future (only with
+    /// `FutureEvents::Reject`), with the reason.
+    pub rejected: Stream<RejectedEvent<T>>,
+}
+
+impl<T: Send + 'static> Stream<T> {
+    /// Follows event times and emits watermarks by `strategy`, per
+    /// partition (per parallel instance of the source).
+    ///
+    /// ```
+    /// use sluice::prelude::*;
+    /// use sluice::watermark::WatermarkStrategy;
+    /// use std::time::Duration;
+    ///
+    /// let p = Pipeline::new();
+    /// let events = p
+    ///     .source(IterSource::new([1_000_i64, 3_000, 2_500]).with_event_time(|t| *t))
+    ///     .with_watermarks(WatermarkStrategy::bounded(Duration::from_secs(1)))
+    ///     .events
+    ///     .collect();
+    /// p.run()?;
+    /// assert_eq!(events.len(), 3);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn with_watermarks(self, strategy: WatermarkStrategy) -> Watermarked<T> {
+        let side: SideOutput<RejectedEvent<T>> = self.side_output("rejected");
+        let rejected = side.stream(self.plan());
+        let events = self.fuse_with_builder(move |down, instance, builder| {
+            let rejected = match strategy.future_bound {
+                Some((_, FutureEvents::Reject)) => Some(side.sender(instance, builder)?),
+                _ => None,
+            };
+            let clock = builder.settings.clock.clone();
+            Ok(Box::new(WatermarkGenerator {
+                strategy,
+                last_activity: clock.now(),
+                clock,
+                max_seen: MIN_TIMESTAMP,
+                emitted: MIN_TIMESTAMP,
+                idle: false,
+                rejected,
+                rejects: Batch::new(),
+                kept: Batch::new(),
+                down,
+            }) as Box<dyn Operator<T>>)
+        });
+        Watermarked { events, rejected }
+    }
+}

@@ -1,0 +1,421 @@
+//! Windows: per-key aggregates over slices of event time (or of the stream).
+//!
+//! Kinds: [`Window::tumbling`], [`Window::sliding`], [`Window::session`]
+//! (sessions merge when an event bridges them), [`Window::count`] (`n`
+//! events per key, in arrival order), and [`Window::global`] with a custom
+//! [`Trigger`].
+//!
+//! **Emission.** A time or session window `[start, end)` emits its result
+//! when the watermark reaches `end` ([`Emission::OnTime`]); with
+//! [`WindowedStream::early_firing`] it also emits [`Emission::Early`]
+//! results at a processing-time interval while it is open. At the end of a
+//! bounded input the watermark moves to the end of time and every open
+//! window emits.
+//!
+//! **Lateness.** An event whose window has fired but whose
+//! `end + allowed_lateness` the watermark has not reached yet updates the
+//! window, which emits again ([`Emission::Late`]). An event whose window is
+//! beyond that goes to the `late` stream with the reason, and is counted.
+//!
+//! **Recognising updates.** Every result carries `revision`: 0 for the first
+//! result of a `(key, window_start, window_end)`, then 1, 2, … for each
+//! re-emission. A consumer keeps, per `(key, window_start, window_end)`,
+//! the row with the highest revision; a row with [`Emission::Retract`] says
+//! a session window with those bounds no longer exists (a late event merged
+//! it into a larger session).
+//!
+//! **Parallelism.** Events of time and session windows are pre-aggregated
+//! per key and window within each batch, on the worker that reads them; the
+//! partial aggregates are exchanged by key and merged. Lateness is judged
+//! before the exchange, against the reading worker's watermark, which is
+//! never behind the merging worker's; so the merging side never sees an
+//! event beyond lateness.
+
+mod count;
+mod global;
+mod pre_aggregate;
+mod session;
+mod time_window;
+
+pub use global::{CountTrigger, EventTimeTrigger, Trigger, TriggerAction, TriggerContext};
+
+use crate::keyed::{key_hash, KeyedStream};
+use crate::side::SideOutput;
+use crate::{BuildError, Stream};
+use count::CountWindowOperator;
+use global::GlobalWindowOperator;
+use pre_aggregate::{Assigner, WindowPartial, WindowPreAggregate};
+use rustc_hash::FxHashMap;
+use session::SessionOperator;
+use sluice_core::window::{SessionWindows, TimeWindows};
+use sluice_core::{Aggregate, Batch, Timestamp, MIN_TIMESTAMP};
+use sluice_runtime::Operator;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use time_window::TimeWindowOperator;
+
+/// Which windows a keyed stream is cut into.
+#[derive(Clone)]
+pub enum Window {
+    /// Fixed, non-overlapping windows.
+    Tumbling {
+        /// Window length.
+        size: Duration,
+    },
+    /// Fixed windows starting every `slide`.
+    Sliding {
+        /// Window length.
+        size: Duration,
+        /// Time between window starts.
+        slide: Duration,
+    },
+    /// Activity separated by at least `gap` without events.
+    Session {
+        /// The gap that closes a session.
+        gap: Duration,
+    },
+    /// `size` events per key, in arrival order.
+    Count {
+        /// Events per window.
+        size: u64,
+    },
+    /// One window per key for the whole stream; `trigger` decides when it
+    /// emits and whether it starts over.
+    Global {
+        /// When to emit.
+        trigger: Arc<dyn Trigger>,
+    },
+}
+
+impl std::fmt::Debug for Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Window::Tumbling { size } => write!(f, "Tumbling({size:?})"),
+            Window::Sliding { size, slide } => write!(f, "Sliding({size:?}, {slide:?})"),
+            Window::Session { gap } => write!(f, "Session({gap:?})"),
+            Window::Count { size } => write!(f, "Count({size})"),
+            Window::Global { .. } => write!(f, "Global"),
+        }
+    }
+}
+
+impl Window {
+    /// Tumbling windows of `size`.
+    pub fn tumbling(size: Duration) -> Self {
+        Window::Tumbling { size }
+    }
+    /// Windows of `size` starting every `slide`.
+    pub fn sliding(size: Duration, slide: Duration) -> Self {
+        Window::Sliding { size, slide }
+    }
+    /// Session windows closed by `gap` without events.
+    pub fn session(gap: Duration) -> Self {
+        Window::Session { gap }
+    }
+    /// Windows of `size` events per key.
+    pub fn count(size: u64) -> Self {
+        Window::Count { size }
+    }
+    /// One window per key, emitted when `trigger` says.
+    pub fn global(trigger: impl Trigger) -> Self {
+        Window::Global {
+            trigger: Arc::new(trigger),
+        }
+    }
+}
+
+/// Why a window result was emitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Emission {
+    /// Before the window closed, at the early-firing interval.
+    Early,
+    /// When the window closed (the watermark reached its end), or when a
+    /// count or global window's trigger fired.
+    OnTime,
+    /// An update after the window closed, for late events within the
+    /// allowed lateness.
+    Late,
+    /// The session window with these bounds no longer exists: it was merged
+    /// into a larger one, which is emitted separately.
+    Retract,
+}
+
+/// The result of one window of one key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowResult<K, O> {
+    /// The key.
+    pub key: K,
+    /// Window start, ms (inclusive).
+    pub window_start: Timestamp,
+    /// Window end, ms (exclusive).
+    pub window_end: Timestamp,
+    /// The aggregate's result.
+    pub value: O,
+    /// Why it was emitted.
+    pub emission: Emission,
+    /// 0 for the first result of this key and window, then 1, 2, …
+    pub revision: u32,
+}
+
+/// An event that came after its window's allowed lateness.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LateEvent<T> {
+    /// The event.
+    pub event: T,
+    /// Its event time.
+    pub time: Timestamp,
+    /// Start of the window it missed.
+    pub window_start: Timestamp,
+    /// End of the window it missed.
+    pub window_end: Timestamp,
+    /// The watermark when it arrived.
+    pub watermark: Timestamp,
+    /// Why it is late, in words.
+    pub reason: String,
+}
+
+/// Counters of a window operator, across its workers.
+#[derive(Debug, Default)]
+pub struct WindowCounters {
+    late: AtomicU64,
+    results: AtomicU64,
+    updates: AtomicU64,
+}
+
+impl WindowCounters {
+    /// Events (per missed window) sent to the late stream.
+    pub fn late(&self) -> u64 {
+        self.late.load(Ordering::Relaxed)
+    }
+    /// Results emitted, updates included.
+    pub fn results(&self) -> u64 {
+        self.results.load(Ordering::Relaxed)
+    }
+    /// Results that updated an earlier one (late or early re-emissions).
+    pub fn updates(&self) -> u64 {
+        self.updates.load(Ordering::Relaxed)
+    }
+    pub(crate) fn add_late(&self, n: u64) {
+        self.late.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn add_results(&self, n: u64, updates: u64) {
+        self.results.fetch_add(n, Ordering::Relaxed);
+        self.updates.fetch_add(updates, Ordering::Relaxed);
+    }
+}
+
+/// A keyed stream cut into windows; see [`KeyedStream::window`].
+pub struct WindowedStream<K, T> {
+    keyed: KeyedStream<K, T>,
+    window: Window,
+    allowed_lateness: Duration,
+    early_firing: Option<Duration>,
+}
+
+/// The outputs of a window aggregate.
+pub struct Windowed<K, T, O> {
+    /// One row per window result (updates included).
+    pub results: Stream<WindowResult<K, O>>,
+    /// Events beyond the allowed lateness, with the window they missed.
+    pub late: Stream<LateEvent<T>>,
+    /// Counts of late events, results and updates.
+    pub counters: Arc<WindowCounters>,
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl<K, T> WindowedStream<K, T>
+where
+    K: Hash + Eq + Clone + Send + 'static,
+    T: Clone + Send + 'static,
+{
+    pub(crate) fn new(keyed: KeyedStream<K, T>, window: Window) -> Self {
+        Self {
+            keyed,
+            window,
+            allowed_lateness: Duration::ZERO,
+            early_firing: None,
+        }
+    }
+
+    /// How long after a window closed late events still update it
+    /// (default 0).
+    ///
+    /// ```
+    /// use sluice::prelude::*;
+    /// use std::time::Duration;
+    /// let p = Pipeline::new();
+    /// let w = p
+    ///     .source(IterSource::new([1_i64]).with_event_time(|t| *t))
+    ///     .key_by(|_| ())
+    ///     .window(Window::tumbling(Duration::from_secs(1)))
+    ///     .allowed_lateness(Duration::from_secs(5))
+    ///     .aggregate(Count);
+    /// # drop(w);
+    /// ```
+    pub fn allowed_lateness(mut self, lateness: Duration) -> Self {
+        self.allowed_lateness = lateness;
+        self
+    }
+
+    /// Emits the current result of open windows every `interval` of
+    /// processing time, for windows with new events (tumbling and sliding
+    /// windows).
+    ///
+    /// ```
+    /// use sluice::prelude::*;
+    /// use std::time::Duration;
+    /// let p = Pipeline::new();
+    /// let w = p
+    ///     .source(IterSource::new([1_i64]).with_event_time(|t| *t))
+    ///     .key_by(|_| ())
+    ///     .window(Window::tumbling(Duration::from_secs(60)))
+    ///     .early_firing(Duration::from_secs(1))
+    ///     .aggregate(Count);
+    /// # drop(w);
+    /// ```
+    pub fn early_firing(mut self, interval: Duration) -> Self {
+        self.early_firing = Some(interval);
+        self
+    }
+
+    /// Aggregates each key's events per window with a mergeable aggregate.
+    pub fn aggregate<A>(self, aggregate: A) -> Windowed<K, T, A::Output>
+    where
+        A: Aggregate<T> + Clone + 'static,
+        A::Output: Send + 'static,
+    {
+        let counters = Arc::new(WindowCounters::default());
+        let lateness = millis(self.allowed_lateness);
+        let early = self.early_firing.filter(|d| !d.is_zero());
+        let KeyedStream { stream, key } = self.keyed;
+        let plan = stream.plan().clone();
+        let late_side: SideOutput<LateEvent<T>> = stream.side_output("late");
+        let late = late_side.stream(&plan);
+        let report = |error: sluice_core::Error| {
+            plan.borrow_mut().add_error(BuildError::InvalidBatching {
+                edge: "window".to_string(),
+                error,
+            });
+        };
+        let assigner = match &self.window {
+            Window::Tumbling { size } => TimeWindows::tumbling(millis(*size)).map(Assigner::Time),
+            Window::Sliding { size, slide } => {
+                TimeWindows::sliding(millis(*size), millis(*slide)).map(Assigner::Time)
+            }
+            Window::Session { gap } => {
+                SessionWindows::with_gap(millis(*gap)).map(Assigner::Session)
+            }
+            Window::Count { size: 0 } => Err(sluice_core::Error::ZeroBatchSize),
+            Window::Count { .. } | Window::Global { .. } => Ok(Assigner::None),
+        };
+        let assigner = assigner.unwrap_or_else(|e| {
+            report(e);
+            Assigner::None
+        });
+        let results = match (assigner, self.window) {
+            (Assigner::None, Window::Count { size }) => {
+                let route_key = key.clone();
+                let aggregate = aggregate.clone();
+                let counters = counters.clone();
+                stream
+                    .exchange(Arc::new(move |e: &T| key_hash(&route_key(e))))
+                    .fuse(None, move |down| {
+                        Box::new(CountWindowOperator {
+                            key: key.clone(),
+                            size,
+                            aggregate: aggregate.clone(),
+                            slots: FxHashMap::default(),
+                            order: Vec::new(),
+                            counters: counters.clone(),
+                            out: Batch::new(),
+                            down,
+                        }) as Box<dyn Operator<T>>
+                    })
+            }
+            (Assigner::None, Window::Global { trigger }) => {
+                let route_key = key.clone();
+                let aggregate = aggregate.clone();
+                let counters = counters.clone();
+                stream
+                    .exchange(Arc::new(move |e: &T| key_hash(&route_key(e))))
+                    .fuse_with_builder(move |down, _, builder| {
+                        Ok(Box::new(GlobalWindowOperator::new(
+                            key.clone(),
+                            trigger.clone(),
+                            aggregate.clone(),
+                            builder.settings.clock.clone(),
+                            counters.clone(),
+                            down,
+                        )) as Box<dyn Operator<T>>)
+                    })
+            }
+            (assigner, _) => {
+                let pre = aggregate.clone();
+                let pre_counters = counters.clone();
+                let partials = stream.fuse_with_builder(move |down, instance, builder| {
+                    Ok(Box::new(WindowPreAggregate {
+                        key: key.clone(),
+                        aggregate: pre.clone(),
+                        assigner,
+                        lateness,
+                        watermark: MIN_TIMESTAMP,
+                        partials: FxHashMap::default(),
+                        late: late_side.sender(instance, builder)?,
+                        late_batch: Batch::new(),
+                        counters: pre_counters.clone(),
+                        out: Batch::new(),
+                        down,
+                    }) as Box<dyn Operator<T>>)
+                });
+                let exchanged =
+                    partials.exchange(Arc::new(|p: &WindowPartial<K, A::Acc>| key_hash(&p.key)));
+                let counters = counters.clone();
+                match assigner {
+                    Assigner::Session(_) => exchanged.fuse(None, move |down| {
+                        Box::new(SessionOperator::new(
+                            aggregate.clone(),
+                            lateness,
+                            counters.clone(),
+                            down,
+                        )) as Box<dyn Operator<WindowPartial<K, A::Acc>>>
+                    }),
+                    _ => exchanged.fuse_with_builder(move |down, _, builder| {
+                        Ok(Box::new(TimeWindowOperator::new(
+                            aggregate.clone(),
+                            lateness,
+                            early,
+                            builder.settings.clock.clone(),
+                            counters.clone(),
+                            down,
+                        ))
+                            as Box<dyn Operator<WindowPartial<K, A::Acc>>>)
+                    }),
+                }
+            }
+        };
+        Windowed {
+            results,
+            late,
+            counters,
+        }
+    }
+}
+
+/// Appends a result row and counts it.
+pub(crate) fn emit<K, O>(
+    out: &mut Batch<WindowResult<K, O>>,
+    row: WindowResult<K, O>,
+    counters: &WindowCounters,
+) {
+    let time = row.window_end.saturating_sub(1).max(row.window_start);
+    counters.add_results(
+        1,
+        u64::from(row.revision > 0 && row.emission != Emission::Retract),
+    );
+    out.push(row, time);
+}

@@ -1,0 +1,147 @@
+use super::{LateEvent, WindowCounters};
+use crate::ops::Downstream;
+use rustc_hash::FxHashMap;
+use sluice_core::window::{SessionWindows, TimeWindows};
+use sluice_core::{Aggregate, Batch, Timestamp};
+use sluice_runtime::{Operator, OperatorError, OperatorResult};
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How events are assigned to windows before the exchange.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Assigner {
+    Time(TimeWindows),
+    Session(SessionWindows),
+    /// Count and global windows: no pre-aggregation.
+    None,
+}
+
+/// The partial aggregate of one key's events in one window, from one batch.
+#[derive(Debug, Clone)]
+pub(crate) struct WindowPartial<K, Acc> {
+    pub key: K,
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub acc: Acc,
+}
+
+/// Before the exchange: assigns events to windows, sends events beyond the
+/// allowed lateness to the late stream, and folds the rest of each batch
+/// into one partial aggregate per key and window.
+pub(crate) struct WindowPreAggregate<T, K, A: Aggregate<T>> {
+    pub key: Arc<dyn Fn(&T) -> K + Send + Sync>,
+    pub aggregate: A,
+    pub assigner: Assigner,
+    pub lateness: i64,
+    pub watermark: Timestamp,
+    pub partials: FxHashMap<(K, Timestamp, Timestamp), (A::Acc, Timestamp)>,
+    pub late: Downstream<LateEvent<T>>,
+    pub late_batch: Batch<LateEvent<T>>,
+    pub counters: Arc<WindowCounters>,
+    pub out: Batch<WindowPartial<K, A::Acc>>,
+    pub down: Downstream<WindowPartial<K, A::Acc>>,
+}
+
+impl<T, K, A> WindowPreAggregate<T, K, A>
+where
+    T: Clone,
+    K: Hash + Eq + Clone,
+    A: Aggregate<T>,
+{
+    fn add(&mut self, key: &K, item: &T, time: Timestamp, (start, end): (Timestamp, Timestamp)) {
+        if end.saturating_add(self.lateness) <= self.watermark {
+            let reason = format!(
+                "window [{start}, {end}) closed for good at watermark {}: event time {time} is beyond the allowed lateness of {} ms",
+                end.saturating_add(self.lateness),
+                self.lateness
+            );
+            self.late_batch.push(
+                LateEvent {
+                    event: item.clone(),
+                    time,
+                    window_start: start,
+                    window_end: end,
+                    watermark: self.watermark,
+                    reason,
+                },
+                time,
+            );
+            return;
+        }
+        let aggregate = &self.aggregate;
+        let (acc, latest) = self
+            .partials
+            .entry((key.clone(), start, end))
+            .or_insert_with(|| (aggregate.init(), time));
+        aggregate.update(acc, item);
+        *latest = (*latest).max(time);
+    }
+}
+
+impl<T, K, A> Operator<T> for WindowPreAggregate<T, K, A>
+where
+    T: Clone + Send,
+    K: Hash + Eq + Clone + Send,
+    A: Aggregate<T>,
+{
+    fn on_batch(&mut self, batch: &mut Batch<T>) -> OperatorResult {
+        for (item, time) in batch.iter() {
+            let key = (self.key)(item);
+            match self.assigner {
+                Assigner::Time(windows) => {
+                    for window in windows.assign(time) {
+                        self.add(&key, item, time, window);
+                    }
+                }
+                Assigner::Session(sessions) => self.add(&key, item, time, sessions.assign(time)),
+                Assigner::None => {}
+            }
+        }
+        if !self.late_batch.is_empty() {
+            self.counters.add_late(self.late_batch.len() as u64);
+            self.late.on_batch(&mut self.late_batch)?;
+            self.late_batch.clear();
+        }
+        for ((key, start, end), (acc, latest)) in self.partials.drain() {
+            self.out.push(
+                WindowPartial {
+                    key,
+                    start,
+                    end,
+                    acc,
+                },
+                latest,
+            );
+        }
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        self.down.on_batch(&mut self.out)?;
+        self.out.clear();
+        Ok(())
+    }
+
+    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
+        let late = self.late.on_tick(now)?;
+        let down = self.down.on_tick(now)?;
+        Ok(match (late, down) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    fn on_watermark(&mut self, watermark: Timestamp) -> OperatorResult {
+        self.watermark = self.watermark.max(watermark);
+        self.down.on_watermark(watermark)
+    }
+
+    fn on_idle(&mut self) -> OperatorResult {
+        self.down.on_idle()
+    }
+
+    fn on_end(&mut self) -> OperatorResult {
+        self.late.on_end()?;
+        self.down.on_end()
+    }
+}

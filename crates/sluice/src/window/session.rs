@@ -1,0 +1,230 @@
+use super::pre_aggregate::WindowPartial;
+use super::{emit, Emission, WindowCounters, WindowResult};
+use crate::ops::Downstream;
+use rustc_hash::FxHashMap;
+use sluice_core::timer::Timers;
+use sluice_core::{Aggregate, Batch, Timestamp, MAX_TIMESTAMP, MIN_TIMESTAMP};
+use sluice_runtime::{Operator, OperatorError, OperatorResult};
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Session<Acc> {
+    start: Timestamp,
+    end: Timestamp,
+    acc: Acc,
+    emitted: u32,
+    fired: bool,
+}
+
+/// After the exchange: merges partial sessions per key, fires a session
+/// when the watermark passes its end (an event-time timer per key and
+/// session end), and drops it when its allowed lateness has passed (a second
+/// timer). A late event that bridges sessions merges them: closed sessions
+/// that disappear are retracted and the merged one is emitted.
+pub(crate) struct SessionOperator<T, K, A: Aggregate<T>> {
+    aggregate: A,
+    lateness: i64,
+    sessions: FxHashMap<K, Vec<Session<A::Acc>>>,
+    fire_timers: Timers<K>,
+    cleanup_timers: Timers<K>,
+    watermark: Timestamp,
+    counters: Arc<WindowCounters>,
+    out: Batch<WindowResult<K, A::Output>>,
+    down: Downstream<WindowResult<K, A::Output>>,
+    _in: PhantomData<fn(T)>,
+}
+
+impl<T, K, A> SessionOperator<T, K, A>
+where
+    K: Hash + Eq + Clone + Send,
+    A: Aggregate<T>,
+    A::Output: Send,
+{
+    pub fn new(
+        aggregate: A,
+        lateness: i64,
+        counters: Arc<WindowCounters>,
+        down: Downstream<WindowResult<K, A::Output>>,
+    ) -> Self {
+        Self {
+            aggregate,
+            lateness,
+            sessions: FxHashMap::default(),
+            fire_timers: Timers::default(),
+            cleanup_timers: Timers::default(),
+            watermark: MIN_TIMESTAMP,
+            counters,
+            out: Batch::new(),
+            down,
+            _in: PhantomData,
+        }
+    }
+
+    fn row(
+        aggregate: &A,
+        key: &K,
+        s: &mut Session<A::Acc>,
+        emission: Emission,
+    ) -> WindowResult<K, A::Output> {
+        let revision = s.emitted;
+        s.emitted += 1;
+        WindowResult {
+            key: key.clone(),
+            window_start: s.start,
+            window_end: s.end,
+            value: aggregate.finish(&s.acc),
+            emission,
+            revision,
+        }
+    }
+
+    fn add(&mut self, partial: WindowPartial<K, A::Acc>) {
+        let key = partial.key;
+        let list = self.sessions.entry(key.clone()).or_default();
+        let mut merged = Session {
+            start: partial.start,
+            end: partial.end,
+            acc: partial.acc,
+            emitted: 0,
+            fired: false,
+        };
+        let mut absorbed_fired = Vec::new();
+        let mut same_bounds: Option<(u32, bool)> = None;
+        let mut i = 0;
+        while i < list.len() {
+            let s = &list[i];
+            if s.start < merged.end && merged.start < s.end {
+                let s = list.swap_remove(i);
+                merged.start = merged.start.min(s.start);
+                merged.end = merged.end.max(s.end);
+                self.aggregate.merge(&mut merged.acc, &s.acc);
+                if s.fired {
+                    absorbed_fired.push(s);
+                } else if s.emitted > 0 {
+                    same_bounds = Some((s.emitted, false));
+                }
+                // restart: the merged session may now overlap earlier ones
+                i = 0;
+            } else {
+                i += 1;
+            }
+        }
+        // A closed session whose bounds did not change is updated in place.
+        let mut retracts = Vec::new();
+        for s in absorbed_fired {
+            if s.start == merged.start && s.end == merged.end {
+                same_bounds = Some((s.emitted, true));
+            } else {
+                let mut old = s;
+                retracts.push(Self::row(
+                    &self.aggregate,
+                    &key,
+                    &mut old,
+                    Emission::Retract,
+                ));
+            }
+        }
+        if let Some((emitted, fired)) = same_bounds {
+            merged.emitted = emitted;
+            merged.fired = fired;
+        }
+        let closed = merged.end <= self.watermark;
+        let mut rows = retracts;
+        if closed {
+            // Closed already: emit now (a late update, or a new merged session).
+            let emission = if merged.fired || !rows.is_empty() {
+                Emission::Late
+            } else {
+                Emission::OnTime
+            };
+            rows.push(Self::row(&self.aggregate, &key, &mut merged, emission));
+            merged.fired = true;
+            self.cleanup_timers
+                .register(key.clone(), merged.end.saturating_add(self.lateness));
+        } else {
+            self.fire_timers.register(key.clone(), merged.end);
+        }
+        list.push(merged);
+        for row in rows {
+            emit(&mut self.out, row, &self.counters);
+        }
+    }
+
+    fn advance(&mut self, watermark: Timestamp) -> OperatorResult {
+        self.watermark = watermark;
+        let mut due = Vec::new();
+        self.fire_timers
+            .advance_to(watermark, |key, end| due.push((key, end)));
+        for (key, end) in due {
+            let Some(list) = self.sessions.get_mut(&key) else {
+                continue;
+            };
+            for s in list.iter_mut().filter(|s| s.end == end && !s.fired) {
+                let row = Self::row(&self.aggregate, &key, s, Emission::OnTime);
+                s.fired = true;
+                emit(&mut self.out, row, &self.counters);
+                self.cleanup_timers
+                    .register(key.clone(), end.saturating_add(self.lateness));
+            }
+        }
+        let mut expired = Vec::new();
+        self.cleanup_timers
+            .advance_to(watermark, |key, at| expired.push((key, at)));
+        for (key, _) in expired {
+            if let Some(list) = self.sessions.get_mut(&key) {
+                list.retain(|s| !(s.fired && s.end.saturating_add(self.lateness) <= watermark));
+                if list.is_empty() {
+                    self.sessions.remove(&key);
+                }
+            }
+        }
+        self.flush()
+    }
+
+    fn flush(&mut self) -> OperatorResult {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        self.down.on_batch(&mut self.out)?;
+        self.out.clear();
+        Ok(())
+    }
+}
+
+impl<T, K, A> Operator<WindowPartial<K, A::Acc>> for SessionOperator<T, K, A>
+where
+    K: Hash + Eq + Clone + Send,
+    A: Aggregate<T>,
+    A::Output: Send,
+{
+    fn on_batch(&mut self, batch: &mut Batch<WindowPartial<K, A::Acc>>) -> OperatorResult {
+        for (partial, _) in batch.drain() {
+            self.add(partial);
+        }
+        self.flush()
+    }
+
+    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
+        self.down.on_tick(now)
+    }
+
+    fn on_watermark(&mut self, watermark: Timestamp) -> OperatorResult {
+        if watermark > self.watermark {
+            self.advance(watermark)?;
+        }
+        self.down.on_watermark(watermark)
+    }
+
+    fn on_idle(&mut self) -> OperatorResult {
+        self.down.on_idle()
+    }
+
+    fn on_end(&mut self) -> OperatorResult {
+        if self.watermark < MAX_TIMESTAMP {
+            self.advance(MAX_TIMESTAMP)?;
+        }
+        self.down.on_end()
+    }
+}
