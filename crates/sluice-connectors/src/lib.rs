@@ -4,6 +4,8 @@
 //!   order of arrival;
 //! - [`UniformSource`]: seeded pseudo-random values uniform in `[0, 1)`,
 //!   reproducible across runs and machines;
+//! - [`FormulaSource`]: the shared W0/W1 benchmark stream, from its
+//!   integer formula, in any number of partitions;
 //! - [`CollectSink`]: gathers results in memory, to read after the run;
 //! - [`StdoutSink`]: one line per event on standard output.
 //!
@@ -25,11 +27,13 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod collect;
+mod formula;
 mod generator;
 mod iter;
 mod stdout;
 
 pub use collect::{CollectSink, Collected};
+pub use formula::{FormulaEvent, FormulaSource};
 pub use generator::UniformSource;
 pub use iter::IterSource;
 pub use stdout::StdoutSink;

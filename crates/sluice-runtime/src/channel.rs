@@ -253,6 +253,10 @@ impl<T> EdgeReceiver<T> {
 
 type Route<T> = Arc<dyn Fn(&T) -> u64 + Send + Sync>;
 
+/// The two sides of a key exchange: one sender per upstream instance, one
+/// receiver per downstream instance.
+pub type ExchangeEnds<T> = (Vec<ExchangeSender<T>>, Vec<EdgeReceiver<T>>);
+
 /// The sending end of a key exchange: routes every event to the receiver
 /// its key hashes to, through one batching edge per receiver. Watermarks,
 /// idleness and the end go to every receiver.
@@ -273,7 +277,7 @@ pub fn exchange<T: Send>(
     upstream: usize,
     downstream: usize,
     route: Route<T>,
-) -> Result<(Vec<ExchangeSender<T>>, Vec<EdgeReceiver<T>>), Error> {
+) -> Result<ExchangeEnds<T>, Error> {
     let mut columns: Vec<std::vec::IntoIter<EdgeSender<T>>> = Vec::with_capacity(downstream);
     let mut receivers = Vec::with_capacity(downstream);
     for d in 0..downstream {

@@ -50,6 +50,7 @@ mod side;
 mod stream;
 pub mod watermark;
 pub mod window;
+pub mod workloads;
 
 pub use error::{BuildError, Error, Result};
 pub use keyed::KeyedStream;
@@ -79,5 +80,6 @@ pub mod prelude {
         Aggregate, AggregateExt, Count, Max, Mean, Min, StdDev, Sum, Variance,
     };
     pub use crate::connectors::{Collected, IterSource, StdoutSink, UniformSource};
+    pub use crate::window::Window;
     pub use crate::{FlushPolicy, Pipeline, RuleCounters, Stream};
 }

@@ -171,16 +171,16 @@ impl<T: Send + 'static> Stream<T> {
                     edge: edge_name.clone(),
                     error,
                 })?;
-                for down in downs.into_iter().take(1) {
-                    builder.executor.spawn_receiver(&stage_name, receiver, down);
-                    return upstream(
-                        ends.into_iter()
-                            .map(|e| Box::new(e) as Box<dyn Operator<T>>)
-                            .collect(),
-                        builder,
-                    );
-                }
-                Ok(())
+                let Some(down) = downs.into_iter().next() else {
+                    return Ok(());
+                };
+                builder.executor.spawn_receiver(&stage_name, receiver, down);
+                upstream(
+                    ends.into_iter()
+                        .map(|e| Box::new(e) as Box<dyn Operator<T>>)
+                        .collect(),
+                    builder,
+                )
             }),
         }
     }

@@ -20,6 +20,9 @@ struct Slot<Acc> {
     dirty: bool,
 }
 
+/// The keys of one window and their state.
+type Pane<K, Acc> = FxHashMap<K, Slot<Acc>>;
+
 /// After the exchange: merges partial aggregates of tumbling and sliding
 /// windows, one pane of keys per window, and emits when the watermark
 /// passes a window's end (and again for late updates).
@@ -30,7 +33,7 @@ pub(crate) struct TimeWindowOperator<T, K, A: Aggregate<T>> {
     clock: Arc<dyn Clock>,
     next_early: Option<Duration>,
     /// Panes by (end, start).
-    panes: BTreeMap<(Timestamp, Timestamp), FxHashMap<K, Slot<A::Acc>>>,
+    panes: BTreeMap<(Timestamp, Timestamp), Pane<K, A::Acc>>,
     watermark: Timestamp,
     /// Late updates of closed windows, to emit after the batch.
     updated: Vec<(Timestamp, Timestamp, K)>,
