@@ -1,0 +1,269 @@
+//! Event time in concrete scenarios: late updates and their revisions, the
+//! late output, future event times, idle partitions, early firing, global
+//! windows with triggers.
+
+use sluice::prelude::*;
+use sluice::watermark::{FutureEvents, WatermarkStrategy};
+use sluice::window::{CountTrigger, Emission, EventTimeTrigger, WindowResult};
+use sluice::{Batch, BoxError, SimulatedClock, Source, SourceStatus};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+/// One partition, one event per poll and per batch: a fully determined order.
+fn tumbling_counts(
+    times: &[i64],
+    lateness: u64,
+) -> (
+    Vec<WindowResult<u8, u64>>,
+    Vec<sluice::window::LateEvent<i64>>,
+    u64,
+) {
+    let pipeline = Pipeline::new().with_poll_size(1).with_workers(1);
+    let windowed = pipeline
+        .source(IterSource::new(times.to_vec()).with_event_time(|t| *t))
+        .with_watermarks(WatermarkStrategy::bounded(Duration::ZERO))
+        .events
+        .batch(FlushPolicy::EachEvent)
+        .key_by(|_| 0u8)
+        .window(Window::tumbling(ms(1000)))
+        .allowed_lateness(ms(lateness))
+        .aggregate(Count);
+    let counters = windowed.counters.clone();
+    let rows = windowed.results.collect();
+    let late = windowed.late.collect();
+    pipeline.run().unwrap();
+    (rows.take(), late.take(), counters.late())
+}
+
+#[test]
+fn a_late_event_within_lateness_updates_the_window_with_a_new_revision() {
+    let (rows, late, late_count) = tumbling_counts(&[100, 2000, 500], 5000);
+    let first: Vec<_> = rows
+        .iter()
+        .filter(|r| r.window_start == 0)
+        .map(|r| (r.value, r.emission, r.revision))
+        .collect();
+    assert_eq!(
+        first,
+        vec![(1, Emission::OnTime, 0), (2, Emission::Late, 1)]
+    );
+    assert!(late.is_empty());
+    assert_eq!(late_count, 0);
+}
+
+#[test]
+fn an_event_beyond_lateness_goes_to_the_late_output_with_the_reason() {
+    let (rows, late, late_count) = tumbling_counts(&[100, 2000, 500], 0);
+    let first: Vec<_> = rows
+        .iter()
+        .filter(|r| r.window_start == 0)
+        .map(|r| r.value)
+        .collect();
+    assert_eq!(first, vec![1]);
+    assert_eq!(late.len(), 1);
+    assert_eq!(
+        (
+            late[0].event,
+            late[0].window_start,
+            late[0].window_end,
+            late[0].watermark
+        ),
+        (500, 0, 1000, 2000)
+    );
+    assert!(
+        late[0].reason.contains("beyond the allowed lateness"),
+        "{}",
+        late[0].reason
+    );
+    assert_eq!(late_count, 1);
+}
+
+#[test]
+fn future_event_times_are_rejected_or_clamped() {
+    for action in [FutureEvents::Reject, FutureEvents::Clamp] {
+        let clock = Arc::new(SimulatedClock::with_wall_start(10_000));
+        let pipeline = Pipeline::new()
+            .with_clock(clock)
+            .with_workers(1)
+            .with_poll_size(1);
+        let marked = pipeline
+            .source(IterSource::new([1_000_i64, 500_000, 2_000]).with_event_time(|t| *t))
+            .with_watermarks(
+                WatermarkStrategy::bounded(Duration::ZERO).with_future_bound(ms(1000), action),
+            );
+        let rejected = marked.rejected.collect();
+        let windows = marked
+            .events
+            .key_by(|_| ())
+            .window(Window::tumbling(ms(1000)))
+            .aggregate(Count);
+        let rows = windows.results.collect();
+        let late = windows.late.collect();
+        pipeline.run().unwrap();
+        let rows: Vec<(i64, u64)> = rows
+            .take()
+            .iter()
+            .map(|r| (r.window_start, r.value))
+            .collect();
+        let rejected = rejected.take();
+        match action {
+            FutureEvents::Reject => {
+                assert_eq!(rejected.len(), 1);
+                assert_eq!(rejected[0].event, 500_000);
+                assert!(
+                    rejected[0].reason.contains("ahead of the wall clock"),
+                    "{}",
+                    rejected[0].reason
+                );
+                // The far-future event did not move the watermark: 2,000 is not late.
+                assert!(late.is_empty());
+                let mut rows = rows;
+                rows.sort();
+                assert_eq!(rows, vec![(1000, 1), (2000, 1)]);
+            }
+            FutureEvents::Clamp => {
+                assert!(rejected.is_empty());
+                // Clamped to wall clock + bound = 11,000; 2,000 is then late.
+                assert!(rows.contains(&(11_000, 1)), "{rows:?}");
+                assert_eq!(late.take().len(), 1);
+            }
+        }
+    }
+}
+
+/// A partition that says it is idle until `release` is set (or 10 s pass).
+struct Silent {
+    release: Arc<AtomicBool>,
+    started: Instant,
+    released_by_flag: Arc<AtomicBool>,
+}
+
+impl Source<i64> for Silent {
+    fn poll(&mut self, _out: &mut Batch<i64>, _max: usize) -> Result<SourceStatus, BoxError> {
+        if self.release.load(Ordering::SeqCst) {
+            self.released_by_flag.store(true, Ordering::SeqCst);
+            return Ok(SourceStatus::Exhausted);
+        }
+        if self.started.elapsed() > Duration::from_secs(10) {
+            return Ok(SourceStatus::Exhausted);
+        }
+        Ok(SourceStatus::Idle)
+    }
+}
+
+#[test]
+fn an_idle_partition_stops_holding_the_watermark_back() {
+    let release = Arc::new(AtomicBool::new(false));
+    let by_flag = Arc::new(AtomicBool::new(false));
+    let pipeline = Pipeline::new().with_workers(1);
+    let busy = pipeline.source(IterSource::new(vec![100_i64, 5_000]).with_event_time(|t| *t));
+    let silent = pipeline.source(Silent {
+        release: release.clone(),
+        started: Instant::now(),
+        released_by_flag: by_flag.clone(),
+    });
+    let strategy = WatermarkStrategy::bounded(Duration::ZERO).with_idle_timeout(ms(20));
+    // Two partitions joined by the window's exchange.
+    let busy = busy.with_watermarks(strategy).events;
+    let silent = silent.with_watermarks(strategy).events;
+    let open = release.clone();
+    let first = busy
+        .key_by(|_| ())
+        .window(Window::tumbling(ms(1000)))
+        .aggregate(Count);
+    first
+        .results
+        .for_each(move |_| open.store(true, Ordering::SeqCst));
+    silent.for_each(|_| {});
+    pipeline.run().unwrap();
+    assert!(
+        by_flag.load(Ordering::SeqCst),
+        "the window fired only at the end"
+    );
+}
+
+#[test]
+fn open_windows_emit_early_results_at_the_early_firing_interval() {
+    /// One event, then silence for 300 ms, then the end.
+    struct OneThenWait {
+        sent: bool,
+        started: Instant,
+    }
+    impl Source<i64> for OneThenWait {
+        fn poll(&mut self, out: &mut Batch<i64>, _max: usize) -> Result<SourceStatus, BoxError> {
+            if !self.sent {
+                self.sent = true;
+                out.push(7, 100);
+                return Ok(SourceStatus::Ready);
+            }
+            Ok(if self.started.elapsed() > ms(300) {
+                SourceStatus::Exhausted
+            } else {
+                SourceStatus::Idle
+            })
+        }
+    }
+    let pipeline = Pipeline::new().with_workers(1);
+    let windows = pipeline
+        .source(OneThenWait {
+            sent: false,
+            started: Instant::now(),
+        })
+        .with_watermarks(WatermarkStrategy::bounded(Duration::ZERO))
+        .events
+        .key_by(|_| ())
+        .window(Window::tumbling(Duration::from_secs(60)))
+        .early_firing(ms(20))
+        .aggregate(Count);
+    let rows = windows.results.collect();
+    pipeline.run().unwrap();
+    let rows: Vec<(Emission, u32, u64)> = rows
+        .take()
+        .iter()
+        .map(|r| (r.emission, r.revision, r.value))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![(Emission::Early, 0, 1), (Emission::OnTime, 1, 1)]
+    );
+}
+
+#[test]
+fn a_global_window_emits_when_its_trigger_fires() {
+    // One event per poll: the watermark follows every event.
+    let pipeline = Pipeline::new().with_workers(2).with_poll_size(1);
+    let source = || IterSource::new((0..10_i64).collect::<Vec<_>>()).with_event_time(|t| *t * 100);
+    let by_count = pipeline
+        .source(source())
+        .key_by(|_| ())
+        .window(Window::global(CountTrigger(4)))
+        .aggregate(Count);
+    let by_time = pipeline
+        .source(source())
+        .with_watermarks(WatermarkStrategy::bounded(Duration::ZERO))
+        .events
+        .key_by(|_| ())
+        .window(Window::global(EventTimeTrigger { period_ms: 500 }))
+        .aggregate(Count);
+    let counts = by_count.results.collect();
+    let times = by_time.results.collect();
+    pipeline.run().unwrap();
+    // Every 4 events, then the rest at the end of input.
+    assert_eq!(
+        counts.take().iter().map(|r| r.value).collect::<Vec<_>>(),
+        vec![4, 4, 2]
+    );
+    // Events at 0..900 ms: fired when the watermark reaches 500 (events
+    // 0..=500), and at the end of input (the rest).
+    let panes: Vec<(i64, i64, u64)> = times
+        .take()
+        .iter()
+        .map(|r| (r.window_start, r.window_end, r.value))
+        .collect();
+    assert_eq!(panes, vec![(0, 501, 6), (600, 901, 4)]);
+}
