@@ -20,12 +20,7 @@ where
                 self.out.push(item, time);
             }
         }
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        self.down.on_batch(&mut self.out)?;
-        self.out.clear();
-        Ok(())
+        crate::ops::send(&mut self.out, &mut self.down)
     }
     super::forward_signals!();
 }

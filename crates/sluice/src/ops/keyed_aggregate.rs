@@ -39,12 +39,7 @@ where
         for (key, (acc, latest)) in self.partials.drain() {
             self.out.push((key, acc), latest);
         }
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        self.down.on_batch(&mut self.out)?;
-        self.out.clear();
-        Ok(())
+        crate::ops::send(&mut self.out, &mut self.down)
     }
     super::forward_signals!();
 }

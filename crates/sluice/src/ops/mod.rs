@@ -26,6 +26,19 @@ use sluice_runtime::Operator;
 /// The operator an operator pushes into.
 pub(crate) type Downstream<T> = Box<dyn Operator<T>>;
 
+/// Pushes `out` into `down` unless it is empty, then clears it for reuse.
+pub(crate) fn send<T>(
+    out: &mut sluice_core::Batch<T>,
+    down: &mut Downstream<T>,
+) -> sluice_runtime::OperatorResult {
+    if out.is_empty() {
+        return Ok(());
+    }
+    down.on_batch(out)?;
+    out.clear();
+    Ok(())
+}
+
 /// Passes ticks, watermarks, idleness and the end on to `self.down`
 /// unchanged: for operators that only transform events.
 macro_rules! forward_signals {

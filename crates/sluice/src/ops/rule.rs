@@ -52,12 +52,7 @@ where
         self.counters
             .fired
             .fetch_add(self.out.len() as u64, Ordering::Relaxed);
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        self.down.on_batch(&mut self.out)?;
-        self.out.clear();
-        Ok(())
+        crate::ops::send(&mut self.out, &mut self.down)
     }
     super::forward_signals!();
 }

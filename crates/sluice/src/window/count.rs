@@ -91,10 +91,7 @@ where
                 self.emit_slot(key, &full);
             }
         }
-        if !self.out.is_empty() {
-            self.down.on_batch(&mut self.out)?;
-            self.out.clear();
-        }
+        crate::ops::send(&mut self.out, &mut self.down)?;
         Ok(())
     }
 
@@ -118,10 +115,7 @@ where
                 }
             }
         }
-        if !self.out.is_empty() {
-            self.down.on_batch(&mut self.out)?;
-            self.out.clear();
-        }
+        crate::ops::send(&mut self.out, &mut self.down)?;
         self.down.on_end()
     }
 }

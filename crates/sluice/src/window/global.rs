@@ -229,12 +229,7 @@ where
     }
 
     fn flush(&mut self) -> OperatorResult {
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        self.down.on_batch(&mut self.out)?;
-        self.out.clear();
-        Ok(())
+        crate::ops::send(&mut self.out, &mut self.down)
     }
 }
 

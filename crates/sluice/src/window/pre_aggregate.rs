@@ -114,12 +114,7 @@ where
                 latest,
             );
         }
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        self.down.on_batch(&mut self.out)?;
-        self.out.clear();
-        Ok(())
+        crate::ops::send(&mut self.out, &mut self.down)
     }
 
     fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
