@@ -1,5 +1,6 @@
 //! The `sluice` command.
 
+mod bench;
 mod demo;
 
 use clap::{Parser, Subcommand};
@@ -18,12 +19,16 @@ enum Command {
     /// Runs the two seed scenarios, event by event and in micro-batches,
     /// and shows that the results agree.
     Demo(demo::DemoArgs),
+    /// Runs a benchmark workload and prints one JSON line of figures and
+    /// checksums; exits non-zero if the checksums are wrong.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
+        Command::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@ use crate::window::{Window, WindowedStream};
 use crate::Stream;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 use sluice_core::{Aggregate, Batch};
+use sluice_runtime::FlushPolicy;
 use std::hash::{BuildHasher, Hash};
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 pub struct KeyedStream<K, T> {
     pub(crate) stream: Stream<T>,
     pub(crate) key: Arc<dyn Fn(&T) -> K + Send + Sync>,
+    pub(crate) exchange_policy: FlushPolicy,
 }
 
 impl<K, T> KeyedStream<K, T>
@@ -24,7 +26,32 @@ where
         Self {
             stream,
             key: Arc::new(key),
+            exchange_policy: FlushPolicy::Forward,
         }
+    }
+
+    /// How the exchange between workers batches what it sends to each
+    /// worker (default `FlushPolicy::Forward`: as it comes, one batch per
+    /// incoming batch and worker). `Batches(k)` is not valid here (the
+    /// number of events per worker is not known).
+    ///
+    /// ```
+    /// use sluice::prelude::*;
+    /// use std::time::Duration;
+    /// let p = Pipeline::new();
+    /// let counts = p
+    ///     .source(IterSource::new(0..100_u32))
+    ///     .key_by(|x| x % 3)
+    ///     .batch(FlushPolicy::CountOrInterval(1024, Duration::from_millis(5)))
+    ///     .aggregate(Count)
+    ///     .collect();
+    /// p.run()?;
+    /// assert_eq!(counts.len(), 3);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn batch(mut self, policy: FlushPolicy) -> Self {
+        self.exchange_policy = policy;
+        self
     }
 
     /// One mergeable aggregate per key over the whole stream, emitted as
@@ -53,6 +80,7 @@ where
         A::Output: Send + 'static,
     {
         let key = self.key;
+        let policy = self.exchange_policy;
         let pre = aggregate.clone();
         let partials = self.stream.fuse(None, move |down| {
             let key = key.clone();
@@ -65,9 +93,10 @@ where
             })
         });
         partials
-            .exchange(Arc::new(|partial: &KeyedPartial<K, A::Acc>| {
-                FxBuildHasher.hash_one(&partial.0)
-            }))
+            .exchange(
+                Arc::new(|partial: &KeyedPartial<K, A::Acc>| FxBuildHasher.hash_one(&partial.0)),
+                policy,
+            )
             .fuse(None, move |down| {
                 Box::new(KeyedMerge {
                     aggregate: aggregate.clone(),

@@ -187,7 +187,11 @@ impl<T: Send + 'static> Stream<T> {
 
     /// Sends every event to the worker its `route` hash picks: a new stage
     /// with one instance per worker of the pipeline.
-    pub(crate) fn exchange(self, route: Arc<dyn Fn(&T) -> u64 + Send + Sync>) -> Stream<T> {
+    pub(crate) fn exchange(
+        self,
+        route: Arc<dyn Fn(&T) -> u64 + Send + Sync>,
+        policy: FlushPolicy,
+    ) -> Stream<T> {
         let (edge_name, stage, workers) = {
             let mut plan = self.plan.borrow_mut();
             let workers = plan.settings.workers;
@@ -208,7 +212,7 @@ impl<T: Send + 'static> Stream<T> {
             connect: Box::new(move |downs, builder| {
                 let (ends, receivers) = exchange::<T>(
                     &edge_name,
-                    FlushPolicy::Forward,
+                    policy,
                     builder.settings.channel_capacity,
                     builder.settings.clock.clone(),
                     senders,

@@ -7,13 +7,93 @@ use crate::window::{Window, WindowResult};
 use sluice_connectors::{FormulaEvent, FormulaSource};
 use std::time::Duration;
 
+/// W0: the first `events` events of the formula stream, read in one
+/// partition per worker: keep `value > 0.5`, map to `value * 2`, cut by
+/// `policy`; each batch is reduced to its `(count, sum)` on its worker.
+///
+/// ```
+/// use sluice::prelude::*;
+/// use sluice::workloads::w0;
+///
+/// let pipeline = Pipeline::new().with_workers(2);
+/// let partials = w0(&pipeline, 1_000, FlushPolicy::Count(100)).collect();
+/// pipeline.run()?;
+/// let count: u64 = partials.take().iter().map(|p| p.0).sum();
+/// assert!(count > 400 && count < 600);
+/// # Ok::<(), sluice::Error>(())
+/// ```
+pub fn w0(pipeline: &Pipeline, events: u64, policy: FlushPolicy) -> Stream<(u64, f64)> {
+    let partitions = pipeline.workers();
+    pipeline
+        .partitioned_source(partitions, |p| {
+            FormulaSource::partition(events, p, partitions)
+        })
+        .filter(|e: &FormulaEvent| e.value > 0.5)
+        .map(|e: FormulaEvent| e.value * 2.0)
+        .batch(policy)
+        .map_batch(|values: &[f64]| {
+            let sum = Sum.fold(values);
+            (values.len() as u64, Aggregate::<f64>::finish(&Sum, &sum))
+        })
+}
+
+/// The W0 checksums computed by a plain loop: `(count, sum)`.
+pub fn w0_reference(events: u64) -> (u64, f64) {
+    let mut count = 0;
+    let mut sum = sluice_core::aggregate::CompensatedSum::default();
+    for i in 0..i64::try_from(events).unwrap_or(i64::MAX) {
+        let e = FormulaEvent::at(i);
+        if e.value > 0.5 {
+            count += 1;
+            sum.add(e.value * 2.0);
+        }
+    }
+    (count, sum.value())
+}
+
+/// The W1 checksums computed by a plain loop, one window at a time (the
+/// events come in time order, 1,000 per window).
+pub fn w1_reference(events: u64) -> W1Checksums {
+    let mut sums = W1Checksums::default();
+    let n = i64::try_from(events).unwrap_or(i64::MAX);
+    let mut groups: std::collections::HashMap<i64, (u64, f64, f64, f64)> =
+        std::collections::HashMap::new();
+    let flush = |groups: &mut std::collections::HashMap<i64, (u64, f64, f64, f64)>,
+                 sums: &mut W1Checksums| {
+        for (_, (count, sum, min, max)) in groups.drain() {
+            sums.groups += 1;
+            sums.sum_count += count;
+            sums.sum_sum += sum;
+            sums.sum_min += min;
+            sums.sum_max += max;
+            sums.sum_mean += sum / count as f64;
+            sums.max_count = sums.max_count.max(count);
+        }
+    };
+    for i in 0..n {
+        if i > 0 && i % 1000 == 0 {
+            flush(&mut groups, &mut sums);
+        }
+        let e = FormulaEvent::at(i);
+        let g = groups
+            .entry(e.key)
+            .or_insert((0, 0.0, f64::INFINITY, f64::NEG_INFINITY));
+        g.0 += 1;
+        g.1 += e.value;
+        g.2 = g.2.min(e.value);
+        g.3 = g.3.max(e.value);
+    }
+    flush(&mut groups, &mut sums);
+    sums
+}
+
 /// One W1 result row: count, sum, mean, min and max of a key's values in a
 /// one-second window.
 pub type W1Row = WindowResult<i64, (u64, f64, Option<f64>, Option<f64>, Option<f64>)>;
 
 /// W1: the first `events` events of the formula stream, read in one
-/// partition per worker, cut by `policy`, per key and 1-second tumbling
-/// window: count, sum, mean, min, max of the value.
+/// partition per worker, exchanged by key in batches cut by `policy`, per
+/// key and 1-second tumbling window: count, sum, mean, min, max of the value.
 ///
 /// ```
 /// use sluice::prelude::*;
@@ -69,6 +149,25 @@ pub struct W1Checksums {
 }
 
 impl W1Checksums {
+    /// The checksums of a run of rows (a batch algorithm, to reduce result
+    /// rows where they are made).
+    pub fn of(rows: &[W1Row]) -> Self {
+        let mut sums = Self::default();
+        rows.iter().for_each(|row| sums.add(row));
+        sums
+    }
+
+    /// Adds the checksums of other rows.
+    pub fn merge(&mut self, other: &W1Checksums) {
+        self.groups += other.groups;
+        self.sum_count += other.sum_count;
+        self.sum_sum += other.sum_sum;
+        self.sum_min += other.sum_min;
+        self.sum_max += other.sum_max;
+        self.sum_mean += other.sum_mean;
+        self.max_count = self.max_count.max(other.max_count);
+    }
+
     /// Adds one result row.
     pub fn add(&mut self, row: &W1Row) {
         let (count, sum, mean, min, max) = row.value;

@@ -292,7 +292,11 @@ where
         let counters = Arc::new(WindowCounters::default());
         let lateness = millis(self.allowed_lateness);
         let early = self.early_firing.filter(|d| !d.is_zero());
-        let KeyedStream { stream, key } = self.keyed;
+        let KeyedStream {
+            stream,
+            key,
+            exchange_policy,
+        } = self.keyed;
         let plan = stream.plan().clone();
         let late_side: SideOutput<LateEvent<T>> = stream.side_output("late");
         let late = late_side.stream(&plan);
@@ -323,7 +327,10 @@ where
                 let aggregate = aggregate.clone();
                 let counters = counters.clone();
                 stream
-                    .exchange(Arc::new(move |e: &T| key_hash(&route_key(e))))
+                    .exchange(
+                        Arc::new(move |e: &T| key_hash(&route_key(e))),
+                        exchange_policy,
+                    )
                     .fuse(None, move |down| {
                         Box::new(CountWindowOperator {
                             key: key.clone(),
@@ -342,7 +349,10 @@ where
                 let aggregate = aggregate.clone();
                 let counters = counters.clone();
                 stream
-                    .exchange(Arc::new(move |e: &T| key_hash(&route_key(e))))
+                    .exchange(
+                        Arc::new(move |e: &T| key_hash(&route_key(e))),
+                        exchange_policy,
+                    )
                     .fuse_with_builder(move |down, _, builder| {
                         Ok(Box::new(GlobalWindowOperator::new(
                             key.clone(),
@@ -372,8 +382,10 @@ where
                         down,
                     }) as Box<dyn Operator<T>>)
                 });
-                let exchanged =
-                    partials.exchange(Arc::new(|p: &WindowPartial<K, A::Acc>| key_hash(&p.key)));
+                let exchanged = partials.exchange(
+                    Arc::new(|p: &WindowPartial<K, A::Acc>| key_hash(&p.key)),
+                    exchange_policy,
+                );
                 let counters = counters.clone();
                 match assigner {
                     Assigner::Session(_) => exchanged.fuse(None, move |down| {

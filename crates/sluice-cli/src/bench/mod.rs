@@ -1,0 +1,98 @@
+//! `sluice bench WORKLOAD`: runs a workload, prints one JSON line with its
+//! throughput, memory, latency and checksums, and exits non-zero when the
+//! checksums are wrong.
+
+mod latency;
+mod report;
+mod workloads;
+
+use anyhow::{bail, Result};
+use clap::{Args, ValueEnum};
+use report::Report;
+use sluice::FlushPolicy;
+use std::time::Duration;
+
+/// The workloads `sluice bench` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// Stateless: keep value > 0.5, map to value * 2 (shared W0).
+    W0,
+    /// Per key, 1 s tumbling windows: count, sum, mean, min, max (shared W1).
+    W1,
+    /// Event mode at an offered rate: source -> rule -> handler -> sink, with
+    /// per-event latency in an HDR histogram.
+    Latency,
+}
+
+/// How events travel between stages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Every event on its own.
+    Event,
+    /// Micro-batches of `--batch-size` (or `--batch-interval`).
+    MicroBatch,
+}
+
+/// Options of `sluice bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The workload.
+    #[arg(value_enum)]
+    workload: Workload,
+    /// Events to process (throughput workloads).
+    #[arg(long, default_value_t = 10_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    events: u64,
+    /// Workers for keyed work, and source partitions. Default: the cores.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
+    workers: Option<u64>,
+    /// Event mode or micro-batches.
+    #[arg(long, value_enum, default_value_t = Mode::MicroBatch)]
+    mode: Mode,
+    /// Events per micro-batch.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
+    batch_size: u64,
+    /// Also release a micro-batch after this many milliseconds.
+    #[arg(long)]
+    batch_interval: Option<u64>,
+    /// Offered load of the latency workload, events per second.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    rate: u64,
+    /// Duration of the latency workload, seconds.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+}
+
+impl BenchArgs {
+    fn workers(&self) -> usize {
+        self.workers.map_or_else(
+            || std::thread::available_parallelism().map_or(1, usize::from),
+            |w| w as usize,
+        )
+    }
+
+    fn policy(&self) -> FlushPolicy {
+        let size = usize::try_from(self.batch_size).unwrap_or(usize::MAX);
+        match (self.mode, self.batch_interval) {
+            (Mode::Event, _) => FlushPolicy::EachEvent,
+            (Mode::MicroBatch, None) => FlushPolicy::Count(size),
+            (Mode::MicroBatch, Some(ms)) => {
+                FlushPolicy::CountOrInterval(size, Duration::from_millis(ms.max(1)))
+            }
+        }
+    }
+}
+
+/// Runs the benchmark and prints its report.
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let mut report = Report::new(args);
+    match args.workload {
+        Workload::W0 => workloads::w0(args, &mut report)?,
+        Workload::W1 => workloads::w1(args, &mut report)?,
+        Workload::Latency => latency::run(args, &mut report)?,
+    }
+    println!("{}", report.to_json());
+    if let Some(problem) = report.failure() {
+        bail!("wrong results: {problem}");
+    }
+    Ok(())
+}
