@@ -6,6 +6,7 @@
 //!   reproducible across runs and machines;
 //! - [`FormulaSource`]: the shared W0/W1 benchmark stream, from its
 //!   integer formula, in any number of partitions;
+//! - [`nexmark::NexmarkSource`]: Nexmark persons, auctions and bids;
 //! - [`CollectSink`]: gathers results in memory, to read after the run;
 //! - [`StdoutSink`]: one line per event on standard output.
 //!
@@ -30,6 +31,7 @@ mod collect;
 mod formula;
 mod generator;
 mod iter;
+pub mod nexmark;
 mod stdout;
 
 pub use collect::{CollectSink, Collected};
