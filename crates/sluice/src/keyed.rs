@@ -1,4 +1,4 @@
-use crate::ops::{KeyedMerge, KeyedPartial, KeyedPreAggregate};
+use crate::ops::{KeyedMerge, KeyedPartial, KeyedPreAggregate, KeyedProcess, KeyedProcessOperator};
 use crate::window::{Window, WindowedStream};
 use crate::Stream;
 use rustc_hash::{FxBuildHasher, FxHashMap};
@@ -104,6 +104,30 @@ where
                     states: Vec::new(),
                     down,
                     _in: PhantomData,
+                })
+            })
+    }
+
+    /// Processes each key's events with a [`KeyedProcess`]: per-key state,
+    /// any output, a last word at the end of the input. Joins are built on it.
+    pub fn process<P>(self, process: P) -> Stream<P::Output>
+    where
+        P: KeyedProcess<K, T>,
+    {
+        let key = self.key;
+        let route_key = key.clone();
+        self.stream
+            .exchange(
+                Arc::new(move |e: &T| key_hash(&route_key(e))),
+                self.exchange_policy,
+            )
+            .fuse(None, move |down| {
+                Box::new(KeyedProcessOperator {
+                    key: key.clone(),
+                    process: process.clone(),
+                    states: FxHashMap::default(),
+                    out: Batch::new(),
+                    down,
                 })
             })
     }

@@ -54,7 +54,7 @@ pub mod workloads;
 
 pub use error::{BuildError, Error, Result};
 pub use keyed::KeyedStream;
-pub use ops::RuleCounters;
+pub use ops::{KeyedProcess, RuleCounters};
 pub use pipeline::{Pipeline, PipelineReport};
 pub use stream::Stream;
 

@@ -6,7 +6,7 @@ mod latency;
 mod report;
 mod workloads;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use report::Report;
 use sluice::FlushPolicy;
@@ -19,9 +19,42 @@ pub enum Workload {
     W0,
     /// Per key, 1 s tumbling windows: count, sum, mean, min, max (shared W1).
     W1,
+    /// Nexmark q0: pass-through of bids.
+    NexmarkQ0,
+    /// Nexmark q1: bid prices in euros.
+    NexmarkQ1,
+    /// Nexmark q2: bids on every 123rd auction.
+    NexmarkQ2,
+    /// Nexmark q3: sellers of category-10 auctions in OR, ID, CA (a join).
+    NexmarkQ3,
+    /// Nexmark q4: average closing price per category (join + aggregates).
+    NexmarkQ4,
+    /// Nexmark q5: hot items per 10 s window sliding by 2 s.
+    NexmarkQ5,
+    /// Nexmark q7: highest bid per 10 s window, joined back to the bids.
+    NexmarkQ7,
+    /// Nexmark q8: persons who sold in the 10 s window they joined in.
+    NexmarkQ8,
     /// Event mode at an offered rate: source -> rule -> handler -> sink, with
     /// per-event latency in an HDR histogram.
     Latency,
+}
+
+impl Workload {
+    /// The Nexmark query name, for Nexmark workloads.
+    fn nexmark_query(self) -> Option<&'static str> {
+        Some(match self {
+            Workload::NexmarkQ0 => "q0",
+            Workload::NexmarkQ1 => "q1",
+            Workload::NexmarkQ2 => "q2",
+            Workload::NexmarkQ3 => "q3",
+            Workload::NexmarkQ4 => "q4",
+            Workload::NexmarkQ5 => "q5",
+            Workload::NexmarkQ7 => "q7",
+            Workload::NexmarkQ8 => "q8",
+            _ => return None,
+        })
+    }
 }
 
 /// How events travel between stages.
@@ -89,6 +122,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         Workload::W0 => workloads::w0(args, &mut report)?,
         Workload::W1 => workloads::w1(args, &mut report)?,
         Workload::Latency => latency::run(args, &mut report)?,
+        other => {
+            let query = other.nexmark_query().context("not a Nexmark workload")?;
+            workloads::nexmark(args, query, &mut report)?;
+        }
     }
     println!("{}", report.to_json());
     if let Some(problem) = report.failure() {

@@ -14,7 +14,8 @@ impl Report {
         let mut fields = Map::new();
         fields.insert(
             "workload".into(),
-            json!(format!("{:?}", args.workload).to_lowercase()),
+            json!(clap::ValueEnum::to_possible_value(&args.workload)
+                .map(|v| v.get_name().to_string())),
         );
         fields.insert(
             "mode".into(),

@@ -1,9 +1,10 @@
-//! W0 and W1 of the shared workloads, checked against plain loops.
+//! W0, W1 and Nexmark, each checked against a plain loop.
 
 use super::report::Report;
 use super::BenchArgs;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::json;
+use sluice::workloads::nexmark::{self as queries, QueryChecksum};
 use sluice::workloads::{
     w0 as w0_pipeline, w0_reference, w1 as w1_pipeline, w1_reference, W1Checksums,
 };
@@ -68,6 +69,33 @@ pub fn w1(args: &BenchArgs, report: &mut Report) -> Result<()> {
     report.set(
         "reference",
         json!("plain single-threaded loop over the same formula"),
+    );
+    Ok(())
+}
+
+pub fn nexmark(args: &BenchArgs, query: &str, report: &mut Report) -> Result<()> {
+    let workers = args.workers();
+    let pipeline = Pipeline::new().with_workers(workers);
+    let totals = Arc::new(Mutex::new(QueryChecksum::default()));
+    let sink = totals.clone();
+    queries::query(&pipeline, query, args.events, args.policy())
+        .with_context(|| format!("unknown Nexmark query `{query}`"))?
+        .for_each(move |partial| {
+            sink.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .merge(&partial)
+        });
+    let started = Instant::now();
+    pipeline.run()?;
+    report.throughput(args.events, started.elapsed().as_secs_f64(), workers);
+    let got = *totals.lock().unwrap_or_else(PoisonError::into_inner);
+    let want = queries::reference(query, args.events)
+        .with_context(|| format!("no reference for `{query}`"))?;
+    report.check_exact("result_rows", got.rows, want.rows);
+    report.check_exact("checksum", got.checksum, want.checksum);
+    report.set(
+        "reference",
+        json!("plain single-threaded loop over the same events"),
     );
     Ok(())
 }

@@ -1,5 +1,7 @@
-//! The shared benchmark workloads, as pipelines: used by the `w1` example,
+//! The shared benchmark workloads (W0, W1, Nexmark), as pipelines: used by the `w1` example,
 //! the tests that check them against the expected checksums, and benchmarks.
+
+pub mod nexmark;
 
 use crate::prelude::*;
 use crate::watermark::WatermarkStrategy;
