@@ -102,7 +102,7 @@ pub fn run(args: &BenchArgs, report: &mut Report) -> Result<()> {
 
     let h = histogram.lock().unwrap_or_else(PoisonError::into_inner);
     let us = |ns: u64| (ns as f64 / 10.0).round() / 100.0;
-    report.throughput(total, seconds, 1);
+    report.throughput(total, seconds, None);
     report.set("rate", json!(args.rate));
     report.set("latency_p50_us", json!(us(h.value_at_quantile(0.50))));
     report.set("latency_p99_us", json!(us(h.value_at_quantile(0.99))));

@@ -38,15 +38,20 @@ impl Report {
     }
 
     /// Throughput figures of a run over `events` in `seconds`, and memory.
-    pub fn throughput(&mut self, events: u64, seconds: f64, cores: usize) {
+    /// Per core means per second of CPU time the process used (all its
+    /// threads), so it does not depend on how many threads ran.
+    pub fn throughput(&mut self, events: u64, seconds: f64, cpu_seconds: Option<f64>) {
         let per_sec = events as f64 / seconds;
         self.set("events", json!(events));
         self.set("seconds", json!(round(seconds, 4)));
         self.set("events_per_sec", json!(per_sec.round()));
-        self.set(
-            "events_per_sec_per_core",
-            json!((per_sec / cores.max(1) as f64).round()),
-        );
+        if let Some(cpu) = cpu_seconds.filter(|c| *c > 0.0) {
+            self.set("cpu_seconds", json!(round(cpu, 2)));
+            self.set(
+                "events_per_sec_per_core",
+                json!((events as f64 / cpu).round()),
+            );
+        }
         self.set("peak_rss_mb", json!(peak_rss_mb()));
     }
 
@@ -97,4 +102,15 @@ fn peak_rss_mb() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(round(kb / 1024.0, 1))
+}
+
+/// CPU time (user + system) the process has used so far, from
+/// `/proc/self/stat` (Linux; 100 ticks per second).
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }

@@ -1,6 +1,6 @@
 //! W0, W1 and Nexmark, each checked against a plain loop.
 
-use super::report::Report;
+use super::report::{cpu_seconds, Report};
 use super::BenchArgs;
 use anyhow::{Context, Result};
 use serde_json::json;
@@ -25,9 +25,10 @@ pub fn w0(args: &BenchArgs, report: &mut Report) -> Result<()> {
         t.0 += count;
         t.1.add(sum);
     });
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), cpu_seconds());
     pipeline.run()?;
-    report.throughput(args.events, started.elapsed().as_secs_f64(), workers);
+    let cpu = cpu_seconds().zip(cpu).map(|(after, before)| after - before);
+    report.throughput(args.events, started.elapsed().as_secs_f64(), cpu);
     let (count, sum) = {
         let t = totals.lock().unwrap_or_else(PoisonError::into_inner);
         (t.0, t.1.value())
@@ -51,9 +52,10 @@ pub fn w1(args: &BenchArgs, report: &mut Report) -> Result<()> {
                 .unwrap_or_else(PoisonError::into_inner)
                 .merge(&partial)
         });
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), cpu_seconds());
     pipeline.run()?;
-    report.throughput(args.events, started.elapsed().as_secs_f64(), workers);
+    let cpu = cpu_seconds().zip(cpu).map(|(after, before)| after - before);
+    report.throughput(args.events, started.elapsed().as_secs_f64(), cpu);
     let got = totals
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -85,9 +87,10 @@ pub fn nexmark(args: &BenchArgs, query: &str, report: &mut Report) -> Result<()>
                 .unwrap_or_else(PoisonError::into_inner)
                 .merge(&partial)
         });
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), cpu_seconds());
     pipeline.run()?;
-    report.throughput(args.events, started.elapsed().as_secs_f64(), workers);
+    let cpu = cpu_seconds().zip(cpu).map(|(after, before)| after - before);
+    report.throughput(args.events, started.elapsed().as_secs_f64(), cpu);
     let got = *totals.lock().unwrap_or_else(PoisonError::into_inner);
     let want = queries::reference(query, args.events)
         .with_context(|| format!("no reference for `{query}`"))?;

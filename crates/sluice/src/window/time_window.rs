@@ -37,6 +37,9 @@ pub(crate) struct TimeWindowOperator<T, K, A: Aggregate<T>> {
     watermark: Timestamp,
     /// Late updates of closed windows, to emit after the batch.
     updated: Vec<(Timestamp, Timestamp, K)>,
+    /// Emptied maps of dropped windows, reused for new ones (no rehashing
+    /// as a new window fills up).
+    spare: Vec<Pane<K, A::Acc>>,
     counters: Arc<WindowCounters>,
     out: Batch<WindowResult<K, A::Output>>,
     down: Downstream<WindowResult<K, A::Output>>,
@@ -66,6 +69,7 @@ where
             panes: BTreeMap::new(),
             watermark: MIN_TIMESTAMP,
             updated: Vec::new(),
+            spare: Vec::new(),
             counters,
             out: Batch::new(),
             down,
@@ -98,7 +102,7 @@ where
     }
 
     /// Emits every window the watermark has closed, drops those beyond the
-    /// allowed lateness.
+    /// allowed lateness (keeping their maps, emptied, for new windows).
     fn advance(&mut self, watermark: Timestamp) -> OperatorResult {
         let previous = self.watermark;
         self.watermark = watermark;
@@ -106,26 +110,39 @@ where
             Excluded((previous, MAX_TIMESTAMP)),
             Included((watermark, MAX_TIMESTAMP)),
         );
-        let mut rows = Vec::new();
-        let closing: Vec<(Timestamp, Timestamp)> =
-            self.panes.range(range).map(|(w, _)| *w).collect();
-        for window in closing {
-            if let Some(mut pane) = self.panes.remove(&window) {
-                for (key, slot) in pane.iter_mut() {
-                    rows.push(self.result(key.clone(), window, slot, Emission::OnTime));
-                }
-                self.panes.insert(window, pane);
+        let Self {
+            panes,
+            aggregate,
+            out,
+            counters,
+            ..
+        } = self;
+        for (&(end, start), pane) in panes.range_mut(range) {
+            for (key, slot) in pane.iter_mut() {
+                let revision = slot.emitted;
+                slot.emitted += 1;
+                slot.dirty = false;
+                let row = WindowResult {
+                    key: key.clone(),
+                    window_start: start,
+                    window_end: end,
+                    value: aggregate.finish(&slot.acc),
+                    emission: Emission::OnTime,
+                    revision,
+                };
+                emit(out, row, counters);
             }
-        }
-        for row in rows {
-            emit(&mut self.out, row, &self.counters);
         }
         while let Some(entry) = self.panes.first_entry() {
             let (end, _) = *entry.key();
             if end.saturating_add(self.lateness) > watermark {
                 break;
             }
-            entry.remove();
+            let mut pane = entry.remove();
+            if self.spare.len() < 4 {
+                pane.clear();
+                self.spare.push(pane);
+            }
         }
         self.flush()
     }
@@ -163,7 +180,11 @@ where
         for (partial, _) in batch.drain() {
             let window = (partial.end, partial.start);
             let closed = partial.end <= self.watermark;
-            let pane = self.panes.entry(window).or_default();
+            let spare = &mut self.spare;
+            let pane = self
+                .panes
+                .entry(window)
+                .or_insert_with(|| spare.pop().unwrap_or_default());
             match pane.get_mut(&partial.key) {
                 Some(slot) => {
                     self.aggregate.merge(&mut slot.acc, &partial.acc);
