@@ -194,12 +194,17 @@ fn rule_evaluation(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(
-    benches,
-    batch_flush,
-    aggregate_merge,
-    key_exchange,
-    window_update,
-    rule_evaluation
-);
-criterion_main!(benches);
+// criterion_group! makes an undocumented public function.
+#[allow(missing_docs)]
+mod group {
+    use super::*;
+    criterion_group!(
+        benches,
+        batch_flush,
+        aggregate_merge,
+        key_exchange,
+        window_update,
+        rule_evaluation
+    );
+}
+criterion_main!(group::benches);
