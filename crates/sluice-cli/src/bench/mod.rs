@@ -93,6 +93,9 @@ pub struct BenchArgs {
     /// Duration of the latency workload, seconds.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
+    /// Latency workload: how long the handler polls before sleeping, µs.
+    #[arg(long, default_value_t = 0)]
+    spin_us: u64,
 }
 
 impl BenchArgs {

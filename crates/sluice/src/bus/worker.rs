@@ -62,7 +62,8 @@ where
     U: Clone + std::fmt::Debug + Send + 'static,
 {
     fn run(self, queue: Receiver<T>) {
-        for event in queue.iter() {
+        let spin = self.shared.config.spin_before_park;
+        while let Some(event) = next(&queue, spin) {
             self.handle(event);
             self.shared.counters.handled.fetch_add(1, Ordering::Relaxed);
             self.shared.in_flight.finished();
@@ -130,6 +131,25 @@ where
             });
         }
     }
+}
+
+/// The next event: polled for up to `spin` before the thread sleeps, since
+/// waking a sleeping thread can take milliseconds on a virtual machine.
+fn next<T>(queue: &Receiver<T>, spin: std::time::Duration) -> Option<T> {
+    if !spin.is_zero() {
+        let started = std::time::Instant::now();
+        loop {
+            match queue.try_recv() {
+                Ok(event) => return Some(event),
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
+                Err(crossbeam_channel::TryRecvError::Empty) if started.elapsed() < spin => {
+                    std::hint::spin_loop()
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => break,
+            }
+        }
+    }
+    queue.recv().ok()
 }
 
 fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
