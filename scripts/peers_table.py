@@ -7,6 +7,7 @@ that shared/bench/peers/*/run_all.sh and scripts/bench_sluice.sh write
 """
 import json
 import os
+import re
 import sys
 
 work = sys.argv[1] if len(sys.argv) > 1 else "peers-work"
@@ -29,16 +30,20 @@ for engine in ("sluice", "flink", "spark", "bytewax"):
             rate, n = report["events_per_sec"], report["events"]
         rows.append((engine, r["label"], n, rate, r["wall_s"], r.get("tree_cpu_s_sampled"), r["tree_peak_rss_mb"]))
 
+def workload_of(label):
+    return re.search(r"_(w[01])(check)?(_|$)", label).group(1)
+
+
 best = {}
 for engine, label, n, rate, *_ in rows:
-    workload = "w1" if "w1" in label else "w0"
+    workload = workload_of(label)
     if engine == "sluice" and rate:
         best[workload] = max(best.get(workload, 0), rate)
 
 print("| engine | run | events | job events/s | wall s (process) | CPU s (tree) | peak RSS MB (tree) | best Sluice / this |")
 print("|---|---|---:|---:|---:|---:|---:|---:|")
 for engine, label, n, rate, wall, cpu, rss in rows:
-    workload = "w1" if "w1" in label else "w0"
-    ratio = f"{best[workload] / rate:.0f}x" if rate and workload in best else ""
+    workload = workload_of(label)
+    ratio = f"{best[workload] / rate:.0f}x" if rate and workload in best and engine != "sluice" else ""
     rate_s = f"{rate:,.0f}" if rate else ""
     print(f"| {engine} | {label} | {n:,} | {rate_s} | {wall} | {cpu} | {rss} | {ratio} |")
