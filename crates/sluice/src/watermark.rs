@@ -47,6 +47,9 @@ pub struct WatermarkStrategy {
     /// How far ahead of the wall clock an event time may be, and what
     /// happens to one further ahead.
     pub future_bound: Option<(Duration, FutureEvents)>,
+    /// Watermark alignment: a partition whose watermark is more than this
+    /// ahead of the slowest active partition's waits for it to catch up.
+    pub alignment: Option<Duration>,
 }
 
 impl WatermarkStrategy {
@@ -56,7 +59,20 @@ impl WatermarkStrategy {
             max_out_of_orderness,
             idle_timeout: None,
             future_bound: None,
+            alignment: None,
         }
+    }
+
+    /// Keeps partitions within `max_drift` of event time of each other: a
+    /// partition further ahead than that of the slowest active one waits
+    /// (as Flink's watermark alignment does). Without it, windows wait for
+    /// the slowest partition while the others run ahead, and their state
+    /// grows. An idle partition (see `with_idle_timeout`) or one that ended
+    /// does not hold the others back; a partition that stays silent without
+    /// an idle timeout does, so combine the two.
+    pub fn with_alignment(mut self, max_drift: Duration) -> Self {
+        self.alignment = Some(max_drift);
+        self
     }
 
     /// Declares a partition idle after `timeout` without events.
@@ -69,6 +85,48 @@ impl WatermarkStrategy {
     pub fn with_future_bound(mut self, bound: Duration, action: FutureEvents) -> Self {
         self.future_bound = Some((bound, action));
         self
+    }
+}
+
+/// The watermarks of the partitions of one stream, for alignment.
+#[derive(Debug)]
+pub(crate) struct AlignmentGroup {
+    /// Per partition; `MAX_TIMESTAMP` for idle or ended partitions.
+    watermarks: Vec<std::sync::atomic::AtomicI64>,
+}
+
+impl AlignmentGroup {
+    fn new(partitions: usize) -> Self {
+        Self {
+            watermarks: (0..partitions)
+                .map(|_| std::sync::atomic::AtomicI64::new(MIN_TIMESTAMP))
+                .collect(),
+        }
+    }
+
+    fn publish(&self, partition: usize, watermark: Timestamp) {
+        if let Some(w) = self.watermarks.get(partition) {
+            w.store(watermark, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// The slowest watermark of the other partitions that are active.
+    fn slowest_other(&self, partition: usize) -> Timestamp {
+        self.watermarks
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != partition)
+            .map(|(_, w)| w.load(std::sync::atomic::Ordering::Acquire))
+            .min()
+            .unwrap_or(MAX_TIMESTAMP)
+    }
+
+    /// Waits while `watermark` is more than `drift` ahead of the slowest
+    /// other active partition.
+    fn wait_for_others(&self, partition: usize, watermark: Timestamp, drift: i64) {
+        while watermark > self.slowest_other(partition).saturating_add(drift) {
+            std::thread::sleep(Duration::from_micros(50));
+        }
     }
 }
 
@@ -97,6 +155,8 @@ pub(crate) struct WatermarkGenerator<T> {
     idle: bool,
     rejected: Option<Downstream<RejectedEvent<T>>>,
     rejects: Batch<RejectedEvent<T>>,
+    /// This partition's index and its group, when aligned.
+    alignment: Option<(usize, Arc<AlignmentGroup>)>,
     kept: Batch<T>,
     down: Downstream<T>,
 }
@@ -161,6 +221,11 @@ impl<T: Send> Operator<T> for WatermarkGenerator<T> {
             self.emitted = watermark;
             self.down.on_watermark(watermark)?;
         }
+        if let (Some((partition, group)), Some(drift)) = (&self.alignment, self.strategy.alignment)
+        {
+            group.publish(*partition, self.emitted);
+            group.wait_for_others(*partition, self.emitted, millis(drift));
+        }
         Ok(())
     }
 
@@ -171,6 +236,9 @@ impl<T: Send> Operator<T> for WatermarkGenerator<T> {
                 let due = self.last_activity + timeout;
                 if now >= due {
                     self.idle = true;
+                    if let Some((partition, group)) = &self.alignment {
+                        group.publish(*partition, MAX_TIMESTAMP);
+                    }
                     self.down.on_idle()?;
                 } else {
                     deadline = Some(deadline.map_or(due, |d| d.min(due)));
@@ -190,6 +258,9 @@ impl<T: Send> Operator<T> for WatermarkGenerator<T> {
     }
 
     fn on_end(&mut self) -> OperatorResult {
+        if let Some((partition, group)) = &self.alignment {
+            group.publish(*partition, MAX_TIMESTAMP);
+        }
         self.down.on_watermark(MAX_TIMESTAMP)?;
         if let Some(rejected) = &mut self.rejected {
             rejected.on_end()?;
@@ -229,6 +300,7 @@ impl<T: Send + 'static> Stream<T> {
     pub fn with_watermarks(self, strategy: WatermarkStrategy) -> Watermarked<T> {
         let side: SideOutput<RejectedEvent<T>> = self.side_output("rejected");
         let rejected = side.stream(self.plan());
+        let group = Arc::new(AlignmentGroup::new(self.parallelism()));
         let events = self.fuse_with_builder(move |down, instance, builder| {
             let rejected = match strategy.future_bound {
                 Some((_, FutureEvents::Reject)) => Some(side.sender(instance, builder)?),
@@ -244,6 +316,7 @@ impl<T: Send + 'static> Stream<T> {
                 idle: false,
                 rejected,
                 rejects: Batch::new(),
+                alignment: strategy.alignment.map(|_| (instance, group.clone())),
                 kept: Batch::new(),
                 down,
             }) as Box<dyn Operator<T>>)

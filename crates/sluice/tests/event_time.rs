@@ -267,3 +267,91 @@ fn a_global_window_emits_when_its_trigger_fires() {
         .collect();
     assert_eq!(panes, vec![(0, 501, 6), (600, 901, 4)]);
 }
+
+/// A partition that starts late: idle for its first 50 ms, then events every
+/// 10 ms of event time. Records how far the other partition had got when it
+/// started.
+struct LateStarter {
+    started: Instant,
+    next: i64,
+    other_progress: Arc<std::sync::atomic::AtomicI64>,
+    seen_at_start: Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl Source<i64> for LateStarter {
+    fn poll(&mut self, out: &mut Batch<i64>, max: usize) -> Result<SourceStatus, BoxError> {
+        if self.started.elapsed() < ms(50) {
+            return Ok(SourceStatus::Idle);
+        }
+        if self.next == 0 {
+            self.seen_at_start
+                .store(self.other_progress.load(Ordering::SeqCst), Ordering::SeqCst);
+        }
+        for _ in 0..max {
+            if self.next >= 20_000 {
+                return Ok(SourceStatus::Exhausted);
+            }
+            out.push(self.next, self.next);
+            self.next += 10;
+        }
+        Ok(SourceStatus::Ready)
+    }
+}
+
+#[test]
+fn watermark_alignment_holds_a_partition_that_runs_ahead() {
+    for aligned in [true, false] {
+        let progress = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let seen = Arc::new(std::sync::atomic::AtomicI64::new(-1));
+        let (fast_progress, late_progress, late_seen) =
+            (progress.clone(), progress.clone(), seen.clone());
+        let started = Instant::now();
+        let pipeline = Pipeline::new().with_workers(1).with_poll_size(10);
+        let strategy = WatermarkStrategy::bounded(Duration::ZERO);
+        let strategy = if aligned {
+            strategy.with_alignment(ms(1000))
+        } else {
+            strategy
+        };
+        let events = pipeline
+            .partitioned_source(2, move |p| -> Box<dyn Source<i64>> {
+                if p == 0 {
+                    Box::new(IterSource::new((0..2_000).map(|i| i * 10)).with_event_time(|t| *t))
+                } else {
+                    Box::new(LateStarter {
+                        started,
+                        next: 0,
+                        other_progress: late_progress.clone(),
+                        seen_at_start: late_seen.clone(),
+                    })
+                }
+            })
+            .with_watermarks(strategy)
+            .events
+            .inspect(move |t| {
+                fast_progress.fetch_max(*t, Ordering::SeqCst);
+            });
+        let counts = events
+            .key_by(|_| ())
+            .window(Window::tumbling(ms(1000)))
+            .aggregate(Count)
+            .results
+            .collect();
+        pipeline.run().unwrap();
+        let total: u64 = counts.take().iter().map(|r| r.value).sum();
+        assert_eq!(total, 4_000, "every event of both partitions is counted");
+        let ahead = seen.load(Ordering::SeqCst);
+        if aligned {
+            // Held within the drift (plus one poll of 10 events = 100 ms).
+            assert!(
+                ahead <= 1_100,
+                "the fast partition ran to {ahead} ms before the other started"
+            );
+        } else {
+            assert!(
+                ahead > 1_100,
+                "without alignment the fast partition runs ahead ({ahead} ms)"
+            );
+        }
+    }
+}
