@@ -62,17 +62,20 @@ impl TimeWindows {
 
     /// The windows `[start, end)` that hold an event at `time`, latest first.
     pub fn assign(&self, time: Timestamp) -> impl Iterator<Item = (Timestamp, Timestamp)> {
-        let last_start = time - time.rem_euclid(self.slide);
+        let last_start = time.saturating_sub(time.rem_euclid(self.slide));
         let (size, slide) = (self.size, self.slide);
+        // Checked arithmetic: event times at the ends of the i64 range must
+        // not wrap around (they get the windows that fit).
         (0..)
-            .map(move |i: i64| last_start - i * slide)
-            .take_while(move |start| *start > time - size)
+            .map_while(move |i: i64| i.checked_mul(slide).and_then(|d| last_start.checked_sub(d)))
+            // start + size > time, in 128 bits so that it cannot wrap.
+            .take_while(move |start| i128::from(*start) + i128::from(size) > i128::from(time))
             .map(move |start| (start, start.saturating_add(size)))
     }
 
     /// The end of the last window that holds an event at `time`.
     pub fn last_end(&self, time: Timestamp) -> Timestamp {
-        let last_start = time - time.rem_euclid(self.slide);
+        let last_start = time.saturating_sub(time.rem_euclid(self.slide));
         last_start.saturating_add(self.size)
     }
 }

@@ -203,12 +203,13 @@ impl<T: Send> Operator<T> for EdgeSender<T> {
         self.send_due_watermark()
     }
 
+    /// The input is idle: what is held goes now (it would otherwise wait for
+    /// events that are not coming), then its watermark, then the idle mark.
     fn on_idle(&mut self) -> OperatorResult {
+        let outbox = &mut self.outbox;
+        self.batcher.finish(&mut |held| outbox.send_batch(held))?;
         self.send_due_watermark()?;
-        if self.pending_watermark.is_none() && self.batcher.held() == 0 {
-            self.outbox.send(Message::Idle)?;
-        }
-        Ok(())
+        self.outbox.send(Message::Idle)
     }
 
     fn on_end(&mut self) -> OperatorResult {

@@ -127,7 +127,13 @@ pub fn run_receiver<T>(
                             .and_then(|()| chain.on_end())
                             .or_else(|e| operator_error(name, e));
                     }
-                    result
+                    // The last active sender ended and the others are idle.
+                    if result.is_ok() && progress.all_idle() && !signalled_idle {
+                        signalled_idle = true;
+                        chain.on_idle()
+                    } else {
+                        result
+                    }
                 }
             },
             Err(RecvTimeoutError::Timeout) => Ok(()),

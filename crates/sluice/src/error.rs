@@ -23,6 +23,9 @@ pub enum BuildError {
         "the pipeline has no sink: end a stream with `sink`, `collect`, `for_each` or `publish`"
     )]
     NoSink,
+    /// Watermark alignment was asked for away from the sources.
+    #[error("watermark alignment pauses a source partition that runs ahead, so it must be set on the stream a source produces: call `with_watermarks(...with_alignment(..))` right after `source`/`partitioned_source`, before any `batch`, `key_by` or `merge`")]
+    AlignmentAfterSource,
     /// A stream publishes to a topic that nobody subscribed to.
     #[error("topic `{topic}` has no subscriber: call `bus.subscribe(&topic, handler)` before running the pipeline, or its events would have nowhere to go")]
     NoSubscriber {

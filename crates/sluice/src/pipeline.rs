@@ -260,6 +260,7 @@ impl Pipeline {
             stage,
             exact_len,
             parallelism,
+            true,
             Box::new(
                 move |downs: Vec<Box<dyn Operator<T>>>, builder: &mut Builder| {
                     let parallel = sources.len() > 1;

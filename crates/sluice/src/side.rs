@@ -117,6 +117,7 @@ impl<U: Send + 'static> SideOutput<U> {
             name.clone(),
             None,
             1,
+            false,
             Box::new(
                 move |downs: Vec<Box<dyn Operator<U>>>, builder: &mut Builder| {
                     side.ensure_edge(builder)?;

@@ -47,6 +47,8 @@ pub struct Stream<T> {
     exact_len: Option<u64>,
     /// How many parallel instances produce the stream.
     parallelism: usize,
+    /// Whether the stream is produced on a source's own stage.
+    source_stage: bool,
     connect: Connect<T>,
 }
 
@@ -56,6 +58,7 @@ impl<T: Send + 'static> Stream<T> {
         stage: String,
         exact_len: Option<u64>,
         parallelism: usize,
+        source_stage: bool,
         connect: Connect<T>,
     ) -> Self {
         Self {
@@ -63,8 +66,15 @@ impl<T: Send + 'static> Stream<T> {
             stage,
             exact_len,
             parallelism,
+            source_stage,
             connect,
         }
+    }
+
+    /// True when the stream is produced on a source's own stage (no edge
+    /// since the source).
+    pub(crate) fn on_source_stage(&self) -> bool {
+        self.source_stage
     }
 
     /// How many parallel instances produce this stream.
@@ -85,6 +95,7 @@ impl<T: Send + 'static> Stream<T> {
             stage: self.stage,
             exact_len,
             parallelism: self.parallelism,
+            source_stage: self.source_stage,
             connect: Box::new(move |downs, builder| {
                 connect(downs.into_iter().map(&mut make).collect(), builder)
             }),
@@ -108,6 +119,7 @@ impl<T: Send + 'static> Stream<T> {
             stage: self.stage,
             exact_len: None,
             parallelism: self.parallelism,
+            source_stage: self.source_stage,
             connect: Box::new(move |downs, builder| {
                 let mut ups = Vec::with_capacity(downs.len());
                 for (instance, down) in downs.into_iter().enumerate() {
@@ -158,6 +170,7 @@ impl<T: Send + 'static> Stream<T> {
             stage,
             exact_len: self.exact_len,
             parallelism: 1,
+            source_stage: false,
             connect: Box::new(move |downs, builder| {
                 let (ends, receiver) = multi_edge::<T>(
                     &edge_name,
@@ -209,6 +222,7 @@ impl<T: Send + 'static> Stream<T> {
             stage,
             exact_len: None,
             parallelism: workers,
+            source_stage: false,
             connect: Box::new(move |downs, builder| {
                 let (ends, receivers) = exchange::<T>(
                     &edge_name,
@@ -441,6 +455,7 @@ impl<T: Send + 'static> Stream<T> {
             stage,
             exact_len,
             parallelism: self.parallelism,
+            source_stage: false,
             connect: Box::new(move |downs, builder| {
                 let capacity = builder.settings.channel_capacity;
                 let parallel = downs.len() > 1;

@@ -220,6 +220,9 @@ impl<T: Send> Operator<T> for WatermarkGenerator<T> {
         if watermark > self.emitted {
             self.emitted = watermark;
             self.down.on_watermark(watermark)?;
+            if let Some(rejected) = &mut self.rejected {
+                rejected.on_watermark(watermark)?;
+            }
         }
         if let (Some((partition, group)), Some(drift)) = (&self.alignment, self.strategy.alignment)
         {
@@ -240,6 +243,9 @@ impl<T: Send> Operator<T> for WatermarkGenerator<T> {
                         group.publish(*partition, MAX_TIMESTAMP);
                     }
                     self.down.on_idle()?;
+                    if let Some(rejected) = &mut self.rejected {
+                        rejected.on_idle()?;
+                    }
                 } else {
                     deadline = Some(deadline.map_or(due, |d| d.min(due)));
                 }
@@ -298,6 +304,11 @@ impl<T: Send + 'static> Stream<T> {
     /// # Ok::<(), sluice::Error>(())
     /// ```
     pub fn with_watermarks(self, strategy: WatermarkStrategy) -> Watermarked<T> {
+        if strategy.alignment.is_some() && !self.on_source_stage() {
+            self.plan()
+                .borrow_mut()
+                .add_error(crate::BuildError::AlignmentAfterSource);
+        }
         let side: SideOutput<RejectedEvent<T>> = self.side_output("rejected");
         let rejected = side.stream(self.plan());
         let group = Arc::new(AlignmentGroup::new(self.parallelism()));

@@ -125,3 +125,19 @@ fn a_failing_sink_fails_the_run_and_stops_the_source() {
     let e = p.run().unwrap_err();
     assert!(e.to_string().contains("disk full"), "{e}");
 }
+
+#[test]
+fn watermark_alignment_away_from_the_source_is_refused() {
+    use sluice::watermark::WatermarkStrategy;
+    let p = Pipeline::new();
+    p.source(IterSource::new(0..3_i64))
+        .batch(FlushPolicy::Count(2))
+        .with_watermarks(
+            WatermarkStrategy::bounded(Duration::ZERO).with_alignment(Duration::from_secs(1)),
+        )
+        .events
+        .collect();
+    let e = build_error(p);
+    assert_eq!(e, BuildError::AlignmentAfterSource);
+    assert!(e.to_string().contains("right after `source`"), "{e}");
+}

@@ -12,6 +12,8 @@ pub(crate) struct CountSlot<Acc> {
     count: u64,
     first: Timestamp,
     last: Timestamp,
+    /// When the slot was opened, for a deterministic order at the end.
+    opened: u64,
 }
 
 /// Count windows: every `size` events of a key (in arrival order) make one
@@ -22,8 +24,8 @@ pub(crate) struct CountWindowOperator<T, K, A: Aggregate<T>> {
     pub size: u64,
     pub aggregate: A,
     pub slots: FxHashMap<K, CountSlot<A::Acc>>,
-    /// Keys in the order they first appeared, for a deterministic end.
-    pub order: Vec<K>,
+    /// Slots opened so far (orders the partial windows at the end).
+    pub opened: u64,
     pub counters: Arc<WindowCounters>,
     pub out: Batch<WindowResult<K, A::Output>>,
     pub down: Downstream<WindowResult<K, A::Output>>,
@@ -58,41 +60,30 @@ where
     fn on_batch(&mut self, batch: &mut Batch<T>) -> OperatorResult {
         for (item, time) in batch.iter() {
             let key = (self.key)(item);
-            let slot = match self.slots.get_mut(&key) {
-                Some(slot) => slot,
-                None => {
-                    self.order.push(key.clone());
-                    self.slots.entry(key.clone()).or_insert(CountSlot {
-                        acc: self.aggregate.init(),
-                        count: 0,
-                        first: time,
-                        last: time,
-                    })
+            let aggregate = &self.aggregate;
+            let opened = &mut self.opened;
+            let slot = self.slots.entry(key.clone()).or_insert_with(|| {
+                *opened += 1;
+                CountSlot {
+                    acc: aggregate.init(),
+                    count: 0,
+                    first: time,
+                    last: time,
+                    opened: *opened,
                 }
-            };
-            if slot.count == 0 {
-                slot.first = time;
-                slot.last = time;
-            }
-            self.aggregate.update(&mut slot.acc, item);
+            });
+            aggregate.update(&mut slot.acc, item);
             slot.count += 1;
             slot.first = slot.first.min(time);
             slot.last = slot.last.max(time);
             if slot.count == self.size {
-                let full = std::mem::replace(
-                    slot,
-                    CountSlot {
-                        acc: self.aggregate.init(),
-                        count: 0,
-                        first: time,
-                        last: time,
-                    },
-                );
-                self.emit_slot(key, &full);
+                // A full window: emitted, and its slot freed.
+                if let Some(full) = self.slots.remove(&key) {
+                    self.emit_slot(key, &full);
+                }
             }
         }
-        crate::ops::send(&mut self.out, &mut self.down)?;
-        Ok(())
+        crate::ops::send(&mut self.out, &mut self.down)
     }
 
     fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
@@ -108,12 +99,10 @@ where
     }
 
     fn on_end(&mut self) -> OperatorResult {
-        for key in std::mem::take(&mut self.order) {
-            if let Some(slot) = self.slots.remove(&key) {
-                if slot.count > 0 {
-                    self.emit_slot(key, &slot);
-                }
-            }
+        let mut partial: Vec<(K, CountSlot<A::Acc>)> = self.slots.drain().collect();
+        partial.sort_by_key(|(_, slot)| slot.opened);
+        for (key, slot) in partial {
+            self.emit_slot(key, &slot);
         }
         crate::ops::send(&mut self.out, &mut self.down)?;
         self.down.on_end()

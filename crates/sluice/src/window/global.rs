@@ -109,7 +109,10 @@ pub struct EventTimeTrigger {
 impl Trigger for EventTimeTrigger {
     fn on_event(&self, ctx: &mut TriggerContext<'_>) -> TriggerAction {
         let period = self.period_ms.max(1);
-        let next = ctx.event_time - ctx.event_time.rem_euclid(period) + period;
+        let next = ctx
+            .event_time
+            .saturating_sub(ctx.event_time.rem_euclid(period))
+            .saturating_add(period);
         ctx.register_event_timer(next);
         TriggerAction::Continue
     }
@@ -124,6 +127,8 @@ struct Pane<Acc> {
     first: Timestamp,
     last: Timestamp,
     emitted: u32,
+    /// Changed since it last fired.
+    dirty: bool,
 }
 
 /// The global window: one pane per key, emitted when its trigger says, and
@@ -250,8 +255,10 @@ where
                 first: time,
                 last: time,
                 emitted: 0,
+                dirty: false,
             });
             aggregate.update(&mut pane.acc, item);
+            pane.dirty = true;
             pane.count += 1;
             pane.first = pane.first.min(time);
             pane.last = pane.last.max(time);

@@ -180,6 +180,7 @@ pub struct LateEvent<T> {
 #[derive(Debug, Default)]
 pub struct WindowCounters {
     late: AtomicU64,
+    late_partials: AtomicU64,
     results: AtomicU64,
     updates: AtomicU64,
 }
@@ -188,6 +189,16 @@ impl WindowCounters {
     /// Events (per missed window) sent to the late stream.
     pub fn late(&self) -> u64 {
         self.late.load(Ordering::Relaxed)
+    }
+    /// Partial aggregates that reached a worker after it had dropped their
+    /// window (beyond the allowed lateness by its watermark, though not by
+    /// the reading worker's). Happens only when an input that was idle
+    /// resumes behind the others; their events are not in any result.
+    pub fn late_partials(&self) -> u64 {
+        self.late_partials.load(Ordering::Relaxed)
+    }
+    pub(crate) fn add_late_partial(&self) {
+        self.late_partials.fetch_add(1, Ordering::Relaxed);
     }
     /// Results emitted, updates included.
     pub fn results(&self) -> u64 {
@@ -337,7 +348,7 @@ where
                             size,
                             aggregate: aggregate.clone(),
                             slots: FxHashMap::default(),
-                            order: Vec::new(),
+                            opened: 0,
                             counters: counters.clone(),
                             out: Batch::new(),
                             down,

@@ -128,10 +128,12 @@ where
 
     fn on_watermark(&mut self, watermark: Timestamp) -> OperatorResult {
         self.watermark = self.watermark.max(watermark);
+        self.late.on_watermark(watermark)?;
         self.down.on_watermark(watermark)
     }
 
     fn on_idle(&mut self) -> OperatorResult {
+        self.late.on_idle()?;
         self.down.on_idle()
     }
 

@@ -196,6 +196,11 @@ where
 {
     fn on_batch(&mut self, batch: &mut Batch<WindowPartial<K, A::Acc>>) -> OperatorResult {
         for (partial, _) in batch.drain() {
+            if partial.end.saturating_add(self.lateness) <= self.watermark {
+                // Beyond lateness here (see WindowCounters::late_partials).
+                self.counters.add_late_partial();
+                continue;
+            }
             self.add(partial);
         }
         self.flush()

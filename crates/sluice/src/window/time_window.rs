@@ -178,6 +178,11 @@ where
 {
     fn on_batch(&mut self, batch: &mut Batch<WindowPartial<K, A::Acc>>) -> OperatorResult {
         for (partial, _) in batch.drain() {
+            if partial.end.saturating_add(self.lateness) <= self.watermark {
+                // Its window was dropped here already (see WindowCounters::late_partials).
+                self.counters.add_late_partial();
+                continue;
+            }
             let window = (partial.end, partial.start);
             let closed = partial.end <= self.watermark;
             let spare = &mut self.spare;

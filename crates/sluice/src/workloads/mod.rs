@@ -116,7 +116,11 @@ pub fn w1(pipeline: &Pipeline, events: u64, policy: FlushPolicy) -> Stream<W1Row
         .partitioned_source(partitions, |p| {
             FormulaSource::partition(events, p, partitions)
         })
-        .with_watermarks(WatermarkStrategy::bounded(Duration::ZERO))
+        // Partitions stay within 2 s of event time of each other, so that
+        // window state stays small when one of them runs ahead.
+        .with_watermarks(
+            WatermarkStrategy::bounded(Duration::ZERO).with_alignment(Duration::from_secs(2)),
+        )
         .events
         .batch(policy)
         .key_by(|e: &FormulaEvent| e.key)
