@@ -110,13 +110,17 @@ impl<T> Batcher<T> {
         if self.held.len() + input.len() < self.target {
             input.append_into(&mut self.held);
         } else {
-            let mut events = input.drain();
+            // Move whole runs at once: the two columns are drained side by
+            // side and extended in bulk, not pushed event by event.
+            let (items, times) = input.parts_mut();
+            let mut items = items.drain(..);
+            let mut times = times.drain(..);
             loop {
                 let need = self.target - self.held.len();
-                let before = self.held.len();
-                for (item, time) in events.by_ref().take(need) {
-                    self.held.push(item, time);
-                }
+                let (held_items, held_times) = self.held.parts_mut();
+                let before = held_items.len();
+                held_items.extend(items.by_ref().take(need));
+                held_times.extend(times.by_ref().take(need));
                 if self.held.len() < self.target {
                     break;
                 }
