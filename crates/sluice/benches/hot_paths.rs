@@ -5,7 +5,6 @@
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use sluice::aggregate::{Aggregate, AggregateExt, Count, Max, Mean, Min, Sum};
 use sluice::prelude::*;
-use sluice::watermark::WatermarkStrategy;
 use sluice::{Batch, SystemClock};
 use sluice_connectors::{FormulaEvent, FormulaSource};
 use sluice_runtime::{exchange, Batcher, Operator};
@@ -137,7 +136,8 @@ fn key_exchange(c: &mut Criterion) {
     group.finish();
 }
 
-/// W1 end to end on one worker: 200,000 events through a tumbling window.
+/// W1 end to end on one worker (`sluice::workloads::w1`): 200,000 events
+/// through a tumbling window.
 fn window_update(c: &mut Criterion) {
     const N: u64 = 200_000;
     let mut group = c.benchmark_group("window");
@@ -146,22 +146,7 @@ fn window_update(c: &mut Criterion) {
     group.bench_function("w1_tumbling_1_worker", |b| {
         b.iter(|| {
             let pipeline = Pipeline::new().with_workers(1);
-            let value = |e: &FormulaEvent| e.value;
-            pipeline
-                .source(FormulaSource::new(0, N as i64, 1))
-                .with_watermarks(WatermarkStrategy::bounded(Duration::ZERO))
-                .events
-                .key_by(|e: &FormulaEvent| e.key)
-                .batch(FlushPolicy::Count(4096))
-                .window(Window::tumbling(Duration::from_secs(1)))
-                .aggregate((
-                    Count,
-                    Sum.over(value),
-                    Mean.over(value),
-                    Min.over(value),
-                    Max.over(value),
-                ))
-                .results
+            sluice::workloads::w1(&pipeline, N, FlushPolicy::Count(4096))
                 .map_batch(|rows: &[_]| rows.len())
                 .for_each(|n| {
                     black_box(n);

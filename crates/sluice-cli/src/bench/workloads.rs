@@ -12,6 +12,15 @@ use sluice::Pipeline;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
+/// Runs the pipeline and records its throughput, CPU time and memory.
+fn run_timed(pipeline: Pipeline, events: u64, report: &mut Report) -> Result<()> {
+    let (started, cpu) = (Instant::now(), cpu_seconds());
+    pipeline.run()?;
+    let cpu = cpu_seconds().zip(cpu).map(|(after, before)| after - before);
+    report.throughput(events, started.elapsed().as_secs_f64(), cpu);
+    Ok(())
+}
+
 pub fn w0(args: &BenchArgs, report: &mut Report) -> Result<()> {
     let workers = args.workers();
     let pipeline = Pipeline::new().with_workers(workers);
@@ -25,10 +34,7 @@ pub fn w0(args: &BenchArgs, report: &mut Report) -> Result<()> {
         t.0 += count;
         t.1.add(sum);
     });
-    let (started, cpu) = (Instant::now(), cpu_seconds());
-    pipeline.run()?;
-    let cpu = cpu_seconds().zip(cpu).map(|(after, before)| after - before);
-    report.throughput(args.events, started.elapsed().as_secs_f64(), cpu);
+    run_timed(pipeline, args.events, report)?;
     let (count, sum) = {
         let t = totals.lock().unwrap_or_else(PoisonError::into_inner);
         (t.0, t.1.value())
@@ -52,10 +58,7 @@ pub fn w1(args: &BenchArgs, report: &mut Report) -> Result<()> {
                 .unwrap_or_else(PoisonError::into_inner)
                 .merge(&partial)
         });
-    let (started, cpu) = (Instant::now(), cpu_seconds());
-    pipeline.run()?;
-    let cpu = cpu_seconds().zip(cpu).map(|(after, before)| after - before);
-    report.throughput(args.events, started.elapsed().as_secs_f64(), cpu);
+    run_timed(pipeline, args.events, report)?;
     let got = totals
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -87,10 +90,7 @@ pub fn nexmark(args: &BenchArgs, query: &str, report: &mut Report) -> Result<()>
                 .unwrap_or_else(PoisonError::into_inner)
                 .merge(&partial)
         });
-    let (started, cpu) = (Instant::now(), cpu_seconds());
-    pipeline.run()?;
-    let cpu = cpu_seconds().zip(cpu).map(|(after, before)| after - before);
-    report.throughput(args.events, started.elapsed().as_secs_f64(), cpu);
+    run_timed(pipeline, args.events, report)?;
     let got = *totals.lock().unwrap_or_else(PoisonError::into_inner);
     let want = queries::reference(query, args.events)
         .with_context(|| format!("no reference for `{query}`"))?;
