@@ -395,3 +395,63 @@ fn extreme_event_times_get_their_windows_without_overflow() {
         "every event is in a window or in the late stream"
     );
 }
+
+#[test]
+fn a_trigger_fires_on_a_processing_time_timer_and_not_again_at_the_end() {
+    use sluice::window::{Trigger, TriggerAction, TriggerContext};
+    /// Fires 20 ms of processing time after a pane's first event.
+    struct AfterDelay;
+    impl Trigger for AfterDelay {
+        fn on_event(&self, ctx: &mut TriggerContext<'_>) -> TriggerAction {
+            if ctx.count == 1 {
+                let at = ctx.processing_time + ms(20);
+                ctx.register_processing_timer(at);
+            }
+            TriggerAction::Continue
+        }
+        fn on_processing_time(
+            &self,
+            _now: Duration,
+            _ctx: &mut TriggerContext<'_>,
+        ) -> TriggerAction {
+            TriggerAction::Fire
+        }
+    }
+    /// Two events, then 200 ms of silence, then the end.
+    struct TwoThenWait {
+        sent: bool,
+        started: Instant,
+    }
+    impl Source<i64> for TwoThenWait {
+        fn poll(&mut self, out: &mut Batch<i64>, _max: usize) -> Result<SourceStatus, BoxError> {
+            if !self.sent {
+                self.sent = true;
+                out.push(1, 1);
+                out.push(2, 2);
+                return Ok(SourceStatus::Ready);
+            }
+            Ok(if self.started.elapsed() > ms(200) {
+                SourceStatus::Exhausted
+            } else {
+                SourceStatus::Idle
+            })
+        }
+    }
+    let pipeline = Pipeline::new().with_workers(1);
+    let rows = pipeline
+        .source(TwoThenWait {
+            sent: false,
+            started: Instant::now(),
+        })
+        .key_by(|_| ())
+        .window(Window::global(AfterDelay))
+        .aggregate(Count)
+        .results
+        .collect();
+    let started = Instant::now();
+    pipeline.run().unwrap();
+    let rows: Vec<(u64, u32)> = rows.take().iter().map(|r| (r.value, r.revision)).collect();
+    // Fired by the timer, well before the end (200 ms); nothing new at the end.
+    assert_eq!(rows, vec![(2, 0)]);
+    assert!(started.elapsed() >= ms(200));
+}

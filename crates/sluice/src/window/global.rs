@@ -27,6 +27,8 @@ pub struct TriggerContext<'a> {
     pub event_time: Timestamp,
     /// The operator's watermark.
     pub watermark: Timestamp,
+    /// Processing time now (since the pipeline's clock started).
+    pub processing_time: Duration,
     event_timers: &'a mut Vec<Timestamp>,
     processing_timers: &'a mut Vec<Duration>,
 }
@@ -196,6 +198,7 @@ where
             count: pane.count,
             event_time,
             watermark: self.watermark,
+            processing_time: self.clock.now(),
             event_timers: &mut event_timers,
             processing_timers: &mut processing_timers,
         };
@@ -215,9 +218,10 @@ where
         let Some(pane) = self.panes.get_mut(key) else {
             return;
         };
-        if pane.count == 0 {
+        if pane.count == 0 || !pane.dirty {
             return;
         }
+        pane.dirty = false;
         let row = WindowResult {
             key: key.clone(),
             window_start: pane.first,
@@ -281,7 +285,6 @@ where
             .processing_timers
             .next()
             .map(|n| Duration::from_nanos(u64::try_from(n).unwrap_or(0)));
-        let _ = &self.clock;
         let down = self.down.on_tick(now)?;
         Ok(match (own, down) {
             (Some(a), Some(b)) => Some(a.min(b)),
