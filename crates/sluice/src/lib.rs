@@ -42,6 +42,7 @@
 
 pub mod bus;
 mod error;
+mod fan_out;
 mod keyed;
 mod ops;
 mod pipeline;

@@ -11,6 +11,16 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::Arc;
 
+/// A stream taken apart: what `Stream::new` takes back.
+pub(crate) struct StreamParts<T> {
+    pub plan: Rc<RefCell<Plan>>,
+    pub stage: String,
+    pub exact_len: Option<u64>,
+    pub parallelism: usize,
+    pub source_stage: bool,
+    pub connect: Connect<T>,
+}
+
 /// One operator per parallel instance of a stage.
 pub(crate) type Instances<T> = Vec<Box<dyn Operator<T>>>;
 
@@ -75,6 +85,18 @@ impl<T: Send + 'static> Stream<T> {
     /// since the source).
     pub(crate) fn on_source_stage(&self) -> bool {
         self.source_stage
+    }
+
+    /// Takes the stream apart (for operators with several outputs).
+    pub(crate) fn into_parts(self) -> StreamParts<T> {
+        StreamParts {
+            plan: self.plan,
+            stage: self.stage,
+            exact_len: self.exact_len,
+            parallelism: self.parallelism,
+            source_stage: self.source_stage,
+            connect: self.connect,
+        }
     }
 
     /// How many parallel instances produce this stream.
