@@ -115,12 +115,8 @@ where
         P: KeyedProcess<K, T>,
     {
         let key = self.key;
-        let route_key = key.clone();
         self.stream
-            .exchange(
-                Arc::new(move |e: &T| key_hash(&route_key(e))),
-                self.exchange_policy,
-            )
+            .exchange_by_key(key.clone(), self.exchange_policy)
             .fuse(None, move |down| {
                 Box::new(KeyedProcessOperator {
                     key: key.clone(),

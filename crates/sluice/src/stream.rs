@@ -276,6 +276,18 @@ impl<T: Send + 'static> Stream<T> {
         }
     }
 
+    /// Sends every event to the worker its key hashes to.
+    pub(crate) fn exchange_by_key<K: Hash + 'static>(
+        self,
+        key: Arc<dyn Fn(&T) -> K + Send + Sync>,
+        policy: FlushPolicy,
+    ) -> Stream<T> {
+        self.exchange(
+            Arc::new(move |e: &T| crate::keyed::key_hash(&key(e))),
+            policy,
+        )
+    }
+
     /// A side output of an operator on this stream's stage.
     pub(crate) fn side_output<U: Send + 'static>(&self, what: &str) -> SideOutput<U> {
         SideOutput::new(

@@ -334,14 +334,9 @@ where
         });
         let results = match (assigner, self.window) {
             (Assigner::None, Window::Count { size }) => {
-                let route_key = key.clone();
-                let aggregate = aggregate.clone();
                 let counters = counters.clone();
                 stream
-                    .exchange(
-                        Arc::new(move |e: &T| key_hash(&route_key(e))),
-                        exchange_policy,
-                    )
+                    .exchange_by_key(key.clone(), exchange_policy)
                     .fuse(None, move |down| {
                         Box::new(CountWindowOperator {
                             key: key.clone(),
@@ -356,14 +351,9 @@ where
                     })
             }
             (Assigner::None, Window::Global { trigger }) => {
-                let route_key = key.clone();
-                let aggregate = aggregate.clone();
                 let counters = counters.clone();
                 stream
-                    .exchange(
-                        Arc::new(move |e: &T| key_hash(&route_key(e))),
-                        exchange_policy,
-                    )
+                    .exchange_by_key(key.clone(), exchange_policy)
                     .fuse_with_builder(move |down, _, builder| {
                         Ok(Box::new(GlobalWindowOperator::new(
                             key.clone(),

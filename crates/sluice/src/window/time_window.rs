@@ -20,6 +20,27 @@ struct Slot<Acc> {
     dirty: bool,
 }
 
+/// The result row of one key's window, counted as one more emission.
+fn row<T, K, A: Aggregate<T>>(
+    aggregate: &A,
+    key: K,
+    (end, start): (Timestamp, Timestamp),
+    slot: &mut Slot<A::Acc>,
+    emission: Emission,
+) -> WindowResult<K, A::Output> {
+    let revision = slot.emitted;
+    slot.emitted += 1;
+    slot.dirty = false;
+    WindowResult {
+        key,
+        window_start: start,
+        window_end: end,
+        value: aggregate.finish(&slot.acc),
+        emission,
+        revision,
+    }
+}
+
 /// The keys of one window and their state.
 type Pane<K, Acc> = FxHashMap<K, Slot<Acc>>;
 
@@ -77,26 +98,6 @@ where
         }
     }
 
-    fn result(
-        &self,
-        key: K,
-        (end, start): (Timestamp, Timestamp),
-        slot: &mut Slot<A::Acc>,
-        emission: Emission,
-    ) -> WindowResult<K, A::Output> {
-        let revision = slot.emitted;
-        slot.emitted += 1;
-        slot.dirty = false;
-        WindowResult {
-            key,
-            window_start: start,
-            window_end: end,
-            value: self.aggregate.finish(&slot.acc),
-            emission,
-            revision,
-        }
-    }
-
     fn flush(&mut self) -> OperatorResult {
         crate::ops::send(&mut self.out, &mut self.down)
     }
@@ -117,20 +118,13 @@ where
             counters,
             ..
         } = self;
-        for (&(end, start), pane) in panes.range_mut(range) {
+        for (&window, pane) in panes.range_mut(range) {
             for (key, slot) in pane.iter_mut() {
-                let revision = slot.emitted;
-                slot.emitted += 1;
-                slot.dirty = false;
-                let row = WindowResult {
-                    key: key.clone(),
-                    window_start: start,
-                    window_end: end,
-                    value: aggregate.finish(&slot.acc),
-                    emission: Emission::OnTime,
-                    revision,
-                };
-                emit(out, row, counters);
+                emit(
+                    out,
+                    row(&*aggregate, key.clone(), window, slot, Emission::OnTime),
+                    counters,
+                );
             }
         }
         while let Some(entry) = self.panes.first_entry() {
@@ -148,24 +142,26 @@ where
     }
 
     fn fire_early(&mut self) {
-        let watermark = self.watermark;
-        let mut rows = Vec::new();
-        let open: Vec<(Timestamp, Timestamp)> = self
-            .panes
-            .keys()
-            .filter(|(end, _)| *end > watermark)
-            .copied()
-            .collect();
-        for window in open {
-            if let Some(mut pane) = self.panes.remove(&window) {
-                for (key, slot) in pane.iter_mut().filter(|(_, s)| s.dirty) {
-                    rows.push(self.result(key.clone(), window, slot, Emission::Early));
-                }
-                self.panes.insert(window, pane);
+        let Self {
+            panes,
+            aggregate,
+            out,
+            counters,
+            watermark,
+            ..
+        } = self;
+        let open = (
+            Excluded((*watermark, MAX_TIMESTAMP)),
+            std::ops::Bound::Unbounded,
+        );
+        for (&window, pane) in panes.range_mut(open) {
+            for (key, slot) in pane.iter_mut().filter(|(_, s)| s.dirty) {
+                emit(
+                    out,
+                    row(&*aggregate, key.clone(), window, slot, Emission::Early),
+                    counters,
+                );
             }
-        }
-        for row in rows {
-            emit(&mut self.out, row, &self.counters);
         }
     }
 }
@@ -210,19 +206,25 @@ where
                 self.updated.push((partial.end, partial.start, partial.key));
             }
         }
-        let updated = std::mem::take(&mut self.updated);
-        let mut rows = Vec::new();
-        for (end, start, key) in updated {
-            let Some(mut pane) = self.panes.remove(&(end, start)) else {
-                continue;
-            };
-            if let Some(slot) = pane.get_mut(&key).filter(|s| s.dirty) {
-                rows.push(self.result(key, (end, start), slot, Emission::Late));
+        let Self {
+            panes,
+            aggregate,
+            out,
+            counters,
+            updated,
+            ..
+        } = self;
+        for (end, start, key) in updated.drain(..) {
+            let slot = panes
+                .get_mut(&(end, start))
+                .and_then(|pane| pane.get_mut(&key));
+            if let Some(slot) = slot.filter(|s| s.dirty) {
+                emit(
+                    out,
+                    row(&*aggregate, key, (end, start), slot, Emission::Late),
+                    counters,
+                );
             }
-            self.panes.insert((end, start), pane);
-        }
-        for row in rows {
-            emit(&mut self.out, row, &self.counters);
         }
         self.flush()
     }
