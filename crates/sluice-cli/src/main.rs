@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod pipeline;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -16,6 +17,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Runs a pipeline file to the end of its input; prints a `summary: `
+    /// line of JSON on stderr. Exit codes: 0 done, 1 the run failed (input
+    /// or output), 2 the file or the command line is invalid.
+    Run(pipeline::RunArgs),
+    /// Checks a pipeline file and prints its dataflow without running it.
+    Validate(pipeline::ValidateArgs),
     /// Runs the two seed scenarios, event by event and in micro-batches,
     /// and shows that the results agree.
     Demo(demo::DemoArgs),
@@ -27,6 +34,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => return pipeline::run(&args),
+        Command::Validate(args) => return pipeline::validate(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Bench(args) => bench::run(&args),
     };

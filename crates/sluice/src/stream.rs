@@ -276,6 +276,57 @@ impl<T: Send + 'static> Stream<T> {
         }
     }
 
+    /// Runs an operator of your own on every instance of this stream, fused
+    /// onto the stage that produces it: `make(down, instance)` builds the
+    /// operator of one instance, given the operator after it. The operator
+    /// keeps the contract of [`Operator`]: it passes watermarks, idleness and
+    /// the end on to `down`.
+    ///
+    /// ```
+    /// use sluice::prelude::*;
+    /// use sluice::{Batch, Operator, OperatorResult, Timestamp};
+    ///
+    /// /// Doubles every number.
+    /// struct Double(Box<dyn Operator<u64>>);
+    /// impl Operator<u64> for Double {
+    ///     fn on_batch(&mut self, batch: &mut Batch<u64>) -> OperatorResult {
+    ///         let (items, _) = batch.parts_mut();
+    ///         items.iter_mut().for_each(|x| *x *= 2);
+    ///         self.0.on_batch(batch)
+    ///     }
+    ///     fn on_watermark(&mut self, w: Timestamp) -> OperatorResult { self.0.on_watermark(w) }
+    ///     fn on_idle(&mut self) -> OperatorResult { self.0.on_idle() }
+    ///     fn on_end(&mut self) -> OperatorResult { self.0.on_end() }
+    /// }
+    ///
+    /// let p = Pipeline::new();
+    /// let out = p
+    ///     .source(IterSource::new(1..=3u64))
+    ///     .operator(|down, _instance| Box::new(Double(down)))
+    ///     .collect();
+    /// p.run()?;
+    /// assert_eq!(out.take(), vec![2, 4, 6]);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn operator<U: Send + 'static>(
+        self,
+        mut make: impl FnMut(Box<dyn Operator<U>>, usize) -> Box<dyn Operator<T>> + 'static,
+    ) -> Stream<U> {
+        self.fuse_with_builder(move |down, instance, _| Ok(make(down, instance)))
+    }
+
+    /// Sends every event to worker `route(event) % workers`, on a new stage
+    /// with one instance per worker of the pipeline; `policy` batches the
+    /// edge. For operators that partition batches of their own (a batch of
+    /// rows split by key, say).
+    pub fn exchange_by(
+        self,
+        route: impl Fn(&T) -> u64 + Send + Sync + 'static,
+        policy: FlushPolicy,
+    ) -> Stream<T> {
+        self.exchange(Arc::new(route), policy)
+    }
+
     /// Sends every event to the worker its key hashes to.
     pub(crate) fn exchange_by_key<K: Hash + 'static>(
         self,

@@ -1,0 +1,39 @@
+//! Declarative Sluice pipelines: a TOML file names a source, transforms and
+//! sinks; `sluice run` runs it on the same runtime as the typed API.
+//!
+//! - [`spec`] reads the file, keeping every value's position;
+//! - [`plan`] checks it and compiles its SQL (DataFusion) against the
+//!   schema of each stream, with errors at `file:line:col`;
+//! - [`run`] builds the dataflow: a source of Arrow [`Rows`], the
+//!   transforms (filter, select, window, rule), the sinks, and the reserved
+//!   streams `late` and `dead_letter`.
+//!
+//! DataFusion lives in this crate only: the engine builds without it.
+//!
+//! ```no_run
+//! let plan = sluice_pipeline::load("sensors.toml".as_ref(), &[], None)?;
+//! print!("{}", plan.describe());
+//! let progress = sluice_pipeline::run::progress(&plan);
+//! let summary = sluice_pipeline::run::run(plan, &progress)?;
+//! assert_eq!(summary.read, summary.processed + summary.late + summary.dead_letter);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+pub mod decode;
+pub mod diag;
+pub mod plan;
+pub mod reserved;
+pub mod rows;
+pub mod run;
+pub mod sink;
+pub mod source;
+pub mod spec;
+pub mod sql;
+pub mod transform;
+pub mod window;
+
+pub use plan::{load, LoadError, Plan};
+pub use rows::Rows;
+pub use run::{RunError, Summary};

@@ -1,0 +1,1100 @@
+//! Checking a pipeline file and compiling it: the streams, their schemas,
+//! and the SQL of every transform, with errors that point into the file.
+
+use crate::decode::{self, EventTime, Format};
+use crate::diag::{Diagnostic, Span};
+use crate::sink::Target;
+use crate::source::{GeneratorSource, ParquetSource};
+use crate::spec::{self, Expressions, PipelineSpec, SinkSpec, SourceSpec, TransformSpec};
+use crate::sql::{AggregateExpr, ScalarExpr, SqlContext};
+use crate::window::{WindowKind, WindowPlan};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::row::SortField;
+use indexmap::IndexMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use toml::Spanned;
+
+/// Names no transform may take: the source's stream and the reserved ones.
+pub const RESERVED: [&str; 3] = ["source", "late", "dead_letter"];
+
+/// Why a pipeline could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file is not a valid pipeline: `file:line:col: message`.
+    #[error("{0}")]
+    Invalid(String),
+    /// Something outside the file failed (an input that can't be read).
+    #[error("{0}")]
+    Runtime(String),
+}
+
+/// How the dataflow runs.
+#[derive(Debug, Clone)]
+pub struct Execution {
+    /// Each event flows on its own (`event`) or in chunks (`micro-batch`).
+    pub event_mode: bool,
+    /// Rows per chunk in micro-batch mode.
+    pub batch_size: usize,
+    /// The longest a partial chunk waits (unbounded inputs).
+    pub batch_interval: Duration,
+    /// Workers for keyed work.
+    pub workers: usize,
+}
+
+impl Execution {
+    /// Rows per chunk: one in event mode.
+    pub fn chunk_rows(&self) -> usize {
+        if self.event_mode {
+            1
+        } else {
+            self.batch_size
+        }
+    }
+}
+
+/// Where the source's rows come from.
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    /// A file.
+    File {
+        /// Resolved against the pipeline file's folder.
+        path: PathBuf,
+        /// Its format.
+        format: Format,
+    },
+    /// Standard input.
+    Stdin {
+        /// JSON lines or CSV.
+        format: Format,
+    },
+    /// Synthetic sensor readings.
+    Generator {
+        /// How many.
+        events: u64,
+        /// Distinct sensors.
+        keys: u64,
+        /// Seed.
+        seed: u64,
+        /// Event-time step.
+        interval_ms: u64,
+    },
+}
+
+/// The compiled source.
+#[derive(Debug, Clone)]
+pub struct SourcePlan {
+    /// Where rows come from.
+    pub kind: SourceKind,
+    /// The rows' schema.
+    pub schema: SchemaRef,
+    /// The event-time column.
+    pub time: EventTime,
+    /// Watermark lag.
+    pub max_out_of_orderness: Duration,
+    /// Idle timeout of the watermark.
+    pub idle_timeout: Option<Duration>,
+}
+
+/// What a transform does.
+pub enum Operation {
+    /// Keeps rows where the predicate holds.
+    Filter(ScalarExpr),
+    /// New columns.
+    Select(Vec<ScalarExpr>),
+    /// Keyed windows.
+    Window(Arc<WindowPlan>),
+    /// Where `when` holds, emits `emit` (or the row).
+    Rule {
+        /// The trigger.
+        when: ScalarExpr,
+        /// The action's columns.
+        emit: Option<Vec<ScalarExpr>>,
+    },
+}
+
+/// One compiled transform.
+pub struct TransformPlan {
+    /// Its output stream's name.
+    pub name: String,
+    /// Its input stream.
+    pub from: String,
+    /// `filter`, `select`, `window` or `rule`.
+    pub kind: String,
+    /// What it does.
+    pub operation: Operation,
+    /// Its output schema.
+    pub schema: SchemaRef,
+    /// A one-line description for `validate`.
+    pub describe: String,
+}
+
+/// One sink.
+#[derive(Debug, Clone)]
+pub struct SinkPlan {
+    /// The stream it writes.
+    pub from: String,
+    /// Where.
+    pub target: Target,
+}
+
+/// A checked and compiled pipeline.
+pub struct Plan {
+    /// The pipeline's name.
+    pub name: String,
+    /// The source.
+    pub source: SourcePlan,
+    /// How it runs.
+    pub execution: Execution,
+    /// The transforms, in order (every input comes earlier).
+    pub transforms: Vec<TransformPlan>,
+    /// The sinks.
+    pub sinks: Vec<SinkPlan>,
+    /// Warnings (streams nobody reads, say).
+    pub warnings: Vec<String>,
+}
+
+impl Plan {
+    /// How many transforms and sinks read `stream`.
+    pub fn subscribers(&self, stream: &str) -> usize {
+        self.transforms.iter().filter(|t| t.from == stream).count()
+            + self.sinks.iter().filter(|s| s.from == stream).count()
+    }
+
+    /// The dataflow, for `sluice validate`.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "pipeline {}", self.name);
+        let mode = if self.execution.event_mode {
+            "event (each event on its own)".to_string()
+        } else {
+            format!(
+                "micro-batch ({} rows or {:?})",
+                self.execution.batch_size, self.execution.batch_interval
+            )
+        };
+        let _ = writeln!(
+            out,
+            "execution: {mode}, {} worker(s)",
+            self.execution.workers
+        );
+        let source = match &self.source.kind {
+            SourceKind::File { path, format } => {
+                format!("file {} ({})", path.display(), format.name())
+            }
+            SourceKind::Stdin { format } => format!("stdin ({})", format.name()),
+            SourceKind::Generator { events, keys, .. } => {
+                format!("generator ({events} events, {keys} keys)")
+            }
+        };
+        let _ = writeln!(out, "\nsources:");
+        let _ = writeln!(
+            out,
+            "  {source}, event time `{}`, watermark lag {:?}",
+            self.source.time.field, self.source.max_out_of_orderness
+        );
+        let _ = writeln!(out, "\nstreams:");
+        let _ = writeln!(out, "  source       {}", schema_line(&self.source.schema));
+        for t in &self.transforms {
+            let _ = writeln!(out, "  {:<12} {}", t.name, schema_line(&t.schema));
+        }
+        let _ = writeln!(
+            out,
+            "  late         (reserved) events beyond a window's allowed lateness, with the reason"
+        );
+        let _ = writeln!(
+            out,
+            "  dead_letter  (reserved) records that could not be decoded or evaluated"
+        );
+        let _ = writeln!(out, "\ntransforms:");
+        for t in &self.transforms {
+            let _ = writeln!(out, "  {} <- {}: {} {}", t.name, t.from, t.kind, t.describe);
+        }
+        let _ = writeln!(out, "\nsinks:");
+        for s in &self.sinks {
+            let _ = writeln!(out, "  {} -> {}", s.from, s.target.describe());
+        }
+        for w in &self.warnings {
+            let _ = writeln!(out, "\nwarning: {w}");
+        }
+        out
+    }
+}
+
+fn schema_line(schema: &Schema) -> String {
+    let fields: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| format!("{}: {}", f.name(), type_name(f.data_type())))
+        .collect();
+    format!("{{ {} }}", fields.join(", "))
+}
+
+fn type_name(t: &DataType) -> String {
+    match t {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "string".into(),
+        DataType::Int64 => "int64".into(),
+        DataType::Int32 => "int32".into(),
+        DataType::UInt64 => "uint64".into(),
+        DataType::Float64 => "float64".into(),
+        DataType::Float32 => "float32".into(),
+        DataType::Boolean => "boolean".into(),
+        other => other.to_string().to_lowercase(),
+    }
+}
+
+/// Reads, checks and compiles the pipeline file at `path`, after the
+/// `--set` overrides; `workers` overrides `execution.workers`.
+pub fn load(path: &Path, overrides: &[String], workers: Option<usize>) -> Result<Plan, LoadError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| LoadError::Invalid(format!("{}: cannot read: {e}", path.display())))?;
+    let mut text = text;
+    for assignment in overrides {
+        text = spec::apply_override(&text, assignment)
+            .map_err(|e| LoadError::Invalid(format!("{}: {e}", path.display())))?;
+    }
+    let invalid = |d: Diagnostic| LoadError::Invalid(d.render(path, &text));
+    let spec = spec::parse(&text).map_err(invalid)?;
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    match compile(&spec, &base, workers) {
+        Ok(plan) => Ok(plan),
+        Err(Failure::Invalid(d)) => Err(invalid(d)),
+        Err(Failure::Runtime(m)) => Err(LoadError::Runtime(m)),
+    }
+}
+
+enum Failure {
+    Invalid(Diagnostic),
+    Runtime(String),
+}
+
+impl From<Diagnostic> for Failure {
+    fn from(d: Diagnostic) -> Self {
+        Failure::Invalid(d)
+    }
+}
+
+fn at(span: Span, message: impl Into<String>) -> Failure {
+    Failure::Invalid(Diagnostic::at(span, message))
+}
+
+fn duration(value: &Spanned<String>, what: &str) -> Result<Duration, Failure> {
+    humantime::parse_duration(value.get_ref().trim()).map_err(|e| {
+        at(
+            value.span(),
+            format!(
+                "{what} `{}` is not a duration ({e}); write it like \"500ms\", \"2s\" or \"1m\"",
+                value.get_ref()
+            ),
+        )
+    })
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Says which keys of a table don't apply to its type.
+fn only(
+    kind: &Spanned<String>,
+    given: &[(&str, Option<Span>)],
+    allowed: &[&str],
+) -> Result<(), Failure> {
+    for (key, span) in given {
+        if let Some(span) = span {
+            if !allowed.contains(key) {
+                return Err(at(
+                    span.clone(),
+                    format!(
+                        "`{key}` does not apply to type \"{}\"; it takes: {}",
+                        kind.get_ref(),
+                        allowed.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn span_of<T>(value: &Option<Spanned<T>>) -> Option<Span> {
+    value.as_ref().map(Spanned::span)
+}
+
+fn compile(spec: &PipelineSpec, base: &Path, workers: Option<usize>) -> Result<Plan, Failure> {
+    let execution = execution(spec, workers)?;
+    let source = source(spec.source.get_ref(), spec.source.span(), base)?;
+    let mut schemas: IndexMap<String, SchemaRef> = IndexMap::new();
+    schemas.insert("source".into(), source.schema.clone());
+    let mut transforms = Vec::new();
+    let mut previous = "source".to_string();
+    for t in &spec.transforms {
+        let plan = transform(t.get_ref(), &previous, &schemas)?;
+        previous = plan.name.clone();
+        schemas.insert(plan.name.clone(), plan.schema.clone());
+        transforms.push(plan);
+    }
+    let mut sinks = Vec::new();
+    for s in &spec.sinks {
+        sinks.push(sink(s.get_ref(), &schemas, base)?);
+    }
+    if sinks.is_empty() {
+        return Err(at(
+            0..0,
+            "the pipeline has no sink; add [[sink]] with `from` and `type` (stdout or file)",
+        ));
+    }
+    let mut plan = Plan {
+        name: spec.name.get_ref().clone(),
+        source,
+        execution,
+        transforms,
+        sinks,
+        warnings: Vec::new(),
+    };
+    let unread: Vec<String> = std::iter::once("source".to_string())
+        .chain(plan.transforms.iter().map(|t| t.name.clone()))
+        .filter(|s| plan.subscribers(s) == 0)
+        .collect();
+    for stream in unread {
+        plan.warnings.push(format!(
+            "stream `{stream}` has no transform or sink reading it; its rows are discarded"
+        ));
+    }
+    Ok(plan)
+}
+
+fn execution(spec: &PipelineSpec, workers: Option<usize>) -> Result<Execution, Failure> {
+    let e = &spec.execution;
+    let event_mode = match &e.mode {
+        None => false,
+        Some(mode) => match mode.get_ref().as_str() {
+            "event" => true,
+            "micro-batch" | "microbatch" | "micro_batch" => false,
+            other => {
+                return Err(at(
+                    mode.span(),
+                    format!("mode \"{other}\" is not known; use \"event\" or \"micro-batch\""),
+                ))
+            }
+        },
+    };
+    let batch_size = match &e.batch_size {
+        None => 4096,
+        Some(n) if *n.get_ref() > 0 => *n.get_ref() as usize,
+        Some(n) => return Err(at(n.span(), "batch_size must be at least 1")),
+    };
+    let batch_interval = match &e.batch_interval {
+        None => Duration::from_millis(100),
+        Some(d) => duration(d, "batch_interval")?,
+    };
+    let workers = match (workers, &e.workers) {
+        (Some(w), _) => w.max(1),
+        (None, None) => 1,
+        (None, Some(w)) if *w.get_ref() > 0 => *w.get_ref() as usize,
+        (None, Some(w)) => return Err(at(w.span(), "workers must be at least 1")),
+    };
+    Ok(Execution {
+        event_mode,
+        batch_size,
+        batch_interval,
+        workers,
+    })
+}
+
+/// How many bytes of an input to read to infer its schema.
+const SAMPLE_BYTES: u64 = 1 << 20;
+
+fn sample(path: &Path) -> Result<Vec<u8>, Failure> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)
+        .map_err(|e| Failure::Runtime(format!("cannot read {}: {e}", path.display())))?;
+    let mut bytes = Vec::new();
+    file.take(SAMPLE_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Failure::Runtime(format!("cannot read {}: {e}", path.display())))?;
+    // Only whole lines.
+    if bytes.len() as u64 == SAMPLE_BYTES {
+        if let Some(nl) = memchr::memrchr(b'\n', &bytes) {
+            bytes.truncate(nl + 1);
+        }
+    }
+    Ok(bytes)
+}
+
+fn source(s: &SourceSpec, span: Span, base: &Path) -> Result<SourcePlan, Failure> {
+    let given = [
+        ("path", span_of(&s.path)),
+        ("format", span_of(&s.format)),
+        ("event_time", span_of(&s.event_time)),
+        ("max_out_of_orderness", span_of(&s.max_out_of_orderness)),
+        ("idle_timeout", span_of(&s.idle_timeout)),
+        ("schema", span_of(&s.schema)),
+        ("events", span_of(&s.events)),
+        ("keys", span_of(&s.keys)),
+        ("seed", span_of(&s.seed)),
+        ("interval_ms", span_of(&s.interval_ms)),
+    ];
+    let common = ["event_time", "max_out_of_orderness", "idle_timeout"];
+    let explicit = match &s.schema {
+        None => None,
+        Some(fields) => {
+            let mut out = Vec::new();
+            for (name, t) in fields.get_ref() {
+                let dt = decode::parse_type(t.get_ref()).ok_or_else(|| {
+                    at(
+                        t.span(),
+                        format!(
+                            "type \"{}\" of field `{name}` is not known; use one of: {}",
+                            t.get_ref(),
+                            decode::TYPE_NAMES
+                        ),
+                    )
+                })?;
+                out.push((name.clone(), dt));
+            }
+            Some(out)
+        }
+    };
+    let text_format = |default: Option<Format>| -> Result<Format, Failure> {
+        match &s.format {
+            Some(f) => match Format::from_name(f.get_ref()) {
+                Some(format) => Ok(format),
+                None => Err(at(
+                    f.span(),
+                    format!(
+                        "format \"{}\" is not known; use \"jsonl\", \"csv\" or \"parquet\"",
+                        f.get_ref()
+                    ),
+                )),
+            },
+            None => default.ok_or_else(|| {
+                at(
+                    s.kind.span(),
+                    "say the input's format: format = \"jsonl\", \"csv\" or \"parquet\"",
+                )
+            }),
+        }
+    };
+    let (kind, schema) = match s.kind.get_ref().as_str() {
+        "file" => {
+            only(
+                &s.kind,
+                &given,
+                &[&["path", "format", "schema"][..], &common[..]].concat(),
+            )?;
+            let path_value = s
+                .path
+                .as_ref()
+                .ok_or_else(|| at(s.kind.span(), "a file source needs `path`, the input file"))?;
+            let path = base.join(path_value.get_ref());
+            let format = text_format(Format::from_path(&path))?;
+            if !path.exists() {
+                return Err(Failure::Runtime(format!(
+                    "cannot read {}: no such file (from `path` of the source)",
+                    path.display()
+                )));
+            }
+            let time_field = s.event_time.as_ref().map(|f| f.get_ref().as_str());
+            let schema = input_schema(
+                format,
+                Some(&path),
+                explicit.as_deref(),
+                time_field,
+                path_value.span(),
+            )?;
+            (SourceKind::File { path, format }, schema)
+        }
+        "stdin" => {
+            only(
+                &s.kind,
+                &given,
+                &[&["format", "schema"][..], &common[..]].concat(),
+            )?;
+            let format = text_format(None)?;
+            if format == Format::Parquet {
+                return Err(at(
+                    span_of(&s.format).unwrap_or(span.clone()),
+                    "stdin takes \"jsonl\" or \"csv\"; read Parquet from a file",
+                ));
+            }
+            let fields = explicit.as_deref().ok_or_else(|| {
+                at(
+                    s.kind.span(),
+                    "a stdin source needs `schema = { field = \"type\", ... }`: stdin can't be \
+                     read ahead to infer one",
+                )
+            })?;
+            (
+                SourceKind::Stdin { format },
+                decode::explicit_schema(fields),
+            )
+        }
+        "generator" => {
+            only(
+                &s.kind,
+                &given,
+                &[&["events", "keys", "seed", "interval_ms"][..], &common[..]].concat(),
+            )?;
+            (
+                SourceKind::Generator {
+                    events: s.events.as_ref().map_or(1_000_000, |v| *v.get_ref()),
+                    keys: s.keys.as_ref().map_or(100, |v| *v.get_ref()).max(1),
+                    seed: s.seed.as_ref().map_or(7, |v| *v.get_ref()),
+                    interval_ms: s.interval_ms.as_ref().map_or(1, |v| *v.get_ref()),
+                },
+                GeneratorSource::schema(),
+            )
+        }
+        other => return Err(at(
+            s.kind.span(),
+            format!(
+                "source type \"{other}\" is not known; use \"file\", \"stdin\" or \"generator\""
+            ),
+        )),
+    };
+    let time_field = match (&s.event_time, &kind) {
+        (Some(f), _) => f,
+        (None, SourceKind::Generator { .. }) => {
+            return finish_source(kind, schema, "ts", None, s);
+        }
+        (None, _) => {
+            return Err(at(
+                s.kind.span(),
+                format!(
+                    "the source needs `event_time`, the field that holds each record's time; \
+                     fields: {}",
+                    decode::field_names(&schema)
+                ),
+            ))
+        }
+    };
+    finish_source(
+        kind,
+        schema,
+        time_field.get_ref(),
+        Some(time_field.span()),
+        s,
+    )
+}
+
+fn finish_source(
+    kind: SourceKind,
+    schema: SchemaRef,
+    field: &str,
+    span: Option<Span>,
+    s: &SourceSpec,
+) -> Result<SourcePlan, Failure> {
+    let time = EventTime::new(&schema, field)
+        .map_err(|m| Failure::Invalid(Diagnostic::new(span.or(Some(s.kind.span())), m)))?;
+    let max_out_of_orderness = match &s.max_out_of_orderness {
+        Some(d) => duration(d, "max_out_of_orderness")?,
+        None => Duration::ZERO,
+    };
+    let idle_timeout = match &s.idle_timeout {
+        Some(d) => Some(duration(d, "idle_timeout")?),
+        None => None,
+    };
+    Ok(SourcePlan {
+        kind,
+        schema,
+        time,
+        max_out_of_orderness,
+        idle_timeout,
+    })
+}
+
+fn input_schema(
+    format: Format,
+    path: Option<&Path>,
+    explicit: Option<&[(String, DataType)]>,
+    time_field: Option<&str>,
+    span: Span,
+) -> Result<SchemaRef, Failure> {
+    let Some(path) = path else {
+        return Err(at(span, "a schema is needed"));
+    };
+    match format {
+        Format::Parquet => ParquetSource::schema(path).map_err(Failure::Runtime),
+        Format::Jsonl => match explicit {
+            Some(fields) => Ok(decode::explicit_schema(fields)),
+            None => decode::infer_jsonl(&sample(path)?, time_field)
+                .map(Arc::new)
+                .map_err(|m| at(span, format!("{}: {m}", path.display()))),
+        },
+        Format::Csv => {
+            let bytes = sample(path)?;
+            let header = decode::csv_header(&bytes);
+            match explicit {
+                // The columns follow the header; the types come from `schema`.
+                Some(fields) => {
+                    let mut out = Vec::new();
+                    for name in &header {
+                        let t = fields
+                            .iter()
+                            .find(|(n, _)| n == name)
+                            .map(|(_, t)| t.clone())
+                            .ok_or_else(|| {
+                                at(
+                                    span.clone(),
+                                    format!(
+                                        "{}: column `{name}` of the header is not in `schema`; \
+                                         add it",
+                                        path.display()
+                                    ),
+                                )
+                            })?;
+                        out.push((name.clone(), t));
+                    }
+                    Ok(decode::explicit_schema(&out))
+                }
+                None => decode::infer_csv(&bytes)
+                    .map(|schema| {
+                        // Nullable, for rows with empty fields.
+                        let fields: Vec<Field> = schema
+                            .fields()
+                            .iter()
+                            .map(|f| Field::new(f.name(), f.data_type().clone(), true))
+                            .collect();
+                        Arc::new(Schema::new(fields))
+                    })
+                    .map_err(|m| at(span, format!("{}: {m}", path.display()))),
+            }
+        }
+    }
+}
+
+fn compile_exprs(
+    sql: &SqlContext,
+    exprs: &Spanned<Expressions>,
+) -> Result<(Vec<ScalarExpr>, SchemaRef), Failure> {
+    if exprs.get_ref().is_empty() {
+        return Err(at(
+            exprs.span(),
+            "name at least one column: { name = \"expression\" }",
+        ));
+    }
+    let mut compiled = Vec::new();
+    let mut fields = Vec::new();
+    for (name, e) in exprs.get_ref() {
+        let c = sql
+            .scalar(e.get_ref())
+            .map_err(|m| at(e.span(), format!("in `{name}`: {m}")))?;
+        fields.push(c.field(name));
+        compiled.push(c);
+    }
+    Ok((compiled, Arc::new(Schema::new(fields))))
+}
+
+fn transform(
+    t: &TransformSpec,
+    previous: &str,
+    schemas: &IndexMap<String, SchemaRef>,
+) -> Result<TransformPlan, Failure> {
+    let name = t.name.get_ref().clone();
+    if RESERVED.contains(&name.as_str()) {
+        return Err(at(
+            t.name.span(),
+            format!("`{name}` is a reserved stream name; choose another name"),
+        ));
+    }
+    if name.is_empty() {
+        return Err(at(t.name.span(), "a transform needs a non-empty name"));
+    }
+    if schemas.contains_key(&name) {
+        return Err(at(
+            t.name.span(),
+            format!("a stream named `{name}` already exists; names must be unique"),
+        ));
+    }
+    let from = match &t.from {
+        None => previous.to_string(),
+        Some(f) => {
+            if matches!(f.get_ref().as_str(), "late" | "dead_letter") {
+                return Err(at(
+                    f.span(),
+                    format!(
+                        "`{}` is a reserved stream that only sinks can read",
+                        f.get_ref()
+                    ),
+                ));
+            }
+            if !schemas.contains_key(f.get_ref()) {
+                return Err(at(
+                    f.span(),
+                    format!(
+                        "no stream named `{}` before this transform; streams: {}",
+                        f.get_ref(),
+                        schemas.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+            f.get_ref().clone()
+        }
+    };
+    let input = schemas[&from].clone();
+    let sql = SqlContext::new(input.clone()).map_err(|m| at(t.name.span(), m))?;
+    let given = [
+        ("where", span_of(&t.predicate)),
+        ("columns", span_of(&t.columns)),
+        ("key", span_of(&t.key)),
+        ("window", span_of(&t.window)),
+        ("aggregates", span_of(&t.aggregates)),
+        ("allowed_lateness", span_of(&t.allowed_lateness)),
+        ("when", span_of(&t.when)),
+        ("emit", span_of(&t.emit)),
+    ];
+    let kind = t.kind.get_ref().clone();
+    let missing = |key: &str, example: &str| {
+        at(
+            t.name.span(),
+            format!("a {kind} transform needs `{key}`, like {example}"),
+        )
+    };
+    let (operation, schema, describe) = match kind.as_str() {
+        "filter" => {
+            only(&t.kind, &given, &["where"])?;
+            let p = t
+                .predicate
+                .as_ref()
+                .ok_or_else(|| missing("where", "where = \"temperature > 0\""))?;
+            let c = sql.scalar(p.get_ref()).map_err(|m| at(p.span(), m))?;
+            if c.data_type != DataType::Boolean {
+                return Err(at(
+                    p.span(),
+                    format!(
+                        "`where` must be true or false, but `{}` is {}",
+                        p.get_ref(),
+                        c.data_type
+                    ),
+                ));
+            }
+            let describe = format!("where {}", p.get_ref());
+            (Operation::Filter(c), input.clone(), describe)
+        }
+        "select" => {
+            only(&t.kind, &given, &["columns"])?;
+            let cols = t
+                .columns
+                .as_ref()
+                .ok_or_else(|| missing("columns", "columns = { f = \"(temp - 32) / 1.8\" }"))?;
+            let (exprs, schema) = compile_exprs(&sql, cols)?;
+            let describe = cols
+                .get_ref()
+                .iter()
+                .map(|(n, e)| format!("{n} = {}", e.get_ref()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            (Operation::Select(exprs), schema, describe)
+        }
+        "rule" => {
+            only(&t.kind, &given, &["when", "emit"])?;
+            let w = t
+                .when
+                .as_ref()
+                .ok_or_else(|| missing("when", "when = \"max_temp > 80\""))?;
+            let when = sql.scalar(w.get_ref()).map_err(|m| at(w.span(), m))?;
+            if when.data_type != DataType::Boolean {
+                return Err(at(
+                    w.span(),
+                    format!(
+                        "`when` must be true or false, but `{}` is {}",
+                        w.get_ref(),
+                        when.data_type
+                    ),
+                ));
+            }
+            let (emit, schema) = match &t.emit {
+                Some(e) => {
+                    let (exprs, schema) = compile_exprs(&sql, e)?;
+                    (Some(exprs), schema)
+                }
+                None => (None, input.clone()),
+            };
+            let describe = format!("when {}", w.get_ref());
+            (Operation::Rule { when, emit }, schema, describe)
+        }
+        "window" => {
+            only(
+                &t.kind,
+                &given,
+                &["key", "window", "aggregates", "allowed_lateness"],
+            )?;
+            window(t, &name, &input, &sql)?
+        }
+        other => {
+            return Err(at(
+                t.kind.span(),
+                format!(
+                    "transform type \"{other}\" is not known; use \"filter\", \"select\", \
+                     \"window\" or \"rule\""
+                ),
+            ))
+        }
+    };
+    Ok(TransformPlan {
+        name,
+        from,
+        kind,
+        operation,
+        schema,
+        describe,
+    })
+}
+
+fn window(
+    t: &TransformSpec,
+    name: &str,
+    input: &SchemaRef,
+    sql: &SqlContext,
+) -> Result<(Operation, SchemaRef, String), Failure> {
+    let w = t.window.as_ref().ok_or_else(|| {
+        at(
+            t.name.span(),
+            "a window transform needs `window`, like window = { type = \"tumbling\", size = \"10s\" }",
+        )
+    })?;
+    let ws = w.get_ref();
+    let size_duration = |what: &str| -> Result<i64, Failure> {
+        let size = ws.size.as_ref().ok_or_else(|| {
+            at(
+                w.span(),
+                format!("a {what} window needs `size`, like size = \"10s\""),
+            )
+        })?;
+        match size.get_ref() {
+            toml::Value::String(text) => {
+                let d = duration(&Spanned::new(size.span(), text.clone()), "size")?;
+                if d.is_zero() {
+                    return Err(at(size.span(), "size must be longer than zero"));
+                }
+                Ok(millis(d))
+            }
+            _ => Err(at(
+                size.span(),
+                "size of a time window is a duration, like \"10s\"",
+            )),
+        }
+    };
+    let wgiven = [
+        ("size", span_of(&ws.size)),
+        ("slide", span_of(&ws.slide)),
+        ("gap", span_of(&ws.gap)),
+    ];
+    let kind =
+        match ws.kind.get_ref().as_str() {
+            "tumbling" => {
+                only(&ws.kind, &wgiven, &["size"])?;
+                WindowKind::Tumbling {
+                    size: size_duration("tumbling")?,
+                }
+            }
+            "sliding" => {
+                only(&ws.kind, &wgiven, &["size", "slide"])?;
+                let size = size_duration("sliding")?;
+                let slide = ws.slide.as_ref().ok_or_else(|| {
+                    at(
+                        w.span(),
+                        "a sliding window needs `slide`, like slide = \"5s\"",
+                    )
+                })?;
+                let step = millis(duration(slide, "slide")?);
+                if step <= 0 || step > size {
+                    return Err(at(
+                        slide.span(),
+                        "slide must be longer than zero and no longer than size",
+                    ));
+                }
+                WindowKind::Sliding { size, slide: step }
+            }
+            "session" => {
+                only(&ws.kind, &wgiven, &["gap"])?;
+                let gap = ws.gap.as_ref().ok_or_else(|| {
+                    at(w.span(), "a session window needs `gap`, like gap = \"30s\"")
+                })?;
+                let g = millis(duration(gap, "gap")?);
+                if g <= 0 {
+                    return Err(at(gap.span(), "gap must be longer than zero"));
+                }
+                WindowKind::Session { gap: g }
+            }
+            "count" => {
+                only(&ws.kind, &wgiven, &["size"])?;
+                let size = ws.size.as_ref().ok_or_else(|| {
+                    at(w.span(), "a count window needs `size`, a number of events")
+                })?;
+                match size.get_ref() {
+                    toml::Value::Integer(n) if *n > 0 => WindowKind::Count { size: *n as u64 },
+                    _ => {
+                        return Err(at(
+                            size.span(),
+                            "size of a count window is a number of events, like size = 100",
+                        ))
+                    }
+                }
+            }
+            other => {
+                return Err(at(
+                    ws.kind.span(),
+                    format!(
+                        "window type \"{other}\" is not known; use \"tumbling\", \"sliding\", \
+                     \"session\" or \"count\""
+                    ),
+                ))
+            }
+        };
+    let lateness = match &t.allowed_lateness {
+        None => 0,
+        Some(d) => {
+            if matches!(kind, WindowKind::Count { .. }) {
+                return Err(at(
+                    d.span(),
+                    "count windows close on a count, not on event time: remove allowed_lateness",
+                ));
+            }
+            millis(duration(d, "allowed_lateness")?)
+        }
+    };
+    let key_fields: Vec<String> = t
+        .key
+        .as_ref()
+        .map(|k| k.get_ref().fields())
+        .unwrap_or_default();
+    let mut keys = Vec::new();
+    let mut sort_fields = Vec::new();
+    let mut out_fields = Vec::new();
+    for field in &key_fields {
+        let (index, f) = input.column_with_name(field).ok_or_else(|| {
+            at(
+                span_of(&t.key).unwrap_or(t.name.span()),
+                format!(
+                    "key field `{field}` is not in stream; fields: {}",
+                    decode::field_names(input)
+                ),
+            )
+        })?;
+        keys.push(index);
+        sort_fields.push(SortField::new(f.data_type().clone()));
+        out_fields.push(Field::new(f.name(), f.data_type().clone(), true));
+    }
+    if sort_fields.is_empty() {
+        sort_fields.push(SortField::new(DataType::Boolean));
+    }
+    out_fields.push(Field::new("window_start", DataType::Int64, false));
+    out_fields.push(Field::new("window_end", DataType::Int64, false));
+    let aggs = t.aggregates.as_ref().ok_or_else(|| {
+        at(
+            t.name.span(),
+            "a window transform needs `aggregates`, like aggregates = { n = \"count(*)\" }",
+        )
+    })?;
+    if aggs.get_ref().is_empty() {
+        return Err(at(
+            aggs.span(),
+            "name at least one aggregate: { n = \"count(*)\" }",
+        ));
+    }
+    let mut aggregates: Vec<(String, AggregateExpr)> = Vec::new();
+    for (out, e) in aggs.get_ref() {
+        if out_fields.iter().any(|f| f.name() == out) {
+            return Err(at(
+                e.span(),
+                format!("`{out}` is already a column of the window's output; rename it"),
+            ));
+        }
+        let a = sql
+            .aggregate(e.get_ref())
+            .map_err(|m| at(e.span(), format!("in `{out}`: {m}")))?;
+        out_fields.push(a.field(out));
+        aggregates.push((out.clone(), a));
+    }
+    let output = Arc::new(Schema::new(out_fields));
+    let describe = format!(
+        "{:?} by [{}], {} aggregate(s), allowed lateness {lateness} ms",
+        kind,
+        key_fields.join(", "),
+        aggregates.len()
+    );
+    let plan = WindowPlan {
+        name: name.to_string(),
+        kind,
+        keys,
+        key_fields: sort_fields,
+        aggregates,
+        lateness,
+        output: output.clone(),
+    };
+    Ok((Operation::Window(Arc::new(plan)), output, describe))
+}
+
+fn sink(
+    s: &SinkSpec,
+    schemas: &IndexMap<String, SchemaRef>,
+    base: &Path,
+) -> Result<SinkPlan, Failure> {
+    let from = s.from.get_ref();
+    if !schemas.contains_key(from) && !matches!(from.as_str(), "late" | "dead_letter") {
+        return Err(at(
+            s.from.span(),
+            format!(
+                "no stream named `{from}`; streams: {}, late, dead_letter",
+                schemas.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    let format = match &s.format {
+        None => None,
+        Some(f) => Some(Format::from_name(f.get_ref()).ok_or_else(|| {
+            at(
+                f.span(),
+                format!(
+                    "format \"{}\" is not known; use \"jsonl\", \"csv\" or \"parquet\"",
+                    f.get_ref()
+                ),
+            )
+        })?),
+    };
+    let target = match s.kind.get_ref().as_str() {
+        "stdout" => {
+            if let Some(p) = &s.path {
+                return Err(at(p.span(), "a stdout sink takes no `path`; remove it"));
+            }
+            if let (Some(f), Some(format)) = (&s.format, format) {
+                if format != Format::Jsonl {
+                    return Err(at(f.span(), "stdout writes JSON lines; remove `format`"));
+                }
+            }
+            Target::Stdout
+        }
+        "file" => {
+            let p = s
+                .path
+                .as_ref()
+                .ok_or_else(|| at(s.kind.span(), "a file sink needs `path`, the output file"))?;
+            let path = base.join(p.get_ref());
+            let format = format.or_else(|| Format::from_path(&path)).ok_or_else(|| {
+                at(
+                    p.span(),
+                    "can't tell the format from the extension; name the file .jsonl, .csv or \
+                     .parquet, or add format = \"jsonl\"",
+                )
+            })?;
+            Target::File { path, format }
+        }
+        other => {
+            return Err(at(
+                s.kind.span(),
+                format!("sink type \"{other}\" is not known; use \"stdout\" or \"file\""),
+            ))
+        }
+    };
+    Ok(SinkPlan {
+        from: from.clone(),
+        target,
+    })
+}

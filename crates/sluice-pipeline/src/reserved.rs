@@ -1,0 +1,238 @@
+//! The reserved streams `dead_letter` and `late`: records that could not be
+//! decoded or evaluated, and events beyond a window's allowed lateness.
+//!
+//! Any source or transform may add to them, from any stage, so they are not
+//! edges of the dataflow but shared writers: each record is written to every
+//! sink subscribed to the stream, counted, and a few are kept as samples for
+//! the end-of-run report when no sink takes them.
+
+use crate::decode::DeadLetter;
+use crate::sink::RowWriter;
+use arrow::array::{Int64Array, RecordBatch, StringArray, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// How many records of a reserved stream the report shows when no sink
+/// takes the stream.
+const SAMPLES: usize = 5;
+
+/// One reserved stream.
+pub struct ReservedStream {
+    name: &'static str,
+    schema: SchemaRef,
+    writers: Mutex<Vec<(Box<dyn RowWriter>, Arc<AtomicU64>)>>,
+    count: AtomicU64,
+    samples: Mutex<Vec<String>>,
+    error: Mutex<Option<String>>,
+}
+
+impl ReservedStream {
+    fn new(name: &'static str, schema: SchemaRef) -> Self {
+        Self {
+            name,
+            schema,
+            writers: Mutex::new(Vec::new()),
+            count: AtomicU64::new(0),
+            samples: Mutex::new(Vec::new()),
+            error: Mutex::new(None),
+        }
+    }
+
+    /// The stream's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The schema of its rows.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// Subscribes a writer; `emitted` counts what it writes.
+    pub fn subscribe(&self, writer: Box<dyn RowWriter>, emitted: Arc<AtomicU64>) {
+        lock(&self.writers).push((writer, emitted));
+    }
+
+    /// How many records the stream has had.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// The first few records, as `line N: reason`.
+    pub fn samples(&self) -> Vec<String> {
+        lock(&self.samples).clone()
+    }
+
+    fn publish(&self, batch: RecordBatch, samples: impl Iterator<Item = String>) {
+        let rows = batch.num_rows() as u64;
+        if rows == 0 {
+            return;
+        }
+        self.count.fetch_add(rows, Ordering::Relaxed);
+        metrics::counter!("sluice_records_total", "stream" => self.name).increment(rows);
+        {
+            let mut kept = lock(&self.samples);
+            let room = SAMPLES.saturating_sub(kept.len());
+            kept.extend(samples.take(room));
+        }
+        for (writer, emitted) in lock(&self.writers).iter_mut() {
+            match writer.write(&batch) {
+                Ok(()) => {
+                    emitted.fetch_add(rows, Ordering::Relaxed);
+                }
+                Err(error) => {
+                    lock(&self.error).get_or_insert(error);
+                }
+            }
+        }
+    }
+
+    /// Closes the writers; the first write or close error, if any.
+    pub fn finish(&self) -> Result<(), String> {
+        for (writer, _) in lock(&self.writers).iter_mut() {
+            if let Err(error) = writer.finish() {
+                lock(&self.error).get_or_insert(error);
+            }
+        }
+        match lock(&self.error).take() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A late event: beyond its window's allowed lateness.
+#[derive(Debug, Clone)]
+pub struct LateEvent {
+    /// The window transform that refused it.
+    pub transform: String,
+    /// Its line in the source.
+    pub line: u64,
+    /// Its event time.
+    pub event_time: i64,
+    /// The transform's watermark when it came.
+    pub watermark: i64,
+    /// Why it was refused.
+    pub reason: String,
+    /// The event as JSON.
+    pub record: String,
+}
+
+/// Both reserved streams.
+pub struct Reserved {
+    /// `dead_letter`.
+    pub dead_letter: ReservedStream,
+    /// `late`.
+    pub late: ReservedStream,
+}
+
+impl Default for Reserved {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Reserved {
+    /// Empty streams.
+    pub fn new() -> Self {
+        let dead = Schema::new(vec![
+            Field::new("origin", DataType::Utf8, false),
+            Field::new("line", DataType::UInt64, false),
+            Field::new("reason", DataType::Utf8, false),
+            Field::new("record", DataType::Utf8, false),
+        ]);
+        let late = Schema::new(vec![
+            Field::new("transform", DataType::Utf8, false),
+            Field::new("line", DataType::UInt64, false),
+            Field::new("event_time", DataType::Int64, false),
+            Field::new("watermark", DataType::Int64, false),
+            Field::new("reason", DataType::Utf8, false),
+            Field::new("record", DataType::Utf8, false),
+        ]);
+        Self {
+            dead_letter: ReservedStream::new("dead_letter", Arc::new(dead)),
+            late: ReservedStream::new("late", Arc::new(late)),
+        }
+    }
+
+    /// The stream named `name`, if it is reserved.
+    pub fn get(&self, name: &str) -> Option<&ReservedStream> {
+        match name {
+            "dead_letter" => Some(&self.dead_letter),
+            "late" => Some(&self.late),
+            _ => None,
+        }
+    }
+
+    /// Adds dead letters.
+    pub fn dead(&self, letters: &[DeadLetter]) {
+        if letters.is_empty() {
+            return;
+        }
+        let columns = vec![
+            Arc::new(StringArray::from_iter_values(
+                letters.iter().map(|d| d.origin.as_str()),
+            )) as _,
+            Arc::new(UInt64Array::from_iter_values(
+                letters.iter().map(|d| d.line),
+            )) as _,
+            Arc::new(StringArray::from_iter_values(
+                letters.iter().map(|d| d.reason.as_str()),
+            )) as _,
+            Arc::new(StringArray::from_iter_values(
+                letters.iter().map(|d| d.record.as_str()),
+            )) as _,
+        ];
+        match RecordBatch::try_new(self.dead_letter.schema(), columns) {
+            Ok(batch) => self.dead_letter.publish(
+                batch,
+                letters
+                    .iter()
+                    .map(|d| format!("{} line {}: {}", d.origin, d.line, d.reason)),
+            ),
+            Err(error) => unreachable!("the dead-letter columns fit its schema: {error}"),
+        }
+    }
+
+    /// Adds late events.
+    pub fn late(&self, events: &[LateEvent]) {
+        if events.is_empty() {
+            return;
+        }
+        let columns = vec![
+            Arc::new(StringArray::from_iter_values(
+                events.iter().map(|e| e.transform.as_str()),
+            )) as _,
+            Arc::new(UInt64Array::from_iter_values(events.iter().map(|e| e.line))) as _,
+            Arc::new(Int64Array::from_iter_values(
+                events.iter().map(|e| e.event_time),
+            )) as _,
+            Arc::new(Int64Array::from_iter_values(
+                events.iter().map(|e| e.watermark),
+            )) as _,
+            Arc::new(StringArray::from_iter_values(
+                events.iter().map(|e| e.reason.as_str()),
+            )) as _,
+            Arc::new(StringArray::from_iter_values(
+                events.iter().map(|e| e.record.as_str()),
+            )) as _,
+        ];
+        match RecordBatch::try_new(self.late.schema(), columns) {
+            Ok(batch) => self.late.publish(
+                batch,
+                events
+                    .iter()
+                    .map(|e| format!("{} line {}: {}", e.transform, e.line, e.reason)),
+            ),
+            Err(error) => unreachable!("the late columns fit its schema: {error}"),
+        }
+    }
+}
+
+/// Locks, recovering from a panic elsewhere (the run reports that panic).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,448 @@
+//! Sources of rows: text files and stdin (JSON lines, CSV), Parquet files,
+//! and generators.
+
+use crate::decode::{row_json, with_times, DeadLetter, EventTime, TextDecoder};
+use crate::reserved::Reserved;
+use crate::rows::Rows;
+use arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use crossbeam_channel::{Receiver, TryRecvError};
+use sluice::{Batch, BoxError, Source, SourceStatus};
+use std::io::Read;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Counters a source keeps for the run's summary and progress bar.
+#[derive(Debug, Default)]
+pub struct SourceCounters {
+    /// Records read (decoded or not).
+    pub read: AtomicU64,
+    /// Bytes read, for the progress bar.
+    pub bytes: AtomicU64,
+}
+
+/// Where a text source's bytes come from.
+pub enum Bytes {
+    /// A file, read as fast as the dataflow takes it.
+    File(std::fs::File),
+    /// Blocks from a reader thread (stdin): a poll never blocks.
+    Feed(Receiver<std::io::Result<Vec<u8>>>),
+}
+
+impl Bytes {
+    /// Standard input, read on a thread of its own.
+    pub fn stdin() -> Bytes {
+        let (tx, rx) = crossbeam_channel::bounded(16);
+        std::thread::spawn(move || {
+            let mut stdin = std::io::stdin().lock();
+            loop {
+                let mut block = vec![0u8; 1 << 16];
+                match stdin.read(&mut block) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        block.truncate(n);
+                        if tx.send(Ok(block)).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        break;
+                    }
+                }
+            }
+        });
+        Bytes::Feed(rx)
+    }
+}
+
+/// What a read of more bytes found.
+enum More {
+    Read,
+    Nothing,
+    End,
+}
+
+/// JSON lines or CSV from a file or stdin, in chunks of `chunk_rows` lines.
+pub struct TextSource {
+    bytes: Bytes,
+    buf: Vec<u8>,
+    /// Bytes of `buf` already consumed.
+    start: usize,
+    eof: bool,
+    /// The number of the next line to read.
+    line: u64,
+    /// Lines to skip first (a CSV header).
+    skip: usize,
+    decoder: TextDecoder,
+    chunk_rows: usize,
+    /// The longest a partial chunk waits for more lines (stdin).
+    interval: Duration,
+    waiting_since: Option<Instant>,
+    reserved: Arc<Reserved>,
+    counters: Arc<SourceCounters>,
+    path: String,
+    lines: Vec<(u64, Range<usize>)>,
+}
+
+impl TextSource {
+    /// A source decoding `bytes` with `decoder`; `skip` header lines.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        bytes: Bytes,
+        path: String,
+        decoder: TextDecoder,
+        skip: usize,
+        chunk_rows: usize,
+        interval: Duration,
+        reserved: Arc<Reserved>,
+        counters: Arc<SourceCounters>,
+    ) -> Self {
+        Self {
+            bytes,
+            buf: Vec::with_capacity(1 << 20),
+            start: 0,
+            eof: false,
+            line: 1,
+            skip,
+            decoder,
+            chunk_rows: chunk_rows.max(1),
+            interval,
+            waiting_since: None,
+            reserved,
+            counters,
+            path,
+            lines: Vec::new(),
+        }
+    }
+
+    fn read_more(&mut self) -> Result<More, BoxError> {
+        if self.eof {
+            return Ok(More::End);
+        }
+        if self.start > 0 && self.start * 2 >= self.buf.len() {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        match &mut self.bytes {
+            Bytes::File(file) => {
+                let len = self.buf.len();
+                self.buf.resize(len + (1 << 20), 0);
+                let n = loop {
+                    match file.read(&mut self.buf[len..]) {
+                        Ok(n) => break n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            self.buf.truncate(len);
+                            return Err(format!("cannot read {}: {e}", self.path).into());
+                        }
+                    }
+                };
+                self.buf.truncate(len + n);
+                self.counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
+                if n == 0 {
+                    self.eof = true;
+                    return Ok(More::End);
+                }
+                Ok(More::Read)
+            }
+            Bytes::Feed(rx) => match rx.try_recv() {
+                Ok(Ok(block)) => {
+                    self.counters
+                        .bytes
+                        .fetch_add(block.len() as u64, Ordering::Relaxed);
+                    self.buf.extend_from_slice(&block);
+                    Ok(More::Read)
+                }
+                Ok(Err(e)) => Err(format!("cannot read {}: {e}", self.path).into()),
+                Err(TryRecvError::Empty) => Ok(More::Nothing),
+                Err(TryRecvError::Disconnected) => {
+                    self.eof = true;
+                    Ok(More::End)
+                }
+            },
+        }
+    }
+
+    /// Finds up to `chunk_rows` complete lines from `start`; returns the
+    /// end of the last one (after its newline).
+    fn scan_lines(&mut self) -> usize {
+        self.lines.clear();
+        let mut at = self.start;
+        let mut line = self.line;
+        let data = &self.buf;
+        while self.lines.len() < self.chunk_rows {
+            let Some(nl) = memchr::memchr(b'\n', &data[at..]) else {
+                if self.eof && at < data.len() {
+                    // The last line, without its newline.
+                    let end = data.len();
+                    if !is_blank(&data[at..end]) {
+                        if self.skip > 0 {
+                            self.skip -= 1;
+                        } else {
+                            self.lines.push((line, at..trim_cr(data, at, end)));
+                        }
+                    }
+                    at = end;
+                    line += 1;
+                }
+                break;
+            };
+            let end = at + nl;
+            if !is_blank(&data[at..end]) {
+                if self.skip > 0 {
+                    self.skip -= 1;
+                } else {
+                    self.lines.push((line, at..trim_cr(data, at, end)));
+                }
+            }
+            at = end + 1;
+            line += 1;
+        }
+        self.line = line;
+        at
+    }
+}
+
+fn is_blank(line: &[u8]) -> bool {
+    line.iter().all(u8::is_ascii_whitespace)
+}
+
+fn trim_cr(data: &[u8], start: usize, end: usize) -> usize {
+    if end > start && data[end - 1] == b'\r' {
+        end - 1
+    } else {
+        end
+    }
+}
+
+impl Source<Rows> for TextSource {
+    fn poll(&mut self, out: &mut Batch<Rows>, _max: usize) -> Result<SourceStatus, BoxError> {
+        // Gather enough bytes for a full chunk, or what there is.
+        loop {
+            let complete = memchr::memchr_iter(b'\n', &self.buf[self.start..])
+                .take(self.chunk_rows)
+                .count();
+            if complete >= self.chunk_rows || self.eof {
+                break;
+            }
+            match self.read_more()? {
+                More::Read => {}
+                More::End => break,
+                More::Nothing => {
+                    // Stdin with a partial chunk: wait up to the interval.
+                    if complete == 0 {
+                        self.waiting_since = None;
+                        return Ok(SourceStatus::Idle);
+                    }
+                    let since = *self.waiting_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() < self.interval {
+                        return Ok(SourceStatus::Idle);
+                    }
+                    break;
+                }
+            }
+        }
+        self.waiting_since = None;
+        let region_start = self.start;
+        let end = self.scan_lines();
+        self.start = end;
+        if self.lines.is_empty() {
+            return Ok(if self.eof && self.start >= self.buf.len() {
+                SourceStatus::Exhausted
+            } else {
+                SourceStatus::Ready
+            });
+        }
+        // Ranges relative to the region.
+        let region = &self.buf[region_start..end];
+        let lines: Vec<(u64, Range<usize>)> = self
+            .lines
+            .iter()
+            .map(|(n, r)| (*n, r.start - region_start..r.end - region_start))
+            .collect();
+        self.counters
+            .read
+            .fetch_add(lines.len() as u64, Ordering::Relaxed);
+        let decoded = self.decoder.decode(region, &lines);
+        self.reserved.dead(&decoded.dead);
+        if let Some(rows) = decoded.rows {
+            push(out, rows);
+        }
+        Ok(SourceStatus::Ready)
+    }
+}
+
+/// Appends a chunk of rows with its largest event time.
+fn push(out: &mut Batch<Rows>, rows: Rows) {
+    let time = rows.max_time().unwrap_or(i64::MIN);
+    out.push(rows, time);
+}
+
+/// Rows of a Parquet file.
+pub struct ParquetSource {
+    reader: parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+    time: EventTime,
+    origin: String,
+    next_row: u64,
+    reserved: Arc<Reserved>,
+    counters: Arc<SourceCounters>,
+    path: String,
+}
+
+impl ParquetSource {
+    /// Opens `path`, reading chunks of `chunk_rows` rows.
+    pub fn open(
+        path: &std::path::Path,
+        chunk_rows: usize,
+        time: EventTime,
+        reserved: Arc<Reserved>,
+        counters: Arc<SourceCounters>,
+    ) -> Result<Self, String> {
+        let file = std::fs::File::open(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .and_then(|b| b.with_batch_size(chunk_rows.max(1)).build())
+            .map_err(|e| format!("cannot read {} as Parquet: {e}", path.display()))?;
+        Ok(Self {
+            reader,
+            time,
+            origin: "source".into(),
+            next_row: 1,
+            reserved,
+            counters,
+            path: path.display().to_string(),
+        })
+    }
+
+    /// The schema of a Parquet file.
+    pub fn schema(path: &std::path::Path) -> Result<SchemaRef, String> {
+        let file = std::fs::File::open(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .map(|b| b.schema().clone())
+            .map_err(|e| format!("cannot read {} as Parquet: {e}", path.display()))
+    }
+}
+
+impl Source<Rows> for ParquetSource {
+    fn poll(&mut self, out: &mut Batch<Rows>, _max: usize) -> Result<SourceStatus, BoxError> {
+        let Some(batch) = self.reader.next() else {
+            return Ok(SourceStatus::Exhausted);
+        };
+        let batch = batch.map_err(|e| format!("cannot read {}: {e}", self.path))?;
+        let n = batch.num_rows() as u64;
+        self.counters.read.fetch_add(n, Ordering::Relaxed);
+        let lines: Vec<u64> = (self.next_row..self.next_row + n).collect();
+        self.next_row += n;
+        let mut dead: Vec<DeadLetter> = Vec::new();
+        let rows = with_times(
+            &self.time,
+            &self.origin,
+            batch.clone(),
+            lines,
+            &mut dead,
+            |row| row_json(&batch, row),
+        );
+        self.reserved.dead(&dead);
+        if let Some(rows) = rows {
+            push(out, rows);
+        }
+        Ok(SourceStatus::Ready)
+    }
+}
+
+/// Synthetic sensor readings: `sensor` (string), `temperature` (float64),
+/// `ts` (int64 epoch ms), reproducible from a seed.
+pub struct GeneratorSource {
+    schema: SchemaRef,
+    remaining: u64,
+    next: u64,
+    keys: u64,
+    interval_ms: u64,
+    state: u64,
+    chunk_rows: usize,
+    counters: Arc<SourceCounters>,
+}
+
+impl GeneratorSource {
+    /// `events` readings over `keys` sensors, one every `interval_ms`.
+    pub fn new(
+        events: u64,
+        keys: u64,
+        seed: u64,
+        interval_ms: u64,
+        chunk_rows: usize,
+        counters: Arc<SourceCounters>,
+    ) -> Self {
+        Self {
+            schema: Self::schema(),
+            remaining: events,
+            next: 0,
+            keys: keys.max(1),
+            interval_ms,
+            state: seed,
+            chunk_rows: chunk_rows.max(1),
+            counters,
+        }
+    }
+
+    /// The generator's fields.
+    pub fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("sensor", DataType::Utf8, false),
+            Field::new("temperature", DataType::Float64, false),
+            Field::new("ts", DataType::Int64, false),
+        ]))
+    }
+
+    fn next_random(&mut self) -> u64 {
+        // SplitMix64: small, fast, and the same on every platform.
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+impl Source<Rows> for GeneratorSource {
+    fn poll(&mut self, out: &mut Batch<Rows>, _max: usize) -> Result<SourceStatus, BoxError> {
+        if self.remaining == 0 {
+            return Ok(SourceStatus::Exhausted);
+        }
+        let n = (self.chunk_rows as u64).min(self.remaining);
+        let mut sensors = Vec::with_capacity(n as usize);
+        let mut temps = Vec::with_capacity(n as usize);
+        let mut times = Vec::with_capacity(n as usize);
+        for i in 0..n {
+            let r = self.next_random();
+            sensors.push(format!("sensor-{}", r % self.keys));
+            // 15.0 .. 95.0 degrees, in steps of 0.1.
+            temps.push(15.0 + ((r >> 20) % 800) as f64 / 10.0);
+            times.push(((self.next + i) * self.interval_ms) as i64);
+        }
+        let lines = UInt64Array::from_iter_values(self.next + 1..=self.next + n);
+        self.next += n;
+        self.remaining -= n;
+        self.counters.read.fetch_add(n, Ordering::Relaxed);
+        let ts = Int64Array::from(times);
+        let batch = RecordBatch::try_new(
+            self.schema.clone(),
+            vec![
+                Arc::new(StringArray::from(sensors)),
+                Arc::new(Float64Array::from(temps)),
+                Arc::new(ts.clone()),
+            ],
+        )?;
+        push(out, Rows::new(batch, ts, lines));
+        Ok(SourceStatus::Ready)
+    }
+
+    fn exact_len(&self) -> Option<u64> {
+        None
+    }
+}

@@ -1,0 +1,250 @@
+//! The pipeline file as written: TOML, read with the position of every
+//! value so that an error can say `file:line:col`.
+//!
+//! Every table denies unknown keys. The `type` of a source, transform,
+//! window or sink decides which keys apply; [`crate::plan`] checks that the
+//! keys given fit the type.
+
+use crate::diag::{Diagnostic, Span};
+use indexmap::IndexMap;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A map of names to SQL expressions, in the order written.
+pub type Expressions = IndexMap<String, Spanned<String>>;
+
+/// A whole pipeline file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSpec {
+    /// The pipeline's name, shown in logs and metrics.
+    pub name: Spanned<String>,
+    /// Where the events come from.
+    pub source: Spanned<SourceSpec>,
+    /// How the dataflow runs.
+    #[serde(default)]
+    pub execution: ExecutionSpec,
+    /// The transforms, in order.
+    #[serde(default, rename = "transform")]
+    pub transforms: Vec<Spanned<TransformSpec>>,
+    /// The sinks.
+    #[serde(default, rename = "sink")]
+    pub sinks: Vec<Spanned<SinkSpec>>,
+}
+
+/// `[source]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    /// `file`, `stdin`, `generator` or `nexmark`.
+    #[serde(rename = "type")]
+    pub kind: Spanned<String>,
+    /// The input file, relative to the pipeline file (file sources).
+    pub path: Option<Spanned<String>>,
+    /// `jsonl`, `csv` or `parquet`; by default from the file's extension.
+    pub format: Option<Spanned<String>>,
+    /// The field that holds the event time (epoch milliseconds, or an
+    /// RFC 3339 string).
+    pub event_time: Option<Spanned<String>>,
+    /// The watermark's lag behind the largest event time seen.
+    pub max_out_of_orderness: Option<Spanned<String>>,
+    /// A partition that sends nothing for this long stops holding the
+    /// watermark back.
+    pub idle_timeout: Option<Spanned<String>>,
+    /// Field names to types; inferred from the input if absent.
+    pub schema: Option<Spanned<IndexMap<String, Spanned<String>>>>,
+    /// How many events a generator or Nexmark source produces.
+    pub events: Option<Spanned<u64>>,
+    /// How many distinct keys a generator produces.
+    pub keys: Option<Spanned<u64>>,
+    /// The seed of a generator or Nexmark source.
+    pub seed: Option<Spanned<u64>>,
+    /// Event-time milliseconds between two generated events.
+    pub interval_ms: Option<Spanned<u64>>,
+}
+
+/// `[execution]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionSpec {
+    /// `event` or `micro-batch`.
+    pub mode: Option<Spanned<String>>,
+    /// Rows per batch in micro-batch mode.
+    pub batch_size: Option<Spanned<i64>>,
+    /// The longest a partial batch waits, in micro-batch mode.
+    pub batch_interval: Option<Spanned<String>>,
+    /// Parallel workers for keyed work.
+    pub workers: Option<Spanned<i64>>,
+}
+
+/// One `[[transform]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformSpec {
+    /// The name of the stream this transform produces.
+    pub name: Spanned<String>,
+    /// `filter`, `select`, `window` or `rule`.
+    #[serde(rename = "type")]
+    pub kind: Spanned<String>,
+    /// The input stream; by default the previous one.
+    pub from: Option<Spanned<String>>,
+    /// `filter`: the predicate rows must satisfy.
+    #[serde(rename = "where")]
+    pub predicate: Option<Spanned<String>>,
+    /// `select`: output columns.
+    pub columns: Option<Spanned<Expressions>>,
+    /// `window`: the key fields.
+    pub key: Option<Spanned<KeySpec>>,
+    /// `window`: the window kind and sizes.
+    pub window: Option<Spanned<WindowSpec>>,
+    /// `window`: output names to aggregate expressions.
+    pub aggregates: Option<Spanned<Expressions>>,
+    /// `window`: how long after its end a window still takes late events.
+    pub allowed_lateness: Option<Spanned<String>>,
+    /// `rule`: the trigger condition.
+    pub when: Option<Spanned<String>>,
+    /// `rule`: the action's output columns; all input columns if absent.
+    pub emit: Option<Spanned<Expressions>>,
+}
+
+/// `key = "sensor"` or `key = ["sensor", "site"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum KeySpec {
+    /// One field.
+    One(String),
+    /// Several fields.
+    Many(Vec<String>),
+}
+
+impl KeySpec {
+    /// The fields, in order.
+    pub fn fields(&self) -> Vec<String> {
+        match self {
+            KeySpec::One(field) => vec![field.clone()],
+            KeySpec::Many(fields) => fields.clone(),
+        }
+    }
+}
+
+/// `window = { type = "tumbling", size = "10s" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSpec {
+    /// `tumbling`, `sliding`, `session` or `count`.
+    #[serde(rename = "type")]
+    pub kind: Spanned<String>,
+    /// A duration (tumbling, sliding) or a number of events (count).
+    pub size: Option<Spanned<toml::Value>>,
+    /// Sliding windows: the step between window starts.
+    pub slide: Option<Spanned<String>>,
+    /// Session windows: the inactivity gap that closes a session.
+    pub gap: Option<Spanned<String>>,
+}
+
+/// One `[[sink]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkSpec {
+    /// The stream written.
+    pub from: Spanned<String>,
+    /// `stdout` or `file`.
+    #[serde(rename = "type")]
+    pub kind: Spanned<String>,
+    /// The output file, relative to the pipeline file.
+    pub path: Option<Spanned<String>>,
+    /// `jsonl`, `csv` or `parquet`; by default from the extension (and
+    /// `jsonl` for stdout).
+    pub format: Option<Spanned<String>>,
+}
+
+/// Reads a pipeline file's text, after applying `--set` overrides.
+pub fn parse(text: &str) -> Result<PipelineSpec, Diagnostic> {
+    toml::from_str(text).map_err(|error| {
+        let message = error.message().trim().to_string();
+        let message = explain_toml_error(&message);
+        Diagnostic::new(error.span().map(Span::from), message)
+    })
+}
+
+/// Adds a hint to serde's terse messages.
+fn explain_toml_error(message: &str) -> String {
+    if message.starts_with("unknown field") {
+        format!("{message}; remove it or fix its spelling")
+    } else if message.starts_with("missing field") {
+        format!("{message}; add it")
+    } else {
+        message.to_string()
+    }
+}
+
+/// Applies one `--set key.path=value` to the file's text. The path names
+/// tables by key and arrays of tables by index or by their `name` (for
+/// transforms) or `from` (for sinks): `transform.valid.where`,
+/// `sink.0.path`. The value is read as TOML when it parses (`4`, `true`,
+/// `"x"`), as a string otherwise.
+pub fn apply_override(text: &str, assignment: &str) -> Result<String, String> {
+    let (path, value) = assignment
+        .split_once('=')
+        .ok_or_else(|| format!("--set {assignment}: expected key.path=value"))?;
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| e.message().to_string())?;
+    let value: toml_edit::Value = match format!("v = {value}").parse::<toml_edit::DocumentMut>() {
+        Ok(parsed) => match parsed.get("v").and_then(|item| item.as_value()) {
+            Some(v) => v.clone(),
+            None => toml_edit::Value::from(value),
+        },
+        Err(_) => toml_edit::Value::from(value),
+    };
+    let parts: Vec<&str> = path.split('.').collect();
+    set_path(doc.as_table_mut(), &parts, value)
+        .map_err(|what| format!("--set {assignment}: {what}"))?;
+    Ok(doc.to_string())
+}
+
+/// Sets `parts` (a key path) in `table`. Arrays of tables are entered by
+/// index or by their `name` (transforms) or `from` (sinks).
+fn set_path(
+    table: &mut dyn toml_edit::TableLike,
+    parts: &[&str],
+    value: toml_edit::Value,
+) -> Result<(), String> {
+    let [key, rest @ ..] = parts else {
+        return Err("empty key path".into());
+    };
+    if rest.is_empty() {
+        table.insert(key, toml_edit::Item::Value(value));
+        return Ok(());
+    }
+    if table.get(key).is_none() {
+        table.insert(key, toml_edit::Item::Table(toml_edit::Table::new()));
+    }
+    let Some(item) = table.get_mut(key) else {
+        return Err(format!("`{key}` is not in the file"));
+    };
+    if let Some(array) = item.as_array_of_tables_mut() {
+        let [element, rest @ ..] = rest else {
+            return Err(format!("`{key}` is an array of tables: name an element"));
+        };
+        let index = match element.parse::<usize>() {
+            Ok(index) => Some(index),
+            Err(_) => array.iter().position(|t| {
+                ["name", "from"]
+                    .iter()
+                    .any(|k| t.get(k).and_then(|v| v.as_str()) == Some(*element))
+            }),
+        };
+        let Some(table) = index.and_then(|i| array.get_mut(i)) else {
+            return Err(format!("no `{key}` is named or numbered `{element}`"));
+        };
+        if rest.is_empty() {
+            return Err(format!("name a key inside `{key}.{element}`"));
+        }
+        return set_path(table, rest, value);
+    }
+    match item.as_table_like_mut() {
+        Some(inner) => set_path(inner, rest, value),
+        None => Err(format!("`{key}` is a value, not a table")),
+    }
+}

@@ -1,0 +1,259 @@
+//! SQL expressions and aggregates, compiled by DataFusion and evaluated on
+//! Arrow record batches.
+
+use arrow::array::{ArrayRef, RecordBatch};
+use arrow::compute::concat;
+use arrow::datatypes::{DataType, Field, SchemaRef};
+use datafusion::common::tree_node::TreeNode;
+use datafusion::common::DFSchema;
+use datafusion::execution::context::ExecutionProps;
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::{Accumulator, Expr};
+use datafusion::optimizer::simplify_expressions::{ExprSimplifier, SimplifyContext};
+use datafusion::physical_expr::aggregate::{AggregateFunctionExpr, LoweredAggregateBuilder};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::prelude::SessionContext;
+use std::sync::Arc;
+
+/// Compiles SQL against one input schema.
+pub struct SqlContext {
+    ctx: SessionContext,
+    schema: SchemaRef,
+    df_schema: DFSchema,
+}
+
+impl SqlContext {
+    /// A compiler for expressions over rows of `schema`.
+    pub fn new(schema: SchemaRef) -> Result<Self, String> {
+        let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(clean)?;
+        Ok(Self {
+            ctx: SessionContext::new(),
+            schema,
+            df_schema,
+        })
+    }
+
+    /// Parses `sql` and applies SQL's type coercion.
+    fn logical(&self, sql: &str) -> Result<Expr, String> {
+        let expr = self
+            .ctx
+            .parse_sql_expr(sql, &self.df_schema)
+            .map_err(clean)?;
+        let simplifier = ExprSimplifier::new(
+            SimplifyContext::builder()
+                .with_schema(Arc::new(self.df_schema.clone()))
+                .build(),
+        );
+        simplifier.coerce(expr, &self.df_schema).map_err(clean)
+    }
+
+    /// A scalar expression (`temperature > 80`, `upper(sensor)`).
+    pub fn scalar(&self, sql: &str) -> Result<ScalarExpr, String> {
+        let expr = self.logical(sql)?;
+        if contains_aggregate(&expr) {
+            return Err(format!(
+                "`{sql}` is an aggregate; aggregates belong in a window's `aggregates`"
+            ));
+        }
+        let physical = self
+            .ctx
+            .create_physical_expr(expr, &self.df_schema)
+            .map_err(clean)?;
+        let field = physical.return_field(&self.schema).map_err(clean)?;
+        Ok(ScalarExpr {
+            sql: sql.to_string(),
+            data_type: field.data_type().clone(),
+            nullable: field.is_nullable(),
+            expr: physical,
+        })
+    }
+
+    /// An aggregate function call (`avg(temperature)`, `count(*)`,
+    /// `approx_percentile_cont(latency, 0.99)`).
+    pub fn aggregate(&self, sql: &str) -> Result<AggregateExpr, String> {
+        let mut expr = self.logical(sql)?;
+        while let Expr::Alias(alias) = expr {
+            expr = *alias.expr;
+        }
+        if !matches!(expr, Expr::AggregateFunction(_)) {
+            return Err(format!(
+                "`{sql}` is not one aggregate function call (count, sum, avg, min, max, \
+                 stddev, var, approx_distinct, approx_percentile_cont, ...); compute \
+                 expressions of aggregates in a `select` after the window"
+            ));
+        }
+        let props = ExecutionProps::new();
+        let planning = PhysicalPlanningContext::default();
+        let lowered =
+            LoweredAggregateBuilder::new(&expr, &self.df_schema, &self.schema, &props, &planning)
+                .build()
+                .map_err(clean)?;
+        let (aggregate, filter) = (lowered.aggregate, lowered.filter);
+        if filter.is_some() {
+            return Err(format!(
+                "`{sql}`: FILTER clauses are not supported; filter before the window"
+            ));
+        }
+        // Fail now, not at the first event, if the accumulator can't be made.
+        aggregate.create_accumulator().map_err(clean)?;
+        let field = aggregate.field();
+        Ok(AggregateExpr {
+            sql: sql.to_string(),
+            args: aggregate.expressions(),
+            data_type: field.data_type().clone(),
+            aggregate,
+        })
+    }
+}
+
+/// True when `expr` calls an aggregate function anywhere.
+fn contains_aggregate(expr: &Expr) -> bool {
+    let mut found = false;
+    let _ = expr.apply(|e| {
+        if matches!(e, Expr::AggregateFunction(_)) {
+            found = true;
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    });
+    found
+}
+
+/// DataFusion's messages, without the error-kind prefixes and backtraces.
+pub fn clean(error: impl std::fmt::Display) -> String {
+    let text = error.to_string();
+    let mut text = text.as_str();
+    for prefix in [
+        "Error during planning: ",
+        "Schema error: ",
+        "SQL error: ",
+        "Arrow error: ",
+        "Execution error: ",
+        "Internal error: ",
+        "This feature is not implemented: ",
+        "Optimizer rule 'simplify_expressions' failed\ncaused by\n",
+    ] {
+        text = text.strip_prefix(prefix).unwrap_or(text);
+    }
+    text.lines().next().unwrap_or(text).trim().to_string()
+}
+
+/// A compiled scalar expression.
+#[derive(Debug, Clone)]
+pub struct ScalarExpr {
+    /// The SQL it was compiled from.
+    pub sql: String,
+    /// The type of its result.
+    pub data_type: DataType,
+    /// Whether its result may be null.
+    pub nullable: bool,
+    expr: Arc<dyn PhysicalExpr>,
+}
+
+impl ScalarExpr {
+    /// Evaluates the expression on every row of `batch`.
+    pub fn evaluate(&self, batch: &RecordBatch) -> Result<ArrayRef, String> {
+        self.expr
+            .evaluate(batch)
+            .and_then(|value| value.into_array(batch.num_rows()))
+            .map_err(clean)
+    }
+
+    /// The output field named `name`.
+    pub fn field(&self, name: &str) -> Field {
+        Field::new(name, self.data_type.clone(), self.nullable)
+    }
+}
+
+/// The result of evaluating expressions row by row after a batch failed.
+pub struct Evaluated {
+    /// One array per expression, over the rows that succeeded.
+    pub columns: Vec<ArrayRef>,
+    /// The rows that succeeded, by index in the input.
+    pub ok_rows: Vec<u32>,
+    /// The rows that failed, with the reason.
+    pub failed: Vec<(u32, String)>,
+}
+
+/// Evaluates `exprs` on `batch`. When the batch fails as a whole (a
+/// division by zero in one row, say), evaluates row by row and reports the
+/// failing rows, so that one bad record doesn't fail the others.
+pub fn evaluate_all(
+    exprs: &[&dyn Fn(&RecordBatch) -> Result<ArrayRef, String>],
+    batch: &RecordBatch,
+) -> Result<Vec<ArrayRef>, Evaluated> {
+    let whole: Result<Vec<ArrayRef>, String> = exprs.iter().map(|e| e(batch)).collect();
+    if let Ok(columns) = whole {
+        return Ok(columns);
+    }
+    let mut per_expr: Vec<Vec<ArrayRef>> = vec![Vec::new(); exprs.len()];
+    let mut ok_rows = Vec::new();
+    let mut failed = Vec::new();
+    for row in 0..batch.num_rows() {
+        let one = batch.slice(row, 1);
+        match exprs.iter().map(|e| e(&one)).collect::<Result<Vec<_>, _>>() {
+            Ok(values) => {
+                ok_rows.push(row as u32);
+                for (column, value) in per_expr.iter_mut().zip(values) {
+                    column.push(value);
+                }
+            }
+            Err(reason) => failed.push((row as u32, reason)),
+        }
+    }
+    let columns = per_expr
+        .into_iter()
+        .zip(exprs)
+        .map(|(parts, e)| {
+            if parts.is_empty() {
+                // No row succeeded: an empty array of the right type.
+                e(&batch.slice(0, 0))
+                    .unwrap_or_else(|_| arrow::array::new_empty_array(&DataType::Null))
+            } else {
+                let refs: Vec<&dyn arrow::array::Array> =
+                    parts.iter().map(|a| a.as_ref()).collect();
+                concat(&refs).unwrap_or_else(|_| arrow::array::new_empty_array(&DataType::Null))
+            }
+        })
+        .collect();
+    Err(Evaluated {
+        columns,
+        ok_rows,
+        failed,
+    })
+}
+
+/// A compiled aggregate function call.
+#[derive(Debug, Clone)]
+pub struct AggregateExpr {
+    /// The SQL it was compiled from.
+    pub sql: String,
+    /// The type of its result.
+    pub data_type: DataType,
+    /// The argument expressions, evaluated on input rows.
+    pub args: Vec<Arc<dyn PhysicalExpr>>,
+    aggregate: Arc<AggregateFunctionExpr>,
+}
+
+impl AggregateExpr {
+    /// A new, empty accumulator.
+    pub fn accumulator(&self) -> Result<Box<dyn Accumulator>, String> {
+        self.aggregate.create_accumulator().map_err(clean)
+    }
+
+    /// Evaluates the arguments on `batch`.
+    pub fn arguments(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>, String> {
+        self.args
+            .iter()
+            .map(|arg| {
+                arg.evaluate(batch)
+                    .and_then(|v| v.into_array(batch.num_rows()))
+                    .map_err(clean)
+            })
+            .collect()
+    }
+
+    /// The output field named `name` (aggregates may be null: no input).
+    pub fn field(&self, name: &str) -> Field {
+        Field::new(name, self.data_type.clone(), true)
+    }
+}

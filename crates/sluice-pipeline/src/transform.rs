@@ -1,0 +1,363 @@
+//! The row-by-row transforms: `filter`, `select` and `rule`, and the
+//! operators that count streams and split chunks by key.
+
+use crate::decode::{row_json, DeadLetter};
+use crate::reserved::Reserved;
+use crate::rows::Rows;
+use crate::sql::{evaluate_all, ScalarExpr};
+use arrow::array::{ArrayRef, AsArray, RecordBatch, UInt32Array};
+use arrow::datatypes::SchemaRef;
+use arrow::row::RowConverter;
+use sluice::{Batch, Operator, OperatorError, OperatorResult, Timestamp};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Evaluates `exprs` on `rows`; rows where an expression fails become dead
+/// letters from `origin`. Returns the surviving rows and the results.
+pub fn evaluate_or_dead(
+    exprs: &[&ScalarExpr],
+    rows: &Rows,
+    origin: &str,
+    reserved: &Reserved,
+) -> (Rows, Vec<ArrayRef>) {
+    let fns: Vec<Box<dyn Fn(&RecordBatch) -> Result<ArrayRef, String>>> = exprs
+        .iter()
+        .map(|e| {
+            let e = (*e).clone();
+            Box::new(move |b: &RecordBatch| e.evaluate(b)) as Box<dyn Fn(&RecordBatch) -> _>
+        })
+        .collect();
+    let refs: Vec<&dyn Fn(&RecordBatch) -> Result<ArrayRef, String>> =
+        fns.iter().map(|f| f.as_ref()).collect();
+    match evaluate_all(&refs, &rows.batch) {
+        Ok(columns) => (rows.clone(), columns),
+        Err(evaluated) => {
+            let dead: Vec<DeadLetter> = evaluated
+                .failed
+                .iter()
+                .map(|(row, reason)| DeadLetter {
+                    origin: origin.to_string(),
+                    line: rows.lines.value(*row as usize),
+                    reason: reason.clone(),
+                    record: row_json(&rows.batch, *row as usize),
+                })
+                .collect();
+            reserved.dead(&dead);
+            let kept = UInt32Array::from(evaluated.ok_rows);
+            let kept = rows.take(&kept).unwrap_or_else(|_| rows.slice(0, 0));
+            (kept, evaluated.columns)
+        }
+    }
+}
+
+/// Keeps the rows where a predicate is true (null counts as false).
+pub struct FilterOp {
+    name: String,
+    predicate: ScalarExpr,
+    reserved: Arc<Reserved>,
+    down: Box<dyn Operator<Rows>>,
+    out: Batch<Rows>,
+}
+
+impl FilterOp {
+    /// A filter named `name`.
+    pub fn new(
+        name: String,
+        predicate: ScalarExpr,
+        reserved: Arc<Reserved>,
+        down: Box<dyn Operator<Rows>>,
+    ) -> Self {
+        Self {
+            name,
+            predicate,
+            reserved,
+            down,
+            out: Batch::new(),
+        }
+    }
+}
+
+/// The rows of `rows` where `mask` (a boolean column) is true.
+fn keep_true(rows: &Rows, mask: &ArrayRef) -> Result<Rows, OperatorError> {
+    let mask = mask
+        .as_boolean_opt()
+        .ok_or_else(|| OperatorError::Failed("a predicate did not return a boolean".into()))?;
+    rows.filter(mask)
+        .map_err(|e| OperatorError::Failed(e.to_string().into()))
+}
+
+impl Operator<Rows> for FilterOp {
+    fn on_batch(&mut self, batch: &mut Batch<Rows>) -> OperatorResult {
+        self.out.clear();
+        for (rows, time) in batch.drain() {
+            let (rows, columns) =
+                evaluate_or_dead(&[&self.predicate], &rows, &self.name, &self.reserved);
+            let Some(mask) = columns.first() else {
+                continue;
+            };
+            let kept = keep_true(&rows, mask)?;
+            if !kept.is_empty() {
+                self.out.push(kept, time);
+            }
+        }
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        self.down.on_batch(&mut self.out)
+    }
+    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
+        self.down.on_tick(now)
+    }
+    fn on_watermark(&mut self, watermark: Timestamp) -> OperatorResult {
+        self.down.on_watermark(watermark)
+    }
+    fn on_idle(&mut self) -> OperatorResult {
+        self.down.on_idle()
+    }
+    fn on_end(&mut self) -> OperatorResult {
+        self.down.on_end()
+    }
+}
+
+/// Computes new columns (`select`), or fires an action where a condition
+/// holds (`rule`: a condition, then the columns to emit).
+pub struct ProjectOp {
+    name: String,
+    condition: Option<ScalarExpr>,
+    columns: Option<Vec<ScalarExpr>>,
+    schema: SchemaRef,
+    reserved: Arc<Reserved>,
+    down: Box<dyn Operator<Rows>>,
+    out: Batch<Rows>,
+}
+
+impl ProjectOp {
+    /// `condition` keeps rows; `columns` (in the order of `schema`)
+    /// computes the output, or the input passes as it is when absent.
+    pub fn new(
+        name: String,
+        condition: Option<ScalarExpr>,
+        columns: Option<Vec<ScalarExpr>>,
+        schema: SchemaRef,
+        reserved: Arc<Reserved>,
+        down: Box<dyn Operator<Rows>>,
+    ) -> Self {
+        Self {
+            name,
+            condition,
+            columns,
+            schema,
+            reserved,
+            down,
+            out: Batch::new(),
+        }
+    }
+
+    fn apply(&self, rows: Rows) -> Result<Option<Rows>, OperatorError> {
+        let rows = match &self.condition {
+            Some(condition) => {
+                let (rows, columns) =
+                    evaluate_or_dead(&[condition], &rows, &self.name, &self.reserved);
+                let Some(mask) = columns.first() else {
+                    return Ok(None);
+                };
+                keep_true(&rows, mask)?
+            }
+            None => rows,
+        };
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let Some(exprs) = &self.columns else {
+            return Ok(Some(rows));
+        };
+        let refs: Vec<&ScalarExpr> = exprs.iter().collect();
+        let (rows, columns) = evaluate_or_dead(&refs, &rows, &self.name, &self.reserved);
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let batch = RecordBatch::try_new(self.schema.clone(), columns)
+            .map_err(|e| OperatorError::Failed(format!("{}: {e}", self.name).into()))?;
+        Ok(Some(rows.with_batch(batch)))
+    }
+}
+
+impl Operator<Rows> for ProjectOp {
+    fn on_batch(&mut self, batch: &mut Batch<Rows>) -> OperatorResult {
+        self.out.clear();
+        for (rows, time) in batch.drain() {
+            if let Some(rows) = self.apply(rows)? {
+                self.out.push(rows, time);
+            }
+        }
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        self.down.on_batch(&mut self.out)
+    }
+    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
+        self.down.on_tick(now)
+    }
+    fn on_watermark(&mut self, watermark: Timestamp) -> OperatorResult {
+        self.down.on_watermark(watermark)
+    }
+    fn on_idle(&mut self) -> OperatorResult {
+        self.down.on_idle()
+    }
+    fn on_end(&mut self) -> OperatorResult {
+        self.down.on_end()
+    }
+}
+
+/// Counts the rows and chunks of a named stream for metrics.
+pub struct CountOp {
+    stream: String,
+    down: Box<dyn Operator<Rows>>,
+}
+
+impl CountOp {
+    /// Counts `stream`.
+    pub fn new(stream: String, down: Box<dyn Operator<Rows>>) -> Self {
+        Self { stream, down }
+    }
+}
+
+impl Operator<Rows> for CountOp {
+    fn on_batch(&mut self, batch: &mut Batch<Rows>) -> OperatorResult {
+        let start = Instant::now();
+        let rows: usize = batch.items().iter().map(Rows::len).sum();
+        let stream = self.stream.clone();
+        metrics::counter!("sluice_records_total", "stream" => stream.clone())
+            .increment(rows as u64);
+        for chunk in batch.items() {
+            metrics::histogram!("sluice_batch_rows", "stream" => stream.clone())
+                .record(chunk.len() as f64);
+        }
+        let result = self.down.on_batch(batch);
+        metrics::histogram!("sluice_batch_seconds", "stream" => stream)
+            .record(start.elapsed().as_secs_f64());
+        result
+    }
+    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
+        self.down.on_tick(now)
+    }
+    fn on_watermark(&mut self, watermark: Timestamp) -> OperatorResult {
+        let lag_ms = chrono::Utc::now()
+            .timestamp_millis()
+            .saturating_sub(watermark);
+        metrics::gauge!("sluice_watermark_ms", "stream" => self.stream.clone())
+            .set(watermark as f64);
+        metrics::gauge!("sluice_watermark_lag_seconds", "stream" => self.stream.clone())
+            .set(lag_ms as f64 / 1000.0);
+        self.down.on_watermark(watermark)
+    }
+    fn on_idle(&mut self) -> OperatorResult {
+        self.down.on_idle()
+    }
+    fn on_end(&mut self) -> OperatorResult {
+        self.down.on_end()
+    }
+}
+
+/// Splits chunks by the hash of their key columns into one chunk per
+/// worker, tagged with the worker, for an exchange.
+pub struct SplitByKey {
+    keys: Vec<usize>,
+    workers: usize,
+    converter: RowConverter,
+    down: Box<dyn Operator<Routed>>,
+    out: Batch<Routed>,
+}
+
+/// A chunk of rows bound for one worker.
+#[derive(Debug, Clone)]
+pub struct Routed {
+    /// The worker.
+    pub worker: u64,
+    /// The rows.
+    pub rows: Rows,
+}
+
+impl SplitByKey {
+    /// Splits by the columns `keys` over `workers`.
+    pub fn new(
+        keys: Vec<usize>,
+        converter: RowConverter,
+        workers: usize,
+        down: Box<dyn Operator<Routed>>,
+    ) -> Self {
+        Self {
+            keys,
+            workers: workers.max(1),
+            converter,
+            down,
+            out: Batch::new(),
+        }
+    }
+}
+
+/// A hasher that is the same in every process (for routing).
+fn stable_hash(bytes: &[u8]) -> u64 {
+    let mut hasher =
+        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .build_hasher();
+    bytes.hash(&mut hasher);
+    hasher.finish()
+}
+
+impl Operator<Rows> for SplitByKey {
+    fn on_batch(&mut self, batch: &mut Batch<Rows>) -> OperatorResult {
+        self.out.clear();
+        for (rows, time) in batch.drain() {
+            let columns: Vec<ArrayRef> = self
+                .keys
+                .iter()
+                .map(|&k| rows.batch.column(k).clone())
+                .collect();
+            let keys = self
+                .converter
+                .convert_columns(&columns)
+                .map_err(|e| OperatorError::Failed(e.to_string().into()))?;
+            let mut per_worker: Vec<Vec<u32>> = vec![Vec::new(); self.workers];
+            for (row, key) in keys.iter().enumerate() {
+                let worker = (stable_hash(key.as_ref()) % self.workers as u64) as usize;
+                per_worker[worker].push(row as u32);
+            }
+            for (worker, indices) in per_worker.into_iter().enumerate() {
+                if indices.is_empty() {
+                    continue;
+                }
+                let part = if indices.len() == rows.len() {
+                    rows.clone()
+                } else {
+                    rows.take(&UInt32Array::from(indices))
+                        .map_err(|e| OperatorError::Failed(e.to_string().into()))?
+                };
+                self.out.push(
+                    Routed {
+                        worker: worker as u64,
+                        rows: part,
+                    },
+                    time,
+                );
+            }
+        }
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        self.down.on_batch(&mut self.out)
+    }
+    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
+        self.down.on_tick(now)
+    }
+    fn on_watermark(&mut self, watermark: Timestamp) -> OperatorResult {
+        self.down.on_watermark(watermark)
+    }
+    fn on_idle(&mut self) -> OperatorResult {
+        self.down.on_idle()
+    }
+    fn on_end(&mut self) -> OperatorResult {
+        self.down.on_end()
+    }
+}

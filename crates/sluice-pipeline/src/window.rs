@@ -1,0 +1,643 @@
+//! The `window` transform: keyed tumbling, sliding, session and count
+//! windows over rows, with SQL aggregates (DataFusion accumulators).
+//!
+//! A time window fires when the watermark passes its end. Until the
+//! watermark passes its end plus the allowed lateness it keeps its state: a
+//! late event updates it, and the next watermark (or the end of input)
+//! emits a complete new row for that key and window. Events beyond that go
+//! to the `late` stream with the reason.
+
+use crate::decode::{row_json, DeadLetter};
+use crate::reserved::{LateEvent, Reserved};
+use crate::rows::Rows;
+use crate::sql::AggregateExpr;
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt32Array, UInt64Array,
+};
+use arrow::compute::{cast, take};
+use arrow::datatypes::SchemaRef;
+use arrow::row::{OwnedRow, RowConverter, SortField};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::Accumulator;
+use sluice::{Batch, Operator, OperatorError, OperatorResult, Timestamp};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The kind of window and its sizes (milliseconds, or events for count).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowKind {
+    /// Fixed, non-overlapping windows.
+    Tumbling {
+        /// Window length.
+        size: i64,
+    },
+    /// Fixed windows that start every `slide`.
+    Sliding {
+        /// Window length.
+        size: i64,
+        /// Step between starts.
+        slide: i64,
+    },
+    /// Per-key activity separated by gaps of at least `gap`.
+    Session {
+        /// Inactivity that closes a session.
+        gap: i64,
+    },
+    /// Every `size` events of a key.
+    Count {
+        /// Events per window.
+        size: u64,
+    },
+}
+
+/// A compiled window transform.
+pub struct WindowPlan {
+    /// The transform's name (for late events and dead letters).
+    pub name: String,
+    /// The kind of window.
+    pub kind: WindowKind,
+    /// The key columns' indices in the input.
+    pub keys: Vec<usize>,
+    /// The key columns' types, for the row converter.
+    pub key_fields: Vec<SortField>,
+    /// Output names and aggregates.
+    pub aggregates: Vec<(String, AggregateExpr)>,
+    /// Allowed lateness, in milliseconds.
+    pub lateness: i64,
+    /// The output schema: keys, `window_start`, `window_end`, aggregates.
+    pub output: SchemaRef,
+}
+
+type Accs = Vec<Box<dyn Accumulator>>;
+
+struct Group {
+    key: OwnedRow,
+    accs: Accs,
+    dirty: bool,
+}
+
+struct Pane {
+    end: i64,
+    groups: HashMap<Box<[u8]>, Group>,
+    fired: bool,
+    dirty: bool,
+}
+
+struct Session {
+    start: i64,
+    end: i64,
+    accs: Accs,
+    fired: bool,
+    dirty: bool,
+}
+
+struct Counted {
+    key: OwnedRow,
+    accs: Accs,
+    n: u64,
+    first: i64,
+    last: i64,
+}
+
+/// One result row before it is built into a batch.
+struct Emission {
+    key: OwnedRow,
+    start: i64,
+    end: i64,
+    values: Vec<ScalarValue>,
+}
+
+/// The window operator of one worker.
+pub struct WindowOp {
+    plan: Arc<WindowPlan>,
+    converter: RowConverter,
+    watermark: i64,
+    panes: BTreeMap<i64, Pane>,
+    sessions: HashMap<Box<[u8]>, (OwnedRow, Vec<Session>)>,
+    counts: HashMap<Box<[u8]>, Counted>,
+    pending: Vec<Emission>,
+    late: Vec<LateEvent>,
+    reserved: Arc<Reserved>,
+    down: Box<dyn Operator<Rows>>,
+    out: Batch<Rows>,
+}
+
+fn failed(error: impl std::fmt::Display) -> OperatorError {
+    OperatorError::Failed(error.to_string().into())
+}
+
+impl WindowOp {
+    /// A window operator feeding `down`.
+    pub fn new(
+        plan: Arc<WindowPlan>,
+        reserved: Arc<Reserved>,
+        down: Box<dyn Operator<Rows>>,
+    ) -> Result<Self, String> {
+        let converter = RowConverter::new(plan.key_fields.clone()).map_err(|e| e.to_string())?;
+        Ok(Self {
+            plan,
+            converter,
+            watermark: i64::MIN,
+            panes: BTreeMap::new(),
+            sessions: HashMap::new(),
+            counts: HashMap::new(),
+            pending: Vec::new(),
+            late: Vec::new(),
+            reserved,
+            down,
+            out: Batch::new(),
+        })
+    }
+
+    fn accumulators(&self) -> Result<Accs, OperatorError> {
+        self.plan
+            .aggregates
+            .iter()
+            .map(|(_, a)| a.accumulator().map_err(failed))
+            .collect()
+    }
+
+    /// Evaluates every aggregate's arguments; rows where one fails become
+    /// dead letters.
+    fn arguments(&self, rows: Rows) -> (Rows, Vec<Vec<ArrayRef>>) {
+        let all = self
+            .plan
+            .aggregates
+            .iter()
+            .map(|(_, a)| a.arguments(&rows.batch))
+            .collect::<Result<Vec<_>, _>>();
+        if let Ok(args) = all {
+            return (rows, args);
+        }
+        let mut ok = Vec::new();
+        let mut dead = Vec::new();
+        for row in 0..rows.len() {
+            let one = rows.batch.slice(row, 1);
+            match self
+                .plan
+                .aggregates
+                .iter()
+                .try_for_each(|(_, a)| a.arguments(&one).map(|_| ()))
+            {
+                Ok(()) => ok.push(row as u32),
+                Err(reason) => dead.push(DeadLetter {
+                    origin: self.plan.name.clone(),
+                    line: rows.lines.value(row),
+                    reason,
+                    record: row_json(&rows.batch, row),
+                }),
+            }
+        }
+        self.reserved.dead(&dead);
+        let rows = rows
+            .take(&UInt32Array::from(ok))
+            .unwrap_or_else(|_| rows.slice(0, 0));
+        let args = self
+            .plan
+            .aggregates
+            .iter()
+            .map(|(_, a)| a.arguments(&rows.batch).unwrap_or_default())
+            .collect();
+        (rows, args)
+    }
+
+    fn late_event(&mut self, rows: &Rows, row: usize, reason: String) {
+        self.late.push(LateEvent {
+            transform: self.plan.name.clone(),
+            line: rows.lines.value(row),
+            event_time: rows.times.value(row),
+            watermark: self.watermark,
+            reason,
+            record: row_json(&rows.batch, row),
+        });
+    }
+
+    fn time_rows(
+        &mut self,
+        rows: &Rows,
+        keys: &arrow::row::Rows,
+        args: &[Vec<ArrayRef>],
+        size: i64,
+        slide: i64,
+    ) -> OperatorResult {
+        let lateness = self.plan.lateness;
+        let mut groups: HashMap<(i64, &[u8]), Vec<u32>> = HashMap::new();
+        for row in 0..rows.len() {
+            let t = rows.times.value(row);
+            let last_start = t.div_euclid(slide).saturating_mul(slide);
+            let mut start = last_start;
+            let mut accepted = false;
+            while start > t.saturating_sub(size) {
+                let end = start.saturating_add(size);
+                if end.saturating_add(lateness) > self.watermark {
+                    groups
+                        .entry((start, keys.row(row).data()))
+                        .or_default()
+                        .push(row as u32);
+                    accepted = true;
+                }
+                start = start.saturating_sub(slide);
+            }
+            if !accepted {
+                let end = last_start.saturating_add(size);
+                let reason = format!(
+                    "window [{last_start}, {end}) closed: the watermark {} passed its end \
+                     plus the allowed lateness of {lateness} ms",
+                    self.watermark
+                );
+                self.late_event(rows, row, reason);
+            }
+        }
+        let mut entries: Vec<((i64, &[u8]), Vec<u32>)> = groups.into_iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for ((start, key), indices) in entries {
+            let first = indices[0] as usize;
+            let arrays = take_args(args, &indices, rows.len())?;
+            let new_accs = if self
+                .panes
+                .get(&start)
+                .is_some_and(|p| p.groups.contains_key(key))
+            {
+                None
+            } else {
+                Some(self.accumulators()?)
+            };
+            let pane = self.panes.entry(start).or_insert_with(|| Pane {
+                end: start.saturating_add(size),
+                groups: HashMap::new(),
+                fired: false,
+                dirty: false,
+            });
+            let fired = pane.fired;
+            let group = pane.groups.entry(key.into()).or_insert_with(|| Group {
+                key: keys.row(first).owned(),
+                accs: new_accs.unwrap_or_default(),
+                dirty: false,
+            });
+            update(&mut group.accs, &arrays)?;
+            if fired {
+                group.dirty = true;
+                pane.dirty = true;
+            }
+        }
+        Ok(())
+    }
+
+    fn session_rows(
+        &mut self,
+        rows: &Rows,
+        keys: &arrow::row::Rows,
+        args: &[Vec<ArrayRef>],
+        gap: i64,
+    ) -> OperatorResult {
+        let lateness = self.plan.lateness;
+        let mut order: Vec<u32> = (0..rows.len() as u32).collect();
+        order.sort_by_key(|&r| (keys.row(r as usize), rows.times.value(r as usize)));
+        for row in order {
+            let row = row as usize;
+            let t = rows.times.value(row);
+            let end = t.saturating_add(gap);
+            if end.saturating_add(lateness) <= self.watermark {
+                let reason = format!(
+                    "session window [{t}, {end}) closed: the watermark {} passed its end \
+                     plus the allowed lateness of {lateness} ms",
+                    self.watermark
+                );
+                self.late_event(rows, row, reason);
+                continue;
+            }
+            let mut accs = self.accumulators()?;
+            let one: Vec<Vec<ArrayRef>> = args
+                .iter()
+                .map(|a| a.iter().map(|c| c.slice(row, 1)).collect())
+                .collect();
+            update(&mut accs, &one)?;
+            let key = keys.row(row);
+            let (_, sessions) = self
+                .sessions
+                .entry(key.data().into())
+                .or_insert_with(|| (key.owned(), Vec::new()));
+            let mut merged = Session {
+                start: t,
+                end,
+                accs,
+                fired: false,
+                dirty: false,
+            };
+            let mut i = 0;
+            while i < sessions.len() {
+                let s = &sessions[i];
+                if s.start < merged.end && merged.start < s.end {
+                    let s = sessions.swap_remove(i);
+                    merged.start = merged.start.min(s.start);
+                    merged.end = merged.end.max(s.end);
+                    merged.fired |= s.fired;
+                    merge(&mut merged.accs, s.accs)?;
+                } else {
+                    i += 1;
+                }
+            }
+            merged.dirty = merged.fired;
+            sessions.push(merged);
+        }
+        Ok(())
+    }
+
+    fn count_rows(
+        &mut self,
+        rows: &Rows,
+        keys: &arrow::row::Rows,
+        args: &[Vec<ArrayRef>],
+        size: u64,
+    ) -> OperatorResult {
+        let mut groups: HashMap<&[u8], Vec<u32>> = HashMap::new();
+        let mut order = Vec::new();
+        for row in 0..rows.len() {
+            let key = keys.row(row).data();
+            let entry = groups.entry(key).or_default();
+            if entry.is_empty() {
+                order.push(key);
+            }
+            entry.push(row as u32);
+        }
+        for key in order {
+            let indices = &groups[key];
+            let mut at = 0;
+            while at < indices.len() {
+                if !self.counts.contains_key(key) {
+                    let accs = self.accumulators()?;
+                    let first = indices[at] as usize;
+                    self.counts.insert(
+                        key.into(),
+                        Counted {
+                            key: keys.row(first).owned(),
+                            accs,
+                            n: 0,
+                            first: i64::MAX,
+                            last: i64::MIN,
+                        },
+                    );
+                }
+                let Some(counted) = self.counts.get_mut(key) else {
+                    break;
+                };
+                let room = (size - counted.n) as usize;
+                let run = &indices[at..(at + room).min(indices.len())];
+                at += run.len();
+                let arrays = take_args(args, run, rows.len())?;
+                update(&mut counted.accs, &arrays)?;
+                counted.n += run.len() as u64;
+                for &r in run {
+                    let t = rows.times.value(r as usize);
+                    counted.first = counted.first.min(t);
+                    counted.last = counted.last.max(t);
+                }
+                if counted.n == size {
+                    if let Some(mut done) = self.counts.remove(key) {
+                        let values = evaluate(&mut done.accs)?;
+                        self.pending.push(Emission {
+                            key: done.key,
+                            start: done.first,
+                            end: done.last.saturating_add(1),
+                            values,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fires what the watermark `upto` closes (everything at the end).
+    fn fire(&mut self, upto: i64, end_of_input: bool) -> OperatorResult {
+        let lateness = self.plan.lateness;
+        for (&start, pane) in self.panes.iter_mut() {
+            if pane.end > upto && !end_of_input {
+                break;
+            }
+            let mut keys: Vec<&Box<[u8]>> = Vec::new();
+            if !pane.fired {
+                keys.extend(pane.groups.keys());
+            } else if pane.dirty {
+                keys.extend(pane.groups.iter().filter(|(_, g)| g.dirty).map(|(k, _)| k));
+            }
+            let mut keys: Vec<Box<[u8]>> = keys.into_iter().cloned().collect();
+            keys.sort_unstable();
+            for key in keys {
+                if let Some(group) = pane.groups.get_mut(&key) {
+                    group.dirty = false;
+                    let values = evaluate(&mut group.accs)?;
+                    self.pending.push(Emission {
+                        key: group.key.clone(),
+                        start,
+                        end: pane.end,
+                        values,
+                    });
+                }
+            }
+            pane.fired = true;
+            pane.dirty = false;
+        }
+        self.panes
+            .retain(|_, pane| pane.end.saturating_add(lateness) > upto && !end_of_input);
+
+        let mut keys: Vec<&Box<[u8]>> = self.sessions.keys().collect();
+        keys.sort_unstable();
+        let keys: Vec<Box<[u8]>> = keys.into_iter().cloned().collect();
+        for key in keys {
+            let Some((owned, sessions)) = self.sessions.get_mut(&key) else {
+                continue;
+            };
+            sessions.sort_by_key(|s| s.start);
+            for s in sessions.iter_mut() {
+                if (s.end <= upto || end_of_input) && (!s.fired || s.dirty) {
+                    s.fired = true;
+                    s.dirty = false;
+                    let values = evaluate(&mut s.accs)?;
+                    self.pending.push(Emission {
+                        key: owned.clone(),
+                        start: s.start,
+                        end: s.end,
+                        values,
+                    });
+                }
+            }
+            sessions.retain(|s| s.end.saturating_add(lateness) > upto && !end_of_input);
+            if sessions.is_empty() {
+                self.sessions.remove(&key);
+            }
+        }
+
+        if end_of_input {
+            let mut partial: Vec<(Box<[u8]>, Counted)> = self.counts.drain().collect();
+            partial.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            for (_, mut counted) in partial {
+                let values = evaluate(&mut counted.accs)?;
+                self.pending.push(Emission {
+                    key: counted.key,
+                    start: counted.first,
+                    end: counted.last.saturating_add(1),
+                    values,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends late events and results on.
+    fn flush(&mut self) -> OperatorResult {
+        if !self.late.is_empty() {
+            self.reserved.late(&self.late);
+            self.late.clear();
+        }
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let emissions = std::mem::take(&mut self.pending);
+        let rows = self.build(emissions)?;
+        let time = rows.max_time().unwrap_or(i64::MIN);
+        self.out.clear();
+        self.out.push(rows, time);
+        self.down.on_batch(&mut self.out)
+    }
+
+    fn build(&self, emissions: Vec<Emission>) -> Result<Rows, OperatorError> {
+        let n = emissions.len();
+        let mut columns: Vec<ArrayRef> = self
+            .converter
+            .convert_rows(emissions.iter().map(|e| e.key.row()))
+            .map_err(failed)?;
+        if self.plan.keys.is_empty() {
+            columns.clear();
+        }
+        let starts = Int64Array::from_iter_values(emissions.iter().map(|e| e.start));
+        let ends = Int64Array::from_iter_values(emissions.iter().map(|e| e.end));
+        columns.push(Arc::new(starts));
+        columns.push(Arc::new(ends.clone()));
+        let mut emissions = emissions;
+        for (i, _) in self.plan.aggregates.iter().enumerate() {
+            let values = emissions
+                .iter_mut()
+                .map(|e| std::mem::replace(&mut e.values[i], ScalarValue::Null));
+            let array = ScalarValue::iter_to_array(values).map_err(failed)?;
+            columns.push(array);
+        }
+        // Keep the declared types (an accumulator may return a wider one).
+        let fields = self.plan.output.fields();
+        for (column, field) in columns.iter_mut().zip(fields.iter()) {
+            if column.data_type() != field.data_type() {
+                *column = cast(column, field.data_type()).map_err(failed)?;
+            }
+        }
+        let batch = RecordBatch::try_new(self.plan.output.clone(), columns).map_err(failed)?;
+        // A result's event time is the last instant of its window.
+        let times = Int64Array::from_iter_values(ends.values().iter().map(|e| e.saturating_sub(1)));
+        Ok(Rows::new(batch, times, UInt64Array::from(vec![0u64; n])))
+    }
+}
+
+/// The argument arrays of the rows at `indices`.
+fn take_args(
+    args: &[Vec<ArrayRef>],
+    indices: &[u32],
+    len: usize,
+) -> Result<Vec<Vec<ArrayRef>>, OperatorError> {
+    if indices.len() == len {
+        return Ok(args.to_vec());
+    }
+    let indices = UInt32Array::from(indices.to_vec());
+    args.iter()
+        .map(|per_agg| {
+            per_agg
+                .iter()
+                .map(|a| take(a.as_ref(), &indices, None).map_err(failed))
+                .collect()
+        })
+        .collect()
+}
+
+fn update(accs: &mut Accs, arrays: &[Vec<ArrayRef>]) -> OperatorResult {
+    for (acc, args) in accs.iter_mut().zip(arrays) {
+        acc.update_batch(args).map_err(failed)?;
+    }
+    Ok(())
+}
+
+fn merge(into: &mut Accs, from: Accs) -> OperatorResult {
+    for (a, mut b) in into.iter_mut().zip(from) {
+        let state = b.state().map_err(failed)?;
+        let arrays = state
+            .iter()
+            .map(|s| s.to_array().map_err(failed))
+            .collect::<Result<Vec<_>, _>>()?;
+        a.merge_batch(&arrays).map_err(failed)?;
+    }
+    Ok(())
+}
+
+fn evaluate(accs: &mut Accs) -> Result<Vec<ScalarValue>, OperatorError> {
+    accs.iter_mut()
+        .map(|a| a.evaluate().map_err(failed))
+        .collect()
+}
+
+impl Operator<Rows> for WindowOp {
+    fn on_batch(&mut self, batch: &mut Batch<Rows>) -> OperatorResult {
+        for (rows, _) in batch.drain() {
+            let (rows, args) = self.arguments(rows);
+            if rows.is_empty() {
+                continue;
+            }
+            let key_columns: Vec<ArrayRef> = self
+                .plan
+                .keys
+                .iter()
+                .map(|&k| rows.batch.column(k).clone())
+                .collect();
+            // No key: one group per window, through a constant column.
+            let key_columns = if key_columns.is_empty() {
+                vec![Arc::new(BooleanArray::from(vec![true; rows.len()])) as ArrayRef]
+            } else {
+                key_columns
+            };
+            let keys = self
+                .converter
+                .convert_columns(&key_columns)
+                .map_err(failed)?;
+            match self.plan.kind {
+                WindowKind::Tumbling { size } => self.time_rows(&rows, &keys, &args, size, size)?,
+                WindowKind::Sliding { size, slide } => {
+                    self.time_rows(&rows, &keys, &args, size, slide)?
+                }
+                WindowKind::Session { gap } => self.session_rows(&rows, &keys, &args, gap)?,
+                WindowKind::Count { size } => self.count_rows(&rows, &keys, &args, size)?,
+            }
+        }
+        self.flush()
+    }
+
+    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
+        self.down.on_tick(now)
+    }
+
+    fn on_watermark(&mut self, watermark: Timestamp) -> OperatorResult {
+        if watermark <= self.watermark {
+            return Ok(());
+        }
+        self.watermark = watermark;
+        self.fire(watermark, false)?;
+        self.flush()?;
+        self.down.on_watermark(watermark)
+    }
+
+    fn on_idle(&mut self) -> OperatorResult {
+        self.down.on_idle()
+    }
+
+    fn on_end(&mut self) -> OperatorResult {
+        self.fire(i64::MAX, true)?;
+        self.flush()?;
+        self.down.on_end()
+    }
+}
