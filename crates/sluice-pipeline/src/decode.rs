@@ -418,14 +418,18 @@ fn clean_arrow(message: &str) -> String {
         .unwrap_or(message);
     // CSV's decoder counts lines from the chunk; the dead letter has the
     // real line.
-    let message = match message.find(" for line ") {
-        Some(at) => {
-            let rest = &message[at + " for line ".len()..];
+    let mut message = message.to_string();
+    for marker in [" for line ", " at line "] {
+        if let Some(at) = message.find(marker) {
+            let rest = &message[at + marker.len()..];
             let after = rest.trim_start_matches(|c: char| c.is_ascii_digit());
-            format!("{}{}", &message[..at], after)
+            message = format!("{}{}", &message[..at], after);
         }
-        None => message.to_string(),
-    };
+    }
+    // "Row data: '[...]'" repeats the record, which the dead letter has.
+    if let Some(at) = message.find(". Row data: ") {
+        message.truncate(at);
+    }
     message.trim().to_string()
 }
 
@@ -504,23 +508,92 @@ pub fn infer_jsonl(sample: &[u8], time_field: Option<&str>) -> Result<Schema, St
     Ok(Schema::new(out))
 }
 
-/// Infers a CSV schema from a sample that starts with the header.
-pub fn infer_csv(sample: &[u8]) -> Result<Schema, String> {
-    let format = arrow::csv::reader::Format::default().with_header(true);
-    let (schema, _) = format
-        .infer_schema(std::io::Cursor::new(sample), Some(1000))
-        .map_err(|e| clean_arrow(&e.to_string()))?;
-    Ok(schema)
+/// Infers a CSV schema from a sample that starts with the header. A
+/// column's type is the one most of its values have (int64, float64,
+/// boolean, else string); rows with the wrong number of fields are left
+/// out, as they will be dead-lettered when read.
+pub fn infer_csv(sample: &[u8], time_field: Option<&str>) -> Result<Schema, String> {
+    let mut lines = sample.split(|b| *b == b'\n');
+    let header = csv_fields(lines.next().unwrap_or_default());
+    if header.iter().all(String::is_empty) {
+        return Err("the CSV input has no header line".into());
+    }
+    // Per column: ints, floats, bools, other strings.
+    let mut counts = vec![[0usize; 4]; header.len()];
+    for line in lines {
+        let fields = csv_fields(line);
+        if fields.len() != header.len() {
+            continue;
+        }
+        for (count, value) in counts.iter_mut().zip(&fields) {
+            let value = value.trim();
+            if value.is_empty() {
+                continue;
+            }
+            let kind = if value.parse::<i64>().is_ok() {
+                0
+            } else if value.parse::<f64>().is_ok() {
+                1
+            } else if value.eq_ignore_ascii_case("true") || value.eq_ignore_ascii_case("false") {
+                2
+            } else {
+                3
+            };
+            count[kind] += 1;
+        }
+    }
+    let fields: Vec<Field> = header
+        .iter()
+        .zip(counts)
+        .map(|(name, [ints, floats, bools, strings])| {
+            let numbers = ints + floats;
+            let is_time = time_field == Some(name.as_str());
+            let data_type = if is_time && strings > 0 {
+                DataType::Utf8
+            } else if numbers > 0 && numbers >= strings && numbers >= bools {
+                if floats > 0 {
+                    DataType::Float64
+                } else {
+                    DataType::Int64
+                }
+            } else if bools > 0 && bools >= strings {
+                DataType::Boolean
+            } else {
+                DataType::Utf8
+            };
+            Field::new(name, data_type, true)
+        })
+        .collect();
+    Ok(Schema::new(fields))
+}
+
+/// The fields of one CSV line (quotes and doubled quotes handled).
+fn csv_fields(line: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim_end_matches('\r');
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => fields.push(std::mem::take(&mut field)),
+            (c, _) => field.push(c),
+        }
+    }
+    fields.push(field);
+    fields
 }
 
 /// The header of a CSV sample: its field names.
 pub fn csv_header(sample: &[u8]) -> Vec<String> {
     let line = sample.split(|b| *b == b'\n').next().unwrap_or_default();
-    String::from_utf8_lossy(line)
-        .trim_end_matches('\r')
-        .split(',')
-        .map(|f| f.trim().trim_matches('"').to_string())
-        .collect()
+    csv_fields(line).into_iter().map(|f| f.trim().to_string()).collect()
 }
 
 /// A schema from a `schema` table (`field = "type"`), in the order given.

@@ -138,6 +138,8 @@ pub struct SinkPlan {
     pub from: String,
     /// Where.
     pub target: Target,
+    /// `stream -> path` as the file writes it, for the summary.
+    pub label: String,
 }
 
 /// A checked and compiled pipeline.
@@ -653,7 +655,7 @@ fn input_schema(
                     }
                     Ok(decode::explicit_schema(&out))
                 }
-                None => decode::infer_csv(&bytes)
+                None => decode::infer_csv(&bytes, time_field)
                     .map(|schema| {
                         // Nullable, for rows with empty fields.
                         let fields: Vec<Field> = schema
@@ -1093,8 +1095,13 @@ fn sink(
             ))
         }
     };
+    let label = format!(
+        "{from} -> {}",
+        s.path.as_ref().map_or("stdout", |p| p.get_ref().as_str())
+    );
     Ok(SinkPlan {
         from: from.clone(),
         target,
+        label,
     })
 }

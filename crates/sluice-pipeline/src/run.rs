@@ -76,7 +76,7 @@ pub fn run(plan: Plan, progress: &Progress) -> Result<Summary, RunError> {
     let mut emitted: indexmap::IndexMap<String, Arc<AtomicU64>> = indexmap::IndexMap::new();
     let mut sink_writers: HashMap<String, Vec<RowSink>> = HashMap::new();
     for sink in &plan.sinks {
-        let label = format!("{} -> {}", sink.from, sink.target.describe());
+        let label = sink.label.clone();
         let count = emitted
             .entry(label)
             .or_insert_with(|| Arc::new(AtomicU64::new(0)))
