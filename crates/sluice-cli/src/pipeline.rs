@@ -90,8 +90,33 @@ pub fn run(args: &RunArgs) -> ExitCode {
     }
     let progress = progress(&plan);
     let done = Arc::new(AtomicBool::new(false));
+    let terminal = std::io::stderr().is_terminal();
     let bar = match progress.total_bytes {
-        Some(total) if args.progress || std::io::stderr().is_terminal() => {
+        Some(total) if args.progress && !terminal => {
+            // Not a terminal: a plain line every second, and one at the end.
+            let (counters, done2) = (progress.source.clone(), done.clone());
+            let line = move || {
+                let bytes = counters.bytes.load(Ordering::Relaxed);
+                eprintln!(
+                    "progress: {:.0}% {bytes}/{total} bytes, {} records",
+                    100.0 * bytes as f64 / total.max(1) as f64,
+                    counters.read.load(Ordering::Relaxed)
+                );
+            };
+            let thread = std::thread::spawn(move || {
+                let mut ticks = 0u32;
+                while !done2.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(100));
+                    ticks += 1;
+                    if ticks % 10 == 0 {
+                        line();
+                    }
+                }
+                line();
+            });
+            Some((ProgressBar::hidden(), thread))
+        }
+        Some(total) if terminal => {
             let bar = ProgressBar::new(total);
             bar.set_style(
                 ProgressStyle::with_template(

@@ -96,12 +96,18 @@ fn every_example_pipeline_produces_its_expected_outputs() {
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     pipelines.sort();
-    assert!(pipelines.len() >= 6, "the examples are missing: {pipelines:?}");
+    assert!(
+        pipelines.len() >= 6,
+        "the examples are missing: {pipelines:?}"
+    );
     let mut failures = Vec::new();
     for pipeline in &pipelines {
         let name = pipeline.file_stem().unwrap().to_string_lossy().into_owned();
         let work = tempfile::tempdir().unwrap();
-        copy_dir(&examples().join("pipelines"), &work.path().join("pipelines"));
+        copy_dir(
+            &examples().join("pipelines"),
+            &work.path().join("pipelines"),
+        );
         copy_dir(&examples().join("data"), &work.path().join("data"));
         let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("run")

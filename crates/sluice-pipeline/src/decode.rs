@@ -593,7 +593,10 @@ fn csv_fields(line: &[u8]) -> Vec<String> {
 /// The header of a CSV sample: its field names.
 pub fn csv_header(sample: &[u8]) -> Vec<String> {
     let line = sample.split(|b| *b == b'\n').next().unwrap_or_default();
-    csv_fields(line).into_iter().map(|f| f.trim().to_string()).collect()
+    csv_fields(line)
+        .into_iter()
+        .map(|f| f.trim().to_string())
+        .collect()
 }
 
 /// A schema from a `schema` table (`field = "type"`), in the order given.

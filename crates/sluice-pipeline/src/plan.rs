@@ -553,12 +553,14 @@ fn source(s: &SourceSpec, span: Span, base: &Path) -> Result<SourcePlan, Failure
                 GeneratorSource::schema(),
             )
         }
-        other => return Err(at(
-            s.kind.span(),
-            format!(
+        other => {
+            return Err(at(
+                s.kind.span(),
+                format!(
                 "source type \"{other}\" is not known; use \"file\", \"stdin\" or \"generator\""
             ),
-        )),
+            ))
+        }
     };
     let time_field = match (&s.event_time, &kind) {
         (Some(f), _) => f,

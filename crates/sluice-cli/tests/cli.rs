@@ -1,0 +1,309 @@
+//! `sluice run` and `sluice validate` as a user meets them: exit codes,
+//! messages that point into the file, bad data, overrides, stdin, metrics.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn sluice(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn summary(output: &Output) -> serde_json::Value {
+    let err = stderr(output);
+    let line = err
+        .lines()
+        .find_map(|l| l.strip_prefix("summary: "))
+        .unwrap_or_else(|| panic!("no summary in\n{err}"));
+    serde_json::from_str(line).unwrap()
+}
+
+const DATA: &str = r#"{"k":"a","v":1.0,"ts":1000}
+{"k":"b","v":2.0,"ts":1500}
+{"k":"a","v":3.0,"ts":2500}
+this is not json
+{"k":"b","v":0.0,"ts":3500}
+{"k":"a","v":5.0,"ts":12000}
+"#;
+
+/// A pipeline file and its data in a fresh folder.
+fn setup(pipeline: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("data.jsonl"), DATA).unwrap();
+    let file = dir.path().join("p.toml");
+    fs::write(&file, pipeline).unwrap();
+    let file = file.to_string_lossy().into_owned();
+    (dir, file)
+}
+
+const GOOD: &str = r#"name = "t"
+
+[source]
+type = "file"
+path = "data.jsonl"
+event_time = "ts"
+
+[[transform]]
+name = "ratio"
+type = "select"
+columns = { k = "k", r = "10 / cast(v as bigint)", ts = "ts" }
+
+[[transform]]
+name = "per_key"
+type = "window"
+from = "source"
+key = "k"
+window = { type = "tumbling", size = "10s" }
+aggregates = { n = "count(*)", total = "sum(v)" }
+
+[[sink]]
+from = "per_key"
+type = "file"
+path = "out/per_key.jsonl"
+
+[[sink]]
+from = "ratio"
+type = "file"
+path = "out/ratio.csv"
+
+[[sink]]
+from = "dead_letter"
+type = "file"
+path = "out/dead.jsonl"
+"#;
+
+#[test]
+fn a_run_reports_its_counts_and_dead_letters_bad_lines_and_failing_expressions() {
+    let (dir, file) = setup(GOOD);
+    let out = sluice(&["run", &file]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = summary(&out);
+    assert_eq!(s["read"], 6);
+    // The line that is not JSON, and the division by zero (v = 0) in `ratio`.
+    assert_eq!(s["dead_letter"], 2);
+    assert_eq!(s["processed"], 4);
+    let dead = fs::read_to_string(dir.path().join("out/dead.jsonl")).unwrap();
+    assert!(dead.contains(r#""line":4"#), "{dead}");
+    assert!(dead.contains("this is not json"), "{dead}");
+    assert!(dead.contains(r#""origin":"ratio""#), "{dead}");
+    assert!(dead.to_lowercase().contains("divide by zero"), "{dead}");
+    let windows = fs::read_to_string(dir.path().join("out/per_key.jsonl")).unwrap();
+    // Window [0, 10s) of key a: 1.0 + 3.0; of key b: 2.0 + 0.0; [10s, 20s) of a: 5.0.
+    assert!(
+        windows.contains(r#""k":"a","window_start":0,"window_end":10000,"n":2,"total":4.0"#),
+        "{windows}"
+    );
+    assert!(
+        windows.contains(r#""k":"b","window_start":0,"window_end":10000,"n":2,"total":2.0"#),
+        "{windows}"
+    );
+    assert!(
+        windows.contains(r#""k":"a","window_start":10000,"window_end":20000,"n":1,"total":5.0"#),
+        "{windows}"
+    );
+    let csv = fs::read_to_string(dir.path().join("out/ratio.csv")).unwrap();
+    assert!(csv.starts_with("k,r,ts\n"), "{csv}");
+    assert_eq!(csv.lines().count(), 1 + 4, "{csv}");
+}
+
+fn assert_invalid_at(pipeline: &str, line_col: &str, words: &str) {
+    let (_dir, file) = setup(pipeline);
+    for command in ["validate", "run"] {
+        let out = sluice(&[command, &file]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{command}: {err}");
+        assert!(
+            err.contains(&format!("p.toml:{line_col}: ")),
+            "{command}: wanted {line_col} in {err}"
+        );
+        assert!(err.contains(words), "{command}: wanted `{words}` in {err}");
+    }
+}
+
+#[test]
+fn an_invalid_pipeline_exits_2_with_the_place_and_a_fix() {
+    // Unknown key.
+    assert_invalid_at(
+        &GOOD.replace("event_time", "evnt_time"),
+        "6:1",
+        "unknown field `evnt_time`",
+    );
+    // Unknown column in an expression.
+    assert_invalid_at(
+        &GOOD.replace("sum(v)", "sum(vv)"),
+        "19:40",
+        "No field named vv",
+    );
+    // A stream that doesn't exist.
+    assert_invalid_at(
+        &GOOD.replace("from = \"per_key\"", "from = \"per_kye\""),
+        "22:8",
+        "no stream named `per_kye`",
+    );
+    // A bad duration.
+    assert_invalid_at(
+        &GOOD.replace("\"10s\"", "\"ten seconds\""),
+        "18:38",
+        "not a duration",
+    );
+    // A TOML syntax error.
+    assert_invalid_at(&GOOD.replace("name = \"t\"", "name = "), "1:8", "");
+    // A key that does not apply to the type.
+    assert_invalid_at(
+        &GOOD
+            .replace("where", "x")
+            .replace("columns =", "where = \"true\"\ncolumns ="),
+        "11:9",
+        "does not apply",
+    );
+    // A reserved name.
+    assert_invalid_at(
+        &GOOD.replace("name = \"ratio\"", "name = \"late\""),
+        "9:8",
+        "reserved",
+    );
+}
+
+#[test]
+fn a_missing_input_or_an_unwritable_output_exits_1_naming_the_path() {
+    let (dir, file) = setup(&GOOD.replace("data.jsonl", "missing.jsonl"));
+    let out = sluice(&["run", &file]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("missing.jsonl"), "{}", stderr(&out));
+
+    // The sink's folder is a file.
+    fs::write(dir.path().join("blocker"), "").unwrap();
+    let (dir2, file2) = setup(&GOOD.replace("out/per_key.jsonl", "blocker/per_key.jsonl"));
+    fs::write(dir2.path().join("blocker"), "").unwrap();
+    let out = sluice(&["run", &file2]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("blocker"), "{}", stderr(&out));
+}
+
+#[test]
+fn overrides_change_the_file_and_validate_prints_the_dataflow() {
+    let (dir, file) = setup(GOOD);
+    let out = sluice(&[
+        "run",
+        &file,
+        "--set",
+        "transform.per_key.window.size=1s",
+        "--set",
+        "sink.per_key.path=out/other.jsonl",
+        "--progress",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("progress: 100%"), "{}", stderr(&out));
+    let windows = fs::read_to_string(dir.path().join("out/other.jsonl")).unwrap();
+    // One-second windows: five windows instead of three.
+    assert_eq!(windows.lines().count(), 5, "{windows}");
+
+    let out = sluice(&["validate", &file]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for part in [
+        "sources:",
+        "streams:",
+        "transforms:",
+        "sinks:",
+        "per_key <- source: window",
+        "dead_letter",
+        "valid",
+    ] {
+        assert!(text.contains(part), "`{part}` not in\n{text}");
+    }
+    let out = sluice(&["validate", &file, "--set", "transform.nothing.where=x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no `transform` is named or numbered `nothing`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn scrape(port: u16) -> Option<String> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+#[test]
+fn stdin_runs_until_closed_and_metrics_are_served_meanwhile() {
+    let pipeline = r#"name = "live"
+[source]
+type = "stdin"
+format = "jsonl"
+event_time = "ts"
+schema = { k = "string", v = "float64", ts = "int64" }
+[execution]
+batch_size = 2
+batch_interval = "20ms"
+[[transform]]
+name = "hot"
+type = "rule"
+when = "v > 1"
+emit = { k = "k", alert = "'hot'" }
+[[sink]]
+from = "hot"
+type = "stdout"
+"#;
+    let (_dir, file) = setup(pipeline);
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", &file, "--metrics-addr", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(DATA.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    // While stdin stays open, the counts show on the metrics endpoint.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        if let Some(body) = scrape(port) {
+            if body.contains("sluice_records_total{stream=\"source\"} 5")
+                && body.contains("sluice_records_total{stream=\"dead_letter\"} 1")
+            {
+                last.clear();
+                break;
+            }
+            last = body;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(last.is_empty(), "metrics never showed the counts:\n{last}");
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let alerts = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(alerts.lines().count(), 3, "{alerts}");
+    assert!(alerts.contains(r#"{"k":"a","alert":"hot"}"#), "{alerts}");
+    let s = summary(&out);
+    assert_eq!(
+        (s["read"].as_u64(), s["dead_letter"].as_u64()),
+        (Some(6), Some(1))
+    );
+}
