@@ -218,6 +218,11 @@ pub struct TextDecoder {
     schema: SchemaRef,
     time: EventTime,
     origin: String,
+    /// Arrow's decoders, kept between chunks (their buffers are reused);
+    /// dropped after an error.
+    json: Option<arrow::json::reader::Decoder>,
+    csv: Option<arrow::csv::reader::Decoder>,
+    capacity: usize,
 }
 
 /// What one chunk decoded to.
@@ -237,6 +242,9 @@ impl TextDecoder {
             schema,
             time,
             origin,
+            json: None,
+            csv: None,
+            capacity: 0,
         }
     }
 
@@ -245,53 +253,65 @@ impl TextDecoder {
         &self.schema
     }
 
-    fn decode_bytes(&self, bytes: &[u8], rows: usize) -> Result<RecordBatch, String> {
+    fn json_decoder(
+        &self,
+        rows: usize,
+    ) -> Result<arrow::json::reader::Decoder, arrow::error::ArrowError> {
+        arrow::json::ReaderBuilder::new(self.schema.clone())
+            .with_coerce_primitive(true)
+            .with_batch_size(rows.max(1))
+            .build_decoder()
+    }
+
+    fn csv_decoder(&self, rows: usize) -> arrow::csv::reader::Decoder {
+        arrow::csv::ReaderBuilder::new(self.schema.clone())
+            .with_header(false)
+            .with_batch_size(rows.max(1))
+            .build_decoder()
+    }
+
+    /// Decodes a chunk with the kept decoders (made for `rows` or more).
+    fn decode_chunk(&mut self, bytes: &[u8], rows: usize) -> Result<RecordBatch, String> {
+        if rows > self.capacity {
+            self.capacity = rows;
+            self.json = None;
+            self.csv = None;
+        }
         let result = match self.format {
-            Format::Jsonl => arrow::json::ReaderBuilder::new(self.schema.clone())
-                .with_coerce_primitive(true)
-                .with_batch_size(rows.max(1))
-                .build_decoder()
-                .and_then(|mut decoder| {
-                    let mut at = 0;
-                    while at < bytes.len() {
-                        let read = decoder.decode(&bytes[at..])?;
-                        if read == 0 {
-                            break;
-                        }
-                        at += read;
-                    }
-                    if at < bytes.len() {
-                        return Err(arrow::error::ArrowError::JsonError(
-                            "more records than lines".into(),
-                        ));
-                    }
-                    decoder.flush()
-                }),
+            Format::Jsonl => {
+                let mut decoder = match self.json.take() {
+                    Some(decoder) => decoder,
+                    None => self
+                        .json_decoder(self.capacity)
+                        .map_err(|e| clean_arrow(&e.to_string()))?,
+                };
+                let result = run_json(&mut decoder, bytes);
+                if result.is_ok() {
+                    self.json = Some(decoder);
+                }
+                result
+            }
             Format::Csv => {
-                let mut decoder = arrow::csv::ReaderBuilder::new(self.schema.clone())
-                    .with_header(false)
-                    .with_batch_size(rows.max(1))
-                    .build_decoder();
-                let mut at = 0;
-                let mut result = Ok(());
-                while at < bytes.len() {
-                    match decoder.decode(&bytes[at..]) {
-                        Ok(0) => break,
-                        Ok(read) => at += read,
-                        Err(e) => {
-                            result = Err(e);
-                            break;
-                        }
-                    }
+                let mut decoder = self
+                    .csv
+                    .take()
+                    .unwrap_or_else(|| self.csv_decoder(self.capacity));
+                let result = run_csv(&mut decoder, bytes);
+                if result.is_ok() {
+                    self.csv = Some(decoder);
                 }
-                // A last line without its newline ends the record.
-                if result.is_ok() && !bytes.ends_with(b"\n") {
-                    result = decoder.decode(&[]).map(|_| ());
-                }
-                result.and_then(|()| decoder.flush())
+                result
             }
             Format::Parquet => unreachable!("Parquet is not a text format"),
         };
+        self.check_rows(result, rows)
+    }
+
+    fn check_rows(
+        &self,
+        result: Result<Option<RecordBatch>, arrow::error::ArrowError>,
+        rows: usize,
+    ) -> Result<RecordBatch, String> {
         match result {
             Ok(Some(batch)) if batch.num_rows() == rows => Ok(batch),
             Ok(Some(batch)) => Err(format!(
@@ -304,13 +324,25 @@ impl TextDecoder {
         }
     }
 
+    /// Decodes one line with fresh decoders (after a chunk failed).
+    fn decode_bytes(&self, bytes: &[u8], rows: usize) -> Result<RecordBatch, String> {
+        let result = match self.format {
+            Format::Jsonl => self
+                .json_decoder(rows)
+                .and_then(|mut decoder| run_json(&mut decoder, bytes)),
+            Format::Csv => run_csv(&mut self.csv_decoder(rows), bytes),
+            Format::Parquet => unreachable!("Parquet is not a text format"),
+        };
+        self.check_rows(result, rows)
+    }
+
     /// Decodes the lines of `region`: `lines` holds each non-blank line's
     /// number and byte range (without its newline).
-    pub fn decode(&self, region: &[u8], lines: &[(u64, Range<usize>)]) -> Decoded {
+    pub fn decode(&mut self, region: &[u8], lines: &[(u64, Range<usize>)]) -> Decoded {
         let mut dead = Vec::new();
         // For each decoded row, its index in `lines`.
         let mut positions: Vec<usize> = Vec::new();
-        let (batch, line_numbers) = match self.decode_bytes(region, lines.len()) {
+        let (batch, line_numbers) = match self.decode_chunk(region, lines.len()) {
             Ok(batch) => {
                 positions.extend(0..lines.len());
                 (batch, lines.iter().map(|(n, _)| *n).collect::<Vec<_>>())
@@ -357,6 +389,46 @@ impl TextDecoder {
     ) -> Option<Rows> {
         with_times(&self.time, &self.origin, batch, lines, dead, record)
     }
+}
+
+/// Feeds all of `bytes` to a JSON decoder and flushes it.
+fn run_json(
+    decoder: &mut arrow::json::reader::Decoder,
+    bytes: &[u8],
+) -> Result<Option<RecordBatch>, arrow::error::ArrowError> {
+    let mut at = 0;
+    while at < bytes.len() {
+        let read = decoder.decode(&bytes[at..])?;
+        if read == 0 {
+            break;
+        }
+        at += read;
+    }
+    if at < bytes.len() {
+        return Err(arrow::error::ArrowError::JsonError(
+            "more records than lines".into(),
+        ));
+    }
+    decoder.flush()
+}
+
+/// Feeds all of `bytes` to a CSV decoder and flushes it.
+fn run_csv(
+    decoder: &mut arrow::csv::reader::Decoder,
+    bytes: &[u8],
+) -> Result<Option<RecordBatch>, arrow::error::ArrowError> {
+    let mut at = 0;
+    while at < bytes.len() {
+        match decoder.decode(&bytes[at..])? {
+            0 => break,
+            read => at += read,
+        }
+    }
+    // A last line without its newline ends the record.
+    if !bytes.ends_with(b"\n") {
+        decoder.decode(&[])?;
+    }
+    decoder.flush()
 }
 
 /// Adds event times from `time` to `batch`, dead-lettering rows without

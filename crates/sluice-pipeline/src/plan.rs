@@ -70,6 +70,11 @@ pub enum SourceKind {
         /// JSON lines or CSV.
         format: Format,
     },
+    /// The Nexmark benchmark's events.
+    Nexmark {
+        /// How many.
+        events: u64,
+    },
     /// Synthetic sensor readings.
     Generator {
         /// How many.
@@ -190,6 +195,7 @@ impl Plan {
             SourceKind::Generator { events, keys, .. } => {
                 format!("generator ({events} events, {keys} keys)")
             }
+            SourceKind::Nexmark { events } => format!("nexmark ({events} events)"),
         };
         let _ = writeln!(out, "\nsources:");
         let _ = writeln!(
@@ -257,13 +263,24 @@ pub fn load(path: &Path, overrides: &[String], workers: Option<usize>) -> Result
         text = spec::apply_override(&text, assignment)
             .map_err(|e| LoadError::Invalid(format!("{}: {e}", path.display())))?;
     }
-    let invalid = |d: Diagnostic| LoadError::Invalid(d.render(path, &text));
-    let spec = spec::parse(&text).map_err(invalid)?;
     let base = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    match compile(&spec, &base, workers) {
+    load_str(&text, path, &base, workers)
+}
+
+/// Checks and compiles a pipeline file's `text`; `path` names it in
+/// errors and relative paths resolve against `base`.
+pub fn load_str(
+    text: &str,
+    path: &Path,
+    base: &Path,
+    workers: Option<usize>,
+) -> Result<Plan, LoadError> {
+    let invalid = |d: Diagnostic| LoadError::Invalid(d.render(path, text));
+    let spec = spec::parse(text).map_err(invalid)?;
+    match compile(&spec, base, workers) {
         Ok(plan) => Ok(plan),
         Err(Failure::Invalid(d)) => Err(invalid(d)),
         Err(Failure::Runtime(m)) => Err(LoadError::Runtime(m)),
@@ -553,18 +570,28 @@ fn source(s: &SourceSpec, span: Span, base: &Path) -> Result<SourcePlan, Failure
                 GeneratorSource::schema(),
             )
         }
+        "nexmark" => {
+            only(&s.kind, &given, &[&["events"][..], &common[..]].concat())?;
+            (
+                SourceKind::Nexmark {
+                    events: s.events.as_ref().map_or(1_000_000, |v| *v.get_ref()),
+                },
+                crate::source::NexmarkRows::schema(),
+            )
+        }
         other => {
             return Err(at(
                 s.kind.span(),
                 format!(
-                "source type \"{other}\" is not known; use \"file\", \"stdin\" or \"generator\""
-            ),
+                    "source type \"{other}\" is not known; use \"file\", \"stdin\", \
+                     \"generator\" or \"nexmark\""
+                ),
             ))
         }
     };
     let time_field = match (&s.event_time, &kind) {
         (Some(f), _) => f,
-        (None, SourceKind::Generator { .. }) => {
+        (None, SourceKind::Generator { .. } | SourceKind::Nexmark { .. }) => {
             return finish_source(kind, schema, "ts", None, s);
         }
         (None, _) => {

@@ -127,6 +127,11 @@ pub fn run(plan: Plan, progress: &Progress) -> Result<Summary, RunError> {
             &reserved,
             &counters,
         )),
+        SourceKind::Nexmark { events } => pipeline.source(crate::source::NexmarkRows::new(
+            *events,
+            chunk_rows,
+            counters.clone(),
+        )),
         SourceKind::Generator {
             events,
             keys,
@@ -220,7 +225,8 @@ pub fn run(plan: Plan, progress: &Progress) -> Result<Summary, RunError> {
                 })
             }
             Operation::Window(window) => {
-                let keyed = if exec.workers > 1 {
+                // Without a key there is one group per window: no exchange.
+                let keyed = if exec.workers > 1 && !window.keys.is_empty() {
                     let keys = window.keys.clone();
                     let fields = window.key_fields.clone();
                     let workers = exec.workers;

@@ -446,3 +446,121 @@ impl Source<Rows> for GeneratorSource {
         None
     }
 }
+
+/// Nexmark events (people, auctions, bids) as rows of one flat schema:
+/// `kind`, `person` (the person, seller or bidder), `auction`, `price`
+/// (cents: a bid's price, an auction's initial bid), `category`, `channel`,
+/// `city`, `state`, `ts`; fields that don't apply to a kind are null.
+pub struct NexmarkRows {
+    events: sluice_connectors::nexmark::NexmarkSource,
+    buffer: Batch<sluice_connectors::nexmark::Event>,
+    schema: SchemaRef,
+    chunk_rows: usize,
+    next_line: u64,
+    counters: Arc<SourceCounters>,
+}
+
+impl NexmarkRows {
+    /// The first `events` Nexmark events of the standard generator.
+    pub fn new(events: u64, chunk_rows: usize, counters: Arc<SourceCounters>) -> Self {
+        Self {
+            events: sluice_connectors::nexmark::NexmarkSource::partition(events, 0, 1),
+            buffer: Batch::new(),
+            schema: Self::schema(),
+            chunk_rows: chunk_rows.max(1),
+            next_line: 1,
+            counters,
+        }
+    }
+
+    /// The rows' fields.
+    pub fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("kind", DataType::Utf8, false),
+            Field::new("person", DataType::UInt64, true),
+            Field::new("auction", DataType::UInt64, true),
+            Field::new("price", DataType::UInt64, true),
+            Field::new("category", DataType::UInt64, true),
+            Field::new("channel", DataType::Utf8, true),
+            Field::new("city", DataType::Utf8, true),
+            Field::new("state", DataType::Utf8, true),
+            Field::new("ts", DataType::Int64, false),
+        ]))
+    }
+}
+
+impl Source<Rows> for NexmarkRows {
+    fn poll(&mut self, out: &mut Batch<Rows>, _max: usize) -> Result<SourceStatus, BoxError> {
+        use arrow::array::{StringBuilder, UInt64Builder};
+        use sluice_connectors::nexmark::Event;
+        self.buffer.clear();
+        let status = self.events.poll(&mut self.buffer, self.chunk_rows)?;
+        let n = self.buffer.len();
+        if n > 0 {
+            let mut kind = StringBuilder::new();
+            let mut person = UInt64Builder::new();
+            let mut auction = UInt64Builder::new();
+            let mut price = UInt64Builder::new();
+            let mut category = UInt64Builder::new();
+            let mut channel = StringBuilder::new();
+            let mut city = StringBuilder::new();
+            let mut state = StringBuilder::new();
+            let mut ts = Vec::with_capacity(n);
+            for event in self.buffer.items() {
+                ts.push(event.date_time());
+                match event {
+                    Event::Person(p) => {
+                        kind.append_value("person");
+                        person.append_value(p.id);
+                        auction.append_null();
+                        price.append_null();
+                        category.append_null();
+                        channel.append_null();
+                        city.append_value(p.city());
+                        state.append_value(p.state());
+                    }
+                    Event::Auction(a) => {
+                        kind.append_value("auction");
+                        person.append_value(a.seller);
+                        auction.append_value(a.id);
+                        price.append_value(a.initial_bid);
+                        category.append_value(a.category);
+                        channel.append_null();
+                        city.append_null();
+                        state.append_null();
+                    }
+                    Event::Bid(b) => {
+                        kind.append_value("bid");
+                        person.append_value(b.bidder);
+                        auction.append_value(b.auction);
+                        price.append_value(b.price);
+                        category.append_null();
+                        channel.append_value(b.channel_name());
+                        city.append_null();
+                        state.append_null();
+                    }
+                }
+            }
+            let times = Int64Array::from(ts);
+            let batch = RecordBatch::try_new(
+                self.schema.clone(),
+                vec![
+                    Arc::new(kind.finish()),
+                    Arc::new(person.finish()),
+                    Arc::new(auction.finish()),
+                    Arc::new(price.finish()),
+                    Arc::new(category.finish()),
+                    Arc::new(channel.finish()),
+                    Arc::new(city.finish()),
+                    Arc::new(state.finish()),
+                    Arc::new(times.clone()),
+                ],
+            )?;
+            let lines = UInt64Array::from_iter_values(self.next_line..self.next_line + n as u64);
+            self.next_line += n as u64;
+            self.counters.read.fetch_add(n as u64, Ordering::Relaxed);
+            push(out, Rows::new(batch, times, lines));
+        }
+        Ok(status)
+    }
+}

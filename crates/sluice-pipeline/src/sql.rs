@@ -8,9 +8,10 @@ use datafusion::common::tree_node::TreeNode;
 use datafusion::common::DFSchema;
 use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
-use datafusion::logical_expr::{Accumulator, Expr};
+use datafusion::logical_expr::{Accumulator, Expr, GroupsAccumulator};
 use datafusion::optimizer::simplify_expressions::{ExprSimplifier, SimplifyContext};
 use datafusion::physical_expr::aggregate::{AggregateFunctionExpr, LoweredAggregateBuilder};
+use datafusion::physical_expr::GroupsAccumulatorAdapter;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionContext;
 use std::sync::Arc;
@@ -238,6 +239,18 @@ impl AggregateExpr {
     /// A new, empty accumulator.
     pub fn accumulator(&self) -> Result<Box<dyn Accumulator>, String> {
         self.aggregate.create_accumulator().map_err(clean)
+    }
+
+    /// A new, empty accumulator of many groups at once (vectorised by
+    /// group index); aggregates without one get DataFusion's adapter.
+    pub fn groups_accumulator(&self) -> Result<Box<dyn GroupsAccumulator>, String> {
+        if self.aggregate.groups_accumulator_supported() {
+            return self.aggregate.create_groups_accumulator().map_err(clean);
+        }
+        let aggregate = self.aggregate.clone();
+        Ok(Box::new(GroupsAccumulatorAdapter::new(move || {
+            aggregate.create_accumulator()
+        })))
     }
 
     /// Evaluates the arguments on `batch`.

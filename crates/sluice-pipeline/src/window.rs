@@ -18,7 +18,7 @@ use arrow::compute::{cast, take};
 use arrow::datatypes::SchemaRef;
 use arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::common::ScalarValue;
-use datafusion::logical_expr::Accumulator;
+use datafusion::logical_expr::{Accumulator, EmitTo, GroupsAccumulator};
 use sluice::{Batch, Operator, OperatorError, OperatorResult, Timestamp};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -71,17 +71,34 @@ pub struct WindowPlan {
 
 type Accs = Vec<Box<dyn Accumulator>>;
 
-struct Group {
-    key: OwnedRow,
-    accs: Accs,
-    dirty: bool,
-}
+type Fast = ahash::RandomState;
 
+/// One time window of every key: a group per key, with vectorised
+/// accumulators indexed by group.
 struct Pane {
     end: i64,
-    groups: HashMap<Box<[u8]>, Group>,
+    /// Key bytes (Arrow's row format) to group index.
+    index: HashMap<Box<[u8]>, u32, Fast>,
+    /// The key of each group, in group order.
+    keys: arrow::row::Rows,
+    accs: Vec<Box<dyn GroupsAccumulator>>,
     fired: bool,
-    dirty: bool,
+    /// Groups updated since the pane fired (late events within lateness).
+    dirty: Vec<u32>,
+    dirty_mark: Vec<bool>,
+}
+
+impl Pane {
+    fn groups(&self) -> usize {
+        self.keys.num_rows()
+    }
+}
+
+/// The rows of one batch that fall in one pane.
+struct Touched {
+    start: i64,
+    groups: Vec<usize>,
+    mask: Vec<bool>,
 }
 
 struct Session {
@@ -117,6 +134,8 @@ pub struct WindowOp {
     sessions: HashMap<Box<[u8]>, (OwnedRow, Vec<Session>)>,
     counts: HashMap<Box<[u8]>, Counted>,
     pending: Vec<Emission>,
+    /// Result rows built column-wise (time windows).
+    ready: Vec<Rows>,
     late: Vec<LateEvent>,
     reserved: Arc<Reserved>,
     down: Box<dyn Operator<Rows>>,
@@ -143,6 +162,7 @@ impl WindowOp {
             sessions: HashMap::new(),
             counts: HashMap::new(),
             pending: Vec::new(),
+            ready: Vec::new(),
             late: Vec::new(),
             reserved,
             down,
@@ -222,8 +242,9 @@ impl WindowOp {
         slide: i64,
     ) -> OperatorResult {
         let lateness = self.plan.lateness;
-        let mut groups: HashMap<(i64, &[u8]), Vec<u32>> = HashMap::new();
-        for row in 0..rows.len() {
+        let n = rows.len();
+        let mut touched: Vec<Touched> = Vec::new();
+        for row in 0..n {
             let t = rows.times.value(row);
             let last_start = t.div_euclid(slide).saturating_mul(slide);
             let mut start = last_start;
@@ -231,10 +252,55 @@ impl WindowOp {
             while start > t.saturating_sub(size) {
                 let end = start.saturating_add(size);
                 if end.saturating_add(lateness) > self.watermark {
-                    groups
-                        .entry((start, keys.row(row).data()))
-                        .or_default()
-                        .push(row as u32);
+                    let pane = match self.panes.get_mut(&start) {
+                        Some(pane) => pane,
+                        None => {
+                            let accs = self.groups_accumulators()?;
+                            let keys = self.converter.empty_rows(64, 1024);
+                            self.panes.entry(start).or_insert(Pane {
+                                end,
+                                index: HashMap::with_hasher(Fast::new()),
+                                keys,
+                                accs,
+                                fired: false,
+                                dirty: Vec::new(),
+                                dirty_mark: Vec::new(),
+                            })
+                        }
+                    };
+                    let key = keys.row(row);
+                    let group = match pane.index.get(key.data()) {
+                        Some(&group) => group,
+                        None => {
+                            let group = pane.keys.num_rows() as u32;
+                            pane.index.insert(key.data().into(), group);
+                            pane.keys.push(key);
+                            group
+                        }
+                    };
+                    if pane.fired {
+                        let g = group as usize;
+                        if pane.dirty_mark.len() <= g {
+                            pane.dirty_mark.resize(g + 1, false);
+                        }
+                        if !pane.dirty_mark[g] {
+                            pane.dirty_mark[g] = true;
+                            pane.dirty.push(group);
+                        }
+                    }
+                    let slot = match touched.iter().position(|t| t.start == start) {
+                        Some(i) => i,
+                        None => {
+                            touched.push(Touched {
+                                start,
+                                groups: vec![0; n],
+                                mask: vec![false; n],
+                            });
+                            touched.len() - 1
+                        }
+                    };
+                    touched[slot].groups[row] = group as usize;
+                    touched[slot].mask[row] = true;
                     accepted = true;
                 }
                 start = start.saturating_sub(slide);
@@ -249,39 +315,100 @@ impl WindowOp {
                 self.late_event(rows, row, reason);
             }
         }
-        let mut entries: Vec<((i64, &[u8]), Vec<u32>)> = groups.into_iter().collect();
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for ((start, key), indices) in entries {
-            let first = indices[0] as usize;
-            let arrays = take_args(args, &indices, rows.len())?;
-            let new_accs = if self
-                .panes
-                .get(&start)
-                .is_some_and(|p| p.groups.contains_key(key))
-            {
+        for slot in touched {
+            let Some(pane) = self.panes.get_mut(&slot.start) else {
+                continue;
+            };
+            let groups = pane.groups();
+            let filter = if slot.mask.iter().all(|m| *m) {
                 None
             } else {
-                Some(self.accumulators()?)
+                Some(BooleanArray::from(slot.mask))
             };
-            let pane = self.panes.entry(start).or_insert_with(|| Pane {
-                end: start.saturating_add(size),
-                groups: HashMap::new(),
-                fired: false,
-                dirty: false,
-            });
-            let fired = pane.fired;
-            let group = pane.groups.entry(key.into()).or_insert_with(|| Group {
-                key: keys.row(first).owned(),
-                accs: new_accs.unwrap_or_default(),
-                dirty: false,
-            });
-            update(&mut group.accs, &arrays)?;
-            if fired {
-                group.dirty = true;
-                pane.dirty = true;
+            for (acc, values) in pane.accs.iter_mut().zip(args) {
+                acc.update_batch(values, &slot.groups, filter.as_ref(), groups)
+                    .map_err(failed)?;
             }
         }
         Ok(())
+    }
+
+    fn groups_accumulators(&self) -> Result<Vec<Box<dyn GroupsAccumulator>>, OperatorError> {
+        self.plan
+            .aggregates
+            .iter()
+            .map(|(_, a)| a.groups_accumulator().map_err(failed))
+            .collect()
+    }
+
+    /// The result rows of a pane (of its dirty groups, once it has fired);
+    /// keeps its state when `keep` (it may still be updated).
+    fn pane_rows(
+        &self,
+        start: i64,
+        pane: &mut Pane,
+        keep: bool,
+    ) -> Result<Option<Rows>, OperatorError> {
+        let n = pane.groups();
+        let subset: Option<UInt32Array> = if pane.fired {
+            if pane.dirty.is_empty() {
+                return Ok(None);
+            }
+            let mut dirty = std::mem::take(&mut pane.dirty);
+            dirty.sort_unstable();
+            pane.dirty_mark.iter_mut().for_each(|m| *m = false);
+            Some(UInt32Array::from(dirty))
+        } else {
+            None
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        let mut values = Vec::with_capacity(pane.accs.len());
+        for (acc, (_, agg)) in pane.accs.iter_mut().zip(&self.plan.aggregates) {
+            if keep {
+                // Evaluating consumes a group accumulator: rebuild it from
+                // its state, and evaluate a copy.
+                let state = acc.state(EmitTo::All).map_err(failed)?;
+                let all: Vec<usize> = (0..n).collect();
+                let mut kept = agg.groups_accumulator().map_err(failed)?;
+                kept.merge_batch(&state, &all, n).map_err(failed)?;
+                let mut copy = agg.groups_accumulator().map_err(failed)?;
+                copy.merge_batch(&state, &all, n).map_err(failed)?;
+                values.push(copy.evaluate(EmitTo::All).map_err(failed)?);
+                *acc = kept;
+            } else {
+                values.push(acc.evaluate(EmitTo::All).map_err(failed)?);
+            }
+        }
+        let mut columns: Vec<ArrayRef> = if self.plan.keys.is_empty() {
+            Vec::new()
+        } else {
+            self.converter
+                .convert_rows(pane.keys.iter())
+                .map_err(failed)?
+        };
+        columns.push(Arc::new(Int64Array::from(vec![start; n])));
+        columns.push(Arc::new(Int64Array::from(vec![pane.end; n])));
+        columns.extend(values);
+        let fields = self.plan.output.fields();
+        for (column, field) in columns.iter_mut().zip(fields.iter()) {
+            if column.data_type() != field.data_type() {
+                *column = cast(column, field.data_type()).map_err(failed)?;
+            }
+        }
+        let batch = RecordBatch::try_new(self.plan.output.clone(), columns).map_err(failed)?;
+        let batch = match &subset {
+            Some(indices) => arrow::compute::take_record_batch(&batch, indices).map_err(failed)?,
+            None => batch,
+        };
+        let rows = batch.num_rows();
+        let time = pane.end.saturating_sub(1);
+        Ok(Some(Rows::new(
+            batch,
+            Int64Array::from(vec![time; rows]),
+            UInt64Array::from(vec![0u64; rows]),
+        )))
     }
 
     fn session_rows(
@@ -412,35 +539,19 @@ impl WindowOp {
     /// Fires what the watermark `upto` closes (everything at the end).
     fn fire(&mut self, upto: i64, end_of_input: bool) -> OperatorResult {
         let lateness = self.plan.lateness;
-        for (&start, pane) in self.panes.iter_mut() {
+        let mut panes = std::mem::take(&mut self.panes);
+        for (&start, pane) in panes.iter_mut() {
             if pane.end > upto && !end_of_input {
                 break;
             }
-            let mut keys: Vec<&Box<[u8]>> = Vec::new();
-            if !pane.fired {
-                keys.extend(pane.groups.keys());
-            } else if pane.dirty {
-                keys.extend(pane.groups.iter().filter(|(_, g)| g.dirty).map(|(k, _)| k));
-            }
-            let mut keys: Vec<Box<[u8]>> = keys.into_iter().cloned().collect();
-            keys.sort_unstable();
-            for key in keys {
-                if let Some(group) = pane.groups.get_mut(&key) {
-                    group.dirty = false;
-                    let values = evaluate(&mut group.accs)?;
-                    self.pending.push(Emission {
-                        key: group.key.clone(),
-                        start,
-                        end: pane.end,
-                        values,
-                    });
-                }
+            let keep = !end_of_input && pane.end.saturating_add(lateness) > upto;
+            if let Some(rows) = self.pane_rows(start, pane, keep)? {
+                self.ready.push(rows);
             }
             pane.fired = true;
-            pane.dirty = false;
         }
-        self.panes
-            .retain(|_, pane| pane.end.saturating_add(lateness) > upto && !end_of_input);
+        panes.retain(|_, pane| pane.end.saturating_add(lateness) > upto && !end_of_input);
+        self.panes = panes;
 
         let mut keys: Vec<&Box<[u8]>> = self.sessions.keys().collect();
         keys.sort_unstable();
@@ -491,14 +602,20 @@ impl WindowOp {
             self.reserved.late(&self.late);
             self.late.clear();
         }
-        if self.pending.is_empty() {
+        self.out.clear();
+        for rows in self.ready.drain(..) {
+            let time = rows.max_time().unwrap_or(i64::MIN);
+            self.out.push(rows, time);
+        }
+        if !self.pending.is_empty() {
+            let emissions = std::mem::take(&mut self.pending);
+            let rows = self.build(emissions)?;
+            let time = rows.max_time().unwrap_or(i64::MIN);
+            self.out.push(rows, time);
+        }
+        if self.out.is_empty() {
             return Ok(());
         }
-        let emissions = std::mem::take(&mut self.pending);
-        let rows = self.build(emissions)?;
-        let time = rows.max_time().unwrap_or(i64::MIN);
-        self.out.clear();
-        self.out.push(rows, time);
         self.down.on_batch(&mut self.out)
     }
 
