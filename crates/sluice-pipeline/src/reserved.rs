@@ -17,11 +17,14 @@ use std::sync::{Arc, Mutex};
 /// takes the stream.
 const SAMPLES: usize = 5;
 
+/// A writer subscribed to a reserved stream, with its count of rows written.
+type Subscriber = (Box<dyn RowWriter>, Arc<AtomicU64>);
+
 /// One reserved stream.
 pub struct ReservedStream {
     name: &'static str,
     schema: SchemaRef,
-    writers: Mutex<Vec<(Box<dyn RowWriter>, Arc<AtomicU64>)>>,
+    writers: Mutex<Vec<Subscriber>>,
     count: AtomicU64,
     samples: Mutex<Vec<String>>,
     error: Mutex<Option<String>>,

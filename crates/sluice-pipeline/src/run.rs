@@ -304,10 +304,7 @@ pub fn run(plan: Plan, progress: &Progress) -> Result<Summary, RunError> {
             .collect(),
         seconds: started.elapsed().as_secs_f64(),
     })
-    .map(|summary| {
-        report_unread(&plan, &reserved);
-        summary
-    })
+    .inspect(|_| report_unread(&plan, &reserved))
 }
 
 /// Says on stderr what went to a reserved stream that no sink reads, so

@@ -5,7 +5,7 @@
 //! window or sink decides which keys apply; [`crate::plan`] checks that the
 //! keys given fit the type.
 
-use crate::diag::{Diagnostic, Span};
+use crate::diag::Diagnostic;
 use indexmap::IndexMap;
 use serde::Deserialize;
 use toml::Spanned;
@@ -163,7 +163,7 @@ pub fn parse(text: &str) -> Result<PipelineSpec, Diagnostic> {
     toml::from_str(text).map_err(|error| {
         let message = error.message().trim().to_string();
         let message = explain_toml_error(&message);
-        Diagnostic::new(error.span().map(Span::from), message)
+        Diagnostic::new(error.span(), message)
     })
 }
 

@@ -165,6 +165,9 @@ impl ScalarExpr {
     }
 }
 
+/// Evaluates an expression on a batch.
+pub type Evaluator = dyn Fn(&RecordBatch) -> Result<ArrayRef, String>;
+
 /// The result of evaluating expressions row by row after a batch failed.
 pub struct Evaluated {
     /// One array per expression, over the rows that succeeded.
@@ -178,10 +181,7 @@ pub struct Evaluated {
 /// Evaluates `exprs` on `batch`. When the batch fails as a whole (a
 /// division by zero in one row, say), evaluates row by row and reports the
 /// failing rows, so that one bad record doesn't fail the others.
-pub fn evaluate_all(
-    exprs: &[&dyn Fn(&RecordBatch) -> Result<ArrayRef, String>],
-    batch: &RecordBatch,
-) -> Result<Vec<ArrayRef>, Evaluated> {
+pub fn evaluate_all(exprs: &[&Evaluator], batch: &RecordBatch) -> Result<Vec<ArrayRef>, Evaluated> {
     let whole: Result<Vec<ArrayRef>, String> = exprs.iter().map(|e| e(batch)).collect();
     if let Ok(columns) = whole {
         return Ok(columns);

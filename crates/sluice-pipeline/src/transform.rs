@@ -4,12 +4,12 @@
 use crate::decode::{row_json, DeadLetter};
 use crate::reserved::Reserved;
 use crate::rows::Rows;
-use crate::sql::{evaluate_all, ScalarExpr};
+use crate::sql::{evaluate_all, Evaluator, ScalarExpr};
 use arrow::array::{ArrayRef, AsArray, RecordBatch, UInt32Array};
 use arrow::datatypes::SchemaRef;
 use arrow::row::RowConverter;
 use sluice::{Batch, Operator, OperatorError, OperatorResult, Timestamp};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,15 +21,14 @@ pub fn evaluate_or_dead(
     origin: &str,
     reserved: &Reserved,
 ) -> (Rows, Vec<ArrayRef>) {
-    let fns: Vec<Box<dyn Fn(&RecordBatch) -> Result<ArrayRef, String>>> = exprs
+    let fns: Vec<Box<Evaluator>> = exprs
         .iter()
         .map(|e| {
             let e = (*e).clone();
-            Box::new(move |b: &RecordBatch| e.evaluate(b)) as Box<dyn Fn(&RecordBatch) -> _>
+            Box::new(move |b: &RecordBatch| e.evaluate(b)) as Box<Evaluator>
         })
         .collect();
-    let refs: Vec<&dyn Fn(&RecordBatch) -> Result<ArrayRef, String>> =
-        fns.iter().map(|f| f.as_ref()).collect();
+    let refs: Vec<&Evaluator> = fns.iter().map(|f| f.as_ref()).collect();
     match evaluate_all(&refs, &rows.batch) {
         Ok(columns) => (rows.clone(), columns),
         Err(evaluated) => {
@@ -299,11 +298,8 @@ impl SplitByKey {
 
 /// A hasher that is the same in every process (for routing).
 fn stable_hash(bytes: &[u8]) -> u64 {
-    let mut hasher =
-        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-            .build_hasher();
-    bytes.hash(&mut hasher);
-    hasher.finish()
+    std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+        .hash_one(bytes)
 }
 
 impl Operator<Rows> for SplitByKey {
