@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
         Field::new("ts", DataType::Utf8, true),
     ]));
     let time = EventTime::new(&schema, "ts").expect("ts is in the schema");
-    let decoder = TextDecoder::new(Format::Csv, schema, time, "fuzz".into());
+    let mut decoder = TextDecoder::new(Format::Csv, schema, time, "fuzz".into());
     let mut lines = Vec::new();
     let mut at = 0;
     for (i, line) in data.split(|b| *b == b'\n').enumerate() {
