@@ -6,7 +6,6 @@ use arrow::array::{
 };
 use arrow::compute::{filter, filter_record_batch, take, take_record_batch};
 use arrow::error::ArrowError;
-use std::sync::Arc;
 
 /// A chunk of rows flowing through a declarative pipeline. In micro-batch
 /// mode a chunk holds up to `batch_size` rows; in event mode, one.
@@ -92,14 +91,4 @@ fn downcast<A: Array + Clone + 'static>(array: ArrayRef) -> A {
         .downcast_ref::<A>()
         .cloned()
         .unwrap_or_else(|| unreachable!("a kernel kept its input's type"))
-}
-
-/// An all-rows column of event times `time` (for generated rows).
-pub fn constant_lines(len: usize, first: u64) -> UInt64Array {
-    UInt64Array::from_iter_values(first..first + len as u64)
-}
-
-/// Wraps an array for a record batch.
-pub fn array_ref<A: Array + 'static>(array: A) -> ArrayRef {
-    Arc::new(array)
 }

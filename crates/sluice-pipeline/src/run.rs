@@ -5,7 +5,7 @@ use crate::decode::TextDecoder;
 use crate::plan::{Operation, Plan, SourceKind};
 use crate::reserved::Reserved;
 use crate::rows::Rows;
-use crate::sink::{RowSink, Target};
+use crate::sink::RowSink;
 use crate::source::{Bytes, GeneratorSource, ParquetSource, SourceCounters, TextSource};
 use crate::transform::{CountOp, FilterOp, ProjectOp, Routed, SplitByKey};
 use crate::window::WindowOp;
@@ -235,14 +235,7 @@ pub fn run(plan: Plan, progress: &Progress) -> Result<Summary, RunError> {
                     } else {
                         FlushPolicy::Forward
                     };
-                    let mut error = None;
-                    let converter = RowConverter::new(fields.clone());
-                    if let Err(e) = &converter {
-                        error = Some(e.to_string());
-                    }
-                    if let Some(e) = error {
-                        return Err(RunError(e));
-                    }
+                    RowConverter::new(fields.clone()).map_err(|e| RunError(e.to_string()))?;
                     input
                         .operator(move |down, _| {
                             let converter = RowConverter::new(fields.clone())
@@ -367,13 +360,5 @@ struct Discard;
 impl sluice::Operator<Rows> for Discard {
     fn on_batch(&mut self, _batch: &mut sluice::Batch<Rows>) -> sluice::OperatorResult {
         Ok(())
-    }
-}
-
-/// Where a target writes, for tests.
-pub fn target_path(target: &Target) -> Option<&std::path::Path> {
-    match target {
-        Target::File { path, .. } => Some(path),
-        Target::Stdout => None,
     }
 }
