@@ -13,6 +13,24 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The signal methods of an operator that only passes them on to `down`.
+macro_rules! forward_signals {
+    () => {
+        fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
+            self.down.on_tick(now)
+        }
+        fn on_watermark(&mut self, watermark: Timestamp) -> OperatorResult {
+            self.down.on_watermark(watermark)
+        }
+        fn on_idle(&mut self) -> OperatorResult {
+            self.down.on_idle()
+        }
+        fn on_end(&mut self) -> OperatorResult {
+            self.down.on_end()
+        }
+    };
+}
+
 /// Evaluates `exprs` on `rows`; rows where an expression fails become dead
 /// letters from `origin`. Returns the surviving rows and the results.
 pub fn evaluate_or_dead(
@@ -105,18 +123,7 @@ impl Operator<Rows> for FilterOp {
         }
         self.down.on_batch(&mut self.out)
     }
-    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
-        self.down.on_tick(now)
-    }
-    fn on_watermark(&mut self, watermark: Timestamp) -> OperatorResult {
-        self.down.on_watermark(watermark)
-    }
-    fn on_idle(&mut self) -> OperatorResult {
-        self.down.on_idle()
-    }
-    fn on_end(&mut self) -> OperatorResult {
-        self.down.on_end()
-    }
+    forward_signals!();
 }
 
 /// Computes new columns (`select`), or fires an action where a condition
@@ -195,18 +202,7 @@ impl Operator<Rows> for ProjectOp {
         }
         self.down.on_batch(&mut self.out)
     }
-    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
-        self.down.on_tick(now)
-    }
-    fn on_watermark(&mut self, watermark: Timestamp) -> OperatorResult {
-        self.down.on_watermark(watermark)
-    }
-    fn on_idle(&mut self) -> OperatorResult {
-        self.down.on_idle()
-    }
-    fn on_end(&mut self) -> OperatorResult {
-        self.down.on_end()
-    }
+    forward_signals!();
 }
 
 /// Counts the rows and chunks of a named stream for metrics.
@@ -344,16 +340,5 @@ impl Operator<Rows> for SplitByKey {
         }
         self.down.on_batch(&mut self.out)
     }
-    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
-        self.down.on_tick(now)
-    }
-    fn on_watermark(&mut self, watermark: Timestamp) -> OperatorResult {
-        self.down.on_watermark(watermark)
-    }
-    fn on_idle(&mut self) -> OperatorResult {
-        self.down.on_idle()
-    }
-    fn on_end(&mut self) -> OperatorResult {
-        self.down.on_end()
-    }
+    forward_signals!();
 }
