@@ -2,11 +2,12 @@
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use sluice_pipeline::run::{progress, run as run_plan};
+use sluice_pipeline::checkpoint::{CheckpointConfig, Guarantee};
+use sluice_pipeline::run::{progress, run_with, RunOptions};
 use sluice_pipeline::{load, LoadError};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -36,6 +37,31 @@ pub struct RunArgs {
     /// Shows a progress bar even when stderr is not a terminal.
     #[arg(long)]
     progress: bool,
+    /// Keeps checkpoints in this directory: a run that was killed resumes
+    /// from the last one, with exactly-once results; SIGINT or SIGTERM
+    /// takes a last checkpoint and exits 0.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Time between checkpoints (with --state-dir).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    checkpoint_interval: Duration,
+    /// Discards the state in --state-dir and starts over.
+    #[arg(long, requires = "state_dir")]
+    fresh: bool,
+    /// What a checkpointed run promises: exactly-once (files only),
+    /// at-least-once (allows stdout, which repeats lines after a crash) or
+    /// at-most-once (also allows stdin, which loses lines after a crash).
+    #[arg(long, value_name = "GUARANTEE", default_value = "exactly-once", value_parser = Guarantee::parse, requires = "state_dir")]
+    guarantee: Guarantee,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text)
+        .map_err(|e| format!("{e} (write it like 500ms, 10s or 1m)"))?;
+    if duration.is_zero() {
+        return Err("the interval must be more than zero".into());
+    }
+    Ok(duration)
 }
 
 /// Options of `sluice validate`.
@@ -136,7 +162,31 @@ pub fn run(args: &RunArgs) -> ExitCode {
         }
         _ => None,
     };
-    let result = run_plan(plan, &progress);
+    let options = RunOptions {
+        checkpoints: args.state_dir.as_ref().map(|dir| CheckpointConfig {
+            dir: dir.clone(),
+            interval: args.checkpoint_interval,
+            fresh: args.fresh,
+            guarantee: args.guarantee,
+        }),
+        stop: Arc::new(AtomicBool::new(false)),
+    };
+    if options.checkpoints.is_some() {
+        // The first SIGINT/SIGTERM asks for a last checkpoint; a second one
+        // exits at once (the next run resumes from the last checkpoint).
+        let stop = options.stop.clone();
+        let installed = ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("stopping: taking a last checkpoint (again to exit at once)");
+        });
+        if let Err(error) = installed {
+            eprintln!("error: cannot handle signals: {error}");
+            return ExitCode::from(RUNTIME_FAILURE);
+        }
+    }
+    let result = run_with(plan, &progress, &options);
     done.store(true, Ordering::Relaxed);
     if let Some((bar, thread)) = bar {
         let _ = thread.join();
@@ -144,6 +194,24 @@ pub fn run(args: &RunArgs) -> ExitCode {
     }
     match result {
         Ok(summary) => {
+            if let Some(report) = summary.checkpoints.as_ref() {
+                let dir = args.state_dir.as_deref().unwrap_or(Path::new("."));
+                if report.already_completed {
+                    eprintln!(
+                        "pipeline `{}` already completed (state in {}): its outputs are \
+                         final, nothing to do. Pass --fresh to run it again",
+                        summary.pipeline,
+                        dir.display()
+                    );
+                } else if report.stopped {
+                    eprintln!(
+                        "stopped after checkpoint {}: run the same command to resume",
+                        report.last.unwrap_or(0)
+                    );
+                } else if let Some(from) = report.resumed_from {
+                    eprintln!("resumed from checkpoint {from} and completed");
+                }
+            }
             let json = serde_json::to_string(&summary).unwrap_or_default();
             eprintln!("summary: {json}");
             ExitCode::SUCCESS

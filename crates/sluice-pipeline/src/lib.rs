@@ -6,7 +6,9 @@
 //!   schema of each stream, with errors at `file:line:col`;
 //! - [`run`] builds the dataflow: a source of Arrow [`Rows`], the
 //!   transforms (filter, select, window, rule), the sinks, and the reserved
-//!   streams `late` and `dead_letter`.
+//!   streams `late` and `dead_letter`;
+//! - [`checkpoint`] makes a run exactly-once across crashes: barriers,
+//!   state snapshots and sink lengths committed to redb.
 //!
 //! DataFusion lives in this crate only: the engine builds without it.
 //!
@@ -21,6 +23,7 @@
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod checkpoint;
 pub mod decode;
 pub mod diag;
 pub mod plan;

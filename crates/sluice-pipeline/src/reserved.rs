@@ -10,7 +10,7 @@ use crate::decode::DeadLetter;
 use crate::sink::RowWriter;
 use arrow::array::{Int64Array, RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// How many records of a reserved stream the report shows when no sink
@@ -91,6 +91,20 @@ impl ReservedStream {
         }
     }
 
+    /// Makes what the writers wrote durable; their lengths, keyed
+    /// `reserved/NAME/I`.
+    fn checkpoint(&self) -> Result<Vec<(String, Vec<u8>)>, String> {
+        let mut lengths = Vec::new();
+        for (i, (writer, _)) in lock(&self.writers).iter_mut().enumerate() {
+            let length = writer.checkpoint()?;
+            lengths.push((
+                format!("reserved/{}/{i}", self.name),
+                length.to_le_bytes().to_vec(),
+            ));
+        }
+        Ok(lengths)
+    }
+
     /// Closes the writers; the first write or close error, if any.
     pub fn finish(&self) -> Result<(), String> {
         for (writer, _) in lock(&self.writers).iter_mut() {
@@ -128,6 +142,8 @@ pub struct Reserved {
     pub dead_letter: ReservedStream,
     /// `late`.
     pub late: ReservedStream,
+    /// Checkpointing: handles hold records until the next barrier.
+    hold: AtomicBool,
 }
 
 impl Default for Reserved {
@@ -156,7 +172,22 @@ impl Reserved {
         Self {
             dead_letter: ReservedStream::new("dead_letter", Arc::new(dead)),
             late: ReservedStream::new("late", Arc::new(late)),
+            hold: AtomicBool::new(false),
         }
+    }
+
+    /// With checkpoints, each operator holds its records until it passes a
+    /// barrier (see [`ReservedHandle`]).
+    pub fn hold_until_barriers(&self) {
+        self.hold.store(true, Ordering::SeqCst);
+    }
+
+    /// Makes what the writers of both streams wrote durable; their
+    /// lengths by key, for the checkpoint.
+    pub fn checkpoint(&self) -> Result<Vec<(String, Vec<u8>)>, String> {
+        let mut lengths = self.dead_letter.checkpoint()?;
+        lengths.extend(self.late.checkpoint()?);
+        Ok(lengths)
     }
 
     /// The stream named `name`, if it is reserved.
@@ -230,6 +261,82 @@ impl Reserved {
             ),
             Err(error) => unreachable!("the late columns fit its schema: {error}"),
         }
+    }
+}
+
+/// An operator's access to the reserved streams.
+///
+/// Without checkpoints, records are written at once. With checkpoints they
+/// are held until the stage passes the next barrier (or ends): the
+/// stream's writers are shared by every stage, and a record written by a
+/// stage after it passed barrier `n` must not be in checkpoint `n`'s
+/// committed length, or a replay from `n` would write it twice.
+///
+/// What is held is kept per thread (a stage is a thread), in the order the
+/// operators of the stage produced it, and any of them releases it all: so
+/// the records come out in the same order as without checkpoints, whatever
+/// the barriers' timing, and a run of one worker resumed after a crash
+/// writes the same bytes as a run that never stopped.
+pub struct ReservedHandle {
+    shared: Arc<Reserved>,
+    hold: bool,
+}
+
+/// Records held by the stages of this thread, per run.
+type Held = Vec<(usize, Vec<DeadLetter>, Vec<LateEvent>)>;
+
+thread_local! {
+    static HELD: std::cell::RefCell<Held> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl ReservedHandle {
+    /// A handle on `shared`.
+    pub fn new(shared: Arc<Reserved>) -> Self {
+        let hold = shared.hold.load(Ordering::SeqCst);
+        Self { shared, hold }
+    }
+
+    fn held<R>(&self, f: impl FnOnce(&mut Vec<DeadLetter>, &mut Vec<LateEvent>) -> R) -> R {
+        let id = Arc::as_ptr(&self.shared) as usize;
+        HELD.with_borrow_mut(|held| {
+            let at = match held.iter().position(|(i, _, _)| *i == id) {
+                Some(at) => at,
+                None => {
+                    held.push((id, Vec::new(), Vec::new()));
+                    held.len() - 1
+                }
+            };
+            let (_, dead, late) = &mut held[at];
+            f(dead, late)
+        })
+    }
+
+    /// Adds dead letters.
+    pub fn dead(&self, letters: &[DeadLetter]) {
+        if self.hold {
+            self.held(|dead, _| dead.extend_from_slice(letters));
+        } else {
+            self.shared.dead(letters);
+        }
+    }
+
+    /// Adds late events.
+    pub fn late(&self, events: &[LateEvent]) {
+        if self.hold {
+            self.held(|_, late| late.extend_from_slice(events));
+        } else {
+            self.shared.late(events);
+        }
+    }
+
+    /// Writes what this thread holds: at a barrier, and at the end.
+    pub fn release(&self) {
+        if !self.hold {
+            return;
+        }
+        let (dead, late) = self.held(|dead, late| (std::mem::take(dead), std::mem::take(late)));
+        self.shared.dead(&dead);
+        self.shared.late(&late);
     }
 }
 

@@ -1,12 +1,16 @@
 //! Running a compiled pipeline on Sluice's runtime: one source stage, the
 //! transforms fused onto it or behind a key exchange, and the sinks.
 
+use crate::checkpoint::{self, CheckpointConfig, Checkpointing, Guarantee, Snapshot, Store};
 use crate::decode::TextDecoder;
 use crate::plan::{Operation, Plan, SourceKind};
 use crate::reserved::Reserved;
 use crate::rows::Rows;
 use crate::sink::RowSink;
-use crate::source::{Bytes, GeneratorSource, ParquetSource, SourceCounters, TextSource};
+use crate::source::{
+    Bytes, Checkpointed, GeneratorSource, ParquetSource, ReplayableSource, SourceCounters,
+    TextSource,
+};
 use crate::transform::{CountOp, FilterOp, ProjectOp, Routed, SplitByKey};
 use crate::window::WindowOp;
 use arrow::row::RowConverter;
@@ -14,7 +18,7 @@ use serde::Serialize;
 use sluice::watermark::WatermarkStrategy;
 use sluice::{FlushPolicy, Pipeline, Stream};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -35,6 +39,33 @@ pub struct Summary {
     pub emitted: indexmap::IndexMap<String, u64>,
     /// Wall time of the run.
     pub seconds: f64,
+    /// Checkpoints, when the run has a state directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoints: Option<CheckpointReport>,
+}
+
+/// What a run with a state directory did with its checkpoints.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CheckpointReport {
+    /// The checkpoint it resumed from, if it did.
+    pub resumed_from: Option<u64>,
+    /// Checkpoints this run committed.
+    pub committed: u64,
+    /// The last one committed.
+    pub last: Option<u64>,
+    /// It stopped on a signal after a last checkpoint.
+    pub stopped: bool,
+    /// The state showed the pipeline already completed: nothing ran.
+    pub already_completed: bool,
+}
+
+/// How to run: checkpoints, and a way to ask for a graceful stop.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Checkpoints into a state directory; none without it.
+    pub checkpoints: Option<CheckpointConfig>,
+    /// Set (by a signal handler) to stop after a last checkpoint.
+    pub stop: Arc<AtomicBool>,
 }
 
 /// Shared state a run exposes while it goes (for the progress bar).
@@ -65,6 +96,71 @@ pub fn progress(plan: &Plan) -> Progress {
 
 /// Runs `plan` to the end of its input.
 pub fn run(plan: Plan, progress: &Progress) -> Result<Summary, RunError> {
+    run_with(plan, progress, &RunOptions::default())
+}
+
+/// What identifies a pipeline's state: its sources, streams, transforms
+/// (with their aggregates), sinks and workers; not its batch size.
+pub fn fingerprint(plan: &Plan) -> String {
+    let mut text: String = plan
+        .describe()
+        .lines()
+        .filter(|line| !line.starts_with("execution:"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    text.push_str(&format!("workers {}\n", plan.execution.workers));
+    for t in &plan.transforms {
+        if let Operation::Window(w) = &t.operation {
+            for (name, aggregate) in &w.aggregates {
+                text.push_str(&format!("{} {name} = {}\n", t.name, aggregate.sql));
+            }
+        }
+    }
+    checkpoint::fingerprint(&text)
+}
+
+/// Checks that `plan` can keep `guarantee` with checkpoints.
+fn check_guarantee(plan: &Plan, guarantee: Guarantee) -> Result<(), RunError> {
+    if matches!(plan.source.kind, SourceKind::Stdin { .. }) && guarantee != Guarantee::AtMostOnce {
+        return Err(RunError(
+            "stdin cannot be read again after a crash, so a run from stdin cannot be \
+             exactly-once (or at-least-once): what was read since the last checkpoint is \
+             lost. Read from a file, or pass --guarantee at-most-once to accept that"
+                .into(),
+        ));
+    }
+    for sink in &plan.sinks {
+        if let Some(reason) = sink.target.refuses(guarantee) {
+            return Err(RunError(format!("sink of `{}`: {reason}", sink.from)));
+        }
+    }
+    Ok(())
+}
+
+/// The length of output `key` in `restored`, if the run resumes.
+fn committed_length(restored: Option<&Snapshot>, key: &str) -> Result<Option<u64>, RunError> {
+    let Some(snapshot) = restored else {
+        return Ok(None);
+    };
+    let bytes = snapshot.get(key).ok_or_else(|| {
+        RunError(format!(
+            "the checkpoint has no length for `{key}`: the state is damaged; run with \
+             --fresh to start over"
+        ))
+    })?;
+    let bytes: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| RunError(format!("the checkpointed length of `{key}` is damaged")))?;
+    Ok(Some(u64::from_le_bytes(bytes)))
+}
+
+/// Runs `plan` with `options`: with a state directory, resumes from its
+/// last checkpoint and takes checkpoints as it goes.
+pub fn run_with(
+    plan: Plan,
+    progress: &Progress,
+    options: &RunOptions,
+) -> Result<Summary, RunError> {
     let started = Instant::now();
     let reserved = Arc::new(Reserved::new());
     let exec = plan.execution.clone();
@@ -72,83 +168,152 @@ pub fn run(plan: Plan, progress: &Progress) -> Result<Summary, RunError> {
     let pipeline = Pipeline::new().with_workers(exec.workers);
     let counters = progress.source.clone();
 
+    let mut restored: Option<Snapshot> = None;
+    let checkpointing = match &options.checkpoints {
+        None => None,
+        Some(config) => {
+            check_guarantee(&plan, config.guarantee)?;
+            let store =
+                Store::open(&config.dir, &fingerprint(&plan), config.fresh).map_err(RunError)?;
+            restored = store.load().map_err(RunError)?;
+            if let Some(snapshot) = restored.as_ref().filter(|s| s.completed) {
+                let report = CheckpointReport {
+                    last: Some(snapshot.id),
+                    already_completed: true,
+                    ..CheckpointReport::default()
+                };
+                let emitted = indexmap::IndexMap::new();
+                return Ok(summary(
+                    &plan,
+                    &counters,
+                    &reserved,
+                    emitted,
+                    started,
+                    Some(report),
+                ));
+            }
+            reserved.hold_until_barriers();
+            Some(Arc::new(Checkpointing::new(
+                store,
+                config.interval,
+                reserved.clone(),
+                restored.as_ref().map(|s| s.id),
+                options.stop.clone(),
+            )))
+        }
+    };
+
     // Open every sink first: an unwritable path fails before reading.
     let mut emitted: indexmap::IndexMap<String, Arc<AtomicU64>> = indexmap::IndexMap::new();
     let mut sink_writers: HashMap<String, Vec<RowSink>> = HashMap::new();
-    for sink in &plan.sinks {
+    let mut reserved_writers: HashMap<&str, usize> = HashMap::new();
+    for (i, sink) in plan.sinks.iter().enumerate() {
         let label = sink.label.clone();
         let count = emitted
             .entry(label)
             .or_insert_with(|| Arc::new(AtomicU64::new(0)))
             .clone();
-        let schema = match reserved.get(&sink.from) {
-            Some(stream) => stream.schema(),
-            None => stream_schema(&plan, &sink.from),
-        };
-        let writer = sink.target.open(schema).map_err(RunError)?;
         match reserved.get(&sink.from) {
-            Some(stream) => stream.subscribe(writer, count),
-            None => sink_writers
-                .entry(sink.from.clone())
-                .or_default()
-                .push(RowSink::new(writer, count)),
+            Some(stream) => {
+                let n = reserved_writers.entry(stream.name()).or_default();
+                let key = format!("reserved/{}/{n}", stream.name());
+                *n += 1;
+                let length = committed_length(restored.as_ref(), &key)?;
+                let writer = sink
+                    .target
+                    .open_at(stream.schema(), length)
+                    .map_err(RunError)?;
+                stream.subscribe(writer, count)
+            }
+            None => {
+                let key = format!("sink/{i}");
+                let length = committed_length(restored.as_ref(), &key)?;
+                let writer = sink
+                    .target
+                    .open_at(stream_schema(&plan, &sink.from), length)
+                    .map_err(RunError)?;
+                let mut sink_op = RowSink::new(writer, count);
+                if let Some(c) = &checkpointing {
+                    sink_op = sink_op.with_checkpoints(c.clone(), key);
+                }
+                sink_writers
+                    .entry(sink.from.clone())
+                    .or_default()
+                    .push(sink_op)
+            }
         }
     }
 
-    let source: Stream<Rows> = match &plan.source.kind {
-        SourceKind::File { path, format } if *format == crate::decode::Format::Parquet => {
-            let source = ParquetSource::open(
-                path,
-                chunk_rows,
-                plan.source.time.clone(),
-                reserved.clone(),
-                counters.clone(),
-            )
-            .map_err(RunError)?;
-            pipeline.source(source)
+    // With a checkpoint, the source resumes at its position, and the
+    // watermark where it was.
+    let position = restored
+        .as_ref()
+        .map(|s| s.get("source").unwrap_or_default());
+    let mut resume_from = None;
+    let mut add_source = |source: Box<dyn ReplayableSource>| -> Result<Stream<Rows>, RunError> {
+        let mut source = Checkpointed::new(source, checkpointing.clone());
+        if let Some(position) = position {
+            resume_from = source.restore(position).map_err(RunError)?;
         }
-        SourceKind::File { path, format } => {
-            let file = std::fs::File::open(path)
-                .map_err(|e| RunError(format!("cannot read {}: {e}", path.display())))?;
-            pipeline.source(text_source(
+        Ok(pipeline.source(source))
+    };
+    let source: Stream<Rows> =
+        match &plan.source.kind {
+            SourceKind::File { path, format } if *format == crate::decode::Format::Parquet => {
+                add_source(Box::new(
+                    ParquetSource::open(
+                        path,
+                        chunk_rows,
+                        plan.source.time.clone(),
+                        reserved.clone(),
+                        counters.clone(),
+                    )
+                    .map_err(RunError)?,
+                ))?
+            }
+            SourceKind::File { path, format } => {
+                let file = std::fs::File::open(path)
+                    .map_err(|e| RunError(format!("cannot read {}: {e}", path.display())))?;
+                add_source(Box::new(text_source(
+                    &plan,
+                    Bytes::File(file),
+                    path.display().to_string(),
+                    *format,
+                    &reserved,
+                    &counters,
+                )))?
+            }
+            SourceKind::Stdin { format } => add_source(Box::new(text_source(
                 &plan,
-                Bytes::File(file),
-                path.display().to_string(),
+                Bytes::stdin(),
+                "stdin".into(),
                 *format,
                 &reserved,
                 &counters,
-            ))
-        }
-        SourceKind::Stdin { format } => pipeline.source(text_source(
-            &plan,
-            Bytes::stdin(),
-            "stdin".into(),
-            *format,
-            &reserved,
-            &counters,
-        )),
-        SourceKind::Nexmark { events } => pipeline.source(crate::source::NexmarkRows::new(
-            *events,
-            chunk_rows,
-            counters.clone(),
-        )),
-        SourceKind::Generator {
-            events,
-            keys,
-            seed,
-            interval_ms,
-        } => pipeline.source(GeneratorSource::new(
-            *events,
-            *keys,
-            *seed,
-            *interval_ms,
-            chunk_rows,
-            counters.clone(),
-        )),
-    };
+            )))?,
+            SourceKind::Nexmark { events } => add_source(Box::new(
+                crate::source::NexmarkRows::new(*events, chunk_rows, counters.clone()),
+            ))?,
+            SourceKind::Generator {
+                events,
+                keys,
+                seed,
+                interval_ms,
+            } => add_source(Box::new(GeneratorSource::new(
+                *events,
+                *keys,
+                *seed,
+                *interval_ms,
+                chunk_rows,
+                counters.clone(),
+            )))?,
+        };
     let mut strategy = WatermarkStrategy::bounded(plan.source.max_out_of_orderness);
     if let Some(idle) = plan.source.idle_timeout {
         strategy = strategy.with_idle_timeout(idle);
+    }
+    if let Some(max_seen) = resume_from {
+        strategy = strategy.resuming_from(max_seen);
     }
     let source = source.with_watermarks(strategy).events;
 
@@ -163,7 +328,13 @@ pub fn run(plan: Plan, progress: &Progress) -> Result<Summary, RunError> {
         });
         let readers = plan.subscribers(name);
         let branches = if readers == 0 {
-            stream.for_each(|_| {});
+            // A participant of checkpoints like any sink, so that the
+            // dead letters held on its path are out before a commit.
+            let mut discard = RowSink::discard();
+            if let Some(c) = &checkpointing {
+                discard = discard.with_checkpoints(c.clone(), format!("unread/{name}"));
+            }
+            stream.sink(discard);
             Vec::new()
         } else if readers == 1 {
             vec![stream]
@@ -226,7 +397,8 @@ pub fn run(plan: Plan, progress: &Progress) -> Result<Summary, RunError> {
             }
             Operation::Window(window) => {
                 // Without a key there is one group per window: no exchange.
-                let keyed = if exec.workers > 1 && !window.keys.is_empty() {
+                let keyed_exchange = exec.workers > 1 && !window.keys.is_empty();
+                let keyed = if keyed_exchange {
                     let keys = window.keys.clone();
                     let fields = window.key_fields.clone();
                     let workers = exec.workers;
@@ -247,14 +419,51 @@ pub fn run(plan: Plan, progress: &Progress) -> Result<Summary, RunError> {
                 } else {
                     input
                 };
-                // Check once that the operator can be built.
-                let check = WindowOp::new(window.clone(), reserved.clone(), Box::new(Discard));
-                if let Err(e) = check {
-                    return Err(RunError(format!("{name}: {e}")));
+                // Check once that the operator can be built, and that its
+                // checkpointed states load.
+                let instances = if keyed_exchange { exec.workers } else { 1 };
+                let mut states = Vec::new();
+                for instance in 0..instances {
+                    let mut check =
+                        WindowOp::new(window.clone(), reserved.clone(), Box::new(Discard))
+                            .map_err(|e| RunError(format!("{name}: {e}")))?;
+                    let key = format!("window/{name}/{instance}");
+                    let state = restored
+                        .as_ref()
+                        .and_then(|s| s.get(&key))
+                        .map(<[u8]>::to_vec);
+                    if let Some(state) = &state {
+                        check.restore(state).map_err(|e| {
+                            RunError(format!(
+                                "{name}: the checkpointed state cannot be loaded: {e}; run \
+                                 with --fresh to start over"
+                            ))
+                        })?;
+                    } else if restored.is_some() {
+                        return Err(RunError(format!(
+                            "{name}: the checkpoint has no state for `{key}`: the state is \
+                             damaged; run with --fresh to start over"
+                        )));
+                    }
+                    states.push(state);
                 }
-                let (window, reserved) = (window.clone(), reserved.clone());
-                keyed.operator(move |down, _| {
-                    match WindowOp::new(window.clone(), reserved.clone(), down) {
+                let (window, reserved, checkpointing) =
+                    (window.clone(), reserved.clone(), checkpointing.clone());
+                let name = name.clone();
+                keyed.operator(move |down, instance| {
+                    let op = WindowOp::new(window.clone(), reserved.clone(), down).and_then(|op| {
+                        let mut op = match &checkpointing {
+                            Some(c) => {
+                                op.with_checkpoints(c.clone(), format!("window/{name}/{instance}"))
+                            }
+                            None => op,
+                        };
+                        if let Some(Some(state)) = states.get(instance) {
+                            op.restore(state)?;
+                        }
+                        Ok(op)
+                    });
+                    match op {
                         Ok(op) => Box::new(op),
                         Err(e) => unreachable!("checked above: {e}"),
                     }
@@ -275,17 +484,57 @@ pub fn run(plan: Plan, progress: &Progress) -> Result<Summary, RunError> {
         }
     }
 
+    let mut report = checkpointing.as_ref().map(|c| CheckpointReport {
+        resumed_from: c.restored(),
+        ..CheckpointReport::default()
+    });
     let result = pipeline.run();
+    if let (Some(c), Some(report)) = (&checkpointing, &mut report) {
+        if let Some(stopped) = c.stopped() {
+            // A graceful stop: the source ended the run once its last
+            // checkpoint had committed; the windows keep their state for
+            // the next run instead of firing.
+            report.stopped = true;
+            report.committed = c.count();
+            report.last = Some(stopped);
+            return Ok(summary(
+                &plan,
+                &counters,
+                &reserved,
+                emitted,
+                started,
+                Some(report.clone()),
+            ));
+        }
+    }
     let late_result = reserved.late.finish();
     let dead_result = reserved.dead_letter.finish();
     result.map_err(|e| RunError(e.to_string()))?;
     late_result.map_err(RunError)?;
     dead_result.map_err(RunError)?;
+    if let (Some(c), Some(report)) = (&checkpointing, &mut report) {
+        c.complete().map_err(RunError)?;
+        report.committed = c.count();
+        report.last = c.last().map(|l| l.id);
+    }
+    report_unread(&plan, &reserved);
+    Ok(summary(
+        &plan, &counters, &reserved, emitted, started, report,
+    ))
+}
 
+fn summary(
+    plan: &Plan,
+    counters: &SourceCounters,
+    reserved: &Reserved,
+    emitted: indexmap::IndexMap<String, Arc<AtomicU64>>,
+    started: Instant,
+    checkpoints: Option<CheckpointReport>,
+) -> Summary {
     let read = counters.read.load(Ordering::Relaxed);
     let late = reserved.late.count();
     let dead_letter = reserved.dead_letter.count();
-    Ok(Summary {
+    Summary {
         pipeline: plan.name.clone(),
         read,
         processed: read.saturating_sub(late + dead_letter),
@@ -296,8 +545,8 @@ pub fn run(plan: Plan, progress: &Progress) -> Result<Summary, RunError> {
             .map(|(k, v)| (k, v.load(Ordering::Relaxed)))
             .collect(),
         seconds: started.elapsed().as_secs_f64(),
-    })
-    .inspect(|_| report_unread(&plan, &reserved))
+        checkpoints,
+    }
 }
 
 /// Says on stderr what went to a reserved stream that no sink reads, so

@@ -1,12 +1,13 @@
 //! Writers of rows: JSON lines, CSV and Parquet files, and stdout.
 
+use crate::checkpoint::{Checkpointing, Guarantee};
 use crate::decode::Format;
 use crate::rows::Rows;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use sluice::{Batch, BoxError, Sink};
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,6 +18,9 @@ pub trait RowWriter: Send {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), String>;
     /// Flushes and closes the output.
     fn finish(&mut self) -> Result<(), String>;
+    /// Makes what was written durable; returns the output's length, which
+    /// a recovery cuts the output back to.
+    fn checkpoint(&mut self) -> Result<u64, String>;
 }
 
 /// Where a sink writes.
@@ -36,9 +40,21 @@ pub enum Target {
 impl Target {
     /// Opens the target for rows of `schema`; the error names the path.
     pub fn open(&self, schema: SchemaRef) -> Result<Box<dyn RowWriter>, String> {
+        self.open_at(schema, None)
+    }
+
+    /// Opens the target, resuming at `length` bytes when given (after a
+    /// checkpoint): what the file has beyond it was written after the
+    /// checkpoint and is cut off.
+    pub fn open_at(
+        &self,
+        schema: SchemaRef,
+        length: Option<u64>,
+    ) -> Result<Box<dyn RowWriter>, String> {
         match self {
             Target::Stdout => Ok(Box::new(JsonLines {
                 out: Box::new(std::io::stdout()),
+                file: None,
                 path: PathBuf::from("stdout"),
             })),
             Target::File { path, format } => {
@@ -47,26 +63,68 @@ impl Target {
                         format!("cannot create the directory {}: {e}", dir.display())
                     })?;
                 }
-                let file = File::create(path)
+                let file = match length {
+                    None => File::create(path)
+                        .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+                    Some(length) => resume(path, length)?,
+                };
+                let written = Arc::new(AtomicU64::new(length.unwrap_or(0)));
+                let synced = file
+                    .try_clone()
                     .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                let counting = Counting {
+                    inner: file,
+                    written: written.clone(),
+                };
                 Ok(match format {
                     Format::Jsonl => Box::new(JsonLines {
-                        out: Box::new(BufWriter::with_capacity(1 << 16, file)),
+                        out: Box::new(BufWriter::with_capacity(1 << 16, counting)),
+                        file: Some((synced, written)),
                         path: path.clone(),
                     }),
-                    Format::Csv => Box::new(Csv {
-                        writer: Some(arrow::csv::Writer::new(BufWriter::new(file))),
-                        path: path.clone(),
-                    }),
+                    Format::Csv => {
+                        let header = length.unwrap_or(0) == 0;
+                        let writer = arrow::csv::WriterBuilder::new()
+                            .with_header(header)
+                            .build(counting);
+                        Box::new(Csv {
+                            writer: Some(writer),
+                            file: (synced, written),
+                            path: path.clone(),
+                        })
+                    }
                     Format::Parquet => Box::new(Parquet {
                         writer: Some(
-                            parquet::arrow::ArrowWriter::try_new(file, schema, None)
+                            parquet::arrow::ArrowWriter::try_new(counting.inner, schema, None)
                                 .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
                         ),
                         path: path.clone(),
                     }),
                 })
             }
+        }
+    }
+
+    /// Why this target cannot take part in checkpoints under `guarantee`,
+    /// if it cannot.
+    pub fn refuses(&self, guarantee: Guarantee) -> Option<String> {
+        match self {
+            Target::Stdout if guarantee == Guarantee::ExactlyOnce => Some(
+                "stdout cannot take back what it printed, so after a crash the lines since \
+                 the last checkpoint would be printed twice. Write to a file (jsonl or csv), \
+                 or pass --guarantee at-least-once to accept repeats"
+                    .into(),
+            ),
+            Target::File {
+                format: Format::Parquet,
+                path,
+            } => Some(format!(
+                "{}: Parquet files cannot be cut back to a checkpoint (their footer comes \
+                 last), so they cannot be written with checkpoints yet. Write jsonl or csv, \
+                 or run without --state-dir",
+                path.display()
+            )),
+            _ => None,
         }
     }
 
@@ -79,8 +137,62 @@ impl Target {
     }
 }
 
+/// Opens `path` to go on writing at `length`: what follows is cut off.
+fn resume(path: &Path, length: u64) -> Result<File, String> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| {
+            format!(
+                "cannot reopen {} to resume from the checkpoint: {e}. It was moved or \
+                 removed after the checkpoint; run with --fresh to start over",
+                path.display()
+            )
+        })?;
+    let found = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if found < length {
+        return Err(format!(
+            "{} has {found} bytes but the checkpoint wrote {length}: it was changed outside \
+             this run. Run with --fresh to start over",
+            path.display()
+        ));
+    }
+    file.set_len(length)
+        .map_err(|e| format!("cannot cut {} back to the checkpoint: {e}", path.display()))?;
+    let mut file = file;
+    file.seek(SeekFrom::End(0))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(file)
+}
+
+/// A file that counts the bytes written to it.
+struct Counting {
+    inner: File,
+    written: Arc<AtomicU64>,
+}
+
+impl Write for Counting {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A file handle to make writes durable, and the count of bytes written.
+type Synced = (File, Arc<AtomicU64>);
+
+fn sync(synced: &Synced, path: &Path) -> Result<u64, String> {
+    synced.0.sync_data().map_err(|e| io_error(path, e))?;
+    Ok(synced.1.load(Ordering::Relaxed))
+}
+
 struct JsonLines {
     out: Box<dyn Write + Send>,
+    file: Option<Synced>,
     path: PathBuf,
 }
 
@@ -95,10 +207,19 @@ impl RowWriter for JsonLines {
     fn finish(&mut self) -> Result<(), String> {
         self.out.flush().map_err(|e| io_error(&self.path, e))
     }
+    fn checkpoint(&mut self) -> Result<u64, String> {
+        self.out.flush().map_err(|e| io_error(&self.path, e))?;
+        match &self.file {
+            Some(synced) => sync(synced, &self.path),
+            None => Ok(0),
+        }
+    }
 }
 
 struct Csv {
-    writer: Option<arrow::csv::Writer<BufWriter<File>>>,
+    /// Arrow's CSV writer flushes into the file after every batch.
+    writer: Option<arrow::csv::Writer<Counting>>,
+    file: Synced,
     path: PathBuf,
 }
 
@@ -117,6 +238,9 @@ impl RowWriter for Csv {
                 .map_err(|e| io_error(&self.path, e))?;
         }
         Ok(())
+    }
+    fn checkpoint(&mut self) -> Result<u64, String> {
+        sync(&self.file, &self.path)
     }
 }
 
@@ -138,6 +262,27 @@ impl RowWriter for Parquet {
         }
         Ok(())
     }
+    fn checkpoint(&mut self) -> Result<u64, String> {
+        Err(format!(
+            "{}: Parquet sinks cannot take part in checkpoints",
+            self.path.display()
+        ))
+    }
+}
+
+/// Writes nothing.
+struct Discard;
+
+impl RowWriter for Discard {
+    fn write(&mut self, _batch: &RecordBatch) -> Result<(), String> {
+        Ok(())
+    }
+    fn finish(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+    fn checkpoint(&mut self) -> Result<u64, String> {
+        Ok(0)
+    }
 }
 
 fn io_error(path: &Path, error: impl std::fmt::Display) -> String {
@@ -148,12 +293,29 @@ fn io_error(path: &Path, error: impl std::fmt::Display) -> String {
 pub struct RowSink {
     writer: Box<dyn RowWriter>,
     emitted: Arc<AtomicU64>,
+    checkpoint: Option<(Arc<Checkpointing>, String)>,
 }
 
 impl RowSink {
     /// A sink writing with `writer`, counting rows into `emitted`.
     pub fn new(writer: Box<dyn RowWriter>, emitted: Arc<AtomicU64>) -> Self {
-        Self { writer, emitted }
+        Self {
+            writer,
+            emitted,
+            checkpoint: None,
+        }
+    }
+
+    /// A sink that writes nothing: the end of a stream nobody reads.
+    pub fn discard() -> Self {
+        Self::new(Box::new(Discard), Arc::new(AtomicU64::new(0)))
+    }
+
+    /// Reports its length to `checkpointing` at every barrier, under `key`.
+    pub fn with_checkpoints(mut self, checkpointing: Arc<Checkpointing>, key: String) -> Self {
+        checkpointing.register();
+        self.checkpoint = Some((checkpointing, key));
+        self
     }
 }
 
@@ -170,5 +332,15 @@ impl Sink<Rows> for RowSink {
     }
     fn close(&mut self) -> Result<(), BoxError> {
         self.writer.finish().map_err(Into::into)
+    }
+    fn checkpoint(&mut self, barrier: sluice::Barrier) -> Result<(), BoxError> {
+        if let Some((checkpointing, key)) = &self.checkpoint {
+            let length = self.writer.checkpoint()?;
+            checkpointing.report(
+                barrier.id,
+                vec![(key.clone(), length.to_le_bytes().to_vec())],
+            )?;
+        }
+        Ok(())
     }
 }

@@ -2,7 +2,7 @@
 //! and generators.
 
 use crate::decode::{row_json, with_times, DeadLetter, EventTime, TextDecoder};
-use crate::reserved::Reserved;
+use crate::reserved::{Reserved, ReservedHandle};
 use crate::rows::Rows;
 use arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -70,6 +70,8 @@ enum More {
 pub struct TextSource {
     bytes: Bytes,
     buf: Vec<u8>,
+    /// The input offset of `buf[0]`.
+    base: u64,
     /// Bytes of `buf` already consumed.
     start: usize,
     eof: bool,
@@ -82,7 +84,7 @@ pub struct TextSource {
     /// The longest a partial chunk waits for more lines (stdin).
     interval: Duration,
     waiting_since: Option<Instant>,
-    reserved: Arc<Reserved>,
+    reserved: ReservedHandle,
     counters: Arc<SourceCounters>,
     path: String,
     lines: Vec<(u64, Range<usize>)>,
@@ -104,6 +106,7 @@ impl TextSource {
         Self {
             bytes,
             buf: Vec::with_capacity(1 << 20),
+            base: 0,
             start: 0,
             eof: false,
             line: 1,
@@ -112,7 +115,7 @@ impl TextSource {
             chunk_rows: chunk_rows.max(1),
             interval,
             waiting_since: None,
-            reserved,
+            reserved: ReservedHandle::new(reserved),
             counters,
             path,
             lines: Vec::new(),
@@ -125,6 +128,7 @@ impl TextSource {
         }
         if self.start > 0 && self.start * 2 >= self.buf.len() {
             self.buf.drain(..self.start);
+            self.base += self.start as u64;
             self.start = 0;
         }
         match &mut self.bytes {
@@ -276,6 +280,158 @@ impl Source<Rows> for TextSource {
     }
 }
 
+impl Replayable for TextSource {
+    fn position(&self) -> serde_json::Value {
+        serde_json::json!({
+            "offset": self.base + self.start as u64,
+            "line": self.line,
+            "skip": self.skip,
+        })
+    }
+
+    fn seek(&mut self, position: &serde_json::Value) -> Result<(), String> {
+        let field = |name: &str| {
+            position[name]
+                .as_u64()
+                .ok_or_else(|| format!("the checkpointed position has no `{name}`"))
+        };
+        let (offset, line, skip) = (field("offset")?, field("line")?, field("skip")?);
+        if let Bytes::File(file) = &mut self.bytes {
+            use std::io::Seek;
+            let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+            if len < offset {
+                return Err(format!(
+                    "{} is shorter ({len} bytes) than the checkpoint's position ({offset}                      bytes): the input changed since the checkpoint. Restore it, or run                      with --fresh to start over",
+                    self.path
+                ));
+            }
+            file.seek(std::io::SeekFrom::Start(offset))
+                .map_err(|e| format!("cannot seek in {}: {e}", self.path))?;
+            self.counters.bytes.store(offset, Ordering::Relaxed);
+        }
+        // Stdin cannot go back: reading goes on with what comes next.
+        self.buf.clear();
+        self.base = offset;
+        self.start = 0;
+        self.eof = false;
+        self.line = line;
+        self.skip = skip as usize;
+        Ok(())
+    }
+
+    fn release_reserved(&self) {
+        self.reserved.release();
+    }
+}
+
+/// A source whose position can be recorded and restored: what a
+/// checkpoint needs to replay it.
+pub trait Replayable {
+    /// The position after everything emitted so far.
+    fn position(&self) -> serde_json::Value;
+    /// Goes to `position`, as returned by [`Replayable::position`].
+    fn seek(&mut self, position: &serde_json::Value) -> Result<(), String>;
+    /// Writes the dead letters held since the last barrier.
+    fn release_reserved(&self) {}
+}
+
+/// A source of rows that can be replayed.
+pub trait ReplayableSource: Source<Rows> + Replayable {}
+
+impl<S: Source<Rows> + Replayable> ReplayableSource for S {}
+
+impl Replayable for Box<dyn ReplayableSource> {
+    fn position(&self) -> serde_json::Value {
+        (**self).position()
+    }
+    fn seek(&mut self, position: &serde_json::Value) -> Result<(), String> {
+        (**self).seek(position)
+    }
+    fn release_reserved(&self) {
+        (**self).release_reserved()
+    }
+}
+
+/// A source with checkpoints: after a poll, when one is due, it records
+/// its position and the latest event time it emitted (where the watermark
+/// goes on from) and injects a barrier. On a graceful stop it stops
+/// reading and injects a last barrier.
+pub struct Checkpointed<S> {
+    inner: S,
+    checkpointing: Option<Arc<crate::checkpoint::Checkpointing>>,
+    max_time: i64,
+}
+
+impl<S: Replayable> Checkpointed<S> {
+    /// `inner`, checkpointed when `checkpointing` is given.
+    pub fn new(inner: S, checkpointing: Option<Arc<crate::checkpoint::Checkpointing>>) -> Self {
+        Self {
+            inner,
+            checkpointing,
+            max_time: i64::MIN,
+        }
+    }
+
+    /// Resumes from a checkpointed position; returns the latest event time
+    /// emitted before it.
+    pub fn restore(&mut self, position: &[u8]) -> Result<Option<i64>, String> {
+        let value: serde_json::Value = serde_json::from_slice(position)
+            .map_err(|e| format!("the checkpointed source position is damaged: {e}"))?;
+        self.inner.seek(&value["inner"])?;
+        self.max_time = value["max_time"].as_i64().unwrap_or(i64::MIN);
+        Ok((self.max_time != i64::MIN).then_some(self.max_time))
+    }
+}
+
+impl<S: Source<Rows> + Replayable> Source<Rows> for Checkpointed<S> {
+    fn poll(&mut self, out: &mut Batch<Rows>, max: usize) -> Result<SourceStatus, BoxError> {
+        if let Some(checkpointing) = self.checkpointing.as_ref().filter(|c| c.stopping()) {
+            // Graceful stop: read nothing more; once the last checkpoint
+            // has committed, end the run without releasing any state.
+            if let Some(id) = checkpointing.stopped() {
+                return Err(format!("stopped after checkpoint {id}").into());
+            }
+            return Ok(SourceStatus::Idle);
+        }
+        let status = self.inner.poll(out, max)?;
+        if let Some(time) = out.max_time() {
+            self.max_time = self.max_time.max(time);
+        }
+        if status == SourceStatus::Exhausted {
+            if let Some(checkpointing) = &self.checkpointing {
+                // What the operators release at the end must not be in a
+                // checkpoint still in flight.
+                checkpointing.wait_idle()?;
+            }
+            self.inner.release_reserved();
+        }
+        Ok(status)
+    }
+
+    fn exact_len(&self) -> Option<u64> {
+        self.inner.exact_len()
+    }
+
+    fn barrier(&mut self) -> Result<Option<sluice::Barrier>, BoxError> {
+        let Some(checkpointing) = &self.checkpointing else {
+            return Ok(None);
+        };
+        let Some(id) = checkpointing.due() else {
+            return Ok(None);
+        };
+        self.inner.release_reserved();
+        let position = serde_json::json!({
+            "inner": self.inner.position(),
+            "max_time": self.max_time,
+        });
+        checkpointing.report(
+            id,
+            vec![("source".into(), position.to_string().into_bytes())],
+        )?;
+        Ok(Some(sluice::Barrier { id }))
+    }
+}
+
 /// Appends a chunk of rows with its largest event time.
 fn push(out: &mut Batch<Rows>, rows: Rows) {
     let time = rows.max_time().unwrap_or(i64::MIN);
@@ -288,7 +444,7 @@ pub struct ParquetSource {
     time: EventTime,
     origin: String,
     next_row: u64,
-    reserved: Arc<Reserved>,
+    reserved: ReservedHandle,
     counters: Arc<SourceCounters>,
     path: String,
 }
@@ -312,10 +468,39 @@ impl ParquetSource {
             time,
             origin: "source".into(),
             next_row: 1,
-            reserved,
+            reserved: ReservedHandle::new(reserved),
             counters,
             path: path.display().to_string(),
         })
+    }
+
+    /// Skips the first `rows` rows (to resume after a checkpoint).
+    fn skip_rows(&mut self, rows: u64) -> Result<(), String> {
+        let mut left = rows;
+        while left > 0 {
+            match self.reader.next() {
+                Some(Ok(batch)) => {
+                    let n = batch.num_rows() as u64;
+                    if n > left {
+                        return Err(format!(
+                            "cannot resume {} at row {rows}: it is not where a chunk                              ended; run with --fresh to start over",
+                            self.path
+                        ));
+                    }
+                    left -= n;
+                }
+                Some(Err(e)) => return Err(format!("cannot read {}: {e}", self.path)),
+                None => {
+                    return Err(format!(
+                        "{} has fewer rows than the checkpoint's position ({rows}): the                          input changed since the checkpoint; run with --fresh to start over",
+                        self.path
+                    ))
+                }
+            }
+        }
+        self.next_row = rows + 1;
+        self.counters.read.store(rows, Ordering::Relaxed);
+        Ok(())
     }
 
     /// The schema of a Parquet file.
@@ -352,6 +537,21 @@ impl Source<Rows> for ParquetSource {
             push(out, rows);
         }
         Ok(SourceStatus::Ready)
+    }
+}
+
+impl Replayable for ParquetSource {
+    fn position(&self) -> serde_json::Value {
+        serde_json::json!({ "rows": self.next_row - 1 })
+    }
+    fn seek(&mut self, position: &serde_json::Value) -> Result<(), String> {
+        let rows = position["rows"]
+            .as_u64()
+            .ok_or("the checkpointed position has no `rows`")?;
+        self.skip_rows(rows)
+    }
+    fn release_reserved(&self) {
+        self.reserved.release();
     }
 }
 
@@ -444,6 +644,27 @@ impl Source<Rows> for GeneratorSource {
 
     fn exact_len(&self) -> Option<u64> {
         None
+    }
+}
+
+impl Replayable for GeneratorSource {
+    fn position(&self) -> serde_json::Value {
+        serde_json::json!({
+            "next": self.next,
+            "remaining": self.remaining,
+            "state": self.state.to_string(),
+        })
+    }
+    fn seek(&mut self, position: &serde_json::Value) -> Result<(), String> {
+        let damaged = || "the checkpointed generator position is damaged".to_string();
+        self.next = position["next"].as_u64().ok_or_else(damaged)?;
+        self.remaining = position["remaining"].as_u64().ok_or_else(damaged)?;
+        self.state = position["state"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(damaged)?;
+        self.counters.read.store(self.next, Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -562,5 +783,34 @@ impl Source<Rows> for NexmarkRows {
             push(out, Rows::new(batch, times, lines));
         }
         Ok(status)
+    }
+}
+
+impl Replayable for NexmarkRows {
+    fn position(&self) -> serde_json::Value {
+        serde_json::json!({ "events": self.next_line - 1 })
+    }
+    fn seek(&mut self, position: &serde_json::Value) -> Result<(), String> {
+        let events = position["events"]
+            .as_u64()
+            .ok_or("the checkpointed position has no `events`")?;
+        // The generator is deterministic: generate and drop what was read.
+        let mut left = events;
+        while left > 0 {
+            self.buffer.clear();
+            let want = left.min(1 << 16) as usize;
+            let status = self
+                .events
+                .poll(&mut self.buffer, want)
+                .map_err(|e| e.to_string())?;
+            left -= self.buffer.len() as u64;
+            if status == SourceStatus::Exhausted && left > 0 {
+                return Err("the checkpoint is past the end of the Nexmark input".into());
+            }
+        }
+        self.buffer.clear();
+        self.next_line = events + 1;
+        self.counters.read.store(events, Ordering::Relaxed);
+        Ok(())
     }
 }

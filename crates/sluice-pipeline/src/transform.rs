@@ -2,7 +2,7 @@
 //! operators that count streams and split chunks by key.
 
 use crate::decode::{row_json, DeadLetter};
-use crate::reserved::Reserved;
+use crate::reserved::{Reserved, ReservedHandle};
 use crate::rows::Rows;
 use crate::sql::{evaluate_all, Evaluator, ScalarExpr};
 use arrow::array::{ArrayRef, AsArray, RecordBatch, UInt32Array};
@@ -13,9 +13,31 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The signal methods of an operator that only passes them on to `down`.
+/// The signal methods of an operator that only passes them on to `down`;
+/// with `reserved`, it first releases the dead letters it held at barriers
+/// and at the end (see [`ReservedHandle`]).
 macro_rules! forward_signals {
     () => {
+        forward_signals!(@signals);
+        fn on_barrier(&mut self, barrier: sluice::Barrier) -> OperatorResult {
+            self.down.on_barrier(barrier)
+        }
+        fn on_end(&mut self) -> OperatorResult {
+            self.down.on_end()
+        }
+    };
+    (reserved) => {
+        forward_signals!(@signals);
+        fn on_barrier(&mut self, barrier: sluice::Barrier) -> OperatorResult {
+            self.reserved.release();
+            self.down.on_barrier(barrier)
+        }
+        fn on_end(&mut self) -> OperatorResult {
+            self.reserved.release();
+            self.down.on_end()
+        }
+    };
+    (@signals) => {
         fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
             self.down.on_tick(now)
         }
@@ -24,9 +46,6 @@ macro_rules! forward_signals {
         }
         fn on_idle(&mut self) -> OperatorResult {
             self.down.on_idle()
-        }
-        fn on_end(&mut self) -> OperatorResult {
-            self.down.on_end()
         }
     };
 }
@@ -37,7 +56,7 @@ pub fn evaluate_or_dead(
     exprs: &[&ScalarExpr],
     rows: &Rows,
     origin: &str,
-    reserved: &Reserved,
+    reserved: &ReservedHandle,
 ) -> (Rows, Vec<ArrayRef>) {
     let fns: Vec<Box<Evaluator>> = exprs
         .iter()
@@ -72,7 +91,7 @@ pub fn evaluate_or_dead(
 pub struct FilterOp {
     name: String,
     predicate: ScalarExpr,
-    reserved: Arc<Reserved>,
+    reserved: ReservedHandle,
     down: Box<dyn Operator<Rows>>,
     out: Batch<Rows>,
 }
@@ -88,7 +107,7 @@ impl FilterOp {
         Self {
             name,
             predicate,
-            reserved,
+            reserved: ReservedHandle::new(reserved),
             down,
             out: Batch::new(),
         }
@@ -123,7 +142,7 @@ impl Operator<Rows> for FilterOp {
         }
         self.down.on_batch(&mut self.out)
     }
-    forward_signals!();
+    forward_signals!(reserved);
 }
 
 /// Computes new columns (`select`), or fires an action where a condition
@@ -133,7 +152,7 @@ pub struct ProjectOp {
     condition: Option<ScalarExpr>,
     columns: Option<Vec<ScalarExpr>>,
     schema: SchemaRef,
-    reserved: Arc<Reserved>,
+    reserved: ReservedHandle,
     down: Box<dyn Operator<Rows>>,
     out: Batch<Rows>,
 }
@@ -154,7 +173,7 @@ impl ProjectOp {
             condition,
             columns,
             schema,
-            reserved,
+            reserved: ReservedHandle::new(reserved),
             down,
             out: Batch::new(),
         }
@@ -202,7 +221,7 @@ impl Operator<Rows> for ProjectOp {
         }
         self.down.on_batch(&mut self.out)
     }
-    forward_signals!();
+    forward_signals!(reserved);
 }
 
 /// Counts the rows and chunks of a named stream for metrics.
@@ -249,6 +268,10 @@ impl Operator<Rows> for CountOp {
     }
     fn on_idle(&mut self) -> OperatorResult {
         self.down.on_idle()
+    }
+
+    fn on_barrier(&mut self, barrier: sluice::Barrier) -> OperatorResult {
+        self.down.on_barrier(barrier)
     }
     fn on_end(&mut self) -> OperatorResult {
         self.down.on_end()

@@ -7,8 +7,9 @@
 //! emits a complete new row for that key and window. Events beyond that go
 //! to the `late` stream with the reason.
 
+use crate::checkpoint::Checkpointing;
 use crate::decode::{row_json, DeadLetter};
-use crate::reserved::{LateEvent, Reserved};
+use crate::reserved::{LateEvent, Reserved, ReservedHandle};
 use crate::rows::Rows;
 use crate::sql::AggregateExpr;
 use arrow::array::{
@@ -68,6 +69,8 @@ pub struct WindowPlan {
     /// The output schema: keys, `window_start`, `window_end`, aggregates.
     pub output: SchemaRef,
 }
+
+mod state;
 
 type Accs = Vec<Box<dyn Accumulator>>;
 
@@ -137,9 +140,11 @@ pub struct WindowOp {
     /// Result rows built column-wise (time windows).
     ready: Vec<Rows>,
     late: Vec<LateEvent>,
-    reserved: Arc<Reserved>,
+    reserved: ReservedHandle,
     down: Box<dyn Operator<Rows>>,
     out: Batch<Rows>,
+    /// Where its state goes at barriers, under which key.
+    checkpoint: Option<(Arc<Checkpointing>, String)>,
 }
 
 fn failed(error: impl std::fmt::Display) -> OperatorError {
@@ -164,10 +169,18 @@ impl WindowOp {
             pending: Vec::new(),
             ready: Vec::new(),
             late: Vec::new(),
-            reserved,
+            reserved: ReservedHandle::new(reserved),
             down,
             out: Batch::new(),
+            checkpoint: None,
         })
+    }
+
+    /// Reports its state to `checkpointing` at every barrier, under `key`.
+    pub fn with_checkpoints(mut self, checkpointing: Arc<Checkpointing>, key: String) -> Self {
+        checkpointing.register();
+        self.checkpoint = Some((checkpointing, key));
+        self
     }
 
     fn accumulators(&self) -> Result<Accs, OperatorError> {
@@ -752,9 +765,22 @@ impl Operator<Rows> for WindowOp {
         self.down.on_idle()
     }
 
+    fn on_barrier(&mut self, barrier: sluice::Barrier) -> OperatorResult {
+        self.flush()?;
+        self.reserved.release();
+        if let Some((checkpointing, key)) = self.checkpoint.clone() {
+            let state = self.snapshot()?;
+            checkpointing
+                .report(barrier.id, vec![(key, state)])
+                .map_err(failed)?;
+        }
+        self.down.on_barrier(barrier)
+    }
+
     fn on_end(&mut self) -> OperatorResult {
         self.fire(i64::MAX, true)?;
         self.flush()?;
+        self.reserved.release();
         self.down.on_end()
     }
 }

@@ -1,4 +1,6 @@
-use crate::{Batcher, Clock, EdgeMetrics, FlushPolicy, Operator, OperatorError, OperatorResult};
+use crate::{
+    Barrier, Batcher, Clock, EdgeMetrics, FlushPolicy, Operator, OperatorError, OperatorResult,
+};
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use sluice_core::{Batch, Error, Timestamp, MIN_TIMESTAMP};
 use std::sync::Arc;
@@ -15,6 +17,9 @@ pub enum Message<T> {
     Idle,
     /// The sender's input ended; nothing follows from it.
     End,
+    /// A checkpoint barrier: the sender's messages before it belong to the
+    /// checkpoint, those after it to the next.
+    Barrier(Barrier),
 }
 
 /// A message and the index of the sender it comes from.
@@ -218,6 +223,15 @@ impl<T: Send> Operator<T> for EdgeSender<T> {
         self.send_due_watermark()?;
         self.outbox.send(Message::End)
     }
+
+    /// What is held goes now (it belongs to the checkpoint), then its
+    /// watermark, then the barrier.
+    fn on_barrier(&mut self, barrier: Barrier) -> OperatorResult {
+        let outbox = &mut self.outbox;
+        self.batcher.finish(&mut |held| outbox.send_batch(held))?;
+        self.send_due_watermark()?;
+        self.outbox.send(Message::Barrier(barrier))
+    }
 }
 
 /// The receiving end of an edge.
@@ -346,5 +360,11 @@ impl<T: Send> Operator<T> for ExchangeSender<T> {
 
     fn on_end(&mut self) -> OperatorResult {
         self.senders.iter_mut().try_for_each(|s| s.on_end())
+    }
+
+    fn on_barrier(&mut self, barrier: Barrier) -> OperatorResult {
+        self.senders
+            .iter_mut()
+            .try_for_each(|s| s.on_barrier(barrier))
     }
 }

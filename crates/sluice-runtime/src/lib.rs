@@ -72,7 +72,7 @@ pub use error::{BoxError, RuntimeError, RuntimeResult};
 pub use executor::{Executor, RunReport, DEFAULT_POLL_SIZE};
 pub use flush::FlushPolicy;
 pub use metrics::{EdgeMetrics, EdgeSnapshot};
-pub use operator::{Operator, OperatorError, OperatorResult, Sink, SinkOperator};
+pub use operator::{Barrier, Operator, OperatorError, OperatorResult, Sink, SinkOperator};
 pub use progress::InputProgress;
 pub use sluice_core::Batch;
 pub use source::{Source, SourceStatus};

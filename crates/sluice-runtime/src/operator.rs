@@ -34,6 +34,9 @@ pub type OperatorResult = Result<(), OperatorError>;
 ///   hold the watermark of the operators after it back;
 /// - `on_end` is called once when the input is complete: an operator
 ///   releases what it holds, then passes `on_end` on;
+/// - `on_barrier` marks a checkpoint: every event before it has been passed
+///   to `on_batch`, none after it; an operator with state snapshots it, then
+///   releases what its output edge holds and passes the barrier on;
 /// - errors travel up to the stage loop, which stops the stage and reports them.
 pub trait Operator<T>: Send {
     /// Processes one batch.
@@ -61,6 +64,21 @@ pub trait Operator<T>: Send {
     fn on_end(&mut self) -> OperatorResult {
         Ok(())
     }
+
+    /// A checkpoint barrier: the events before it are all in. The default
+    /// does nothing (see `on_watermark`).
+    fn on_barrier(&mut self, _barrier: Barrier) -> OperatorResult {
+        Ok(())
+    }
+}
+
+/// A checkpoint barrier, injected by a source between two polls and
+/// aligned at every stage with several inputs: everything before it
+/// belongs to checkpoint `id`, everything after it to the next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Barrier {
+    /// The checkpoint's number, increasing from 1 within a run.
+    pub id: u64,
 }
 
 impl<T, O: Operator<T> + ?Sized> Operator<T> for Box<O> {
@@ -80,6 +98,9 @@ impl<T, O: Operator<T> + ?Sized> Operator<T> for Box<O> {
     fn on_end(&mut self) -> OperatorResult {
         (**self).on_end()
     }
+    fn on_barrier(&mut self, barrier: Barrier) -> OperatorResult {
+        (**self).on_barrier(barrier)
+    }
 }
 
 /// Where results leave the dataflow: a file, a collection, a topic.
@@ -90,6 +111,12 @@ pub trait Sink<T>: Send {
 
     /// Called once after the last batch: flush and release resources.
     fn close(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// A checkpoint barrier: everything before it has been written. A
+    /// transactional sink makes it durable and records how far it got.
+    fn checkpoint(&mut self, _barrier: Barrier) -> Result<(), BoxError> {
         Ok(())
     }
 }
@@ -103,5 +130,8 @@ impl<T, S: Sink<T>> Operator<T> for SinkOperator<S> {
     }
     fn on_end(&mut self) -> OperatorResult {
         self.0.close().map_err(OperatorError::Failed)
+    }
+    fn on_barrier(&mut self, barrier: Barrier) -> OperatorResult {
+        self.0.checkpoint(barrier).map_err(OperatorError::Failed)
     }
 }

@@ -41,6 +41,11 @@ impl InputProgress {
         self.current
     }
 
+    /// True when input `from` has ended.
+    pub fn has_ended(&self, from: usize) -> bool {
+        self.ended[from]
+    }
+
     /// True when every input has ended.
     pub fn all_ended(&self) -> bool {
         self.ended.iter().all(|e| *e)

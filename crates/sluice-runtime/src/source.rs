@@ -1,4 +1,4 @@
-use crate::BoxError;
+use crate::{Barrier, BoxError};
 use sluice_core::Batch;
 
 /// What a source's poll found.
@@ -25,6 +25,13 @@ pub trait Source<T>: Send {
     fn exact_len(&self) -> Option<u64> {
         None
     }
+
+    /// Called after every poll: a barrier to inject after the events of
+    /// that poll, when a checkpoint is due. A source that returns one has
+    /// recorded its position (everything it emitted so far) under its id.
+    fn barrier(&mut self) -> Result<Option<Barrier>, BoxError> {
+        Ok(None)
+    }
 }
 
 impl<T, S: Source<T> + ?Sized> Source<T> for Box<S> {
@@ -33,5 +40,8 @@ impl<T, S: Source<T> + ?Sized> Source<T> for Box<S> {
     }
     fn exact_len(&self) -> Option<u64> {
         (**self).exact_len()
+    }
+    fn barrier(&mut self) -> Result<Option<Barrier>, BoxError> {
+        (**self).barrier()
     }
 }

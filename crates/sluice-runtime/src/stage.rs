@@ -7,11 +7,12 @@
 //! no input arrives.
 
 use crate::{
-    Clock, EdgeReceiver, Envelope, InputProgress, Message, Operator, OperatorError, RuntimeError,
-    RuntimeResult, Source, SourceStatus,
+    Barrier, Clock, EdgeReceiver, Envelope, InputProgress, Message, Operator, OperatorError,
+    OperatorResult, RuntimeError, RuntimeResult, Source, SourceStatus,
 };
 use crossbeam_channel::RecvTimeoutError;
 use sluice_core::Batch;
+use std::collections::VecDeque;
 use std::time::Duration;
 
 /// How long an idle source waits before polling again, at most.
@@ -53,6 +54,15 @@ pub fn run_source<T>(
             }
             buffer.clear();
         }
+        let barrier = source.barrier().map_err(|error| RuntimeError::Source {
+            source_name: name.to_string(),
+            error,
+        })?;
+        if let Some(barrier) = barrier {
+            if let Err(e) = chain.on_barrier(barrier) {
+                return operator_error(name, e);
+            }
+        }
         match status {
             SourceStatus::Ready => {}
             SourceStatus::Exhausted => {
@@ -76,6 +86,11 @@ pub fn run_source<T>(
 /// Drives the fused operators behind an edge until every sender has ended,
 /// or until an operator fails. The operators' watermark is the minimum over
 /// the senders' (see [`InputProgress`]).
+///
+/// Checkpoint barriers are aligned: once a sender's barrier has come, its
+/// later messages are held back until every other sender (that has not
+/// ended) has sent the barrier too; then the operators get the barrier once,
+/// and the held messages are processed in the order they came.
 pub fn run_receiver<T>(
     name: &str,
     receiver: &EdgeReceiver<T>,
@@ -85,15 +100,23 @@ pub fn run_receiver<T>(
     let mut deadline: Option<Duration> = None;
     let mut progress = InputProgress::new(receiver.senders);
     let mut signalled_idle = false;
+    let mut barrier = Alignment::new(receiver.senders);
     loop {
-        let envelope = match deadline {
-            Some(due) => receiver.rx.recv_timeout(due.saturating_sub(clock.now())),
-            None => receiver
-                .rx
-                .recv()
-                .map_err(|_| RecvTimeoutError::Disconnected),
+        let envelope = match barrier.replay.pop_front() {
+            Some(envelope) => Ok(envelope),
+            None => match deadline {
+                Some(due) => receiver.rx.recv_timeout(due.saturating_sub(clock.now())),
+                None => receiver
+                    .rx
+                    .recv()
+                    .map_err(|_| RecvTimeoutError::Disconnected),
+            },
         };
         let step = match envelope {
+            Ok(envelope) if barrier.blocked[envelope.from] => {
+                barrier.held.push_back(envelope);
+                Ok(())
+            }
             Ok(Envelope { from, message }) => match message {
                 Message::Batch(mut batch) => {
                     receiver.metrics.received(batch.len());
@@ -109,6 +132,11 @@ pub fn run_receiver<T>(
                         .watermark(from, w)
                         .map_or(Ok(()), |w| chain.on_watermark(w))
                 }
+                Message::Barrier(b) => {
+                    barrier.blocked[from] = true;
+                    barrier.pending = Some(b);
+                    barrier.release(&progress, chain)
+                }
                 Message::Idle => {
                     let advanced = progress.idle(from);
                     let result = advanced.map_or(Ok(()), |w| chain.on_watermark(w));
@@ -121,7 +149,10 @@ pub fn run_receiver<T>(
                 }
                 Message::End => {
                     let advanced = progress.end(from);
-                    let result = advanced.map_or(Ok(()), |w| chain.on_watermark(w));
+                    let result = advanced
+                        .map_or(Ok(()), |w| chain.on_watermark(w))
+                        // An ended sender no longer holds a barrier back.
+                        .and_then(|()| barrier.release(&progress, chain));
                     if progress.all_ended() {
                         return result
                             .and_then(|()| chain.on_end())
@@ -147,5 +178,46 @@ pub fn run_receiver<T>(
             Ok(d) => d,
             Err(e) => return operator_error(name, e),
         };
+    }
+}
+
+/// The alignment of a checkpoint barrier over the senders of an edge.
+struct Alignment<T> {
+    /// The barrier being aligned, if any.
+    pending: Option<Barrier>,
+    /// Senders whose barrier has come.
+    blocked: Vec<bool>,
+    /// Messages of blocked senders, in the order they came.
+    held: VecDeque<Envelope<T>>,
+    /// Messages to process before receiving more.
+    replay: VecDeque<Envelope<T>>,
+}
+
+impl<T> Alignment<T> {
+    fn new(senders: usize) -> Self {
+        Self {
+            pending: None,
+            blocked: vec![false; senders],
+            held: VecDeque::new(),
+            replay: VecDeque::new(),
+        }
+    }
+
+    /// Passes the pending barrier on once every sender that has not ended
+    /// has sent it, and schedules the held messages.
+    fn release(&mut self, progress: &InputProgress, chain: &mut dyn Operator<T>) -> OperatorResult {
+        let Some(barrier) = self.pending else {
+            return Ok(());
+        };
+        let aligned = (0..self.blocked.len()).all(|s| self.blocked[s] || progress.has_ended(s));
+        if !aligned {
+            return Ok(());
+        }
+        self.pending = None;
+        self.blocked.iter_mut().for_each(|b| *b = false);
+        // Held messages came before the ones still to replay.
+        self.held.append(&mut self.replay);
+        std::mem::swap(&mut self.held, &mut self.replay);
+        chain.on_barrier(barrier)
     }
 }

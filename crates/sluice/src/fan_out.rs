@@ -90,6 +90,12 @@ impl<T: Clone + Send> Operator<T> for FanOut<T> {
         self.downs.iter_mut().try_for_each(|d| d.on_idle())
     }
 
+    fn on_barrier(&mut self, barrier: sluice_runtime::Barrier) -> OperatorResult {
+        self.downs
+            .iter_mut()
+            .try_for_each(|d| d.on_barrier(barrier))
+    }
+
     fn on_end(&mut self) -> OperatorResult {
         self.downs.iter_mut().try_for_each(|d| d.on_end())
     }

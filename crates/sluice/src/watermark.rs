@@ -50,6 +50,9 @@ pub struct WatermarkStrategy {
     /// Watermark alignment: a partition whose watermark is more than this
     /// ahead of the slowest active partition's waits for it to catch up.
     pub alignment: Option<Duration>,
+    /// The latest event time seen before a restart from a checkpoint: the
+    /// watermark goes on from there instead of from the start of time.
+    pub resume_from: Option<Timestamp>,
 }
 
 impl WatermarkStrategy {
@@ -60,7 +63,16 @@ impl WatermarkStrategy {
             idle_timeout: None,
             future_bound: None,
             alignment: None,
+            resume_from: None,
         }
+    }
+
+    /// Resumes after a restart from a checkpoint: `max_seen` is the latest
+    /// event time the source had emitted when the checkpoint was taken, so
+    /// the watermark goes on where it was.
+    pub fn resuming_from(mut self, max_seen: Timestamp) -> Self {
+        self.resume_from = Some(max_seen);
+        self
     }
 
     /// Keeps partitions within `max_drift` of event time of each other: a
@@ -273,6 +285,13 @@ impl<T: Send> Operator<T> for WatermarkGenerator<T> {
         }
         self.down.on_end()
     }
+
+    fn on_barrier(&mut self, barrier: sluice_runtime::Barrier) -> OperatorResult {
+        if let Some(rejected) = &mut self.rejected {
+            rejected.on_barrier(barrier)?;
+        }
+        self.down.on_barrier(barrier)
+    }
 }
 
 /// A stream with watermarks, and the events its strategy rejected.
@@ -322,8 +341,10 @@ impl<T: Send + 'static> Stream<T> {
                 strategy,
                 last_activity: clock.now(),
                 clock,
-                max_seen: MIN_TIMESTAMP,
-                emitted: MIN_TIMESTAMP,
+                max_seen: strategy.resume_from.unwrap_or(MIN_TIMESTAMP),
+                emitted: strategy.resume_from.map_or(MIN_TIMESTAMP, |seen| {
+                    seen.saturating_sub(millis(strategy.max_out_of_orderness))
+                }),
                 idle: false,
                 rejected,
                 rejects: Batch::new(),

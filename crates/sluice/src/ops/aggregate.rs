@@ -40,4 +40,7 @@ where
             .on_batch(&mut Batch::from_parts(vec![result], vec![time]))?;
         self.down.on_end()
     }
+    fn on_barrier(&mut self, barrier: sluice_runtime::Barrier) -> OperatorResult {
+        self.down.on_barrier(barrier)
+    }
 }

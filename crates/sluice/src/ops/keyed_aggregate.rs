@@ -90,4 +90,7 @@ where
         }
         self.down.on_end()
     }
+    fn on_barrier(&mut self, barrier: sluice_runtime::Barrier) -> OperatorResult {
+        self.down.on_barrier(barrier)
+    }
 }

@@ -103,6 +103,10 @@ where
         self.down.on_idle()
     }
 
+    fn on_barrier(&mut self, barrier: sluice_runtime::Barrier) -> OperatorResult {
+        self.down.on_barrier(barrier)
+    }
+
     fn on_end(&mut self) -> OperatorResult {
         for (key, mut state) in self.states.drain() {
             self.process.on_end(&key, &mut state, &mut self.out);

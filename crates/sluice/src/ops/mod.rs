@@ -61,6 +61,12 @@ macro_rules! forward_signals {
         fn on_idle(&mut self) -> sluice_runtime::OperatorResult {
             self.down.on_idle()
         }
+        fn on_barrier(
+            &mut self,
+            barrier: sluice_runtime::Barrier,
+        ) -> sluice_runtime::OperatorResult {
+            self.down.on_barrier(barrier)
+        }
         fn on_end(&mut self) -> sluice_runtime::OperatorResult {
             self.down.on_end()
         }

@@ -98,6 +98,10 @@ where
         self.down.on_idle()
     }
 
+    fn on_barrier(&mut self, barrier: sluice_runtime::Barrier) -> OperatorResult {
+        self.down.on_barrier(barrier)
+    }
+
     fn on_end(&mut self) -> OperatorResult {
         let mut partial: Vec<(K, CountSlot<A::Acc>)> = self.slots.drain().collect();
         partial.sort_by_key(|(_, slot)| slot.opened);

@@ -137,6 +137,11 @@ where
         self.down.on_idle()
     }
 
+    fn on_barrier(&mut self, barrier: sluice_runtime::Barrier) -> OperatorResult {
+        self.late.on_barrier(barrier)?;
+        self.down.on_barrier(barrier)
+    }
+
     fn on_end(&mut self) -> OperatorResult {
         self.late.on_end()?;
         self.down.on_end()

@@ -221,6 +221,10 @@ where
         self.down.on_idle()
     }
 
+    fn on_barrier(&mut self, barrier: sluice_runtime::Barrier) -> OperatorResult {
+        self.down.on_barrier(barrier)
+    }
+
     fn on_end(&mut self) -> OperatorResult {
         if self.watermark < MAX_TIMESTAMP {
             self.advance(MAX_TIMESTAMP)?;

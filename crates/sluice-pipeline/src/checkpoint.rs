@@ -1,0 +1,468 @@
+//! Checkpoints: the state of a run, committed to an embedded store (redb)
+//! in a state directory, so that a run killed at any moment resumes with
+//! results identical to a run that never stopped.
+//!
+//! The protocol (aligned barriers, as in Flink's asynchronous barrier
+//! snapshots, here taken synchronously):
+//! 1. the source asks [`Checkpointing::due`] after each poll; when the
+//!    interval has passed and no checkpoint is in flight, it records its
+//!    position (everything it emitted so far) and injects a barrier;
+//! 2. every operator with state snapshots it when the barrier has come
+//!    from all its inputs, releases the dead letters and late events it
+//!    held since the last barrier, and passes the barrier on;
+//! 3. every sink makes what it wrote durable and records its length;
+//! 4. the last participant to report commits everything in one redb
+//!    write transaction: source position, operator states, sink lengths.
+//!
+//! On recovery, sink files are cut back to their committed lengths, the
+//! operators load their states and the source seeks to its position.
+//! Only one checkpoint is in flight at a time, so what a stage does after
+//! reporting checkpoint `n` never reaches checkpoint `n`'s commit.
+
+use crate::reserved::Reserved;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// The version of the state format; a state directory of another version
+/// is refused.
+pub const FORMAT_VERSION: u64 = 1;
+
+/// The file of the store in a state directory.
+pub const STATE_FILE: &str = "state.redb";
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
+
+/// The delivery guarantee a checkpointed run asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guarantee {
+    /// Every record affects the output exactly once, across crashes:
+    /// replayable sources and transactional sinks only.
+    ExactlyOnce,
+    /// Allows stdout sinks: after a crash, what they printed since the
+    /// last checkpoint is printed again.
+    AtLeastOnce,
+    /// Also allows stdin: after a crash, what was read from it since the
+    /// last checkpoint is lost.
+    AtMostOnce,
+}
+
+impl Guarantee {
+    /// Parses `exactly-once`, `at-least-once` or `at-most-once`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "exactly-once" => Ok(Self::ExactlyOnce),
+            "at-least-once" => Ok(Self::AtLeastOnce),
+            "at-most-once" => Ok(Self::AtMostOnce),
+            other => Err(format!(
+                "unknown guarantee `{other}`: use exactly-once, at-least-once or at-most-once"
+            )),
+        }
+    }
+}
+
+/// What a checkpointed run needs to know.
+#[derive(Debug, Clone)]
+pub struct CheckpointConfig {
+    /// The state directory.
+    pub dir: PathBuf,
+    /// Time between checkpoints.
+    pub interval: Duration,
+    /// Start over: discard the state (and the outputs are rewritten).
+    pub fresh: bool,
+    /// What the run promises.
+    pub guarantee: Guarantee,
+}
+
+/// A committed checkpoint, as loaded from the store.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Its number.
+    pub id: u64,
+    /// True when the run that wrote it reached the end of its input.
+    pub completed: bool,
+    /// State entries by key (`source`, `window/NAME/INSTANCE`, `sink/N`...).
+    pub entries: BTreeMap<String, Vec<u8>>,
+}
+
+impl Snapshot {
+    /// The entry under `key`.
+    pub fn get(&self, key: &str) -> Option<&[u8]> {
+        self.entries.get(key).map(Vec::as_slice)
+    }
+}
+
+/// The store of a state directory.
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+fn store_error(path: &Path, error: impl std::fmt::Display) -> String {
+    format!(
+        "the state in {} cannot be read or written: {error}. If it is corrupt, move it \
+         away or run with --fresh to start over",
+        path.display()
+    )
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`. `fingerprint` identifies the
+    /// pipeline: a store written by another pipeline is refused.
+    pub fn open(dir: &Path, fingerprint: &str, fresh: bool) -> Result<Self, String> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create the state directory {}: {e}", dir.display()))?;
+        let path = dir.join(STATE_FILE);
+        if fresh && path.exists() {
+            std::fs::remove_file(&path)
+                .map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+        }
+        let db = Database::create(&path).map_err(|e| store_error(&path, e))?;
+        let store = Self { db, path };
+        match store.meta("fingerprint")? {
+            None => store.init(fingerprint)?,
+            Some(found) => {
+                let version = store
+                    .meta("format")?
+                    .and_then(|v| v.try_into().ok().map(u64::from_le_bytes));
+                if version != Some(FORMAT_VERSION) {
+                    return Err(format!(
+                        "the state in {} has format {:?}, this Sluice reads format \
+                         {FORMAT_VERSION}; run with --fresh to start over",
+                        dir.display(),
+                        version
+                    ));
+                }
+                if found != fingerprint.as_bytes() {
+                    return Err(format!(
+                        "the state in {} was written by another pipeline (or this one \
+                         before a change to its sources, transforms, sinks or workers): \
+                         its checkpoints cannot be restored here. Use another --state-dir, \
+                         or --fresh to discard that state and start over",
+                        dir.display()
+                    ));
+                }
+            }
+        }
+        Ok(store)
+    }
+
+    fn init(&self, fingerprint: &str) -> Result<(), String> {
+        let txn = self
+            .db
+            .begin_write()
+            .map_err(|e| store_error(&self.path, e))?;
+        {
+            let mut meta = txn
+                .open_table(META)
+                .map_err(|e| store_error(&self.path, e))?;
+            meta.insert("format", FORMAT_VERSION.to_le_bytes().as_slice())
+                .map_err(|e| store_error(&self.path, e))?;
+            meta.insert("fingerprint", fingerprint.as_bytes())
+                .map_err(|e| store_error(&self.path, e))?;
+        }
+        txn.commit().map_err(|e| store_error(&self.path, e))
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|e| store_error(&self.path, e))?;
+        let table = match txn.open_table(META) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(store_error(&self.path, e)),
+        };
+        let value = table.get(key).map_err(|e| store_error(&self.path, e))?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    /// The last committed checkpoint, if any.
+    pub fn load(&self) -> Result<Option<Snapshot>, String> {
+        let Some(id) = self.meta("checkpoint")? else {
+            return Ok(None);
+        };
+        let id = <[u8; 8]>::try_from(id.as_slice())
+            .map(u64::from_le_bytes)
+            .map_err(|_| store_error(&self.path, "the checkpoint number is damaged"))?;
+        let completed = self.meta("completed")?.is_some_and(|v| v == [1]);
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|e| store_error(&self.path, e))?;
+        let mut entries = BTreeMap::new();
+        match txn.open_table(STATE) {
+            Ok(table) => {
+                for item in table.iter().map_err(|e| store_error(&self.path, e))? {
+                    let (key, value) = item.map_err(|e| store_error(&self.path, e))?;
+                    entries.insert(key.value().to_string(), value.value().to_vec());
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(store_error(&self.path, e)),
+        }
+        Ok(Some(Snapshot {
+            id,
+            completed,
+            entries,
+        }))
+    }
+
+    /// Replaces the committed checkpoint with `snapshot`, atomically.
+    pub fn commit(&self, snapshot: &Snapshot) -> Result<(), String> {
+        let err = |e: &dyn std::fmt::Display| store_error(&self.path, e);
+        let txn = self.db.begin_write().map_err(|e| err(&e))?;
+        match txn.delete_table(STATE) {
+            Ok(_) => {}
+            Err(e) => return Err(err(&e)),
+        }
+        {
+            let mut state = txn.open_table(STATE).map_err(|e| err(&e))?;
+            for (key, value) in &snapshot.entries {
+                state
+                    .insert(key.as_str(), value.as_slice())
+                    .map_err(|e| err(&e))?;
+            }
+            let mut meta = txn.open_table(META).map_err(|e| err(&e))?;
+            meta.insert("checkpoint", snapshot.id.to_le_bytes().as_slice())
+                .map_err(|e| err(&e))?;
+            meta.insert("completed", [u8::from(snapshot.completed)].as_slice())
+                .map_err(|e| err(&e))?;
+        }
+        txn.commit().map_err(|e| err(&e))
+    }
+}
+
+/// One committed checkpoint, for reports.
+#[derive(Debug, Clone, Copy)]
+pub struct Committed {
+    /// Its number.
+    pub id: u64,
+    /// From the barrier's injection to the commit.
+    pub duration: Duration,
+    /// Bytes of state written.
+    pub bytes: u64,
+}
+
+struct InFlight {
+    id: u64,
+    started: Instant,
+    reports: usize,
+    entries: BTreeMap<String, Vec<u8>>,
+}
+
+struct Inner {
+    in_flight: Option<InFlight>,
+    next_id: u64,
+    last_end: Instant,
+    participants: usize,
+    last: Option<Committed>,
+    error: Option<String>,
+}
+
+/// Coordinates the checkpoints of one run: when they are due, who has
+/// reported, and the commit.
+pub struct Checkpointing {
+    store: Store,
+    interval: Duration,
+    reserved: Arc<Reserved>,
+    /// The checkpoint the run resumed from.
+    restored: Option<u64>,
+    inner: Mutex<Inner>,
+    committed: Condvar,
+    stop: Arc<AtomicBool>,
+    stop_barrier: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Checkpointing {
+    /// Checkpoints every `interval` into `store`; the first gets the
+    /// number after `restored` (the checkpoint the run resumed from).
+    /// Setting `stop` asks for a last checkpoint and a graceful stop.
+    pub fn new(
+        store: Store,
+        interval: Duration,
+        reserved: Arc<Reserved>,
+        restored: Option<u64>,
+        stop: Arc<AtomicBool>,
+    ) -> Self {
+        Self {
+            store,
+            interval,
+            reserved,
+            restored,
+            inner: Mutex::new(Inner {
+                in_flight: None,
+                next_id: restored.unwrap_or(0) + 1,
+                last_end: Instant::now(),
+                participants: 0,
+                last: None,
+                error: None,
+            }),
+            committed: Condvar::new(),
+            stop,
+            stop_barrier: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a participant: an operator instance or sink that reports
+    /// every checkpoint. All register while the dataflow is built, before
+    /// the first barrier.
+    pub fn register(&self) {
+        self.lock().participants += 1;
+    }
+
+    /// The checkpoint the run resumed from.
+    pub fn restored(&self) -> Option<u64> {
+        self.restored
+    }
+
+    /// True once a graceful stop was asked for.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Called by the source after each poll: the number of a checkpoint to
+    /// start now, if one is due. The source then reports its position.
+    pub fn due(&self) -> Option<u64> {
+        let mut inner = self.lock();
+        if inner.in_flight.is_some() || self.stop_barrier.load(Ordering::SeqCst) != 0 {
+            return None;
+        }
+        let stopping = self.stopping();
+        if !stopping && inner.last_end.elapsed() < self.interval {
+            return None;
+        }
+        let id = inner.next_id;
+        inner.next_id += 1;
+        inner.in_flight = Some(InFlight {
+            id,
+            started: Instant::now(),
+            reports: 0,
+            entries: BTreeMap::new(),
+        });
+        if stopping {
+            self.stop_barrier.store(id, Ordering::SeqCst);
+        }
+        Some(id)
+    }
+
+    /// A participant's part of checkpoint `id`: its state entries (none
+    /// for a stateless one). The last report commits the checkpoint.
+    pub fn report(&self, id: u64, entries: Vec<(String, Vec<u8>)>) -> Result<(), String> {
+        let mut inner = self.lock();
+        if let Some(error) = &inner.error {
+            return Err(error.clone());
+        }
+        let participants = inner.participants + 1; // the source reports too
+        let Some(flight) = inner.in_flight.as_mut().filter(|f| f.id == id) else {
+            return Err(format!("checkpoint {id} is not in flight"));
+        };
+        flight.entries.extend(entries);
+        flight.reports += 1;
+        if flight.reports < participants {
+            return Ok(());
+        }
+        let Some(flight) = inner.in_flight.take() else {
+            return Ok(());
+        };
+        let mut entries = flight.entries;
+        for (key, value) in self.reserved.checkpoint()? {
+            entries.insert(key, value);
+        }
+        let bytes = entries.values().map(|v| v.len() as u64).sum();
+        let snapshot = Snapshot {
+            id,
+            completed: false,
+            entries,
+        };
+        if let Err(error) = self.store.commit(&snapshot) {
+            inner.error = Some(error.clone());
+            return Err(error);
+        }
+        let committed = Committed {
+            id,
+            duration: flight.started.elapsed(),
+            bytes,
+        };
+        inner.last = Some(committed);
+        inner.last_end = Instant::now();
+        self.count.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("sluice_checkpoints_total").increment(1);
+        metrics::histogram!("sluice_checkpoint_seconds").record(committed.duration.as_secs_f64());
+        metrics::gauge!("sluice_checkpoint_bytes").set(bytes as f64);
+        drop(inner);
+        self.committed.notify_all();
+        Ok(())
+    }
+
+    /// Checkpoints committed by this run.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// The last checkpoint committed by this run.
+    pub fn last(&self) -> Option<Committed> {
+        self.lock().last
+    }
+
+    /// The stop checkpoint, once it has committed.
+    pub fn stopped(&self) -> Option<u64> {
+        let stop = self.stop_barrier.load(Ordering::SeqCst);
+        self.lock()
+            .last
+            .filter(|l| stop != 0 && l.id == stop)
+            .map(|l| l.id)
+    }
+
+    /// Waits until no checkpoint is in flight (or a commit failed): at the
+    /// end of the input, before the operators release what they hold.
+    pub fn wait_idle(&self) -> Result<(), String> {
+        let mut inner = self.lock();
+        loop {
+            if let Some(error) = &inner.error {
+                return Err(error.clone());
+            }
+            if inner.in_flight.is_none() {
+                return Ok(());
+            }
+            inner = self
+                .committed
+                .wait_timeout(inner, Duration::from_millis(50))
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    /// Marks the run complete: its input is all read and its outputs are
+    /// final. A later run of the same pipeline with this state says so and
+    /// does nothing.
+    pub fn complete(&self) -> Result<(), String> {
+        let id = self.lock().next_id;
+        self.store.commit(&Snapshot {
+            id,
+            completed: true,
+            entries: BTreeMap::new(),
+        })
+    }
+}
+
+/// A stable fingerprint of a text (FNV-1a, 64 bits), in hex.
+pub fn fingerprint(text: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}

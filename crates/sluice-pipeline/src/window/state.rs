@@ -1,0 +1,433 @@
+//! The state of a window operator in a checkpoint, and back.
+//!
+//! Format (version 1), all integers little-endian:
+//! `version u64, watermark i64`, then the panes of time windows
+//! (`count u64`, then per pane: `start i64, end i64, fired u8, dirty count
+//! u64 and u32 groups, widths, batch`), then the open sessions and the
+//! count windows (`rows u64`, then `widths, batch` if there are rows).
+//! A batch is an Arrow IPC stream of one record batch: the key columns,
+//! the window's own columns, then the intermediate state of every
+//! aggregate (DataFusion's `state`, restored with `merge_batch`); `widths`
+//! says how many state columns each aggregate has.
+
+use super::{failed, Accs, Counted, Fast, Pane, Session, WindowOp};
+use crate::sql::AggregateExpr;
+use arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt64Array};
+use arrow::datatypes::{Field, Schema};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::{Accumulator, EmitTo};
+use sluice::OperatorError;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+const VERSION: u64 = 1;
+
+impl WindowOp {
+    /// The operator's state, after everything before the barrier.
+    pub fn snapshot(&mut self) -> Result<Vec<u8>, OperatorError> {
+        let mut out = Out::default();
+        out.u64(VERSION);
+        out.i64(self.watermark);
+
+        out.u64(self.panes.len() as u64);
+        let plan = self.plan.clone();
+        let aggregates = &plan.aggregates;
+        let mut panes = std::mem::take(&mut self.panes);
+        for (&start, pane) in panes.iter_mut() {
+            out.i64(start);
+            out.i64(pane.end);
+            out.u8(u8::from(pane.fired));
+            out.u64(pane.dirty.len() as u64);
+            pane.dirty.iter().for_each(|&g| out.u32(g));
+            let n = pane.groups();
+            let all: Vec<usize> = (0..n).collect();
+            let mut columns = self
+                .converter
+                .convert_rows(pane.keys.iter())
+                .map_err(failed)?;
+            let mut widths = Vec::new();
+            for (acc, (_, agg)) in pane.accs.iter_mut().zip(aggregates) {
+                // Taking the state empties a group accumulator: refill it.
+                let state = acc.state(EmitTo::All).map_err(failed)?;
+                let mut kept = agg.groups_accumulator().map_err(failed)?;
+                kept.merge_batch(&state, &all, n).map_err(failed)?;
+                *acc = kept;
+                widths.push(state.len());
+                columns.extend(state);
+            }
+            out.widths(&widths);
+            out.batch(columns)?;
+        }
+        self.panes = panes;
+
+        let mut keys: Vec<&Box<[u8]>> = self.sessions.keys().collect();
+        keys.sort_unstable();
+        let keys: Vec<Box<[u8]>> = keys.into_iter().cloned().collect();
+        let mut rows = Vec::new();
+        let (mut starts, mut ends, mut fired, mut dirty) = (vec![], vec![], vec![], vec![]);
+        let mut states = StateColumns::new(aggregates.len());
+        for key in &keys {
+            let Some((owned, sessions)) = self.sessions.get_mut(key) else {
+                continue;
+            };
+            for session in sessions.iter_mut() {
+                rows.push(owned.clone());
+                starts.push(session.start);
+                ends.push(session.end);
+                fired.push(session.fired);
+                dirty.push(session.dirty);
+                states.add(&mut session.accs, aggregates)?;
+            }
+        }
+        out.u64(rows.len() as u64);
+        if !rows.is_empty() {
+            let mut columns = self
+                .converter
+                .convert_rows(rows.iter().map(|r| r.row()))
+                .map_err(failed)?;
+            columns.push(Arc::new(Int64Array::from(starts)));
+            columns.push(Arc::new(Int64Array::from(ends)));
+            columns.push(Arc::new(BooleanArray::from(fired)));
+            columns.push(Arc::new(BooleanArray::from(dirty)));
+            let (widths, state) = states.finish()?;
+            columns.extend(state);
+            out.widths(&widths);
+            out.batch(columns)?;
+        }
+
+        let mut keys: Vec<Box<[u8]>> = self.counts.keys().cloned().collect();
+        keys.sort_unstable();
+        let mut rows = Vec::new();
+        let (mut ns, mut firsts, mut lasts) = (vec![], vec![], vec![]);
+        let mut states = StateColumns::new(aggregates.len());
+        for key in &keys {
+            let Some(counted) = self.counts.get_mut(key) else {
+                continue;
+            };
+            rows.push(counted.key.clone());
+            ns.push(counted.n);
+            firsts.push(counted.first);
+            lasts.push(counted.last);
+            states.add(&mut counted.accs, aggregates)?;
+        }
+        out.u64(rows.len() as u64);
+        if !rows.is_empty() {
+            let mut columns = self
+                .converter
+                .convert_rows(rows.iter().map(|r| r.row()))
+                .map_err(failed)?;
+            columns.push(Arc::new(UInt64Array::from(ns)));
+            columns.push(Arc::new(Int64Array::from(firsts)));
+            columns.push(Arc::new(Int64Array::from(lasts)));
+            let (widths, state) = states.finish()?;
+            columns.extend(state);
+            out.widths(&widths);
+            out.batch(columns)?;
+        }
+        Ok(out.0)
+    }
+
+    /// Loads a state written by [`WindowOp::snapshot`].
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let mut input = In { data: bytes, at: 0 };
+        let version = input.u64()?;
+        if version != VERSION {
+            return Err(format!(
+                "window state version {version}; this Sluice reads {VERSION}"
+            ));
+        }
+        self.watermark = input.i64()?;
+        let k = self.plan.key_fields.len();
+        let plan = self.plan.clone();
+        let aggregates = &plan.aggregates;
+
+        for _ in 0..input.u64()? {
+            let start = input.i64()?;
+            let end = input.i64()?;
+            let fired = input.u8()? != 0;
+            let dirty: Vec<u32> = (0..input.u64()?)
+                .map(|_| input.u32())
+                .collect::<Result<_, _>>()?;
+            let widths = input.widths(aggregates.len())?;
+            let columns = input.batch()?;
+            let keys = self
+                .converter
+                .convert_columns(columns.get(..k).ok_or("a pane has no key columns")?)
+                .map_err(|e| e.to_string())?;
+            let n = keys.num_rows();
+            let mut index = HashMap::with_hasher(Fast::new());
+            for (g, key) in keys.iter().enumerate() {
+                index.insert(key.data().into(), g as u32);
+            }
+            let all: Vec<usize> = (0..n).collect();
+            let mut accs = Vec::with_capacity(aggregates.len());
+            let mut at = k;
+            for ((_, agg), &w) in aggregates.iter().zip(&widths) {
+                let mut acc = agg.groups_accumulator()?;
+                let state = columns.get(at..at + w).ok_or("a pane's state is short")?;
+                acc.merge_batch(state, &all, n).map_err(|e| e.to_string())?;
+                accs.push(acc);
+                at += w;
+            }
+            let mut dirty_mark = vec![false; n];
+            for &g in &dirty {
+                if let Some(mark) = dirty_mark.get_mut(g as usize) {
+                    *mark = true;
+                }
+            }
+            self.panes.insert(
+                start,
+                Pane {
+                    end,
+                    index,
+                    keys,
+                    accs,
+                    fired,
+                    dirty,
+                    dirty_mark,
+                },
+            );
+        }
+
+        let sessions = input.u64()?;
+        if sessions > 0 {
+            let widths = input.widths(aggregates.len())?;
+            let columns = input.batch()?;
+            let own = columns
+                .get(k..k + 4)
+                .ok_or("the sessions' columns are short")?;
+            let (starts, ends) = (int64(&own[0])?, int64(&own[1])?);
+            let (fired, dirty) = (boolean(&own[2])?, boolean(&own[3])?);
+            let keys = self
+                .converter
+                .convert_columns(&columns[..k])
+                .map_err(|e| e.to_string())?;
+            for (r, key) in keys.iter().enumerate() {
+                let accs = restore_accs(aggregates, &widths, &columns[k + 4..], r)?;
+                let (_, list) = self
+                    .sessions
+                    .entry(key.data().into())
+                    .or_insert_with(|| (key.owned(), Vec::new()));
+                list.push(Session {
+                    start: starts.value(r),
+                    end: ends.value(r),
+                    accs,
+                    fired: fired.value(r),
+                    dirty: dirty.value(r),
+                });
+            }
+        }
+
+        let counts = input.u64()?;
+        if counts > 0 {
+            let widths = input.widths(aggregates.len())?;
+            let columns = input.batch()?;
+            let own = columns
+                .get(k..k + 3)
+                .ok_or("the count windows' columns are short")?;
+            let ns = own[0]
+                .as_any()
+                .downcast_ref::<UInt64Array>()
+                .ok_or("a count column is not u64")?;
+            let (firsts, lasts) = (int64(&own[1])?, int64(&own[2])?);
+            let keys = self
+                .converter
+                .convert_columns(&columns[..k])
+                .map_err(|e| e.to_string())?;
+            for (r, key) in keys.iter().enumerate() {
+                let accs = restore_accs(aggregates, &widths, &columns[k + 3..], r)?;
+                self.counts.insert(
+                    key.data().into(),
+                    Counted {
+                        key: key.owned(),
+                        accs,
+                        n: ns.value(r),
+                        first: firsts.value(r),
+                        last: lasts.value(r),
+                    },
+                );
+            }
+        }
+        if input.at != bytes.len() {
+            return Err("the window state has trailing bytes".into());
+        }
+        Ok(())
+    }
+}
+
+/// Row accumulators of row `r`, merged from state columns.
+fn restore_accs(
+    aggregates: &[(String, AggregateExpr)],
+    widths: &[usize],
+    state: &[ArrayRef],
+    r: usize,
+) -> Result<Accs, String> {
+    let mut accs: Accs = Vec::with_capacity(aggregates.len());
+    let mut at = 0;
+    for ((_, agg), &w) in aggregates.iter().zip(widths) {
+        let mut acc = agg.accumulator()?;
+        let columns = state.get(at..at + w).ok_or("a window's state is short")?;
+        let one: Vec<ArrayRef> = columns.iter().map(|c| c.slice(r, 1)).collect();
+        acc.merge_batch(&one).map_err(|e| e.to_string())?;
+        accs.push(acc);
+        at += w;
+    }
+    Ok(accs)
+}
+
+/// The state values of row accumulators, gathered column by column.
+struct StateColumns {
+    /// Per aggregate, per state field, the values of every row.
+    values: Vec<Vec<Vec<ScalarValue>>>,
+}
+
+impl StateColumns {
+    fn new(aggregates: usize) -> Self {
+        Self {
+            values: vec![Vec::new(); aggregates],
+        }
+    }
+
+    /// Adds the state of `accs`, and refills them from it (taking the
+    /// state may consume it).
+    fn add(
+        &mut self,
+        accs: &mut Accs,
+        aggregates: &[(String, AggregateExpr)],
+    ) -> Result<(), OperatorError> {
+        for ((acc, (_, agg)), fields) in accs.iter_mut().zip(aggregates).zip(&mut self.values) {
+            let state = acc.state().map_err(failed)?;
+            let arrays = state
+                .iter()
+                .map(|s| s.to_array().map_err(failed))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut kept: Box<dyn Accumulator> = agg.accumulator().map_err(failed)?;
+            kept.merge_batch(&arrays).map_err(failed)?;
+            *acc = kept;
+            if fields.is_empty() {
+                fields.resize(state.len(), Vec::new());
+            }
+            for (field, value) in fields.iter_mut().zip(state) {
+                field.push(value);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<(Vec<usize>, Vec<ArrayRef>), OperatorError> {
+        let widths = self.values.iter().map(Vec::len).collect();
+        let mut columns = Vec::new();
+        for fields in self.values {
+            for values in fields {
+                columns.push(ScalarValue::iter_to_array(values).map_err(failed)?);
+            }
+        }
+        Ok((widths, columns))
+    }
+}
+
+fn int64(array: &ArrayRef) -> Result<&Int64Array, String> {
+    array
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .ok_or_else(|| "a window bound column is not i64".to_string())
+}
+
+fn boolean(array: &ArrayRef) -> Result<&BooleanArray, String> {
+    array
+        .as_any()
+        .downcast_ref::<BooleanArray>()
+        .ok_or_else(|| "a flag column is not boolean".to_string())
+}
+
+#[derive(Default)]
+struct Out(Vec<u8>);
+
+impl Out {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn i64(&mut self, v: i64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn widths(&mut self, widths: &[usize]) {
+        self.u64(widths.len() as u64);
+        widths.iter().for_each(|&w| self.u64(w as u64));
+    }
+    fn batch(&mut self, columns: Vec<ArrayRef>) -> Result<(), OperatorError> {
+        let fields: Vec<Field> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Field::new(format!("c{i}"), c.data_type().clone(), true))
+            .collect();
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(failed)?;
+        let mut bytes = Vec::new();
+        {
+            let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut bytes, &batch.schema())
+                .map_err(failed)?;
+            writer.write(&batch).map_err(failed)?;
+            writer.finish().map_err(failed)?;
+        }
+        self.u64(bytes.len() as u64);
+        self.0.extend_from_slice(&bytes);
+        Ok(())
+    }
+}
+
+struct In<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl In<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.data.len());
+        let end = end.ok_or("the window state is truncated")?;
+        let bytes = &self.data[self.at..end];
+        self.at = end;
+        Ok(bytes)
+    }
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(b))
+    }
+    fn u64(&mut self) -> Result<u64, String> {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(b))
+    }
+    fn i64(&mut self) -> Result<i64, String> {
+        self.u64().map(|v| v as i64)
+    }
+    fn widths(&mut self, aggregates: usize) -> Result<Vec<usize>, String> {
+        let n = self.u64()? as usize;
+        if n != aggregates {
+            return Err(format!(
+                "the window state has {n} aggregates, the pipeline {aggregates}"
+            ));
+        }
+        (0..n).map(|_| self.u64().map(|w| w as usize)).collect()
+    }
+    fn batch(&mut self) -> Result<Vec<ArrayRef>, String> {
+        let len = self.u64()? as usize;
+        let bytes = self.take(len)?;
+        let mut reader =
+            arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
+                .map_err(|e| e.to_string())?;
+        let batch = reader
+            .next()
+            .ok_or("a state batch is empty")?
+            .map_err(|e| e.to_string())?;
+        Ok(batch.columns().to_vec())
+    }
+}
