@@ -75,6 +75,12 @@ pub enum SourceKind {
         /// How many.
         events: u64,
     },
+    /// The shared W0/W1 benchmark stream: `key`, `value`, `ts` (see
+    /// `FormulaEvent`).
+    Formula {
+        /// How many.
+        events: u64,
+    },
     /// Synthetic sensor readings.
     Generator {
         /// How many.
@@ -196,6 +202,7 @@ impl Plan {
                 format!("generator ({events} events, {keys} keys)")
             }
             SourceKind::Nexmark { events } => format!("nexmark ({events} events)"),
+            SourceKind::Formula { events } => format!("formula ({events} events)"),
         };
         let _ = writeln!(out, "\nsources:");
         let _ = writeln!(
@@ -570,6 +577,15 @@ fn source(s: &SourceSpec, span: Span, base: &Path) -> Result<SourcePlan, Failure
                 GeneratorSource::schema(),
             )
         }
+        "formula" => {
+            only(&s.kind, &given, &[&["events"][..], &common[..]].concat())?;
+            (
+                SourceKind::Formula {
+                    events: s.events.as_ref().map_or(10_000_000, |v| *v.get_ref()),
+                },
+                crate::source::FormulaRows::schema(),
+            )
+        }
         "nexmark" => {
             only(&s.kind, &given, &[&["events"][..], &common[..]].concat())?;
             (
@@ -584,14 +600,17 @@ fn source(s: &SourceSpec, span: Span, base: &Path) -> Result<SourcePlan, Failure
                 s.kind.span(),
                 format!(
                     "source type \"{other}\" is not known; use \"file\", \"stdin\", \
-                     \"generator\" or \"nexmark\""
+                     \"generator\", \"nexmark\" or \"formula\""
                 ),
             ))
         }
     };
     let time_field = match (&s.event_time, &kind) {
         (Some(f), _) => f,
-        (None, SourceKind::Generator { .. } | SourceKind::Nexmark { .. }) => {
+        (
+            None,
+            SourceKind::Generator { .. } | SourceKind::Nexmark { .. } | SourceKind::Formula { .. },
+        ) => {
             return finish_source(kind, schema, "ts", None, s);
         }
         (None, _) => {

@@ -291,6 +291,9 @@ pub fn run_with(
                 &reserved,
                 &counters,
             )))?,
+            SourceKind::Formula { events } => add_source(Box::new(
+                crate::source::FormulaRows::new(*events, chunk_rows, counters.clone()),
+            ))?,
             SourceKind::Nexmark { events } => add_source(Box::new(
                 crate::source::NexmarkRows::new(*events, chunk_rows, counters.clone()),
             ))?,

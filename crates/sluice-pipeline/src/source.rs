@@ -499,7 +499,6 @@ impl ParquetSource {
             }
         }
         self.next_row = rows + 1;
-        self.counters.read.store(rows, Ordering::Relaxed);
         Ok(())
     }
 
@@ -663,7 +662,6 @@ impl Replayable for GeneratorSource {
             .as_str()
             .and_then(|s| s.parse().ok())
             .ok_or_else(damaged)?;
-        self.counters.read.store(self.next, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -810,7 +808,83 @@ impl Replayable for NexmarkRows {
         }
         self.buffer.clear();
         self.next_line = events + 1;
-        self.counters.read.store(events, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// The shared W0/W1 benchmark stream as rows: `key` (int64, 0..1000),
+/// `value` (float64 in [0, 1)) and `ts` (int64: event `i` at `i` ms).
+pub struct FormulaRows {
+    next: u64,
+    events: u64,
+    chunk_rows: usize,
+    schema: SchemaRef,
+    counters: Arc<SourceCounters>,
+}
+
+impl FormulaRows {
+    /// The first `events` events of the stream.
+    pub fn new(events: u64, chunk_rows: usize, counters: Arc<SourceCounters>) -> Self {
+        Self {
+            next: 0,
+            events,
+            chunk_rows: chunk_rows.max(1),
+            schema: Self::schema(),
+            counters,
+        }
+    }
+
+    /// The rows' fields.
+    pub fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("key", DataType::Int64, false),
+            Field::new("value", DataType::Float64, false),
+            Field::new("ts", DataType::Int64, false),
+        ]))
+    }
+}
+
+impl Source<Rows> for FormulaRows {
+    fn poll(&mut self, out: &mut Batch<Rows>, _max: usize) -> Result<SourceStatus, BoxError> {
+        use sluice_connectors::FormulaEvent;
+        let n = (self.chunk_rows as u64).min(self.events - self.next);
+        if n == 0 {
+            return Ok(SourceStatus::Exhausted);
+        }
+        let range = self.next as i64..(self.next + n) as i64;
+        let (keys, values): (Vec<i64>, Vec<f64>) = range
+            .clone()
+            .map(|i| {
+                let e = FormulaEvent::at(i);
+                (e.key, e.value)
+            })
+            .unzip();
+        let times = Int64Array::from_iter_values(range);
+        let batch = RecordBatch::try_new(
+            self.schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(keys)),
+                Arc::new(Float64Array::from(values)),
+                Arc::new(times.clone()),
+            ],
+        )?;
+        let lines = UInt64Array::from_iter_values(self.next + 1..=self.next + n);
+        self.next += n;
+        self.counters.read.fetch_add(n, Ordering::Relaxed);
+        push(out, Rows::new(batch, times, lines));
+        Ok(SourceStatus::Ready)
+    }
+}
+
+impl Replayable for FormulaRows {
+    fn position(&self) -> serde_json::Value {
+        serde_json::json!({ "next": self.next })
+    }
+    fn seek(&mut self, position: &serde_json::Value) -> Result<(), String> {
+        self.next = position["next"]
+            .as_u64()
+            .filter(|&n| n <= self.events)
+            .ok_or("the checkpointed formula position is damaged")?;
         Ok(())
     }
 }

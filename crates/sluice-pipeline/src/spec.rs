@@ -36,7 +36,7 @@ pub struct PipelineSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
-    /// `file`, `stdin`, `generator` or `nexmark`.
+    /// `file`, `stdin`, `generator`, `nexmark` or `formula`.
     #[serde(rename = "type")]
     pub kind: Spanned<String>,
     /// The input file, relative to the pipeline file (file sources).

@@ -221,3 +221,64 @@ impl<T> Alignment<T> {
         chain.on_barrier(barrier)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{multi_edge, FlushPolicy, SystemClock};
+    use std::sync::Arc;
+
+    /// What the operators behind an edge saw, in order.
+    #[derive(Default)]
+    struct Record(Vec<String>);
+
+    impl Operator<u32> for Record {
+        fn on_batch(&mut self, batch: &mut Batch<u32>) -> OperatorResult {
+            self.0.extend(batch.items().iter().map(|n| n.to_string()));
+            Ok(())
+        }
+        fn on_barrier(&mut self, barrier: Barrier) -> OperatorResult {
+            self.0.push(format!("barrier {}", barrier.id));
+            Ok(())
+        }
+        fn on_end(&mut self) -> OperatorResult {
+            self.0.push("end".into());
+            Ok(())
+        }
+    }
+
+    fn send(sender: &mut impl Operator<u32>, n: u32) {
+        sender
+            .on_batch(&mut Batch::from_parts(vec![n], vec![i64::from(n)]))
+            .unwrap();
+    }
+
+    #[test]
+    fn a_barrier_passes_once_every_sender_has_sent_it_and_holds_back_what_follows() {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+        let (mut senders, receiver) =
+            multi_edge::<u32>("e", FlushPolicy::EachEvent, 16, clock.clone(), None, 3).unwrap();
+        let mut c = senders.pop().unwrap();
+        let mut b = senders.pop().unwrap();
+        let mut a = senders.pop().unwrap();
+        send(&mut a, 1);
+        a.on_barrier(Barrier { id: 1 }).unwrap();
+        send(&mut a, 10); // after the barrier: held until b and c send theirs
+        send(&mut b, 2);
+        b.on_barrier(Barrier { id: 1 }).unwrap();
+        send(&mut b, 20);
+        send(&mut c, 3);
+        c.on_end().unwrap(); // an ended sender does not hold the barrier back
+        a.on_barrier(Barrier { id: 2 }).unwrap();
+        a.on_end().unwrap();
+        b.on_barrier(Barrier { id: 2 }).unwrap();
+        b.on_end().unwrap();
+
+        let mut record = Record::default();
+        run_receiver("r", &receiver, &mut record, clock.as_ref()).unwrap();
+        assert_eq!(
+            record.0,
+            ["1", "2", "3", "barrier 1", "10", "20", "barrier 2", "end"]
+        );
+    }
+}
