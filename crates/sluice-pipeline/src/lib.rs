@@ -26,6 +26,7 @@
 pub mod checkpoint;
 pub mod decode;
 pub mod diag;
+mod moments;
 pub mod plan;
 pub mod reserved;
 pub mod rows;
