@@ -270,3 +270,52 @@ fn a_bad_interval_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("500ms"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_failing_sink_ends_a_checkpointed_run_with_an_error_not_a_hang() {
+    let pipeline = r#"name = "full"
+
+[source]
+type = "generator"
+events = 1000000000
+keys = 10
+
+[[transform]]
+name = "per_key"
+type = "window"
+key = "sensor"
+window = { type = "tumbling", size = "1s" }
+aggregates = { n = "count(*)" }
+
+[[sink]]
+from = "per_key"
+type = "file"
+path = "/dev/full"
+format = "jsonl"
+"#;
+    let dir = setup(pipeline);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(dir.path())
+        .args([
+            "run",
+            "p.toml",
+            "--state-dir",
+            "st",
+            "--checkpoint-interval",
+            "50ms",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the run hung after its sink failed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("/dev/full"), "{}", stderr(&out));
+}

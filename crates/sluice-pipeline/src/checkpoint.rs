@@ -24,7 +24,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The version of the state format; a state directory of another version
@@ -274,7 +274,6 @@ pub struct Checkpointing {
     /// The checkpoint the run resumed from.
     restored: Option<u64>,
     inner: Mutex<Inner>,
-    committed: Condvar,
     stop: Arc<AtomicBool>,
     stop_barrier: AtomicU64,
     count: AtomicU64,
@@ -304,7 +303,6 @@ impl Checkpointing {
                 last: None,
                 error: None,
             }),
-            committed: Condvar::new(),
             stop,
             stop_barrier: AtomicU64::new(0),
             count: AtomicU64::new(0),
@@ -377,8 +375,12 @@ impl Checkpointing {
             return Ok(());
         };
         let mut entries = flight.entries;
-        for (key, value) in self.reserved.checkpoint()? {
-            entries.insert(key, value);
+        match self.reserved.checkpoint() {
+            Ok(lengths) => entries.extend(lengths),
+            Err(error) => {
+                inner.error = Some(error.clone());
+                return Err(error);
+            }
         }
         let bytes = entries.values().map(|v| v.len() as u64).sum();
         let snapshot = Snapshot {
@@ -401,8 +403,6 @@ impl Checkpointing {
         metrics::counter!("sluice_checkpoints_total").increment(1);
         metrics::histogram!("sluice_checkpoint_seconds").record(committed.duration.as_secs_f64());
         metrics::gauge!("sluice_checkpoint_bytes").set(bytes as f64);
-        drop(inner);
-        self.committed.notify_all();
         Ok(())
     }
 
@@ -425,23 +425,9 @@ impl Checkpointing {
             .map(|l| l.id)
     }
 
-    /// Waits until no checkpoint is in flight (or a commit failed): at the
-    /// end of the input, before the operators release what they hold.
-    pub fn wait_idle(&self) -> Result<(), String> {
-        let mut inner = self.lock();
-        loop {
-            if let Some(error) = &inner.error {
-                return Err(error.clone());
-            }
-            if inner.in_flight.is_none() {
-                return Ok(());
-            }
-            inner = self
-                .committed
-                .wait_timeout(inner, Duration::from_millis(50))
-                .map(|(guard, _)| guard)
-                .unwrap_or_else(|p| p.into_inner().0);
-        }
+    /// True while a checkpoint is in flight.
+    pub fn in_flight(&self) -> bool {
+        self.lock().in_flight.is_some()
     }
 
     /// Marks the run complete: its input is all read and its outputs are

@@ -99,8 +99,9 @@ pub fn run(plan: Plan, progress: &Progress) -> Result<Summary, RunError> {
     run_with(plan, progress, &RunOptions::default())
 }
 
-/// What identifies a pipeline's state: its sources, streams, transforms
-/// (with their aggregates), sinks and workers; not its batch size.
+/// What identifies a pipeline's state: its source (with all its settings),
+/// streams, transforms (with their aggregates), sinks, workers and chunk
+/// size; not the checkpoint interval.
 pub fn fingerprint(plan: &Plan) -> String {
     let mut text: String = plan
         .describe()
@@ -108,7 +109,14 @@ pub fn fingerprint(plan: &Plan) -> String {
         .filter(|line| !line.starts_with("execution:"))
         .map(|line| format!("{line}\n"))
         .collect();
-    text.push_str(&format!("workers {}\n", plan.execution.workers));
+    // Chunks decide where the watermark moves, so they are part of it too.
+    text.push_str(&format!(
+        "workers {}, chunk rows {}, source {:?}, idle timeout {:?}\n",
+        plan.execution.workers,
+        plan.execution.chunk_rows(),
+        plan.source.kind,
+        plan.source.idle_timeout
+    ));
     for t in &plan.transforms {
         if let Operation::Window(w) = &t.operation {
             for (name, aggregate) in &w.aggregates {
@@ -424,8 +432,21 @@ pub fn run_with(
                 };
                 // Check once that the operator can be built, and that its
                 // checkpointed states load.
-                let instances = if keyed_exchange { exec.workers } else { 1 };
+                // One instance per instance of its input: the workers behind
+                // a key exchange, or after an earlier one.
+                let instances = keyed.parallelism();
                 let mut states = Vec::new();
+                let prefix = format!("window/{name}/");
+                let saved = restored.as_ref().map_or(0, |s| {
+                    s.entries.keys().filter(|k| k.starts_with(&prefix)).count()
+                });
+                if restored.is_some() && saved != instances {
+                    return Err(RunError(format!(
+                        "{name}: the checkpoint has the state of {saved} instance(s), the \
+                         pipeline runs {instances}: the state is damaged; run with --fresh to \
+                         start over"
+                    )));
+                }
                 for instance in 0..instances {
                     let mut check =
                         WindowOp::new(window.clone(), reserved.clone(), Box::new(Discard))
@@ -492,7 +513,8 @@ pub fn run_with(
         ..CheckpointReport::default()
     });
     let result = pipeline.run();
-    if let (Some(c), Some(report)) = (&checkpointing, &mut report) {
+    let stop_marker = matches!(&result, Err(e) if e.to_string().contains(crate::source::STOPPED));
+    if let (Some(c), Some(report), true) = (&checkpointing, &mut report, stop_marker) {
         if let Some(stopped) = c.stopped() {
             // A graceful stop: the source ended the run once its last
             // checkpoint had committed; the windows keep their state for

@@ -171,6 +171,22 @@ impl TextSource {
         }
     }
 
+    /// The complete, non-blank lines from `start`, counted up to `limit`.
+    fn complete_lines(&self, limit: usize) -> usize {
+        let data = &self.buf[self.start..];
+        let (mut at, mut count) = (0, 0);
+        for nl in memchr::memchr_iter(b'\n', data) {
+            if !is_blank(&data[at..nl]) {
+                count += 1;
+                if count >= limit {
+                    break;
+                }
+            }
+            at = nl + 1;
+        }
+        count
+    }
+
     /// Finds up to `chunk_rows` complete lines from `start`; returns the
     /// end of the last one (after its newline).
     fn scan_lines(&mut self) -> usize {
@@ -226,11 +242,12 @@ fn trim_cr(data: &[u8], start: usize, end: usize) -> usize {
 impl Source<Rows> for TextSource {
     fn poll(&mut self, out: &mut Batch<Rows>, _max: usize) -> Result<SourceStatus, BoxError> {
         // Gather enough bytes for a full chunk, or what there is.
+        // Chunks end where `chunk_rows` records do, wherever reads end: a
+        // run resumed from a checkpoint cuts the same chunks.
+        let wanted = self.chunk_rows + self.skip;
         loop {
-            let complete = memchr::memchr_iter(b'\n', &self.buf[self.start..])
-                .take(self.chunk_rows)
-                .count();
-            if complete >= self.chunk_rows || self.eof {
+            let complete = self.complete_lines(wanted);
+            if complete >= wanted || self.eof {
                 break;
             }
             match self.read_more()? {
@@ -291,9 +308,12 @@ impl Replayable for TextSource {
 
     fn seek(&mut self, position: &serde_json::Value) -> Result<(), String> {
         let field = |name: &str| {
-            position[name]
-                .as_u64()
-                .ok_or_else(|| format!("the checkpointed position has no `{name}`"))
+            position[name].as_u64().ok_or_else(|| {
+                format!(
+                    "the checkpointed position has no `{name}`: the state is damaged; run \
+                         with --fresh to start over"
+                )
+            })
         };
         let (offset, line, skip) = (field("offset")?, field("line")?, field("skip")?);
         if let Bytes::File(file) = &mut self.bytes {
@@ -301,7 +321,9 @@ impl Replayable for TextSource {
             let len = file.metadata().map(|m| m.len()).unwrap_or(0);
             if len < offset {
                 return Err(format!(
-                    "{} is shorter ({len} bytes) than the checkpoint's position ({offset}                      bytes): the input changed since the checkpoint. Restore it, or run                      with --fresh to start over",
+                    "{} is shorter ({len} bytes) than the checkpoint's position ({offset} \
+                     bytes): the input changed since the checkpoint. Restore it, or run \
+                     with --fresh to start over",
                     self.path
                 ));
             }
@@ -335,6 +357,10 @@ pub trait Replayable {
     fn release_reserved(&self) {}
 }
 
+/// How the source ends a run on a graceful stop, once its last checkpoint
+/// has committed.
+pub const STOPPED: &str = "stopped after checkpoint";
+
 /// A source of rows that can be replayed.
 pub trait ReplayableSource: Source<Rows> + Replayable {}
 
@@ -360,6 +386,8 @@ pub struct Checkpointed<S> {
     inner: S,
     checkpointing: Option<Arc<crate::checkpoint::Checkpointing>>,
     max_time: i64,
+    /// The input is done: no more barriers.
+    exhausted: bool,
 }
 
 impl<S: Replayable> Checkpointed<S> {
@@ -369,14 +397,19 @@ impl<S: Replayable> Checkpointed<S> {
             inner,
             checkpointing,
             max_time: i64::MIN,
+            exhausted: false,
         }
     }
 
     /// Resumes from a checkpointed position; returns the latest event time
     /// emitted before it.
     pub fn restore(&mut self, position: &[u8]) -> Result<Option<i64>, String> {
-        let value: serde_json::Value = serde_json::from_slice(position)
-            .map_err(|e| format!("the checkpointed source position is damaged: {e}"))?;
+        let value: serde_json::Value = serde_json::from_slice(position).map_err(|e| {
+            format!(
+                "the checkpointed source position is damaged ({e}); run with --fresh to \
+                     start over"
+            )
+        })?;
         self.inner.seek(&value["inner"])?;
         self.max_time = value["max_time"].as_i64().unwrap_or(i64::MIN);
         Ok((self.max_time != i64::MIN).then_some(self.max_time))
@@ -385,11 +418,20 @@ impl<S: Replayable> Checkpointed<S> {
 
 impl<S: Source<Rows> + Replayable> Source<Rows> for Checkpointed<S> {
     fn poll(&mut self, out: &mut Batch<Rows>, max: usize) -> Result<SourceStatus, BoxError> {
+        if self.exhausted {
+            // What the operators release at the end must not be in a
+            // checkpoint still in flight: end once it has committed.
+            if self.checkpointing.as_ref().is_some_and(|c| c.in_flight()) {
+                return Ok(SourceStatus::Idle);
+            }
+            self.inner.release_reserved();
+            return Ok(SourceStatus::Exhausted);
+        }
         if let Some(checkpointing) = self.checkpointing.as_ref().filter(|c| c.stopping()) {
             // Graceful stop: read nothing more; once the last checkpoint
             // has committed, end the run without releasing any state.
             if let Some(id) = checkpointing.stopped() {
-                return Err(format!("stopped after checkpoint {id}").into());
+                return Err(format!("{STOPPED} {id}").into());
             }
             return Ok(SourceStatus::Idle);
         }
@@ -398,12 +440,12 @@ impl<S: Source<Rows> + Replayable> Source<Rows> for Checkpointed<S> {
             self.max_time = self.max_time.max(time);
         }
         if status == SourceStatus::Exhausted {
-            if let Some(checkpointing) = &self.checkpointing {
-                // What the operators release at the end must not be in a
-                // checkpoint still in flight.
-                checkpointing.wait_idle()?;
-            }
-            self.inner.release_reserved();
+            self.exhausted = true;
+            return Ok(if out.is_empty() {
+                SourceStatus::Idle
+            } else {
+                SourceStatus::Ready
+            });
         }
         Ok(status)
     }
@@ -413,7 +455,7 @@ impl<S: Source<Rows> + Replayable> Source<Rows> for Checkpointed<S> {
     }
 
     fn barrier(&mut self) -> Result<Option<sluice::Barrier>, BoxError> {
-        let Some(checkpointing) = &self.checkpointing else {
+        let Some(checkpointing) = self.checkpointing.as_ref().filter(|_| !self.exhausted) else {
             return Ok(None);
         };
         let Some(id) = checkpointing.due() else {
@@ -483,7 +525,8 @@ impl ParquetSource {
                     let n = batch.num_rows() as u64;
                     if n > left {
                         return Err(format!(
-                            "cannot resume {} at row {rows}: it is not where a chunk                              ended; run with --fresh to start over",
+                            "cannot resume {} at row {rows}: it is not where a chunk ended; run \
+                             with --fresh to start over",
                             self.path
                         ));
                     }
@@ -492,7 +535,8 @@ impl ParquetSource {
                 Some(Err(e)) => return Err(format!("cannot read {}: {e}", self.path)),
                 None => {
                     return Err(format!(
-                        "{} has fewer rows than the checkpoint's position ({rows}): the                          input changed since the checkpoint; run with --fresh to start over",
+                        "{} has fewer rows than the checkpoint's position ({rows}): the input \
+                         changed since the checkpoint; run with --fresh to start over",
                         self.path
                     ))
                 }
@@ -544,9 +588,9 @@ impl Replayable for ParquetSource {
         serde_json::json!({ "rows": self.next_row - 1 })
     }
     fn seek(&mut self, position: &serde_json::Value) -> Result<(), String> {
-        let rows = position["rows"]
-            .as_u64()
-            .ok_or("the checkpointed position has no `rows`")?;
+        let rows = position["rows"].as_u64().ok_or(
+            "the checkpointed Parquet position is damaged; run with --fresh to start over",
+        )?;
         self.skip_rows(rows)
     }
     fn release_reserved(&self) {
@@ -655,7 +699,10 @@ impl Replayable for GeneratorSource {
         })
     }
     fn seek(&mut self, position: &serde_json::Value) -> Result<(), String> {
-        let damaged = || "the checkpointed generator position is damaged".to_string();
+        let damaged = || {
+            "the checkpointed generator position is damaged; run with --fresh to start over"
+                .to_string()
+        };
         self.next = position["next"].as_u64().ok_or_else(damaged)?;
         self.remaining = position["remaining"].as_u64().ok_or_else(damaged)?;
         self.state = position["state"]
@@ -789,9 +836,9 @@ impl Replayable for NexmarkRows {
         serde_json::json!({ "events": self.next_line - 1 })
     }
     fn seek(&mut self, position: &serde_json::Value) -> Result<(), String> {
-        let events = position["events"]
-            .as_u64()
-            .ok_or("the checkpointed position has no `events`")?;
+        let events = position["events"].as_u64().ok_or(
+            "the checkpointed Nexmark position is damaged; run with --fresh to start over",
+        )?;
         // The generator is deterministic: generate and drop what was read.
         let mut left = events;
         while left > 0 {
@@ -803,7 +850,11 @@ impl Replayable for NexmarkRows {
                 .map_err(|e| e.to_string())?;
             left -= self.buffer.len() as u64;
             if status == SourceStatus::Exhausted && left > 0 {
-                return Err("the checkpoint is past the end of the Nexmark input".into());
+                return Err(
+                    "the checkpoint is past the end of the Nexmark input; run with --fresh to \
+                     start over"
+                        .into(),
+                );
             }
         }
         self.buffer.clear();
@@ -884,7 +935,9 @@ impl Replayable for FormulaRows {
         self.next = position["next"]
             .as_u64()
             .filter(|&n| n <= self.events)
-            .ok_or("the checkpointed formula position is damaged")?;
+            .ok_or(
+                "the checkpointed formula position is damaged; run with --fresh to start over",
+            )?;
         Ok(())
     }
 }

@@ -2,6 +2,7 @@ use crate::stage::{run_receiver, run_source};
 use crate::{
     Clock, EdgeMetrics, EdgeReceiver, EdgeSnapshot, Operator, RuntimeError, RuntimeResult, Source,
 };
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,8 @@ pub struct Executor {
     tasks: Vec<(String, Task)>,
     edges: Vec<(String, Arc<EdgeMetrics>)>,
     poll_size: usize,
+    /// Set when a stage fails, so that sources waiting for input stop.
+    aborted: Arc<AtomicBool>,
 }
 
 /// What a finished run measured.
@@ -42,6 +45,7 @@ impl Executor {
             tasks: Vec::new(),
             edges: Vec::new(),
             poll_size: DEFAULT_POLL_SIZE,
+            aborted: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -65,9 +69,19 @@ impl Executor {
         let clock = self.clock.clone();
         let poll_size = self.poll_size;
         let stage = name.to_string();
+        let aborted = self.aborted.clone();
         self.tasks.push((
             name.to_string(),
-            Box::new(move || run_source(&stage, &mut *source, &mut *chain, &*clock, poll_size)),
+            Box::new(move || {
+                run_source(
+                    &stage,
+                    &mut *source,
+                    &mut *chain,
+                    &*clock,
+                    poll_size,
+                    &aborted,
+                )
+            }),
         ));
     }
 
@@ -95,6 +109,17 @@ impl Executor {
         let mut handles = Vec::with_capacity(self.tasks.len());
         let mut first_error = None;
         for (name, task) in self.tasks {
+            let aborted = self.aborted.clone();
+            let task = move || {
+                // Unwinding counts as failing: the flag is set on drop.
+                let mut guard = AbortOnFailure {
+                    aborted,
+                    armed: true,
+                };
+                let result = task();
+                guard.armed = result.is_err();
+                result
+            };
             match std::thread::Builder::new()
                 .name(format!("sluice-{name}"))
                 .spawn(task)
@@ -138,5 +163,20 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "a panic without a message".to_string()
+    }
+}
+
+/// Sets the run's abort flag when dropped: when its stage failed or
+/// panicked.
+struct AbortOnFailure {
+    aborted: Arc<AtomicBool>,
+    armed: bool,
+}
+
+impl Drop for AbortOnFailure {
+    fn drop(&mut self) {
+        if self.armed {
+            self.aborted.store(true, Ordering::Relaxed);
+        }
     }
 }

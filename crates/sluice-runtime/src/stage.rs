@@ -13,6 +13,7 @@ use crate::{
 use crossbeam_channel::RecvTimeoutError;
 use sluice_core::Batch;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// How long an idle source waits before polling again, at most.
@@ -30,17 +31,22 @@ fn operator_error(stage: &str, error: OperatorError) -> RuntimeResult<()> {
 }
 
 /// Drives `source` and the fused operators after it until the source is
-/// exhausted or an operator fails.
+/// exhausted, an operator fails, or `aborted` is set (another stage of the
+/// run failed: that stage reports why).
 pub fn run_source<T>(
     name: &str,
     source: &mut dyn Source<T>,
     chain: &mut dyn Operator<T>,
     clock: &dyn Clock,
     poll_size: usize,
+    aborted: &AtomicBool,
 ) -> RuntimeResult<()> {
     let mut buffer = Batch::with_capacity(poll_size);
     let mut deadline: Option<Duration> = None;
     loop {
+        if aborted.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         let status = source
             .poll(&mut buffer, poll_size)
             .map_err(|error| RuntimeError::Source {
