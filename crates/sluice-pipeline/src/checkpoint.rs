@@ -331,15 +331,19 @@ impl Checkpointing {
     }
 
     /// Called by the source after each poll: the number of a checkpoint to
-    /// start now, if one is due. The source then reports its position.
-    pub fn due(&self) -> Option<u64> {
+    /// start now, if one is due. The source then reports its position. An
+    /// error if a checkpoint failed: the run must stop.
+    pub fn due(&self) -> Result<Option<u64>, String> {
         let mut inner = self.lock();
+        if let Some(error) = &inner.error {
+            return Err(error.clone());
+        }
         if inner.in_flight.is_some() || self.stop_barrier.load(Ordering::SeqCst) != 0 {
-            return None;
+            return Ok(None);
         }
         let stopping = self.stopping();
         if !stopping && inner.last_end.elapsed() < self.interval {
-            return None;
+            return Ok(None);
         }
         let id = inner.next_id;
         inner.next_id += 1;
@@ -352,7 +356,23 @@ impl Checkpointing {
         if stopping {
             self.stop_barrier.store(id, Ordering::SeqCst);
         }
-        Some(id)
+        Ok(Some(id))
+    }
+
+    /// A participant could not do its part: no checkpoint commits any more,
+    /// and the source stops the run with `error`.
+    pub fn fail(&self, error: String) {
+        let mut inner = self.lock();
+        inner.in_flight = None;
+        inner.error.get_or_insert(error);
+    }
+
+    /// The error that stopped the checkpoints, if one did.
+    pub fn check(&self) -> Result<(), String> {
+        match &self.lock().error {
+            Some(error) => Err(error.clone()),
+            None => Ok(()),
+        }
     }
 
     /// A participant's part of checkpoint `id`: its state entries (none

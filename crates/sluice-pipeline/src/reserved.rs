@@ -96,7 +96,7 @@ impl ReservedStream {
     fn checkpoint(&self) -> Result<Vec<(String, Vec<u8>)>, String> {
         let mut lengths = Vec::new();
         for (i, (writer, _)) in lock(&self.writers).iter_mut().enumerate() {
-            let length = writer.checkpoint()?;
+            let length = writer.checkpoint()?.sync()?;
             lengths.push((
                 format!("reserved/{}/{i}", self.name),
                 length.to_le_bytes().to_vec(),

@@ -18,9 +18,36 @@ pub trait RowWriter: Send {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), String>;
     /// Flushes and closes the output.
     fn finish(&mut self) -> Result<(), String>;
-    /// Makes what was written durable; returns the output's length, which
-    /// a recovery cuts the output back to.
-    fn checkpoint(&mut self) -> Result<u64, String>;
+    /// Hands what was written to the operating system; returns the
+    /// output's length, which a recovery cuts the output back to, and what
+    /// makes it durable.
+    fn checkpoint(&mut self) -> Result<Durable, String>;
+}
+
+/// An output's length at a checkpoint, and the file to sync before the
+/// checkpoint may commit. Syncing can take long (it waits for the disk), so
+/// a sink does it on another thread while the dataflow goes on.
+pub struct Durable {
+    length: u64,
+    file: Option<(File, PathBuf)>,
+}
+
+impl Durable {
+    /// An output with nothing to sync (stdout, a discarded stream).
+    pub fn nothing() -> Self {
+        Self {
+            length: 0,
+            file: None,
+        }
+    }
+
+    /// Waits until the output is durable up to its length; returns it.
+    pub fn sync(self) -> Result<u64, String> {
+        if let Some((file, path)) = self.file {
+            file.sync_data().map_err(|e| io_error(&path, e))?;
+        }
+        Ok(self.length)
+    }
 }
 
 /// Where a sink writes.
@@ -185,9 +212,12 @@ impl Write for Counting {
 /// A file handle to make writes durable, and the count of bytes written.
 type Synced = (File, Arc<AtomicU64>);
 
-fn sync(synced: &Synced, path: &Path) -> Result<u64, String> {
-    synced.0.sync_data().map_err(|e| io_error(path, e))?;
-    Ok(synced.1.load(Ordering::Relaxed))
+fn durable(synced: &Synced, path: &Path) -> Result<Durable, String> {
+    let file = synced.0.try_clone().map_err(|e| io_error(path, e))?;
+    Ok(Durable {
+        length: synced.1.load(Ordering::Relaxed),
+        file: Some((file, path.to_path_buf())),
+    })
 }
 
 struct JsonLines {
@@ -207,11 +237,11 @@ impl RowWriter for JsonLines {
     fn finish(&mut self) -> Result<(), String> {
         self.out.flush().map_err(|e| io_error(&self.path, e))
     }
-    fn checkpoint(&mut self) -> Result<u64, String> {
+    fn checkpoint(&mut self) -> Result<Durable, String> {
         self.out.flush().map_err(|e| io_error(&self.path, e))?;
         match &self.file {
-            Some(synced) => sync(synced, &self.path),
-            None => Ok(0),
+            Some(synced) => durable(synced, &self.path),
+            None => Ok(Durable::nothing()),
         }
     }
 }
@@ -239,8 +269,8 @@ impl RowWriter for Csv {
         }
         Ok(())
     }
-    fn checkpoint(&mut self) -> Result<u64, String> {
-        sync(&self.file, &self.path)
+    fn checkpoint(&mut self) -> Result<Durable, String> {
+        durable(&self.file, &self.path)
     }
 }
 
@@ -262,7 +292,7 @@ impl RowWriter for Parquet {
         }
         Ok(())
     }
-    fn checkpoint(&mut self) -> Result<u64, String> {
+    fn checkpoint(&mut self) -> Result<Durable, String> {
         Err(format!(
             "{}: Parquet sinks cannot take part in checkpoints",
             self.path.display()
@@ -280,8 +310,8 @@ impl RowWriter for Discard {
     fn finish(&mut self) -> Result<(), String> {
         Ok(())
     }
-    fn checkpoint(&mut self) -> Result<u64, String> {
-        Ok(0)
+    fn checkpoint(&mut self) -> Result<Durable, String> {
+        Ok(Durable::nothing())
     }
 }
 
@@ -335,11 +365,21 @@ impl Sink<Rows> for RowSink {
     }
     fn checkpoint(&mut self, barrier: sluice::Barrier) -> Result<(), BoxError> {
         if let Some((checkpointing, key)) = &self.checkpoint {
-            let length = self.writer.checkpoint()?;
-            checkpointing.report(
-                barrier.id,
-                vec![(key.clone(), length.to_le_bytes().to_vec())],
-            )?;
+            let durable = self.writer.checkpoint()?;
+            let (checkpointing, key) = (checkpointing.clone(), key.clone());
+            // The sync waits for the disk: the dataflow goes on meanwhile
+            // (what it writes next lies beyond the recorded length).
+            std::thread::Builder::new()
+                .name("sluice-sync".into())
+                .spawn(move || {
+                    let reported = durable.sync().and_then(|length| {
+                        checkpointing.report(barrier.id, vec![(key, length.to_le_bytes().to_vec())])
+                    });
+                    if let Err(error) = reported {
+                        checkpointing.fail(error);
+                    }
+                })
+                .map_err(|e| format!("cannot start a thread to sync the output: {e}"))?;
         }
         Ok(())
     }

@@ -418,6 +418,9 @@ impl<S: Replayable> Checkpointed<S> {
 
 impl<S: Source<Rows> + Replayable> Source<Rows> for Checkpointed<S> {
     fn poll(&mut self, out: &mut Batch<Rows>, max: usize) -> Result<SourceStatus, BoxError> {
+        if let Some(checkpointing) = &self.checkpointing {
+            checkpointing.check()?;
+        }
         if self.exhausted {
             // What the operators release at the end must not be in a
             // checkpoint still in flight: end once it has committed.
@@ -458,7 +461,7 @@ impl<S: Source<Rows> + Replayable> Source<Rows> for Checkpointed<S> {
         let Some(checkpointing) = self.checkpointing.as_ref().filter(|_| !self.exhausted) else {
             return Ok(None);
         };
-        let Some(id) = checkpointing.due() else {
+        let Some(id) = checkpointing.due()? else {
             return Ok(None);
         };
         self.inner.release_reserved();
