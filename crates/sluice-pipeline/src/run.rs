@@ -53,6 +53,10 @@ pub struct CheckpointReport {
     pub committed: u64,
     /// The last one committed.
     pub last: Option<u64>,
+    /// The state it wrote, in bytes (source position, windows, lengths).
+    pub last_bytes: Option<u64>,
+    /// From its barrier's injection to its commit, in milliseconds.
+    pub last_ms: Option<f64>,
     /// It stopped on a signal after a last checkpoint.
     pub stopped: bool,
     /// The state showed the pipeline already completed: nothing ran.
@@ -541,6 +545,8 @@ pub fn run_with(
         c.complete().map_err(RunError)?;
         report.committed = c.count();
         report.last = c.last().map(|l| l.id);
+        report.last_bytes = c.last().map(|l| l.bytes);
+        report.last_ms = c.last().map(|l| l.duration.as_secs_f64() * 1e3);
     }
     report_unread(&plan, &reserved);
     Ok(summary(
