@@ -342,14 +342,17 @@ fn sigterm_takes_a_last_checkpoint_and_the_next_run_resumes() {
     let input = root.path().join("input.jsonl");
     write_input(&input);
     let reference = workspace(root.path(), "reference", &input, 1);
+    let started = Instant::now();
     let (ok, stderr) = finish(start(&reference, &[]));
     assert!(ok, "{stderr}");
+    // Stop a third of the way through (in a debug or a release build).
+    let stop_after = (started.elapsed() / 3).max(Duration::from_millis(50));
 
     let stopped = workspace(root.path(), "stopped", &input, 1);
     let state = stopped.join("state").to_string_lossy().into_owned();
     let args = ["--state-dir", state.as_str(), "--checkpoint-interval", "1h"];
     let child = start(&stopped, &args);
-    std::thread::sleep(Duration::from_millis(700));
+    std::thread::sleep(stop_after);
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
