@@ -196,9 +196,10 @@ fn a_damaged_state_is_an_error_not_a_fresh_start() {
     assert!(!dir.path().join("out/per_key.jsonl").exists());
 }
 
-#[test]
-fn an_output_removed_behind_a_stopped_run_is_an_error() {
-    let pipeline = r#"name = "g"
+/// An endless generator through a window into `sink_path`.
+fn endless(sink_path: &str) -> String {
+    format!(
+        r#"name = "endless"
 
 [source]
 type = "generator"
@@ -209,29 +210,40 @@ keys = 10
 name = "per_key"
 type = "window"
 key = "sensor"
-window = { type = "tumbling", size = "1s" }
-aggregates = { n = "count(*)" }
+window = {{ type = "tumbling", size = "1s" }}
+aggregates = {{ n = "count(*)" }}
 
 [[sink]]
 from = "per_key"
 type = "file"
-path = "out/per_key.jsonl"
-"#;
-    let dir = setup(pipeline);
-    let args = [
-        "run",
-        "p.toml",
-        "--state-dir",
-        "st",
-        "--checkpoint-interval",
-        "50ms",
-    ];
-    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .current_dir(dir.path())
-        .args(args)
+path = "{sink_path}"
+format = "jsonl"
+"#
+    )
+}
+
+const CHECKPOINTED: [&str; 6] = [
+    "run",
+    "p.toml",
+    "--state-dir",
+    "st",
+    "--checkpoint-interval",
+    "50ms",
+];
+
+fn spawn(dir: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(dir)
+        .args(CHECKPOINTED)
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn an_output_removed_behind_a_stopped_run_is_an_error() {
+    let dir = setup(&endless("out/per_key.jsonl"));
+    let child = spawn(dir.path());
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -243,7 +255,7 @@ path = "out/per_key.jsonl"
     assert!(stderr(&out).contains("stopped after checkpoint"));
 
     fs::remove_file(dir.path().join("out/per_key.jsonl")).unwrap();
-    let out = sluice(dir.path(), &args);
+    let out = sluice(dir.path(), &CHECKPOINTED);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
@@ -273,40 +285,8 @@ fn a_bad_interval_is_a_usage_error() {
 
 #[test]
 fn a_failing_sink_ends_a_checkpointed_run_with_an_error_not_a_hang() {
-    let pipeline = r#"name = "full"
-
-[source]
-type = "generator"
-events = 1000000000
-keys = 10
-
-[[transform]]
-name = "per_key"
-type = "window"
-key = "sensor"
-window = { type = "tumbling", size = "1s" }
-aggregates = { n = "count(*)" }
-
-[[sink]]
-from = "per_key"
-type = "file"
-path = "/dev/full"
-format = "jsonl"
-"#;
-    let dir = setup(pipeline);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .current_dir(dir.path())
-        .args([
-            "run",
-            "p.toml",
-            "--state-dir",
-            "st",
-            "--checkpoint-interval",
-            "50ms",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let dir = setup(&endless("/dev/full"));
+    let mut child = spawn(dir.path());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while child.try_wait().unwrap().is_none() {
         if std::time::Instant::now() > deadline {

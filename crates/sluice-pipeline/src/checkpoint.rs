@@ -259,7 +259,6 @@ struct InFlight {
 struct Inner {
     in_flight: Option<InFlight>,
     next_id: u64,
-    last_end: Instant,
     participants: usize,
     last: Option<Committed>,
     error: Option<String>,
@@ -276,6 +275,13 @@ pub struct Checkpointing {
     inner: Mutex<Inner>,
     stop: Arc<AtomicBool>,
     stop_barrier: AtomicU64,
+    /// Where `now_ms` counts from.
+    epoch: Instant,
+    /// No checkpoint is due before this (ms since `epoch`): the next one's
+    /// time, `u64::MAX` while one is in flight, 0 after a failure.
+    quiet_until: AtomicU64,
+    /// A checkpoint failed (the error is in `inner`).
+    failed: AtomicBool,
     count: AtomicU64,
 }
 
@@ -298,13 +304,15 @@ impl Checkpointing {
             inner: Mutex::new(Inner {
                 in_flight: None,
                 next_id: restored.unwrap_or(0) + 1,
-                last_end: Instant::now(),
                 participants: 0,
                 last: None,
                 error: None,
             }),
             stop,
             stop_barrier: AtomicU64::new(0),
+            epoch: Instant::now(),
+            quiet_until: AtomicU64::new(interval.as_millis() as u64),
+            failed: AtomicBool::new(false),
             count: AtomicU64::new(0),
         }
     }
@@ -334,6 +342,11 @@ impl Checkpointing {
     /// start now, if one is due. The source then reports its position. An
     /// error if a checkpoint failed: the run must stop.
     pub fn due(&self) -> Result<Option<u64>, String> {
+        // Called after every poll (every event, in event mode): no lock
+        // until a checkpoint may be due.
+        if !self.stopping() && self.now_ms() < self.quiet_until.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
         let mut inner = self.lock();
         if let Some(error) = &inner.error {
             return Err(error.clone());
@@ -342,9 +355,6 @@ impl Checkpointing {
             return Ok(None);
         }
         let stopping = self.stopping();
-        if !stopping && inner.last_end.elapsed() < self.interval {
-            return Ok(None);
-        }
         let id = inner.next_id;
         inner.next_id += 1;
         inner.in_flight = Some(InFlight {
@@ -353,6 +363,7 @@ impl Checkpointing {
             reports: 0,
             entries: BTreeMap::new(),
         });
+        self.quiet_until.store(u64::MAX, Ordering::Relaxed);
         if stopping {
             self.stop_barrier.store(id, Ordering::SeqCst);
         }
@@ -364,11 +375,24 @@ impl Checkpointing {
     pub fn fail(&self, error: String) {
         let mut inner = self.lock();
         inner.in_flight = None;
+        self.failed(&mut inner, error);
+    }
+
+    fn failed(&self, inner: &mut Inner, error: String) {
         inner.error.get_or_insert(error);
+        self.failed.store(true, Ordering::SeqCst);
+        self.quiet_until.store(0, Ordering::SeqCst);
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
     }
 
     /// The error that stopped the checkpoints, if one did.
     pub fn check(&self) -> Result<(), String> {
+        if !self.failed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         match &self.lock().error {
             Some(error) => Err(error.clone()),
             None => Ok(()),
@@ -398,7 +422,7 @@ impl Checkpointing {
         match self.reserved.checkpoint() {
             Ok(lengths) => entries.extend(lengths),
             Err(error) => {
-                inner.error = Some(error.clone());
+                self.failed(&mut inner, error.clone());
                 return Err(error);
             }
         }
@@ -409,7 +433,7 @@ impl Checkpointing {
             entries,
         };
         if let Err(error) = self.store.commit(&snapshot) {
-            inner.error = Some(error.clone());
+            self.failed(&mut inner, error.clone());
             return Err(error);
         }
         let committed = Committed {
@@ -418,7 +442,9 @@ impl Checkpointing {
             bytes,
         };
         inner.last = Some(committed);
-        inner.last_end = Instant::now();
+        let interval = self.interval.as_millis() as u64;
+        self.quiet_until
+            .store(self.now_ms().saturating_add(interval), Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("sluice_checkpoints_total").increment(1);
         metrics::histogram!("sluice_checkpoint_seconds").record(committed.duration.as_secs_f64());

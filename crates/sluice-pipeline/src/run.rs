@@ -63,6 +63,17 @@ pub struct CheckpointReport {
     pub already_completed: bool,
 }
 
+impl CheckpointReport {
+    /// What this run committed.
+    fn fill(&mut self, checkpointing: &Checkpointing) {
+        self.committed = checkpointing.count();
+        let last = checkpointing.last();
+        self.last = last.map(|l| l.id);
+        self.last_bytes = last.map(|l| l.bytes);
+        self.last_ms = last.map(|l| l.duration.as_secs_f64() * 1e3);
+    }
+}
+
 /// How to run: checkpoints, and a way to ask for a graceful stop.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -519,13 +530,12 @@ pub fn run_with(
     let result = pipeline.run();
     let stop_marker = matches!(&result, Err(e) if e.to_string().contains(crate::source::STOPPED));
     if let (Some(c), Some(report), true) = (&checkpointing, &mut report, stop_marker) {
-        if let Some(stopped) = c.stopped() {
+        if c.stopped().is_some() {
             // A graceful stop: the source ended the run once its last
             // checkpoint had committed; the windows keep their state for
             // the next run instead of firing.
             report.stopped = true;
-            report.committed = c.count();
-            report.last = Some(stopped);
+            report.fill(c);
             return Ok(summary(
                 &plan,
                 &counters,
@@ -543,10 +553,7 @@ pub fn run_with(
     dead_result.map_err(RunError)?;
     if let (Some(c), Some(report)) = (&checkpointing, &mut report) {
         c.complete().map_err(RunError)?;
-        report.committed = c.count();
-        report.last = c.last().map(|l| l.id);
-        report.last_bytes = c.last().map(|l| l.bytes);
-        report.last_ms = c.last().map(|l| l.duration.as_secs_f64() * 1e3);
+        report.fill(c);
     }
     report_unread(&plan, &reserved);
     Ok(summary(

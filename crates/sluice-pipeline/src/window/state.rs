@@ -14,6 +14,7 @@ use super::{failed, Accs, Counted, Fast, Pane, Session, WindowOp};
 use crate::sql::AggregateExpr;
 use arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt64Array};
 use arrow::datatypes::{Field, Schema};
+use arrow::row::OwnedRow;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Accumulator, EmitTo};
 use sluice::OperatorError;
@@ -79,21 +80,13 @@ impl WindowOp {
                 states.add(&mut session.accs, aggregates)?;
             }
         }
-        out.u64(rows.len() as u64);
-        if !rows.is_empty() {
-            let mut columns = self
-                .converter
-                .convert_rows(rows.iter().map(|r| r.row()))
-                .map_err(failed)?;
-            columns.push(Arc::new(Int64Array::from(starts)));
-            columns.push(Arc::new(Int64Array::from(ends)));
-            columns.push(Arc::new(BooleanArray::from(fired)));
-            columns.push(Arc::new(BooleanArray::from(dirty)));
-            let (widths, state) = states.finish()?;
-            columns.extend(state);
-            out.widths(&widths);
-            out.batch(columns)?;
-        }
+        let own: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(starts)),
+            Arc::new(Int64Array::from(ends)),
+            Arc::new(BooleanArray::from(fired)),
+            Arc::new(BooleanArray::from(dirty)),
+        ];
+        self.write_rows(&mut out, &rows, own, states)?;
 
         let mut keys: Vec<Box<[u8]>> = self.counts.keys().cloned().collect();
         keys.sort_unstable();
@@ -110,21 +103,37 @@ impl WindowOp {
             lasts.push(counted.last);
             states.add(&mut counted.accs, aggregates)?;
         }
-        out.u64(rows.len() as u64);
-        if !rows.is_empty() {
-            let mut columns = self
-                .converter
-                .convert_rows(rows.iter().map(|r| r.row()))
-                .map_err(failed)?;
-            columns.push(Arc::new(UInt64Array::from(ns)));
-            columns.push(Arc::new(Int64Array::from(firsts)));
-            columns.push(Arc::new(Int64Array::from(lasts)));
-            let (widths, state) = states.finish()?;
-            columns.extend(state);
-            out.widths(&widths);
-            out.batch(columns)?;
-        }
+        let own: Vec<ArrayRef> = vec![
+            Arc::new(UInt64Array::from(ns)),
+            Arc::new(Int64Array::from(firsts)),
+            Arc::new(Int64Array::from(lasts)),
+        ];
+        self.write_rows(&mut out, &rows, own, states)?;
         Ok(out.0)
+    }
+
+    /// Writes sessions or count windows: their number, then (if any) the
+    /// widths and one batch of key columns, `own` columns and states.
+    fn write_rows(
+        &self,
+        out: &mut Out,
+        keys: &[OwnedRow],
+        own: Vec<ArrayRef>,
+        states: StateColumns,
+    ) -> Result<(), OperatorError> {
+        out.u64(keys.len() as u64);
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut columns = self
+            .converter
+            .convert_rows(keys.iter().map(|r| r.row()))
+            .map_err(failed)?;
+        columns.extend(own);
+        let (widths, state) = states.finish()?;
+        columns.extend(state);
+        out.widths(&widths);
+        out.batch(columns)
     }
 
     /// Loads a state written by [`WindowOp::snapshot`].
