@@ -63,6 +63,19 @@ fn setup(pipeline: &str) -> tempfile::TempDir {
     dir
 }
 
+/// `sluice run p.toml --state-dir st --guarantee GUARANTEE`.
+fn with_guarantee(dir: &Path, guarantee: &str) -> Output {
+    let args = [
+        "run",
+        "p.toml",
+        "--state-dir",
+        "st",
+        "--guarantee",
+        guarantee,
+    ];
+    sluice(dir, &args)
+}
+
 #[test]
 fn stdout_is_refused_under_exactly_once_and_allowed_at_least_once() {
     let dir = setup(&pipeline("type = \"stdout\""));
@@ -72,17 +85,7 @@ fn stdout_is_refused_under_exactly_once_and_allowed_at_least_once() {
     assert!(err.contains("stdout cannot take back"), "{err}");
     assert!(err.contains("--guarantee at-least-once"), "{err}");
 
-    let out = sluice(
-        dir.path(),
-        &[
-            "run",
-            "p.toml",
-            "--state-dir",
-            "st",
-            "--guarantee",
-            "at-least-once",
-        ],
-    );
+    let out = with_guarantee(dir.path(), "at-least-once");
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
 }
@@ -100,17 +103,7 @@ fn stdin_is_refused_unless_at_most_once() {
     assert!(err.contains("stdin cannot be read again"), "{err}");
     assert!(err.contains("--guarantee at-most-once"), "{err}");
 
-    let out = sluice(
-        dir.path(),
-        &[
-            "run",
-            "p.toml",
-            "--state-dir",
-            "st",
-            "--guarantee",
-            "at-most-once",
-        ],
-    );
+    let out = with_guarantee(dir.path(), "at-most-once");
     assert!(out.status.success(), "{}", stderr(&out));
 }
 

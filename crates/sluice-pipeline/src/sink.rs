@@ -65,14 +65,9 @@ pub enum Target {
 }
 
 impl Target {
-    /// Opens the target for rows of `schema`; the error names the path.
-    pub fn open(&self, schema: SchemaRef) -> Result<Box<dyn RowWriter>, String> {
-        self.open_at(schema, None)
-    }
-
-    /// Opens the target, resuming at `length` bytes when given (after a
-    /// checkpoint): what the file has beyond it was written after the
-    /// checkpoint and is cut off.
+    /// Opens the target for rows of `schema`, resuming at `length` bytes
+    /// when given (after a checkpoint): what the file has beyond it was
+    /// written after the checkpoint and is cut off. The error names the path.
     pub fn open_at(
         &self,
         schema: SchemaRef,
