@@ -22,6 +22,12 @@ pub enum Error {
         /// Which interval was zero.
         what: &'static str,
     },
+    /// An adaptive latency target below what the engine can measure and meet.
+    #[error("the adaptive target latency must be at least 100µs (got {micros}µs): below that, reading clocks and waking threads cost more than the target")]
+    LatencyTargetTooSmall {
+        /// The target asked for, in microseconds.
+        micros: u128,
+    },
 }
 
 /// The result type of this crate.

@@ -41,6 +41,8 @@ pub struct Batcher<T> {
     balanced: Option<BalancedSizes>,
     /// The number of events that releases the held batch.
     target: usize,
+    /// How long the oldest held event may wait, if the policy bounds it.
+    interval: Option<Duration>,
 }
 
 impl<T> Batcher<T> {
@@ -62,6 +64,12 @@ impl<T> Batcher<T> {
             FlushPolicy::Interval(_) | FlushPolicy::EventTime(_) | FlushPolicy::Forward => {
                 usize::MAX
             }
+            // Event by event until the controller knows more.
+            FlushPolicy::Adaptive { .. } => 1,
+        };
+        let interval = match policy {
+            FlushPolicy::Adaptive { target_latency } => Some(target_latency / 2),
+            _ => policy.interval(),
         };
         let capacity = target.min(4096);
         Ok(Self {
@@ -71,7 +79,17 @@ impl<T> Batcher<T> {
             held_interval: 0,
             balanced,
             target,
+            interval,
         })
+    }
+
+    /// Sets the batch size and the longest the oldest held event waits:
+    /// how [`FlushPolicy::Adaptive`]'s controller steers the batcher. Held
+    /// events are released by the next push or tick if they reach the new
+    /// size or deadline.
+    pub fn retarget(&mut self, size: usize, deadline: Duration) {
+        self.target = size.max(1);
+        self.interval = Some(deadline);
     }
 
     /// The policy this batcher applies.
@@ -105,6 +123,11 @@ impl<T> Batcher<T> {
                 return self.release_held(release);
             }
             _ => {}
+        }
+        if self.held.len() >= self.target {
+            // The target shrank (adaptive) below what is held.
+            self.release_held(release)?;
+            self.held_since = Some(now);
         }
         // Fast path: everything fits below the target.
         if self.held.len() + input.len() < self.target {
@@ -164,7 +187,11 @@ impl<T> Batcher<T> {
         now: Duration,
         release: &mut impl FnMut(&mut Batch<T>) -> Result<(), E>,
     ) -> Result<Option<Duration>, E> {
-        let (Some(interval), Some(since)) = (self.policy.interval(), self.held_since) else {
+        if !self.held.is_empty() && self.held.len() >= self.target {
+            // The target shrank (adaptive) below what is held.
+            self.release_held(release)?;
+        }
+        let (Some(interval), Some(since)) = (self.interval, self.held_since) else {
             return Ok(None);
         };
         if self.held.is_empty() {
@@ -180,7 +207,7 @@ impl<T> Batcher<T> {
 
     /// When the held events must be released by a tick, if any are held.
     pub fn deadline(&self) -> Option<Duration> {
-        match (self.policy.interval(), self.held_since) {
+        match (self.interval, self.held_since) {
             (Some(interval), Some(since)) if !self.held.is_empty() => Some(since + interval),
             _ => None,
         }

@@ -1,10 +1,16 @@
 use crate::{
-    Barrier, Batcher, Clock, EdgeMetrics, FlushPolicy, Operator, OperatorError, OperatorResult,
+    AdaptiveController, Barrier, Batcher, Clock, EdgeMetrics, FlushPolicy, Observed, Operator,
+    OperatorError, OperatorResult,
 };
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use sluice_core::{Batch, Error, Timestamp, MIN_TIMESTAMP};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+/// The most batches an adaptive edge's channel holds: at saturation every
+/// queued batch adds to the latency, and a few are enough to keep both
+/// sides busy.
+const ADAPTIVE_QUEUE: usize = 4;
 
 /// What travels on an edge.
 #[derive(Debug)]
@@ -29,6 +35,53 @@ pub struct Envelope<T> {
     pub from: usize,
     /// What it sent.
     pub message: Message<T>,
+    /// For a batch on an adaptive edge: the processing time at which its
+    /// oldest event entered the sender's batcher (zero otherwise).
+    pub stamp: Duration,
+}
+
+/// What the receiver of an adaptive edge tells its senders: its cost per
+/// batch and busy time (shared), and each sender's worst batch latency.
+#[derive(Debug, Default)]
+pub(crate) struct Feedback {
+    totals: Mutex<(Observed, Vec<Duration>)>,
+}
+
+impl Feedback {
+    fn new(senders: usize) -> Self {
+        Self {
+            totals: Mutex::new((Observed::default(), vec![Duration::ZERO; senders])),
+        }
+    }
+
+    /// A batch from `from` of `size` events took `service` to process and
+    /// ended `latency` after its oldest event entered the batcher.
+    pub(crate) fn record(&self, from: usize, size: usize, service: Duration, latency: Duration) {
+        let mut totals = self.totals.lock().unwrap_or_else(PoisonError::into_inner);
+        totals.0.record(size, service, latency);
+        if let Some(worst) = totals.1.get_mut(from) {
+            *worst = (*worst).max(latency);
+        }
+    }
+
+    /// What happened since `last` (updated), with `from`'s worst latency.
+    fn take(&self, from: usize, last: &mut Observed) -> Observed {
+        let mut totals = self.totals.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut seen = totals.0.since(last);
+        *last = totals.0;
+        seen.worst = totals
+            .1
+            .get_mut(from)
+            .map_or(Duration::ZERO, std::mem::take);
+        seen
+    }
+}
+
+/// An adaptive edge sender's controller and its view of the feedback.
+struct Adaptive {
+    controller: AdaptiveController,
+    feedback: Arc<Feedback>,
+    last: Observed,
 }
 
 /// Creates an edge from one sender: a batcher with `policy` in front of a
@@ -62,6 +115,16 @@ pub fn multi_edge<T: Send>(
     if capacity == 0 {
         return Err(Error::ZeroBatchSize);
     }
+    let adaptive = match policy {
+        FlushPolicy::Adaptive { target_latency } => Some(target_latency),
+        _ => None,
+    };
+    let capacity = if adaptive.is_some() {
+        capacity.min(ADAPTIVE_QUEUE)
+    } else {
+        capacity
+    };
+    let feedback = adaptive.map(|_| Arc::new(Feedback::new(senders)));
     // Room for at least one message per sender, so that ending an unused
     // sender never waits.
     let (tx, rx) = bounded(capacity.max(senders));
@@ -80,9 +143,19 @@ pub fn multi_edge<T: Send>(
                 metrics: metrics.clone(),
                 capacity: policy.max_batch().unwrap_or(1024).min(4096),
                 sent_events: 0,
+                oldest: Duration::ZERO,
+                now: Duration::ZERO,
+                blocked: false,
             },
+            adaptive: adaptive
+                .zip(feedback.clone())
+                .map(|(target, feedback)| Adaptive {
+                    controller: AdaptiveController::new(target, capacity),
+                    feedback,
+                    last: Observed::default(),
+                }),
             clock: clock.clone(),
-            uses_clock: policy.interval().is_some(),
+            uses_clock: policy.uses_clock(),
             pending_watermark: None,
             last_watermark: MIN_TIMESTAMP,
         });
@@ -95,6 +168,7 @@ pub fn multi_edge<T: Send>(
             pool: pool_tx,
             metrics,
             senders,
+            feedback,
         },
     ))
 }
@@ -107,13 +181,24 @@ struct Outbox<T> {
     metrics: Arc<EdgeMetrics>,
     capacity: usize,
     sent_events: u64,
+    /// When the oldest event of the next batch entered the batcher, and
+    /// the time of the current push (adaptive edges).
+    oldest: Duration,
+    now: Duration,
+    /// A send waited on a full channel since the controller last looked.
+    blocked: bool,
 }
 
 impl<T> Outbox<T> {
-    fn send(&self, message: Message<T>) -> OperatorResult {
+    fn send(&mut self, message: Message<T>) -> OperatorResult {
+        let stamp = match message {
+            Message::Batch(_) => self.oldest,
+            _ => Duration::ZERO,
+        };
         let envelope = Envelope {
             from: self.id,
             message,
+            stamp,
         };
         let envelope = match self.tx.try_send(envelope) {
             Ok(()) => return Ok(()),
@@ -121,6 +206,7 @@ impl<T> Outbox<T> {
             Err(TrySendError::Disconnected(_)) => return Err(OperatorError::DownstreamGone),
         };
         self.metrics.blocked();
+        self.blocked = true;
         self.tx
             .send(envelope)
             .map_err(|_| OperatorError::DownstreamGone)
@@ -137,6 +223,8 @@ impl<T> Outbox<T> {
         self.send(Message::Batch(full))?;
         self.metrics.sent(events);
         self.sent_events += events as u64;
+        // Events held after this batch came with the current push.
+        self.oldest = self.now;
         Ok(())
     }
 }
@@ -147,6 +235,7 @@ impl<T> Outbox<T> {
 pub struct EdgeSender<T> {
     batcher: Batcher<T>,
     outbox: Outbox<T>,
+    adaptive: Option<Adaptive>,
     clock: Arc<dyn Clock>,
     uses_clock: bool,
     /// A watermark waiting for the events held before it: sent once
@@ -169,6 +258,24 @@ impl<T: Send> EdgeSender<T> {
         }
     }
 
+    /// Once a control period: the adaptive controller looks at what
+    /// happened and retargets the batcher.
+    fn adapt(&mut self, now: Duration) {
+        let Some(adaptive) = &mut self.adaptive else {
+            return;
+        };
+        if !adaptive.controller.due(now) {
+            return;
+        }
+        if std::mem::take(&mut self.outbox.blocked) {
+            adaptive.controller.blocked();
+        }
+        let seen = adaptive.feedback.take(self.outbox.id, &mut adaptive.last);
+        adaptive.controller.update(now, &seen);
+        self.batcher
+            .retarget(adaptive.controller.size(), adaptive.controller.deadline());
+    }
+
     fn send_due_watermark(&mut self) -> OperatorResult {
         if let Some((watermark, after)) = self.pending_watermark {
             if self.outbox.sent_events >= after {
@@ -183,17 +290,30 @@ impl<T: Send> EdgeSender<T> {
 impl<T: Send> Operator<T> for EdgeSender<T> {
     fn on_batch(&mut self, batch: &mut Batch<T>) -> OperatorResult {
         let now = self.now();
+        if let Some(adaptive) = &mut self.adaptive {
+            adaptive.controller.arrived(batch.len());
+            if self.batcher.held() == 0 {
+                self.outbox.oldest = now;
+            }
+            self.outbox.now = now;
+        }
         let outbox = &mut self.outbox;
         self.batcher
             .push(batch, now, &mut |held| outbox.send_batch(held))?;
+        self.adapt(now);
         self.send_due_watermark()
     }
 
     fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
+        self.outbox.now = now;
         let outbox = &mut self.outbox;
-        let deadline = self
+        let mut deadline = self
             .batcher
             .tick(now, &mut |held| outbox.send_batch(held))?;
+        if self.adaptive.is_some() {
+            self.adapt(now);
+            deadline = self.batcher.deadline();
+        }
         self.send_due_watermark()?;
         Ok(deadline)
     }
@@ -241,6 +361,8 @@ pub struct EdgeReceiver<T> {
     pub(crate) pool: Sender<Batch<T>>,
     pub(crate) metrics: Arc<EdgeMetrics>,
     pub(crate) senders: usize,
+    /// For an adaptive edge: what its senders' controllers learn from.
+    pub(crate) feedback: Option<Arc<Feedback>>,
 }
 
 impl<T> EdgeReceiver<T> {

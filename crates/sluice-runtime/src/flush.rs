@@ -36,7 +36,20 @@ pub enum FlushPolicy {
     EventTime(Duration),
     /// Every incoming batch is released as it is: the batching upstream is kept.
     Forward,
+    /// Batch size and flush deadline chosen as the run goes, so that events
+    /// cross the edge within `target_latency` at the highest throughput the
+    /// target allows: event by event under light load, large batches under
+    /// saturation. See [`crate::AdaptiveController`] and docs/adaptive.md.
+    Adaptive {
+        /// The latency to stay under: from an event entering the edge to
+        /// the end of its processing behind it.
+        target_latency: Duration,
+    },
 }
+
+/// The smallest adaptive target latency: below it, reading the clock and
+/// waking threads cost more than the target.
+const MIN_TARGET: Duration = Duration::from_micros(100);
 
 impl Default for FlushPolicy {
     /// `CountOrInterval(1024, 10ms)`: high throughput, bounded latency.
@@ -60,6 +73,11 @@ impl FlushPolicy {
             FlushPolicy::EventTime(d) if d.as_millis() == 0 => Err(Error::ZeroInterval {
                 what: "event-time batch interval (whole milliseconds)",
             }),
+            FlushPolicy::Adaptive { target_latency } if target_latency < MIN_TARGET => {
+                Err(Error::LatencyTargetTooSmall {
+                    micros: target_latency.as_micros(),
+                })
+            }
             _ => Ok(()),
         }
     }
@@ -69,11 +87,18 @@ impl FlushPolicy {
         match *self {
             FlushPolicy::EachEvent => Some(1),
             FlushPolicy::Count(n) | FlushPolicy::CountOrInterval(n, _) => Some(n),
+            FlushPolicy::Adaptive { .. } => Some(crate::MAX_ADAPTIVE_BATCH),
             _ => None,
         }
     }
 
-    /// The processing-time interval the policy waits for, if any.
+    /// Whether the policy reads the processing-time clock.
+    pub fn uses_clock(&self) -> bool {
+        self.interval().is_some() || matches!(self, FlushPolicy::Adaptive { .. })
+    }
+
+    /// The processing-time interval the policy waits for, if any (for the
+    /// adaptive policy, it changes as the run goes).
     pub fn interval(&self) -> Option<Duration> {
         match *self {
             FlushPolicy::Interval(d) | FlushPolicy::CountOrInterval(_, d) => Some(d),

@@ -51,6 +51,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+mod adaptive;
 mod batcher;
 mod channel;
 mod clock;
@@ -63,6 +64,7 @@ mod progress;
 mod source;
 pub mod stage;
 
+pub use adaptive::{AdaptiveController, Observed, MAX_ADAPTIVE_BATCH};
 pub use batcher::Batcher;
 pub use channel::{
     edge, exchange, multi_edge, EdgeReceiver, EdgeSender, Envelope, ExchangeSender, Message,

@@ -123,12 +123,27 @@ pub fn run_receiver<T>(
                 barrier.held.push_back(envelope);
                 Ok(())
             }
-            Ok(Envelope { from, message }) => match message {
+            Ok(Envelope {
+                from,
+                message,
+                stamp,
+            }) => match message {
                 Message::Batch(mut batch) => {
-                    receiver.metrics.received(batch.len());
+                    let size = batch.len();
+                    receiver.metrics.received(size);
                     signalled_idle = false;
                     let advanced = progress.active(from);
+                    let started = receiver.feedback.as_ref().map(|_| clock.now());
                     let result = chain.on_batch(&mut batch);
+                    if let (Some(feedback), Some(started)) = (&receiver.feedback, started) {
+                        let ended = clock.now();
+                        feedback.record(
+                            from,
+                            size,
+                            ended.saturating_sub(started),
+                            ended.saturating_sub(stamp),
+                        );
+                    }
                     receiver.recycle(batch);
                     result.and_then(|()| advanced.map_or(Ok(()), |w| chain.on_watermark(w)))
                 }

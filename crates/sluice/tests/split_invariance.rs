@@ -16,6 +16,9 @@ fn policies() -> impl Strategy<Value = FlushPolicy> {
             .prop_map(|(n, ms)| FlushPolicy::CountOrInterval(n, Duration::from_millis(ms))),
         (1usize..20).prop_map(FlushPolicy::Batches),
         (1u64..50).prop_map(|ms| FlushPolicy::EventTime(Duration::from_millis(ms))),
+        (1u64..20).prop_map(|ms| FlushPolicy::Adaptive {
+            target_latency: Duration::from_millis(ms)
+        }),
     ]
 }
 
@@ -150,6 +153,10 @@ fn event_mode_and_micro_batch_mode_agree() {
     let event = run(FlushPolicy::EachEvent);
     let micro = run(FlushPolicy::Count(1000));
     assert_eq!(event, micro);
+    let adaptive = run(FlushPolicy::Adaptive {
+        target_latency: Duration::from_millis(1),
+    });
+    assert_eq!(event, adaptive);
     assert_eq!(
         event.iter().map(|(_, c)| c).sum::<u64>(),
         UniformSource::values(1, 20_000)

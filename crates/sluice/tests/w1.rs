@@ -77,3 +77,20 @@ fn w1_checksums_match_in_event_mode() {
         );
     }
 }
+
+#[test]
+fn w1_checksums_match_in_adaptive_mode() {
+    let want = expected();
+    for workers in [1, 2] {
+        assert_matches(
+            &run(
+                workers,
+                FlushPolicy::Adaptive {
+                    target_latency: std::time::Duration::from_millis(5),
+                },
+            ),
+            &want,
+            &format!("adaptive, {workers} workers"),
+        );
+    }
+}
