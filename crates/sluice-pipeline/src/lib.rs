@@ -23,6 +23,7 @@
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod adaptive;
 pub mod checkpoint;
 pub mod decode;
 pub mod diag;

@@ -36,6 +36,8 @@ pub enum LoadError {
 pub struct Execution {
     /// Each event flows on its own (`event`) or in chunks (`micro-batch`).
     pub event_mode: bool,
+    /// In adaptive mode: the latency its chunk sizes keep under.
+    pub target_latency: Option<Duration>,
     /// Rows per chunk in micro-batch mode.
     pub batch_size: usize,
     /// The longest a partial chunk waits (unbounded inputs).
@@ -47,7 +49,8 @@ pub struct Execution {
 impl Execution {
     /// Rows per chunk: one in event mode.
     pub fn chunk_rows(&self) -> usize {
-        if self.event_mode {
+        // Adaptive mode starts event by event and grows chunks as it learns.
+        if self.event_mode || self.target_latency.is_some() {
             1
         } else {
             self.batch_size
@@ -182,6 +185,8 @@ impl Plan {
         let _ = writeln!(out, "pipeline {}", self.name);
         let mode = if self.execution.event_mode {
             "event (each event on its own)".to_string()
+        } else if let Some(target) = self.execution.target_latency {
+            format!("adaptive (chunks sized to stay under {target:?})")
         } else {
             format!(
                 "micro-batch ({} rows or {:?})",
@@ -397,18 +402,40 @@ fn compile(spec: &PipelineSpec, base: &Path, workers: Option<usize>) -> Result<P
 
 fn execution(spec: &PipelineSpec, workers: Option<usize>) -> Result<Execution, Failure> {
     let e = &spec.execution;
-    let event_mode = match &e.mode {
-        None => false,
+    let (event_mode, adaptive) = match &e.mode {
+        None => (false, false),
         Some(mode) => match mode.get_ref().as_str() {
-            "event" => true,
-            "micro-batch" | "microbatch" | "micro_batch" => false,
+            "event" => (true, false),
+            "micro-batch" | "microbatch" | "micro_batch" => (false, false),
+            "adaptive" => (false, true),
             other => {
                 return Err(at(
                     mode.span(),
-                    format!("mode \"{other}\" is not known; use \"event\" or \"micro-batch\""),
+                    format!(
+                        "mode \"{other}\" is not known; use \"event\", \"micro-batch\" or \
+                         \"adaptive\""
+                    ),
                 ))
             }
         },
+    };
+    let target_latency = match (&e.target_latency, adaptive) {
+        (None, false) => None,
+        (None, true) => Some(Duration::from_millis(5)),
+        (Some(t), false) => {
+            return Err(at(
+                t.span(),
+                "target_latency is for mode = \"adaptive\"; set the mode, or remove it",
+            ))
+        }
+        (Some(t), true) => {
+            let target = duration(t, "target_latency")?;
+            let policy = sluice::FlushPolicy::Adaptive {
+                target_latency: target,
+            };
+            policy.validate().map_err(|e| at(t.span(), e.to_string()))?;
+            Some(target)
+        }
     };
     let batch_size = match &e.batch_size {
         None => 4096,
@@ -427,6 +454,7 @@ fn execution(spec: &PipelineSpec, workers: Option<usize>) -> Result<Execution, F
     };
     Ok(Execution {
         event_mode,
+        target_latency,
         batch_size,
         batch_interval,
         workers,

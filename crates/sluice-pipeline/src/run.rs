@@ -273,7 +273,12 @@ pub fn run_with(
         .as_ref()
         .map(|s| s.get("source").unwrap_or_default());
     let mut resume_from = None;
+    let target_latency = exec.target_latency;
     let mut add_source = |source: Box<dyn ReplayableSource>| -> Result<Stream<Rows>, RunError> {
+        let source: Box<dyn ReplayableSource> = match target_latency {
+            Some(target) => Box::new(crate::adaptive::AdaptiveChunks::new(source, target)),
+            None => source,
+        };
         let mut source = Checkpointed::new(source, checkpointing.clone());
         if let Some(position) = position {
             resume_from = source.restore(position).map_err(RunError)?;

@@ -298,6 +298,11 @@ impl Source<Rows> for TextSource {
 }
 
 impl Replayable for TextSource {
+    fn resize(&mut self, rows: usize, wait: Duration) {
+        self.chunk_rows = rows.max(1);
+        self.interval = wait;
+    }
+
     fn position(&self) -> serde_json::Value {
         serde_json::json!({
             "offset": self.base + self.start as u64,
@@ -355,6 +360,10 @@ pub trait Replayable {
     fn seek(&mut self, position: &serde_json::Value) -> Result<(), String>;
     /// Writes the dead letters held since the last barrier.
     fn release_reserved(&self) {}
+    /// Sets the rows per chunk and how long a partial chunk waits for more
+    /// input: how the adaptive mode steers the source. Sources whose
+    /// chunks are fixed when they open (Parquet) keep them.
+    fn resize(&mut self, _rows: usize, _wait: Duration) {}
 }
 
 /// How the source ends a run on a graceful stop, once its last checkpoint
@@ -375,6 +384,9 @@ impl Replayable for Box<dyn ReplayableSource> {
     }
     fn release_reserved(&self) {
         (**self).release_reserved()
+    }
+    fn resize(&mut self, rows: usize, wait: Duration) {
+        (**self).resize(rows, wait)
     }
 }
 
@@ -694,6 +706,10 @@ impl Source<Rows> for GeneratorSource {
 }
 
 impl Replayable for GeneratorSource {
+    fn resize(&mut self, rows: usize, _wait: Duration) {
+        self.chunk_rows = rows.max(1);
+    }
+
     fn position(&self) -> serde_json::Value {
         serde_json::json!({
             "next": self.next,
@@ -835,6 +851,10 @@ impl Source<Rows> for NexmarkRows {
 }
 
 impl Replayable for NexmarkRows {
+    fn resize(&mut self, rows: usize, _wait: Duration) {
+        self.chunk_rows = rows.max(1);
+    }
+
     fn position(&self) -> serde_json::Value {
         serde_json::json!({ "events": self.next_line - 1 })
     }
@@ -931,6 +951,10 @@ impl Source<Rows> for FormulaRows {
 }
 
 impl Replayable for FormulaRows {
+    fn resize(&mut self, rows: usize, _wait: Duration) {
+        self.chunk_rows = rows.max(1);
+    }
+
     fn position(&self) -> serde_json::Value {
         serde_json::json!({ "next": self.next })
     }

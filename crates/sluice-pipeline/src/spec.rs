@@ -67,8 +67,10 @@ pub struct SourceSpec {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecutionSpec {
-    /// `event` or `micro-batch`.
+    /// `event`, `micro-batch` or `adaptive`.
     pub mode: Option<Spanned<String>>,
+    /// The latency the adaptive mode stays under.
+    pub target_latency: Option<Spanned<String>>,
     /// Rows per batch in micro-batch mode.
     pub batch_size: Option<Spanned<i64>>,
     /// The longest a partial batch waits, in micro-batch mode.

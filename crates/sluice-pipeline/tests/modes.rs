@@ -131,6 +131,8 @@ fn event_mode_micro_batches_and_workers_agree() {
         ("micro-batch", 333, 2),
         ("event", 4096, 1),
         ("event", 1, 3),
+        ("adaptive", 4096, 1),
+        ("adaptive", 4096, 2),
     ] {
         let other = run_with(mode, batch, workers);
         for (name, rows) in &reference {
@@ -139,5 +141,36 @@ fn event_mode_micro_batches_and_workers_agree() {
                 "{name} differs in {mode} mode, batch {batch}, {workers} workers"
             );
         }
+    }
+}
+
+#[test]
+fn adaptive_mode_checks_its_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let load = |execution: &str| {
+        let text = format!("{PIPELINE}\n[execution]\n{execution}\n");
+        load_str(&text, Path::new("modes.toml"), dir.path(), None)
+    };
+    let plan = load("mode = \"adaptive\"\ntarget_latency = \"20ms\"").unwrap();
+    assert_eq!(
+        plan.execution.target_latency,
+        Some(std::time::Duration::from_millis(20))
+    );
+    assert!(plan.describe().contains("adaptive"), "{}", plan.describe());
+    // The default target.
+    let plan = load("mode = \"adaptive\"").unwrap();
+    assert_eq!(
+        plan.execution.target_latency,
+        Some(std::time::Duration::from_millis(5))
+    );
+    for (execution, says) in [
+        ("mode = \"adaptive\"\ntarget_latency = \"10us\"", "at least 100µs"),
+        ("mode = \"adaptive\"\ntarget_latency = \"soon\"", "not a duration"),
+        ("target_latency = \"5ms\"", "for mode = \"adaptive\""),
+        ("mode = \"fast\"", "\"adaptive\""),
+    ] {
+        let error = load(execution).err().expect(execution).to_string();
+        assert!(error.contains(says), "{execution}: {error}");
+        assert!(error.contains("modes.toml:"), "no place in: {error}");
     }
 }

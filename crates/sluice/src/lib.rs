@@ -61,8 +61,9 @@ pub use stream::Stream;
 
 pub use sluice_core::{aggregate, cut, Aggregate, Batch, Timestamp};
 pub use sluice_runtime::{
-    Barrier, BoxError, Clock, EdgeSnapshot, FlushPolicy, Operator, OperatorError, OperatorResult,
-    RunReport, RuntimeError, SimulatedClock, Sink, Source, SourceStatus, SystemClock,
+    AdaptiveController, Barrier, BoxError, Clock, EdgeSnapshot, FlushPolicy, Observed, Operator,
+    OperatorError, OperatorResult, RunReport, RuntimeError, SimulatedClock, Sink, Source,
+    SourceStatus, SystemClock,
 };
 
 /// The README's guide, compiled and run as a doc test.

@@ -2,6 +2,7 @@
 //! throughput, memory, latency and checksums, and exits non-zero when the
 //! checksums are wrong.
 
+mod adaptive;
 mod latency;
 mod report;
 mod workloads;
@@ -38,6 +39,9 @@ pub enum Workload {
     /// Event mode at an offered rate: source -> rule -> handler -> sink, with
     /// per-event latency in an HDR histogram.
     Latency,
+    /// The adaptive flush policy against fixed ones, under light,
+    /// saturating, light and bursty load: throughput and latency per phase.
+    Adaptive,
 }
 
 impl Workload {
@@ -96,6 +100,25 @@ pub struct BenchArgs {
     /// Latency workload: how long the handler polls before sleeping, µs.
     #[arg(long, default_value_t = 0)]
     spin_us: u64,
+    /// Adaptive workload: the adaptive policy's target latency.
+    #[arg(long, default_value = "5ms", value_parser = humantime::parse_duration)]
+    target_latency: Duration,
+    /// Adaptive workload: the length of each of its four phases, seconds.
+    #[arg(long, default_value_t = 1.0)]
+    phase_seconds: f64,
+    /// Adaptive workload: the offered rate of its light phases, events/s.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    light_rate: u64,
+    /// Adaptive workload: events due at once at the start of its burst phase.
+    #[arg(long, default_value_t = 50_000)]
+    burst: u64,
+    /// Adaptive workload: the sink's cost per batch (a flush with a round
+    /// trip), µs.
+    #[arg(long, default_value_t = 20)]
+    batch_cost_us: u64,
+    /// Adaptive workload: where to write its figures as CSV.
+    #[arg(long, default_value = "bench-adaptive.csv")]
+    csv: std::path::PathBuf,
 }
 
 impl BenchArgs {
@@ -120,6 +143,9 @@ impl BenchArgs {
 
 /// Runs the benchmark and prints its report.
 pub fn run(args: &BenchArgs) -> Result<()> {
+    if args.workload == Workload::Adaptive {
+        return adaptive::run(args);
+    }
     let mut report = Report::new(args);
     match args.workload {
         Workload::W0 => workloads::w0(args, &mut report)?,
