@@ -164,8 +164,14 @@ fn adaptive_mode_checks_its_target() {
         Some(std::time::Duration::from_millis(5))
     );
     for (execution, says) in [
-        ("mode = \"adaptive\"\ntarget_latency = \"10us\"", "at least 100µs"),
-        ("mode = \"adaptive\"\ntarget_latency = \"soon\"", "not a duration"),
+        (
+            "mode = \"adaptive\"\ntarget_latency = \"10us\"",
+            "at least 100µs",
+        ),
+        (
+            "mode = \"adaptive\"\ntarget_latency = \"soon\"",
+            "not a duration",
+        ),
         ("target_latency = \"5ms\"", "for mode = \"adaptive\""),
         ("mode = \"fast\"", "\"adaptive\""),
     ] {

@@ -12,8 +12,8 @@
 //!   entering the batcher to the end of its processing.
 //! - **How it decides**: *open* (the receiver keeps up): the smallest batch
 //!   that keeps the receiver at most 75% busy, since smaller batches wait
-//!   less; *saturated* (the receiver is busy at least 90% of a period, or a
-//!   send waited): the largest batch whose predicted latency (the batch
+//!   less; *saturated* (the receiver is busy at least 90% of two periods
+//!   in a row, or half of them and a send waited): the largest batch whose predicted latency (the batch
 //!   fills, then waits behind a full channel) fits in the budget, since
 //!   larger batches cost less per event. The deadline is what is left of
 //!   the budget after the predicted processing and queueing.
@@ -193,6 +193,8 @@ pub struct AdaptiveController {
     fit: CostFit,
     budget: f64,
     saturated: bool,
+    /// Periods in a row that looked saturated.
+    pressure: u32,
     rung: u32,
     /// A one-rung move asked for, and how many periods in a row.
     asked: (u32, u32),
@@ -216,6 +218,7 @@ impl AdaptiveController {
             fit: CostFit::default(),
             budget: BUDGET_START,
             saturated: false,
+            pressure: 0,
             rung: 0,
             asked: (0, 0),
             deadline: Duration::from_secs_f64(target * BUDGET_START),
@@ -264,19 +267,31 @@ impl AdaptiveController {
         };
         let elapsed = now.saturating_sub(start).as_secs_f64().max(1e-9);
         let rate = self.arrivals as f64 / elapsed;
-        self.rate = Some(match self.rate {
-            None => rate,
-            Some(old) => old + RATE_WEIGHT * (rate - old),
-        });
         self.arrivals = 0;
         self.fit.add(seen);
         let busy = seen.busy.as_secs_f64() / elapsed;
         let blocked = std::mem::take(&mut self.blocked);
+        // A send that waited means saturation only if the receiver was
+        // also busy: a receiver descheduled for a moment blocks a light
+        // load's sends too.
+        let was_saturated = self.saturated;
+        // Saturation starts after two periods of pressure in a row: one is
+        // often a receiver descheduled for a moment.
+        let pressure = busy >= ENTER_SATURATED || (blocked && busy >= LEAVE_SATURATED);
+        self.pressure = if pressure { self.pressure + 1 } else { 0 };
         self.saturated = if self.saturated {
             busy >= LEAVE_SATURATED || blocked
         } else {
-            busy >= ENTER_SATURATED || blocked
+            self.pressure >= 2
         };
+        // The rate is smoothed, except when it halves or saturation ends:
+        // a rate that fell must shrink batches now, not in ten periods.
+        self.rate = Some(match self.rate {
+            Some(old) if rate >= old / 2.0 && was_saturated == self.saturated => {
+                old + RATE_WEIGHT * (rate - old)
+            }
+            _ => rate,
+        });
         // The outer loop: plan with less of the target when a batch was
         // late, with more, slowly, when all were well within it.
         if seen.batches > 0 {
@@ -333,9 +348,14 @@ impl AdaptiveController {
     }
 
     fn move_to(&mut self, wanted: u32) {
-        // Up by at most four rungs (5x) a period: the cost fit learns the
-        // per-event cost from the spread of sizes on the way.
-        let wanted = wanted.min(self.rung + MAX_CLIMB);
+        // Until the per-event cost is known, up by at most four rungs (5x)
+        // a period: the cost fit learns it from the spread of sizes on the
+        // way.
+        let wanted = if self.fit.per_event > 0.0 {
+            wanted
+        } else {
+            wanted.min(self.rung + MAX_CLIMB)
+        };
         let distance = wanted.abs_diff(self.rung);
         if distance == 0 {
             self.asked = (wanted, 0);

@@ -7,11 +7,6 @@ use sluice_core::{Batch, Error, Timestamp, MIN_TIMESTAMP};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-/// The most batches an adaptive edge's channel holds: at saturation every
-/// queued batch adds to the latency, and a few are enough to keep both
-/// sides busy.
-const ADAPTIVE_QUEUE: usize = 4;
-
 /// What travels on an edge.
 #[derive(Debug)]
 pub enum Message<T> {
@@ -78,11 +73,17 @@ impl Feedback {
 }
 
 /// An adaptive edge sender's controller and its view of the feedback.
-struct Adaptive {
+struct Adaptive<T> {
     controller: AdaptiveController,
     feedback: Arc<Feedback>,
     last: Observed,
+    /// A piece of a large input, pushed before the controller looks again.
+    piece: Batch<T>,
 }
+
+/// The fewest events an adaptive edge pushes between two looks of its
+/// controller.
+const ADAPTIVE_PIECE: usize = 16;
 
 /// Creates an edge from one sender: a batcher with `policy` in front of a
 /// channel of `capacity` batches. `exact_len` is the number of events the
@@ -119,11 +120,6 @@ pub fn multi_edge<T: Send>(
         FlushPolicy::Adaptive { target_latency } => Some(target_latency),
         _ => None,
     };
-    let capacity = if adaptive.is_some() {
-        capacity.min(ADAPTIVE_QUEUE)
-    } else {
-        capacity
-    };
     let feedback = adaptive.map(|_| Arc::new(Feedback::new(senders)));
     // Room for at least one message per sender, so that ending an unused
     // sender never waits.
@@ -153,6 +149,7 @@ pub fn multi_edge<T: Send>(
                     controller: AdaptiveController::new(target, capacity),
                     feedback,
                     last: Observed::default(),
+                    piece: Batch::new(),
                 }),
             clock: clock.clone(),
             uses_clock: policy.uses_clock(),
@@ -235,7 +232,7 @@ impl<T> Outbox<T> {
 pub struct EdgeSender<T> {
     batcher: Batcher<T>,
     outbox: Outbox<T>,
-    adaptive: Option<Adaptive>,
+    adaptive: Option<Adaptive<T>>,
     clock: Arc<dyn Clock>,
     uses_clock: bool,
     /// A watermark waiting for the events held before it: sent once
@@ -276,6 +273,56 @@ impl<T: Send> EdgeSender<T> {
             .retarget(adaptive.controller.size(), adaptive.controller.deadline());
     }
 
+    /// Pushes `batch` in pieces of about the controller's size, so that a
+    /// large input that meets small batches (a burst) is seen by the
+    /// controller after a piece, not after the whole input.
+    fn push_adaptive(&mut self, batch: &mut Batch<T>) -> OperatorResult {
+        let mut piece = match &mut self.adaptive {
+            Some(adaptive) => std::mem::take(&mut adaptive.piece),
+            None => Batch::new(),
+        };
+        let result = loop {
+            let now = self.clock.now();
+            let size = self
+                .adaptive
+                .as_ref()
+                .map_or(usize::MAX, |a| a.controller.size().max(ADAPTIVE_PIECE));
+            let input = if batch.len() > size {
+                batch.move_front_into(size, &mut piece);
+                &mut piece
+            } else {
+                &mut *batch
+            };
+            if input.is_empty() {
+                break Ok(());
+            }
+            if let Some(adaptive) = &mut self.adaptive {
+                adaptive.controller.arrived(input.len());
+            }
+            if self.batcher.held() == 0 {
+                self.outbox.oldest = now;
+            }
+            self.outbox.now = now;
+            let outbox = &mut self.outbox;
+            if let Err(e) = self
+                .batcher
+                .push(input, now, &mut |held| outbox.send_batch(held))
+            {
+                break Err(e);
+            }
+            self.adapt(now);
+            if batch.is_empty() {
+                break Ok(());
+            }
+        };
+        piece.clear();
+        if let Some(adaptive) = &mut self.adaptive {
+            adaptive.piece = piece;
+        }
+        result?;
+        self.send_due_watermark()
+    }
+
     fn send_due_watermark(&mut self) -> OperatorResult {
         if let Some((watermark, after)) = self.pending_watermark {
             if self.outbox.sent_events >= after {
@@ -289,18 +336,13 @@ impl<T: Send> EdgeSender<T> {
 
 impl<T: Send> Operator<T> for EdgeSender<T> {
     fn on_batch(&mut self, batch: &mut Batch<T>) -> OperatorResult {
-        let now = self.now();
-        if let Some(adaptive) = &mut self.adaptive {
-            adaptive.controller.arrived(batch.len());
-            if self.batcher.held() == 0 {
-                self.outbox.oldest = now;
-            }
-            self.outbox.now = now;
+        if self.adaptive.is_some() {
+            return self.push_adaptive(batch);
         }
+        let now = self.now();
         let outbox = &mut self.outbox;
         self.batcher
             .push(batch, now, &mut |held| outbox.send_batch(held))?;
-        self.adapt(now);
         self.send_due_watermark()
     }
 
