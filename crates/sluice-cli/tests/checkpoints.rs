@@ -189,6 +189,22 @@ fn a_damaged_state_is_an_error_not_a_fresh_start() {
     assert!(!dir.path().join("out/per_key.jsonl").exists());
 }
 
+#[test]
+fn a_kill_while_the_state_is_first_created_leaves_nothing_to_trip_over() {
+    // A run killed while it creates its store leaves at most the scratch
+    // file (the store is renamed into place once it is whole); the next run
+    // redoes it and completes.
+    let dir = setup(&pipeline(FILE_SINK));
+    fs::create_dir_all(dir.path().join("st")).unwrap();
+    fs::write(dir.path().join("st/state.redb.new"), b"half written").unwrap();
+    let out = sluice(dir.path(), &["run", "p.toml", "--state-dir", "st"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = fs::read_to_string(dir.path().join("out/per_key.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 3);
+    assert!(!dir.path().join("st/state.redb.new").exists());
+    assert!(dir.path().join("st/state.redb").exists());
+}
+
 /// An endless generator through a window into `sink_path`.
 fn endless(sink_path: &str) -> String {
     format!(

@@ -121,7 +121,10 @@ impl Store {
             std::fs::remove_file(&path)
                 .map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
         }
-        let db = Database::create(&path).map_err(|e| store_error(&path, e))?;
+        if !path.exists() {
+            Self::create(dir, &path, fingerprint)?;
+        }
+        let db = Database::open(&path).map_err(|e| store_error(&path, e))?;
         let store = Self { db, path };
         match store.meta("fingerprint")? {
             None => store.init(fingerprint)?,
@@ -149,6 +152,37 @@ impl Store {
             }
         }
         Ok(store)
+    }
+
+    /// Creates the store under a scratch name and renames it into place once
+    /// it holds its format and fingerprint: a kill during creation leaves no
+    /// half-written `state.redb` behind (the scratch file is simply redone).
+    fn create(dir: &Path, path: &Path, fingerprint: &str) -> Result<(), String> {
+        let scratch = dir.join(format!("{STATE_FILE}.new"));
+        if scratch.exists() {
+            std::fs::remove_file(&scratch)
+                .map_err(|e| format!("cannot remove {}: {e}", scratch.display()))?;
+        }
+        let db = Database::create(&scratch).map_err(|e| store_error(&scratch, e))?;
+        let store = Self {
+            db,
+            path: scratch.clone(),
+        };
+        store.init(fingerprint)?;
+        drop(store);
+        std::fs::File::open(&scratch)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| store_error(&scratch, e))?;
+        std::fs::rename(&scratch, path).map_err(|e| {
+            format!(
+                "cannot move {} to {}: {e}",
+                scratch.display(),
+                path.display()
+            )
+        })?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| format!("cannot sync the state directory {}: {e}", dir.display()))
     }
 
     fn init(&self, fingerprint: &str) -> Result<(), String> {
