@@ -291,6 +291,13 @@ pub fn run_with(
                 add_source(Box::new(
                     ParquetSource::open(
                         path,
+                        // Adaptive chunks are slices of batches of the
+                        // largest size the controller picks.
+                        if target_latency.is_some() {
+                            sluice::MAX_ADAPTIVE_BATCH
+                        } else {
+                            chunk_rows
+                        },
                         chunk_rows,
                         plan.source.time.clone(),
                         reserved.clone(),

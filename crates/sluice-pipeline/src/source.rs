@@ -361,8 +361,7 @@ pub trait Replayable {
     /// Writes the dead letters held since the last barrier.
     fn release_reserved(&self) {}
     /// Sets the rows per chunk and how long a partial chunk waits for more
-    /// input: how the adaptive mode steers the source. Sources whose
-    /// chunks are fixed when they open (Parquet) keep them.
+    /// input: how the adaptive mode steers the source.
     fn resize(&mut self, _rows: usize, _wait: Duration) {}
 }
 
@@ -495,9 +494,14 @@ fn push(out: &mut Batch<Rows>, rows: Rows) {
     out.push(rows, time);
 }
 
-/// Rows of a Parquet file.
+/// Rows of a Parquet file. The reader decodes batches of `read_rows`; the
+/// source hands them on in chunks of `chunk_rows` (zero-copy slices), so the
+/// adaptive mode can resize chunks while the file is read.
 pub struct ParquetSource {
     reader: parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+    /// The rest of a decoded batch not handed on yet.
+    held: Option<RecordBatch>,
+    chunk_rows: usize,
     time: EventTime,
     origin: String,
     next_row: u64,
@@ -507,9 +511,11 @@ pub struct ParquetSource {
 }
 
 impl ParquetSource {
-    /// Opens `path`, reading chunks of `chunk_rows` rows.
+    /// Opens `path`, decoding `read_rows` rows at a time and handing on
+    /// chunks of `chunk_rows`.
     pub fn open(
         path: &std::path::Path,
+        read_rows: usize,
         chunk_rows: usize,
         time: EventTime,
         reserved: Arc<Reserved>,
@@ -518,10 +524,12 @@ impl ParquetSource {
         let file = std::fs::File::open(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .and_then(|b| b.with_batch_size(chunk_rows.max(1)).build())
+            .and_then(|b| b.with_batch_size(read_rows.max(1)).build())
             .map_err(|e| format!("cannot read {} as Parquet: {e}", path.display()))?;
         Ok(Self {
             reader,
+            held: None,
+            chunk_rows: chunk_rows.max(1),
             time,
             origin: "source".into(),
             next_row: 1,
@@ -531,23 +539,33 @@ impl ParquetSource {
         })
     }
 
+    /// The next decoded rows: what is held, else a new batch.
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>, String> {
+        if let Some(batch) = self.held.take() {
+            return Ok(Some(batch));
+        }
+        match self.reader.next() {
+            Some(Ok(batch)) => Ok(Some(batch)),
+            Some(Err(e)) => Err(format!("cannot read {}: {e}", self.path)),
+            None => Ok(None),
+        }
+    }
+
     /// Skips the first `rows` rows (to resume after a checkpoint).
     fn skip_rows(&mut self, rows: u64) -> Result<(), String> {
         let mut left = rows;
         while left > 0 {
-            match self.reader.next() {
-                Some(Ok(batch)) => {
+            match self.next_batch()? {
+                Some(batch) => {
                     let n = batch.num_rows() as u64;
                     if n > left {
-                        return Err(format!(
-                            "cannot resume {} at row {rows}: it is not where a chunk ended; run \
-                             with --fresh to start over",
-                            self.path
-                        ));
+                        let cut = left as usize;
+                        self.held = Some(batch.slice(cut, batch.num_rows() - cut));
+                        left = 0;
+                    } else {
+                        left -= n;
                     }
-                    left -= n;
                 }
-                Some(Err(e)) => return Err(format!("cannot read {}: {e}", self.path)),
                 None => {
                     return Err(format!(
                         "{} has fewer rows than the checkpoint's position ({rows}): the input \
@@ -573,10 +591,14 @@ impl ParquetSource {
 
 impl Source<Rows> for ParquetSource {
     fn poll(&mut self, out: &mut Batch<Rows>, _max: usize) -> Result<SourceStatus, BoxError> {
-        let Some(batch) = self.reader.next() else {
+        let Some(mut batch) = self.next_batch()? else {
             return Ok(SourceStatus::Exhausted);
         };
-        let batch = batch.map_err(|e| format!("cannot read {}: {e}", self.path))?;
+        if batch.num_rows() > self.chunk_rows {
+            let rest = batch.num_rows() - self.chunk_rows;
+            self.held = Some(batch.slice(self.chunk_rows, rest));
+            batch = batch.slice(0, self.chunk_rows);
+        }
         let n = batch.num_rows() as u64;
         self.counters.read.fetch_add(n, Ordering::Relaxed);
         let lines: Vec<u64> = (self.next_row..self.next_row + n).collect();
@@ -610,6 +632,9 @@ impl Replayable for ParquetSource {
     }
     fn release_reserved(&self) {
         self.reserved.release();
+    }
+    fn resize(&mut self, rows: usize, _wait: Duration) {
+        self.chunk_rows = rows.max(1);
     }
 }
 

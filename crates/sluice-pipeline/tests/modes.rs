@@ -180,3 +180,55 @@ fn adaptive_mode_checks_its_target() {
         assert!(error.contains("modes.toml:"), "no place in: {error}");
     }
 }
+
+/// A Parquet input in adaptive mode is handed on in chunks the controller
+/// resizes while the file is read; the answers are those of micro-batches.
+#[test]
+fn a_parquet_input_gives_the_same_answers_in_adaptive_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = r#"name = "to-parquet"
+[source]
+type = "generator"
+events = 6000
+keys = 7
+seed = 11
+interval_ms = 37
+
+[[sink]]
+from = "source"
+type = "file"
+path = "readings.parquet"
+"#;
+    let plan = load_str(writer, Path::new("writer.toml"), dir.path(), None).unwrap();
+    let watch = progress(&plan);
+    run(plan, &watch).unwrap();
+
+    let reader = |mode: &str, workers: usize| {
+        let out = tempfile::tempdir().unwrap();
+        let input = dir.path().join("readings.parquet");
+        // The windows of PIPELINE, read from the Parquet file.
+        let transforms = &PIPELINE[PIPELINE.find("[[transform]]").unwrap()..];
+        let text = format!(
+            "name = \"from-parquet\"\n[source]\ntype = \"file\"\npath = {:?}\nevent_time = \"ts\"\n\n\
+             {transforms}\n[execution]\nmode = \"{mode}\"\nbatch_size = 500\n",
+            input.display().to_string()
+        );
+        let plan = load_str(&text, Path::new("reader.toml"), out.path(), Some(workers)).unwrap();
+        let watch = progress(&plan);
+        let summary = run(plan, &watch).unwrap();
+        assert_eq!(summary.read, 6000, "{mode}");
+        assert_eq!(summary.processed, 6000, "{mode}");
+        let mut rows = BTreeMap::new();
+        for name in ["tumbling", "sliding", "count", "everything"] {
+            let text = std::fs::read_to_string(out.path().join(format!("{name}.jsonl"))).unwrap();
+            let mut lines: Vec<String> = text.lines().map(round_floats).collect();
+            lines.sort();
+            rows.insert(name.to_string(), lines);
+        }
+        rows
+    };
+    let reference = reader("micro-batch", 1);
+    assert_eq!(reference, run_with("micro-batch", 4096, 1));
+    assert_eq!(reader("adaptive", 1), reference);
+    assert_eq!(reader("adaptive", 2), reference);
+}

@@ -63,7 +63,7 @@ pub use sluice_core::{aggregate, cut, Aggregate, Batch, Timestamp};
 pub use sluice_runtime::{
     AdaptiveController, Barrier, BoxError, Clock, EdgeSnapshot, FlushPolicy, Observed, Operator,
     OperatorError, OperatorResult, RunReport, RuntimeError, SimulatedClock, Sink, Source,
-    SourceStatus, SystemClock,
+    SourceStatus, SystemClock, MAX_ADAPTIVE_BATCH,
 };
 
 /// The README's guide, compiled and run as a doc test.
