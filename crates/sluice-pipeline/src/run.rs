@@ -125,10 +125,13 @@ pub fn fingerprint(plan: &Plan) -> String {
         .map(|line| format!("{line}\n"))
         .collect();
     // Chunks decide where the watermark moves, so they are part of it too.
+    // Adaptive chunks follow timing: a resumed run keeps the mode and the
+    // target, not the cuts (see docs/exactly-once.md).
     text.push_str(&format!(
-        "workers {}, chunk rows {}, source {:?}, idle timeout {:?}\n",
+        "workers {}, chunk rows {}, target latency {:?}, source {:?}, idle timeout {:?}\n",
         plan.execution.workers,
         plan.execution.chunk_rows(),
+        plan.execution.target_latency,
         plan.source.kind,
         plan.source.idle_timeout
     ));

@@ -243,7 +243,8 @@ impl Source<Rows> for TextSource {
     fn poll(&mut self, out: &mut Batch<Rows>, _max: usize) -> Result<SourceStatus, BoxError> {
         // Gather enough bytes for a full chunk, or what there is.
         // Chunks end where `chunk_rows` records do, wherever reads end: a
-        // run resumed from a checkpoint cuts the same chunks.
+        // run resumed from a checkpoint cuts the same chunks (unless the
+        // adaptive mode resizes them, which follows timing).
         let wanted = self.chunk_rows + self.skip;
         loop {
             let complete = self.complete_lines(wanted);

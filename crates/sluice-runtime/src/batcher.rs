@@ -333,4 +333,40 @@ mod tests {
         );
         assert_eq!(*sizes.borrow(), vec![3]);
     }
+
+    #[test]
+    fn a_shrinking_target_releases_what_is_held_at_the_next_tick() {
+        let ms = Duration::from_millis;
+        let policy = FlushPolicy::Adaptive {
+            target_latency: ms(5),
+        };
+        let mut batcher = Batcher::new(policy, None).unwrap();
+        let sizes = std::cell::RefCell::new(Vec::new());
+        let mut release = |b: &mut Batch<u8>| -> Result<(), ()> {
+            sizes.borrow_mut().push(b.len());
+            b.clear();
+            Ok(())
+        };
+        batcher.retarget(8, ms(10));
+        let mut input = Batch::from_parts(vec![0; 6], vec![0; 6]);
+        batcher.push(&mut input, ms(0), &mut release).unwrap();
+        assert!(sizes.borrow().is_empty());
+        assert_eq!(batcher.deadline(), Some(ms(10)));
+        // A shorter deadline moves the held events' deadline with it.
+        batcher.retarget(8, ms(2));
+        assert_eq!(batcher.deadline(), Some(ms(2)));
+        assert_eq!(batcher.tick(ms(1), &mut release).unwrap(), Some(ms(2)));
+        // A size below what is held releases it at the next tick, early.
+        batcher.retarget(4, ms(2));
+        assert_eq!(batcher.tick(ms(1), &mut release).unwrap(), None);
+        assert_eq!(*sizes.borrow(), vec![6]);
+        assert_eq!(batcher.deadline(), None);
+        // Then batches of the new size, and the rest at its deadline.
+        let mut input = Batch::from_parts(vec![0; 9], vec![0; 9]);
+        batcher.push(&mut input, ms(5), &mut release).unwrap();
+        assert_eq!(*sizes.borrow(), vec![6, 4, 4]);
+        assert_eq!(batcher.deadline(), Some(ms(7)));
+        assert_eq!(batcher.tick(ms(7), &mut release).unwrap(), None);
+        assert_eq!(*sizes.borrow(), vec![6, 4, 4, 1]);
+    }
 }

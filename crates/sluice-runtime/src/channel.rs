@@ -30,8 +30,9 @@ pub struct Envelope<T> {
     pub from: usize,
     /// What it sent.
     pub message: Message<T>,
-    /// For a batch on an adaptive edge: the processing time at which its
-    /// oldest event entered the sender's batcher (zero otherwise).
+    /// For a batch: the processing time at which its oldest event entered
+    /// the sender's batcher, which adaptive edges measure latency from.
+    /// Zero for other messages.
     pub stamp: Duration,
 }
 
@@ -39,13 +40,15 @@ pub struct Envelope<T> {
 /// batch and busy time (shared), and each sender's worst batch latency.
 #[derive(Debug, Default)]
 pub(crate) struct Feedback {
-    totals: Mutex<(Observed, Vec<Duration>)>,
+    /// The receiver's totals, and per sender its batches and worst latency
+    /// since it last looked.
+    totals: Mutex<(Observed, Vec<(u64, Duration)>)>,
 }
 
 impl Feedback {
     fn new(senders: usize) -> Self {
         Self {
-            totals: Mutex::new((Observed::default(), vec![Duration::ZERO; senders])),
+            totals: Mutex::new((Observed::default(), vec![(0, Duration::ZERO); senders])),
         }
     }
 
@@ -54,20 +57,22 @@ impl Feedback {
     pub(crate) fn record(&self, from: usize, size: usize, service: Duration, latency: Duration) {
         let mut totals = self.totals.lock().unwrap_or_else(PoisonError::into_inner);
         totals.0.record(size, service, latency);
-        if let Some(worst) = totals.1.get_mut(from) {
+        if let Some((batches, worst)) = totals.1.get_mut(from) {
+            *batches += 1;
             *worst = (*worst).max(latency);
         }
     }
 
-    /// What happened since `last` (updated), with `from`'s worst latency.
+    /// What happened since `last` (updated), with `from`'s batches and
+    /// worst latency.
     fn take(&self, from: usize, last: &mut Observed) -> Observed {
         let mut totals = self.totals.lock().unwrap_or_else(PoisonError::into_inner);
         let mut seen = totals.0.since(last);
         *last = totals.0;
-        seen.worst = totals
+        (seen.own_batches, seen.worst) = totals
             .1
             .get_mut(from)
-            .map_or(Duration::ZERO, std::mem::take);
+            .map_or((0, Duration::ZERO), std::mem::take);
         seen
     }
 }
@@ -146,7 +151,7 @@ pub fn multi_edge<T: Send>(
             adaptive: adaptive
                 .zip(feedback.clone())
                 .map(|(target, feedback)| Adaptive {
-                    controller: AdaptiveController::new(target, capacity),
+                    controller: AdaptiveController::new(target, capacity.max(senders)),
                     feedback,
                     last: Observed::default(),
                     piece: Batch::new(),
@@ -348,14 +353,13 @@ impl<T: Send> Operator<T> for EdgeSender<T> {
 
     fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
         self.outbox.now = now;
+        // Adapt first: a deadline the controller has just shortened sends
+        // what is held now, not one tick later.
+        self.adapt(now);
         let outbox = &mut self.outbox;
-        let mut deadline = self
+        let deadline = self
             .batcher
             .tick(now, &mut |held| outbox.send_batch(held))?;
-        if self.adaptive.is_some() {
-            self.adapt(now);
-            deadline = self.batcher.deadline();
-        }
         self.send_due_watermark()?;
         Ok(deadline)
     }
