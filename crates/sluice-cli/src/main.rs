@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod pipeline;
+mod ui;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -1,9 +1,11 @@
 //! `sluice run` and `sluice validate`: pipeline files.
 
+use crate::ui;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use sluice_pipeline::checkpoint::{CheckpointConfig, Guarantee};
 use sluice_pipeline::run::{progress, run_with, RunOptions};
+use sluice_pipeline::watch::Watch;
 use sluice_pipeline::{load, LoadError};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -53,6 +55,39 @@ pub struct RunArgs {
     /// at-most-once (also allows stdin, which loses lines after a crash).
     #[arg(long, value_name = "GUARANTEE", default_value = "exactly-once", value_parser = Guarantee::parse, requires = "state_dir")]
     guarantee: Guarantee,
+    /// Serves a live dashboard (a web page and a JSON API) at this address:
+    /// `8080` or `127.0.0.1:8080` (port 0 picks a free one). An address
+    /// other than loopback needs --ui-token.
+    #[arg(long, value_name = "ADDR", value_parser = parse_ui_addr)]
+    ui: Option<SocketAddr>,
+    /// The token every request to the dashboard must carry
+    /// (`?token=` or `Authorization: Bearer`); at least 16 characters.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "SLUICE_UI_TOKEN",
+        hide_env_values = true,
+        requires = "ui"
+    )]
+    ui_token: Option<String>,
+    /// How long the dashboard stays up once the input has ended (default:
+    /// until Ctrl-C).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "ui")]
+    ui_linger: Option<Duration>,
+}
+
+fn parse_ui_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    if let Some(port) = text.strip_prefix("localhost:") {
+        if let Ok(port) = port.parse::<u16>() {
+            return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+        }
+    }
+    text.parse().map_err(|_| {
+        format!("`{text}` is not an address: write a port (8080) or IP:PORT (127.0.0.1:8080)")
+    })
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -114,6 +149,31 @@ pub fn run(args: &RunArgs) -> ExitCode {
         }
         eprintln!("metrics: http://{addr}/metrics");
     }
+    let watch = match args.ui {
+        None => None,
+        Some(addr) => {
+            if let Err(error) = ui::check(addr, args.ui_token.as_deref()) {
+                eprintln!("error: {error}");
+                return ExitCode::from(INVALID);
+            }
+            let watch = Watch::new(&plan);
+            match ui::serve(watch.clone(), addr, args.ui_token.clone()) {
+                Ok(bound) => {
+                    let hint = if args.ui_token.is_some() {
+                        "?token=TOKEN"
+                    } else {
+                        ""
+                    };
+                    eprintln!("dashboard: http://{bound}/{hint}");
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::from(RUNTIME_FAILURE);
+                }
+            }
+            Some(watch)
+        }
+    };
     let progress = progress(&plan);
     let done = Arc::new(AtomicBool::new(false));
     let terminal = std::io::stderr().is_terminal();
@@ -170,13 +230,23 @@ pub fn run(args: &RunArgs) -> ExitCode {
             guarantee: args.guarantee,
         }),
         stop: Arc::new(AtomicBool::new(false)),
+        watch: watch.clone(),
     };
-    if options.checkpoints.is_some() {
+    // Once the run is over, a signal ends the dashboard's lingering.
+    let lingering = Arc::new(AtomicBool::new(false));
+    if options.checkpoints.is_some() || watch.is_some() {
         // The first SIGINT/SIGTERM asks for a last checkpoint; a second one
         // exits at once (the next run resumes from the last checkpoint).
-        let stop = options.stop.clone();
+        let (stop, checkpoints, lingering) = (
+            options.stop.clone(),
+            options.checkpoints.is_some(),
+            lingering.clone(),
+        );
         let installed = ctrlc::set_handler(move || {
-            if stop.swap(true, Ordering::SeqCst) {
+            if lingering.load(Ordering::SeqCst) {
+                std::process::exit(0);
+            }
+            if !checkpoints || stop.swap(true, Ordering::SeqCst) {
                 std::process::exit(130);
             }
             eprintln!("stopping: taking a last checkpoint (again to exit at once)");
@@ -192,6 +262,37 @@ pub fn run(args: &RunArgs) -> ExitCode {
         let _ = thread.join();
         bar.finish_and_clear();
     }
+    if let Some(watch) = &watch {
+        watch.finish(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+    }
+    let code = report(args, result);
+    if let Some(watch) = &watch {
+        watch.sample();
+        lingering.store(true, Ordering::SeqCst);
+        match args.ui_linger {
+            Some(linger) => {
+                eprintln!(
+                    "dashboard: the run is over; it stays up for {}",
+                    humantime::format_duration(linger)
+                );
+                std::thread::sleep(linger);
+            }
+            None => {
+                eprintln!("dashboard: the run is over; it stays up until Ctrl-C");
+                loop {
+                    std::thread::park();
+                }
+            }
+        }
+    }
+    code
+}
+
+/// Prints how the run ended; its exit code.
+fn report(
+    args: &RunArgs,
+    result: Result<sluice_pipeline::Summary, sluice_pipeline::RunError>,
+) -> ExitCode {
     match result {
         Ok(summary) => {
             if let Some(report) = summary.checkpoints.as_ref() {

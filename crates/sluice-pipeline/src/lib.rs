@@ -37,6 +37,7 @@ pub mod source;
 pub mod spec;
 pub mod sql;
 pub mod transform;
+pub mod watch;
 pub mod window;
 
 pub use plan::{load, LoadError, Plan};

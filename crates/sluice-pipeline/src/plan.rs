@@ -110,6 +110,8 @@ pub struct SourcePlan {
     pub max_out_of_orderness: Duration,
     /// Idle timeout of the watermark.
     pub idle_timeout: Option<Duration>,
+    /// At most this many records per second, if set.
+    pub rate: Option<f64>,
 }
 
 /// What a transform does.
@@ -488,13 +490,14 @@ fn source(s: &SourceSpec, span: Span, base: &Path) -> Result<SourcePlan, Failure
         ("event_time", span_of(&s.event_time)),
         ("max_out_of_orderness", span_of(&s.max_out_of_orderness)),
         ("idle_timeout", span_of(&s.idle_timeout)),
+        ("rate", span_of(&s.rate)),
         ("schema", span_of(&s.schema)),
         ("events", span_of(&s.events)),
         ("keys", span_of(&s.keys)),
         ("seed", span_of(&s.seed)),
         ("interval_ms", span_of(&s.interval_ms)),
     ];
-    let common = ["event_time", "max_out_of_orderness", "idle_timeout"];
+    let common = ["event_time", "max_out_of_orderness", "idle_timeout", "rate"];
     let explicit = match &s.schema {
         None => None,
         Some(fields) => {
@@ -678,12 +681,26 @@ fn finish_source(
         Some(d) => Some(duration(d, "idle_timeout")?),
         None => None,
     };
+    let rate = match &s.rate {
+        Some(r) if !(r.get_ref().is_finite() && *r.get_ref() > 0.0) => {
+            return Err(at(
+                r.span(),
+                format!(
+                    "rate = {} is not a number of records per second above zero; write                      e.g. rate = 1000, or remove it to read as fast as the dataflow goes",
+                    r.get_ref()
+                ),
+            ))
+        }
+        Some(r) => Some(*r.get_ref()),
+        None => None,
+    };
     Ok(SourcePlan {
         kind,
         schema,
         time,
         max_out_of_orderness,
         idle_timeout,
+        rate,
     })
 }
 

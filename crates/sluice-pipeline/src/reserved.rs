@@ -8,10 +8,11 @@
 
 use crate::decode::DeadLetter;
 use crate::sink::RowWriter;
+use crate::watch::Watch;
 use arrow::array::{Int64Array, RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// How many records of a reserved stream the report shows when no sink
 /// takes the stream.
@@ -130,6 +131,10 @@ pub struct LateEvent {
     pub event_time: i64,
     /// The transform's watermark when it came.
     pub watermark: i64,
+    /// The window it missed: `[start, end)` in epoch ms.
+    pub window: (i64, i64),
+    /// The window's allowed lateness, in ms.
+    pub lateness: i64,
     /// Why it was refused.
     pub reason: String,
     /// The event as JSON.
@@ -144,6 +149,8 @@ pub struct Reserved {
     pub late: ReservedStream,
     /// Checkpointing: handles hold records until the next barrier.
     hold: AtomicBool,
+    /// The dashboard's figures, when it is on.
+    watch: OnceLock<Arc<Watch>>,
 }
 
 impl Default for Reserved {
@@ -173,7 +180,19 @@ impl Reserved {
             dead_letter: ReservedStream::new("dead_letter", Arc::new(dead)),
             late: ReservedStream::new("late", Arc::new(late)),
             hold: AtomicBool::new(false),
+            watch: OnceLock::new(),
         }
+    }
+
+    /// Shows what the streams receive, and what the operators that write
+    /// to them do, on `watch`.
+    pub fn set_watch(&self, watch: Arc<Watch>) {
+        let _ = self.watch.set(watch);
+    }
+
+    /// The dashboard's figures, when it is on.
+    pub fn watch(&self) -> Option<&Arc<Watch>> {
+        self.watch.get()
     }
 
     /// With checkpoints, each operator holds its records until it passes a
@@ -204,6 +223,9 @@ impl Reserved {
         if letters.is_empty() {
             return;
         }
+        if let Some(watch) = self.watch() {
+            watch.dead(letters);
+        }
         let columns = vec![
             Arc::new(StringArray::from_iter_values(
                 letters.iter().map(|d| d.origin.as_str()),
@@ -233,6 +255,9 @@ impl Reserved {
     pub fn late(&self, events: &[LateEvent]) {
         if events.is_empty() {
             return;
+        }
+        if let Some(watch) = self.watch() {
+            watch.late(events);
         }
         let columns = vec![
             Arc::new(StringArray::from_iter_values(
@@ -309,6 +334,11 @@ impl ReservedHandle {
             let (_, dead, late) = &mut held[at];
             f(dead, late)
         })
+    }
+
+    /// The dashboard's figures, when it is on.
+    pub fn watch(&self) -> Option<&Arc<Watch>> {
+        self.shared.watch()
     }
 
     /// Adds dead letters.

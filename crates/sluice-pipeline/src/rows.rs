@@ -6,6 +6,7 @@ use arrow::array::{
 };
 use arrow::compute::{filter, filter_record_batch, take, take_record_batch};
 use arrow::error::ArrowError;
+use std::time::Instant;
 
 /// A chunk of rows flowing through a declarative pipeline. In micro-batch
 /// mode a chunk holds up to `batch_size` rows; in event mode, one.
@@ -18,6 +19,10 @@ pub struct Rows {
     /// Each row's line in the source (1-based; the row number for Parquet),
     /// for dead letters.
     pub lines: UInt64Array,
+    /// When the source read the chunk (for window results: the chunk
+    /// whose watermark fired them). Set only when the dashboard is on, to
+    /// measure end-to-end latency at the sinks.
+    pub read_at: Option<Instant>,
 }
 
 impl Rows {
@@ -29,6 +34,7 @@ impl Rows {
             batch,
             times,
             lines,
+            read_at: None,
         }
     }
 
@@ -53,6 +59,7 @@ impl Rows {
             batch: filter_record_batch(&self.batch, mask)?,
             times: downcast(filter(&self.times, mask)?),
             lines: downcast(filter(&self.lines, mask)?),
+            read_at: self.read_at,
         })
     }
 
@@ -62,6 +69,7 @@ impl Rows {
             batch: take_record_batch(&self.batch, indices)?,
             times: downcast(take(&self.times, indices, None)?),
             lines: downcast(take(&self.lines, indices, None)?),
+            read_at: self.read_at,
         })
     }
 
@@ -71,6 +79,7 @@ impl Rows {
             batch: self.batch.slice(offset, len),
             times: self.times.slice(offset, len),
             lines: self.lines.slice(offset, len),
+            read_at: self.read_at,
         }
     }
 
@@ -80,6 +89,7 @@ impl Rows {
             batch,
             times: self.times.clone(),
             lines: self.lines.clone(),
+            read_at: self.read_at,
         }
     }
 }

@@ -81,6 +81,8 @@ pub struct RunOptions {
     pub checkpoints: Option<CheckpointConfig>,
     /// Set (by a signal handler) to stop after a last checkpoint.
     pub stop: Arc<AtomicBool>,
+    /// The dashboard's figures, when it is on.
+    pub watch: Option<Arc<crate::watch::Watch>>,
 }
 
 /// Shared state a run exposes while it goes (for the progress bar).
@@ -229,6 +231,15 @@ pub fn run_with(
         }
     };
 
+    let watch = options.watch.clone();
+    if let Some(watch) = &watch {
+        reserved.set_watch(watch.clone());
+        watch.set_source(counters.clone());
+        if let Some(c) = &checkpointing {
+            watch.set_checkpointing(c.clone());
+        }
+    }
+
     // Open every sink first: an unwritable path fails before reading.
     let mut emitted: indexmap::IndexMap<String, Arc<AtomicU64>> = indexmap::IndexMap::new();
     let mut sink_writers: HashMap<String, Vec<RowSink>> = HashMap::new();
@@ -259,6 +270,9 @@ pub fn run_with(
                     .open_at(stream_schema(&plan, &sink.from), length)
                     .map_err(RunError)?;
                 let mut sink_op = RowSink::new(writer, count);
+                if let Some(watch) = &watch {
+                    sink_op = sink_op.with_watch(watch.clone());
+                }
                 if let Some(c) = &checkpointing {
                     sink_op = sink_op.with_checkpoints(c.clone(), key);
                 }
@@ -277,7 +291,12 @@ pub fn run_with(
         .map(|s| s.get("source").unwrap_or_default());
     let mut resume_from = None;
     let target_latency = exec.target_latency;
+    let rate = plan.source.rate;
     let mut add_source = |source: Box<dyn ReplayableSource>| -> Result<Stream<Rows>, RunError> {
+        let source: Box<dyn ReplayableSource> = match rate {
+            Some(rate) => Box::new(crate::source::Paced::new(source, rate, chunk_rows)),
+            None => source,
+        };
         let source: Box<dyn ReplayableSource> = match target_latency {
             Some(target) => Box::new(crate::adaptive::AdaptiveChunks::new(source, target)),
             None => source,
@@ -363,9 +382,21 @@ pub fn run_with(
                       name: &str,
                       stream: Stream<Rows>,
                       plan: &Plan| {
+        let counts = watch.as_ref().map(|w| w.stream(name));
+        if let Some(counts) = &counts {
+            counts.set_instances(stream.parallelism());
+        }
         let stream = stream.operator({
             let name = name.to_string();
-            move |down, _| Box::new(CountOp::new(name.clone(), down))
+            // The source's chunks are marked with their read time.
+            let stamp = name == "source";
+            move |down, _| {
+                let count = CountOp::new(name.clone(), down);
+                Box::new(match &counts {
+                    Some(counts) => count.with_watch(counts.clone(), stamp),
+                    None => count,
+                })
+            }
         });
         let readers = plan.subscribers(name);
         let branches = if readers == 0 {

@@ -319,6 +319,8 @@ pub struct RowSink {
     writer: Box<dyn RowWriter>,
     emitted: Arc<AtomicU64>,
     checkpoint: Option<(Arc<Checkpointing>, String)>,
+    /// Measures the latency of what it writes, for the dashboard.
+    watch: Option<Arc<crate::watch::Watch>>,
 }
 
 impl RowSink {
@@ -328,7 +330,15 @@ impl RowSink {
             writer,
             emitted,
             checkpoint: None,
+            watch: None,
         }
+    }
+
+    /// Tells `watch` how long after their read the rows it writes were
+    /// written.
+    pub fn with_watch(mut self, watch: Arc<crate::watch::Watch>) -> Self {
+        self.watch = Some(watch);
+        self
     }
 
     /// A sink that writes nothing: the end of a stream nobody reads.
@@ -352,6 +362,9 @@ impl Sink<Rows> for RowSink {
             }
             self.writer.write(&rows.batch)?;
             self.emitted.fetch_add(rows.len() as u64, Ordering::Relaxed);
+            if let (Some(watch), Some(read_at)) = (&self.watch, rows.read_at) {
+                watch.latency(read_at, rows.len());
+            }
         }
         Ok(())
     }

@@ -51,6 +51,9 @@ pub struct SourceSpec {
     /// A partition that sends nothing for this long stops holding the
     /// watermark back.
     pub idle_timeout: Option<Spanned<String>>,
+    /// Reads at most this many records per second (demos, replays at a
+    /// steady pace); as fast as the dataflow takes them by default.
+    pub rate: Option<Spanned<f64>>,
     /// Field names to types; inferred from the input if absent.
     pub schema: Option<Spanned<IndexMap<String, Spanned<String>>>>,
     /// How many events a generator or Nexmark source produces.

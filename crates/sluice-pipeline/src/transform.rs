@@ -5,6 +5,7 @@ use crate::decode::{row_json, DeadLetter};
 use crate::reserved::{Reserved, ReservedHandle};
 use crate::rows::Rows;
 use crate::sql::{evaluate_all, Evaluator, ScalarExpr};
+use crate::watch::StreamWatch;
 use arrow::array::{ArrayRef, AsArray, RecordBatch, UInt32Array};
 use arrow::datatypes::SchemaRef;
 use arrow::row::RowConverter;
@@ -224,16 +225,33 @@ impl Operator<Rows> for ProjectOp {
     forward_signals!(reserved);
 }
 
-/// Counts the rows and chunks of a named stream for metrics.
+/// Counts the rows and chunks of a named stream for metrics, and for the
+/// dashboard when it is on.
 pub struct CountOp {
     stream: String,
     down: Box<dyn Operator<Rows>>,
+    watch: Option<Arc<StreamWatch>>,
+    /// Marks chunks with the time they were read (the source's stream).
+    stamp: bool,
 }
 
 impl CountOp {
     /// Counts `stream`.
     pub fn new(stream: String, down: Box<dyn Operator<Rows>>) -> Self {
-        Self { stream, down }
+        Self {
+            stream,
+            down,
+            watch: None,
+            stamp: false,
+        }
+    }
+
+    /// Also counts into `watch`; with `stamp`, marks each chunk with the
+    /// time it passes (for the latency the sinks measure).
+    pub fn with_watch(mut self, watch: Arc<StreamWatch>, stamp: bool) -> Self {
+        self.watch = Some(watch);
+        self.stamp = stamp;
+        self
     }
 }
 
@@ -244,13 +262,24 @@ impl Operator<Rows> for CountOp {
         let stream = self.stream.clone();
         metrics::counter!("sluice_records_total", "stream" => stream.clone())
             .increment(rows as u64);
+        let mut largest = 0;
         for chunk in batch.items() {
+            largest = largest.max(chunk.len());
             metrics::histogram!("sluice_batch_rows", "stream" => stream.clone())
                 .record(chunk.len() as f64);
         }
+        let (chunks, newest) = (batch.len(), batch.max_time());
+        if self.stamp {
+            for chunk in batch.parts_mut().0 {
+                chunk.read_at.get_or_insert(start);
+            }
+        }
         let result = self.down.on_batch(batch);
-        metrics::histogram!("sluice_batch_seconds", "stream" => stream)
-            .record(start.elapsed().as_secs_f64());
+        let took = start.elapsed();
+        metrics::histogram!("sluice_batch_seconds", "stream" => stream).record(took.as_secs_f64());
+        if let Some(watch) = &self.watch {
+            watch.chunks(chunks, rows, largest, newest, took);
+        }
         result
     }
     fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
@@ -264,6 +293,9 @@ impl Operator<Rows> for CountOp {
             .set(watermark as f64);
         metrics::gauge!("sluice_watermark_lag_seconds", "stream" => self.stream.clone())
             .set(lag_ms as f64 / 1000.0);
+        if let Some(watch) = &self.watch {
+            watch.watermark(watermark);
+        }
         self.down.on_watermark(watermark)
     }
     fn on_idle(&mut self) -> OperatorResult {

@@ -145,6 +145,11 @@ pub struct WindowOp {
     out: Batch<Rows>,
     /// Where its state goes at barriers, under which key.
     checkpoint: Option<(Arc<Checkpointing>, String)>,
+    /// When the newest input chunk was read (dashboard on): results carry
+    /// it, so sinks measure latency from the read that fired them.
+    read_at: Option<std::time::Instant>,
+    /// The input has ended: what fires now is fired by the end.
+    ended: bool,
 }
 
 fn failed(error: impl std::fmt::Display) -> OperatorError {
@@ -173,6 +178,8 @@ impl WindowOp {
             down,
             out: Batch::new(),
             checkpoint: None,
+            read_at: None,
+            ended: false,
         })
     }
 
@@ -235,12 +242,14 @@ impl WindowOp {
         (rows, args)
     }
 
-    fn late_event(&mut self, rows: &Rows, row: usize, reason: String) {
+    fn late_event(&mut self, rows: &Rows, row: usize, window: (i64, i64), reason: String) {
         self.late.push(LateEvent {
             transform: self.plan.name.clone(),
             line: rows.lines.value(row),
             event_time: rows.times.value(row),
             watermark: self.watermark,
+            window,
+            lateness: self.plan.lateness,
             reason,
             record: row_json(&rows.batch, row),
         });
@@ -325,7 +334,7 @@ impl WindowOp {
                      plus the allowed lateness of {lateness} ms",
                     self.watermark
                 );
-                self.late_event(rows, row, reason);
+                self.late_event(rows, row, (last_start, end), reason);
             }
         }
         for slot in touched {
@@ -444,7 +453,7 @@ impl WindowOp {
                      plus the allowed lateness of {lateness} ms",
                     self.watermark
                 );
-                self.late_event(rows, row, reason);
+                self.late_event(rows, row, (t, end), reason);
                 continue;
             }
             let mut accs = self.accumulators()?;
@@ -629,7 +638,45 @@ impl WindowOp {
         if self.out.is_empty() {
             return Ok(());
         }
+        if self.read_at.is_some() {
+            for rows in self.out.parts_mut().0 {
+                rows.read_at = self.read_at;
+            }
+        }
+        if let Some(watch) = self.reserved.watch() {
+            let fired_by = if self.ended { i64::MAX } else { self.watermark };
+            let (rows, windows) = self.fired_windows();
+            watch.fired(&self.plan.name, fired_by, rows, windows);
+        }
         self.down.on_batch(&mut self.out)
+    }
+
+    /// The rows about to be sent, and the windows they cover:
+    /// `[earliest start, latest end)`.
+    fn fired_windows(&self) -> (u64, Option<(i64, i64)>) {
+        let start = self.plan.keys.len();
+        let mut rows = 0;
+        let mut span: Option<(i64, i64)> = None;
+        for chunk in self.out.items() {
+            rows += chunk.len() as u64;
+            let columns = chunk.batch.columns();
+            let (Some(starts), Some(ends)) = (
+                columns
+                    .get(start)
+                    .and_then(|c| c.as_any().downcast_ref::<Int64Array>()),
+                columns
+                    .get(start + 1)
+                    .and_then(|c| c.as_any().downcast_ref::<Int64Array>()),
+            ) else {
+                continue;
+            };
+            if let (Some(first), Some(last)) =
+                (arrow::compute::min(starts), arrow::compute::max(ends))
+            {
+                span = Some(span.map_or((first, last), |(a, b)| (a.min(first), b.max(last))));
+            }
+        }
+        (rows, span)
     }
 
     fn build(&self, emissions: Vec<Emission>) -> Result<Rows, OperatorError> {
@@ -715,6 +762,9 @@ fn evaluate(accs: &mut Accs) -> Result<Vec<ScalarValue>, OperatorError> {
 impl Operator<Rows> for WindowOp {
     fn on_batch(&mut self, batch: &mut Batch<Rows>) -> OperatorResult {
         for (rows, _) in batch.drain() {
+            if rows.read_at.is_some() {
+                self.read_at = rows.read_at;
+            }
             let (rows, args) = self.arguments(rows);
             if rows.is_empty() {
                 continue;
@@ -778,6 +828,7 @@ impl Operator<Rows> for WindowOp {
     }
 
     fn on_end(&mut self) -> OperatorResult {
+        self.ended = true;
         self.fire(i64::MAX, true)?;
         self.flush()?;
         self.reserved.release();
