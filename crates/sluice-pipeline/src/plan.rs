@@ -686,7 +686,8 @@ fn finish_source(
             return Err(at(
                 r.span(),
                 format!(
-                    "rate = {} is not a number of records per second above zero; write                      e.g. rate = 1000, or remove it to read as fast as the dataflow goes",
+                    "rate = {} is not a number of records per second above zero; write e.g. \
+                     rate = 1000, or remove it to read as fast as the dataflow goes",
                     r.get_ref()
                 ),
             ))

@@ -713,7 +713,7 @@ fn graph_of(plan: &Plan) -> Graph {
     for t in &plan.transforms {
         let depth = depth_of(&nodes, &t.from) + 1;
         let what = match &t.operation {
-            Operation::Window(_) => format!("{} window", t.kind),
+            Operation::Window(w) => window_label(&w.kind),
             _ => t.kind.clone(),
         };
         nodes.push(Node {
@@ -757,6 +757,22 @@ fn graph_of(plan: &Plan) -> Graph {
         });
     }
     Graph { nodes, edges }
+}
+
+fn window_label(kind: &crate::window::WindowKind) -> String {
+    use crate::window::WindowKind;
+    let time = |ms: i64| {
+        humantime::format_duration(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+            .to_string()
+    };
+    match kind {
+        WindowKind::Tumbling { size } => format!("tumbling {} window", time(*size)),
+        WindowKind::Sliding { size, slide } => {
+            format!("sliding {} window every {}", time(*size), time(*slide))
+        }
+        WindowKind::Session { gap } => format!("session window, gap {}", time(*gap)),
+        WindowKind::Count { size } => format!("count window of {size}"),
+    }
 }
 
 fn producer(nodes: &[Node], stream: &str) -> String {

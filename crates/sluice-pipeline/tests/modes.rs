@@ -232,3 +232,33 @@ path = "readings.parquet"
     assert_eq!(reader("adaptive", 1), reference);
     assert_eq!(reader("adaptive", 2), reference);
 }
+
+/// `rate` paces a source without changing what it reads; a rate that is
+/// not above zero is an error at its place in the file.
+#[test]
+fn a_paced_source_reads_at_its_rate_and_gives_the_same_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let paced = PIPELINE.replace("interval_ms = 37\n", "interval_ms = 37\nrate = 4000\n");
+    assert_ne!(paced, PIPELINE);
+    let plan = load_str(&paced, Path::new("modes.toml"), dir.path(), None).unwrap();
+    assert_eq!(plan.source.rate, Some(4000.0));
+    let started = std::time::Instant::now();
+    let watch = progress(&plan);
+    run(plan, &watch).unwrap();
+    // 6000 events at 4000 a second: at least a second and a half.
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1400));
+    for name in ["tumbling", "count"] {
+        let text = std::fs::read_to_string(dir.path().join(format!("{name}.jsonl"))).unwrap();
+        let mut rows: Vec<String> = text.lines().map(round_floats).collect();
+        rows.sort();
+        assert_eq!(rows, run_with("micro-batch", 4096, 1)[name], "{name}");
+    }
+    for bad in ["rate = 0", "rate = -5", "rate = \"fast\""] {
+        let text = PIPELINE.replace("interval_ms = 37\n", &format!("interval_ms = 37\n{bad}\n"));
+        let error = load_str(&text, Path::new("modes.toml"), dir.path(), None)
+            .err()
+            .expect(bad)
+            .to_string();
+        assert!(error.contains("modes.toml:9:"), "{bad}: {error}");
+    }
+}

@@ -58,7 +58,7 @@ function span(ms) {
 // ---- the dataflow graph --------------------------------------------------
 
 const SVG = "http://www.w3.org/2000/svg";
-const BOX = { w: 176, h: 50, dx: 240, dy: 66 };
+const BOX = { w: 176, h: 50, dx: 290, dy: 66 };
 
 function svg(name, attributes, parent) {
   const element = document.createElementNS(SVG, name);
@@ -123,7 +123,8 @@ function updateGraph(snapshot) {
     if (!element || !s) continue;
     element.classList.toggle("backpressured", s.backpressured);
     const sub = element.querySelector("text.sub");
-    sub.textContent = `${node.label.slice(0, 16)} · busy ${(100 * s.busy).toFixed(0)}%`;
+    const label = node.label.length > 18 ? node.label.slice(0, 17) + "…" : node.label;
+    sub.textContent = `${label} · busy ${(100 * s.busy).toFixed(0)}%`;
   }
 }
 
@@ -224,7 +225,7 @@ function fill(id, rows) {
 
 function count(id, n) {
   const element = $(id);
-  element.textContent = number(n);
+  element.textContent = n < 1e4 ? String(n) : number(n);
   element.classList.toggle("some", n > 0);
 }
 
