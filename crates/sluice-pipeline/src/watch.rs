@@ -448,7 +448,7 @@ impl Watch {
                         .watermark
                         .saturating_sub(e.window.1.saturating_add(e.lateness)),
                     reason: e.reason.clone(),
-                    record: e.record.clone(),
+                    record: shortened(&e.record),
                 },
             );
         }
@@ -468,7 +468,7 @@ impl Watch {
                     origin: d.origin.clone(),
                     line: d.line,
                     reason: d.reason.clone(),
-                    record: d.record.clone(),
+                    record: shortened(&d.record),
                 },
             );
         }
@@ -667,6 +667,22 @@ impl Watch {
     }
 }
 
+/// The longest record a sample keeps, in bytes: a snapshot stays small
+/// whatever the input's lines.
+const RECORD: usize = 1000;
+
+/// `record`, cut to [`RECORD`] bytes (at a character) with an ellipsis.
+fn shortened(record: &str) -> String {
+    if record.len() <= RECORD {
+        return record.to_string();
+    }
+    let mut end = RECORD;
+    while !record.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &record[..end])
+}
+
 /// Row-weighted percentiles of chunk latencies.
 fn percentiles(mut kept: Vec<(u64, u64)>) -> LatencyPoint {
     let rows: u64 = kept.iter().map(|&(_, r)| r).sum();
@@ -814,5 +830,14 @@ mod tests {
         let p = percentiles(vec![(100_000, 2), (1_000, 98)]);
         assert_eq!(p.p99, 100.0);
         assert_eq!(percentiles(Vec::new()).rows, 0);
+    }
+
+    #[test]
+    fn samples_keep_at_most_a_kilobyte_of_a_record() {
+        assert_eq!(shortened("{\"a\": 1}"), "{\"a\": 1}");
+        let long = "é".repeat(700);
+        let cut = shortened(&long);
+        assert!(cut.len() <= RECORD + "…".len() && cut.ends_with('…'));
+        assert!(cut.starts_with("éé"));
     }
 }
