@@ -234,17 +234,20 @@ pub fn run(args: &RunArgs) -> ExitCode {
     };
     // Once the run is over, a signal ends the dashboard's lingering.
     let lingering = Arc::new(AtomicBool::new(false));
+    // The run's exit code, for a signal that ends the lingering.
+    let exit = Arc::new(std::sync::atomic::AtomicU8::new(0));
     if options.checkpoints.is_some() || watch.is_some() {
         // The first SIGINT/SIGTERM asks for a last checkpoint; a second one
         // exits at once (the next run resumes from the last checkpoint).
-        let (stop, checkpoints, lingering) = (
+        let (stop, checkpoints, lingering, exit) = (
             options.stop.clone(),
             options.checkpoints.is_some(),
             lingering.clone(),
+            exit.clone(),
         );
         let installed = ctrlc::set_handler(move || {
             if lingering.load(Ordering::SeqCst) {
-                std::process::exit(0);
+                std::process::exit(i32::from(exit.load(Ordering::SeqCst)));
             }
             if !checkpoints || stop.swap(true, Ordering::SeqCst) {
                 std::process::exit(130);
@@ -264,6 +267,11 @@ pub fn run(args: &RunArgs) -> ExitCode {
     }
     if let Some(watch) = &watch {
         watch.finish(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        exit.store(
+            if result.is_ok() { 0 } else { RUNTIME_FAILURE },
+            Ordering::SeqCst,
+        );
+        lingering.store(true, Ordering::SeqCst);
     }
     let code = report(args, result);
     if let Some(watch) = &watch {

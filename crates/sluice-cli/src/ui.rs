@@ -48,8 +48,13 @@ pub fn check(addr: SocketAddr, token: Option<&str>) -> Result<(), String> {
                 token.len()
             ));
         }
-        if !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err("--ui-token may hold only printable ASCII without spaces".into());
+        if !token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._~-".contains(&b))
+        {
+            return Err(
+                "--ui-token may hold only letters, digits and . _ ~ - (it travels in URLs)".into(),
+            );
         }
     } else if !addr.ip().is_loopback() {
         return Err(format!(
@@ -180,8 +185,11 @@ async fn guard(State(access): State<Access>, request: Request, next: Next) -> Re
             "the dashboard answers only to localhost, 127.0.0.1 or [::1]",
         );
     }
+    // The page and its assets hold no data: they load without the token
+    // (the page passes the token of its URL on to the API).
+    let asset = matches!(request.uri().path(), "/" | "/app.js" | "/app.css");
     if let Some(token) = &access.token {
-        if !token_matches(&request, token) {
+        if !asset && !token_matches(&request, token) {
             return refuse(
                 StatusCode::UNAUTHORIZED,
                 "this dashboard needs its token: open /?token=TOKEN, or send \
@@ -221,7 +229,12 @@ fn local_host(headers: &HeaderMap) -> bool {
         Some((name, port)) if !name.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
         _ => host,
     };
-    matches!(name, "localhost" | "127.0.0.1" | "[::1]") || name.starts_with("127.")
+    name == "localhost"
+        || name
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The token from `Authorization: Bearer` or the `token` query parameter,
@@ -309,6 +322,8 @@ mod tests {
             ("localhost", true),
             ("evil.example:8080", false),
             ("localhost.evil.example", false),
+            ("127.evil.example:8080", false),
+            ("127.0.0.2:8080", true),
         ] {
             headers.insert(header::HOST, HeaderValue::from_static(host));
             assert_eq!(local_host(&headers), ok, "{host}");

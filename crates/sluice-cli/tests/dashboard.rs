@@ -380,6 +380,9 @@ fn the_dashboard_is_read_only_small_and_local_by_default() {
     // A name that is not this machine's (DNS rebinding) is refused.
     let rebound = "GET /api/snapshot HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n";
     assert_eq!(raw(addr, rebound).0, 421);
+    let rebound =
+        "GET /api/snapshot HTTP/1.1\r\nHost: 127.evil.example\r\nConnection: close\r\n\r\n";
+    assert_eq!(raw(addr, rebound).0, 421);
 }
 
 #[test]
@@ -406,8 +409,13 @@ fn a_token_guards_every_request() {
         &["--ui-token", token, "--ui-linger", "30s"],
     );
     let addr = run.addr.as_str();
-    for path in ["/", "/api/snapshot", "/api/events", "/app.js"] {
+    for path in ["/api/snapshot", "/api/events", "/api/graph", "/api"] {
         assert_eq!(get(addr, path).0, 401, "{path}");
+    }
+    // The page and its assets hold no data: they load, and the page passes
+    // the token of its URL on.
+    for path in ["/", "/app.js", "/app.css"] {
+        assert_eq!(get(addr, path).0, 200, "{path}");
     }
     assert_eq!(
         get(addr, "/api/snapshot?token=wrong-token-0123456789").0,

@@ -682,11 +682,11 @@ fn finish_source(
         None => None,
     };
     let rate = match &s.rate {
-        Some(r) if !(r.get_ref().is_finite() && *r.get_ref() > 0.0) => {
+        Some(r) if !(r.get_ref().is_finite() && *r.get_ref() >= 0.001) => {
             return Err(at(
                 r.span(),
                 format!(
-                    "rate = {} is not a number of records per second above zero; write e.g. \
+                    "rate = {} is not a number of records per second of at least 0.001; write e.g. \
                      rate = 1000, or remove it to read as fast as the dataflow goes",
                     r.get_ref()
                 ),

@@ -1026,7 +1026,8 @@ impl Source<Rows> for Paced {
     fn poll(&mut self, out: &mut Batch<Rows>, max: usize) -> Result<SourceStatus, BoxError> {
         let start = *self.start.get_or_insert_with(std::time::Instant::now);
         // Wait until the rows read so far are due.
-        let due = Duration::from_secs_f64(self.read as f64 / self.rate);
+        let due =
+            Duration::try_from_secs_f64(self.read as f64 / self.rate).unwrap_or(Duration::MAX);
         if let Some(wait) = due.checked_sub(start.elapsed()) {
             std::thread::sleep(wait);
         }

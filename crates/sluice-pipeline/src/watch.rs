@@ -483,7 +483,8 @@ impl Watch {
             Firing {
                 at_s: self.since_start(),
                 transform: transform.to_string(),
-                watermark: (watermark != i64::MAX).then_some(watermark),
+                // Count windows fire on input, maybe before any watermark.
+                watermark: (watermark != i64::MAX && watermark != i64::MIN).then_some(watermark),
                 rows,
                 windows,
             },
