@@ -74,9 +74,14 @@ fn run_with(mode: &str, batch_size: usize, workers: usize) -> BTreeMap<String, V
     let summary = run(plan, &progress_of()).unwrap();
     assert_eq!(summary.read, 6000);
     assert_eq!(summary.processed, 6000);
+    outputs(dir.path())
+}
+
+/// Each output's rows in `dir`, floats rounded, sorted.
+fn outputs(dir: &Path) -> BTreeMap<String, Vec<String>> {
     let mut out = BTreeMap::new();
     for name in ["tumbling", "sliding", "count", "everything"] {
-        let text = std::fs::read_to_string(dir.path().join(format!("{name}.jsonl"))).unwrap();
+        let text = std::fs::read_to_string(dir.join(format!("{name}.jsonl"))).unwrap();
         let mut rows: Vec<String> = text.lines().map(round_floats).collect();
         rows.sort();
         out.insert(name.to_string(), rows);
@@ -218,14 +223,7 @@ path = "readings.parquet"
         let summary = run(plan, &watch).unwrap();
         assert_eq!(summary.read, 6000, "{mode}");
         assert_eq!(summary.processed, 6000, "{mode}");
-        let mut rows = BTreeMap::new();
-        for name in ["tumbling", "sliding", "count", "everything"] {
-            let text = std::fs::read_to_string(out.path().join(format!("{name}.jsonl"))).unwrap();
-            let mut lines: Vec<String> = text.lines().map(round_floats).collect();
-            lines.sort();
-            rows.insert(name.to_string(), lines);
-        }
-        rows
+        outputs(out.path())
     };
     let reference = reader("micro-batch", 1);
     assert_eq!(reference, run_with("micro-batch", 4096, 1));
@@ -247,12 +245,7 @@ fn a_paced_source_reads_at_its_rate_and_gives_the_same_answers() {
     run(plan, &watch).unwrap();
     // 6000 events at 4000 a second: at least a second and a half.
     assert!(started.elapsed() >= std::time::Duration::from_millis(1400));
-    for name in ["tumbling", "count"] {
-        let text = std::fs::read_to_string(dir.path().join(format!("{name}.jsonl"))).unwrap();
-        let mut rows: Vec<String> = text.lines().map(round_floats).collect();
-        rows.sort();
-        assert_eq!(rows, run_with("micro-batch", 4096, 1)[name], "{name}");
-    }
+    assert_eq!(outputs(dir.path()), run_with("micro-batch", 4096, 1));
     for bad in ["rate = 0", "rate = -5", "rate = \"fast\""] {
         let text = PIPELINE.replace("interval_ms = 37\n", &format!("interval_ms = 37\n{bad}\n"));
         let error = load_str(&text, Path::new("modes.toml"), dir.path(), None)
