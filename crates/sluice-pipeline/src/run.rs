@@ -234,7 +234,7 @@ pub fn run_with(
     let watch = options.watch.clone();
     if let Some(watch) = &watch {
         reserved.set_watch(watch.clone());
-        watch.set_source(counters.clone());
+        watch.set_source(progress);
         if let Some(c) = &checkpointing {
             watch.set_checkpointing(c.clone());
         }

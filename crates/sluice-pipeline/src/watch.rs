@@ -47,8 +47,8 @@ pub struct Watch {
     firing_count: AtomicU64,
     checkpointing: Mutex<Option<Arc<Checkpointing>>>,
     checkpoints: Mutex<VecDeque<CheckpointSample>>,
-    source_read: Mutex<Option<Arc<crate::source::SourceCounters>>>,
-    total_bytes: Option<u64>,
+    /// The source's counters and the input's size, once the run starts.
+    source: Mutex<Option<(Arc<crate::source::SourceCounters>, Option<u64>)>>,
     state: Mutex<RunState>,
     history: Mutex<History>,
 }
@@ -355,12 +355,6 @@ impl Watch {
             (true, None) => "event".to_string(),
             (false, None) => format!("micro-batch ({} rows)", plan.execution.batch_size),
         };
-        let total_bytes = match &plan.source.kind {
-            crate::plan::SourceKind::File { path, .. } => {
-                std::fs::metadata(path).ok().map(|m| m.len())
-            }
-            _ => None,
-        };
         Arc::new(Self {
             started: Instant::now(),
             pipeline: plan.name.clone(),
@@ -377,8 +371,7 @@ impl Watch {
             firing_count: AtomicU64::new(0),
             checkpointing: Mutex::new(None),
             checkpoints: Mutex::new(VecDeque::new()),
-            source_read: Mutex::new(None),
-            total_bytes,
+            source: Mutex::new(None),
             state: Mutex::new(RunState::Running),
             history: Mutex::new(History::default()),
         })
@@ -408,8 +401,8 @@ impl Watch {
     }
 
     /// Where the source's counts are.
-    pub fn set_source(&self, counters: Arc<crate::source::SourceCounters>) {
-        *lock(&self.source_read) = Some(counters);
+    pub fn set_source(&self, progress: &crate::run::Progress) {
+        *lock(&self.source) = Some((progress.source.clone(), progress.total_bytes));
     }
 
     /// Checkpoints to show.
@@ -627,7 +620,7 @@ impl Watch {
                 })
             })
             .collect();
-        let source = lock(&self.source_read).clone();
+        let source = lock(&self.source).clone();
         let checkpointing = lock(&self.checkpointing).clone();
         serde_json::json!({
             "pipeline": self.pipeline,
@@ -636,9 +629,9 @@ impl Watch {
             "uptime_s": self.since_start(),
             "run": *lock(&self.state),
             "source": {
-                "read": source.as_ref().map_or(0, |c| c.read.load(Ordering::Relaxed)),
-                "bytes": source.as_ref().map_or(0, |c| c.bytes.load(Ordering::Relaxed)),
-                "total_bytes": self.total_bytes,
+                "read": source.as_ref().map_or(0, |(c, _)| c.read.load(Ordering::Relaxed)),
+                "bytes": source.as_ref().map_or(0, |(c, _)| c.bytes.load(Ordering::Relaxed)),
+                "total_bytes": source.as_ref().and_then(|(_, total)| *total),
             },
             "streams": streams,
             "latency": last.as_ref().map(|p| p.latency),

@@ -191,20 +191,12 @@ fn adaptive_mode_checks_its_target() {
 #[test]
 fn a_parquet_input_gives_the_same_answers_in_adaptive_mode() {
     let dir = tempfile::tempdir().unwrap();
-    let writer = r#"name = "to-parquet"
-[source]
-type = "generator"
-events = 6000
-keys = 7
-seed = 11
-interval_ms = 37
-
-[[sink]]
-from = "source"
-type = "file"
-path = "readings.parquet"
-"#;
-    let plan = load_str(writer, Path::new("writer.toml"), dir.path(), None).unwrap();
+    // PIPELINE's source, written as it is to Parquet.
+    let source = &PIPELINE[..PIPELINE.find("[[transform]]").unwrap()];
+    let writer = format!(
+        "{source}\n[[sink]]\nfrom = \"source\"\ntype = \"file\"\npath = \"readings.parquet\"\n"
+    );
+    let plan = load_str(&writer, Path::new("writer.toml"), dir.path(), None).unwrap();
     let watch = progress(&plan);
     run(plan, &watch).unwrap();
 
