@@ -24,6 +24,10 @@ enum Command {
     Run(pipeline::RunArgs),
     /// Checks a pipeline file and prints its dataflow without running it.
     Validate(pipeline::ValidateArgs),
+    /// Creates the NATS streams a pipeline with a nats source reads and
+    /// writes (partitioned by key), so producers can publish before the
+    /// first `sluice run`.
+    Setup(pipeline::SetupArgs),
     /// Runs the two seed scenarios, event by event and in micro-batches,
     /// and shows that the results agree.
     Demo(demo::DemoArgs),
@@ -37,6 +41,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => return pipeline::run(&args),
         Command::Validate(args) => return pipeline::validate(&args),
+        Command::Setup(args) => return pipeline::setup(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Bench(args) => bench::run(&args),
     };

@@ -3,7 +3,7 @@
 use crate::ui;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use sluice_pipeline::checkpoint::{CheckpointConfig, Guarantee};
+use sluice_pipeline::checkpoint::{CheckpointConfig, Guarantee, StateLocation};
 use sluice_pipeline::run::{progress, run_with, RunOptions};
 use sluice_pipeline::watch::Watch;
 use sluice_pipeline::{load, LoadError};
@@ -44,17 +44,23 @@ pub struct RunArgs {
     /// takes a last checkpoint and exits 0.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
-    /// Time between checkpoints (with --state-dir).
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-    checkpoint_interval: Duration,
-    /// Discards the state in --state-dir and starts over.
-    #[arg(long, requires = "state_dir")]
+    /// Time between checkpoints (default 10s with --state-dir, 1s for a
+    /// nats source).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    checkpoint_interval: Option<Duration>,
+    /// Discards the state in --state-dir (for a nats source: the state of
+    /// every partition in NATS) and starts over.
+    #[arg(long)]
     fresh: bool,
     /// What a checkpointed run promises: exactly-once (files only),
     /// at-least-once (allows stdout, which repeats lines after a crash) or
     /// at-most-once (also allows stdin, which loses lines after a crash).
-    #[arg(long, value_name = "GUARANTEE", default_value = "exactly-once", value_parser = Guarantee::parse, requires = "state_dir")]
+    #[arg(long, value_name = "GUARANTEE", default_value = "exactly-once", value_parser = Guarantee::parse)]
     guarantee: Guarantee,
+    /// This process's name among the processes of a distributed run (a
+    /// nats source); unique among them. Default: host name and process id.
+    #[arg(long, value_name = "NAME")]
+    member: Option<String>,
     /// Serves a live dashboard (a web page and a JSON API) at this address:
     /// `8080` or `127.0.0.1:8080` (port 0 picks a free one). An address
     /// other than loopback needs --ui-token.
@@ -139,6 +145,18 @@ pub fn run(args: &RunArgs) -> ExitCode {
     for warning in &plan.warnings {
         eprintln!("warning: {warning}");
     }
+    if args.state_dir.is_none() && sluice_pipeline::distributed::nats_source(&plan).is_none() {
+        for (flag, given) in [
+            ("--fresh", args.fresh),
+            ("--guarantee", args.guarantee != Guarantee::ExactlyOnce),
+            ("--checkpoint-interval", args.checkpoint_interval.is_some()),
+        ] {
+            if given {
+                eprintln!("error: {flag} needs --state-dir (or a nats source)");
+                return ExitCode::from(INVALID);
+            }
+        }
+    }
     if let Some(addr) = args.metrics_addr {
         let installed = metrics_exporter_prometheus::PrometheusBuilder::new()
             .with_http_listener(addr)
@@ -174,6 +192,16 @@ pub fn run(args: &RunArgs) -> ExitCode {
             Some(watch)
         }
     };
+    if sluice_pipeline::distributed::nats_source(&plan).is_some() {
+        if args.state_dir.is_some() || watch.is_some() {
+            eprintln!(
+                "error: a pipeline with a nats source keeps its state in NATS and runs \
+                 without --state-dir or --ui"
+            );
+            return ExitCode::from(INVALID);
+        }
+        return run_distributed(args, workers);
+    }
     let progress = progress(&plan);
     let done = Arc::new(AtomicBool::new(false));
     let terminal = std::io::stderr().is_terminal();
@@ -224,13 +252,14 @@ pub fn run(args: &RunArgs) -> ExitCode {
     };
     let options = RunOptions {
         checkpoints: args.state_dir.as_ref().map(|dir| CheckpointConfig {
-            dir: dir.clone(),
-            interval: args.checkpoint_interval,
+            location: StateLocation::Dir(dir.clone()),
+            interval: args.checkpoint_interval.unwrap_or(Duration::from_secs(10)),
             fresh: args.fresh,
             guarantee: args.guarantee,
         }),
         stop: Arc::new(AtomicBool::new(false)),
         watch: watch.clone(),
+        partition: None,
     };
     // Once the run is over, a signal ends the dashboard's lingering.
     let lingering = Arc::new(AtomicBool::new(false));
@@ -294,6 +323,88 @@ pub fn run(args: &RunArgs) -> ExitCode {
         }
     }
     code
+}
+
+/// `sluice run` of a pipeline with a nats source: this process's share of
+/// a distributed run.
+fn run_distributed(args: &RunArgs, workers: Option<usize>) -> ExitCode {
+    use sluice_pipeline::distributed::{self, DistributedOptions};
+    let member = args.member.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "host".into());
+        format!("{host}-{}", std::process::id())
+    });
+    let (path, set) = (args.pipeline.clone(), args.set.clone());
+    let load: distributed::LoadPlan = Arc::new(move || {
+        load(&path, &set, workers).map_err(|e| sluice_pipeline::RunError(e.to_string()))
+    });
+    let options = DistributedOptions {
+        member,
+        checkpoint_interval: args.checkpoint_interval.unwrap_or(Duration::from_secs(1)),
+        fresh: args.fresh,
+        guarantee: args.guarantee,
+        stop: Arc::new(AtomicBool::new(false)),
+    };
+    let stop = options.stop.clone();
+    let installed = ctrlc::set_handler(move || {
+        if stop.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!(
+            "stopping: every partition takes a last checkpoint and its lease is given back \
+             (again to exit at once)"
+        );
+    });
+    if let Err(error) = installed {
+        eprintln!("error: cannot handle signals: {error}");
+        return ExitCode::from(RUNTIME_FAILURE);
+    }
+    eprintln!("member {} of pipeline group", options.member);
+    match distributed::run(load, &options) {
+        Ok(summary) => {
+            let json = serde_json::to_string(&summary).unwrap_or_default();
+            eprintln!("summary: {json}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(RUNTIME_FAILURE)
+        }
+    }
+}
+
+/// Options of `sluice setup`.
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// The pipeline file (TOML), with a nats source.
+    pipeline: PathBuf,
+    /// Overrides a value of the file, as for `sluice run`.
+    #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+    set: Vec<String>,
+}
+
+/// `sluice setup`: creates the streams a pipeline with a nats source
+/// reads and writes, before producers publish.
+pub fn setup(args: &SetupArgs) -> ExitCode {
+    let plan = match load(&args.pipeline, &args.set, None) {
+        Ok(plan) => plan,
+        Err(error) => return failed(&error),
+    };
+    match sluice_pipeline::distributed::setup(&plan) {
+        Ok(made) => {
+            for line in made {
+                println!("ready: {line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(RUNTIME_FAILURE)
+        }
+    }
 }
 
 /// Prints how the run ended; its exit code.

@@ -83,4 +83,7 @@ impl Replayable for AdaptiveChunks {
     fn release_reserved(&self) {
         self.inner.release_reserved()
     }
+    fn committed(&mut self) -> Result<(), String> {
+        self.inner.committed()
+    }
 }

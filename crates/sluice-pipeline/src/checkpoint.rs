@@ -65,11 +65,45 @@ impl Guarantee {
     }
 }
 
+/// Where a run's checkpoints are kept.
+#[derive(Clone)]
+pub enum StateLocation {
+    /// A state directory on this machine (`--state-dir`): a redb store.
+    Dir(PathBuf),
+    /// A store somewhere else, opened already (a partition's state in
+    /// NATS key-value, for a distributed run).
+    External(Arc<dyn CheckpointStore>),
+}
+
+impl std::fmt::Debug for StateLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateLocation::Dir(dir) => f.debug_tuple("Dir").field(dir).finish(),
+            StateLocation::External(store) => {
+                f.debug_tuple("External").field(&store.describe()).finish()
+            }
+        }
+    }
+}
+
+/// Keeps the last committed checkpoint of a run: the embedded redb
+/// [`Store`] of a state directory, or a partition's key in NATS.
+pub trait CheckpointStore: Send + Sync {
+    /// The last committed checkpoint, if any.
+    fn load(&self) -> Result<Option<Snapshot>, String>;
+    /// Replaces the committed checkpoint with `snapshot`, atomically; an
+    /// error if that is not possible (a store that lost its right to write
+    /// says so here, and the run stops).
+    fn commit(&self, snapshot: &Snapshot) -> Result<(), String>;
+    /// Where it is, for messages.
+    fn describe(&self) -> String;
+}
+
 /// What a checkpointed run needs to know.
 #[derive(Debug, Clone)]
 pub struct CheckpointConfig {
-    /// The state directory.
-    pub dir: PathBuf,
+    /// Where the checkpoints are kept.
+    pub location: StateLocation,
     /// Time between checkpoints.
     pub interval: Duration,
     /// Start over: discard the state (and the outputs are rewritten).
@@ -248,7 +282,7 @@ impl Store {
     }
 
     /// Replaces the committed checkpoint with `snapshot`, atomically.
-    pub fn commit(&self, snapshot: &Snapshot) -> Result<(), String> {
+    pub fn commit_redb(&self, snapshot: &Snapshot) -> Result<(), String> {
         let err = |e: &dyn std::fmt::Display| store_error(&self.path, e);
         let txn = self.db.begin_write().map_err(|e| err(&e))?;
         match txn.delete_table(STATE) {
@@ -269,6 +303,18 @@ impl Store {
                 .map_err(|e| err(&e))?;
         }
         txn.commit().map_err(|e| err(&e))
+    }
+}
+
+impl CheckpointStore for Store {
+    fn load(&self) -> Result<Option<Snapshot>, String> {
+        Store::load(self)
+    }
+    fn commit(&self, snapshot: &Snapshot) -> Result<(), String> {
+        self.commit_redb(snapshot)
+    }
+    fn describe(&self) -> String {
+        self.path.display().to_string()
     }
 }
 
@@ -301,7 +347,7 @@ struct Inner {
 /// Coordinates the checkpoints of one run: when they are due, who has
 /// reported, and the commit.
 pub struct Checkpointing {
-    store: Store,
+    store: Arc<dyn CheckpointStore>,
     interval: Duration,
     reserved: Arc<Reserved>,
     /// The checkpoint the run resumed from.
@@ -324,7 +370,7 @@ impl Checkpointing {
     /// number after `restored` (the checkpoint the run resumed from).
     /// Setting `stop` asks for a last checkpoint and a graceful stop.
     pub fn new(
-        store: Store,
+        store: Arc<dyn CheckpointStore>,
         interval: Duration,
         reserved: Arc<Reserved>,
         restored: Option<u64>,

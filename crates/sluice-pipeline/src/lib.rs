@@ -8,7 +8,10 @@
 //!   transforms (filter, select, window, rule), the sinks, and the reserved
 //!   streams `late` and `dead_letter`;
 //! - [`checkpoint`] makes a run exactly-once across crashes: barriers,
-//!   state snapshots and sink lengths committed to redb.
+//!   state snapshots and sink lengths committed to redb (or, for a
+//!   partition of a distributed run, to NATS key-value);
+//! - [`distributed`] runs a pipeline with a `nats` source as one of many
+//!   processes that share its partitions ([`nats`] has the pieces).
 //!
 //! DataFusion lives in this crate only: the engine builds without it.
 //!
@@ -27,7 +30,9 @@ pub mod adaptive;
 pub mod checkpoint;
 pub mod decode;
 pub mod diag;
+pub mod distributed;
 mod moments;
+pub mod nats;
 pub mod plan;
 pub mod reserved;
 pub mod rows;

@@ -84,6 +84,8 @@ pub enum SourceKind {
         /// How many.
         events: u64,
     },
+    /// A partitioned JetStream stream (a distributed run).
+    Nats(NatsSourcePlan),
     /// Synthetic sensor readings.
     Generator {
         /// How many.
@@ -96,6 +98,31 @@ pub enum SourceKind {
         interval_ms: u64,
     },
 }
+
+/// A NATS JetStream source: a stream partitioned by key, read by every
+/// process that runs the pipeline, each owning some partitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsSourcePlan {
+    /// The servers (comma-separated).
+    pub url: String,
+    /// The stream, its subject and partitions.
+    pub stream: sluice_nats::PartitionedStream,
+    /// Delivered and not yet acknowledged messages, per partition: the
+    /// bound on what is in flight between checkpoints.
+    pub max_ack_pending: i64,
+    /// End each partition once it has read what the stream held when it
+    /// first started (otherwise read forever).
+    pub end_when_caught_up: bool,
+    /// How long a lease or member lives unrenewed.
+    pub lease_ttl: Duration,
+    /// Event times from the message's timestamp (no `event_time` field):
+    /// the source adds it to each record as `nats_time`.
+    pub message_time: bool,
+}
+
+/// The field that holds a NATS message's timestamp when the source has no
+/// `event_time`.
+pub const NATS_TIME: &str = "nats_time";
 
 /// The compiled source.
 #[derive(Debug, Clone)]
@@ -210,6 +237,10 @@ impl Plan {
             }
             SourceKind::Nexmark { events } => format!("nexmark ({events} events)"),
             SourceKind::Formula { events } => format!("formula ({events} events)"),
+            SourceKind::Nats(n) => format!(
+                "nats stream {} ({} partitions of {})",
+                n.stream.name, n.stream.partitions, n.stream.subject
+            ),
         };
         let _ = writeln!(out, "\nsources:");
         let _ = writeln!(
@@ -496,6 +527,14 @@ fn source(s: &SourceSpec, span: Span, base: &Path) -> Result<SourcePlan, Failure
         ("keys", span_of(&s.keys)),
         ("seed", span_of(&s.seed)),
         ("interval_ms", span_of(&s.interval_ms)),
+        ("url", span_of(&s.url)),
+        ("stream", span_of(&s.stream)),
+        ("subject", span_of(&s.subject)),
+        ("partitions", span_of(&s.partitions)),
+        ("replicas", span_of(&s.replicas)),
+        ("max_ack_pending", span_of(&s.max_ack_pending)),
+        ("end", span_of(&s.end)),
+        ("lease_ttl", span_of(&s.lease_ttl)),
     ];
     let common = ["event_time", "max_out_of_orderness", "idle_timeout", "rate"];
     let explicit = match &s.schema {
@@ -626,16 +665,44 @@ fn source(s: &SourceSpec, span: Span, base: &Path) -> Result<SourcePlan, Failure
                 crate::source::NexmarkRows::schema(),
             )
         }
+        "nats" => {
+            only(
+                &s.kind,
+                &given,
+                &[
+                    &[
+                        "format",
+                        "schema",
+                        "url",
+                        "stream",
+                        "subject",
+                        "partitions",
+                        "replicas",
+                        "max_ack_pending",
+                        "end",
+                        "lease_ttl",
+                    ][..],
+                    &common[..],
+                ]
+                .concat(),
+            )?;
+            nats_source(s, explicit.as_deref())?
+        }
         other => {
             return Err(at(
                 s.kind.span(),
                 format!(
                     "source type \"{other}\" is not known; use \"file\", \"stdin\", \
-                     \"generator\", \"nexmark\" or \"formula\""
+                     \"generator\", \"nexmark\", \"formula\" or \"nats\""
                 ),
             ))
         }
     };
+    if let SourceKind::Nats(n) = &kind {
+        if n.message_time {
+            return finish_source(kind, schema, NATS_TIME, None, s);
+        }
+    }
     let time_field = match (&s.event_time, &kind) {
         (Some(f), _) => f,
         (
@@ -662,6 +729,95 @@ fn source(s: &SourceSpec, span: Span, base: &Path) -> Result<SourcePlan, Failure
         Some(time_field.span()),
         s,
     )
+}
+
+/// The `nats` source: its stream, partitions and settings, and the schema
+/// of its JSON payloads (given, as for stdin: a stream can't be read ahead).
+fn nats_source(
+    s: &SourceSpec,
+    explicit: Option<&[(String, DataType)]>,
+) -> Result<(SourceKind, SchemaRef), Failure> {
+    let need = |value: &Option<Spanned<String>>, key: &str, example: &str| {
+        value.as_ref().map(|v| v.get_ref().clone()).ok_or_else(|| {
+            at(
+                s.kind.span(),
+                format!("a nats source needs `{key}`: {key} = \"{example}\""),
+            )
+        })
+    };
+    let url = need(&s.url, "url", "nats://127.0.0.1:4222")?;
+    let stream = need(&s.stream, "stream", "readings")?;
+    let subject = need(&s.subject, "subject", "readings.*")?;
+    if let Some(f) = &s.format {
+        if Format::from_name(f.get_ref()) != Some(Format::Jsonl) {
+            return Err(at(
+                f.span(),
+                "a nats source reads JSON payloads: format = \"jsonl\" or no format",
+            ));
+        }
+    }
+    let partitions = s.partitions.as_ref().map_or(1, |p| *p.get_ref());
+    let stream = sluice_nats::PartitionedStream {
+        name: stream,
+        subject,
+        partitions,
+        replicas: s.replicas.as_ref().map_or(1, |r| *r.get_ref() as usize),
+    };
+    if let Err(e) = stream.validate() {
+        let span = span_of(&s.subject).unwrap_or(s.kind.span());
+        return Err(at(span, e.to_string()));
+    }
+    let max_ack_pending = match &s.max_ack_pending {
+        Some(m) if *m.get_ref() < 1 => {
+            return Err(at(m.span(), "max_ack_pending must be at least 1"));
+        }
+        Some(m) => *m.get_ref(),
+        None => 100_000,
+    };
+    let end_when_caught_up = match s.end.as_ref().map(|e| (e.get_ref().as_str(), e.span())) {
+        None | Some(("never", _)) => false,
+        Some(("caught-up", _)) => true,
+        Some((other, span)) => {
+            return Err(at(
+                span,
+                format!(
+                    "end = \"{other}\" is not known; use \"never\" (read forever) or \
+                     \"caught-up\" (end once what the stream held at the start is read)"
+                ),
+            ))
+        }
+    };
+    let lease_ttl = match &s.lease_ttl {
+        Some(d) => duration(d, "lease_ttl")?,
+        None => Duration::from_secs(10),
+    };
+    if lease_ttl < Duration::from_millis(500) {
+        let span = span_of(&s.lease_ttl).unwrap_or(s.kind.span());
+        return Err(at(span, "lease_ttl must be at least 500ms"));
+    }
+    let fields = explicit.ok_or_else(|| {
+        at(
+            s.kind.span(),
+            "a nats source needs `schema = { field = \"type\", ... }`: a stream can't be read \
+             ahead to infer one",
+        )
+    })?;
+    let message_time = s.event_time.is_none();
+    let mut fields = fields.to_vec();
+    if message_time {
+        fields.push((NATS_TIME.to_string(), DataType::Int64));
+    }
+    Ok((
+        SourceKind::Nats(NatsSourcePlan {
+            url,
+            stream,
+            max_ack_pending,
+            end_when_caught_up,
+            lease_ttl,
+            message_time,
+        }),
+        decode::explicit_schema(&fields),
+    ))
 }
 
 fn finish_source(
@@ -1155,7 +1311,55 @@ fn sink(
             )
         })?),
     };
-    let target = match s.kind.get_ref().as_str() {
+    let kind = s.kind.get_ref().as_str();
+    if kind != "nats" {
+        for (key, span) in [
+            ("url", span_of(&s.url)),
+            ("subject", span_of(&s.subject)),
+            ("stream", span_of(&s.stream)),
+            ("replicas", span_of(&s.replicas)),
+        ] {
+            if let Some(span) = span {
+                return Err(at(
+                    span,
+                    format!("`{key}` applies to nats sinks only; remove it"),
+                ));
+            }
+        }
+    }
+    let target = match kind {
+        "nats" => {
+            for (key, span) in [("path", span_of(&s.path)), ("format", span_of(&s.format))] {
+                if let Some(span) = span {
+                    return Err(at(
+                        span,
+                        format!("a nats sink publishes JSON records; `{key}` does not apply"),
+                    ));
+                }
+            }
+            let need = |value: &Option<Spanned<String>>, key: &str, example: &str| {
+                value.as_ref().map(|v| v.get_ref().clone()).ok_or_else(|| {
+                    at(
+                        s.kind.span(),
+                        format!("a nats sink needs `{key}`: {key} = \"{example}\""),
+                    )
+                })
+            };
+            let subject = need(&s.subject, "subject", "alerts")?;
+            if subject.contains(['*', '>', ' ']) || subject.is_empty() {
+                return Err(at(
+                    span_of(&s.subject).unwrap_or(s.kind.span()),
+                    "a sink's subject is one subject, without wildcards or spaces",
+                ));
+            }
+            Target::Nats(crate::sink::NatsTarget {
+                url: need(&s.url, "url", "nats://127.0.0.1:4222")?,
+                subject,
+                stream: s.stream.as_ref().map(|v| v.get_ref().clone()),
+                replicas: s.replicas.as_ref().map_or(1, |r| *r.get_ref() as usize),
+                id_prefix: String::new(),
+            })
+        }
         "stdout" => {
             if let Some(p) = &s.path {
                 return Err(at(p.span(), "a stdout sink takes no `path`; remove it"));
@@ -1185,14 +1389,17 @@ fn sink(
         other => {
             return Err(at(
                 s.kind.span(),
-                format!("sink type \"{other}\" is not known; use \"stdout\" or \"file\""),
+                format!("sink type \"{other}\" is not known; use \"stdout\", \"file\" or \"nats\""),
             ))
         }
     };
-    let label = format!(
-        "{from} -> {}",
-        s.path.as_ref().map_or("stdout", |p| p.get_ref().as_str())
-    );
+    let label = match &target {
+        Target::Nats(n) => format!("{from} -> nats:{}", n.subject),
+        _ => format!(
+            "{from} -> {}",
+            s.path.as_ref().map_or("stdout", |p| p.get_ref().as_str())
+        ),
+    };
     Ok(SinkPlan {
         from: from.clone(),
         target,

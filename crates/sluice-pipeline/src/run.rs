@@ -1,7 +1,10 @@
 //! Running a compiled pipeline on Sluice's runtime: one source stage, the
 //! transforms fused onto it or behind a key exchange, and the sinks.
 
-use crate::checkpoint::{self, CheckpointConfig, Checkpointing, Guarantee, Snapshot, Store};
+use crate::checkpoint::{
+    self, CheckpointConfig, CheckpointStore, Checkpointing, Guarantee, Snapshot, StateLocation,
+    Store,
+};
 use crate::decode::TextDecoder;
 use crate::plan::{Operation, Plan, SourceKind};
 use crate::reserved::Reserved;
@@ -83,6 +86,28 @@ pub struct RunOptions {
     pub stop: Arc<AtomicBool>,
     /// The dashboard's figures, when it is on.
     pub watch: Option<Arc<crate::watch::Watch>>,
+    /// The partition this run reads, in a distributed run (a nats source).
+    pub partition: Option<PartitionContext>,
+}
+
+/// What the run of one partition of a nats source needs besides the plan.
+#[derive(Clone)]
+pub struct PartitionContext {
+    /// The partition.
+    pub partition: u32,
+    /// The durable consumer that reads it.
+    pub durable: String,
+    /// Its log of partial cuts, claimed for this run.
+    pub log: Arc<std::sync::Mutex<Option<crate::nats::CutLog>>>,
+}
+
+impl std::fmt::Debug for PartitionContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionContext")
+            .field("partition", &self.partition)
+            .field("durable", &self.durable)
+            .finish()
+    }
 }
 
 /// Shared state a run exposes while it goes (for the progress bar).
@@ -126,6 +151,15 @@ pub fn fingerprint(plan: &Plan) -> String {
         .filter(|line| !line.starts_with("execution:"))
         .map(|line| format!("{line}\n"))
         .collect();
+    // The servers a process connects to are not part of the pipeline's
+    // identity (processes of one group may list them differently).
+    let source = match &plan.source.kind {
+        SourceKind::Nats(nats) => SourceKind::Nats(crate::plan::NatsSourcePlan {
+            url: String::new(),
+            ..nats.clone()
+        }),
+        other => other.clone(),
+    };
     // Chunks decide where the watermark moves, so they are part of it too.
     // Adaptive chunks follow timing: a resumed run keeps the mode and the
     // target, not the cuts (see docs/exactly-once.md).
@@ -134,7 +168,7 @@ pub fn fingerprint(plan: &Plan) -> String {
         plan.execution.workers,
         plan.execution.chunk_rows(),
         plan.execution.target_latency,
-        plan.source.kind,
+        source,
         plan.source.idle_timeout
     ));
     for t in &plan.transforms {
@@ -201,8 +235,12 @@ pub fn run_with(
         None => None,
         Some(config) => {
             check_guarantee(&plan, config.guarantee)?;
-            let store =
-                Store::open(&config.dir, &fingerprint(&plan), config.fresh).map_err(RunError)?;
+            let store: Arc<dyn CheckpointStore> = match &config.location {
+                StateLocation::Dir(dir) => {
+                    Arc::new(Store::open(dir, &fingerprint(&plan), config.fresh).map_err(RunError)?)
+                }
+                StateLocation::External(store) => store.clone(),
+            };
             restored = store.load().map_err(RunError)?;
             if let Some(snapshot) = restored.as_ref().filter(|s| s.completed) {
                 let report = CheckpointReport {
@@ -348,6 +386,48 @@ pub fn run_with(
                 &reserved,
                 &counters,
             )))?,
+            SourceKind::Nats(nats) => {
+                let context = options.partition.as_ref().ok_or_else(|| {
+                    RunError(
+                        "a nats source is read by a distributed run, partition by partition: \
+                         `sluice run` starts one (sluice_pipeline::distributed::run)"
+                            .into(),
+                    )
+                })?;
+                if target_latency.is_some() {
+                    return Err(RunError(
+                        "a nats source runs in event or micro-batch mode: adaptive chunk sizes \
+                         follow timing, so a replay could not cut the same chunks"
+                            .into(),
+                    ));
+                }
+                let log = context
+                    .log
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                    .ok_or_else(|| RunError("the partition's cut log is already in use".into()))?;
+                let decoder = TextDecoder::new(
+                    crate::decode::Format::Jsonl,
+                    plan.source.schema.clone(),
+                    plan.source.time.clone(),
+                    format!("nats:{}/partition {}", nats.stream.name, context.partition),
+                );
+                add_source(Box::new(
+                    crate::nats::NatsSource::new(
+                        nats.clone(),
+                        context.partition,
+                        context.durable.clone(),
+                        log,
+                        decoder,
+                        chunk_rows,
+                        exec.batch_interval,
+                        reserved.clone(),
+                        counters.clone(),
+                    )
+                    .map_err(RunError)?,
+                ))?
+            }
             SourceKind::Formula { events } => add_source(Box::new(
                 crate::source::FormulaRows::new(*events, chunk_rows, counters.clone()),
             ))?,

@@ -30,7 +30,12 @@ pub trait RowWriter: Send {
 pub struct Durable {
     length: u64,
     file: Option<(File, PathBuf)>,
+    wait: Option<Wait>,
 }
+
+/// What makes an output durable that is not a file (waiting for a broker's
+/// acknowledgements).
+type Wait = Box<dyn FnOnce() -> Result<(), String> + Send>;
 
 impl Durable {
     /// An output with nothing to sync (stdout, a discarded stream).
@@ -38,6 +43,17 @@ impl Durable {
         Self {
             length: 0,
             file: None,
+            wait: None,
+        }
+    }
+
+    /// An output of `length` (bytes, or messages) that is durable once
+    /// `wait` returns.
+    pub fn after(length: u64, wait: impl FnOnce() -> Result<(), String> + Send + 'static) -> Self {
+        Self {
+            length,
+            file: None,
+            wait: Some(Box::new(wait)),
         }
     }
 
@@ -45,6 +61,9 @@ impl Durable {
     pub fn sync(self) -> Result<u64, String> {
         if let Some((file, path)) = self.file {
             file.sync_data().map_err(|e| io_error(&path, e))?;
+        }
+        if let Some(wait) = self.wait {
+            wait()?;
         }
         Ok(self.length)
     }
@@ -62,6 +81,26 @@ pub enum Target {
         /// Its format.
         format: Format,
     },
+    /// A NATS subject, through JetStream.
+    Nats(NatsTarget),
+}
+
+/// A NATS sink: each row is published as a JSON record to `subject`.
+#[derive(Debug, Clone)]
+pub struct NatsTarget {
+    /// The servers (comma-separated).
+    pub url: String,
+    /// Where each row goes.
+    pub subject: String,
+    /// The stream that captures the subject, created if absent.
+    pub stream: Option<String>,
+    /// Copies of each message in a cluster, for a stream it creates.
+    pub replicas: usize,
+    /// When not empty, each message gets the id `PREFIX.N`, `N` counting
+    /// the sink's messages from the start of the partition: a replay after
+    /// a crash publishes the same records under the same ids, which the
+    /// stream drops as duplicates. A distributed run sets it.
+    pub id_prefix: String,
 }
 
 impl Target {
@@ -74,6 +113,7 @@ impl Target {
         length: Option<u64>,
     ) -> Result<Box<dyn RowWriter>, String> {
         match self {
+            Target::Nats(target) => Ok(Box::new(NatsWriter::open(target, length)?)),
             Target::Stdout => Ok(Box::new(JsonLines {
                 out: Box::new(std::io::stdout()),
                 file: None,
@@ -137,6 +177,15 @@ impl Target {
                  or pass --guarantee at-least-once to accept repeats"
                     .into(),
             ),
+            Target::Nats(n) if n.id_prefix.is_empty() && guarantee == Guarantee::ExactlyOnce => {
+                Some(format!(
+                    "nats:{}: outside a distributed run (a nats source) a nats sink cannot \
+                     tell a replay from new output, so after a crash what it published since \
+                     the last checkpoint is published again. Pass --guarantee at-least-once \
+                     to accept repeats",
+                    n.subject
+                ))
+            }
             Target::File {
                 format: Format::Parquet,
                 path,
@@ -155,6 +204,7 @@ impl Target {
         match self {
             Target::Stdout => "stdout".into(),
             Target::File { path, format } => format!("{} ({})", path.display(), format.name()),
+            Target::Nats(n) => format!("nats subject {}", n.subject),
         }
     }
 }
@@ -212,6 +262,7 @@ fn durable(synced: &Synced, path: &Path) -> Result<Durable, String> {
     Ok(Durable {
         length: synced.1.load(Ordering::Relaxed),
         file: Some((file, path.to_path_buf())),
+        wait: None,
     })
 }
 
@@ -292,6 +343,89 @@ impl RowWriter for Parquet {
             "{}: Parquet sinks cannot take part in checkpoints",
             self.path.display()
         ))
+    }
+}
+
+/// Publishes rows as JSON records to a NATS subject through JetStream.
+/// Acknowledgements are awaited at each checkpoint (what makes the output
+/// durable) and whenever many are outstanding (bounded memory).
+struct NatsWriter {
+    client: sluice_nats::NatsClient,
+    subject: String,
+    id_prefix: String,
+    /// Messages published so far, from the start of the partition: the
+    /// output's "length" in a checkpoint.
+    next: u64,
+    acks: Vec<sluice_nats::PublishAck>,
+    buf: Vec<u8>,
+}
+
+/// Acknowledgements a NATS sink lets be outstanding before it waits.
+const MAX_OUTSTANDING_ACKS: usize = 4096;
+
+impl NatsWriter {
+    fn open(target: &NatsTarget, length: Option<u64>) -> Result<Self, String> {
+        let client = sluice_nats::NatsClient::shared(&target.url).map_err(|e| e.to_string())?;
+        if let Some(stream) = &target.stream {
+            client
+                .ensure_stream(stream, &[target.subject.as_str()], target.replicas)
+                .map_err(|e| format!("nats sink `{}`: {e}", target.subject))?;
+        }
+        Ok(Self {
+            client,
+            subject: target.subject.clone(),
+            id_prefix: target.id_prefix.clone(),
+            next: length.unwrap_or(0),
+            acks: Vec::new(),
+            buf: Vec::new(),
+        })
+    }
+
+    fn wait_acks(&mut self, keep: usize) -> Result<(), String> {
+        let keep = keep.min(self.acks.len());
+        let done: Vec<_> = self.acks.drain(..self.acks.len() - keep).collect();
+        sluice_nats::NatsClient::wait_acks(done, &self.subject)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl RowWriter for NatsWriter {
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), String> {
+        self.buf.clear();
+        let mut writer = arrow::json::LineDelimitedWriter::new(&mut self.buf);
+        writer
+            .write(batch)
+            .and_then(|()| writer.finish())
+            .map_err(|e| format!("nats sink `{}`: {e}", self.subject))?;
+        let buf = std::mem::take(&mut self.buf);
+        for line in buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let id =
+                (!self.id_prefix.is_empty()).then(|| format!("{}.{}", self.id_prefix, self.next));
+            let ack = self
+                .client
+                .publish_async(&self.subject, line.to_vec(), id.as_deref())
+                .map_err(|e| e.to_string())?;
+            self.acks.push(ack);
+            self.next += 1;
+            if self.acks.len() >= MAX_OUTSTANDING_ACKS {
+                self.wait_acks(MAX_OUTSTANDING_ACKS / 2)?;
+            }
+        }
+        self.buf = buf;
+        Ok(())
+    }
+    fn finish(&mut self) -> Result<(), String> {
+        self.wait_acks(0)
+    }
+    fn checkpoint(&mut self) -> Result<Durable, String> {
+        let acks = std::mem::take(&mut self.acks);
+        let subject = self.subject.clone();
+        Ok(Durable::after(self.next, move || {
+            sluice_nats::NatsClient::wait_acks(acks, &subject)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }))
     }
 }
 

@@ -364,6 +364,11 @@ pub trait Replayable {
     /// Sets the rows per chunk and how long a partial chunk waits for more
     /// input: how the adaptive mode steers the source.
     fn resize(&mut self, _rows: usize, _wait: Duration) {}
+    /// The checkpoint whose position was taken last has committed: a
+    /// source that acknowledges its input (NATS) does so now, never before.
+    fn committed(&mut self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// How the source ends a run on a graceful stop, once its last checkpoint
@@ -388,6 +393,9 @@ impl Replayable for Box<dyn ReplayableSource> {
     fn resize(&mut self, rows: usize, wait: Duration) {
         (**self).resize(rows, wait)
     }
+    fn committed(&mut self) -> Result<(), String> {
+        (**self).committed()
+    }
 }
 
 /// A source with checkpoints: after a poll, when one is due, it records
@@ -400,6 +408,8 @@ pub struct Checkpointed<S> {
     max_time: i64,
     /// The input is done: no more barriers.
     exhausted: bool,
+    /// The last checkpoint the source was told had committed.
+    acknowledged: u64,
 }
 
 impl<S: Replayable> Checkpointed<S> {
@@ -410,6 +420,7 @@ impl<S: Replayable> Checkpointed<S> {
             checkpointing,
             max_time: i64::MIN,
             exhausted: false,
+            acknowledged: 0,
         }
     }
 
@@ -432,6 +443,10 @@ impl<S: Source<Rows> + Replayable> Source<Rows> for Checkpointed<S> {
     fn poll(&mut self, out: &mut Batch<Rows>, max: usize) -> Result<SourceStatus, BoxError> {
         if let Some(checkpointing) = &self.checkpointing {
             checkpointing.check()?;
+            if let Some(last) = checkpointing.last().filter(|l| l.id > self.acknowledged) {
+                self.acknowledged = last.id;
+                self.inner.committed()?;
+            }
         }
         if self.exhausted {
             // What the operators release at the end must not be in a
@@ -1053,5 +1068,8 @@ impl Replayable for Paced {
     }
     fn resize(&mut self, rows: usize, wait: Duration) {
         self.inner.resize(rows.min(self.chunk), wait)
+    }
+    fn committed(&mut self) -> Result<(), String> {
+        self.inner.committed()
     }
 }

@@ -36,7 +36,7 @@ pub struct PipelineSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
-    /// `file`, `stdin`, `generator`, `nexmark` or `formula`.
+    /// `file`, `stdin`, `generator`, `nexmark`, `formula` or `nats`.
     #[serde(rename = "type")]
     pub kind: Spanned<String>,
     /// The input file, relative to the pipeline file (file sources).
@@ -64,6 +64,24 @@ pub struct SourceSpec {
     pub seed: Option<Spanned<u64>>,
     /// Event-time milliseconds between two generated events.
     pub interval_ms: Option<Spanned<u64>>,
+    /// NATS: the servers, `nats://host:port`, several separated by commas.
+    pub url: Option<Spanned<String>>,
+    /// NATS: the JetStream stream.
+    pub stream: Option<Spanned<String>>,
+    /// NATS: what producers publish to, with one `*` token: the key.
+    pub subject: Option<Spanned<String>>,
+    /// NATS: how many partitions the stream's subjects are split into.
+    pub partitions: Option<Spanned<u32>>,
+    /// NATS: copies of each message, bucket and checkpoint in a cluster.
+    pub replicas: Option<Spanned<u32>>,
+    /// NATS: messages delivered and not yet acknowledged, per partition.
+    pub max_ack_pending: Option<Spanned<i64>>,
+    /// NATS: `never` (read forever) or `caught-up` (end each partition
+    /// once it has read what the stream held when it first started).
+    pub end: Option<Spanned<String>>,
+    /// NATS: how long a partition's lease (and a member) lives unrenewed:
+    /// how soon a dead process's partitions are taken over.
+    pub lease_ttl: Option<Spanned<String>>,
 }
 
 /// `[execution]`.
@@ -153,7 +171,7 @@ pub struct WindowSpec {
 pub struct SinkSpec {
     /// The stream written.
     pub from: Spanned<String>,
-    /// `stdout` or `file`.
+    /// `stdout`, `file` or `nats`.
     #[serde(rename = "type")]
     pub kind: Spanned<String>,
     /// The output file, relative to the pipeline file.
@@ -161,6 +179,14 @@ pub struct SinkSpec {
     /// `jsonl`, `csv` or `parquet`; by default from the extension (and
     /// `jsonl` for stdout).
     pub format: Option<Spanned<String>>,
+    /// NATS: the servers, `nats://host:port`, several separated by commas.
+    pub url: Option<Spanned<String>>,
+    /// NATS: the subject each row is published to.
+    pub subject: Option<Spanned<String>>,
+    /// NATS: the stream that captures `subject`, created if absent.
+    pub stream: Option<Spanned<String>>,
+    /// NATS: copies of each message in a cluster.
+    pub replicas: Option<Spanned<u32>>,
 }
 
 /// Reads a pipeline file's text, after applying `--set` overrides.

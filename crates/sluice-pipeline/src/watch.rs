@@ -806,6 +806,7 @@ fn source_label(plan: &Plan) -> String {
         SourceKind::Generator { .. } => "generator".into(),
         SourceKind::Formula { .. } => "formula".into(),
         SourceKind::Nexmark { .. } => "nexmark".into(),
+        SourceKind::Nats(n) => format!("nats {}", n.stream.name),
     }
 }
 

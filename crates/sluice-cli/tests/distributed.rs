@@ -1,0 +1,298 @@
+//! Distributed runs against real NATS servers (started here as child
+//! processes on free loopback ports): two `sluice run` processes share a
+//! pipeline's partitions; one is killed with SIGKILL mid-run and the other
+//! takes its partitions over; a node of a 3-node cluster is killed mid-run.
+//! Every time, the output streams hold each window result and each dead
+//! letter exactly once.
+
+use serde_json::Value;
+use sluice_nats::server::NatsServer;
+use sluice_nats::NatsClient;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SENSORS: u64 = 20;
+const PARTITIONS: u32 = 8;
+/// Records that are not valid readings: dead letters.
+const BAD: [&str; 3] = [
+    "not json at all",
+    r#"{"sensor": "s1", "temperature": "warm", "ts": 5}"#,
+    r#"{"sensor": "s2", "temperature": 20.5}"#,
+];
+
+fn pipeline(dir: &Path, url: &str, replicas: u32, rate: Option<u32>) -> PathBuf {
+    let rate = rate.map_or(String::new(), |r| format!("rate = {r}\n"));
+    let text = format!(
+        r#"name = "fleet"
+
+[source]
+type = "nats"
+url = "{url}"
+stream = "readings"
+subject = "readings.*"
+partitions = {PARTITIONS}
+replicas = {replicas}
+schema = {{ sensor = "string", temperature = "float64", ts = "int64" }}
+event_time = "ts"
+end = "caught-up"
+lease_ttl = "2s"
+max_ack_pending = 5000
+{rate}
+[execution]
+mode = "micro-batch"
+batch_size = 64
+batch_interval = "20ms"
+
+[[transform]]
+name = "per_sensor"
+type = "window"
+key = ["sensor"]
+window = {{ type = "tumbling", size = "1s" }}
+aggregates = {{ readings = "count(*)", total = "sum(temperature)" }}
+
+[[sink]]
+from = "per_sensor"
+type = "nats"
+url = "{url}"
+subject = "results.per_sensor"
+stream = "results"
+replicas = {replicas}
+
+[[sink]]
+from = "dead_letter"
+type = "nats"
+url = "{url}"
+subject = "results.dead_letter"
+stream = "results"
+replicas = {replicas}
+"#
+    );
+    let path = dir.join("fleet.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn sluice(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    command.args(args);
+    command
+}
+
+/// `sluice setup`, then `events` readings (sensor `i % SENSORS`, event time
+/// `i * 10` ms) and the bad records, published to `readings.<sensor>`.
+fn publish_input(url: &str, path: &Path, events: u64) -> BTreeMap<(String, i64), u64> {
+    let out = sluice(&["setup", path.to_str().unwrap()]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "setup failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let client = NatsClient::connect(url).unwrap();
+    let mut expected = BTreeMap::new();
+    let mut acks = Vec::new();
+    for i in 0..events {
+        let sensor = format!("s{}", i % SENSORS);
+        let ts = (i * 10) as i64;
+        let record = format!(
+            r#"{{"sensor":"{sensor}","temperature":{}.5,"ts":{ts}}}"#,
+            i % 7
+        );
+        let subject = format!("readings.{sensor}");
+        acks.push(
+            client
+                .publish_async(&subject, record.into_bytes(), None)
+                .unwrap(),
+        );
+        *expected.entry((sensor, ts - ts % 1000)).or_insert(0) += 1;
+        if acks.len() >= 2000 {
+            NatsClient::wait_acks(std::mem::take(&mut acks), &subject).unwrap();
+        }
+        if i % (events / BAD.len() as u64) == 7 {
+            let bad = BAD[(i / (events / BAD.len() as u64)) as usize % BAD.len()];
+            acks.push(
+                client
+                    .publish_async("readings.s3", bad.into(), None)
+                    .unwrap(),
+            );
+        }
+    }
+    NatsClient::wait_acks(acks, "readings").unwrap();
+    expected
+}
+
+/// Every message on `subject` of stream `results`, as JSON.
+fn read_output(url: &str, subject: &str) -> Vec<Value> {
+    let client = NatsClient::connect(url).unwrap();
+    let name = format!("check_{}", subject.replace('.', "_"));
+    let mut reader = client
+        .pull_reader(
+            "results",
+            &name,
+            subject,
+            1,
+            100_000,
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    let mut out = Vec::new();
+    while let Some(message) = reader.next(Duration::from_millis(1500)).unwrap() {
+        out.push(serde_json::from_slice(&message.payload).unwrap());
+    }
+    out
+}
+
+/// Checks that the window results are complete with no duplicates, and
+/// that each bad record is a dead letter exactly once.
+fn check_outputs(url: &str, expected: &BTreeMap<(String, i64), u64>) {
+    let rows = read_output(url, "results.per_sensor");
+    let mut found: BTreeMap<(String, i64), u64> = BTreeMap::new();
+    for row in &rows {
+        let key = (
+            row["sensor"].as_str().unwrap().to_string(),
+            row["window_start"].as_i64().unwrap(),
+        );
+        let readings = row["readings"].as_u64().unwrap();
+        assert!(
+            found.insert(key.clone(), readings).is_none(),
+            "window {key:?} was published twice"
+        );
+    }
+    assert_eq!(found.len(), expected.len(), "windows missing or extra");
+    assert_eq!(&found, expected, "window counts differ");
+    let dead = read_output(url, "results.dead_letter");
+    assert_eq!(dead.len(), BAD.len(), "dead letters: {dead:?}");
+    for letter in &dead {
+        assert!(letter["origin"].as_str().unwrap().contains("readings"));
+        assert!(letter["line"].as_u64().unwrap() > 0, "the stream sequence");
+    }
+}
+
+fn start(path: &Path, member: &str) -> Child {
+    sluice(&[
+        "run",
+        path.to_str().unwrap(),
+        "--member",
+        member,
+        "--checkpoint-interval",
+        "200ms",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap()
+}
+
+/// Waits for `child` (at most `limit`); its exit status and stderr.
+fn finish(mut child: Child, limit: Duration) -> (bool, String) {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .unwrap();
+            return (status.success(), stderr);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "the run did not end within {limit:?}:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The partitions a process's summary says it completed.
+fn completed_partitions(stderr: &str) -> Vec<u64> {
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("summary: "))
+        .unwrap_or_else(|| panic!("no summary in:\n{stderr}"));
+    let summary: Value = serde_json::from_str(line).unwrap();
+    summary["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["outcome"] == "completed")
+        .map(|p| p["partition"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn two_processes_split_the_partitions_and_publish_everything_once() {
+    let server = NatsServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = pipeline(dir.path(), &server.url(), 1, None);
+    let expected = publish_input(&server.url(), &path, 8_000);
+
+    let a = start(&path, "worker-1");
+    let b = start(&path, "worker-2");
+    let (a_ok, a_err) = finish(a, Duration::from_secs(120));
+    let (b_ok, b_err) = finish(b, Duration::from_secs(120));
+    assert!(a_ok, "worker-1 failed:\n{a_err}");
+    assert!(b_ok, "worker-2 failed:\n{b_err}");
+
+    let (mut a_parts, b_parts) = (completed_partitions(&a_err), completed_partitions(&b_err));
+    assert!(!a_parts.is_empty(), "worker-1 ran no partition:\n{a_err}");
+    assert!(!b_parts.is_empty(), "worker-2 ran no partition:\n{b_err}");
+    a_parts.extend(&b_parts);
+    a_parts.sort();
+    assert_eq!(a_parts, (0..u64::from(PARTITIONS)).collect::<Vec<_>>());
+    check_outputs(&server.url(), &expected);
+}
+
+#[test]
+fn a_killed_process_has_its_partitions_taken_over_exactly_once() {
+    let server = NatsServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Paced, so that the kill comes while both are in the middle.
+    let path = pipeline(dir.path(), &server.url(), 1, Some(400));
+    let expected = publish_input(&server.url(), &path, 8_000);
+
+    let mut a = start(&path, "worker-1");
+    let b = start(&path, "worker-2");
+    std::thread::sleep(Duration::from_millis(1500));
+    a.kill().unwrap(); // SIGKILL
+    a.wait().unwrap();
+    let (b_ok, b_err) = finish(b, Duration::from_secs(180));
+    assert!(b_ok, "worker-2 failed:\n{b_err}");
+    let parts = completed_partitions(&b_err);
+    assert_eq!(
+        parts.len(),
+        PARTITIONS as usize,
+        "worker-2 did not complete every partition:\n{b_err}"
+    );
+    assert!(
+        b_err.contains("\"resumed_from\":"),
+        "no partition was resumed from a checkpoint:\n{b_err}"
+    );
+    check_outputs(&server.url(), &expected);
+}
+
+#[test]
+fn a_cluster_node_killed_mid_run_loses_nothing() {
+    let mut cluster = NatsServer::cluster(3).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let urls = cluster.urls();
+    let path = pipeline(dir.path(), &urls, 3, Some(600));
+    let expected = publish_input(&urls, &path, 6_000);
+
+    let a = start(&path, "worker-1");
+    let b = start(&path, "worker-2");
+    std::thread::sleep(Duration::from_millis(1500));
+    cluster.nodes()[1].kill();
+    let (a_ok, a_err) = finish(a, Duration::from_secs(240));
+    let (b_ok, b_err) = finish(b, Duration::from_secs(240));
+    assert!(a_ok, "worker-1 failed:\n{a_err}");
+    assert!(b_ok, "worker-2 failed:\n{b_err}");
+    check_outputs(&urls, &expected);
+}

@@ -1,0 +1,457 @@
+//! A distributed run: the same pipeline (with a `nats` source) started as
+//! any number of `sluice run` processes, on one machine or many, that share
+//! its partitions through NATS JetStream.
+//!
+//! Each process joins the pipeline's group (a heartbeat in a key-value
+//! bucket), computes by rendezvous hashing which partitions it should own
+//! among the live members, takes their leases and runs each partition as a
+//! dataflow of its own (one worker: a partition's order is what makes its
+//! replay exact). A partition's checkpoints go to the state bucket, fenced
+//! by compare-and-set ([`crate::nats::PartitionStore`]); its input is
+//! acknowledged only once a checkpoint covering it has committed; its sinks
+//! publish with message ids that a replay repeats, so the streams drop the
+//! repeats. When a member joins, the partitions it wins are handed over at
+//! a checkpoint; when one dies, its leases expire within the TTL and the
+//! others take its partitions over from their last checkpoints.
+
+use crate::checkpoint::{CheckpointConfig, Guarantee, StateLocation};
+use crate::nats::{partition_completed, CutLog, PartitionStore};
+use crate::plan::{NatsSourcePlan, Plan, SourceKind};
+use crate::run::{self, PartitionContext, RunError, RunOptions, Summary};
+use crate::sink::Target;
+use serde::Serialize;
+use sluice_nats::coordination::{Group, Lease};
+use sluice_nats::kv::Bucket;
+use sluice_nats::{rendezvous, NatsClient};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Loads the pipeline: each partition's run compiles its own plan.
+pub type LoadPlan = Arc<dyn Fn() -> Result<Plan, RunError> + Send + Sync>;
+
+/// How a process takes part in a distributed run.
+#[derive(Debug, Clone)]
+pub struct DistributedOptions {
+    /// This process's name in the group; unique among the live ones.
+    pub member: String,
+    /// Time between a partition's checkpoints.
+    pub checkpoint_interval: Duration,
+    /// Discards the state of every partition first (only for a fresh start
+    /// of the whole group: a process started so while others run throws
+    /// their progress away).
+    pub fresh: bool,
+    /// What the run promises; exactly-once needs nats sinks.
+    pub guarantee: Guarantee,
+    /// Set (by a signal handler) to stop every partition at a checkpoint,
+    /// give the leases back and leave.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// What happened to one partition in this process.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionReport {
+    /// The partition.
+    pub partition: u32,
+    /// `completed`, `handed over`, `stopped` or `lost` (the lease expired
+    /// under this process; another took over).
+    pub outcome: String,
+    /// Records read by this process's run of it.
+    pub read: u64,
+    /// The checkpoint it resumed from.
+    pub resumed_from: Option<u64>,
+}
+
+/// What a process of a distributed run did: the `summary:` line.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DistributedSummary {
+    /// The pipeline.
+    pub pipeline: String,
+    /// This process's name in the group.
+    pub member: String,
+    /// Records read, over this process's partition runs.
+    pub read: u64,
+    /// Read and neither late nor dead letters.
+    pub processed: u64,
+    /// Beyond their window's allowed lateness.
+    pub late: u64,
+    /// Could not be decoded or evaluated.
+    pub dead_letter: u64,
+    /// Rows published, per sink.
+    pub emitted: indexmap::IndexMap<String, u64>,
+    /// Every partition run, in order.
+    pub partitions: Vec<PartitionReport>,
+    /// It stopped on a signal (the partitions resume elsewhere or later).
+    pub stopped: bool,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+impl DistributedSummary {
+    fn add(&mut self, partition: u32, outcome: &str, summary: Option<&Summary>) {
+        if let Some(s) = summary {
+            self.read += s.read;
+            self.processed += s.processed;
+            self.late += s.late;
+            self.dead_letter += s.dead_letter;
+            for (label, n) in &s.emitted {
+                *self.emitted.entry(label.clone()).or_default() += n;
+            }
+        }
+        self.partitions.push(PartitionReport {
+            partition,
+            outcome: outcome.to_string(),
+            read: summary.map_or(0, |s| s.read),
+            resumed_from: summary
+                .and_then(|s| s.checkpoints.as_ref())
+                .and_then(|c| c.resumed_from),
+        });
+    }
+}
+
+/// The name of a pipeline's group: buckets and consumers are named after it.
+pub fn group_name(pipeline: &str) -> String {
+    let clean: String = pipeline
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("sluice_{clean}")
+}
+
+/// The NATS source of `plan`, if it has one.
+pub fn nats_source(plan: &Plan) -> Option<&NatsSourcePlan> {
+    match &plan.source.kind {
+        SourceKind::Nats(n) => Some(n),
+        _ => None,
+    }
+}
+
+/// Creates what the pipeline reads and writes, if missing: the input
+/// stream with its partitioning, and the sinks' streams. Producers must
+/// not publish before the input stream exists (nothing would keep their
+/// messages), so `sluice setup` runs this on its own.
+pub fn setup(plan: &Plan) -> Result<Vec<String>, RunError> {
+    let nats = nats_source(plan).ok_or_else(|| {
+        RunError("only pipelines with a nats source have streams to set up".into())
+    })?;
+    let client = NatsClient::shared(&nats.url).map_err(|e| RunError(e.to_string()))?;
+    client
+        .ensure_partitioned_stream(&nats.stream)
+        .map_err(|e| RunError(e.to_string()))?;
+    let mut made = vec![format!(
+        "stream {} ({} -> {} partitions)",
+        nats.stream.name, nats.stream.subject, nats.stream.partitions
+    )];
+    for sink in &plan.sinks {
+        if let Target::Nats(t) = &sink.target {
+            if let Some(stream) = &t.stream {
+                NatsClient::shared(&t.url)
+                    .and_then(|c| c.ensure_stream(stream, &[t.subject.as_str()], t.replicas))
+                    .map_err(|e| RunError(e.to_string()))?;
+                made.push(format!("stream {stream} ({})", t.subject));
+            }
+        }
+    }
+    Ok(made)
+}
+
+/// Checks that every sink can be written by whichever process owns a
+/// partition: nats sinks, or stdout when repeats are accepted.
+fn check_sinks(plan: &Plan, guarantee: Guarantee) -> Result<(), RunError> {
+    for sink in &plan.sinks {
+        match &sink.target {
+            Target::Nats(_) => {}
+            Target::Stdout if guarantee != Guarantee::ExactlyOnce => {}
+            Target::Stdout => {
+                return Err(RunError(format!(
+                    "sink of `{}`: stdout cannot take back what it printed, so after a \
+                     takeover the lines since the last checkpoint are printed again. Publish \
+                     to a nats sink, or pass --guarantee at-least-once to accept repeats",
+                    sink.from
+                )))
+            }
+            Target::File { path, .. } => {
+                return Err(RunError(format!(
+                    "sink of `{}`: in a distributed run (a nats source) a partition moves \
+                     between processes and machines, so {} would be written in pieces in many \
+                     places. Publish to a nats sink (type = \"nats\") instead",
+                    sink.from,
+                    path.display()
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One partition running in this process.
+struct Running {
+    lease: Arc<Lease>,
+    stop: Arc<AtomicBool>,
+    /// Why it was asked to stop, if it was.
+    stopping: Option<&'static str>,
+    thread: JoinHandle<Result<Summary, RunError>>,
+}
+
+/// Runs this process's share of the pipeline until every partition has
+/// completed (with `end = "caught-up"`), or until `options.stop` is set.
+pub fn run(load: LoadPlan, options: &DistributedOptions) -> Result<DistributedSummary, RunError> {
+    let started = Instant::now();
+    let plan = load()?;
+    let nats = nats_source(&plan)
+        .ok_or_else(|| RunError("a distributed run needs a nats source".into()))?
+        .clone();
+    check_sinks(&plan, options.guarantee)?;
+    setup(&plan)?;
+    let client = NatsClient::shared(&nats.url).map_err(|e| RunError(e.to_string()))?;
+    let group_name = group_name(&plan.name);
+    let replicas = nats.stream.replicas;
+    let nats_error = |e: sluice_nats::NatsError| RunError(e.to_string());
+    let state = Bucket::open(
+        &client,
+        &format!("{group_name}_state"),
+        Duration::ZERO,
+        replicas,
+    )
+    .map_err(nats_error)?;
+    if options.fresh {
+        for key in state.keys().map_err(nats_error)? {
+            state.delete(&key).map_err(nats_error)?;
+        }
+    }
+    let group = Group::join(
+        &client,
+        &group_name,
+        &options.member,
+        nats.lease_ttl,
+        replicas,
+    )
+    .map_err(nats_error)?;
+    let mut summary = DistributedSummary {
+        pipeline: plan.name.clone(),
+        member: options.member.clone(),
+        ..DistributedSummary::default()
+    };
+    let partitions = nats.stream.partitions;
+    let tick = (nats.lease_ttl / 4).max(Duration::from_millis(100));
+    let mut running: BTreeMap<u32, Running> = BTreeMap::new();
+    let mut completed: BTreeSet<u32> = BTreeSet::new();
+    let mut failure: Option<RunError> = None;
+    // One tick first, so that processes started together see each other
+    // before they take partitions.
+    std::thread::sleep(tick);
+    loop {
+        let stopping = options.stop.load(Ordering::SeqCst) || failure.is_some();
+        group.heartbeat().map_err(nats_error)?;
+        let mut members = group.members().map_err(nats_error)?;
+        if !members.iter().any(|m| m == group.member()) {
+            members.push(group.member().to_string());
+        }
+
+        // Partitions whose run ended.
+        let ended: Vec<u32> = running
+            .iter()
+            .filter(|(_, r)| r.thread.is_finished())
+            .map(|(p, _)| *p)
+            .collect();
+        for partition in ended {
+            let Some(run) = running.remove(&partition) else {
+                continue;
+            };
+            let result = run
+                .thread
+                .join()
+                .unwrap_or_else(|_| Err(RunError(format!("partition {partition} panicked"))));
+            let lost = run.lease.is_lost();
+            match result {
+                Ok(s) => {
+                    let report = s.checkpoints.as_ref();
+                    let outcome = if report.is_some_and(|c| c.stopped) {
+                        run.stopping.unwrap_or("stopped")
+                    } else {
+                        completed.insert(partition);
+                        "completed"
+                    };
+                    summary.add(partition, outcome, Some(&s));
+                }
+                Err(_) if lost || run.stopping == Some("lost") => {
+                    summary.add(partition, "lost", None);
+                }
+                Err(e) => {
+                    failure.get_or_insert(RunError(format!("partition {partition}: {e}")));
+                }
+            }
+            if !lost {
+                let _ = run.lease.release();
+            }
+            if completed.contains(&partition) {
+                let _ = client
+                    .delete_consumer(&nats.stream.name, &format!("{group_name}_p{partition}"));
+            }
+        }
+
+        // Keep the leases; stop what should run elsewhere.
+        for (partition, run) in running.iter_mut() {
+            if !run.lease.renew().unwrap_or(false) {
+                run.stopping = Some("lost");
+                run.stop.store(true, Ordering::SeqCst);
+                eprintln!(
+                    "partition {partition}: the lease was lost (not renewed within {:?}); \
+                     another process takes it over from its last checkpoint",
+                    nats.lease_ttl
+                );
+                continue;
+            }
+            let owner = rendezvous::owner(&members, *partition);
+            if stopping {
+                run.stopping.get_or_insert("stopped");
+                run.stop.store(true, Ordering::SeqCst);
+            } else if owner != Some(group.member()) && run.stopping.is_none() {
+                run.stopping = Some("handed over");
+                run.stop.store(true, Ordering::SeqCst);
+            }
+        }
+
+        if stopping {
+            if running.is_empty() {
+                break;
+            }
+        } else {
+            // Take what is ours and free.
+            for partition in rendezvous::owned(&members, group.member(), partitions) {
+                if running.contains_key(&partition) || completed.contains(&partition) {
+                    continue;
+                }
+                if partition_completed(&state, partition).map_err(RunError)? {
+                    completed.insert(partition);
+                    continue;
+                }
+                let Some(lease) = group.acquire(partition).map_err(nats_error)? else {
+                    continue;
+                };
+                let stop = Arc::new(AtomicBool::new(false));
+                let context = PartitionRun {
+                    load: load.clone(),
+                    partition,
+                    lease: lease.clone(),
+                    state: state.clone(),
+                    group: group_name.clone(),
+                    interval: options.checkpoint_interval,
+                    guarantee: options.guarantee,
+                    stop: stop.clone(),
+                };
+                let thread = std::thread::Builder::new()
+                    .name(format!("sluice-partition-{partition}"))
+                    .spawn(move || context.run())
+                    .map_err(|e| RunError(format!("cannot start a thread: {e}")))?;
+                running.insert(
+                    partition,
+                    Running {
+                        lease,
+                        stop,
+                        stopping: None,
+                        thread,
+                    },
+                );
+            }
+            // Done when every partition has completed, here or elsewhere.
+            if running.is_empty() {
+                let mut all = true;
+                for partition in 0..partitions {
+                    if !completed.contains(&partition)
+                        && !partition_completed(&state, partition).map_err(RunError)?
+                    {
+                        all = false;
+                        break;
+                    }
+                }
+                if all {
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(tick);
+    }
+    let _ = group.leave();
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    summary.stopped = options.stop.load(Ordering::SeqCst);
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// What the thread of one partition needs.
+struct PartitionRun {
+    load: LoadPlan,
+    partition: u32,
+    lease: Arc<Lease>,
+    state: Bucket,
+    group: String,
+    interval: Duration,
+    guarantee: Guarantee,
+    stop: Arc<AtomicBool>,
+}
+
+impl PartitionRun {
+    fn run(self) -> Result<Summary, RunError> {
+        let mut plan = (self.load)()?;
+        // A partition is one worker: its order is what its replay repeats.
+        plan.execution.workers = 1;
+        let nats = nats_source(&plan)
+            .ok_or_else(|| RunError("a distributed run needs a nats source".into()))?
+            .clone();
+        let partition = self.partition;
+        let store = PartitionStore::claim(
+            &self.state,
+            partition,
+            &run::fingerprint(&plan),
+            self.lease.clone(),
+        )
+        .map_err(RunError)?;
+        let epoch = store.epoch();
+        for (i, sink) in plan.sinks.iter_mut().enumerate() {
+            if let Target::Nats(target) = &mut sink.target {
+                target.id_prefix = format!("{}.{epoch}.p{partition}.s{i}", self.group);
+            }
+        }
+        let client = NatsClient::shared(&nats.url).map_err(|e| RunError(e.to_string()))?;
+        let log = CutLog::claim(&self.state, partition, || {
+            if nats.end_when_caught_up {
+                client
+                    .last_sequence(&nats.stream.name)
+                    .map(Some)
+                    .map_err(|e| e.to_string())
+            } else {
+                Ok(None)
+            }
+        })
+        .map_err(RunError)?;
+        let context = PartitionContext {
+            partition,
+            durable: format!("{}_p{partition}", self.group),
+            log: Arc::new(Mutex::new(Some(log))),
+        };
+        let progress = run::progress(&plan);
+        let options = RunOptions {
+            checkpoints: Some(CheckpointConfig {
+                location: StateLocation::External(Arc::new(store)),
+                interval: self.interval,
+                fresh: false,
+                guarantee: self.guarantee,
+            }),
+            stop: self.stop,
+            watch: None,
+            partition: Some(context),
+        };
+        run::run_with(plan, &progress, &options)
+    }
+}

@@ -1,0 +1,613 @@
+//! One partition of a NATS JetStream source, and where its checkpoints
+//! live: the pieces a distributed run ([`crate::distributed`]) puts together.
+//!
+//! - [`NatsSource`] reads one partition through a durable pull consumer
+//!   (ack-all, `max_ack_pending` in flight) and acknowledges only what a
+//!   committed checkpoint covers.
+//! - [`PartitionStore`] keeps the partition's checkpoint in a key-value
+//!   bucket, written by compare-and-set: the process that takes a partition
+//!   over first rewrites the key, so a process that lost its lease cannot
+//!   commit any more.
+//! - [`CutLog`] records where partial chunks were cut (a chunk that waited
+//!   out `batch_interval`): timing decides those cuts, so a replay after a
+//!   crash reads them back and cuts the same chunks. Chunks decide where the
+//!   watermark moves, so the replay then emits the same records in the same
+//!   order, and the sinks' message ids (counted per partition) name the same
+//!   records: the stream drops the repeats.
+
+use crate::checkpoint::{CheckpointStore, Snapshot};
+use crate::decode::TextDecoder;
+use crate::plan::NatsSourcePlan;
+use crate::reserved::{Reserved, ReservedHandle};
+use crate::rows::Rows;
+use crate::source::{Replayable, SourceCounters};
+use sluice::{Batch, BoxError, Source, SourceStatus};
+use sluice_nats::coordination::Lease;
+use sluice_nats::kv::Bucket;
+use sluice_nats::{Fetched, NatsClient, PullReader};
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Write as _;
+use std::ops::Range;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a delivered message waits for its acknowledgement before the
+/// server sends it again: much longer than checkpoints take, so that it
+/// only happens when an owner is gone (and the source skips repeats).
+const ACK_WAIT: Duration = Duration::from_secs(600);
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A checkpoint of one partition as stored: a JSON header line, then the
+/// entries, each as a little-endian `u32` length and bytes, key then value.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct Header {
+    fingerprint: String,
+    /// 0 while no checkpoint has committed.
+    id: u64,
+    completed: bool,
+    /// Made when the partition's state is first created: part of the
+    /// sinks' message ids, so a run started over (`--fresh`) is not taken
+    /// for a replay of the earlier one.
+    epoch: String,
+    owner: String,
+    lease: u64,
+}
+
+fn encode(header: &Header, entries: &BTreeMap<String, Vec<u8>>) -> Vec<u8> {
+    let mut out = serde_json::to_vec(header).unwrap_or_default();
+    out.push(b'\n');
+    for (key, value) in entries {
+        for part in [key.as_bytes(), value.as_slice()] {
+            out.extend_from_slice(&(part.len() as u32).to_le_bytes());
+            out.extend_from_slice(part);
+        }
+    }
+    out
+}
+
+fn decode(bytes: &[u8], what: &str) -> Result<(Header, BTreeMap<String, Vec<u8>>), String> {
+    let damaged = |why: &str| {
+        format!("the checkpoint of {what} is damaged ({why}); run with --fresh to start over")
+    };
+    let nl = memchr::memchr(b'\n', bytes).ok_or_else(|| damaged("no header"))?;
+    let header: Header =
+        serde_json::from_slice(&bytes[..nl]).map_err(|e| damaged(&e.to_string()))?;
+    let mut entries = BTreeMap::new();
+    let mut at = nl + 1;
+    let take = |at: &mut usize| -> Result<Vec<u8>, String> {
+        let len = bytes
+            .get(*at..*at + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_le_bytes)
+            .ok_or_else(|| damaged("cut short"))? as usize;
+        let part = bytes
+            .get(*at + 4..*at + 4 + len)
+            .ok_or_else(|| damaged("cut short"))?;
+        *at += 4 + len;
+        Ok(part.to_vec())
+    };
+    while at < bytes.len() {
+        let key = String::from_utf8(take(&mut at)?).map_err(|_| damaged("a key is not text"))?;
+        let value = take(&mut at)?;
+        entries.insert(key, value);
+    }
+    Ok((header, entries))
+}
+
+/// A new epoch: the time and the process, in hex.
+fn new_epoch() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    format!("{:x}", nanos ^ (u64::from(std::process::id()) << 40))
+}
+
+/// Writes `key` with `make(current)` by compare-and-set until it sticks:
+/// after this, anyone who read the key before must fail their own
+/// compare-and-set. Returns what was there and the new revision.
+fn claim(
+    bucket: &Bucket,
+    key: &str,
+    mut make: impl FnMut(Option<&[u8]>) -> Result<Vec<u8>, String>,
+) -> Result<(Option<Vec<u8>>, u64), String> {
+    for _ in 0..100 {
+        let current = bucket.get(key).map_err(|e| e.to_string())?;
+        let value = make(current.as_ref().map(|c| c.value.as_slice()))?;
+        let written = match &current {
+            None => bucket.create(key, value),
+            Some(c) => bucket.update(key, value, c.revision),
+        }
+        .map_err(|e| e.to_string())?;
+        if let Some(revision) = written {
+            return Ok((current.map(|c| c.value), revision));
+        }
+    }
+    Err(format!(
+        "cannot claim `{key}`: it keeps changing under this process"
+    ))
+}
+
+/// The checkpoints of one partition, in the state bucket under
+/// `ckpt.p<N>`, fenced by compare-and-set.
+pub struct PartitionStore {
+    bucket: Bucket,
+    key: String,
+    partition: u32,
+    lease: Arc<Lease>,
+    header: Mutex<Header>,
+    revision: Mutex<u64>,
+    restored: Option<Snapshot>,
+}
+
+impl PartitionStore {
+    /// Takes the partition's state for the holder of `lease`: from now on,
+    /// a process that held it before cannot commit. A state written by
+    /// another pipeline (another `fingerprint`) is refused.
+    pub fn claim(
+        bucket: &Bucket,
+        partition: u32,
+        fingerprint: &str,
+        lease: Arc<Lease>,
+    ) -> Result<Self, String> {
+        let key = format!("ckpt.p{partition}");
+        let what = format!("partition {partition}");
+        let mut found: Option<(Header, BTreeMap<String, Vec<u8>>)> = None;
+        let mut written = Header::default();
+        let (_, revision) = claim(bucket, &key, |current| {
+            found = None;
+            let mut header = match current {
+                None => Header {
+                    fingerprint: fingerprint.to_string(),
+                    epoch: new_epoch(),
+                    ..Header::default()
+                },
+                Some(bytes) => {
+                    let (header, entries) = decode(bytes, &what)?;
+                    if header.fingerprint != fingerprint {
+                        return Err(format!(
+                            "the state of partition {partition} in bucket `{}` was written by \
+                             another pipeline (or this one before a change to its source, \
+                             transforms or sinks): it cannot be restored. Run with --fresh to \
+                             discard the state of every partition and start over",
+                            bucket.name()
+                        ));
+                    }
+                    found = Some((header.clone(), entries));
+                    header
+                }
+            };
+            header.owner = lease.member().to_string();
+            header.lease = lease.revision();
+            written = header.clone();
+            let entries = found.as_ref().map(|f| f.1.clone()).unwrap_or_default();
+            Ok(encode(&header, &entries))
+        })?;
+        let restored = found
+            .filter(|(header, _)| header.id > 0)
+            .map(|(header, entries)| Snapshot {
+                id: header.id,
+                completed: header.completed,
+                entries,
+            });
+        let header = written;
+        Ok(Self {
+            bucket: bucket.clone(),
+            key,
+            partition,
+            lease,
+            header: Mutex::new(header),
+            revision: Mutex::new(revision),
+            restored,
+        })
+    }
+
+    /// The epoch of the partition's state (see the sinks' message ids).
+    pub fn epoch(&self) -> String {
+        lock(&self.header).epoch.clone()
+    }
+
+    /// True when the partition's run completed.
+    pub fn completed(&self) -> bool {
+        self.restored.as_ref().is_some_and(|s| s.completed)
+    }
+}
+
+impl CheckpointStore for PartitionStore {
+    fn load(&self) -> Result<Option<Snapshot>, String> {
+        Ok(self.restored.clone())
+    }
+
+    fn commit(&self, snapshot: &Snapshot) -> Result<(), String> {
+        if !self.lease.is_valid() {
+            return Err(format!(
+                "the lease of partition {} was not renewed in time: this process may have \
+                 lost it, so it does not commit checkpoint {}",
+                self.partition, snapshot.id
+            ));
+        }
+        let mut header = lock(&self.header).clone();
+        header.id = snapshot.id;
+        header.completed = snapshot.completed;
+        header.lease = self.lease.revision();
+        let value = encode(&header, &snapshot.entries);
+        let mut revision = lock(&self.revision);
+        match self
+            .bucket
+            .update(&self.key, value, *revision)
+            .map_err(|e| e.to_string())?
+        {
+            Some(next) => {
+                *revision = next;
+                *lock(&self.header) = header;
+                Ok(())
+            }
+            None => Err(format!(
+                "partition {} was taken over by another process: checkpoint {} is not \
+                 committed here",
+                self.partition, snapshot.id
+            )),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("key `{}` of bucket `{}`", self.key, self.bucket.name())
+    }
+}
+
+/// Whether partition `partition`'s run completed, from the state bucket.
+pub fn partition_completed(bucket: &Bucket, partition: u32) -> Result<bool, String> {
+    let what = format!("partition {partition}");
+    match bucket
+        .get(&format!("ckpt.p{partition}"))
+        .map_err(|e| e.to_string())?
+    {
+        None => Ok(false),
+        Some(v) => Ok(decode(&v.value, &what)?.0.completed),
+    }
+}
+
+/// Where the partial chunks of a partition were cut since its last
+/// checkpoint, and where a `caught-up` partition ends; under `cuts.p<N>`.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct Cuts {
+    /// The last stream sequence a `caught-up` partition reads.
+    end: Option<u64>,
+    /// Stream sequences of the last message of each partial chunk.
+    cuts: Vec<u64>,
+}
+
+/// The log of a partition's partial cuts (see the module's documentation).
+pub struct CutLog {
+    bucket: Bucket,
+    key: String,
+    revision: u64,
+    cuts: Cuts,
+}
+
+impl CutLog {
+    /// Takes the partition's log (fencing the previous owner's writes);
+    /// `end` gives the end of a `caught-up` partition when it starts for
+    /// the first time.
+    pub fn claim(
+        bucket: &Bucket,
+        partition: u32,
+        end: impl Fn() -> Result<Option<u64>, String>,
+    ) -> Result<Self, String> {
+        let key = format!("cuts.p{partition}");
+        let mut cuts = Cuts::default();
+        let (_, revision) = claim(bucket, &key, |current| {
+            cuts = match current {
+                Some(bytes) => serde_json::from_slice(bytes).map_err(|e| {
+                    format!(
+                        "the cut log of partition {partition} is damaged ({e}); run with \
+                         --fresh to start over"
+                    )
+                })?,
+                None => Cuts {
+                    end: end()?,
+                    cuts: Vec::new(),
+                },
+            };
+            Ok(serde_json::to_vec(&cuts).unwrap_or_default())
+        })?;
+        Ok(Self {
+            bucket: bucket.clone(),
+            key,
+            revision,
+            cuts,
+        })
+    }
+
+    /// Records a cut after `sequence`, forgetting the cuts at or before
+    /// `committed` (the position of the last committed checkpoint). An
+    /// error if another process has taken the partition.
+    fn record(&mut self, sequence: u64, committed: u64) -> Result<(), String> {
+        self.cuts.cuts.retain(|&c| c > committed);
+        self.cuts.cuts.push(sequence);
+        let value = serde_json::to_vec(&self.cuts).unwrap_or_default();
+        match self
+            .bucket
+            .update(&self.key, value, self.revision)
+            .map_err(|e| e.to_string())?
+        {
+            Some(revision) => {
+                self.revision = revision;
+                Ok(())
+            }
+            None => Err(format!(
+                "{}: another process has taken this partition over",
+                self.key
+            )),
+        }
+    }
+
+    /// The first logged cut after `sequence`.
+    fn next_after(&self, sequence: u64) -> Option<u64> {
+        self.cuts
+            .cuts
+            .iter()
+            .copied()
+            .filter(|&c| c > sequence)
+            .min()
+    }
+}
+
+/// One partition of a NATS source.
+pub struct NatsSource {
+    plan: NatsSourcePlan,
+    partition: u32,
+    durable: String,
+    client: NatsClient,
+    reader: Option<PullReader>,
+    decoder: TextDecoder,
+    chunk_rows: usize,
+    interval: Duration,
+    /// The stream sequence of the last message emitted.
+    emitted: u64,
+    /// The position of the last committed checkpoint.
+    committed: u64,
+    log: CutLog,
+    pending: Vec<Fetched>,
+    waiting_since: Option<Instant>,
+    /// The last message emitted: what a checkpoint taken now covers.
+    last: Mutex<Option<Fetched>>,
+    /// The last message of each checkpoint in flight, acknowledged (with
+    /// all before it) when that checkpoint commits.
+    to_ack: Mutex<VecDeque<Option<Fetched>>>,
+    done: bool,
+    region: Vec<u8>,
+    reserved: ReservedHandle,
+    counters: Arc<SourceCounters>,
+}
+
+impl NatsSource {
+    /// Partition `partition` of `plan`'s stream, read by the durable
+    /// consumer `durable`, chunked like the file sources.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        plan: NatsSourcePlan,
+        partition: u32,
+        durable: String,
+        log: CutLog,
+        decoder: TextDecoder,
+        chunk_rows: usize,
+        interval: Duration,
+        reserved: Arc<Reserved>,
+        counters: Arc<SourceCounters>,
+    ) -> Result<Self, String> {
+        let client = NatsClient::shared(&plan.url).map_err(|e| e.to_string())?;
+        Ok(Self {
+            plan,
+            partition,
+            durable,
+            client,
+            reader: None,
+            decoder,
+            chunk_rows: chunk_rows.max(1),
+            interval,
+            emitted: 0,
+            committed: 0,
+            log,
+            pending: Vec::new(),
+            waiting_since: None,
+            last: Mutex::new(None),
+            to_ack: Mutex::new(VecDeque::new()),
+            done: false,
+            region: Vec::new(),
+            reserved: ReservedHandle::new(reserved),
+            counters,
+        })
+    }
+
+    fn reader(&mut self) -> Result<&mut PullReader, String> {
+        if self.reader.is_none() {
+            let filter = self.plan.stream.partition_filter(self.partition);
+            let reader = self
+                .client
+                .pull_reader(
+                    &self.plan.stream.name,
+                    &self.durable,
+                    &filter,
+                    self.emitted + 1,
+                    self.plan.max_ack_pending,
+                    ACK_WAIT,
+                )
+                .map_err(|e| e.to_string())?;
+            self.reader = Some(reader);
+        }
+        match self.reader.as_mut() {
+            Some(reader) => Ok(reader),
+            None => unreachable!("made above"),
+        }
+    }
+
+    /// True once a `caught-up` partition has read everything up to its end.
+    fn caught_up(&mut self) -> Result<bool, String> {
+        let Some(end) = self.log.cuts.end else {
+            return Ok(false);
+        };
+        if self.emitted >= end {
+            return Ok(true);
+        }
+        let emitted = self.emitted;
+        let (undelivered, delivered) = self.reader()?.pending().map_err(|e| e.to_string())?;
+        // Nothing left to deliver and nothing delivered that was not read:
+        // the partition holds nothing more up to its end.
+        Ok(undelivered == 0 && delivered <= emitted)
+    }
+
+    /// Decodes the pending messages as one chunk.
+    fn emit(&mut self, out: &mut Batch<Rows>) {
+        let pending = std::mem::take(&mut self.pending);
+        let Some(newest) = pending.last().map(|m| m.sequence) else {
+            return;
+        };
+        self.region.clear();
+        let mut lines: Vec<(u64, Range<usize>)> = Vec::with_capacity(pending.len());
+        for message in &pending {
+            let start = self.region.len();
+            let payload = message.payload.as_ref();
+            let body = payload.trim_ascii_start();
+            match (self.plan.message_time, body.first()) {
+                (true, Some(b'{')) => {
+                    let _ = write!(
+                        self.region,
+                        "{{\"{}\":{},",
+                        crate::plan::NATS_TIME,
+                        message.published_ms
+                    );
+                    let rest = &body[1..];
+                    // `{}`: no comma after the added field.
+                    if rest.trim_ascii_start().first() == Some(&b'}') {
+                        self.region.pop();
+                    }
+                    self.region.extend_from_slice(rest);
+                }
+                _ => self.region.extend_from_slice(payload),
+            }
+            // A payload's newlines are JSON whitespace; lines end records.
+            for byte in &mut self.region[start..] {
+                if *byte == b'\n' || *byte == b'\r' {
+                    *byte = b' ';
+                }
+            }
+            lines.push((message.sequence, start..self.region.len()));
+            self.region.push(b'\n');
+        }
+        self.counters
+            .read
+            .fetch_add(pending.len() as u64, Ordering::Relaxed);
+        self.counters.bytes.fetch_add(
+            pending.iter().map(|m| m.payload.len() as u64).sum(),
+            Ordering::Relaxed,
+        );
+        let decoded = self.decoder.decode(&self.region, &lines);
+        self.reserved.dead(&decoded.dead);
+        if let Some(rows) = decoded.rows {
+            let time = rows.max_time().unwrap_or(i64::MIN);
+            out.push(rows, time);
+        }
+        self.emitted = newest;
+        *lock(&self.last) = pending.into_iter().last();
+    }
+}
+
+impl Source<Rows> for NatsSource {
+    fn poll(&mut self, out: &mut Batch<Rows>, _max: usize) -> Result<SourceStatus, BoxError> {
+        if self.done {
+            return Ok(SourceStatus::Exhausted);
+        }
+        let end = self.log.cuts.end;
+        let replay_cut = self.log.next_after(self.emitted);
+        loop {
+            let newest = self.pending.last().map_or(self.emitted, |m| m.sequence);
+            if self.pending.len() >= self.chunk_rows || replay_cut.is_some_and(|c| newest >= c) {
+                break;
+            }
+            let wait = match self.waiting_since {
+                None => self.interval,
+                Some(since) => self.interval.saturating_sub(since.elapsed()),
+            };
+            let next = self.reader()?.next(wait).map_err(|e| e.to_string())?;
+            match next {
+                // A repeat (the server resends what an earlier owner did
+                // not acknowledge): already read.
+                Some(message) if message.sequence <= newest => {}
+                Some(message) if end.is_some_and(|e| message.sequence > e) => {
+                    self.done = true;
+                    break;
+                }
+                Some(message) => {
+                    self.pending.push(message);
+                    self.waiting_since.get_or_insert_with(Instant::now);
+                }
+                None if self.pending.is_empty() => {
+                    self.waiting_since = None;
+                    if self.caught_up()? {
+                        self.done = true;
+                        return Ok(SourceStatus::Exhausted);
+                    }
+                    return Ok(SourceStatus::Idle);
+                }
+                // A replay waits for its logged cut: those messages exist.
+                None if replay_cut.is_some() => return Ok(SourceStatus::Idle),
+                None => {
+                    // A partial chunk waited out the interval: timing cut
+                    // it, so the cut is logged before anything is emitted.
+                    self.log.record(newest, self.committed)?;
+                    break;
+                }
+            }
+        }
+        self.waiting_since = None;
+        self.emit(out);
+        Ok(if self.done && out.is_empty() {
+            SourceStatus::Exhausted
+        } else {
+            SourceStatus::Ready
+        })
+    }
+}
+
+impl Replayable for NatsSource {
+    fn position(&self) -> serde_json::Value {
+        // Called when a checkpoint is taken: its acknowledgement waits.
+        lock(&self.to_ack).push_back(lock(&self.last).take());
+        serde_json::json!({ "sequence": self.emitted })
+    }
+
+    fn seek(&mut self, position: &serde_json::Value) -> Result<(), String> {
+        let sequence = position["sequence"].as_u64().ok_or_else(|| {
+            "the checkpointed position has no `sequence`: the state is damaged; run with \
+             --fresh to start over"
+                .to_string()
+        })?;
+        self.emitted = sequence;
+        self.committed = sequence;
+        self.reader = None;
+        Ok(())
+    }
+
+    fn release_reserved(&self) {
+        self.reserved.release();
+    }
+
+    fn resize(&mut self, rows: usize, wait: Duration) {
+        self.chunk_rows = rows.max(1);
+        self.interval = wait;
+    }
+
+    fn committed(&mut self) -> Result<(), String> {
+        let acked = lock(&self.to_ack).pop_front().flatten();
+        if let Some(message) = acked {
+            self.committed = self.committed.max(message.sequence);
+            message.ack().map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
