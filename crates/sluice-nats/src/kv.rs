@@ -114,6 +114,37 @@ impl Bucket {
         }
     }
 
+    /// [`Bucket::update`] through a leader election: transient errors are
+    /// retried for up to `within`. A write whose answer was lost is found
+    /// by reading the key back (it holds this value): compare-and-set
+    /// stays exact.
+    pub fn update_retrying(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        revision: u64,
+        within: Duration,
+    ) -> Result<Option<u64>> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            match self.update(key, value.clone(), revision) {
+                Ok(written) => return Ok(written),
+                Err(error) if std::time::Instant::now() >= deadline => return Err(error),
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(100));
+                    match self.get(key) {
+                        Ok(Some(now)) if now.value == value && now.revision > revision => {
+                            return Ok(Some(now.revision))
+                        }
+                        Ok(Some(now)) if now.revision != revision => return Ok(None),
+                        Ok(None) => return Ok(None),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
     /// Deletes `key` if its revision is still `revision`; false if not.
     pub fn delete_if(&self, key: &str, revision: u64) -> Result<bool> {
         match self

@@ -198,6 +198,8 @@ struct Running {
     stop: Arc<AtomicBool>,
     /// Why it was asked to stop, if it was.
     stopping: Option<&'static str>,
+    /// When its lease was found lost.
+    lost_at: Option<Instant>,
     thread: JoinHandle<Result<Summary, RunError>>,
 }
 
@@ -250,12 +252,32 @@ pub fn run(load: LoadPlan, options: &DistributedOptions) -> Result<DistributedSu
     std::thread::sleep(tick);
     loop {
         let stopping = options.stop.load(Ordering::SeqCst) || failure.is_some();
-        group.heartbeat().map_err(nats_error)?;
-        let mut members = group.members().map_err(nats_error)?;
+        // NATS may be failing over: a tick without an answer is skipped
+        // (the leases hold for their TTL meanwhile).
+        let members = group.heartbeat().and_then(|()| group.members());
+        let mut members = match members {
+            Ok(members) => members,
+            Err(error) => {
+                eprintln!("warning: {error}; trying again");
+                std::thread::sleep(tick);
+                continue;
+            }
+        };
         if !members.iter().any(|m| m == group.member()) {
             members.push(group.member().to_string());
         }
 
+        // A run whose lease was lost cannot commit any more (its checkpoints
+        // are fenced); one that does not end within the TTL is left behind.
+        let abandoned: Vec<u32> = running
+            .iter()
+            .filter(|(_, r)| r.lost_at.is_some_and(|at| at.elapsed() > nats.lease_ttl))
+            .map(|(p, _)| *p)
+            .collect();
+        for partition in abandoned {
+            running.remove(&partition);
+            summary.add(partition, "lost", None);
+        }
         // Partitions whose run ended.
         let ended: Vec<u32> = running
             .iter()
@@ -300,14 +322,22 @@ pub fn run(load: LoadPlan, options: &DistributedOptions) -> Result<DistributedSu
 
         // Keep the leases; stop what should run elsewhere.
         for (partition, run) in running.iter_mut() {
-            if !run.lease.renew().unwrap_or(false) {
-                run.stopping = Some("lost");
-                run.stop.store(true, Ordering::SeqCst);
-                eprintln!(
-                    "partition {partition}: the lease was lost (not renewed within {:?}); \
-                     another process takes it over from its last checkpoint",
-                    nats.lease_ttl
-                );
+            let renewed = match run.lease.renew() {
+                Ok(renewed) => renewed,
+                // Not answered: still ours while it is valid.
+                Err(_) => run.lease.is_valid(),
+            };
+            if !renewed {
+                if run.stopping != Some("lost") {
+                    run.stopping = Some("lost");
+                    run.lost_at = Some(Instant::now());
+                    run.stop.store(true, Ordering::SeqCst);
+                    eprintln!(
+                        "partition {partition}: the lease was lost (not renewed within {:?}); \
+                         another process takes it over from its last checkpoint",
+                        nats.lease_ttl
+                    );
+                }
                 continue;
             }
             let owner = rendezvous::owner(&members, *partition);
@@ -330,11 +360,15 @@ pub fn run(load: LoadPlan, options: &DistributedOptions) -> Result<DistributedSu
                 if running.contains_key(&partition) || completed.contains(&partition) {
                     continue;
                 }
-                if partition_completed(&state, partition).map_err(RunError)? {
-                    completed.insert(partition);
-                    continue;
+                match partition_completed(&state, partition) {
+                    Ok(true) => {
+                        completed.insert(partition);
+                        continue;
+                    }
+                    Ok(false) => {}
+                    Err(_) => continue,
                 }
-                let Some(lease) = group.acquire(partition).map_err(nats_error)? else {
+                let Ok(Some(lease)) = group.acquire(partition) else {
                     continue;
                 };
                 let stop = Arc::new(AtomicBool::new(false));
@@ -358,6 +392,7 @@ pub fn run(load: LoadPlan, options: &DistributedOptions) -> Result<DistributedSu
                         lease,
                         stop,
                         stopping: None,
+                        lost_at: None,
                         thread,
                     },
                 );
@@ -367,7 +402,7 @@ pub fn run(load: LoadPlan, options: &DistributedOptions) -> Result<DistributedSu
                 let mut all = true;
                 for partition in 0..partitions {
                     if !completed.contains(&partition)
-                        && !partition_completed(&state, partition).map_err(RunError)?
+                        && !partition_completed(&state, partition).unwrap_or(false)
                     {
                         all = false;
                         break;

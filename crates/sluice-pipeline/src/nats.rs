@@ -37,6 +37,10 @@ use std::time::{Duration, Instant};
 /// only happens when an owner is gone (and the source skips repeats).
 const ACK_WAIT: Duration = Duration::from_secs(600);
 
+/// How long a request is retried through a failover (a cluster electing a
+/// new leader for a stream or bucket takes a few seconds).
+const RETRY_WITHIN: Duration = Duration::from_secs(20);
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -115,16 +119,26 @@ fn claim(
     key: &str,
     mut make: impl FnMut(Option<&[u8]>) -> Result<Vec<u8>, String>,
 ) -> Result<(Option<Vec<u8>>, u64), String> {
-    for _ in 0..100 {
-        let current = bucket.get(key).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + RETRY_WITHIN;
+    for _ in 0..1000 {
+        let current = match bucket.get(key) {
+            Ok(current) => current,
+            Err(e) if Instant::now() >= deadline => return Err(e.to_string()),
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
         let value = make(current.as_ref().map(|c| c.value.as_slice()))?;
         let written = match &current {
             None => bucket.create(key, value),
-            Some(c) => bucket.update(key, value, c.revision),
-        }
-        .map_err(|e| e.to_string())?;
-        if let Some(revision) = written {
-            return Ok((current.map(|c| c.value), revision));
+            Some(c) => bucket.update_retrying(key, value, c.revision, RETRY_WITHIN),
+        };
+        match written {
+            Ok(Some(revision)) => return Ok((current.map(|c| c.value), revision)),
+            Ok(None) => {}
+            Err(e) if Instant::now() >= deadline => return Err(e.to_string()),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
     }
     Err(format!(
@@ -238,7 +252,7 @@ impl CheckpointStore for PartitionStore {
         let mut revision = lock(&self.revision);
         match self
             .bucket
-            .update(&self.key, value, *revision)
+            .update_retrying(&self.key, value, *revision, RETRY_WITHIN)
             .map_err(|e| e.to_string())?
         {
             Some(next) => {
@@ -332,7 +346,7 @@ impl CutLog {
         let value = serde_json::to_vec(&self.cuts).unwrap_or_default();
         match self
             .bucket
-            .update(&self.key, value, self.revision)
+            .update_retrying(&self.key, value, self.revision, RETRY_WITHIN)
             .map_err(|e| e.to_string())?
         {
             Some(revision) => {
@@ -380,6 +394,10 @@ pub struct NatsSource {
     /// all before it) when that checkpoint commits.
     to_ack: Mutex<VecDeque<Option<Fetched>>>,
     done: bool,
+    /// Reads have failed since then (a failover in progress).
+    failing_since: Option<Instant>,
+    /// Nothing has come since then.
+    quiet_since: Option<Instant>,
     region: Vec<u8>,
     reserved: ReservedHandle,
     counters: Arc<SourceCounters>,
@@ -418,6 +436,8 @@ impl NatsSource {
             last: Mutex::new(None),
             to_ack: Mutex::new(VecDeque::new()),
             done: false,
+            failing_since: None,
+            quiet_since: None,
             region: Vec::new(),
             reserved: ReservedHandle::new(reserved),
             counters,
@@ -427,17 +447,23 @@ impl NatsSource {
     fn reader(&mut self) -> Result<&mut PullReader, String> {
         if self.reader.is_none() {
             let filter = self.plan.stream.partition_filter(self.partition);
-            let reader = self
-                .client
-                .pull_reader(
+            // Read from what is already pending, or the last emitted.
+            let start = self.pending.last().map_or(self.emitted, |m| m.sequence) + 1;
+            let deadline = Instant::now() + RETRY_WITHIN;
+            let reader = loop {
+                match self.client.pull_reader(
                     &self.plan.stream.name,
                     &self.durable,
                     &filter,
-                    self.emitted + 1,
+                    start,
                     self.plan.max_ack_pending,
                     ACK_WAIT,
-                )
-                .map_err(|e| e.to_string())?;
+                ) {
+                    Ok(reader) => break reader,
+                    Err(e) if Instant::now() >= deadline => return Err(e.to_string()),
+                    Err(_) => std::thread::sleep(Duration::from_millis(200)),
+                }
+            };
             self.reader = Some(reader);
         }
         match self.reader.as_mut() {
@@ -447,18 +473,25 @@ impl NatsSource {
     }
 
     /// True once a `caught-up` partition has read everything up to its end.
+    /// A reader that has gone quiet while the server holds messages for
+    /// it (its consumer's leader moved in a failover) is made anew.
     fn caught_up(&mut self) -> Result<bool, String> {
-        let Some(end) = self.log.cuts.end else {
-            return Ok(false);
-        };
-        if self.emitted >= end {
+        let end = self.log.cuts.end;
+        if end.is_some_and(|end| self.emitted >= end) {
             return Ok(true);
         }
         let emitted = self.emitted;
-        let (undelivered, delivered) = self.reader()?.pending().map_err(|e| e.to_string())?;
+        let Ok((undelivered, delivered)) = self.reader()?.pending() else {
+            self.reader = None;
+            return Ok(false);
+        };
+        if undelivered > 0 || delivered > emitted {
+            self.reader = None;
+            return Ok(false);
+        }
         // Nothing left to deliver and nothing delivered that was not read:
         // the partition holds nothing more up to its end.
-        Ok(undelivered == 0 && delivered <= emitted)
+        Ok(end.is_some())
     }
 
     /// Decodes the pending messages as one chunk.
@@ -533,7 +566,24 @@ impl Source<Rows> for NatsSource {
                 None => self.interval,
                 Some(since) => self.interval.saturating_sub(since.elapsed()),
             };
-            let next = self.reader()?.next(wait).map_err(|e| e.to_string())?;
+            let next = match self.reader()?.next(wait) {
+                Ok(next) => next,
+                Err(error) => {
+                    // A failover: read again from a new consumer (the
+                    // messages after the newest one held).
+                    if self
+                        .failing_since
+                        .get_or_insert_with(Instant::now)
+                        .elapsed()
+                        > RETRY_WITHIN
+                    {
+                        return Err(error.to_string().into());
+                    }
+                    self.reader = None;
+                    return Ok(SourceStatus::Idle);
+                }
+            };
+            self.failing_since = None;
             match next {
                 // A repeat (the server resends what an earlier owner did
                 // not acknowledge): already read.
@@ -543,11 +593,19 @@ impl Source<Rows> for NatsSource {
                     break;
                 }
                 Some(message) => {
+                    self.quiet_since = None;
                     self.pending.push(message);
                     self.waiting_since.get_or_insert_with(Instant::now);
                 }
                 None if self.pending.is_empty() => {
                     self.waiting_since = None;
+                    // Asking the server costs a round trip: at most once
+                    // per second of silence.
+                    let quiet = self.quiet_since.get_or_insert_with(Instant::now);
+                    if quiet.elapsed() < Duration::from_secs(1) {
+                        return Ok(SourceStatus::Idle);
+                    }
+                    self.quiet_since = None;
                     if self.caught_up()? {
                         self.done = true;
                         return Ok(SourceStatus::Exhausted);
@@ -606,7 +664,9 @@ impl Replayable for NatsSource {
         let acked = lock(&self.to_ack).pop_front().flatten();
         if let Some(message) = acked {
             self.committed = self.committed.max(message.sequence);
-            message.ack().map_err(|e| e.to_string())?;
+            // A lost ack is harmless: the next one covers it (ack-all),
+            // and a consumer made anew starts after the checkpoint.
+            let _ = message.ack();
         }
         Ok(())
     }

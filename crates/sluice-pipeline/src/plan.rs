@@ -1349,8 +1349,27 @@ fn sink(
             if subject.contains(['*', '>', ' ']) || subject.is_empty() {
                 return Err(at(
                     span_of(&s.subject).unwrap_or(s.kind.span()),
-                    "a sink's subject is one subject, without wildcards or spaces",
+                    "a sink's subject is one subject, without wildcards or spaces (a field's \
+                     value goes in with `{field}`)",
                 ));
+            }
+            if let (Some(open), Some(close)) = (subject.find('{'), subject.find('}')) {
+                let field = &subject[open + 1..close];
+                let fields = schemas.get(from).map(|schema| decode::field_names(schema));
+                let known = match schemas.get(from) {
+                    Some(schema) => schema.field_with_name(field).is_ok(),
+                    None => true, // late, dead_letter: checked when written
+                };
+                if !known {
+                    return Err(at(
+                        span_of(&s.subject).unwrap_or(s.kind.span()),
+                        format!(
+                            "subject \"{subject}\": stream `{from}` has no field `{field}`; \
+                             fields: {}",
+                            fields.unwrap_or_default()
+                        ),
+                    ));
+                }
             }
             Target::Nats(crate::sink::NatsTarget {
                 url: need(&s.url, "url", "nats://127.0.0.1:4222")?,

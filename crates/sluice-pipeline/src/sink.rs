@@ -90,7 +90,8 @@ pub enum Target {
 pub struct NatsTarget {
     /// The servers (comma-separated).
     pub url: String,
-    /// Where each row goes.
+    /// Where each row goes; `{field}` in it is replaced by the row's value
+    /// of `field` (`readings.{sensor}`: one subject per key).
     pub subject: String,
     /// The stream that captures the subject, created if absent.
     pub stream: Option<String>,
@@ -356,8 +357,67 @@ struct NatsWriter {
     /// Messages published so far, from the start of the partition: the
     /// output's "length" in a checkpoint.
     next: u64,
-    acks: Vec<sluice_nats::PublishAck>,
+    /// Published and not yet acknowledged: each message with its id, to
+    /// publish again if the answer is lost (the id makes that safe).
+    acks: Vec<(sluice_nats::PublishAck, Vec<u8>, Option<String>)>,
     buf: Vec<u8>,
+}
+
+/// Waits for the acknowledgements of `published`; a publish whose answer
+/// failed (a failover) is sent again with its id until it is answered.
+fn wait_published(
+    client: &sluice_nats::NatsClient,
+    subject: &str,
+    published: Vec<(sluice_nats::PublishAck, Vec<u8>, Option<String>)>,
+) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    for (ack, payload, id) in published {
+        let mut answer = sluice_nats::NatsClient::wait_ack(ack, subject).map(|_| ());
+        while let Err(error) = answer {
+            if id.is_none() || std::time::Instant::now() >= deadline {
+                return Err(format!("nats sink: {error}"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            answer = client
+                .publish_with_id(subject, payload.clone(), id.as_deref().unwrap_or_default())
+                .map(|_| ());
+        }
+    }
+    Ok(())
+}
+
+/// The subject of each row of `batch` when `template` names a field
+/// (`readings.{sensor}`); `None` for a plain subject.
+fn row_subjects(template: &str, batch: &RecordBatch) -> Result<Option<Vec<String>>, String> {
+    let (Some(open), Some(close)) = (template.find('{'), template.find('}')) else {
+        return Ok(None);
+    };
+    let field = &template[open + 1..close];
+    let column = batch.column_by_name(field).ok_or_else(|| {
+        format!("nats sink subject \"{template}\": the stream has no field `{field}`")
+    })?;
+    let options = arrow::util::display::FormatOptions::default();
+    let formatter = arrow::util::display::ArrayFormatter::try_new(column.as_ref(), &options)
+        .map_err(|e| e.to_string())?;
+    Ok(Some(
+        (0..batch.num_rows())
+            .map(|row| {
+                let value: String = formatter
+                    .value(row)
+                    .to_string()
+                    .chars()
+                    .map(|c| {
+                        if c == '.' || c == ' ' || c == '*' || c == '>' {
+                            '_'
+                        } else {
+                            c
+                        }
+                    })
+                    .collect();
+                format!("{}{value}{}", &template[..open], &template[close + 1..])
+            })
+            .collect(),
+    ))
 }
 
 /// Acknowledgements a NATS sink lets be outstanding before it waits.
@@ -384,9 +444,7 @@ impl NatsWriter {
     fn wait_acks(&mut self, keep: usize) -> Result<(), String> {
         let keep = keep.min(self.acks.len());
         let done: Vec<_> = self.acks.drain(..self.acks.len() - keep).collect();
-        sluice_nats::NatsClient::wait_acks(done, &self.subject)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        wait_published(&self.client, &self.subject, done)
     }
 }
 
@@ -398,15 +456,30 @@ impl RowWriter for NatsWriter {
             .write(batch)
             .and_then(|()| writer.finish())
             .map_err(|e| format!("nats sink `{}`: {e}", self.subject))?;
+        let subjects = row_subjects(&self.subject, batch)?;
         let buf = std::mem::take(&mut self.buf);
-        for line in buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        for (row, line) in buf
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .enumerate()
+        {
+            let subject = subjects
+                .as_ref()
+                .map_or(self.subject.as_str(), |s| s[row].as_str());
             let id =
                 (!self.id_prefix.is_empty()).then(|| format!("{}.{}", self.id_prefix, self.next));
-            let ack = self
-                .client
-                .publish_async(&self.subject, line.to_vec(), id.as_deref())
-                .map_err(|e| e.to_string())?;
-            self.acks.push(ack);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            let ack = loop {
+                match self
+                    .client
+                    .publish_async(subject, line.to_vec(), id.as_deref())
+                {
+                    Ok(ack) => break ack,
+                    Err(e) if std::time::Instant::now() >= deadline => return Err(e.to_string()),
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(200)),
+                }
+            };
+            self.acks.push((ack, line.to_vec(), id));
             self.next += 1;
             if self.acks.len() >= MAX_OUTSTANDING_ACKS {
                 self.wait_acks(MAX_OUTSTANDING_ACKS / 2)?;
@@ -420,11 +493,9 @@ impl RowWriter for NatsWriter {
     }
     fn checkpoint(&mut self) -> Result<Durable, String> {
         let acks = std::mem::take(&mut self.acks);
-        let subject = self.subject.clone();
+        let (client, subject) = (self.client.clone(), self.subject.clone());
         Ok(Durable::after(self.next, move || {
-            sluice_nats::NatsClient::wait_acks(acks, &subject)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+            wait_published(&client, &subject, acks)
         }))
     }
 }
