@@ -1,11 +1,9 @@
 //! Distributed runs against real NATS servers (started here as child
 //! processes on free loopback ports): two `sluice run` processes share a
 //! pipeline's partitions; one is killed with SIGKILL mid-run and the other
-//! takes its partitions over. Every time, the output streams hold each
-//! window result and each dead letter exactly once.
-//!
-//! Not here yet: killing a node of a 3-node cluster mid-run (the runs
-//! stalled after the kill in the first attempt; see docs/distributed.md).
+//! takes its partitions over; a node of a 3-node cluster (replicated
+//! streams and buckets) is killed mid-run. Every time, the output streams
+//! hold each window result and each dead letter exactly once.
 
 use serde_json::Value;
 use sluice_nats::server::NatsServer;
@@ -278,4 +276,24 @@ fn a_killed_process_has_its_partitions_taken_over_exactly_once() {
         "no partition was resumed from a checkpoint:\n{b_err}"
     );
     check_outputs(&server.url(), &expected);
+}
+
+#[test]
+fn a_cluster_node_killed_mid_run_loses_nothing() {
+    let mut cluster = NatsServer::cluster(3).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let urls = cluster.urls();
+    // Long enough leases to outlast the election of new stream leaders.
+    let path = pipeline(dir.path(), &urls, 3, Some(600), "10s");
+    let expected = publish_input(&urls, &path, 6_000);
+
+    let a = start(&path, "worker-1");
+    let b = start(&path, "worker-2");
+    std::thread::sleep(Duration::from_millis(1500));
+    cluster.nodes()[1].kill();
+    let (a_ok, a_err) = finish(a, Duration::from_secs(60));
+    let (b_ok, b_err) = finish(b, Duration::from_secs(60));
+    assert!(a_ok, "worker-1 failed:\n{a_err}");
+    assert!(b_ok, "worker-2 failed:\n{b_err}");
+    check_outputs(&urls, &expected);
 }

@@ -470,8 +470,8 @@ impl PullReader {
         })
     }
 
-    /// Messages of the filter not yet delivered, and the stream sequence of
-    /// the last one delivered.
+    /// Messages of the filter not yet delivered, and messages delivered
+    /// and not yet acknowledged.
     pub fn pending(&mut self) -> Result<(u64, u64)> {
         let what = &self.what;
         let consumer = &mut self.consumer;
@@ -480,7 +480,7 @@ impl PullReader {
                 .info()
                 .await
                 .map_err(|e| NatsError::request(format!("info of {what}"), e))?;
-            Ok((info.num_pending, info.delivered.stream_sequence))
+            Ok((info.num_pending, info.num_ack_pending as u64))
         })
     }
 }

@@ -302,9 +302,18 @@ pub fn run(load: LoadPlan, options: &DistributedOptions) -> Result<DistributedSu
                         completed.insert(partition);
                         "completed"
                     };
+                    eprintln!(
+                        "partition {partition}: {outcome} ({} read{})",
+                        s.read,
+                        s.checkpoints
+                            .as_ref()
+                            .and_then(|c| c.resumed_from)
+                            .map_or(String::new(), |c| format!(", resumed from checkpoint {c}"))
+                    );
                     summary.add(partition, outcome, Some(&s));
                 }
-                Err(_) if lost || run.stopping == Some("lost") => {
+                Err(e) if lost || run.stopping == Some("lost") => {
+                    eprintln!("partition {partition}: lost ({e})");
                     summary.add(partition, "lost", None);
                 }
                 Err(e) => {
@@ -371,6 +380,10 @@ pub fn run(load: LoadPlan, options: &DistributedOptions) -> Result<DistributedSu
                 let Ok(Some(lease)) = group.acquire(partition) else {
                     continue;
                 };
+                eprintln!(
+                    "partition {partition}: taken (lease revision {})",
+                    lease.revision()
+                );
                 let stop = Arc::new(AtomicBool::new(false));
                 let context = PartitionRun {
                     load: load.clone(),

@@ -473,25 +473,23 @@ impl NatsSource {
     }
 
     /// True once a `caught-up` partition has read everything up to its end.
-    /// A reader that has gone quiet while the server holds messages for
-    /// it (its consumer's leader moved in a failover) is made anew.
+    ///
+    /// Called after a second without messages. The reader is made anew at
+    /// the position (a consumer whose leader moved in a failover can go
+    /// quiet, and a message delivered while a connection failed can be
+    /// lost in transit); a new consumer that has neither undelivered nor
+    /// delivered messages proves there is nothing after the position.
     fn caught_up(&mut self) -> Result<bool, String> {
         let end = self.log.cuts.end;
         if end.is_some_and(|end| self.emitted >= end) {
             return Ok(true);
         }
-        let emitted = self.emitted;
-        let Ok((undelivered, delivered)) = self.reader()?.pending() else {
+        self.reader = None;
+        let Ok((undelivered, unacknowledged)) = self.reader()?.pending() else {
             self.reader = None;
             return Ok(false);
         };
-        if undelivered > 0 || delivered > emitted {
-            self.reader = None;
-            return Ok(false);
-        }
-        // Nothing left to deliver and nothing delivered that was not read:
-        // the partition holds nothing more up to its end.
-        Ok(end.is_some())
+        Ok(end.is_some() && undelivered == 0 && unacknowledged == 0)
     }
 
     /// Decodes the pending messages as one chunk.
