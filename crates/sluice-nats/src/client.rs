@@ -369,6 +369,73 @@ impl NatsClient {
             .map_err(|e| NatsError::request(format!("publish to `{subject}`"), e))
     }
 
+    /// Durable pull consumer `durable` on `stream` (made if absent, shared
+    /// by every process that opens it: each message goes to one of them),
+    /// reading `filter` from the stream's start, each message acknowledged
+    /// on its own; unacknowledged ones are sent again after `ack_wait`.
+    pub fn shared_reader(
+        &self,
+        stream: &str,
+        durable: &str,
+        filter: &str,
+        ack_wait: Duration,
+        max_ack_pending: i64,
+    ) -> Result<PullReader> {
+        let what = format!("consumer `{durable}` on stream `{stream}`");
+        self.block_on(async {
+            let s = self
+                .js
+                .get_stream(stream)
+                .await
+                .map_err(|e| NatsError::request(format!("stream `{stream}`"), e))?;
+            let consumer: PullConsumer = s
+                .get_or_create_consumer(
+                    durable,
+                    pull::Config {
+                        durable_name: Some(durable.to_string()),
+                        filter_subject: filter.to_string(),
+                        deliver_policy: DeliverPolicy::All,
+                        ack_policy: AckPolicy::Explicit,
+                        ack_wait,
+                        max_ack_pending,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| NatsError::request(format!("create {what}"), e))?;
+            let messages = consumer
+                .messages()
+                .await
+                .map_err(|e| NatsError::request(format!("read {what}"), e))?;
+            Ok(PullReader {
+                consumer,
+                messages: Some(messages),
+                what,
+            })
+        })
+    }
+
+    /// Messages consumer `durable` of `stream` has not delivered yet, and
+    /// those delivered and not yet acknowledged.
+    pub fn consumer_pending(&self, stream: &str, durable: &str) -> Result<(u64, u64)> {
+        self.block_on(async {
+            let s = self
+                .js
+                .get_stream(stream)
+                .await
+                .map_err(|e| NatsError::request(format!("stream `{stream}`"), e))?;
+            let mut consumer: PullConsumer = s
+                .get_consumer(durable)
+                .await
+                .map_err(|e| NatsError::request(format!("consumer `{durable}`"), e))?;
+            let info = consumer
+                .info()
+                .await
+                .map_err(|e| NatsError::request(format!("consumer `{durable}`"), e))?;
+            Ok((info.num_pending, info.num_ack_pending as u64))
+        })
+    }
+
     /// Deletes consumer `durable` of `stream`, if it exists.
     pub fn delete_consumer(&self, stream: &str, durable: &str) -> Result<()> {
         self.block_on(async {

@@ -7,6 +7,8 @@
 //! - [`kv`]: key-value buckets with compare-and-set, the base of leases.
 //! - [`coordination`]: membership (who is alive), leases (one owner per
 //!   partition, with a TTL) and [`rendezvous`] hashing (who should own what).
+//! - [`bus`]: the event bus of [`sluice::bus`] over JetStream, behind the
+//!   same [`sluice::bus::EventBus`] trait as the in-process one.
 //! - [`server`]: `nats-server` as a child process (one node or a cluster),
 //!   for tests and benchmarks.
 //!
@@ -21,6 +23,7 @@
 
 #![deny(missing_docs)]
 #![warn(clippy::unwrap_used)]
+pub mod bus;
 mod client;
 pub mod coordination;
 pub mod kv;

@@ -1,5 +1,5 @@
 /// An event a handler gave up on, with why.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DeadLetter<T> {
     /// The topic the event was published on.
     pub topic: String,

@@ -1,5 +1,6 @@
+use super::event_bus::{Output, PublishTopic};
 use super::topic::KeyHash;
-use super::{BusError, Topic};
+use super::BusError;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,10 +78,37 @@ impl RetryPolicy {
 pub struct Handler<T, U> {
     pub(crate) name: String,
     pub(crate) run: HandlerFn<T, U>,
-    pub(crate) output: Option<Topic<U>>,
+    pub(crate) output: Option<Output<U>>,
     pub(crate) retry: Option<RetryPolicy>,
     pub(crate) workers: usize,
     pub(crate) key: Option<KeyHash<T>>,
+}
+
+/// A handler taken apart, for a bus of another crate to run.
+pub struct HandlerParts<T, U> {
+    /// Its name.
+    pub name: String,
+    /// The handler itself: an output or an error.
+    pub run: Arc<dyn Fn(&T) -> Result<Option<U>, String> + Send + Sync>,
+    /// Where its outputs go.
+    pub output: Option<Output<U>>,
+    /// Its own retry policy, if it has one.
+    pub retry: Option<RetryPolicy>,
+    /// How many copies run.
+    pub workers: usize,
+}
+
+impl<T, U> Handler<T, U> {
+    /// Its parts, for a bus of another crate to run.
+    pub fn into_parts(self) -> HandlerParts<T, U> {
+        HandlerParts {
+            name: self.name,
+            run: self.run,
+            output: self.output,
+            retry: self.retry,
+            workers: self.workers,
+        }
+    }
 }
 
 impl<T: 'static> Handler<T, ()> {
@@ -111,7 +139,8 @@ impl<T: 'static> Handler<T, ()> {
 }
 
 impl<T: 'static, U: Clone + Send + 'static> Handler<T, U> {
-    /// A handler whose `Some` outputs are published on `output`.
+    /// A handler whose `Some` outputs are published on `output` (a topic of
+    /// any [`EventBus`](super::EventBus)).
     ///
     /// ```
     /// use sluice::bus::{Bus, Handler};
@@ -121,7 +150,7 @@ impl<T: 'static, U: Clone + Send + 'static> Handler<T, U> {
     /// # drop(doubler);
     /// # Ok::<(), sluice::bus::BusError>(())
     /// ```
-    pub fn publishing<E, F>(name: &str, output: &Topic<U>, f: F) -> Self
+    pub fn publishing<E, F>(name: &str, output: &impl PublishTopic<U>, f: F) -> Self
     where
         E: std::fmt::Display,
         F: Fn(&T) -> Result<Option<U>, E> + Send + Sync + 'static,
@@ -129,7 +158,7 @@ impl<T: 'static, U: Clone + Send + 'static> Handler<T, U> {
         Self {
             name: name.to_string(),
             run: Arc::new(move |event| f(event).map_err(|e| e.to_string())),
-            output: Some(output.clone()),
+            output: Some(output.output()),
             retry: None,
             workers: 1,
             key: None,

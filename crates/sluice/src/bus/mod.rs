@@ -39,13 +39,15 @@
 //! ```
 
 mod dead_letter;
+mod event_bus;
 mod handler;
 mod in_flight;
 mod topic;
 mod worker;
 
 pub use dead_letter::{DeadLetter, UnclaimedDeadLetter};
-pub use handler::{Handler, RetryPolicy};
+pub use event_bus::{BusEvent, EventBus, Output, PublishTopic};
+pub use handler::{Handler, HandlerParts, RetryPolicy};
 pub use topic::Topic;
 
 use in_flight::InFlight;
@@ -89,6 +91,14 @@ pub enum BusError {
     ZeroSetting {
         /// The setting.
         setting: &'static str,
+    },
+    /// The bus's transport (a broker) failed.
+    #[error("topic `{topic}`: {error}")]
+    Transport {
+        /// The topic.
+        topic: String,
+        /// What failed.
+        error: String,
     },
     /// A handler thread could not be started.
     #[error("could not start a thread for handler `{handler}`: {error}")]

@@ -1,4 +1,5 @@
 use super::dead_letter::{topic_name, DeadLetter, UnclaimedDeadLetter};
+use super::event_bus::Output;
 use super::handler::HandlerFn;
 use super::topic::Route;
 use super::{lock, BusError, BusShared, Handler, RetryPolicy, Topic};
@@ -52,7 +53,7 @@ struct Worker<T, U> {
     topic: Topic<T>,
     name: String,
     run: HandlerFn<T, U>,
-    output: Option<Topic<U>>,
+    output: Option<Output<U>>,
     retry: RetryPolicy,
 }
 
