@@ -35,7 +35,7 @@
 
 use crate::NatsClient;
 use sluice::bus::{
-    BusError, BusEvent, BusReport, DeadLetter, EventBus, Handler, Output, PublishTopic,
+    BusError, BusEvent, BusReport, DeadLetter, EventBus, Handler, HandlerFn, Output, PublishTopic,
     RetryPolicy, UnclaimedDeadLetter,
 };
 use std::marker::PhantomData;
@@ -337,7 +337,7 @@ struct Worker<T, U> {
     bus: Arc<Inner>,
     topic: String,
     name: String,
-    run: Arc<dyn Fn(&T) -> Result<Option<U>, String> + Send + Sync>,
+    run: HandlerFn<T, U>,
     output: Option<Output<U>>,
     retry: RetryPolicy,
     dead: NatsTopic<DeadLetter<T>>,

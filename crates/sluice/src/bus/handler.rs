@@ -5,7 +5,8 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub(crate) type HandlerFn<T, U> = Arc<dyn Fn(&T) -> Result<Option<U>, String> + Send + Sync>;
+/// A handler's function: its output, or why it failed.
+pub type HandlerFn<T, U> = Arc<dyn Fn(&T) -> Result<Option<U>, String> + Send + Sync>;
 
 /// How a failing handler is retried before its event is dead-lettered.
 ///
@@ -89,7 +90,7 @@ pub struct HandlerParts<T, U> {
     /// Its name.
     pub name: String,
     /// The handler itself: an output or an error.
-    pub run: Arc<dyn Fn(&T) -> Result<Option<U>, String> + Send + Sync>,
+    pub run: HandlerFn<T, U>,
     /// Where its outputs go.
     pub output: Option<Output<U>>,
     /// Its own retry policy, if it has one.

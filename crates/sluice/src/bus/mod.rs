@@ -47,7 +47,7 @@ mod worker;
 
 pub use dead_letter::{DeadLetter, UnclaimedDeadLetter};
 pub use event_bus::{BusEvent, EventBus, Output, PublishTopic};
-pub use handler::{Handler, HandlerParts, RetryPolicy};
+pub use handler::{Handler, HandlerFn, HandlerParts, RetryPolicy};
 pub use topic::Topic;
 
 use in_flight::InFlight;
