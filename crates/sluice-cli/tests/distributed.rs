@@ -297,3 +297,62 @@ fn a_cluster_node_killed_mid_run_loses_nothing() {
     assert!(b_ok, "worker-2 failed:\n{b_err}");
     check_outputs(&urls, &expected);
 }
+
+#[test]
+fn without_an_event_time_field_the_message_timestamp_is_the_event_time() {
+    let server = NatsServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = server.url();
+    let text = format!(
+        r#"name = "stamped"
+
+[source]
+type = "nats"
+url = "{url}"
+stream = "events"
+subject = "events.*"
+partitions = 2
+schema = {{ sensor = "string", temperature = "float64" }}
+end = "caught-up"
+lease_ttl = "2s"
+
+[[sink]]
+from = "source"
+type = "nats"
+url = "{url}"
+subject = "results.raw"
+stream = "results"
+"#
+    );
+    let path = dir.path().join("stamped.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = sluice(&["setup", path.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let before = now_ms();
+    let client = NatsClient::connect(&url).unwrap();
+    for i in 0..10 {
+        let record = format!(r#"{{"sensor":"s{i}","temperature":{i}.0}}"#);
+        client
+            .publish_with_id(&format!("events.s{i}"), record.into_bytes(), &format!("in-{i}"))
+            .unwrap();
+    }
+    let after = now_ms();
+    let (ok, stderr) = finish(start(&path, "solo"), Duration::from_secs(60));
+    assert!(ok, "{stderr}");
+    let rows = read_output(&url, "results.raw");
+    assert_eq!(rows.len(), 10, "{rows:?}");
+    for row in rows {
+        let stamp = row["nats_time"].as_i64().unwrap();
+        // The server's clock is this machine's: within a second either way.
+        assert!(
+            (before - 1000..=after + 1000).contains(&stamp),
+            "nats_time {stamp} outside [{before}, {after}]"
+        );
+    }
+}
