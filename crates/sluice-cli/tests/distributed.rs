@@ -56,7 +56,7 @@ aggregates = {{ readings = "count(*)", total = "sum(temperature)" }}
 from = "per_sensor"
 type = "nats"
 url = "{url}"
-subject = "results.per_sensor"
+subject = "results.per_sensor.{{sensor}}"
 stream = "results"
 replicas = {replicas}
 
@@ -122,10 +122,10 @@ fn publish_input(url: &str, path: &Path, events: u64) -> BTreeMap<(String, i64),
     expected
 }
 
-/// Every message on `subject` of stream `results`, as JSON.
-fn read_output(url: &str, subject: &str) -> Vec<Value> {
+/// Every message on `subject` of stream `results`, as JSON with its subject.
+fn read_output(url: &str, subject: &str) -> Vec<(Value, String)> {
     let client = NatsClient::connect(url).unwrap();
-    let name = format!("check_{}", subject.replace('.', "_"));
+    let name = format!("check_{}", subject.replace(['.', '*'], "_"));
     let mut reader = client
         .pull_reader(
             "results",
@@ -138,7 +138,10 @@ fn read_output(url: &str, subject: &str) -> Vec<Value> {
         .unwrap();
     let mut out = Vec::new();
     while let Some(message) = reader.next(Duration::from_millis(1500)).unwrap() {
-        out.push(serde_json::from_slice(&message.payload).unwrap());
+        out.push((
+            serde_json::from_slice(&message.payload).unwrap(),
+            message.subject.clone(),
+        ));
     }
     out
 }
@@ -146,9 +149,14 @@ fn read_output(url: &str, subject: &str) -> Vec<Value> {
 /// Checks that the window results are complete with no duplicates, and
 /// that each bad record is a dead letter exactly once.
 fn check_outputs(url: &str, expected: &BTreeMap<(String, i64), u64>) {
-    let rows = read_output(url, "results.per_sensor");
+    // One subject per sensor: `{sensor}` in the sink's subject.
+    let rows = read_output(url, "results.per_sensor.*");
     let mut found: BTreeMap<(String, i64), u64> = BTreeMap::new();
-    for row in &rows {
+    for (row, subject) in &rows {
+        assert_eq!(
+            subject,
+            &format!("results.per_sensor.{}", row["sensor"].as_str().unwrap())
+        );
         let key = (
             row["sensor"].as_str().unwrap().to_string(),
             row["window_start"].as_i64().unwrap(),
@@ -163,7 +171,7 @@ fn check_outputs(url: &str, expected: &BTreeMap<(String, i64), u64>) {
     assert_eq!(&found, expected, "window counts differ");
     let dead = read_output(url, "results.dead_letter");
     assert_eq!(dead.len(), BAD.len(), "dead letters: {dead:?}");
-    for letter in &dead {
+    for (letter, _) in &dead {
         assert!(letter["origin"].as_str().unwrap().contains("readings"));
         assert!(letter["line"].as_u64().unwrap() > 0, "the stream sequence");
     }
@@ -327,7 +335,11 @@ stream = "results"
     let path = dir.path().join("stamped.toml");
     std::fs::write(&path, text).unwrap();
     let out = sluice(&["setup", path.to_str().unwrap()]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let now_ms = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -339,7 +351,11 @@ stream = "results"
     for i in 0..10 {
         let record = format!(r#"{{"sensor":"s{i}","temperature":{i}.0}}"#);
         client
-            .publish_with_id(&format!("events.s{i}"), record.into_bytes(), &format!("in-{i}"))
+            .publish_with_id(
+                &format!("events.s{i}"),
+                record.into_bytes(),
+                &format!("in-{i}"),
+            )
             .unwrap();
     }
     let after = now_ms();
@@ -347,7 +363,7 @@ stream = "results"
     assert!(ok, "{stderr}");
     let rows = read_output(&url, "results.raw");
     assert_eq!(rows.len(), 10, "{rows:?}");
-    for row in rows {
+    for (row, _) in rows {
         let stamp = row["nats_time"].as_i64().unwrap();
         // The server's clock is this machine's: within a second either way.
         assert!(

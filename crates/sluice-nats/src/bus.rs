@@ -49,6 +49,9 @@ use std::time::Duration;
 /// another copy of the handler.
 const ACK_WAIT: Duration = Duration::from_secs(30);
 
+/// The longest `shutdown` waits for shared handlers to drain.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(30);
+
 #[derive(Default)]
 struct Counters {
     published: AtomicU64,
@@ -296,6 +299,8 @@ impl EventBus for NatsBus {
                 )
                 .map_err(|e| transport(&topic.name, e))?;
             let worker = Worker {
+                durable: durable.clone(),
+                subject: topic.subject.clone(),
                 bus: self.inner.clone(),
                 topic: topic.name.clone(),
                 name: parts.name.clone(),
@@ -319,8 +324,14 @@ impl EventBus for NatsBus {
 
     fn shutdown(&self) -> BusReport {
         self.inner.closed.store(true, Ordering::SeqCst);
-        // Everything accepted so far is handled before the handlers stop.
-        while !lock(&self.inner.workers).is_empty() && !self.drained() {
+        // Everything accepted so far is handled before the handlers stop;
+        // but peers may go on publishing to shared handlers: the wait ends
+        // after SHUTDOWN_WAIT (what is left stays in the stream for them).
+        let deadline = std::time::Instant::now() + SHUTDOWN_WAIT;
+        while !lock(&self.inner.workers).is_empty()
+            && !self.drained()
+            && std::time::Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.inner.stop.store(true, Ordering::SeqCst);
@@ -334,6 +345,8 @@ impl EventBus for NatsBus {
 
 /// One copy of a handler: reads its consumer, handles, acknowledges.
 struct Worker<T, U> {
+    durable: String,
+    subject: String,
     bus: Arc<Inner>,
     topic: String,
     name: String,
@@ -350,15 +363,24 @@ impl<T: BusEvent, U: BusEvent> Worker<T, U> {
                 Ok(Some(message)) => message,
                 Ok(None) => continue,
                 Err(_) => {
-                    // A failover: wait and read on (the consumer is durable).
+                    // A failover: read again from the durable consumer.
                     std::thread::sleep(Duration::from_millis(200));
+                    if let Ok(fresh) = self.bus.client.shared_reader(
+                        &self.bus.namespace,
+                        &self.durable,
+                        &self.subject,
+                        ACK_WAIT,
+                        1024,
+                    ) {
+                        reader = fresh;
+                    }
                     continue;
                 }
             };
             self.bus.busy.fetch_add(1, Ordering::SeqCst);
             self.bus.counters.delivered.fetch_add(1, Ordering::Relaxed);
             match serde_json::from_slice::<T>(&message.payload) {
-                Ok(event) => self.handle(event),
+                Ok(event) => self.handle(event, &message),
                 Err(error) => lock(&self.bus.unclaimed).push(UnclaimedDeadLetter {
                     topic: self.topic.clone(),
                     handler: self.name.clone(),
@@ -379,7 +401,7 @@ impl<T: BusEvent, U: BusEvent> Worker<T, U> {
         }
     }
 
-    fn handle(&self, event: T) {
+    fn handle(&self, event: T, message: &crate::Fetched) {
         let mut attempts = 0;
         let outcome = loop {
             attempts += 1;
@@ -390,6 +412,8 @@ impl<T: BusEvent, U: BusEvent> Worker<T, U> {
                 Err(error) if attempts >= self.retry.max_attempts => break Err(error),
                 Err(_) => {
                     self.bus.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    // Still ours: not to be sent to another copy meanwhile.
+                    let _ = message.in_progress();
                     std::thread::sleep(self.retry.backoff(attempts));
                 }
             }

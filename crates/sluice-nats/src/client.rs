@@ -113,6 +113,9 @@ pub struct Fetched {
     pub payload: bytes::Bytes,
     /// When the stream stored it, in epoch milliseconds.
     pub published_ms: i64,
+    /// Its delivery's number in the consumer: deliveries are numbered
+    /// 1, 2, 3... so a gap means a delivery was lost in transit.
+    pub consumer_sequence: u64,
     message: jetstream::Message,
 }
 
@@ -123,6 +126,17 @@ impl Fetched {
         runtime()
             .block_on(self.message.ack())
             .map_err(|e| NatsError::request(format!("ack of message {}", self.sequence), e))
+    }
+
+    /// Tells the server the message is still being worked on, so it is not
+    /// sent to another consumer meanwhile.
+    pub fn in_progress(&self) -> Result<()> {
+        runtime()
+            .block_on(
+                self.message
+                    .ack_with(async_nats::jetstream::AckKind::Progress),
+            )
+            .map_err(|e| NatsError::request(format!("progress of message {}", self.sequence), e))
     }
 }
 
@@ -276,6 +290,33 @@ impl NatsClient {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(NatsError::request(format!("create stream `{name}`"), last))
+        })
+    }
+
+    /// The duplicate window of the stream that captures `subject`: how long
+    /// it remembers message ids.
+    pub fn duplicate_window(&self, subject: &str) -> Result<Duration> {
+        self.block_on(async {
+            let name = self
+                .js
+                .stream_by_subject(subject.to_string())
+                .await
+                .map_err(|e| {
+                    NatsError::request(
+                        format!("the stream that captures `{subject}` (is there one?)"),
+                        e,
+                    )
+                })?;
+            let mut stream = self
+                .js
+                .get_stream(&name)
+                .await
+                .map_err(|e| NatsError::request(format!("stream `{name}`"), e))?;
+            let info = stream
+                .info()
+                .await
+                .map_err(|e| NatsError::request(format!("info of stream `{name}`"), e))?;
+            Ok(info.config.duplicate_window)
         })
     }
 
@@ -518,13 +559,14 @@ impl PullReader {
                 return Ok(None);
             };
             let message = message.map_err(|e| NatsError::request(format!("read {what}"), e))?;
-            let (sequence, published_ms) = {
+            let (sequence, published_ms, consumer_sequence) = {
                 let info = message
                     .info()
                     .map_err(|e| NatsError::request(format!("read {what}"), e))?;
                 (
                     info.stream_sequence,
                     (info.published.unix_timestamp_nanos() / 1_000_000) as i64,
+                    info.consumer_sequence,
                 )
             };
             Ok(Some(Fetched {
@@ -532,6 +574,7 @@ impl PullReader {
                 subject: message.subject.to_string(),
                 payload: message.payload.clone(),
                 published_ms,
+                consumer_sequence,
                 message,
             }))
         })

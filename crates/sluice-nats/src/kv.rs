@@ -40,6 +40,14 @@ impl Bucket {
             // A cluster just started may still be electing its leader.
             for _ in 0..100 {
                 match client.jetstream().get_key_value(name).await {
+                    // A bucket made with another TTL (an earlier lease_ttl)
+                    // takes this one: renewals are timed by it.
+                    Ok(store) if store.stream.cached_info().config.max_age != ttl => {
+                        match client.jetstream().update_key_value(config.clone()).await {
+                            Ok(store) => return Ok(store),
+                            Err(e) => last = e.to_string(),
+                        }
+                    }
                     Ok(store) => return Ok(store),
                     Err(_) => match client.jetstream().create_key_value(config.clone()).await {
                         Ok(store) => return Ok(store),

@@ -15,7 +15,7 @@
 //! others take its partitions over from their last checkpoints.
 
 use crate::checkpoint::{CheckpointConfig, Guarantee, StateLocation};
-use crate::nats::{partition_completed, CutLog, PartitionStore};
+use crate::nats::{partition_completed, CutLog, PartitionStore, FENCED};
 use crate::plan::{NatsSourcePlan, Plan, SourceKind};
 use crate::run::{self, PartitionContext, RunError, RunOptions, Summary};
 use crate::sink::Target;
@@ -153,8 +153,9 @@ pub fn setup(plan: &Plan) -> Result<Vec<String>, RunError> {
     for sink in &plan.sinks {
         if let Target::Nats(t) = &sink.target {
             if let Some(stream) = &t.stream {
+                let subject = crate::sink::subject_pattern(&t.subject);
                 NatsClient::shared(&t.url)
-                    .and_then(|c| c.ensure_stream(stream, &[t.subject.as_str()], t.replicas))
+                    .and_then(|c| c.ensure_stream(stream, &[subject.as_str()], t.replicas))
                     .map_err(|e| RunError(e.to_string()))?;
                 made.push(format!("stream {stream} ({})", t.subject));
             }
@@ -192,6 +193,38 @@ fn check_sinks(plan: &Plan, guarantee: Guarantee) -> Result<(), RunError> {
     Ok(())
 }
 
+/// Checks that each nats sink's stream remembers message ids longer than
+/// a replay can reach back: the checkpoint interval, the lease TTL (a
+/// takeover) and the time requests are retried through a failover.
+fn check_duplicate_windows(
+    plan: &Plan,
+    nats: &NatsSourcePlan,
+    interval: Duration,
+) -> Result<(), RunError> {
+    let reach = interval + nats.lease_ttl * 2 + Duration::from_secs(30);
+    for sink in &plan.sinks {
+        let Target::Nats(target) = &sink.target else {
+            continue;
+        };
+        let client = NatsClient::shared(&target.url).map_err(|e| RunError(e.to_string()))?;
+        let subject = crate::sink::subject_pattern(&target.subject);
+        let window = client
+            .duplicate_window(&subject)
+            .map_err(|e| RunError(format!("sink of `{}`: {e}", sink.from)))?;
+        if window < reach {
+            return Err(RunError(format!(
+                "sink of `{}`: the stream that captures `{}` remembers message ids for {:?}, \
+                 but a replay can republish what was sent up to {:?} earlier (checkpoint \
+                 interval, twice the lease TTL and 30 s of failover), so repeats could get \
+                 through. Raise the stream's duplicate window, or shorten \
+                 --checkpoint-interval and lease_ttl",
+                sink.from, target.subject, window, reach
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// One partition running in this process.
 struct Running {
     lease: Arc<Lease>,
@@ -213,6 +246,7 @@ pub fn run(load: LoadPlan, options: &DistributedOptions) -> Result<DistributedSu
         .clone();
     check_sinks(&plan, options.guarantee)?;
     setup(&plan)?;
+    check_duplicate_windows(&plan, &nats, options.checkpoint_interval)?;
     let client = NatsClient::shared(&nats.url).map_err(|e| RunError(e.to_string()))?;
     let group_name = group_name(&plan.name);
     let replicas = nats.stream.replicas;
@@ -247,6 +281,10 @@ pub fn run(load: LoadPlan, options: &DistributedOptions) -> Result<DistributedSu
     let mut running: BTreeMap<u32, Running> = BTreeMap::new();
     let mut completed: BTreeSet<u32> = BTreeSet::new();
     let mut failure: Option<RunError> = None;
+    let mut last_members: Vec<String> = Vec::new();
+    // Runs whose lease was lost and that did not end within the TTL: the
+    // partition is not taken again here while one still runs.
+    let mut abandoned: BTreeMap<u32, JoinHandle<Result<Summary, RunError>>> = BTreeMap::new();
     // One tick first, so that processes started together see each other
     // before they take partitions.
     std::thread::sleep(tick);
@@ -256,11 +294,15 @@ pub fn run(load: LoadPlan, options: &DistributedOptions) -> Result<DistributedSu
         // (the leases hold for their TTL meanwhile).
         let members = group.heartbeat().and_then(|()| group.members());
         let mut members = match members {
-            Ok(members) => members,
+            Ok(members) => {
+                last_members = members.clone();
+                members
+            }
             Err(error) => {
+                // The leases bucket may be fine: they are renewed anyway,
+                // with the members seen last.
                 eprintln!("warning: {error}; trying again");
-                std::thread::sleep(tick);
-                continue;
+                last_members.clone()
             }
         };
         if !members.iter().any(|m| m == group.member()) {
@@ -269,15 +311,18 @@ pub fn run(load: LoadPlan, options: &DistributedOptions) -> Result<DistributedSu
 
         // A run whose lease was lost cannot commit any more (its checkpoints
         // are fenced); one that does not end within the TTL is left behind.
-        let abandoned: Vec<u32> = running
+        let abandoned_now: Vec<u32> = running
             .iter()
             .filter(|(_, r)| r.lost_at.is_some_and(|at| at.elapsed() > nats.lease_ttl))
             .map(|(p, _)| *p)
             .collect();
-        for partition in abandoned {
-            running.remove(&partition);
+        for partition in abandoned_now {
+            if let Some(run) = running.remove(&partition) {
+                abandoned.insert(partition, run.thread);
+            }
             summary.add(partition, "lost", None);
         }
+        abandoned.retain(|_, thread| !thread.is_finished());
         // Partitions whose run ended.
         let ended: Vec<u32> = running
             .iter()
@@ -292,7 +337,7 @@ pub fn run(load: LoadPlan, options: &DistributedOptions) -> Result<DistributedSu
                 .thread
                 .join()
                 .unwrap_or_else(|_| Err(RunError(format!("partition {partition} panicked"))));
-            let lost = run.lease.is_lost();
+            let lost = run.lease.is_lost() || !run.lease.is_valid();
             match result {
                 Ok(s) => {
                     let report = s.checkpoints.as_ref();
@@ -312,7 +357,7 @@ pub fn run(load: LoadPlan, options: &DistributedOptions) -> Result<DistributedSu
                     );
                     summary.add(partition, outcome, Some(&s));
                 }
-                Err(e) if lost || run.stopping == Some("lost") => {
+                Err(e) if lost || run.stopping == Some("lost") || e.0.contains(FENCED) => {
                     eprintln!("partition {partition}: lost ({e})");
                     summary.add(partition, "lost", None);
                 }
@@ -366,7 +411,10 @@ pub fn run(load: LoadPlan, options: &DistributedOptions) -> Result<DistributedSu
         } else {
             // Take what is ours and free.
             for partition in rendezvous::owned(&members, group.member(), partitions) {
-                if running.contains_key(&partition) || completed.contains(&partition) {
+                if running.contains_key(&partition)
+                    || completed.contains(&partition)
+                    || abandoned.contains_key(&partition)
+                {
                     continue;
                 }
                 match partition_completed(&state, partition) {
@@ -472,7 +520,10 @@ impl PartitionRun {
             }
         }
         let client = NatsClient::shared(&nats.url).map_err(|e| RunError(e.to_string()))?;
-        let log = CutLog::claim(&self.state, partition, || {
+        // A consumer of its own per claim: an earlier owner's pulls go to
+        // its own consumer (deleted here), never to this one.
+        let durable = format!("{}_p{partition}_r{}", self.group, self.lease.revision());
+        let log = CutLog::claim(&self.state, partition, &self.lease, &durable, || {
             if nats.end_when_caught_up {
                 client
                     .last_sequence(&nats.stream.name)
@@ -483,9 +534,12 @@ impl PartitionRun {
             }
         })
         .map_err(RunError)?;
+        if let Some(previous) = log.previous_consumer() {
+            let _ = client.delete_consumer(&nats.stream.name, previous);
+        }
         let context = PartitionContext {
             partition,
-            durable: format!("{}_p{partition}", self.group),
+            durable: durable.clone(),
             log: Arc::new(Mutex::new(Some(log))),
         };
         let progress = run::progress(&plan);
@@ -500,6 +554,13 @@ impl PartitionRun {
             watch: None,
             partition: Some(context),
         };
-        run::run_with(plan, &progress, &options)
+        let stream = nats.stream.name.clone();
+        let summary = run::run_with(plan, &progress, &options)?;
+        let stopped = summary.checkpoints.as_ref().is_some_and(|c| c.stopped);
+        if !stopped {
+            // Completed: nobody reads the partition again.
+            let _ = client.delete_consumer(&stream, &durable);
+        }
+        Ok(summary)
     }
 }

@@ -37,6 +37,11 @@ use std::time::{Duration, Instant};
 /// only happens when an owner is gone (and the source skips repeats).
 const ACK_WAIT: Duration = Duration::from_secs(600);
 
+/// Part of every error that says this process no longer owns a partition
+/// (another took it over): the run of that partition ends, the process
+/// goes on.
+pub const FENCED: &str = "no longer owns partition";
+
 /// How long a request is retried through a failover (a cluster electing a
 /// new leader for a stream or bucket takes a few seconds).
 const RETRY_WITHIN: Duration = Duration::from_secs(20);
@@ -239,9 +244,9 @@ impl CheckpointStore for PartitionStore {
     fn commit(&self, snapshot: &Snapshot) -> Result<(), String> {
         if !self.lease.is_valid() {
             return Err(format!(
-                "the lease of partition {} was not renewed in time: this process may have \
-                 lost it, so it does not commit checkpoint {}",
-                self.partition, snapshot.id
+                "the lease of partition {} was not renewed in time: this process {FENCED} {} \
+                 for sure, so it does not commit checkpoint {}",
+                self.partition, self.partition, snapshot.id
             ));
         }
         let mut header = lock(&self.header).clone();
@@ -261,9 +266,9 @@ impl CheckpointStore for PartitionStore {
                 Ok(())
             }
             None => Err(format!(
-                "partition {} was taken over by another process: checkpoint {} is not \
-                 committed here",
-                self.partition, snapshot.id
+                "partition {} was taken over by another process: this process {FENCED} {}, \
+                 and checkpoint {} is not committed here",
+                self.partition, self.partition, snapshot.id
             )),
         }
     }
@@ -293,6 +298,18 @@ struct Cuts {
     end: Option<u64>,
     /// Stream sequences of the last message of each partial chunk.
     cuts: Vec<u64>,
+    /// Who claimed the log, under which lease revision: every claim
+    /// writes new bytes, so a compare-and-set whose answer was lost can
+    /// never mistake another's claim for its own write.
+    #[serde(default)]
+    owner: String,
+    #[serde(default)]
+    lease: u64,
+    /// The durable consumer the owner reads the partition with (one per
+    /// claim, so an earlier owner's pulls cannot take the new one's
+    /// messages).
+    #[serde(default)]
+    consumer: Option<String>,
 }
 
 /// The log of a partition's partial cuts (see the module's documentation).
@@ -301,6 +318,8 @@ pub struct CutLog {
     key: String,
     revision: u64,
     cuts: Cuts,
+    /// The consumer of the previous owner, to delete.
+    previous_consumer: Option<String>,
 }
 
 impl CutLog {
@@ -310,10 +329,13 @@ impl CutLog {
     pub fn claim(
         bucket: &Bucket,
         partition: u32,
+        lease: &Lease,
+        consumer: &str,
         end: impl Fn() -> Result<Option<u64>, String>,
     ) -> Result<Self, String> {
         let key = format!("cuts.p{partition}");
         let mut cuts = Cuts::default();
+        let mut previous_consumer = None;
         let (_, revision) = claim(bucket, &key, |current| {
             cuts = match current {
                 Some(bytes) => serde_json::from_slice(bytes).map_err(|e| {
@@ -324,9 +346,13 @@ impl CutLog {
                 })?,
                 None => Cuts {
                     end: end()?,
-                    cuts: Vec::new(),
+                    ..Cuts::default()
                 },
             };
+            previous_consumer = cuts.consumer.take().filter(|c| c != consumer);
+            cuts.owner = lease.member().to_string();
+            cuts.lease = lease.revision();
+            cuts.consumer = Some(consumer.to_string());
             Ok(serde_json::to_vec(&cuts).unwrap_or_default())
         })?;
         Ok(Self {
@@ -334,7 +360,14 @@ impl CutLog {
             key,
             revision,
             cuts,
+            previous_consumer,
         })
+    }
+
+    /// The consumer the previous owner read the partition with, if it was
+    /// another one: the new owner deletes it.
+    pub fn previous_consumer(&self) -> Option<&str> {
+        self.previous_consumer.as_deref()
     }
 
     /// Records a cut after `sequence`, forgetting the cuts at or before
@@ -354,7 +387,7 @@ impl CutLog {
                 Ok(())
             }
             None => Err(format!(
-                "{}: another process has taken this partition over",
+                "{}: another process has taken the partition over: this process {FENCED}",
                 self.key
             )),
         }
@@ -398,6 +431,8 @@ pub struct NatsSource {
     failing_since: Option<Instant>,
     /// Nothing has come since then.
     quiet_since: Option<Instant>,
+    /// The consumer sequence the reader's next delivery must have.
+    next_delivery: u64,
     region: Vec<u8>,
     reserved: ReservedHandle,
     counters: Arc<SourceCounters>,
@@ -438,6 +473,7 @@ impl NatsSource {
             done: false,
             failing_since: None,
             quiet_since: None,
+            next_delivery: 1,
             region: Vec::new(),
             reserved: ReservedHandle::new(reserved),
             counters,
@@ -465,6 +501,7 @@ impl NatsSource {
                 }
             };
             self.reader = Some(reader);
+            self.next_delivery = 1;
         }
         match self.reader.as_mut() {
             Some(reader) => Ok(reader),
@@ -483,6 +520,15 @@ impl NatsSource {
         let end = self.log.cuts.end;
         if end.is_some_and(|end| self.emitted >= end) {
             return Ok(true);
+        }
+        if end.is_none() {
+            // Read forever: a reader is made anew only when it is stuck
+            // (quiet while the server holds messages for it).
+            match self.reader()?.pending() {
+                Ok((0, _)) => {}
+                _ => self.reader = None,
+            }
+            return Ok(false);
         }
         self.reader = None;
         let Ok((undelivered, unacknowledged)) = self.reader()?.pending() else {
@@ -582,6 +628,16 @@ impl Source<Rows> for NatsSource {
                 }
             };
             self.failing_since = None;
+            if let Some(message) = &next {
+                if message.consumer_sequence != self.next_delivery {
+                    // A delivery was lost in transit (a reconnect): what
+                    // came after it must not be taken for the next message.
+                    // Read again after the newest message held.
+                    self.reader = None;
+                    return Ok(SourceStatus::Idle);
+                }
+                self.next_delivery += 1;
+            }
             match next {
                 // A repeat (the server resends what an earlier owner did
                 // not acknowledge): already read.

@@ -1353,8 +1353,18 @@ fn sink(
                      value goes in with `{field}`)",
                 ));
             }
-            if let (Some(open), Some(close)) = (subject.find('{'), subject.find('}')) {
-                let field = &subject[open + 1..close];
+            let braces = subject.matches(['{', '}']).count();
+            let field = crate::sink::subject_field(&subject);
+            if braces != field.map_or(0, |_| 2) {
+                return Err(at(
+                    span_of(&s.subject).unwrap_or(s.kind.span()),
+                    format!(
+                        "subject \"{subject}\": a field's value goes in as one whole token, \
+                         once: \"alerts.{{sensor}}\""
+                    ),
+                ));
+            }
+            if let Some(field) = field {
                 let fields = schemas.get(from).map(|schema| decode::field_names(schema));
                 let known = match schemas.get(from) {
                     Some(schema) => schema.field_with_name(field).is_ok(),

@@ -95,6 +95,11 @@ impl ReservedStream {
     /// Makes what the writers wrote durable; their lengths, keyed
     /// `reserved/NAME/I`.
     fn checkpoint(&self) -> Result<Vec<(String, Vec<u8>)>, String> {
+        // A record that could not be written must not be covered by a
+        // committed checkpoint: the replay writes it again.
+        if let Some(error) = lock(&self.error).clone() {
+            return Err(format!("`{}`: {error}", self.name));
+        }
         let mut lengths = Vec::new();
         for (i, (writer, _)) in lock(&self.writers).iter_mut().enumerate() {
             let length = writer.checkpoint()?.sync()?;

@@ -153,9 +153,17 @@ pub fn fingerprint(plan: &Plan) -> String {
         .collect();
     // The servers a process connects to are not part of the pipeline's
     // identity (processes of one group may list them differently).
+    // Nor are the settings that do not change results (TTL, flow control,
+    // replicas): they can be tuned between runs.
     let source = match &plan.source.kind {
         SourceKind::Nats(nats) => SourceKind::Nats(crate::plan::NatsSourcePlan {
             url: String::new(),
+            lease_ttl: std::time::Duration::ZERO,
+            max_ack_pending: 0,
+            stream: sluice_nats::PartitionedStream {
+                replicas: 0,
+                ..nats.stream.clone()
+            },
             ..nats.clone()
         }),
         other => other.clone(),

@@ -386,13 +386,38 @@ fn wait_published(
     Ok(())
 }
 
+/// The subjects a sink's `subject` stands for: `{field}` (a whole token)
+/// becomes `*`, what a stream must capture.
+pub fn subject_pattern(template: &str) -> String {
+    template
+        .split('.')
+        .map(|t| {
+            if t.starts_with('{') && t.ends_with('}') {
+                "*"
+            } else {
+                t
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// The field a sink's subject names with a `{field}` token, if it does.
+pub fn subject_field(template: &str) -> Option<&str> {
+    template
+        .split('.')
+        .find(|t| t.len() > 2 && t.starts_with('{') && t.ends_with('}'))
+        .map(|t| &t[1..t.len() - 1])
+}
+
 /// The subject of each row of `batch` when `template` names a field
-/// (`readings.{sensor}`); `None` for a plain subject.
+/// (`readings.{sensor}`); `None` for a plain subject. A null or empty value
+/// becomes `_`, and characters a subject token cannot hold become `_`.
 fn row_subjects(template: &str, batch: &RecordBatch) -> Result<Option<Vec<String>>, String> {
-    let (Some(open), Some(close)) = (template.find('{'), template.find('}')) else {
+    let Some(field) = subject_field(template) else {
         return Ok(None);
     };
-    let field = &template[open + 1..close];
+    let token = format!("{{{field}}}");
     let column = batch.column_by_name(field).ok_or_else(|| {
         format!("nats sink subject \"{template}\": the stream has no field `{field}`")
     })?;
@@ -402,19 +427,26 @@ fn row_subjects(template: &str, batch: &RecordBatch) -> Result<Option<Vec<String
     Ok(Some(
         (0..batch.num_rows())
             .map(|row| {
-                let value: String = formatter
-                    .value(row)
-                    .to_string()
-                    .chars()
-                    .map(|c| {
-                        if c == '.' || c == ' ' || c == '*' || c == '>' {
-                            '_'
-                        } else {
-                            c
-                        }
-                    })
-                    .collect();
-                format!("{}{value}{}", &template[..open], &template[close + 1..])
+                let mut value: String = if column.is_null(row) {
+                    String::new()
+                } else {
+                    formatter
+                        .value(row)
+                        .to_string()
+                        .chars()
+                        .map(|c| {
+                            if c.is_whitespace() || matches!(c, '.' | '*' | '>') {
+                                '_'
+                            } else {
+                                c
+                            }
+                        })
+                        .collect()
+                };
+                if value.is_empty() {
+                    value.push('_');
+                }
+                template.replacen(&token, &value, 1)
             })
             .collect(),
     ))
@@ -428,7 +460,11 @@ impl NatsWriter {
         let client = sluice_nats::NatsClient::shared(&target.url).map_err(|e| e.to_string())?;
         if let Some(stream) = &target.stream {
             client
-                .ensure_stream(stream, &[target.subject.as_str()], target.replicas)
+                .ensure_stream(
+                    stream,
+                    &[subject_pattern(&target.subject).as_str()],
+                    target.replicas,
+                )
                 .map_err(|e| format!("nats sink `{}`: {e}", target.subject))?;
         }
         Ok(Self {

@@ -444,8 +444,16 @@ impl<S: Source<Rows> + Replayable> Source<Rows> for Checkpointed<S> {
         if let Some(checkpointing) = &self.checkpointing {
             checkpointing.check()?;
             if let Some(last) = checkpointing.last().filter(|l| l.id > self.acknowledged) {
+                // One call per checkpoint committed since the last poll.
+                let first = if self.acknowledged == 0 {
+                    checkpointing.restored().unwrap_or(0) + 1
+                } else {
+                    self.acknowledged + 1
+                };
+                for _ in first.min(last.id)..=last.id {
+                    self.inner.committed()?;
+                }
                 self.acknowledged = last.id;
-                self.inner.committed()?;
             }
         }
         if self.exhausted {
