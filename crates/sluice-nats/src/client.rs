@@ -379,6 +379,30 @@ impl NatsClient {
         .map_err(|e| NatsError::request(format!("publish to `{subject}`"), e))
     }
 
+    /// Publishes many messages to JetStream (subject, payload, id) in one
+    /// trip into the runtime; their acknowledgements, in order, to wait for.
+    pub fn publish_many(
+        &self,
+        messages: &[(String, Vec<u8>, Option<String>)],
+    ) -> Result<Vec<jetstream::context::PublishAckFuture>> {
+        self.block_on(async {
+            let mut acks = Vec::with_capacity(messages.len());
+            for (subject, payload, id) in messages {
+                let mut headers = async_nats::HeaderMap::new();
+                if let Some(id) = id {
+                    headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
+                }
+                let ack = self
+                    .js
+                    .publish_with_headers(subject.clone(), headers, payload.clone().into())
+                    .await
+                    .map_err(|e| NatsError::request(format!("publish to `{subject}`"), e))?;
+                acks.push(ack);
+            }
+            Ok(acks)
+        })
+    }
+
     /// Waits for one acknowledgement; true if it was a duplicate.
     pub fn wait_ack(ack: jetstream::context::PublishAckFuture, subject: &str) -> Result<bool> {
         runtime()
@@ -540,6 +564,36 @@ impl NatsClient {
 }
 
 impl PullReader {
+    /// Up to `max` messages: waits at most `wait` for the first, then takes
+    /// those already received. One trip into the client's runtime for them
+    /// all (a trip costs microseconds: per message it would be the cost).
+    pub fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<Fetched>> {
+        let what = &self.what;
+        let Some(messages) = self.messages.as_mut() else {
+            return Ok(Vec::new());
+        };
+        runtime().block_on(async {
+            let mut out = Vec::new();
+            let first = if wait.is_zero() {
+                futures_util::FutureExt::now_or_never(messages.next()).flatten()
+            } else {
+                tokio::time::timeout(wait, messages.next())
+                    .await
+                    .ok()
+                    .flatten()
+            };
+            let mut next = first;
+            while let Some(message) = next {
+                out.push(fetched(message, what)?);
+                if out.len() >= max {
+                    break;
+                }
+                next = futures_util::FutureExt::now_or_never(messages.next()).flatten();
+            }
+            Ok(out)
+        })
+    }
+
     /// The next message, waiting at most `wait`; `None` if none came.
     pub fn next(&mut self, wait: Duration) -> Result<Option<Fetched>> {
         let what = &self.what;
@@ -555,28 +609,10 @@ impl PullReader {
                     Err(_) => return Ok(None),
                 }
             };
-            let Some(message) = next else {
-                return Ok(None);
-            };
-            let message = message.map_err(|e| NatsError::request(format!("read {what}"), e))?;
-            let (sequence, published_ms, consumer_sequence) = {
-                let info = message
-                    .info()
-                    .map_err(|e| NatsError::request(format!("read {what}"), e))?;
-                (
-                    info.stream_sequence,
-                    (info.published.unix_timestamp_nanos() / 1_000_000) as i64,
-                    info.consumer_sequence,
-                )
-            };
-            Ok(Some(Fetched {
-                sequence,
-                subject: message.subject.to_string(),
-                payload: message.payload.clone(),
-                published_ms,
-                consumer_sequence,
-                message,
-            }))
+            match next {
+                None => Ok(None),
+                Some(message) => fetched(message, what).map(Some),
+            }
         })
     }
 
@@ -593,6 +629,33 @@ impl PullReader {
             Ok((info.num_pending, info.num_ack_pending as u64))
         })
     }
+}
+
+type Delivery = std::result::Result<
+    jetstream::Message,
+    async_nats::error::Error<jetstream::consumer::pull::MessagesErrorKind>,
+>;
+
+fn fetched(message: Delivery, what: &str) -> Result<Fetched> {
+    let message = message.map_err(|e| NatsError::request(format!("read {what}"), e))?;
+    let (sequence, published_ms, consumer_sequence) = {
+        let info = message
+            .info()
+            .map_err(|e| NatsError::request(format!("read {what}"), e))?;
+        (
+            info.stream_sequence,
+            (info.published.unix_timestamp_nanos() / 1_000_000) as i64,
+            info.consumer_sequence,
+        )
+    };
+    Ok(Fetched {
+        sequence,
+        subject: message.subject.to_string(),
+        payload: message.payload.clone(),
+        published_ms,
+        consumer_sequence,
+        message,
+    })
 }
 
 /// Shared handle on a reader (the source reads, the commit acknowledges).

@@ -420,6 +420,8 @@ pub struct NatsSource {
     committed: u64,
     log: CutLog,
     pending: Vec<Fetched>,
+    /// Delivered and not yet looked at (a reader hands several at once).
+    inbox: VecDeque<Fetched>,
     waiting_since: Option<Instant>,
     /// The last message emitted: what a checkpoint taken now covers.
     last: Mutex<Option<Fetched>>,
@@ -467,6 +469,7 @@ impl NatsSource {
             committed: 0,
             log,
             pending: Vec::new(),
+            inbox: VecDeque::new(),
             waiting_since: None,
             last: Mutex::new(None),
             to_ack: Mutex::new(VecDeque::new()),
@@ -509,6 +512,13 @@ impl NatsSource {
         }
     }
 
+    /// Drops the reader and what it delivered beyond the pending chunk: the
+    /// next one starts after the newest message held.
+    fn reset_reader(&mut self) {
+        self.reader = None;
+        self.inbox.clear();
+    }
+
     /// True once a `caught-up` partition has read everything up to its end.
     ///
     /// Called after a second without messages. The reader is made anew at
@@ -530,9 +540,9 @@ impl NatsSource {
             }
             return Ok(false);
         }
-        self.reader = None;
+        self.reset_reader();
         let Ok((undelivered, unacknowledged)) = self.reader()?.pending() else {
-            self.reader = None;
+            self.reset_reader();
             return Ok(false);
         };
         Ok(end.is_some() && undelivered == 0 && unacknowledged == 0)
@@ -610,7 +620,15 @@ impl Source<Rows> for NatsSource {
                 None => self.interval,
                 Some(since) => self.interval.saturating_sub(since.elapsed()),
             };
-            let next = match self.reader()?.next(wait) {
+            let want = self.chunk_rows.saturating_sub(self.pending.len()).max(1);
+            let next = match self.inbox.pop_front() {
+                Some(message) => Ok(Some(message)),
+                None => self.reader()?.next_batch(want, wait).map(|batch| {
+                    self.inbox.extend(batch);
+                    self.inbox.pop_front()
+                }),
+            };
+            let next = match next {
                 Ok(next) => next,
                 Err(error) => {
                     // A failover: read again from a new consumer (the
@@ -623,7 +641,7 @@ impl Source<Rows> for NatsSource {
                     {
                         return Err(error.to_string().into());
                     }
-                    self.reader = None;
+                    self.reset_reader();
                     return Ok(SourceStatus::Idle);
                 }
             };
@@ -633,7 +651,7 @@ impl Source<Rows> for NatsSource {
                     // A delivery was lost in transit (a reconnect): what
                     // came after it must not be taken for the next message.
                     // Read again after the newest message held.
-                    self.reader = None;
+                    self.reset_reader();
                     return Ok(SourceStatus::Idle);
                 }
                 self.next_delivery += 1;
@@ -701,7 +719,7 @@ impl Replayable for NatsSource {
         })?;
         self.emitted = sequence;
         self.committed = sequence;
-        self.reader = None;
+        self.reset_reader();
         Ok(())
     }
 

@@ -357,29 +357,39 @@ struct NatsWriter {
     /// Messages published so far, from the start of the partition: the
     /// output's "length" in a checkpoint.
     next: u64,
-    /// Published and not yet acknowledged: each message with its id, to
-    /// publish again if the answer is lost (the id makes that safe).
-    acks: Vec<(sluice_nats::PublishAck, Vec<u8>, Option<String>)>,
+    /// Published and not yet acknowledged.
+    acks: Vec<Published>,
     buf: Vec<u8>,
+}
+
+/// A message published and not yet acknowledged, with what it takes to
+/// publish it again if the answer is lost (its id makes that safe).
+struct Published {
+    ack: sluice_nats::PublishAck,
+    subject: String,
+    payload: Vec<u8>,
+    id: Option<String>,
 }
 
 /// Waits for the acknowledgements of `published`; a publish whose answer
 /// failed (a failover) is sent again with its id until it is answered.
 fn wait_published(
     client: &sluice_nats::NatsClient,
-    subject: &str,
-    published: Vec<(sluice_nats::PublishAck, Vec<u8>, Option<String>)>,
+    published: Vec<Published>,
 ) -> Result<(), String> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    for (ack, payload, id) in published {
-        let mut answer = sluice_nats::NatsClient::wait_ack(ack, subject).map(|_| ());
+    for p in published {
+        let mut answer = sluice_nats::NatsClient::wait_ack(p.ack, &p.subject).map(|_| ());
         while let Err(error) = answer {
-            if id.is_none() || std::time::Instant::now() >= deadline {
+            let Some(id) =
+                p.id.as_deref()
+                    .filter(|_| std::time::Instant::now() < deadline)
+            else {
                 return Err(format!("nats sink: {error}"));
-            }
+            };
             std::thread::sleep(std::time::Duration::from_millis(200));
             answer = client
-                .publish_with_id(subject, payload.clone(), id.as_deref().unwrap_or_default())
+                .publish_with_id(&p.subject, p.payload.clone(), id)
                 .map(|_| ());
         }
     }
@@ -480,7 +490,7 @@ impl NatsWriter {
     fn wait_acks(&mut self, keep: usize) -> Result<(), String> {
         let keep = keep.min(self.acks.len());
         let done: Vec<_> = self.acks.drain(..self.acks.len() - keep).collect();
-        wait_published(&self.client, &self.subject, done)
+        wait_published(&self.client, done)
     }
 }
 
@@ -493,8 +503,9 @@ impl RowWriter for NatsWriter {
             .and_then(|()| writer.finish())
             .map_err(|e| format!("nats sink `{}`: {e}", self.subject))?;
         let subjects = row_subjects(&self.subject, batch)?;
-        let buf = std::mem::take(&mut self.buf);
-        for (row, line) in buf
+        let mut messages = Vec::with_capacity(batch.num_rows());
+        for (row, line) in self
+            .buf
             .split(|b| *b == b'\n')
             .filter(|l| !l.is_empty())
             .enumerate()
@@ -502,26 +513,32 @@ impl RowWriter for NatsWriter {
             let subject = subjects
                 .as_ref()
                 .map_or(self.subject.as_str(), |s| s[row].as_str());
-            let id =
-                (!self.id_prefix.is_empty()).then(|| format!("{}.{}", self.id_prefix, self.next));
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-            let ack = loop {
-                match self
-                    .client
-                    .publish_async(subject, line.to_vec(), id.as_deref())
-                {
-                    Ok(ack) => break ack,
-                    Err(e) if std::time::Instant::now() >= deadline => return Err(e.to_string()),
-                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(200)),
-                }
-            };
-            self.acks.push((ack, line.to_vec(), id));
-            self.next += 1;
-            if self.acks.len() >= MAX_OUTSTANDING_ACKS {
-                self.wait_acks(MAX_OUTSTANDING_ACKS / 2)?;
-            }
+            let id = (!self.id_prefix.is_empty())
+                .then(|| format!("{}.{}", self.id_prefix, self.next + row as u64));
+            messages.push((subject.to_string(), line.to_vec(), id));
         }
-        self.buf = buf;
+        // The whole batch in one trip; through a failover, again (the ids
+        // make a repeat harmless).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let acks = loop {
+            match self.client.publish_many(&messages) {
+                Ok(acks) => break acks,
+                Err(e) if std::time::Instant::now() >= deadline => return Err(e.to_string()),
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(200)),
+            }
+        };
+        self.next += messages.len() as u64;
+        for (ack, (subject, payload, id)) in acks.into_iter().zip(messages) {
+            self.acks.push(Published {
+                ack,
+                subject,
+                payload,
+                id,
+            });
+        }
+        if self.acks.len() >= MAX_OUTSTANDING_ACKS {
+            self.wait_acks(MAX_OUTSTANDING_ACKS / 2)?;
+        }
         Ok(())
     }
     fn finish(&mut self) -> Result<(), String> {
@@ -529,9 +546,9 @@ impl RowWriter for NatsWriter {
     }
     fn checkpoint(&mut self) -> Result<Durable, String> {
         let acks = std::mem::take(&mut self.acks);
-        let (client, subject) = (self.client.clone(), self.subject.clone());
+        let client = self.client.clone();
         Ok(Durable::after(self.next, move || {
-            wait_published(&client, &subject, acks)
+            wait_published(&client, acks)
         }))
     }
 }
