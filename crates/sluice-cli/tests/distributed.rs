@@ -372,3 +372,40 @@ stream = "results"
         );
     }
 }
+
+#[test]
+fn a_file_or_generator_pipeline_publishes_every_row_to_a_subject_per_key() {
+    // More rows than the client lets be unacknowledged at once (5,000).
+    let server = NatsServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = server.url();
+    let text = format!(
+        r#"name = "produce"
+
+[source]
+type = "generator"
+events = 20000
+keys = 7
+
+[execution]
+batch_size = 8192
+
+[[sink]]
+from = "source"
+type = "nats"
+url = "{url}"
+subject = "produced.{{sensor}}"
+stream = "produced"
+"#
+    );
+    let path = dir.path().join("produce.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = sluice(&["run", path.to_str().unwrap()]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let client = NatsClient::connect(&url).unwrap();
+    assert_eq!(client.stream_messages("produced").unwrap(), 20_000);
+}

@@ -462,8 +462,13 @@ fn row_subjects(template: &str, batch: &RecordBatch) -> Result<Option<Vec<String
     ))
 }
 
-/// Acknowledgements a NATS sink lets be outstanding before it waits.
+/// Acknowledgements a NATS sink lets be outstanding before it waits: below
+/// the client's own bound (5,000), past which a publish waits for an
+/// acknowledgement nobody is awaiting yet.
 const MAX_OUTSTANDING_ACKS: usize = 4096;
+
+/// Messages a NATS sink publishes in one trip into the client's runtime.
+const PUBLISH_SLICE: usize = 1024;
 
 impl NatsWriter {
     fn open(target: &NatsTarget, length: Option<u64>) -> Result<Self, String> {
@@ -517,28 +522,32 @@ impl RowWriter for NatsWriter {
                 .then(|| format!("{}.{}", self.id_prefix, self.next + row as u64));
             messages.push((subject.to_string(), line.to_vec(), id));
         }
-        // The whole batch in one trip; through a failover, again (the ids
-        // make a repeat harmless).
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        let acks = loop {
-            match self.client.publish_many(&messages) {
-                Ok(acks) => break acks,
-                Err(e) if std::time::Instant::now() >= deadline => return Err(e.to_string()),
-                Err(_) => std::thread::sleep(std::time::Duration::from_millis(200)),
+        // Slices of the batch in one trip each; through a failover, again
+        // (the ids make a repeat harmless). The client lets a bounded number
+        // of acknowledgements be awaited, so those outstanding are waited
+        // for before they would pass it.
+        for slice in messages.chunks(PUBLISH_SLICE) {
+            if self.acks.len() + slice.len() > MAX_OUTSTANDING_ACKS {
+                self.wait_acks(0)?;
             }
-        };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            let acks = loop {
+                match self.client.publish_many(slice) {
+                    Ok(acks) => break acks,
+                    Err(e) if std::time::Instant::now() >= deadline => return Err(e.to_string()),
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(200)),
+                }
+            };
+            for (ack, (subject, payload, id)) in acks.into_iter().zip(slice.iter().cloned()) {
+                self.acks.push(Published {
+                    ack,
+                    subject,
+                    payload,
+                    id,
+                });
+            }
+        }
         self.next += messages.len() as u64;
-        for (ack, (subject, payload, id)) in acks.into_iter().zip(messages) {
-            self.acks.push(Published {
-                ack,
-                subject,
-                payload,
-                id,
-            });
-        }
-        if self.acks.len() >= MAX_OUTSTANDING_ACKS {
-            self.wait_acks(MAX_OUTSTANDING_ACKS / 2)?;
-        }
         Ok(())
     }
     fn finish(&mut self) -> Result<(), String> {
