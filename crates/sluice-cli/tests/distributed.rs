@@ -409,3 +409,55 @@ stream = "produced"
     let client = NatsClient::connect(&url).unwrap();
     assert_eq!(client.stream_messages("produced").unwrap(), 20_000);
 }
+
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_every_partition_at_a_checkpoint_and_the_next_run_resumes() {
+    let server = NatsServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = pipeline(dir.path(), &server.url(), 1, Some(300), "2s");
+    // Read forever: only a signal ends these runs.
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(r#"end = "caught-up""#, r#"end = "never""#);
+    std::fs::write(&path, text).unwrap();
+    publish_input(&server.url(), &path, 6_000);
+
+    let terminate = |child: &Child| {
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    let first = start(&path, "worker-1");
+    std::thread::sleep(Duration::from_millis(2500));
+    terminate(&first);
+    let (ok, stderr) = finish(first, Duration::from_secs(60));
+    assert!(ok, "the first run failed:\n{stderr}");
+    assert!(stderr.contains("\"stopped\":true"), "{stderr}");
+    assert!(!stderr.contains("\"outcome\":\"lost\""), "{stderr}");
+
+    let second = start(&path, "worker-1");
+    std::thread::sleep(Duration::from_millis(2500));
+    terminate(&second);
+    let (ok, stderr) = finish(second, Duration::from_secs(60));
+    assert!(ok, "the second run failed:\n{stderr}");
+    assert!(
+        stderr.contains("resumed from checkpoint"),
+        "the second run did not resume:\n{stderr}"
+    );
+    // Whatever fired so far fired once.
+    let mut seen = std::collections::BTreeSet::new();
+    for (row, _) in read_output(&server.url(), "results.per_sensor.*") {
+        let key = (
+            row["sensor"].as_str().unwrap().to_string(),
+            row["window_start"].as_i64().unwrap(),
+        );
+        assert!(
+            seen.insert(key.clone()),
+            "window {key:?} was published twice"
+        );
+    }
+    assert!(!seen.is_empty(), "no window fired in five seconds");
+}
