@@ -35,11 +35,10 @@
 
 use crate::NatsClient;
 use sluice::bus::{
-    BusError, BusEvent, BusReport, DeadLetter, EventBus, Handler, HandlerFn, Output, PublishTopic,
-    RetryPolicy, UnclaimedDeadLetter,
+    BusCounters, BusError, BusEvent, BusReport, DeadLetter, EventBus, Handler, HandlerFn, Output,
+    PublishTopic, RetryPolicy, UnclaimedDeadLetter,
 };
 use std::marker::PhantomData;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -52,21 +51,12 @@ const ACK_WAIT: Duration = Duration::from_secs(30);
 /// The longest `shutdown` waits for shared handlers to drain.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(30);
 
-#[derive(Default)]
-struct Counters {
-    published: AtomicU64,
-    delivered: AtomicU64,
-    handled: AtomicU64,
-    retries: AtomicU64,
-    dead_lettered: AtomicU64,
-}
-
 struct Inner {
     client: NatsClient,
     namespace: String,
     closed: AtomicBool,
     stop: Arc<AtomicBool>,
-    counters: Counters,
+    counters: BusCounters,
     /// Events handlers are working on now.
     busy: AtomicU64,
     workers: Mutex<Vec<JoinHandle<()>>>,
@@ -171,7 +161,7 @@ impl NatsBus {
                 namespace: namespace.to_string(),
                 closed: AtomicBool::new(false),
                 stop: Arc::new(AtomicBool::new(false)),
-                counters: Counters::default(),
+                counters: BusCounters::default(),
                 busy: AtomicU64::new(0),
                 workers: Mutex::new(Vec::new()),
                 consumers: Mutex::new(Vec::new()),
@@ -182,15 +172,9 @@ impl NatsBus {
 
     /// The bus's counters now.
     pub fn report(&self) -> BusReport {
-        let c = &self.inner.counters;
-        BusReport {
-            published: c.published.load(Ordering::Relaxed),
-            delivered: c.delivered.load(Ordering::Relaxed),
-            handled: c.handled.load(Ordering::Relaxed),
-            retries: c.retries.load(Ordering::Relaxed),
-            dead_lettered: c.dead_lettered.load(Ordering::Relaxed),
-            unclaimed: lock(&self.inner.unclaimed).clone(),
-        }
+        self.inner
+            .counters
+            .report(lock(&self.inner.unclaimed).clone())
     }
 
     fn make_topic<T>(&self, name: &str) -> Result<NatsTopic<T>, BusError> {
@@ -402,22 +386,11 @@ impl<T: BusEvent, U: BusEvent> Worker<T, U> {
     }
 
     fn handle(&self, event: T, message: &crate::Fetched) {
-        let mut attempts = 0;
-        let outcome = loop {
-            attempts += 1;
-            let result = catch_unwind(AssertUnwindSafe(|| (self.run)(&event)))
-                .unwrap_or_else(|_| Err("the handler panicked".to_string()));
-            match result {
-                Ok(output) => break Ok(output),
-                Err(error) if attempts >= self.retry.max_attempts => break Err(error),
-                Err(_) => {
-                    self.bus.counters.retries.fetch_add(1, Ordering::Relaxed);
-                    // Still ours: not to be sent to another copy meanwhile.
-                    let _ = message.in_progress();
-                    std::thread::sleep(self.retry.backoff(attempts));
-                }
-            }
-        };
+        let (outcome, attempts) = self.retry.attempt(&self.run, &event, || {
+            self.bus.counters.retries.fetch_add(1, Ordering::Relaxed);
+            // Still ours: not to be sent to another copy meanwhile.
+            let _ = message.in_progress();
+        });
         let failed = match outcome {
             Ok(Some(output)) => match &self.output {
                 Some(topic) => topic

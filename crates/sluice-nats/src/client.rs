@@ -293,6 +293,20 @@ impl NatsClient {
         })
     }
 
+    /// The current information of stream `name` (its configuration and state).
+    async fn stream_info(&self, name: &str) -> Result<async_nats::jetstream::stream::Info> {
+        let mut stream = self
+            .js
+            .get_stream(name)
+            .await
+            .map_err(|e| NatsError::request(format!("stream `{name}`"), e))?;
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| NatsError::request(format!("info of stream `{name}`"), e))?;
+        Ok(info.clone())
+    }
+
     /// The duplicate window of the stream that captures `subject`: how long
     /// it remembers message ids.
     pub fn duplicate_window(&self, subject: &str) -> Result<Duration> {
@@ -307,49 +321,18 @@ impl NatsClient {
                         e,
                     )
                 })?;
-            let mut stream = self
-                .js
-                .get_stream(&name)
-                .await
-                .map_err(|e| NatsError::request(format!("stream `{name}`"), e))?;
-            let info = stream
-                .info()
-                .await
-                .map_err(|e| NatsError::request(format!("info of stream `{name}`"), e))?;
-            Ok(info.config.duplicate_window)
+            Ok(self.stream_info(&name).await?.config.duplicate_window)
         })
     }
 
     /// The last sequence number of `stream` (0 when it is empty).
     pub fn last_sequence(&self, stream: &str) -> Result<u64> {
-        self.block_on(async {
-            let mut s = self
-                .js
-                .get_stream(stream)
-                .await
-                .map_err(|e| NatsError::request(format!("stream `{stream}`"), e))?;
-            let info = s
-                .info()
-                .await
-                .map_err(|e| NatsError::request(format!("info of stream `{stream}`"), e))?;
-            Ok(info.state.last_sequence)
-        })
+        self.block_on(async { Ok(self.stream_info(stream).await?.state.last_sequence) })
     }
 
     /// How many messages `stream` holds.
     pub fn stream_messages(&self, stream: &str) -> Result<u64> {
-        self.block_on(async {
-            let mut s = self
-                .js
-                .get_stream(stream)
-                .await
-                .map_err(|e| NatsError::request(format!("stream `{stream}`"), e))?;
-            let info = s
-                .info()
-                .await
-                .map_err(|e| NatsError::request(format!("info of stream `{stream}`"), e))?;
-            Ok(info.state.messages)
-        })
+        self.block_on(async { Ok(self.stream_info(stream).await?.state.messages) })
     }
 
     /// Publishes to JetStream with message id `id` and waits for the

@@ -60,6 +60,34 @@ impl RetryPolicy {
             .min(self.max_backoff)
     }
 
+    /// Runs `handler` on `event` until it succeeds or the attempts are
+    /// spent, waiting [`RetryPolicy::backoff`] between them; a panic counts
+    /// as a failure. `retrying` is called before each wait. The outcome,
+    /// and how many attempts were made.
+    pub fn attempt<T, U>(
+        &self,
+        handler: &HandlerFn<T, U>,
+        event: &T,
+        mut retrying: impl FnMut(),
+    ) -> (Result<Option<U>, String>, u32) {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(event)))
+                .unwrap_or_else(|panic| {
+                    Err(format!("the handler panicked: {}", panic_text(&*panic)))
+                });
+            match result {
+                Ok(output) => return (Ok(output), attempts),
+                Err(error) if attempts >= self.max_attempts => return (Err(error), attempts),
+                Err(_) => {
+                    retrying();
+                    std::thread::sleep(self.backoff(attempts));
+                }
+            }
+        }
+    }
+
     pub(crate) fn validate(&self) -> Result<(), BusError> {
         if self.max_attempts == 0 {
             return Err(BusError::ZeroSetting {
@@ -198,4 +226,12 @@ impl<T: 'static, U: Clone + Send + 'static> Handler<T, U> {
         self.key = Some(Arc::new(move |event| hasher.hash_one(key(event))));
         self
     }
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_string())
 }

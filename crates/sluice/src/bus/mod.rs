@@ -151,13 +151,34 @@ impl Default for BusConfig {
     }
 }
 
-#[derive(Default)]
-struct Counters {
-    published: AtomicU64,
-    delivered: AtomicU64,
-    handled: AtomicU64,
-    retries: AtomicU64,
-    dead_lettered: AtomicU64,
+/// The counters of a bus, shared by its topics and handlers (every bus
+/// keeps the same ones; [`BusCounters::report`] reads them).
+#[derive(Debug, Default)]
+pub struct BusCounters {
+    /// Events accepted by `publish` from outside the bus.
+    pub published: AtomicU64,
+    /// Events handed to handlers.
+    pub delivered: AtomicU64,
+    /// Events handlers finished with.
+    pub handled: AtomicU64,
+    /// Failed attempts that were retried.
+    pub retries: AtomicU64,
+    /// Events sent to a dead-letter topic.
+    pub dead_lettered: AtomicU64,
+}
+
+impl BusCounters {
+    /// The counters now, with the dead letters nobody could take.
+    pub fn report(&self, unclaimed: Vec<UnclaimedDeadLetter>) -> BusReport {
+        BusReport {
+            published: self.published.load(Ordering::Relaxed),
+            delivered: self.delivered.load(Ordering::Relaxed),
+            handled: self.handled.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
+            unclaimed,
+        }
+    }
 }
 
 type Closer = Box<dyn FnOnce() + Send>;
@@ -173,7 +194,7 @@ pub(crate) struct BusShared {
     workers: Mutex<Vec<JoinHandle<()>>>,
     in_flight: InFlight,
     closed: AtomicBool,
-    counters: Counters,
+    counters: BusCounters,
     unclaimed: Mutex<Vec<UnclaimedDeadLetter>>,
 }
 
@@ -228,7 +249,7 @@ impl Bus {
                 workers: Mutex::new(Vec::new()),
                 in_flight: InFlight::default(),
                 closed: AtomicBool::new(false),
-                counters: Counters::default(),
+                counters: BusCounters::default(),
                 unclaimed: Mutex::new(Vec::new()),
             }),
         }
@@ -302,15 +323,9 @@ impl Bus {
 
     /// The bus's counters now.
     pub fn report(&self) -> BusReport {
-        let c = &self.shared.counters;
-        BusReport {
-            published: c.published.load(Ordering::Relaxed),
-            delivered: c.delivered.load(Ordering::Relaxed),
-            handled: c.handled.load(Ordering::Relaxed),
-            retries: c.retries.load(Ordering::Relaxed),
-            dead_lettered: c.dead_lettered.load(Ordering::Relaxed),
-            unclaimed: lock(&self.shared.unclaimed).clone(),
-        }
+        self.shared
+            .counters
+            .report(lock(&self.shared.unclaimed).clone())
     }
 }
 

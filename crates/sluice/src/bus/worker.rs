@@ -4,7 +4,6 @@ use super::handler::HandlerFn;
 use super::topic::Route;
 use super::{lock, BusError, BusShared, Handler, RetryPolicy, Topic};
 use crossbeam_channel::{bounded, Receiver};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -72,22 +71,9 @@ where
     }
 
     fn handle(&self, event: T) {
-        let mut attempts = 0;
-        let outcome = loop {
-            attempts += 1;
-            let result =
-                catch_unwind(AssertUnwindSafe(|| (self.run)(&event))).unwrap_or_else(|panic| {
-                    Err(format!("the handler panicked: {}", panic_text(&*panic)))
-                });
-            match result {
-                Ok(output) => break Ok(output),
-                Err(error) if attempts >= self.retry.max_attempts => break Err(error),
-                Err(_) => {
-                    self.shared.counters.retries.fetch_add(1, Ordering::Relaxed);
-                    std::thread::sleep(self.retry.backoff(attempts));
-                }
-            }
-        };
+        let (outcome, attempts) = self.retry.attempt(&self.run, &event, || {
+            self.shared.counters.retries.fetch_add(1, Ordering::Relaxed);
+        });
         match outcome {
             Ok(Some(output)) => {
                 if let Some(topic) = &self.output {
@@ -151,12 +137,4 @@ fn next<T>(queue: &Receiver<T>, spin: std::time::Duration) -> Option<T> {
         }
     }
     queue.recv().ok()
-}
-
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "no message".to_string())
 }
