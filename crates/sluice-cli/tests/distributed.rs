@@ -461,3 +461,26 @@ fn sigterm_stops_every_partition_at_a_checkpoint_and_the_next_run_resumes() {
     }
     assert!(!seen.is_empty(), "no window fired in five seconds");
 }
+
+#[test]
+fn many_partitions_publishing_at_once_deliver_every_record_once() {
+    // 8 partitions pass 24,000 records through, each sink with thousands
+    // of publishes outstanding: more than one client lets be in flight by
+    // default, so this stalls if the sinks' bounds are not the process's.
+    let server = NatsServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = pipeline(dir.path(), &server.url(), 1, None, "2s");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(r#"from = "per_sensor""#, r#"from = "source""#);
+    std::fs::write(&path, text.replace("batch_size = 64", "batch_size = 4096")).unwrap();
+    publish_input(&server.url(), &path, 24_000);
+    let (ok, stderr) = finish(start(&path, "solo"), Duration::from_secs(120));
+    assert!(ok, "{stderr}");
+    let rows = read_output(&server.url(), "results.per_sensor.*");
+    assert_eq!(rows.len(), 24_000, "records lost or repeated");
+    let mut seen = std::collections::BTreeSet::new();
+    for (row, _) in &rows {
+        assert!(seen.insert(row["ts"].as_i64().unwrap()), "{row} twice");
+    }
+}

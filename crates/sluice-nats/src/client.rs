@@ -44,6 +44,12 @@ impl std::fmt::Debug for NatsClient {
     }
 }
 
+/// Acknowledgements of publishes the process may await at once.
+const MAX_ACKS_IN_FLIGHT: usize = 1 << 20;
+
+/// Messages one pull request asks for.
+const PULL_BATCH: usize = 2048;
+
 /// A JetStream stream whose subjects are split into partitions by key:
 /// producers publish to `subject` (say `readings.*`, the `*` being the
 /// key); the stream stores each message under `prefix.P.key`, where `P`
@@ -116,6 +122,9 @@ pub struct Fetched {
     /// Its delivery's number in the consumer: deliveries are numbered
     /// 1, 2, 3... so a gap means a delivery was lost in transit.
     pub consumer_sequence: u64,
+    /// Messages of the consumer's filter after this one, when it was
+    /// delivered.
+    pub pending: u64,
     message: jetstream::Message,
 }
 
@@ -174,7 +183,14 @@ impl NatsClient {
                 url: url.to_string(),
                 error: e.to_string(),
             })?;
-        let js = runtime().block_on(async { jetstream::new(client.clone()) });
+        // Every sink and bus topic of the process shares the context, each
+        // with up to a few thousand acknowledgements outstanding: the
+        // context's own bound (5,000 by default) would stall them all.
+        let js = runtime().block_on(async {
+            jetstream::ContextBuilder::new()
+                .max_ack_inflight(MAX_ACKS_IN_FLIGHT)
+                .build(client.clone())
+        });
         Ok(Self {
             client,
             js,
@@ -451,7 +467,11 @@ impl NatsClient {
                 )
                 .await
                 .map_err(|e| NatsError::request(format!("create {what}"), e))?;
+            // Pulls of a few thousand: one round trip per pull, and the
+            // next is asked for before this one is used up.
             let messages = consumer
+                .stream()
+                .max_messages_per_batch(PULL_BATCH.min(max_ack_pending.max(1) as usize))
                 .messages()
                 .await
                 .map_err(|e| NatsError::request(format!("read {what}"), e))?;
@@ -533,7 +553,11 @@ impl NatsClient {
                 })
                 .await
                 .map_err(|e| NatsError::request(format!("create {what}"), e))?;
+            // Pulls of a few thousand: one round trip per pull, and the
+            // next is asked for before this one is used up.
             let messages = consumer
+                .stream()
+                .max_messages_per_batch(PULL_BATCH.min(max_ack_pending.max(1) as usize))
                 .messages()
                 .await
                 .map_err(|e| NatsError::request(format!("read {what}"), e))?;
@@ -621,7 +645,7 @@ type Delivery = std::result::Result<
 
 fn fetched(message: Delivery, what: &str) -> Result<Fetched> {
     let message = message.map_err(|e| NatsError::request(format!("read {what}"), e))?;
-    let (sequence, published_ms, consumer_sequence) = {
+    let (sequence, published_ms, consumer_sequence, pending) = {
         let info = message
             .info()
             .map_err(|e| NatsError::request(format!("read {what}"), e))?;
@@ -629,6 +653,7 @@ fn fetched(message: Delivery, what: &str) -> Result<Fetched> {
             info.stream_sequence,
             (info.published.unix_timestamp_nanos() / 1_000_000) as i64,
             info.consumer_sequence,
+            info.pending,
         )
     };
     Ok(Fetched {
@@ -637,6 +662,7 @@ fn fetched(message: Delivery, what: &str) -> Result<Fetched> {
         payload: message.payload.clone(),
         published_ms,
         consumer_sequence,
+        pending,
         message,
     })
 }

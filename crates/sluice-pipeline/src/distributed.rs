@@ -285,9 +285,9 @@ pub fn run(load: LoadPlan, options: &DistributedOptions) -> Result<DistributedSu
     // Runs whose lease was lost and that did not end within the TTL: the
     // partition is not taken again here while one still runs.
     let mut abandoned: BTreeMap<u32, JoinHandle<Result<Summary, RunError>>> = BTreeMap::new();
-    // One tick first, so that processes started together see each other
+    // A moment first, so that processes started together see each other
     // before they take partitions.
-    std::thread::sleep(tick);
+    std::thread::sleep(tick.min(Duration::from_millis(500)));
     loop {
         let stopping = options.stop.load(Ordering::SeqCst) || failure.is_some();
         // NATS may be failing over: a tick without an answer is skipped

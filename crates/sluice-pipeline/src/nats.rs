@@ -666,8 +666,17 @@ impl Source<Rows> for NatsSource {
                 }
                 Some(message) => {
                     self.quiet_since = None;
+                    // Nothing of the partition came after it: every message
+                    // up to the end (all in the stream since the start) is
+                    // read. (A replay cuts here too: its next message, if
+                    // any, is past the end.)
+                    let last = end.is_some() && message.pending == 0;
                     self.pending.push(message);
                     self.waiting_since.get_or_insert_with(Instant::now);
+                    if last {
+                        self.done = true;
+                        break;
+                    }
                 }
                 None if self.pending.is_empty() => {
                     self.waiting_since = None;

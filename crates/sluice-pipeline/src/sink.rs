@@ -462,9 +462,8 @@ fn row_subjects(template: &str, batch: &RecordBatch) -> Result<Option<Vec<String
     ))
 }
 
-/// Acknowledgements a NATS sink lets be outstanding before it waits: below
-/// the client's own bound (5,000), past which a publish waits for an
-/// acknowledgement nobody is awaiting yet.
+/// Acknowledgements a NATS sink lets be outstanding before it waits
+/// (bounded memory; the process's client allows many sinks this many).
 const MAX_OUTSTANDING_ACKS: usize = 4096;
 
 /// Messages a NATS sink publishes in one trip into the client's runtime.
