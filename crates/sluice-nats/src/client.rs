@@ -309,13 +309,17 @@ impl NatsClient {
         })
     }
 
-    /// The current information of stream `name` (its configuration and state).
-    async fn stream_info(&self, name: &str) -> Result<async_nats::jetstream::stream::Info> {
-        let mut stream = self
-            .js
+    /// Stream `name`.
+    async fn stream(&self, name: &str) -> Result<async_nats::jetstream::stream::Stream> {
+        self.js
             .get_stream(name)
             .await
-            .map_err(|e| NatsError::request(format!("stream `{name}`"), e))?;
+            .map_err(|e| NatsError::request(format!("stream `{name}`"), e))
+    }
+
+    /// The current information of stream `name` (its configuration and state).
+    async fn stream_info(&self, name: &str) -> Result<async_nats::jetstream::stream::Info> {
+        let mut stream = self.stream(name).await?;
         let info = stream
             .info()
             .await
@@ -447,11 +451,7 @@ impl NatsClient {
     ) -> Result<PullReader> {
         let what = format!("consumer `{durable}` on stream `{stream}`");
         self.block_on(async {
-            let s = self
-                .js
-                .get_stream(stream)
-                .await
-                .map_err(|e| NatsError::request(format!("stream `{stream}`"), e))?;
+            let s = self.stream(stream).await?;
             let consumer: PullConsumer = s
                 .get_or_create_consumer(
                     durable,
@@ -467,19 +467,7 @@ impl NatsClient {
                 )
                 .await
                 .map_err(|e| NatsError::request(format!("create {what}"), e))?;
-            // Pulls of a few thousand: one round trip per pull, and the
-            // next is asked for before this one is used up.
-            let messages = consumer
-                .stream()
-                .max_messages_per_batch(PULL_BATCH.min(max_ack_pending.max(1) as usize))
-                .messages()
-                .await
-                .map_err(|e| NatsError::request(format!("read {what}"), e))?;
-            Ok(PullReader {
-                consumer,
-                messages: Some(messages),
-                what,
-            })
+            PullReader::start(consumer, what, max_ack_pending).await
         })
     }
 
@@ -487,11 +475,7 @@ impl NatsClient {
     /// those delivered and not yet acknowledged.
     pub fn consumer_pending(&self, stream: &str, durable: &str) -> Result<(u64, u64)> {
         self.block_on(async {
-            let s = self
-                .js
-                .get_stream(stream)
-                .await
-                .map_err(|e| NatsError::request(format!("stream `{stream}`"), e))?;
+            let s = self.stream(stream).await?;
             let mut consumer: PullConsumer = s
                 .get_consumer(durable)
                 .await
@@ -507,11 +491,7 @@ impl NatsClient {
     /// Deletes consumer `durable` of `stream`, if it exists.
     pub fn delete_consumer(&self, stream: &str, durable: &str) -> Result<()> {
         self.block_on(async {
-            let s = self
-                .js
-                .get_stream(stream)
-                .await
-                .map_err(|e| NatsError::request(format!("stream `{stream}`"), e))?;
+            let s = self.stream(stream).await?;
             let _ = s.delete_consumer(durable).await;
             Ok(())
         })
@@ -533,11 +513,7 @@ impl NatsClient {
     ) -> Result<PullReader> {
         let what = format!("consumer `{durable}` on stream `{stream}`");
         self.block_on(async {
-            let s = self
-                .js
-                .get_stream(stream)
-                .await
-                .map_err(|e| NatsError::request(format!("stream `{stream}`"), e))?;
+            let s = self.stream(stream).await?;
             let _ = s.delete_consumer(durable).await;
             let consumer: PullConsumer = s
                 .create_consumer(pull::Config {
@@ -553,24 +529,28 @@ impl NatsClient {
                 })
                 .await
                 .map_err(|e| NatsError::request(format!("create {what}"), e))?;
-            // Pulls of a few thousand: one round trip per pull, and the
-            // next is asked for before this one is used up.
-            let messages = consumer
-                .stream()
-                .max_messages_per_batch(PULL_BATCH.min(max_ack_pending.max(1) as usize))
-                .messages()
-                .await
-                .map_err(|e| NatsError::request(format!("read {what}"), e))?;
-            Ok(PullReader {
-                consumer,
-                messages: Some(messages),
-                what,
-            })
+            PullReader::start(consumer, what, max_ack_pending).await
         })
     }
 }
 
 impl PullReader {
+    /// Starts reading `consumer`: pulls of a few thousand, one round trip
+    /// each, the next asked for before this one is used up.
+    async fn start(consumer: PullConsumer, what: String, max_ack_pending: i64) -> Result<Self> {
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(PULL_BATCH.min(max_ack_pending.max(1) as usize))
+            .messages()
+            .await
+            .map_err(|e| NatsError::request(format!("read {what}"), e))?;
+        Ok(PullReader {
+            consumer,
+            messages: Some(messages),
+            what,
+        })
+    }
+
     /// Up to `max` messages: waits at most `wait` for the first, then takes
     /// those already received. One trip into the client's runtime for them
     /// all (a trip costs microseconds: per message it would be the cost).
