@@ -71,6 +71,10 @@ impl Source<Rows> for AdaptiveChunks {
         }
         Ok(status)
     }
+
+    fn blocking(&self) -> bool {
+        self.inner.blocking()
+    }
 }
 
 impl Replayable for AdaptiveChunks {

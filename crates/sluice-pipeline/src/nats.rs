@@ -605,6 +605,12 @@ impl NatsSource {
 }
 
 impl Source<Rows> for NatsSource {
+    /// A poll waits for messages from the server (up to the batch
+    /// interval): a thread of its own.
+    fn blocking(&self) -> bool {
+        true
+    }
+
     fn poll(&mut self, out: &mut Batch<Rows>, _max: usize) -> Result<SourceStatus, BoxError> {
         if self.done {
             return Ok(SourceStatus::Exhausted);

@@ -492,6 +492,10 @@ impl<S: Source<Rows> + Replayable> Source<Rows> for Checkpointed<S> {
         self.inner.exact_len()
     }
 
+    fn blocking(&self) -> bool {
+        self.inner.blocking()
+    }
+
     fn barrier(&mut self) -> Result<Option<sluice::Barrier>, BoxError> {
         let Some(checkpointing) = self.checkpointing.as_ref().filter(|_| !self.exhausted) else {
             return Ok(None);
@@ -1061,6 +1065,11 @@ impl Source<Rows> for Paced {
             .map(|r| r.len() as u64)
             .sum::<u64>();
         Ok(status)
+    }
+
+    /// It sleeps to keep its pace: a thread of its own.
+    fn blocking(&self) -> bool {
+        true
     }
 }
 

@@ -138,6 +138,8 @@ fn event_mode_micro_batches_and_workers_agree() {
         ("event", 1, 3),
         ("adaptive", 4096, 1),
         ("adaptive", 4096, 2),
+        ("micro-batch", 64, 8),
+        ("event", 1, 5),
     ] {
         let other = run_with(mode, batch, workers);
         for (name, rows) in &reference {

@@ -1,8 +1,9 @@
+use crate::queue::Queue;
 use crate::{
     AdaptiveController, Barrier, Batcher, Clock, EdgeMetrics, FlushPolicy, Observed, Operator,
     OperatorError, OperatorResult,
 };
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use crossbeam_channel::{bounded, Receiver, Sender};
 use sluice_core::{Batch, Error, Timestamp, MIN_TIMESTAMP};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -91,7 +92,7 @@ struct Adaptive<T> {
 const ADAPTIVE_PIECE: usize = 16;
 
 /// Creates an edge from one sender: a batcher with `policy` in front of a
-/// channel of `capacity` batches. `exact_len` is the number of events the
+/// queue of `capacity` batches. `exact_len` is the number of events the
 /// edge will carry, when known (needed by `FlushPolicy::Batches`).
 ///
 /// The sender is an [`Operator`] to fuse at the end of the upstream stage;
@@ -126,12 +127,13 @@ pub fn multi_edge<T: Send>(
         _ => None,
     };
     let feedback = adaptive.map(|_| Arc::new(Feedback::new(senders)));
-    // Room for at least one message per sender, so that ending an unused
-    // sender never waits.
-    let (tx, rx) = bounded(capacity.max(senders));
-    // Emptied buffers go back to the senders; a few more than can be in flight.
-    let (pool_tx, pool_rx) = bounded(capacity + 2 * senders);
     let metrics = Arc::new(EdgeMetrics::default());
+    // Room for at least one message per sender.
+    let queue = Arc::new(Queue::new(capacity.max(senders), senders, metrics.clone()));
+    // Emptied buffers go back to the senders: as many as can be in flight,
+    // which is the queue's capacity plus what one turn of a stage sends
+    // (a poll's worth of batches of one, in event mode).
+    let (pool_tx, pool_rx) = bounded(capacity + 2 * senders + crate::DEFAULT_POLL_SIZE);
     let exact_len = if senders == 1 { exact_len } else { None };
     let mut ends = Vec::with_capacity(senders);
     for id in 0..senders {
@@ -139,14 +141,15 @@ pub fn multi_edge<T: Send>(
             batcher: Batcher::new(policy, exact_len)?,
             outbox: Outbox {
                 id,
-                tx: tx.clone(),
+                queue: queue.clone(),
+                learnt: false,
                 pool: pool_rx.clone(),
                 metrics: metrics.clone(),
                 capacity: policy.max_batch().unwrap_or(1024).min(4096),
                 sent_events: 0,
                 oldest: Duration::ZERO,
                 now: Duration::ZERO,
-                blocked: false,
+                blocked_seen: 0,
             },
             adaptive: adaptive
                 .zip(feedback.clone())
@@ -166,7 +169,7 @@ pub fn multi_edge<T: Send>(
         ends,
         EdgeReceiver {
             name: name.to_string(),
-            rx,
+            queue,
             pool: pool_tx,
             metrics,
             senders,
@@ -175,10 +178,12 @@ pub fn multi_edge<T: Send>(
     ))
 }
 
-/// The sending side's channel end and counters.
+/// The sending side's end of the queue, and counters.
 struct Outbox<T> {
     id: usize,
-    tx: Sender<Envelope<T>>,
+    queue: Arc<Queue<T>>,
+    /// The worker running this sender knows it sends to `queue`.
+    learnt: bool,
     pool: Receiver<Batch<T>>,
     metrics: Arc<EdgeMetrics>,
     capacity: usize,
@@ -187,12 +192,23 @@ struct Outbox<T> {
     /// the time of the current push (adaptive edges).
     oldest: Duration,
     now: Duration,
-    /// A send waited on a full channel since the controller last looked.
-    blocked: bool,
+    /// The edge's count of blocked sends when the controller last looked.
+    blocked_seen: u64,
 }
 
-impl<T> Outbox<T> {
+impl<T> Drop for Outbox<T> {
+    fn drop(&mut self) {
+        self.queue.close_sender();
+    }
+}
+
+impl<T: Send + 'static> Outbox<T> {
+    /// Sends `message`. It never waits: the worker does not run this
+    /// sender's stage while the queue is full.
     fn send(&mut self, message: Message<T>) -> OperatorResult {
+        if !self.learnt {
+            self.learnt = crate::worker::learn_output(self.queue.clone());
+        }
         let stamp = match message {
             Message::Batch(_) => self.oldest,
             _ => Duration::ZERO,
@@ -202,16 +218,17 @@ impl<T> Outbox<T> {
             message,
             stamp,
         };
-        let envelope = match self.tx.try_send(envelope) {
-            Ok(()) => return Ok(()),
-            Err(TrySendError::Full(envelope)) => envelope,
-            Err(TrySendError::Disconnected(_)) => return Err(OperatorError::DownstreamGone),
-        };
-        self.metrics.blocked();
-        self.blocked = true;
-        self.tx
-            .send(envelope)
+        self.queue
+            .push(envelope)
             .map_err(|_| OperatorError::DownstreamGone)
+    }
+
+    /// True when a send of this edge found it full since the last call.
+    fn was_blocked(&mut self) -> bool {
+        let blocked = self.metrics.snapshot().blocked_sends;
+        let was = blocked > self.blocked_seen;
+        self.blocked_seen = blocked;
+        was
     }
 
     /// Sends `held`, swapping in a recycled buffer.
@@ -232,8 +249,8 @@ impl<T> Outbox<T> {
 }
 
 /// The sending end of an edge: batches events by its flush policy and sends
-/// them, blocking while the channel is full. A watermark is sent only after
-/// every event that arrived before it, so it never overtakes them.
+/// them to the receiver's queue. A watermark is sent only after every event
+/// that arrived before it, so it never overtakes them.
 pub struct EdgeSender<T> {
     batcher: Batcher<T>,
     outbox: Outbox<T>,
@@ -246,7 +263,7 @@ pub struct EdgeSender<T> {
     last_watermark: Timestamp,
 }
 
-impl<T: Send> EdgeSender<T> {
+impl<T: Send + 'static> EdgeSender<T> {
     /// The edge's counters.
     pub fn metrics(&self) -> Arc<EdgeMetrics> {
         self.outbox.metrics.clone()
@@ -269,7 +286,7 @@ impl<T: Send> EdgeSender<T> {
         if !adaptive.controller.due(now) {
             return;
         }
-        if std::mem::take(&mut self.outbox.blocked) {
+        if self.outbox.was_blocked() {
             adaptive.controller.blocked();
         }
         let seen = adaptive.feedback.take(self.outbox.id, &mut adaptive.last);
@@ -339,7 +356,7 @@ impl<T: Send> EdgeSender<T> {
     }
 }
 
-impl<T: Send> Operator<T> for EdgeSender<T> {
+impl<T: Send + 'static> Operator<T> for EdgeSender<T> {
     fn on_batch(&mut self, batch: &mut Batch<T>) -> OperatorResult {
         if self.adaptive.is_some() {
             return self.push_adaptive(batch);
@@ -403,7 +420,7 @@ impl<T: Send> Operator<T> for EdgeSender<T> {
 /// The receiving end of an edge.
 pub struct EdgeReceiver<T> {
     name: String,
-    pub(crate) rx: Receiver<Envelope<T>>,
+    pub(crate) queue: Arc<Queue<T>>,
     pub(crate) pool: Sender<Batch<T>>,
     pub(crate) metrics: Arc<EdgeMetrics>,
     pub(crate) senders: usize,
@@ -431,6 +448,12 @@ impl<T> EdgeReceiver<T> {
     pub(crate) fn recycle(&self, mut batch: Batch<T>) {
         batch.clear();
         let _ = self.pool.try_send(batch);
+    }
+}
+
+impl<T> Drop for EdgeReceiver<T> {
+    fn drop(&mut self) {
+        self.queue.close_receiver();
     }
 }
 
@@ -487,7 +510,7 @@ pub fn exchange<T: Send>(
     Ok((senders, receivers))
 }
 
-impl<T: Send> Operator<T> for ExchangeSender<T> {
+impl<T: Send + 'static> Operator<T> for ExchangeSender<T> {
     fn on_batch(&mut self, batch: &mut Batch<T>) -> OperatorResult {
         let n = self.senders.len() as u64;
         if n == 1 {

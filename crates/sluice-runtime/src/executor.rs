@@ -1,24 +1,33 @@
-use crate::stage::{run_receiver, run_source};
+use crate::stage::{poll_blocking, IoSourceStage, Polled, ReceiverStage, Receiving, SourceStage};
+use crate::worker::{self, Shared, Stage};
 use crate::{
     Clock, EdgeMetrics, EdgeReceiver, EdgeSnapshot, Operator, RuntimeError, RuntimeResult, Source,
 };
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use sluice_core::Batch;
+use std::sync::{Arc, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
-
-type Task = Box<dyn FnOnce() -> RuntimeResult<()> + Send>;
 
 /// Events a source stage asks for per poll.
 pub const DEFAULT_POLL_SIZE: usize = 1024;
 
-/// Runs stages, one thread each, and waits for all of them.
+/// The thread of a blocking source, to start with the workers.
+type IoTask = Box<dyn FnOnce(Shared) + Send>;
+
+/// Runs stages on worker threads, and waits for all of them.
+///
+/// Each stage is placed on a worker: instance `i` of a parallel stage on
+/// worker `i % workers`, so that the instances a `batch()` edge joins share
+/// a worker, and a stage of one instance on worker 0. A worker runs its
+/// stages in turns (see [`crate::worker`]); only a source that says it
+/// blocks ([`Source::blocking`]) gets a thread of its own, which reads
+/// for its stage.
 pub struct Executor {
     clock: Arc<dyn Clock>,
-    tasks: Vec<(String, Task)>,
+    workers: usize,
+    stages: Vec<(usize, Box<dyn Stage>)>,
+    io: Vec<(String, IoTask)>,
     edges: Vec<(String, Arc<EdgeMetrics>)>,
     poll_size: usize,
-    /// Set when a stage fails, so that sources waiting for input stop.
-    aborted: Arc<AtomicBool>,
 }
 
 /// What a finished run measured.
@@ -28,6 +37,10 @@ pub struct RunReport {
     pub elapsed: Duration,
     /// The counters of every edge, by name, in the order they were made.
     pub edges: Vec<(String, EdgeSnapshot)>,
+    /// Worker threads the run started (those with at least one stage).
+    pub worker_threads: usize,
+    /// Threads of blocking sources.
+    pub io_threads: usize,
 }
 
 impl RunReport {
@@ -38,15 +51,22 @@ impl RunReport {
 }
 
 impl Executor {
-    /// An executor whose stages read processing time from `clock`.
+    /// An executor with one worker whose stages read processing time from
+    /// `clock`.
     pub fn new(clock: Arc<dyn Clock>) -> Self {
         Self {
             clock,
-            tasks: Vec::new(),
+            workers: 1,
+            stages: Vec::new(),
+            io: Vec::new(),
             edges: Vec::new(),
             poll_size: DEFAULT_POLL_SIZE,
-            aborted: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// How many worker threads run the stages (default 1). At least 1.
+    pub fn set_workers(&mut self, workers: usize) {
+        self.workers = workers.max(1);
     }
 
     /// How many events a source stage asks for per poll (default 1024).
@@ -59,90 +79,144 @@ impl Executor {
         self.clock.clone()
     }
 
-    /// Adds a stage that drives `source` into `chain`.
-    pub fn spawn_source<T: 'static>(
+    /// Adds a stage that drives `source` into `chain`, as instance
+    /// `instance` of its stage.
+    pub fn spawn_source<T: Send + 'static>(
         &mut self,
         name: &str,
-        mut source: Box<dyn Source<T>>,
-        mut chain: Box<dyn Operator<T>>,
+        instance: usize,
+        source: Box<dyn Source<T>>,
+        chain: Box<dyn Operator<T>>,
     ) {
-        let clock = self.clock.clone();
-        let poll_size = self.poll_size;
-        let stage = name.to_string();
-        let aborted = self.aborted.clone();
-        self.tasks.push((
-            name.to_string(),
-            Box::new(move || {
-                run_source(
-                    &stage,
-                    &mut *source,
-                    &mut *chain,
-                    &*clock,
-                    poll_size,
-                    &aborted,
-                )
-            }),
-        ));
+        let worker = instance % self.workers;
+        if source.blocking() {
+            // One poll in hand, one in the channel: the thread waits while
+            // the stage is behind.
+            let (to_stage, polled) = crossbeam_channel::bounded::<Polled<T>>(1);
+            let waker = Arc::new(OnceLock::new());
+            let stage = IoSourceStage {
+                name: name.to_string(),
+                polled,
+                chain,
+                clock: self.clock.clone(),
+                deadline: None,
+                waker: waker.clone(),
+            };
+            self.stages.push((worker, Box::new(stage)));
+            let poll_size = self.poll_size;
+            let stage_name = name.to_string();
+            self.io.push((
+                name.to_string(),
+                Box::new(move |shared: Shared| {
+                    poll_blocking(
+                        &stage_name,
+                        source,
+                        to_stage,
+                        waker,
+                        poll_size,
+                        shared.aborted,
+                    );
+                }),
+            ));
+            return;
+        }
+        let stage = SourceStage {
+            name: name.to_string(),
+            source,
+            chain,
+            clock: self.clock.clone(),
+            poll_size: self.poll_size,
+            buffer: Batch::with_capacity(self.poll_size),
+            deadline: None,
+            idle_until: None,
+        };
+        self.stages.push((worker, Box::new(stage)));
     }
 
-    /// Adds a stage that drives the batches of an edge into `chain`.
+    /// Adds a stage that drives the batches of an edge into `chain`, as
+    /// instance `instance` of its stage.
     pub fn spawn_receiver<T: Send + 'static>(
         &mut self,
         name: &str,
+        instance: usize,
         receiver: EdgeReceiver<T>,
-        mut chain: Box<dyn Operator<T>>,
+        chain: Box<dyn Operator<T>>,
     ) {
         self.edges
             .push((receiver.name().to_string(), receiver.metrics()));
-        let clock = self.clock.clone();
-        let stage = name.to_string();
-        self.tasks.push((
-            name.to_string(),
-            Box::new(move || run_receiver(&stage, &receiver, &mut *chain, &*clock)),
-        ));
+        let stage = ReceiverStage {
+            name: name.to_string(),
+            state: Receiving::new(receiver.senders()),
+            receiver,
+            chain,
+            clock: self.clock.clone(),
+        };
+        self.stages.push((instance % self.workers, Box::new(stage)));
     }
 
-    /// Starts every stage and waits for all to finish. Returns the first
-    /// failure, if any stage failed or panicked.
+    /// Starts the workers and the threads of blocking sources, and waits
+    /// for all to finish. Returns the first failure, if any stage failed
+    /// or panicked.
     pub fn run(self) -> RuntimeResult<RunReport> {
         let start = Instant::now();
-        let mut handles = Vec::with_capacity(self.tasks.len());
-        let mut first_error = None;
-        for (name, task) in self.tasks {
-            let aborted = self.aborted.clone();
-            let task = move || {
-                // Unwinding counts as failing: the flag is set on drop.
-                let mut guard = AbortOnFailure {
-                    aborted,
-                    armed: true,
-                };
-                let result = task();
-                guard.armed = result.is_err();
-                result
-            };
-            match std::thread::Builder::new()
-                .name(format!("sluice-{name}"))
-                .spawn(task)
-            {
+        let shared = Shared::default();
+        let mut placed: Vec<Vec<Box<dyn Stage>>> = (0..self.workers).map(|_| Vec::new()).collect();
+        for (worker, stage) in self.stages {
+            placed[worker].push(stage);
+        }
+        let mut handles = Vec::new();
+        let mut worker_threads = 0;
+        for (index, stages) in placed.into_iter().enumerate() {
+            if stages.is_empty() {
+                continue;
+            }
+            let clock = self.clock.clone();
+            let run_shared = shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("sluice-worker-{index}"))
+                .spawn(move || worker::run(stages, &*clock, run_shared));
+            match spawned {
+                Ok(handle) => {
+                    handles.push((format!("worker {index}"), handle));
+                    worker_threads += 1;
+                }
+                Err(error) => {
+                    shared.fail(RuntimeError::Spawn {
+                        stage: format!("worker {index}"),
+                        error,
+                    });
+                    break;
+                }
+            }
+        }
+        let io_threads = self.io.len();
+        for (name, task) in self.io {
+            let io_shared = shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("sluice-io-{name}"))
+                .spawn(move || task(io_shared));
+            match spawned {
                 Ok(handle) => handles.push((name, handle)),
                 Err(error) => {
-                    first_error.get_or_insert(RuntimeError::Spawn { stage: name, error });
+                    shared.fail(RuntimeError::Spawn { stage: name, error });
                     break;
                 }
             }
         }
         for (name, handle) in handles {
-            let result = handle.join().unwrap_or_else(|panic| {
-                Err(RuntimeError::Panicked {
+            if let Err(panic) = handle.join() {
+                shared.fail(RuntimeError::Panicked {
                     stage: name,
-                    message: panic_message(&*panic),
-                })
-            });
-            if let Err(e) = result {
-                first_error.get_or_insert(e);
+                    message: worker::panic_message(&*panic),
+                });
             }
         }
-        if let Some(e) = first_error {
+        let failure = shared
+            .failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(e) = failure {
             return Err(e);
         }
         Ok(RunReport {
@@ -152,31 +226,8 @@ impl Executor {
                 .iter()
                 .map(|(n, m)| (n.clone(), m.snapshot()))
                 .collect(),
+            worker_threads,
+            io_threads,
         })
-    }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic without a message".to_string()
-    }
-}
-
-/// Sets the run's abort flag when dropped: when its stage failed or
-/// panicked.
-struct AbortOnFailure {
-    aborted: Arc<AtomicBool>,
-    armed: bool,
-}
-
-impl Drop for AbortOnFailure {
-    fn drop(&mut self) {
-        if self.armed {
-            self.aborted.store(true, Ordering::Relaxed);
-        }
     }
 }

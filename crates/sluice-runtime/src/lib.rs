@@ -4,15 +4,19 @@
 //! each is an [`Operator`] that receives a [`Batch`] and pushes its output
 //! straight into the next one, with one virtual call per batch and none per
 //! event. Between stages runs an **edge**: a [`Batcher`] that holds events
-//! until its [`FlushPolicy`] releases them, and a bounded channel to the next
-//! stage's thread. A full channel blocks the sender, so a slow sink slows the
-//! source and memory stays bounded (backpressure). Emptied batch buffers
-//! travel back to the sender to be reused, so the hot path does not allocate.
+//! until its [`FlushPolicy`] releases them, and a bounded queue to the next
+//! stage. Emptied batch buffers travel back to the sender to be reused, so
+//! the hot path does not allocate.
 //!
-//! The main loops live in [`stage`]: [`stage::run_source`] drives a
-//! [`Source`] and its fused operators, [`stage::run_receiver`] drives the
-//! operators behind an edge. The [`Executor`] spawns one thread per stage
-//! and joins them.
+//! Stages do not own threads. The [`Executor`] starts `n` **workers**, one
+//! thread each, and places every stage on one of them; a worker runs its
+//! stages in turns ([`worker`]), so a stage with input runs and a stage
+//! without input costs nothing. A stage whose output queue is full is not
+//! run until the queue has room: a slow sink slows the source and memory
+//! stays bounded (backpressure), and since no operator ever waits for room,
+//! workers that exchange events cannot deadlock. [`stage`] holds the
+//! stages: a source's, a receiver's, and a blocking source's, whose polls
+//! run on a thread of its own.
 //!
 //! ```
 //! use sluice_runtime::{edge, BoxError, Executor, FlushPolicy, Operator, OperatorResult, Source, SourceStatus, SystemClock};
@@ -42,8 +46,8 @@
 //! let sizes = Arc::new(Mutex::new(Vec::new()));
 //! let mut executor = Executor::new(Arc::new(SystemClock::new()));
 //! let (sender, receiver) = edge::<u32>("numbers", FlushPolicy::Count(4), 8, executor.clock(), None)?;
-//! executor.spawn_receiver("sizes", receiver, Box::new(Sizes(sizes.clone())));
-//! executor.spawn_source("numbers", Box::new(Numbers(0..10)), Box::new(sender));
+//! executor.spawn_receiver("sizes", 0, receiver, Box::new(Sizes(sizes.clone())));
+//! executor.spawn_source("numbers", 0, Box::new(Numbers(0..10)), Box::new(sender));
 //! executor.run()?;
 //! assert_eq!(*sizes.lock().unwrap(), vec![4, 4, 2]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -61,8 +65,10 @@ mod flush;
 mod metrics;
 mod operator;
 mod progress;
+mod queue;
 mod source;
 pub mod stage;
+pub mod worker;
 
 pub use adaptive::{AdaptiveController, Observed, MAX_ADAPTIVE_BATCH};
 pub use batcher::Batcher;

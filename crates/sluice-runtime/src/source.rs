@@ -32,6 +32,14 @@ pub trait Source<T>: Send {
     fn barrier(&mut self) -> Result<Option<Barrier>, BoxError> {
         Ok(None)
     }
+
+    /// True when a poll may wait (for the network, or to keep a pace)
+    /// instead of returning [`SourceStatus::Idle`]: the source is then
+    /// polled on a thread of its own, so that the worker running its stage
+    /// goes on with its other stages meanwhile. Default false.
+    fn blocking(&self) -> bool {
+        false
+    }
 }
 
 impl<T, S: Source<T> + ?Sized> Source<T> for Box<S> {
@@ -43,5 +51,8 @@ impl<T, S: Source<T> + ?Sized> Source<T> for Box<S> {
     }
     fn barrier(&mut self) -> Result<Option<Barrier>, BoxError> {
         (**self).barrier()
+    }
+    fn blocking(&self) -> bool {
+        (**self).blocking()
     }
 }

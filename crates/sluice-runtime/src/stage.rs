@@ -1,28 +1,40 @@
-//! The stage loops: where the work happens.
+//! The stages: where the work happens.
 //!
-//! Each stage runs on its own thread, as a plain loop (no async): a source
-//! stage polls its source and pushes into its fused operators; a receiver
-//! stage takes batches from an edge and does the same. Both give the
-//! operators processing-time ticks so that interval flushes happen even when
-//! no input arrives.
+//! A stage is a source or an edge's receiver with the operators fused
+//! behind it. Stages do not own threads: a worker ([`crate::worker`]) runs
+//! each in turns, a [`Stage::step`] at a time. A source stage polls its
+//! source once per turn; a receiver stage takes a few dozen messages from
+//! its queue. Both give the operators processing-time ticks so that
+//! interval flushes happen even when no input arrives.
+//!
+//! A source whose poll waits (for the network, or to keep a pace) says so
+//! with [`Source::blocking`]; it is polled on a thread of its own, which
+//! hands what it read to its stage.
 
+use crate::worker::{Outputs, Stage, Step};
 use crate::{
     Barrier, Clock, EdgeReceiver, Envelope, InputProgress, Message, Operator, OperatorError,
     OperatorResult, RuntimeError, RuntimeResult, Source, SourceStatus,
 };
-use crossbeam_channel::RecvTimeoutError;
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use sluice_core::Batch;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::Thread;
 use std::time::Duration;
 
 /// How long an idle source waits before polling again, at most.
 const IDLE_WAIT: Duration = Duration::from_millis(1);
 
-fn operator_error(stage: &str, error: OperatorError) -> RuntimeResult<()> {
+/// The most messages a receiver takes in one turn.
+const RECEIVER_TURN: usize = 32;
+
+/// How an operator's error ends its stage: quietly when the stage after it
+/// stopped (that stage reports why), as a failure otherwise.
+fn operator_error(stage: &str, error: OperatorError) -> RuntimeResult<Step> {
     match error {
-        // The downstream stage reports why it stopped.
-        OperatorError::DownstreamGone => Ok(()),
+        OperatorError::DownstreamGone => Ok(Step::Done),
         OperatorError::Failed(error) => Err(RuntimeError::Operator {
             stage: stage.to_string(),
             error,
@@ -30,175 +42,442 @@ fn operator_error(stage: &str, error: OperatorError) -> RuntimeResult<()> {
     }
 }
 
-/// Drives `source` and the fused operators after it until the source is
-/// exhausted, an operator fails, or `aborted` is set (another stage of the
-/// run failed: that stage reports why).
-pub fn run_source<T>(
-    name: &str,
-    source: &mut dyn Source<T>,
-    chain: &mut dyn Operator<T>,
-    clock: &dyn Clock,
-    poll_size: usize,
-    aborted: &AtomicBool,
-) -> RuntimeResult<()> {
-    let mut buffer = Batch::with_capacity(poll_size);
-    let mut deadline: Option<Duration> = None;
-    loop {
-        if aborted.load(Ordering::Relaxed) {
-            return Ok(());
-        }
-        let status = source
-            .poll(&mut buffer, poll_size)
-            .map_err(|error| RuntimeError::Source {
-                source_name: name.to_string(),
-                error,
-            })?;
-        buffer.check();
-        if !buffer.is_empty() {
-            if let Err(e) = chain.on_batch(&mut buffer) {
-                return operator_error(name, e);
-            }
-            buffer.clear();
-        }
-        let barrier = source.barrier().map_err(|error| RuntimeError::Source {
-            source_name: name.to_string(),
-            error,
-        })?;
-        if let Some(barrier) = barrier {
-            if let Err(e) = chain.on_barrier(barrier) {
-                return operator_error(name, e);
-            }
-        }
-        match status {
-            SourceStatus::Ready => {}
-            SourceStatus::Exhausted => {
-                return chain.on_end().or_else(|e| operator_error(name, e));
-            }
-            SourceStatus::Idle => {
-                let wait = deadline
-                    .map(|d| d.saturating_sub(clock.now()))
-                    .unwrap_or(IDLE_WAIT)
-                    .min(IDLE_WAIT);
-                std::thread::sleep(wait);
-            }
-        }
-        deadline = match chain.on_tick(clock.now()) {
-            Ok(d) => d,
-            Err(e) => return operator_error(name, e),
-        };
+/// The earlier of two optional deadlines.
+fn earliest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
-/// Drives the fused operators behind an edge until every sender has ended,
-/// or until an operator fails. The operators' watermark is the minimum over
-/// the senders' (see [`InputProgress`]).
-///
-/// Checkpoint barriers are aligned: once a sender's barrier has come, its
-/// later messages are held back until every other sender (that has not
-/// ended) has sent the barrier too; then the operators get the barrier once,
-/// and the held messages are processed in the order they came.
+/// A source and its fused operators.
+pub(crate) struct SourceStage<T> {
+    pub name: String,
+    pub source: Box<dyn Source<T>>,
+    pub chain: Box<dyn Operator<T>>,
+    pub clock: Arc<dyn Clock>,
+    pub poll_size: usize,
+    pub buffer: Batch<T>,
+    /// The operators' next deadline.
+    pub deadline: Option<Duration>,
+    /// The source said it had nothing: poll again at this time.
+    pub idle_until: Option<Duration>,
+}
+
+impl<T> SourceStage<T> {
+    fn source_error(&self, error: crate::BoxError) -> RuntimeError {
+        RuntimeError::Source {
+            source_name: self.name.clone(),
+            error,
+        }
+    }
+}
+
+impl<T: Send + 'static> Stage for SourceStage<T> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn step(&mut self, _outputs: &Outputs<'_>) -> RuntimeResult<Step> {
+        if let Some(until) = self.idle_until {
+            if self.clock.now() < until {
+                return Ok(Step::Wait(earliest(Some(until), self.deadline)));
+            }
+            self.idle_until = None;
+        }
+        let status = self
+            .source
+            .poll(&mut self.buffer, self.poll_size)
+            .map_err(|error| self.source_error(error))?;
+        self.buffer.check();
+        if !self.buffer.is_empty() {
+            if let Err(e) = self.chain.on_batch(&mut self.buffer) {
+                return operator_error(&self.name, e);
+            }
+            self.buffer.clear();
+        }
+        let barrier = self
+            .source
+            .barrier()
+            .map_err(|error| self.source_error(error))?;
+        if let Some(barrier) = barrier {
+            if let Err(e) = self.chain.on_barrier(barrier) {
+                return operator_error(&self.name, e);
+            }
+        }
+        let now = self.clock.now();
+        match status {
+            SourceStatus::Ready => {}
+            SourceStatus::Exhausted => {
+                return match self.chain.on_end() {
+                    Ok(()) => Ok(Step::Done),
+                    Err(e) => operator_error(&self.name, e),
+                };
+            }
+            SourceStatus::Idle => {
+                let wait = self
+                    .deadline
+                    .map_or(IDLE_WAIT, |d| d.saturating_sub(now))
+                    .min(IDLE_WAIT);
+                self.idle_until = Some(now + wait);
+            }
+        }
+        self.deadline = match self.chain.on_tick(now) {
+            Ok(d) => d,
+            Err(e) => return operator_error(&self.name, e),
+        };
+        Ok(match self.idle_until {
+            Some(until) => Step::Wait(earliest(Some(until), self.deadline)),
+            None => Step::Ran,
+        })
+    }
+}
+
+/// What the thread of a blocking source hands to its stage.
+pub(crate) enum Polled<T> {
+    /// Events (maybe none), a barrier after them, and the source's status.
+    Events(Batch<T>, Option<Barrier>, SourceStatus),
+    /// The source failed.
+    Failed(RuntimeError),
+}
+
+/// A blocking source's stage: what its thread read, through the fused
+/// operators.
+pub(crate) struct IoSourceStage<T> {
+    pub name: String,
+    pub polled: Receiver<Polled<T>>,
+    pub chain: Box<dyn Operator<T>>,
+    pub clock: Arc<dyn Clock>,
+    pub deadline: Option<Duration>,
+    /// Where the source's thread finds the worker to wake.
+    pub waker: Arc<OnceLock<Thread>>,
+}
+
+impl<T: 'static + Send> Stage for IoSourceStage<T> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn attach(&mut self) {
+        let _ = self.waker.set(std::thread::current());
+    }
+
+    fn step(&mut self, _outputs: &Outputs<'_>) -> RuntimeResult<Step> {
+        let polled = match self.polled.try_recv() {
+            Ok(polled) => Some(polled),
+            Err(TryRecvError::Empty) => None,
+            // The source's thread stopped without an end: the run stops.
+            Err(TryRecvError::Disconnected) => return Ok(Step::Done),
+        };
+        let ran = polled.is_some();
+        if let Some(polled) = polled {
+            let (mut batch, barrier, status) = match polled {
+                Polled::Events(batch, barrier, status) => (batch, barrier, status),
+                Polled::Failed(error) => return Err(error),
+            };
+            if !batch.is_empty() {
+                if let Err(e) = self.chain.on_batch(&mut batch) {
+                    return operator_error(&self.name, e);
+                }
+            }
+            if let Some(barrier) = barrier {
+                if let Err(e) = self.chain.on_barrier(barrier) {
+                    return operator_error(&self.name, e);
+                }
+            }
+            if status == SourceStatus::Exhausted {
+                return match self.chain.on_end() {
+                    Ok(()) => Ok(Step::Done),
+                    Err(e) => operator_error(&self.name, e),
+                };
+            }
+        }
+        let now = self.clock.now();
+        if !ran && !self.deadline.is_some_and(|d| d <= now) {
+            return Ok(Step::Wait(self.deadline));
+        }
+        self.deadline = match self.chain.on_tick(now) {
+            Ok(d) => d,
+            Err(e) => return operator_error(&self.name, e),
+        };
+        Ok(if ran {
+            Step::Ran
+        } else {
+            Step::Wait(self.deadline)
+        })
+    }
+}
+
+/// The loop of a blocking source's own thread: polls, and hands each poll
+/// with something in it to the stage, waiting while the stage is behind.
+pub(crate) fn poll_blocking<T>(
+    name: &str,
+    mut source: Box<dyn Source<T>>,
+    to_stage: Sender<Polled<T>>,
+    waker: Arc<OnceLock<Thread>>,
+    poll_size: usize,
+    aborted: Arc<AtomicBool>,
+) {
+    let wake = || {
+        if let Some(worker) = waker.get() {
+            worker.unpark();
+        }
+    };
+    loop {
+        if aborted.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut batch = Batch::with_capacity(poll_size);
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let status = source.poll(&mut batch, poll_size)?;
+            let barrier = source.barrier()?;
+            Ok::<_, crate::BoxError>((status, barrier))
+        }));
+        let (status, barrier) = match polled {
+            Ok(Ok(polled)) => polled,
+            Ok(Err(error)) => {
+                let error = RuntimeError::Source {
+                    source_name: name.to_string(),
+                    error,
+                };
+                let _ = to_stage.send(Polled::Failed(error));
+                wake();
+                return;
+            }
+            Err(panic) => {
+                let error = RuntimeError::Panicked {
+                    stage: name.to_string(),
+                    message: crate::worker::panic_message(&*panic),
+                };
+                let _ = to_stage.send(Polled::Failed(error));
+                wake();
+                return;
+            }
+        };
+        batch.check();
+        let idle = status == SourceStatus::Idle;
+        if !batch.is_empty() || barrier.is_some() || status == SourceStatus::Exhausted {
+            if to_stage
+                .send(Polled::Events(batch, barrier, status))
+                .is_err()
+            {
+                // The stage has gone: the run stopped.
+                return;
+            }
+            wake();
+        }
+        if status == SourceStatus::Exhausted {
+            return;
+        }
+        if idle {
+            std::thread::sleep(IDLE_WAIT);
+        }
+    }
+}
+
+/// The receiving side of an edge and its fused operators.
+pub(crate) struct ReceiverStage<T> {
+    pub name: String,
+    pub receiver: EdgeReceiver<T>,
+    pub chain: Box<dyn Operator<T>>,
+    pub clock: Arc<dyn Clock>,
+    pub state: Receiving<T>,
+}
+
+impl<T: Send + 'static> Stage for ReceiverStage<T> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn attach(&mut self) {
+        self.receiver.queue.attach_receiver(std::thread::current());
+    }
+
+    fn step(&mut self, outputs: &Outputs<'_>) -> RuntimeResult<Step> {
+        self.state.step(
+            &self.name,
+            &self.receiver,
+            &mut *self.chain,
+            &*self.clock,
+            outputs,
+        )
+    }
+}
+
+/// Drives the fused operators behind an edge on the current thread until
+/// every sender has ended, or until an operator fails: a receiver stage
+/// without a worker (benchmarks, tests).
 pub fn run_receiver<T>(
     name: &str,
     receiver: &EdgeReceiver<T>,
     chain: &mut dyn Operator<T>,
     clock: &dyn Clock,
 ) -> RuntimeResult<()> {
-    let mut deadline: Option<Duration> = None;
-    let mut progress = InputProgress::new(receiver.senders);
-    let mut signalled_idle = false;
-    let mut barrier = Alignment::new(receiver.senders);
+    receiver.queue.attach_receiver(std::thread::current());
+    let mut state = Receiving::new(receiver.senders);
     loop {
-        let envelope = match barrier.replay.pop_front() {
-            Some(envelope) => Ok(envelope),
-            None => match deadline {
-                Some(due) => receiver.rx.recv_timeout(due.saturating_sub(clock.now())),
-                None => receiver
-                    .rx
-                    .recv()
-                    .map_err(|_| RecvTimeoutError::Disconnected),
-            },
-        };
-        let step = match envelope {
-            Ok(envelope) if barrier.blocked[envelope.from] => {
-                barrier.held.push_back(envelope);
-                Ok(())
+        match state.step(name, receiver, chain, clock, &Outputs(&[]))? {
+            Step::Ran => {}
+            Step::Done => return Ok(()),
+            Step::Wait(until) => {
+                let timeout = until.map_or(IDLE_WAIT * 10, |u| u.saturating_sub(clock.now()));
+                std::thread::park_timeout(timeout.min(IDLE_WAIT * 10));
             }
-            Ok(Envelope {
-                from,
-                message,
-                stamp,
-            }) => match message {
-                Message::Batch(mut batch) => {
-                    let size = batch.len();
-                    receiver.metrics.received(size);
-                    signalled_idle = false;
-                    let advanced = progress.active(from);
-                    let started = receiver.feedback.as_ref().map(|_| clock.now());
-                    let result = chain.on_batch(&mut batch);
-                    if let (Some(feedback), Some(started)) = (&receiver.feedback, started) {
-                        let ended = clock.now();
-                        feedback.record(
-                            from,
-                            size,
-                            ended.saturating_sub(started),
-                            ended.saturating_sub(stamp),
-                        );
-                    }
-                    receiver.recycle(batch);
-                    result.and_then(|()| advanced.map_or(Ok(()), |w| chain.on_watermark(w)))
-                }
-                Message::Watermark(w) => {
-                    signalled_idle = false;
-                    progress
-                        .watermark(from, w)
-                        .map_or(Ok(()), |w| chain.on_watermark(w))
-                }
-                Message::Barrier(b) => {
-                    barrier.blocked[from] = true;
-                    barrier.pending = Some(b);
-                    barrier.release(&progress, chain)
-                }
-                Message::Idle => {
-                    let advanced = progress.idle(from);
-                    let result = advanced.map_or(Ok(()), |w| chain.on_watermark(w));
-                    if result.is_ok() && progress.all_idle() && !signalled_idle {
-                        signalled_idle = true;
-                        chain.on_idle()
-                    } else {
-                        result
-                    }
-                }
-                Message::End => {
-                    let advanced = progress.end(from);
-                    let result = advanced
-                        .map_or(Ok(()), |w| chain.on_watermark(w))
-                        // An ended sender no longer holds a barrier back.
-                        .and_then(|()| barrier.release(&progress, chain));
-                    if progress.all_ended() {
-                        return result
-                            .and_then(|()| chain.on_end())
-                            .or_else(|e| operator_error(name, e));
-                    }
-                    // The last active sender ended and the others are idle.
-                    if result.is_ok() && progress.all_idle() && !signalled_idle {
-                        signalled_idle = true;
-                        chain.on_idle()
-                    } else {
-                        result
-                    }
-                }
-            },
-            Err(RecvTimeoutError::Timeout) => Ok(()),
-            // A sender stopped without an end: its stage reports why.
-            Err(RecvTimeoutError::Disconnected) => return Ok(()),
-        };
-        if let Err(e) = step {
-            return operator_error(name, e);
         }
-        deadline = match chain.on_tick(clock.now()) {
-            Ok(d) => d,
-            Err(e) => return operator_error(name, e),
-        };
+    }
+}
+
+/// What a receiver keeps between turns: the senders' progress, barrier
+/// alignment, and the operators' next deadline.
+///
+/// Checkpoint barriers are aligned: once a sender's barrier has come, its
+/// later messages are held back until every other sender (that has not
+/// ended) has sent the barrier too; then the operators get the barrier once,
+/// and the held messages are processed in the order they came.
+pub(crate) struct Receiving<T> {
+    progress: InputProgress,
+    signalled_idle: bool,
+    barrier: Alignment<T>,
+    deadline: Option<Duration>,
+}
+
+impl<T> Receiving<T> {
+    pub(crate) fn new(senders: usize) -> Self {
+        Self {
+            progress: InputProgress::new(senders),
+            signalled_idle: false,
+            barrier: Alignment::new(senders),
+            deadline: None,
+        }
+    }
+
+    /// One turn: up to [`RECEIVER_TURN`] messages, each followed by a tick,
+    /// until an output is full; a tick alone when the deadline has passed.
+    fn step(
+        &mut self,
+        name: &str,
+        receiver: &EdgeReceiver<T>,
+        chain: &mut dyn Operator<T>,
+        clock: &dyn Clock,
+        outputs: &Outputs<'_>,
+    ) -> RuntimeResult<Step> {
+        let mut handled = 0;
+        while handled < RECEIVER_TURN && (handled == 0 || !outputs.full()) {
+            let envelope = match self.barrier.replay.pop_front() {
+                Some(envelope) => envelope,
+                None => match receiver.queue.pop() {
+                    Some(envelope) => envelope,
+                    None => break,
+                },
+            };
+            handled += 1;
+            match self.handle(envelope, receiver, chain, clock) {
+                Ok(true) => {}
+                // Every sender has ended.
+                Ok(false) => {
+                    return match chain.on_end() {
+                        Ok(()) => Ok(Step::Done),
+                        Err(e) => operator_error(name, e),
+                    }
+                }
+                Err(e) => return operator_error(name, e),
+            }
+            self.deadline = match chain.on_tick(clock.now()) {
+                Ok(d) => d,
+                Err(e) => return operator_error(name, e),
+            };
+        }
+        if handled > 0 {
+            return Ok(Step::Ran);
+        }
+        if receiver.queue.disconnected() {
+            // A sender stopped without an end: its stage reports why.
+            return Ok(Step::Done);
+        }
+        let now = clock.now();
+        if self.deadline.is_some_and(|d| d <= now) {
+            self.deadline = match chain.on_tick(now) {
+                Ok(d) => d,
+                Err(e) => return operator_error(name, e),
+            };
+        }
+        Ok(Step::Wait(self.deadline))
+    }
+
+    /// Passes one message to the operators. Returns false once every
+    /// sender has ended (the caller ends the operators).
+    fn handle(
+        &mut self,
+        envelope: Envelope<T>,
+        receiver: &EdgeReceiver<T>,
+        chain: &mut dyn Operator<T>,
+        clock: &dyn Clock,
+    ) -> Result<bool, OperatorError> {
+        if self.barrier.blocked[envelope.from] {
+            self.barrier.held.push_back(envelope);
+            return Ok(true);
+        }
+        let Envelope {
+            from,
+            message,
+            stamp,
+        } = envelope;
+        let progress = &mut self.progress;
+        match message {
+            Message::Batch(mut batch) => {
+                let size = batch.len();
+                receiver.metrics.received(size);
+                self.signalled_idle = false;
+                let advanced = progress.active(from);
+                let started = receiver.feedback.as_ref().map(|_| clock.now());
+                let result = chain.on_batch(&mut batch);
+                if let (Some(feedback), Some(started)) = (&receiver.feedback, started) {
+                    let ended = clock.now();
+                    feedback.record(
+                        from,
+                        size,
+                        ended.saturating_sub(started),
+                        ended.saturating_sub(stamp),
+                    );
+                }
+                receiver.recycle(batch);
+                result.and_then(|()| advanced.map_or(Ok(()), |w| chain.on_watermark(w)))?;
+            }
+            Message::Watermark(w) => {
+                self.signalled_idle = false;
+                progress
+                    .watermark(from, w)
+                    .map_or(Ok(()), |w| chain.on_watermark(w))?;
+            }
+            Message::Barrier(b) => {
+                self.barrier.blocked[from] = true;
+                self.barrier.pending = Some(b);
+                self.barrier.release(progress, chain)?;
+            }
+            Message::Idle => {
+                let advanced = progress.idle(from);
+                advanced.map_or(Ok(()), |w| chain.on_watermark(w))?;
+                if progress.all_idle() && !self.signalled_idle {
+                    self.signalled_idle = true;
+                    chain.on_idle()?;
+                }
+            }
+            Message::End => {
+                let advanced = progress.end(from);
+                advanced.map_or(Ok(()), |w| chain.on_watermark(w))?;
+                // An ended sender no longer holds a barrier back.
+                self.barrier.release(progress, chain)?;
+                if progress.all_ended() {
+                    return Ok(false);
+                }
+                // The last active sender ended and the others are idle.
+                if progress.all_idle() && !self.signalled_idle {
+                    self.signalled_idle = true;
+                    chain.on_idle()?;
+                }
+            }
+        }
+        Ok(true)
     }
 }
 

@@ -99,9 +99,8 @@ pub struct PipelineReport {
 }
 
 impl Pipeline {
-    /// An empty pipeline with the defaults: a channel capacity of 16
-    /// batches per edge, the system clock, and one worker per core for keyed
-    /// work.
+    /// An empty pipeline with the defaults: a queue capacity of 16
+    /// batches per edge, the system clock, and one worker thread per core.
     pub fn new() -> Self {
         let workers = std::thread::available_parallelism().map_or(1, usize::from);
         Self {
@@ -113,9 +112,12 @@ impl Pipeline {
         }
     }
 
-    /// How many workers run keyed work (windows, per-key aggregates); events
-    /// are exchanged between them by key. Default: the machine's cores. Set
-    /// it before building streams. At least 1.
+    /// How many worker threads run the pipeline. Each runs its instance of
+    /// every stage (instance `i` of a parallel stage on worker `i % n`, a
+    /// stage of one instance on worker 0); keyed work (windows, per-key
+    /// aggregates) has one instance per worker, and events are exchanged
+    /// between them by key. Default: the machine's cores. Set it before
+    /// building streams. At least 1.
     ///
     /// ```
     /// let pipeline = sluice::Pipeline::new().with_workers(4);
@@ -132,7 +134,7 @@ impl Pipeline {
         self
     }
 
-    /// The number of workers for keyed work.
+    /// The number of worker threads.
     pub fn workers(&self) -> usize {
         self.plan.borrow().settings.workers
     }
@@ -272,7 +274,7 @@ impl Pipeline {
                         };
                         builder
                             .executor
-                            .spawn_source(&stage, Box::new(source), down);
+                            .spawn_source(&stage, i, Box::new(source), down);
                     }
                     Ok(())
                 },
@@ -298,6 +300,7 @@ impl Pipeline {
             check()?;
         }
         let mut executor = Executor::new(plan.settings.clock.clone());
+        executor.set_workers(plan.settings.workers);
         executor.set_poll_size(plan.poll_size);
         let mut builder = Builder {
             executor,

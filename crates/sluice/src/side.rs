@@ -57,6 +57,7 @@ impl<U: Send + 'static> SideOutput<U> {
                 let name = state.name.clone();
                 builder.executor.spawn_receiver(
                     &format!("{name}-unconsumed"),
+                    0,
                     receiver,
                     Box::new(Unconsumed { name, count: 0 }),
                 );
@@ -123,7 +124,7 @@ impl<U: Send + 'static> SideOutput<U> {
                     side.ensure_edge(builder)?;
                     let receiver = side.state.borrow_mut().receiver.take();
                     if let (Some(receiver), Some(down)) = (receiver, downs.into_iter().next()) {
-                        builder.executor.spawn_receiver(&name, receiver, down);
+                        builder.executor.spawn_receiver(&name, 0, receiver, down);
                     }
                     Ok(())
                 },

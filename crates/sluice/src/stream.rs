@@ -209,7 +209,9 @@ impl<T: Send + 'static> Stream<T> {
                 let Some(down) = downs.into_iter().next() else {
                     return Ok(());
                 };
-                builder.executor.spawn_receiver(&stage_name, receiver, down);
+                builder
+                    .executor
+                    .spawn_receiver(&stage_name, 0, receiver, down);
                 upstream(
                     ends.into_iter()
                         .map(|e| Box::new(e) as Box<dyn Operator<T>>)
@@ -262,6 +264,7 @@ impl<T: Send + 'static> Stream<T> {
                 for (worker, (receiver, down)) in receivers.into_iter().zip(downs).enumerate() {
                     builder.executor.spawn_receiver(
                         &format!("{stage_name}[{worker}]"),
+                        worker,
                         receiver,
                         down,
                     );
@@ -560,7 +563,9 @@ impl<T: Send + 'static> Stream<T> {
                         edge: name.clone(),
                         error,
                     })?;
-                    builder.executor.spawn_receiver(&stage, receiver, down);
+                    builder
+                        .executor
+                        .spawn_receiver(&stage, instance, receiver, down);
                     senders.push(Box::new(sender));
                 }
                 upstream(senders, builder)

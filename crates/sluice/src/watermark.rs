@@ -134,11 +134,23 @@ impl AlignmentGroup {
     }
 
     /// Waits while `watermark` is more than `drift` ahead of the slowest
-    /// other active partition.
-    fn wait_for_others(&self, partition: usize, watermark: Timestamp, drift: i64) {
+    /// other active partition. The worker runs its other stages meanwhile
+    /// (the slowest partition may be one of them); a stopping run ends the
+    /// wait quietly, as if the stage after this one had gone.
+    fn wait_for_others(
+        &self,
+        partition: usize,
+        watermark: Timestamp,
+        drift: i64,
+    ) -> OperatorResult {
         while watermark > self.slowest_other(partition).saturating_add(drift) {
-            std::thread::sleep(Duration::from_micros(50));
+            match sluice_runtime::worker::help() {
+                Ok(true) => {}
+                Ok(false) => std::thread::sleep(Duration::from_micros(50)),
+                Err(_stopping) => return Err(OperatorError::DownstreamGone),
+            }
         }
+        Ok(())
     }
 }
 
@@ -239,7 +251,7 @@ impl<T: Send> Operator<T> for WatermarkGenerator<T> {
         if let (Some((partition, group)), Some(drift)) = (&self.alignment, self.strategy.alignment)
         {
             group.publish(*partition, self.emitted);
-            group.wait_for_others(*partition, self.emitted, millis(drift));
+            group.wait_for_others(*partition, self.emitted, millis(drift))?;
         }
         Ok(())
     }

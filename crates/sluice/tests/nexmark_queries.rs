@@ -1,4 +1,4 @@
-//! Every Nexmark query, run by Sluice with 1 to 3 workers and in both
+//! Every Nexmark query, run by Sluice with 1 to 8 workers and in both
 //! modes, gives the same rows (count and checksum) as a plain
 //! single-threaded loop over the same events.
 
@@ -30,6 +30,7 @@ fn every_query_matches_its_reference() {
             (1, FlushPolicy::Count(1024)),
             (3, FlushPolicy::Count(100)),
             (2, FlushPolicy::EachEvent),
+            (8, FlushPolicy::Count(256)),
         ] {
             assert_eq!(
                 run(name, EVENTS, workers, policy),

@@ -78,7 +78,7 @@ proptest! {
         poll in 1usize..50,
         first in policies(),
         second in unbounded_policies(),
-        workers in 1usize..4,
+        workers in 1usize..9,
     ) {
         let agg = stats();
         let one_pass = agg.finish(&agg.fold(&data));

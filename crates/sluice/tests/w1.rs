@@ -1,5 +1,5 @@
 //! W1 at 1,000,000 events gives the expected checksums (integers exactly,
-//! floats to 1e-9 relative), with 1 and 2 workers, event and micro-batch mode.
+//! floats to 1e-9 relative), with 1, 2, 3 and 8 workers, event, micro-batch and adaptive mode.
 //! The expected figures are those of the shared workloads, computed
 //! independently with numpy (`tests/data/W-expected-1M.json`).
 
@@ -57,7 +57,7 @@ fn assert_matches(got: &W1Checksums, want: &W1Checksums, label: &str) {
 #[test]
 fn w1_checksums_match_in_micro_batch_mode() {
     let want = expected();
-    for workers in [1, 2] {
+    for workers in [1, 2, 3, 8] {
         assert_matches(
             &run(workers, FlushPolicy::Count(4096)),
             &want,
@@ -69,7 +69,7 @@ fn w1_checksums_match_in_micro_batch_mode() {
 #[test]
 fn w1_checksums_match_in_event_mode() {
     let want = expected();
-    for workers in [1, 2] {
+    for workers in [1, 2, 3, 8] {
         assert_matches(
             &run(workers, FlushPolicy::EachEvent),
             &want,
@@ -81,7 +81,7 @@ fn w1_checksums_match_in_event_mode() {
 #[test]
 fn w1_checksums_match_in_adaptive_mode() {
     let want = expected();
-    for workers in [1, 2] {
+    for workers in [1, 2, 3, 8] {
         assert_matches(
             &run(
                 workers,

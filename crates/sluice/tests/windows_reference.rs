@@ -3,7 +3,7 @@
 //!
 //! Random event streams (random keys, disorder, late events, partitions that
 //! run ahead of or behind each other, and end early) run through Sluice with
-//! 1 to 4 workers, every flush policy and random poll sizes. The final
+//! 1 to 8 workers, every flush policy and random poll sizes. The final
 //! results (the highest revision per key and window, retractions applied)
 //! must equal the reference's exactly.
 //!
@@ -280,7 +280,7 @@ proptest! {
             (1i64..5, 1i64..60).prop_map(|(k, d)| Kind::Sliding(k * d, d)),
         ],
         lateness in prop_oneof![Just(0i64), 1i64..300],
-        workers in 1usize..5,
+        workers in 1usize..9,
         poll in 1usize..40,
         policy in policies(),
     ) {
@@ -304,7 +304,7 @@ proptest! {
         events in streams(),
         kind in (1i64..200).prop_map(Kind::Tumbling),
         lateness in 0i64..200,
-        workers in 1usize..4,
+        workers in 1usize..9,
     ) {
         let outcome = run_sluice(&events, kind, lateness, workers, 1, FlushPolicy::EachEvent);
         let watermarks = watermark_before(&events);
@@ -326,7 +326,7 @@ proptest! {
     fn session_and_count_windows_equal_the_reference(
         events in streams(),
         kind in prop_oneof![(1i64..100).prop_map(Kind::Session), (1u64..5).prop_map(Kind::Count)],
-        workers in 1usize..5,
+        workers in 1usize..9,
         poll in 1usize..40,
         policy in policies(),
     ) {

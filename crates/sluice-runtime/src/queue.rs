@@ -1,0 +1,163 @@
+//! The queue of one edge: where its senders leave messages for its
+//! receiver.
+//!
+//! A push never blocks. The queue has a capacity, and a stage whose output
+//! queue is at capacity is not run until the receiver has taken a message
+//! out ([`crate::worker`]): that is the backpressure. A step of a stage may
+//! go over the capacity by what one step produces, never more, so memory
+//! stays bounded without a sender ever waiting inside an operator. Waiting
+//! inside an operator is what would deadlock cooperative workers: the
+//! receiver may be another stage of the same thread.
+//!
+//! Each side wakes the other's worker: a push unparks the receiver's, a pop
+//! that brings the queue below capacity unparks the senders' workers.
+
+use crate::{EdgeMetrics, Envelope};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::thread::Thread;
+
+/// The receiver has gone: nothing sent is read any more.
+#[derive(Debug)]
+pub(crate) struct ReceiverGone;
+
+/// A queue of messages from the senders of one edge to its receiver.
+pub(crate) struct Queue<T> {
+    messages: Mutex<VecDeque<Envelope<T>>>,
+    /// `messages.len()`, readable without the lock.
+    len: AtomicUsize,
+    capacity: usize,
+    /// Senders that have not been dropped.
+    senders: AtomicUsize,
+    receiver_gone: AtomicBool,
+    /// The thread that runs the receiver, once it runs.
+    receiver: OnceLock<Thread>,
+    /// The threads that run senders: woken when there is room again.
+    senders_threads: Mutex<Vec<Thread>>,
+    metrics: Arc<EdgeMetrics>,
+}
+
+impl<T> Queue<T> {
+    pub(crate) fn new(capacity: usize, senders: usize, metrics: Arc<EdgeMetrics>) -> Self {
+        Self {
+            messages: Mutex::new(VecDeque::with_capacity(capacity + 1)),
+            len: AtomicUsize::new(0),
+            capacity: capacity.max(1),
+            senders: AtomicUsize::new(senders),
+            receiver_gone: AtomicBool::new(false),
+            receiver: OnceLock::new(),
+            senders_threads: Mutex::new(Vec::new()),
+            metrics,
+        }
+    }
+
+    /// Appends `envelope`, and wakes the receiver's thread.
+    pub(crate) fn push(&self, envelope: Envelope<T>) -> Result<(), ReceiverGone> {
+        if self.receiver_gone.load(Ordering::SeqCst) {
+            return Err(ReceiverGone);
+        }
+        let before = {
+            let mut messages = self.messages.lock().unwrap_or_else(PoisonError::into_inner);
+            messages.push_back(envelope);
+            self.len.fetch_add(1, Ordering::SeqCst)
+        };
+        if before >= self.capacity {
+            // A thread-per-stage sender would have waited here.
+            self.metrics.blocked();
+        }
+        if let Some(receiver) = self.receiver.get() {
+            receiver.unpark();
+        }
+        Ok(())
+    }
+
+    /// Takes the oldest message out; wakes the senders' threads when the
+    /// queue goes below its capacity.
+    pub(crate) fn pop(&self) -> Option<Envelope<T>> {
+        let (envelope, before) = {
+            let mut messages = self.messages.lock().unwrap_or_else(PoisonError::into_inner);
+            let envelope = messages.pop_front()?;
+            (envelope, self.len.fetch_sub(1, Ordering::SeqCst))
+        };
+        if before == self.capacity {
+            self.wake_senders();
+        }
+        Some(envelope)
+    }
+
+    /// True when every sender has gone and nothing is left to read.
+    pub(crate) fn disconnected(&self) -> bool {
+        self.senders.load(Ordering::SeqCst) == 0 && self.len.load(Ordering::SeqCst) == 0
+    }
+
+    /// The receiver runs on `thread` from now on.
+    pub(crate) fn attach_receiver(&self, thread: Thread) {
+        // Set once: a receiver stage runs on one thread for the whole run.
+        let _ = self.receiver.set(thread);
+        if self.len.load(Ordering::SeqCst) > 0 {
+            if let Some(receiver) = self.receiver.get() {
+                receiver.unpark();
+            }
+        }
+    }
+
+    /// The receiver has been dropped: senders stop, and blocked senders
+    /// wake up to find out.
+    pub(crate) fn close_receiver(&self) {
+        self.receiver_gone.store(true, Ordering::SeqCst);
+        let dropped =
+            std::mem::take(&mut *self.messages.lock().unwrap_or_else(PoisonError::into_inner));
+        self.len.store(0, Ordering::SeqCst);
+        drop(dropped);
+        self.wake_senders();
+    }
+
+    /// A sender has been dropped.
+    pub(crate) fn close_sender(&self) {
+        self.senders.fetch_sub(1, Ordering::SeqCst);
+        if let Some(receiver) = self.receiver.get() {
+            receiver.unpark();
+        }
+    }
+
+    fn wake_senders(&self) {
+        let threads = self
+            .senders_threads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        threads.iter().for_each(Thread::unpark);
+    }
+}
+
+/// What a worker needs of the queues a stage sends to: whether they are
+/// full, and a way to be woken when they have room.
+pub(crate) trait Pressure: Send + Sync {
+    /// True when the queue is at capacity (and its receiver still reads).
+    fn full(&self) -> bool;
+    /// A stage stopped because this queue was full.
+    fn note_blocked(&self);
+    /// Wake `thread` when the queue has room again.
+    fn wake_on_room(&self, thread: Thread);
+}
+
+impl<T: Send> Pressure for Queue<T> {
+    fn full(&self) -> bool {
+        self.len.load(Ordering::SeqCst) >= self.capacity
+            && !self.receiver_gone.load(Ordering::SeqCst)
+    }
+
+    fn note_blocked(&self) {
+        self.metrics.blocked();
+    }
+
+    fn wake_on_room(&self, thread: Thread) {
+        let mut threads = self
+            .senders_threads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !threads.iter().any(|t| t.id() == thread.id()) {
+            threads.push(thread);
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! Workers: one thread runs many stages, cooperatively.
+//!
+//! A worker holds the stages placed on it and runs them in turns. A turn
+//! of a stage is a [`Stage::step`]: a source polls once, a receiver takes
+//! up to a few dozen messages from its queue; both pass what they got
+//! through their fused operators, so a `batch()` edge between two stages of
+//! one worker is a queue that the next turn empties, not a thread hop.
+//!
+//! A stage is not run while one of the queues it sends to is full: its
+//! worker runs its other stages instead (those drain its own input queues),
+//! and parks when no stage can run. Nothing waits inside an operator, so
+//! exchanges between workers cannot deadlock: the dataflow is acyclic, and
+//! the stages at its end (sinks) can always run.
+//!
+//! A worker parks until a queue it reads gets a message, a queue it sends
+//! to gets room, or the earliest deadline of its stages (flush intervals,
+//! idle sources) passes.
+
+use crate::queue::Pressure;
+use crate::{Clock, RuntimeError, RuntimeResult};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// The longest a worker parks without being woken: a bound on any lost
+/// wake-up, and the period at which it sees a stop.
+const MAX_PARK: Duration = Duration::from_millis(10);
+
+/// What a turn of a stage did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// It did work and may have more: run it again soon.
+    Ran,
+    /// It has nothing to do until its input gets a message or the given
+    /// processing time passes.
+    Wait(Option<Duration>),
+    /// It has finished.
+    Done,
+}
+
+/// A stage as a worker runs it.
+pub(crate) trait Stage: Send {
+    /// The stage's name (errors, thread names).
+    fn name(&self) -> &str;
+
+    /// The stage will run on the current thread: queues it reads wake it.
+    fn attach(&mut self) {}
+
+    /// One turn. A turn that could do more stops early once `outputs`
+    /// is full, so that it sends at most one message's worth past a full
+    /// queue.
+    fn step(&mut self, outputs: &Outputs<'_>) -> RuntimeResult<Step>;
+}
+
+/// The queues a stage is known to send to.
+pub(crate) struct Outputs<'a>(pub &'a [Arc<dyn Pressure>]);
+
+impl Outputs<'_> {
+    /// True when one of them is full.
+    pub(crate) fn full(&self) -> bool {
+        self.0.iter().any(|o| o.full())
+    }
+}
+
+/// A stage on a worker, and what its worker knows of it.
+struct Slot {
+    /// `None` while it runs (its turn is on the stack) and once it is done.
+    stage: Option<Box<dyn Stage>>,
+    /// The queues it sends to, learnt from its sends.
+    outputs: Vec<Arc<dyn Pressure>>,
+    /// It was found blocked by a full output at its last turn.
+    blocked: bool,
+}
+
+/// The run's shared state: the stop flag and the first failure.
+#[derive(Clone, Default)]
+pub(crate) struct Shared {
+    pub aborted: Arc<AtomicBool>,
+    pub failure: Arc<Mutex<Option<RuntimeError>>>,
+}
+
+impl Shared {
+    /// Records `error` if it is the first, and stops the run.
+    pub(crate) fn fail(&self, error: RuntimeError) {
+        self.failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert(error);
+        self.aborted.store(true, Ordering::SeqCst);
+    }
+
+    fn aborted(&self) -> bool {
+        self.aborted.load(Ordering::SeqCst)
+    }
+}
+
+/// The worker of the current thread.
+struct Worker {
+    slots: Vec<Slot>,
+    /// Queues that stages sent to during the turns on the stack, in order:
+    /// each turn takes those above the mark it started with.
+    learnt: Vec<Arc<dyn Pressure>>,
+    shared: Shared,
+}
+
+thread_local! {
+    static WORKER: RefCell<Option<Worker>> = const { RefCell::new(None) };
+}
+
+/// Records that the stage running on this thread sends to `queue`. Returns
+/// false outside a worker's turn (at build time), when nothing is recorded.
+pub(crate) fn learn_output(queue: Arc<dyn Pressure>) -> bool {
+    WORKER.with(|worker| {
+        let Ok(mut worker) = worker.try_borrow_mut() else {
+            return false;
+        };
+        let Some(worker) = worker.as_mut() else {
+            return false;
+        };
+        queue.wake_on_room(std::thread::current());
+        worker.learnt.push(queue);
+        true
+    })
+}
+
+/// Runs one turn of every other stage of this thread's worker that can
+/// run, for an operator that must wait for something another stage does
+/// (watermark alignment). Returns whether one did work; `Err` when the run
+/// is stopping. Outside a worker it does nothing.
+pub fn help() -> Result<bool, Stopping> {
+    let Some(slots) = WORKER.with(|w| w.borrow().as_ref().map(|w| w.slots.len())) else {
+        return Ok(false);
+    };
+    let mut ran = false;
+    for index in 0..slots {
+        ran |= turn(index) == Some(Step::Ran);
+        if WORKER.with(|w| w.borrow().as_ref().is_some_and(|w| w.shared.aborted())) {
+            return Err(Stopping);
+        }
+    }
+    Ok(ran)
+}
+
+/// The run is stopping: another stage failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopping;
+
+impl std::fmt::Display for Stopping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the run is stopping")
+    }
+}
+
+impl std::error::Error for Stopping {}
+
+/// What a turn finds in a slot.
+enum Taken {
+    /// No stage to run: done, or its turn is already on the stack.
+    Absent,
+    /// An output of the stage is full.
+    Blocked,
+    /// The stage and its outputs, taken out for its turn, and the mark of
+    /// `learnt`.
+    Stage(Box<dyn Stage>, Vec<Arc<dyn Pressure>>, usize),
+}
+
+/// One turn of the stage in slot `index`, if it can run. A failure is
+/// recorded in the run's shared state (and reported as `Done`).
+fn turn(index: usize) -> Option<Step> {
+    let taken = WORKER.with(|worker| {
+        let mut worker = worker.borrow_mut();
+        let Some(worker) = worker.as_mut() else {
+            return Taken::Absent;
+        };
+        let mark = worker.learnt.len();
+        let Some(slot) = worker.slots.get_mut(index) else {
+            return Taken::Absent;
+        };
+        if slot.stage.is_none() {
+            return Taken::Absent;
+        }
+        let mut full = slot.outputs.iter().filter(|o| o.full()).peekable();
+        if full.peek().is_some() {
+            if !slot.blocked {
+                full.for_each(|o| o.note_blocked());
+            }
+            slot.blocked = true;
+            return Taken::Blocked;
+        }
+        slot.blocked = false;
+        let outputs = std::mem::take(&mut slot.outputs);
+        slot.stage
+            .take()
+            .map_or(Taken::Absent, |stage| Taken::Stage(stage, outputs, mark))
+    });
+    let (mut stage, mut outputs, mark) = match taken {
+        Taken::Absent => return None,
+        // Woken when the full output has room.
+        Taken::Blocked => return Some(Step::Wait(None)),
+        Taken::Stage(stage, outputs, mark) => (stage, outputs, mark),
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        stage.step(&Outputs(&outputs))
+    }))
+    .unwrap_or_else(|panic| {
+        Err(RuntimeError::Panicked {
+            stage: stage.name().to_string(),
+            message: panic_message(&*panic),
+        })
+    });
+    WORKER.with(|worker| {
+        let mut worker = worker.borrow_mut();
+        let worker = worker.as_mut()?;
+        outputs.extend(worker.learnt.drain(mark..));
+        let step = match result {
+            Ok(step) => step,
+            Err(error) => {
+                worker.shared.fail(error);
+                Step::Done
+            }
+        };
+        let slot = worker.slots.get_mut(index)?;
+        slot.outputs = outputs;
+        if step != Step::Done {
+            slot.stage = Some(stage);
+        }
+        Some(step)
+    })
+}
+
+/// Runs `stages` on the current thread until all are done or the run
+/// stops. Failures go to `shared`.
+pub(crate) fn run(stages: Vec<Box<dyn Stage>>, clock: &dyn Clock, shared: Shared) {
+    let slots = stages
+        .into_iter()
+        .map(|mut stage| {
+            stage.attach();
+            Slot {
+                stage: Some(stage),
+                outputs: Vec::new(),
+                blocked: false,
+            }
+        })
+        .collect::<Vec<_>>();
+    let count = slots.len();
+    WORKER.with(|worker| {
+        *worker.borrow_mut() = Some(Worker {
+            slots,
+            learnt: Vec::new(),
+            shared: shared.clone(),
+        });
+    });
+    loop {
+        if shared.aborted() {
+            break;
+        }
+        let mut ran = false;
+        let mut live = false;
+        let mut wake: Option<Duration> = None;
+        for index in 0..count {
+            match turn(index) {
+                None | Some(Step::Done) => {}
+                Some(Step::Ran) => {
+                    ran = true;
+                    live = true;
+                }
+                Some(Step::Wait(until)) => {
+                    live = true;
+                    if let Some(until) = until {
+                        wake = Some(wake.map_or(until, |w| w.min(until)));
+                    }
+                }
+            }
+        }
+        if !live {
+            break;
+        }
+        if !ran {
+            let timeout = wake
+                .map_or(MAX_PARK, |until| until.saturating_sub(clock.now()))
+                .min(MAX_PARK);
+            if !timeout.is_zero() {
+                std::thread::park_timeout(timeout);
+            }
+        }
+    }
+    // Dropping the stages closes their queues: stages of other workers
+    // that wait for them see the run end.
+    let worker = WORKER.with(|worker| worker.borrow_mut().take());
+    drop(worker);
+}
+
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
+}
