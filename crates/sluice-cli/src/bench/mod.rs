@@ -5,6 +5,7 @@
 mod adaptive;
 mod latency;
 mod report;
+mod scaling;
 mod workloads;
 
 use anyhow::{bail, Context, Result};
@@ -42,6 +43,10 @@ pub enum Workload {
     /// The adaptive flush policy against fixed ones, under light,
     /// saturating, light and bursty load: throughput and latency per phase.
     Adaptive,
+    /// The speed-up from workers: W1, Nexmark q0-q2, q5, q7 and the filter +
+    /// window pipeline file with 1, 2, ... `--workers` workers, each run
+    /// checked; a table of events/s and the ratio to one worker.
+    Scaling,
 }
 
 impl Workload {
@@ -71,7 +76,7 @@ pub enum Mode {
 }
 
 /// Options of `sluice bench`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// The workload.
     #[arg(value_enum)]
@@ -119,6 +124,10 @@ pub struct BenchArgs {
     /// Adaptive workload: where to write its figures as CSV.
     #[arg(long, default_value = "bench-adaptive.csv")]
     csv: std::path::PathBuf,
+    /// Scaling workload: JSON lines through the pipeline file (its input is
+    /// written once to target/bench-pipeline/).
+    #[arg(long, default_value_t = 10_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pipeline_events: u64,
 }
 
 impl BenchArgs {
@@ -143,8 +152,10 @@ impl BenchArgs {
 
 /// Runs the benchmark and prints its report.
 pub fn run(args: &BenchArgs) -> Result<()> {
-    if args.workload == Workload::Adaptive {
-        return adaptive::run(args);
+    match args.workload {
+        Workload::Adaptive => return adaptive::run(args),
+        Workload::Scaling => return scaling::run(args),
+        _ => {}
     }
     let mut report = Report::new(args);
     match args.workload {

@@ -33,6 +33,11 @@ impl Report {
         }
     }
 
+    /// A figure already set, as a number.
+    pub fn number(&self, name: &str) -> Option<f64> {
+        self.fields.get(name).and_then(Value::as_f64)
+    }
+
     pub fn set(&mut self, name: &str, value: Value) {
         self.fields.insert(name.to_string(), value);
     }
