@@ -126,9 +126,21 @@ impl NatsServer {
     pub fn cluster(size: usize) -> Result<Self, NatsError> {
         let binary = find_binary()?;
         let dir = scratch_dir()?;
-        let ports: Vec<(u16, u16, u16)> = (0..size)
-            .map(|_| Ok((free_port()?, free_port()?, free_port()?)))
-            .collect::<Result<_, NatsError>>()?;
+        // Every port is held open until all are chosen, so that no two of
+        // them are the same (a port closed at once may be handed out again).
+        let listeners = (0..3 * size)
+            .map(|_| {
+                TcpListener::bind("127.0.0.1:0")
+                    .map_err(|e| NatsError::Server(format!("no free loopback port: {e}")))
+            })
+            .collect::<Result<Vec<_>, NatsError>>()?;
+        let free = listeners
+            .iter()
+            .map(|l| l.local_addr().map(|a| a.port()))
+            .collect::<Result<Vec<u16>, _>>()
+            .map_err(|e| NatsError::Server(format!("no free loopback port: {e}")))?;
+        drop(listeners);
+        let ports: Vec<(u16, u16, u16)> = free.chunks(3).map(|p| (p[0], p[1], p[2])).collect();
         let mut nodes = Vec::new();
         for (i, (port, monitor, route)) in ports.iter().enumerate() {
             let name = format!("n{}", i + 1);

@@ -207,7 +207,11 @@ impl<T: Send + 'static> Outbox<T> {
     /// sender's stage while the queue is full.
     fn send(&mut self, message: Message<T>) -> OperatorResult {
         if !self.learnt {
-            self.learnt = crate::worker::learn_output(self.queue.clone());
+            self.learnt = crate::worker::hold_stage(self.queue.clone());
+            if !self.learnt && !crate::worker::on_worker() {
+                // No worker holds this sender back: it waits itself.
+                self.queue.wait_for_room();
+            }
         }
         let stamp = match message {
             Message::Batch(_) => self.oldest,

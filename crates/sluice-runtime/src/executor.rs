@@ -4,6 +4,7 @@ use crate::{
     Clock, EdgeMetrics, EdgeReceiver, EdgeSnapshot, Operator, RuntimeError, RuntimeResult, Source,
 };
 use sluice_core::Batch;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -94,13 +95,16 @@ impl Executor {
             // the stage is behind.
             let (to_stage, polled) = crossbeam_channel::bounded::<Polled<T>>(1);
             let waker = Arc::new(OnceLock::new());
+            let gone = Arc::new(AtomicBool::new(false));
             let stage = IoSourceStage {
                 name: name.to_string(),
                 polled,
                 chain,
                 clock: self.clock.clone(),
                 deadline: None,
+                ticked: None,
                 waker: waker.clone(),
+                gone: gone.clone(),
             };
             self.stages.push((worker, Box::new(stage)));
             let poll_size = self.poll_size;
@@ -114,7 +118,8 @@ impl Executor {
                         to_stage,
                         waker,
                         poll_size,
-                        shared.aborted,
+                        gone,
+                        shared,
                     );
                 }),
             ));
@@ -128,7 +133,7 @@ impl Executor {
             poll_size: self.poll_size,
             buffer: Batch::with_capacity(self.poll_size),
             deadline: None,
-            idle_until: None,
+            idle: None,
         };
         self.stages.push((worker, Box::new(stage)));
     }

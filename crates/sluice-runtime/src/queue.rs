@@ -3,15 +3,17 @@
 //!
 //! A push never blocks. The queue has a capacity, and a stage whose output
 //! queue is at capacity is not run until the receiver has taken a message
-//! out ([`crate::worker`]): that is the backpressure. A step of a stage may
-//! go over the capacity by what one step produces, never more, so memory
-//! stays bounded without a sender ever waiting inside an operator. Waiting
+//! out ([`crate::worker`]): that is the backpressure. A turn of a stage may
+//! go over the capacity by what one poll or one input message produces
+//! (every sender of the queue may, once), so memory stays bounded without
+//! a sender ever waiting inside an operator. Waiting
 //! inside an operator is what would deadlock cooperative workers: the
 //! receiver may be another stage of the same thread.
 //!
 //! Each side wakes the other's worker: a push unparks the receiver's, a pop
 //! that brings the queue below capacity unparks the senders' workers.
 
+use crate::worker::Hold;
 use crate::{EdgeMetrics, Envelope};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -130,34 +132,38 @@ impl<T> Queue<T> {
     }
 }
 
-/// What a worker needs of the queues a stage sends to: whether they are
-/// full, and a way to be woken when they have room.
-pub(crate) trait Pressure: Send + Sync {
-    /// True when the queue is at capacity (and its receiver still reads).
-    fn full(&self) -> bool;
-    /// A stage stopped because this queue was full.
-    fn note_blocked(&self);
-    /// Wake `thread` when the queue has room again.
-    fn wake_on_room(&self, thread: Thread);
-}
-
-impl<T: Send> Pressure for Queue<T> {
-    fn full(&self) -> bool {
+impl<T: Send> Hold for Queue<T> {
+    /// Full, and its receiver still reads.
+    fn holds(&self) -> bool {
         self.len.load(Ordering::SeqCst) >= self.capacity
             && !self.receiver_gone.load(Ordering::SeqCst)
     }
 
-    fn note_blocked(&self) {
+    fn note_held(&self) {
         self.metrics.blocked();
     }
 
-    fn wake_on_room(&self, thread: Thread) {
+    fn wake_on_release(&self, thread: Thread) {
         let mut threads = self
             .senders_threads
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if !threads.iter().any(|t| t.id() == thread.id()) {
             threads.push(thread);
+        }
+    }
+}
+
+impl<T: Send> Queue<T> {
+    /// Waits on this thread until the queue has room: for senders outside
+    /// a worker (benchmarks, tests), which nothing else holds back.
+    pub(crate) fn wait_for_room(&self) {
+        if !self.holds() {
+            return;
+        }
+        self.wake_on_release(std::thread::current());
+        while self.holds() {
+            std::thread::park_timeout(std::time::Duration::from_millis(10));
         }
     }
 }

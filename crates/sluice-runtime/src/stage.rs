@@ -11,7 +11,7 @@
 //! with [`Source::blocking`]; it is polled on a thread of its own, which
 //! hands what it read to its stage.
 
-use crate::worker::{Outputs, Stage, Step};
+use crate::worker::{Outputs, Shared, Stage, Step};
 use crate::{
     Barrier, Clock, EdgeReceiver, Envelope, InputProgress, Message, Operator, OperatorError,
     OperatorResult, RuntimeError, RuntimeResult, Source, SourceStatus,
@@ -22,7 +22,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long an idle source waits before polling again, at most.
 const IDLE_WAIT: Duration = Duration::from_millis(1);
@@ -60,8 +60,10 @@ pub(crate) struct SourceStage<T> {
     pub buffer: Batch<T>,
     /// The operators' next deadline.
     pub deadline: Option<Duration>,
-    /// The source said it had nothing: poll again at this time.
-    pub idle_until: Option<Duration>,
+    /// The source said it had nothing: poll again once this much real time
+    /// has passed since then (real time, so that a simulated clock that
+    /// stands still does not stop the polls).
+    pub idle: Option<(Instant, Duration)>,
 }
 
 impl<T> SourceStage<T> {
@@ -73,17 +75,27 @@ impl<T> SourceStage<T> {
     }
 }
 
+/// The processing time at which `wait` of real time will have passed.
+fn after(clock: &dyn Clock, wait: Duration) -> Option<Duration> {
+    Some(clock.now().saturating_add(wait))
+}
+
 impl<T: Send + 'static> Stage for SourceStage<T> {
     fn name(&self) -> &str {
         &self.name
     }
 
     fn step(&mut self, _outputs: &Outputs<'_>) -> RuntimeResult<Step> {
-        if let Some(until) = self.idle_until {
-            if self.clock.now() < until {
-                return Ok(Step::Wait(earliest(Some(until), self.deadline)));
+        if let Some((since, wait)) = self.idle {
+            let left = wait.saturating_sub(since.elapsed());
+            let now = self.clock.now();
+            if !left.is_zero() && !self.deadline.is_some_and(|d| d <= now) {
+                return Ok(Step::Wait(earliest(
+                    after(&*self.clock, left),
+                    self.deadline,
+                )));
             }
-            self.idle_until = None;
+            self.idle = None;
         }
         let status = self
             .source
@@ -119,38 +131,46 @@ impl<T: Send + 'static> Stage for SourceStage<T> {
                     .deadline
                     .map_or(IDLE_WAIT, |d| d.saturating_sub(now))
                     .min(IDLE_WAIT);
-                self.idle_until = Some(now + wait);
+                self.idle = Some((Instant::now(), wait));
             }
         }
         self.deadline = match self.chain.on_tick(now) {
             Ok(d) => d,
             Err(e) => return operator_error(&self.name, e),
         };
-        Ok(match self.idle_until {
-            Some(until) => Step::Wait(earliest(Some(until), self.deadline)),
+        Ok(match self.idle {
+            Some((_, wait)) => Step::Wait(earliest(after(&*self.clock, wait), self.deadline)),
             None => Step::Ran,
         })
     }
 }
 
-/// What the thread of a blocking source hands to its stage.
-pub(crate) enum Polled<T> {
-    /// Events (maybe none), a barrier after them, and the source's status.
-    Events(Batch<T>, Option<Barrier>, SourceStatus),
-    /// The source failed.
-    Failed(RuntimeError),
-}
+/// What the thread of a blocking source hands to its stage: events (maybe
+/// none), a barrier after them, and the source's status.
+pub(crate) struct Polled<T>(Batch<T>, Option<Barrier>, SourceStatus);
 
 /// A blocking source's stage: what its thread read, through the fused
-/// operators.
+/// operators. It ticks them at least every [`IDLE_WAIT`] of real time, as
+/// a source stage that polls does, so that an input with nothing to read
+/// is found idle.
 pub(crate) struct IoSourceStage<T> {
     pub name: String,
     pub polled: Receiver<Polled<T>>,
     pub chain: Box<dyn Operator<T>>,
     pub clock: Arc<dyn Clock>,
     pub deadline: Option<Duration>,
+    /// When the operators were last ticked (real time).
+    pub ticked: Option<Instant>,
     /// Where the source's thread finds the worker to wake.
     pub waker: Arc<OnceLock<Thread>>,
+    /// Set when the stage is dropped: the source's thread stops.
+    pub gone: Arc<AtomicBool>,
+}
+
+impl<T> Drop for IoSourceStage<T> {
+    fn drop(&mut self) {
+        self.gone.store(true, Ordering::SeqCst);
+    }
 }
 
 impl<T: 'static + Send> Stage for IoSourceStage<T> {
@@ -166,15 +186,12 @@ impl<T: 'static + Send> Stage for IoSourceStage<T> {
         let polled = match self.polled.try_recv() {
             Ok(polled) => Some(polled),
             Err(TryRecvError::Empty) => None,
-            // The source's thread stopped without an end: the run stops.
+            // The source's thread stopped without an end: it recorded why.
             Err(TryRecvError::Disconnected) => return Ok(Step::Done),
         };
         let ran = polled.is_some();
         if let Some(polled) = polled {
-            let (mut batch, barrier, status) = match polled {
-                Polled::Events(batch, barrier, status) => (batch, barrier, status),
-                Polled::Failed(error) => return Err(error),
-            };
+            let Polled(mut batch, barrier, status) = polled;
             if !batch.is_empty() {
                 if let Err(e) = self.chain.on_batch(&mut batch) {
                     return operator_error(&self.name, e);
@@ -193,9 +210,16 @@ impl<T: 'static + Send> Stage for IoSourceStage<T> {
             }
         }
         let now = self.clock.now();
-        if !ran && !self.deadline.is_some_and(|d| d <= now) {
-            return Ok(Step::Wait(self.deadline));
+        let since = self.ticked.map_or(IDLE_WAIT, |t| t.elapsed());
+        let due = self.deadline.is_some_and(|d| d <= now) || since >= IDLE_WAIT;
+        if !ran && !due {
+            let left = IDLE_WAIT.saturating_sub(since);
+            return Ok(Step::Wait(earliest(
+                after(&*self.clock, left),
+                self.deadline,
+            )));
         }
+        self.ticked = Some(Instant::now());
         self.deadline = match self.chain.on_tick(now) {
             Ok(d) => d,
             Err(e) => return operator_error(&self.name, e),
@@ -203,20 +227,23 @@ impl<T: 'static + Send> Stage for IoSourceStage<T> {
         Ok(if ran {
             Step::Ran
         } else {
-            Step::Wait(self.deadline)
+            Step::Wait(earliest(after(&*self.clock, IDLE_WAIT), self.deadline))
         })
     }
 }
 
 /// The loop of a blocking source's own thread: polls, and hands each poll
 /// with something in it to the stage, waiting while the stage is behind.
+/// It stops when the source ends or fails (recording the failure), when
+/// the stage has gone, or when the run stops.
 pub(crate) fn poll_blocking<T>(
     name: &str,
     mut source: Box<dyn Source<T>>,
     to_stage: Sender<Polled<T>>,
     waker: Arc<OnceLock<Thread>>,
     poll_size: usize,
-    aborted: Arc<AtomicBool>,
+    gone: Arc<AtomicBool>,
+    shared: Shared,
 ) {
     let wake = || {
         if let Some(worker) = waker.get() {
@@ -224,7 +251,7 @@ pub(crate) fn poll_blocking<T>(
         }
     };
     loop {
-        if aborted.load(Ordering::SeqCst) {
+        if shared.aborted.load(Ordering::SeqCst) || gone.load(Ordering::SeqCst) {
             return;
         }
         let mut batch = Batch::with_capacity(poll_size);
@@ -236,20 +263,18 @@ pub(crate) fn poll_blocking<T>(
         let (status, barrier) = match polled {
             Ok(Ok(polled)) => polled,
             Ok(Err(error)) => {
-                let error = RuntimeError::Source {
+                shared.fail(RuntimeError::Source {
                     source_name: name.to_string(),
                     error,
-                };
-                let _ = to_stage.send(Polled::Failed(error));
+                });
                 wake();
                 return;
             }
             Err(panic) => {
-                let error = RuntimeError::Panicked {
+                shared.fail(RuntimeError::Panicked {
                     stage: name.to_string(),
                     message: crate::worker::panic_message(&*panic),
-                };
-                let _ = to_stage.send(Polled::Failed(error));
+                });
                 wake();
                 return;
             }
@@ -257,10 +282,7 @@ pub(crate) fn poll_blocking<T>(
         batch.check();
         let idle = status == SourceStatus::Idle;
         if !batch.is_empty() || barrier.is_some() || status == SourceStatus::Exhausted {
-            if to_stage
-                .send(Polled::Events(batch, barrier, status))
-                .is_err()
-            {
+            if to_stage.send(Polled(batch, barrier, status)).is_err() {
                 // The stage has gone: the run stopped.
                 return;
             }

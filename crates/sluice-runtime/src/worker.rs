@@ -15,12 +15,17 @@
 //! A worker parks until a queue it reads gets a message, a queue it sends
 //! to gets room, or the earliest deadline of its stages (flush intervals,
 //! idle sources) passes.
+//!
+//! An operator that must wait for something another stage does (watermark
+//! alignment: a partition ahead waits for the slowest) does not wait in
+//! its call: it returns, and holds its stage back with a [`Hold`] until the
+//! condition clears; the worker runs its other stages meanwhile.
 
-use crate::queue::Pressure;
 use crate::{Clock, RuntimeError, RuntimeResult};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::Thread;
 use std::time::Duration;
 
 /// The longest a worker parks without being woken: a bound on any lost
@@ -53,13 +58,26 @@ pub(crate) trait Stage: Send {
     fn step(&mut self, outputs: &Outputs<'_>) -> RuntimeResult<Step>;
 }
 
-/// The queues a stage is known to send to.
-pub(crate) struct Outputs<'a>(pub &'a [Arc<dyn Pressure>]);
+/// What holds a stage back: its worker does not run the stage while
+/// [`Hold::holds`] is true. A full output queue is one; an operator can add
+/// its own with [`hold_stage`].
+pub trait Hold: Send + Sync {
+    /// True while the stage must not run.
+    fn holds(&self) -> bool;
+    /// Wake `thread` when the hold may have cleared.
+    fn wake_on_release(&self, thread: Thread);
+    /// The stage was found held (a queue counts it as a blocked send).
+    fn note_held(&self) {}
+}
+
+/// What holds a stage back: the queues it is known to send to, and the
+/// holds of its operators.
+pub(crate) struct Outputs<'a>(pub &'a [Arc<dyn Hold>]);
 
 impl Outputs<'_> {
-    /// True when one of them is full.
+    /// True when one of them holds (an output is full).
     pub(crate) fn full(&self) -> bool {
-        self.0.iter().any(|o| o.full())
+        self.0.iter().any(|o| o.holds())
     }
 }
 
@@ -67,8 +85,9 @@ impl Outputs<'_> {
 struct Slot {
     /// `None` while it runs (its turn is on the stack) and once it is done.
     stage: Option<Box<dyn Stage>>,
-    /// The queues it sends to, learnt from its sends.
-    outputs: Vec<Arc<dyn Pressure>>,
+    /// The queues it sends to, learnt from its sends, and its operators'
+    /// holds.
+    outputs: Vec<Arc<dyn Hold>>,
     /// It was found blocked by a full output at its last turn.
     blocked: bool,
 }
@@ -100,7 +119,7 @@ struct Worker {
     slots: Vec<Slot>,
     /// Queues that stages sent to during the turns on the stack, in order:
     /// each turn takes those above the mark it started with.
-    learnt: Vec<Arc<dyn Pressure>>,
+    learnt: Vec<Arc<dyn Hold>>,
     shared: Shared,
 }
 
@@ -108,9 +127,12 @@ thread_local! {
     static WORKER: RefCell<Option<Worker>> = const { RefCell::new(None) };
 }
 
-/// Records that the stage running on this thread sends to `queue`. Returns
-/// false outside a worker's turn (at build time), when nothing is recorded.
-pub(crate) fn learn_output(queue: Arc<dyn Pressure>) -> bool {
+/// Holds the stage running on this thread back while `hold` holds: its
+/// worker will not give it a turn until then. For an operator that must
+/// wait for another stage: it returns instead of waiting, after calling
+/// this once. Returns false outside a worker's turn, when nothing is
+/// recorded (the caller must then wait by itself).
+pub fn hold_stage(hold: Arc<dyn Hold>) -> bool {
     WORKER.with(|worker| {
         let Ok(mut worker) = worker.try_borrow_mut() else {
             return false;
@@ -118,41 +140,16 @@ pub(crate) fn learn_output(queue: Arc<dyn Pressure>) -> bool {
         let Some(worker) = worker.as_mut() else {
             return false;
         };
-        queue.wake_on_room(std::thread::current());
-        worker.learnt.push(queue);
+        hold.wake_on_release(std::thread::current());
+        worker.learnt.push(hold);
         true
     })
 }
 
-/// Runs one turn of every other stage of this thread's worker that can
-/// run, for an operator that must wait for something another stage does
-/// (watermark alignment). Returns whether one did work; `Err` when the run
-/// is stopping. Outside a worker it does nothing.
-pub fn help() -> Result<bool, Stopping> {
-    let Some(slots) = WORKER.with(|w| w.borrow().as_ref().map(|w| w.slots.len())) else {
-        return Ok(false);
-    };
-    let mut ran = false;
-    for index in 0..slots {
-        ran |= turn(index) == Some(Step::Ran);
-        if WORKER.with(|w| w.borrow().as_ref().is_some_and(|w| w.shared.aborted())) {
-            return Err(Stopping);
-        }
-    }
-    Ok(ran)
+/// True on a worker's thread.
+pub(crate) fn on_worker() -> bool {
+    WORKER.with(|worker| worker.try_borrow().map_or(true, |w| w.is_some()))
 }
-
-/// The run is stopping: another stage failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stopping;
-
-impl std::fmt::Display for Stopping {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the run is stopping")
-    }
-}
-
-impl std::error::Error for Stopping {}
 
 /// What a turn finds in a slot.
 enum Taken {
@@ -162,7 +159,7 @@ enum Taken {
     Blocked,
     /// The stage and its outputs, taken out for its turn, and the mark of
     /// `learnt`.
-    Stage(Box<dyn Stage>, Vec<Arc<dyn Pressure>>, usize),
+    Stage(Box<dyn Stage>, Vec<Arc<dyn Hold>>, usize),
 }
 
 /// One turn of the stage in slot `index`, if it can run. A failure is
@@ -180,10 +177,10 @@ fn turn(index: usize) -> Option<Step> {
         if slot.stage.is_none() {
             return Taken::Absent;
         }
-        let mut full = slot.outputs.iter().filter(|o| o.full()).peekable();
+        let mut full = slot.outputs.iter().filter(|o| o.holds()).peekable();
         if full.peek().is_some() {
             if !slot.blocked {
-                full.for_each(|o| o.note_blocked());
+                full.for_each(|o| o.note_held());
             }
             slot.blocked = true;
             return Taken::Blocked;

@@ -14,8 +14,10 @@ use crate::ops::Downstream;
 use crate::side::SideOutput;
 use crate::Stream;
 use sluice_core::{Batch, Timestamp, MAX_TIMESTAMP, MIN_TIMESTAMP};
+use sluice_runtime::worker::Hold;
 use sluice_runtime::{Clock, Operator, OperatorError, OperatorResult};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::Thread;
 use std::time::Duration;
 
 /// What to do with an event time too far in the future.
@@ -105,6 +107,8 @@ impl WatermarkStrategy {
 pub(crate) struct AlignmentGroup {
     /// Per partition; `MAX_TIMESTAMP` for idle or ended partitions.
     watermarks: Vec<std::sync::atomic::AtomicI64>,
+    /// The workers of partitions held back, woken when a watermark moves.
+    waiting: Mutex<Vec<Thread>>,
 }
 
 impl AlignmentGroup {
@@ -113,12 +117,20 @@ impl AlignmentGroup {
             watermarks: (0..partitions)
                 .map(|_| std::sync::atomic::AtomicI64::new(MIN_TIMESTAMP))
                 .collect(),
+            waiting: Mutex::new(Vec::new()),
         }
     }
 
     fn publish(&self, partition: usize, watermark: Timestamp) {
         if let Some(w) = self.watermarks.get(partition) {
-            w.store(watermark, std::sync::atomic::Ordering::Release);
+            let before = w.swap(watermark, std::sync::atomic::Ordering::SeqCst);
+            if before != watermark {
+                self.waiting
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .iter()
+                    .for_each(Thread::unpark);
+            }
         }
     }
 
@@ -128,29 +140,47 @@ impl AlignmentGroup {
             .iter()
             .enumerate()
             .filter(|(i, _)| *i != partition)
-            .map(|(_, w)| w.load(std::sync::atomic::Ordering::Acquire))
+            .map(|(_, w)| w.load(std::sync::atomic::Ordering::SeqCst))
             .min()
             .unwrap_or(MAX_TIMESTAMP)
     }
 
-    /// Waits while `watermark` is more than `drift` ahead of the slowest
-    /// other active partition. The worker runs its other stages meanwhile
-    /// (the slowest partition may be one of them); a stopping run ends the
-    /// wait quietly, as if the stage after this one had gone.
-    fn wait_for_others(
-        &self,
-        partition: usize,
-        watermark: Timestamp,
-        drift: i64,
-    ) -> OperatorResult {
-        while watermark > self.slowest_other(partition).saturating_add(drift) {
-            match sluice_runtime::worker::help() {
-                Ok(true) => {}
-                Ok(false) => std::thread::sleep(Duration::from_micros(50)),
-                Err(_stopping) => return Err(OperatorError::DownstreamGone),
-            }
+    /// True while `partition` is more than `drift` ahead of the slowest
+    /// other active partition.
+    fn ahead(&self, partition: usize, drift: i64) -> bool {
+        let Some(own) = self.watermarks.get(partition) else {
+            return false;
+        };
+        let own = own.load(std::sync::atomic::Ordering::SeqCst);
+        // An idle partition (at the end of time for the others) is polled
+        // to find out whether it has events again.
+        own != MAX_TIMESTAMP && own > self.slowest_other(partition).saturating_add(drift)
+    }
+}
+
+/// Holds a partition's source stage back while it is too far ahead: its
+/// worker runs its other stages (the slowest partition may be one of them)
+/// and polls this source again once the others have caught up.
+struct AlignmentHold {
+    group: Arc<AlignmentGroup>,
+    partition: usize,
+    drift: i64,
+}
+
+impl Hold for AlignmentHold {
+    fn holds(&self) -> bool {
+        self.group.ahead(self.partition, self.drift)
+    }
+
+    fn wake_on_release(&self, thread: Thread) {
+        let mut waiting = self
+            .group
+            .waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !waiting.iter().any(|t| t.id() == thread.id()) {
+            waiting.push(thread);
         }
-        Ok(())
     }
 }
 
@@ -181,6 +211,8 @@ pub(crate) struct WatermarkGenerator<T> {
     rejects: Batch<RejectedEvent<T>>,
     /// This partition's index and its group, when aligned.
     alignment: Option<(usize, Arc<AlignmentGroup>)>,
+    /// The worker holds this partition's stage back while it is ahead.
+    held: bool,
     kept: Batch<T>,
     down: Downstream<T>,
 }
@@ -251,7 +283,22 @@ impl<T: Send> Operator<T> for WatermarkGenerator<T> {
         if let (Some((partition, group)), Some(drift)) = (&self.alignment, self.strategy.alignment)
         {
             group.publish(*partition, self.emitted);
-            group.wait_for_others(*partition, self.emitted, millis(drift))?;
+            let drift = millis(drift);
+            if !self.held {
+                // From now on the worker does not poll this partition while
+                // it is ahead: waiting here would hold up the worker.
+                self.held = sluice_runtime::worker::hold_stage(Arc::new(AlignmentHold {
+                    group: group.clone(),
+                    partition: *partition,
+                    drift,
+                }));
+            }
+            if !self.held {
+                // Outside a worker: wait here.
+                while group.ahead(*partition, drift) {
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+            }
         }
         Ok(())
     }
@@ -361,6 +408,7 @@ impl<T: Send + 'static> Stream<T> {
                 rejected,
                 rejects: Batch::new(),
                 alignment: strategy.alignment.map(|_| (instance, group.clone())),
+                held: false,
                 kept: Batch::new(),
                 down,
             }) as Box<dyn Operator<T>>)

@@ -455,3 +455,36 @@ fn a_trigger_fires_on_a_processing_time_timer_and_not_again_at_the_end() {
     assert_eq!(rows, vec![(2, 0)]);
     assert!(started.elapsed() >= ms(200));
 }
+
+/// Two aligned partitions on one worker whose event times advance at
+/// different rates: each is held in turn while the other catches up, and
+/// neither waits inside the worker (which would hold up the other one).
+#[test]
+fn aligned_partitions_sharing_a_worker_take_turns_without_waiting_on_each_other() {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let pipeline = Pipeline::new().with_workers(1).with_poll_size(5);
+        let counts = pipeline
+            .partitioned_source(2, |p| {
+                // Partition 0 moves 10 ms per event, partition 1 a second:
+                // one poll of partition 1 lands far beyond the drift.
+                let step = if p == 0 { 10 } else { 1_000 };
+                IterSource::new((0..1_000i64).map(move |i| i * step)).with_event_time(|t| *t)
+            })
+            .with_watermarks(WatermarkStrategy::bounded(Duration::ZERO).with_alignment(ms(2_000)))
+            .events
+            .key_by(|_| ())
+            .window(Window::tumbling(ms(1000)))
+            .aggregate(Count)
+            .results
+            .collect();
+        pipeline.run().unwrap();
+        let total: u64 = counts.take().iter().map(|r| r.value).sum();
+        let _ = done.send(total);
+    });
+    // A generous bound: the run takes milliseconds; a hang fails here.
+    let total = finished
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the aligned run did not finish");
+    assert_eq!(total, 2_000, "every event of both partitions is counted");
+}
