@@ -16,9 +16,10 @@ type IoTask = Box<dyn FnOnce(Shared) + Send>;
 
 /// Runs stages on worker threads, and waits for all of them.
 ///
-/// Each stage is placed on a worker: instance `i` of a parallel stage on
-/// worker `i % workers`, so that the instances a `batch()` edge joins share
-/// a worker, and a stage of one instance on worker 0. A worker runs its
+/// Each stage is placed on a worker: instance `i` of a stage on worker
+/// `i % workers`, so that the instances a `batch()` edge joins share a
+/// worker. (`sluice::Pipeline` places a stage that merges all instances on
+/// the last worker.) A worker runs its
 /// stages in turns (see [`crate::worker`]); only a source that says it
 /// blocks ([`Source::blocking`]) gets a thread of its own, which reads
 /// for its stage.

@@ -114,7 +114,8 @@ impl Pipeline {
 
     /// How many worker threads run the pipeline. Each runs its instance of
     /// every stage (instance `i` of a parallel stage on worker `i % n`, a
-    /// stage of one instance on worker 0); keyed work (windows, per-key
+    /// stage of one instance on worker 0, a stage that merges the instances
+    /// of a stream, such as a sink's, on the last worker); keyed work (windows, per-key
     /// aggregates) has one instance per worker, and events are exchanged
     /// between them by key. Default: the machine's cores. Set it before
     /// building streams. At least 1.

@@ -124,7 +124,9 @@ impl<U: Send + 'static> SideOutput<U> {
                     side.ensure_edge(builder)?;
                     let receiver = side.state.borrow_mut().receiver.take();
                     if let (Some(receiver), Some(down)) = (receiver, downs.into_iter().next()) {
-                        builder.executor.spawn_receiver(&name, 0, receiver, down);
+                        // Fed by every instance: on the last worker.
+                        let last = builder.settings.workers.saturating_sub(1);
+                        builder.executor.spawn_receiver(&name, last, receiver, down);
                     }
                     Ok(())
                 },

@@ -209,9 +209,12 @@ impl<T: Send + 'static> Stream<T> {
                 let Some(down) = downs.into_iter().next() else {
                     return Ok(());
                 };
+                // Fed by every instance: on the last worker, away from
+                // worker 0, which runs the sources of one instance.
+                let last = builder.settings.workers.saturating_sub(1);
                 builder
                     .executor
-                    .spawn_receiver(&stage_name, 0, receiver, down);
+                    .spawn_receiver(&stage_name, last, receiver, down);
                 upstream(
                     ends.into_iter()
                         .map(|e| Box::new(e) as Box<dyn Operator<T>>)
