@@ -376,6 +376,7 @@ where
                         lateness,
                         watermark: MIN_TIMESTAMP,
                         partials: FxHashMap::default(),
+                        direct: 0,
                         late: late_side.sender(instance, builder)?,
                         late_batch: Batch::new(),
                         counters: pre_counters.clone(),

@@ -29,6 +29,12 @@ pub(crate) struct WindowPartial<K, Acc> {
 /// Before the exchange: assigns events to windows, sends events beyond the
 /// allowed lateness to the late stream, and folds the rest of each batch
 /// into one partial aggregate per key and window.
+///
+/// Folding pays when a batch has several events per key and window. When
+/// it has about one (many keys, short windows), the hash map only costs: a
+/// batch that folded to at least three partials per four events makes the
+/// next [`DIRECT_BATCHES`] batches skip it, each event becoming a partial of
+/// its own; then a batch folds again to look.
 pub(crate) struct WindowPreAggregate<T, K, A: Aggregate<T>> {
     pub key: Arc<dyn Fn(&T) -> K + Send + Sync>,
     pub aggregate: A,
@@ -36,6 +42,8 @@ pub(crate) struct WindowPreAggregate<T, K, A: Aggregate<T>> {
     pub lateness: i64,
     pub watermark: Timestamp,
     pub partials: FxHashMap<(K, Timestamp, Timestamp), (A::Acc, Timestamp)>,
+    /// Batches still to pass without folding.
+    pub direct: u32,
     pub late: Downstream<LateEvent<T>>,
     pub late_batch: Batch<LateEvent<T>>,
     pub counters: Arc<WindowCounters>,
@@ -43,13 +51,23 @@ pub(crate) struct WindowPreAggregate<T, K, A: Aggregate<T>> {
     pub down: Downstream<WindowPartial<K, A::Acc>>,
 }
 
+/// Batches that skip folding after one that folded to little.
+const DIRECT_BATCHES: u32 = 15;
+
 impl<T, K, A> WindowPreAggregate<T, K, A>
 where
     T: Clone,
     K: Hash + Eq + Clone,
     A: Aggregate<T>,
 {
-    fn add(&mut self, key: &K, item: &T, time: Timestamp, (start, end): (Timestamp, Timestamp)) {
+    fn add(
+        &mut self,
+        key: &K,
+        item: &T,
+        time: Timestamp,
+        (start, end): (Timestamp, Timestamp),
+        direct: bool,
+    ) {
         if end.saturating_add(self.lateness) <= self.watermark {
             let reason = format!(
                 "window [{start}, {end}) closed for good at watermark {}: event time {time} is beyond the allowed lateness of {} ms",
@@ -70,6 +88,20 @@ where
             return;
         }
         let aggregate = &self.aggregate;
+        if direct {
+            let mut acc = aggregate.init();
+            aggregate.update(&mut acc, item);
+            self.out.push(
+                WindowPartial {
+                    key: key.clone(),
+                    start,
+                    end,
+                    acc,
+                },
+                time,
+            );
+            return;
+        }
         let (acc, latest) = self
             .partials
             .entry((key.clone(), start, end))
@@ -86,17 +118,24 @@ where
     A: Aggregate<T>,
 {
     fn on_batch(&mut self, batch: &mut Batch<T>) -> OperatorResult {
+        let direct = self.direct > 0;
+        self.direct = self.direct.saturating_sub(1);
         for (item, time) in batch.iter() {
             let key = (self.key)(item);
             match self.assigner {
                 Assigner::Time(windows) => {
                     for window in windows.assign(time) {
-                        self.add(&key, item, time, window);
+                        self.add(&key, item, time, window, direct);
                     }
                 }
-                Assigner::Session(sessions) => self.add(&key, item, time, sessions.assign(time)),
+                Assigner::Session(sessions) => {
+                    self.add(&key, item, time, sessions.assign(time), direct)
+                }
                 Assigner::None => {}
             }
+        }
+        if !direct && batch.len() >= 64 && self.partials.len() * 4 >= batch.len() * 3 {
+            self.direct = DIRECT_BATCHES;
         }
         if !self.late_batch.is_empty() {
             self.counters.add_late(self.late_batch.len() as u64);
