@@ -46,7 +46,7 @@ where
             emission: Emission::OnTime,
             revision: 0,
         };
-        emit(&mut self.out, row, &self.counters);
+        emit(&mut self.out, row);
     }
 }
 
@@ -83,7 +83,7 @@ where
                 }
             }
         }
-        crate::ops::send(&mut self.out, &mut self.down)
+        super::send_results(&mut self.out, &mut self.down, &self.counters)
     }
 
     fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
@@ -108,7 +108,7 @@ where
         for (key, slot) in partial {
             self.emit_slot(key, &slot);
         }
-        crate::ops::send(&mut self.out, &mut self.down)?;
+        super::send_results(&mut self.out, &mut self.down, &self.counters)?;
         self.down.on_end()
     }
 }

@@ -231,14 +231,14 @@ where
             revision: pane.emitted,
         };
         pane.emitted += 1;
-        emit(&mut self.out, row, &self.counters);
+        emit(&mut self.out, row);
         if purge {
             self.panes.remove(key);
         }
     }
 
     fn flush(&mut self) -> OperatorResult {
-        crate::ops::send(&mut self.out, &mut self.down)
+        super::send_results(&mut self.out, &mut self.down, &self.counters)
     }
 }
 

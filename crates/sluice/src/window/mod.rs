@@ -421,15 +421,26 @@ where
 }
 
 /// Appends a result row and counts it.
-pub(crate) fn emit<K, O>(
-    out: &mut Batch<WindowResult<K, O>>,
-    row: WindowResult<K, O>,
-    counters: &WindowCounters,
-) {
+pub(crate) fn emit<K, O>(out: &mut Batch<WindowResult<K, O>>, row: WindowResult<K, O>) {
     let time = row.window_end.saturating_sub(1).max(row.window_start);
-    counters.add_results(
-        1,
-        u64::from(row.revision > 0 && row.emission != Emission::Retract),
-    );
     out.push(row, time);
+}
+
+/// Counts the results of `out` (once per batch: the counters are shared by
+/// every worker, and a count per row made the workers contend for them),
+/// then sends them on.
+pub(crate) fn send_results<K, O>(
+    out: &mut Batch<WindowResult<K, O>>,
+    down: &mut crate::ops::Downstream<WindowResult<K, O>>,
+    counters: &WindowCounters,
+) -> sluice_runtime::OperatorResult {
+    if !out.is_empty() {
+        let updates = out
+            .items()
+            .iter()
+            .filter(|r| r.revision > 0 && r.emission != Emission::Retract)
+            .count();
+        counters.add_results(out.len() as u64, updates as u64);
+    }
+    crate::ops::send(out, down)
 }

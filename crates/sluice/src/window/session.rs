@@ -148,7 +148,7 @@ where
         }
         list.push(merged);
         for row in rows {
-            emit(&mut self.out, row, &self.counters);
+            emit(&mut self.out, row);
         }
     }
 
@@ -164,7 +164,7 @@ where
             for s in list.iter_mut().filter(|s| s.end == end && !s.fired) {
                 let row = Self::row(&self.aggregate, &key, s, Emission::OnTime);
                 s.fired = true;
-                emit(&mut self.out, row, &self.counters);
+                emit(&mut self.out, row);
                 self.cleanup_timers
                     .register(key.clone(), end.saturating_add(self.lateness));
             }
@@ -184,7 +184,7 @@ where
     }
 
     fn flush(&mut self) -> OperatorResult {
-        crate::ops::send(&mut self.out, &mut self.down)
+        super::send_results(&mut self.out, &mut self.down, &self.counters)
     }
 }
 

@@ -99,7 +99,7 @@ where
     }
 
     fn flush(&mut self) -> OperatorResult {
-        crate::ops::send(&mut self.out, &mut self.down)
+        super::send_results(&mut self.out, &mut self.down, &self.counters)
     }
 
     /// Emits every window the watermark has closed, drops those beyond the
@@ -115,7 +115,6 @@ where
             panes,
             aggregate,
             out,
-            counters,
             ..
         } = self;
         for (&window, pane) in panes.range_mut(range) {
@@ -123,7 +122,6 @@ where
                 emit(
                     out,
                     row(&*aggregate, key.clone(), window, slot, Emission::OnTime),
-                    counters,
                 );
             }
         }
@@ -133,7 +131,7 @@ where
                 break;
             }
             let mut pane = entry.remove();
-            if self.spare.len() < 4 {
+            if self.spare.len() < 16 {
                 pane.clear();
                 self.spare.push(pane);
             }
@@ -146,7 +144,6 @@ where
             panes,
             aggregate,
             out,
-            counters,
             watermark,
             ..
         } = self;
@@ -159,7 +156,6 @@ where
                 emit(
                     out,
                     row(&*aggregate, key.clone(), window, slot, Emission::Early),
-                    counters,
                 );
             }
         }
@@ -173,44 +169,60 @@ where
     A::Output: Send,
 {
     fn on_batch(&mut self, batch: &mut Batch<WindowPartial<K, A::Acc>>) -> OperatorResult {
-        for (partial, _) in batch.drain() {
-            if partial.end.saturating_add(self.lateness) <= self.watermark {
+        let Self {
+            panes,
+            spare,
+            aggregate,
+            updated,
+            counters,
+            watermark,
+            lateness,
+            ..
+        } = self;
+        // Partials come in runs of one window: one pane lookup per run.
+        let mut partials = batch.drain().map(|(partial, _)| partial).peekable();
+        while let Some(first) = partials.next() {
+            let (start, end) = (first.start, first.end);
+            if end.saturating_add(*lateness) <= *watermark {
                 // Its window was dropped here already (see WindowCounters::late_partials).
-                self.counters.add_late_partial();
+                counters.add_late_partial();
                 continue;
             }
-            let window = (partial.end, partial.start);
-            let closed = partial.end <= self.watermark;
-            let spare = &mut self.spare;
-            let pane = self
-                .panes
-                .entry(window)
+            let closed = end <= *watermark;
+            let pane = panes
+                .entry((end, start))
                 .or_insert_with(|| spare.pop().unwrap_or_default());
-            match pane.get_mut(&partial.key) {
-                Some(slot) => {
-                    self.aggregate.merge(&mut slot.acc, &partial.acc);
-                    slot.dirty = true;
+            let mut next = Some(first);
+            while let Some(partial) = next {
+                match pane.get_mut(&partial.key) {
+                    Some(slot) => {
+                        aggregate.merge(&mut slot.acc, &partial.acc);
+                        slot.dirty = true;
+                        if closed {
+                            updated.push((end, start, partial.key));
+                        }
+                    }
+                    None => {
+                        if closed {
+                            updated.push((end, start, partial.key.clone()));
+                        }
+                        pane.insert(
+                            partial.key,
+                            Slot {
+                                acc: partial.acc,
+                                emitted: 0,
+                                dirty: true,
+                            },
+                        );
+                    }
                 }
-                None => {
-                    pane.insert(
-                        partial.key.clone(),
-                        Slot {
-                            acc: partial.acc,
-                            emitted: 0,
-                            dirty: true,
-                        },
-                    );
-                }
-            }
-            if closed {
-                self.updated.push((partial.end, partial.start, partial.key));
+                next = partials.next_if(|p| p.start == start && p.end == end);
             }
         }
         let Self {
             panes,
             aggregate,
             out,
-            counters,
             updated,
             ..
         } = self;
@@ -222,7 +234,6 @@ where
                 emit(
                     out,
                     row(&*aggregate, key, (end, start), slot, Emission::Late),
-                    counters,
                 );
             }
         }
