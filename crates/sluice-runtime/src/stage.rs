@@ -2,7 +2,7 @@
 //!
 //! A stage is a source or an edge's receiver with the operators fused
 //! behind it. Stages do not own threads: a worker ([`crate::worker`]) runs
-//! each in turns, a [`Stage::step`] at a time. A source stage polls its
+//! each in turns, a `Stage::step` at a time. A source stage polls its
 //! source once per turn; a receiver stage takes a few dozen messages from
 //! its queue. Both give the operators processing-time ticks so that
 //! interval flushes happen even when no input arrives.

@@ -1,7 +1,7 @@
 //! Workers: one thread runs many stages, cooperatively.
 //!
 //! A worker holds the stages placed on it and runs them in turns. A turn
-//! of a stage is a [`Stage::step`]: a source polls once, a receiver takes
+//! of a stage is a `Stage::step`: a source polls once, a receiver takes
 //! up to a few dozen messages from its queue; both pass what they got
 //! through their fused operators, so a `batch()` edge between two stages of
 //! one worker is a queue that the next turn empties, not a thread hop.
