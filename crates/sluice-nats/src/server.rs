@@ -123,7 +123,25 @@ impl NatsServer {
     }
 
     /// `size` nodes in one cluster (`size` 1 is a single server).
+    ///
+    /// Its ports are chosen free, then released for the servers to bind:
+    /// another process may take one meanwhile. A start that fails on a port
+    /// in use is tried again with new ports, up to three times.
     pub fn cluster(size: usize) -> Result<Self, NatsError> {
+        let mut attempt = 1;
+        loop {
+            match Self::cluster_once(size) {
+                Err(NatsError::Server(message))
+                    if attempt < 3 && message.contains("address already in use") =>
+                {
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn cluster_once(size: usize) -> Result<Self, NatsError> {
         let binary = find_binary()?;
         let dir = scratch_dir()?;
         // Every port is held open until all are chosen, so that no two of

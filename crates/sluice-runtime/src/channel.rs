@@ -192,7 +192,7 @@ struct Outbox<T> {
     /// the time of the current push (adaptive edges).
     oldest: Duration,
     now: Duration,
-    /// The edge's count of blocked sends when the controller last looked.
+    /// The queue's count of held senders when the controller last looked.
     blocked_seen: u64,
 }
 
@@ -227,11 +227,12 @@ impl<T: Send + 'static> Outbox<T> {
             .map_err(|_| OperatorError::DownstreamGone)
     }
 
-    /// True when a send of this edge found it full since the last call.
+    /// True when a sender's stage was held back by this edge's full queue
+    /// since the last call.
     fn was_blocked(&mut self) -> bool {
-        let blocked = self.metrics.snapshot().blocked_sends;
-        let was = blocked > self.blocked_seen;
-        self.blocked_seen = blocked;
+        let held = self.queue.held();
+        let was = held > self.blocked_seen;
+        self.blocked_seen = held;
         was
     }
 

@@ -16,7 +16,7 @@
 use crate::worker::Hold;
 use crate::{EdgeMetrics, Envelope};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::Thread;
 
@@ -38,9 +38,20 @@ pub(crate) struct Queue<T> {
     /// The threads that run senders: woken when there is room again.
     senders_threads: Mutex<Vec<Thread>>,
     metrics: Arc<EdgeMetrics>,
+    /// Times a worker found a sender's stage held back by this queue being
+    /// full: what adaptive senders learn pressure from. Pushes past the
+    /// capacity within one turn are not in it (they are in the metrics'
+    /// blocked sends): on one worker the receiver may simply not have had
+    /// its turn yet.
+    held: AtomicU64,
 }
 
 impl<T> Queue<T> {
+    /// How often a sender's stage was found held back by this queue.
+    pub(crate) fn held(&self) -> u64 {
+        self.held.load(Ordering::SeqCst)
+    }
+
     pub(crate) fn new(capacity: usize, senders: usize, metrics: Arc<EdgeMetrics>) -> Self {
         Self {
             messages: Mutex::new(VecDeque::with_capacity(capacity + 1)),
@@ -51,6 +62,7 @@ impl<T> Queue<T> {
             receiver: OnceLock::new(),
             senders_threads: Mutex::new(Vec::new()),
             metrics,
+            held: AtomicU64::new(0),
         }
     }
 
@@ -140,6 +152,7 @@ impl<T: Send> Hold for Queue<T> {
     }
 
     fn note_held(&self) {
+        self.held.fetch_add(1, Ordering::SeqCst);
         self.metrics.blocked();
     }
 

@@ -257,6 +257,7 @@ pub(crate) fn poll_blocking<T>(
         let mut batch = Batch::with_capacity(poll_size);
         let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let status = source.poll(&mut batch, poll_size)?;
+            batch.check();
             let barrier = source.barrier()?;
             Ok::<_, crate::BoxError>((status, barrier))
         }));
@@ -279,7 +280,6 @@ pub(crate) fn poll_blocking<T>(
                 return;
             }
         };
-        batch.check();
         let idle = status == SourceStatus::Idle;
         if !batch.is_empty() || barrier.is_some() || status == SourceStatus::Exhausted {
             if to_stage.send(Polled(batch, barrier, status)).is_err() {

@@ -377,6 +377,7 @@ where
                         watermark: MIN_TIMESTAMP,
                         partials: FxHashMap::default(),
                         direct: 0,
+                        assigned: 0,
                         late: late_side.sender(instance, builder)?,
                         late_batch: Batch::new(),
                         counters: pre_counters.clone(),

@@ -32,9 +32,10 @@ pub(crate) struct WindowPartial<K, Acc> {
 ///
 /// Folding pays when a batch has several events per key and window. When
 /// it has about one (many keys, short windows), the hash map only costs: a
-/// batch that folded to at least three partials per four events makes the
-/// next [`DIRECT_BATCHES`] batches skip it, each event becoming a partial of
-/// its own; then a batch folds again to look.
+/// batch of time windows that folded to at least three partials per four
+/// window assignments makes the next [`DIRECT_BATCHES`] batches skip it,
+/// each assignment becoming a partial of its own; then a batch folds again
+/// to look. Session windows always fold.
 pub(crate) struct WindowPreAggregate<T, K, A: Aggregate<T>> {
     pub key: Arc<dyn Fn(&T) -> K + Send + Sync>,
     pub aggregate: A,
@@ -44,6 +45,8 @@ pub(crate) struct WindowPreAggregate<T, K, A: Aggregate<T>> {
     pub partials: FxHashMap<(K, Timestamp, Timestamp), (A::Acc, Timestamp)>,
     /// Batches still to pass without folding.
     pub direct: u32,
+    /// Window assignments of this batch that were not late.
+    pub assigned: usize,
     pub late: Downstream<LateEvent<T>>,
     pub late_batch: Batch<LateEvent<T>>,
     pub counters: Arc<WindowCounters>,
@@ -87,6 +90,7 @@ where
             );
             return;
         }
+        self.assigned += 1;
         let aggregate = &self.aggregate;
         if direct {
             let mut acc = aggregate.init();
@@ -120,6 +124,7 @@ where
     fn on_batch(&mut self, batch: &mut Batch<T>) -> OperatorResult {
         let direct = self.direct > 0;
         self.direct = self.direct.saturating_sub(1);
+        self.assigned = 0;
         for (item, time) in batch.iter() {
             let key = (self.key)(item);
             match self.assigner {
@@ -128,13 +133,22 @@ where
                         self.add(&key, item, time, window, direct);
                     }
                 }
+                // Session partials fold only at equal times: always fold,
+                // so that a batch's late updates of one session stay one.
                 Assigner::Session(sessions) => {
-                    self.add(&key, item, time, sessions.assign(time), direct)
+                    self.add(&key, item, time, sessions.assign(time), false)
                 }
                 Assigner::None => {}
             }
         }
-        if !direct && batch.len() >= 64 && self.partials.len() * 4 >= batch.len() * 3 {
+        // Sliding windows assign an event to several windows: compare the
+        // partials with the assignments, not the events.
+        let time_windows = matches!(self.assigner, Assigner::Time(_));
+        if time_windows
+            && !direct
+            && self.assigned >= 64
+            && self.partials.len() * 4 >= self.assigned * 3
+        {
             self.direct = DIRECT_BATCHES;
         }
         if !self.late_batch.is_empty() {
