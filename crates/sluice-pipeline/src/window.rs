@@ -135,6 +135,12 @@ pub struct WindowOp {
     watermark: i64,
     panes: BTreeMap<i64, Pane>,
     sessions: HashMap<Box<[u8]>, (OwnedRow, Vec<Session>)>,
+    /// The keys of sessions by the watermark that concerns them: a
+    /// session's end (it fires) and, once fired, its end plus the allowed
+    /// lateness (it is dropped). A watermark visits only the keys due by
+    /// it, not every key. Entries may be stale (a session that grew has a
+    /// later one too); a visit that finds nothing due does nothing.
+    session_due: BTreeMap<i64, Vec<Box<[u8]>>>,
     counts: HashMap<Box<[u8]>, Counted>,
     pending: Vec<Emission>,
     /// Result rows built column-wise (time windows).
@@ -170,6 +176,7 @@ impl WindowOp {
             watermark: i64::MIN,
             panes: BTreeMap::new(),
             sessions: HashMap::new(),
+            session_due: BTreeMap::new(),
             counts: HashMap::new(),
             pending: Vec::new(),
             ready: Vec::new(),
@@ -488,6 +495,10 @@ impl WindowOp {
                 }
             }
             merged.dirty = merged.fired;
+            self.session_due
+                .entry(merged.end)
+                .or_default()
+                .push(key.data().into());
             sessions.push(merged);
         }
         Ok(())
@@ -575,9 +586,18 @@ impl WindowOp {
         panes.retain(|_, pane| pane.end.saturating_add(lateness) > upto && !end_of_input);
         self.panes = panes;
 
-        let mut keys: Vec<&Box<[u8]>> = self.sessions.keys().collect();
+        let mut keys: Vec<Box<[u8]>> = if end_of_input || upto == i64::MAX {
+            self.session_due.clear();
+            self.sessions.keys().cloned().collect()
+        } else {
+            let later = self.session_due.split_off(&(upto + 1));
+            std::mem::replace(&mut self.session_due, later)
+                .into_values()
+                .flatten()
+                .collect()
+        };
         keys.sort_unstable();
-        let keys: Vec<Box<[u8]>> = keys.into_iter().cloned().collect();
+        keys.dedup();
         for key in keys {
             let Some((owned, sessions)) = self.sessions.get_mut(&key) else {
                 continue;
@@ -599,6 +619,15 @@ impl WindowOp {
             sessions.retain(|s| s.end.saturating_add(lateness) > upto && !end_of_input);
             if sessions.is_empty() {
                 self.sessions.remove(&key);
+                continue;
+            }
+            // Fired sessions kept for late events: visit again to drop them.
+            // (Sessions not due yet have entries of their own.)
+            for s in sessions.iter().filter(|s| s.end <= upto) {
+                self.session_due
+                    .entry(s.end.saturating_add(lateness))
+                    .or_default()
+                    .push(key.clone());
             }
         }
 

@@ -217,6 +217,10 @@ impl WindowOp {
                     .sessions
                     .entry(key.data().into())
                     .or_insert_with(|| (key.owned(), Vec::new()));
+                self.session_due
+                    .entry(ends.value(r))
+                    .or_default()
+                    .push(key.data().into());
                 list.push(Session {
                     start: starts.value(r),
                     end: ends.value(r),
