@@ -163,6 +163,11 @@ pub fn query(
                 _ => [None, None],
             })
             .flat_map(|entry: Option<Q7Entry>| entry)
+            // Two phases, as Flink plans it: a window's bids spread over the
+            // workers by auction, each keeping the bids that can still be
+            // the highest; then the window's highest of those.
+            .key_by(|entry: &Q7Entry| (entry.0, entry.2 % Q7_SHARES))
+            .process(Q7Candidates)
             .key_by(|entry: &Q7Entry| entry.0)
             .process(Q7HighestBid)
             .map_batch(checksums),
@@ -308,6 +313,50 @@ impl KeyedProcess<i64, crate::window::WindowResult<u64, u64>> for Q5HotItems {
 /// its end), auction, price, bidder, time.
 type Q7Entry = (i64, bool, u64, u64, u64, i64);
 
+/// How many shares of a window's auctions q7's first phase keeps apart.
+const Q7_SHARES: u64 = 64;
+
+/// Adds `entry` to a q7 state: the highest price of the window's own bids
+/// so far, and the entries at or above it.
+fn q7_add(state: &mut (Option<u64>, Vec<Q7Entry>), entry: Q7Entry) {
+    let price = entry.3;
+    if entry.1 {
+        state.0 = Some(state.0.map_or(price, |m| m.max(price)));
+    }
+    let floor = state.0.unwrap_or(0);
+    if price >= floor {
+        state.1.retain(|e| e.3 >= floor);
+        state.1.push(entry);
+    }
+}
+
+/// q7's first phase, per window and share of its auctions: the entries
+/// that can still be the window's highest (none below this share's own
+/// highest bid, which the window's highest is at least).
+#[derive(Clone)]
+struct Q7Candidates;
+
+impl KeyedProcess<(i64, u64), Q7Entry> for Q7Candidates {
+    type State = (Option<u64>, Vec<Q7Entry>);
+    type Output = Q7Entry;
+    fn on_event(
+        &self,
+        _: &(i64, u64),
+        state: &mut Self::State,
+        entry: Q7Entry,
+        _: Timestamp,
+        _: &mut Batch<Q7Entry>,
+    ) {
+        q7_add(state, entry);
+    }
+    fn on_end(&self, _: &(i64, u64), state: &mut Self::State, out: &mut Batch<Q7Entry>) {
+        for e in state.1.drain(..) {
+            out.push(e, e.5);
+        }
+    }
+}
+
+/// q7's second phase, per window: the highest of the candidates.
 #[derive(Clone)]
 struct Q7HighestBid;
 
@@ -322,15 +371,7 @@ impl KeyedProcess<i64, Q7Entry> for Q7HighestBid {
         _: Timestamp,
         _: &mut Batch<u64>,
     ) {
-        let price = entry.3;
-        if entry.1 {
-            state.0 = Some(state.0.map_or(price, |m| m.max(price)));
-        }
-        let floor = state.0.unwrap_or(0);
-        if price >= floor {
-            state.1.retain(|e| e.3 >= floor);
-            state.1.push(entry);
-        }
+        q7_add(state, entry);
     }
     fn on_end(&self, _: &i64, state: &mut Self::State, out: &mut Batch<u64>) {
         if let Some(max) = state.0 {
