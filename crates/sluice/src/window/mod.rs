@@ -378,6 +378,7 @@ where
                         partials: FxHashMap::default(),
                         direct: 0,
                         assigned: 0,
+                        exchanged: builder.settings.workers > 1,
                         late: late_side.sender(instance, builder)?,
                         late_batch: Batch::new(),
                         counters: pre_counters.clone(),

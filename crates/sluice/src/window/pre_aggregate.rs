@@ -33,7 +33,8 @@ pub(crate) struct WindowPartial<K, Acc> {
 /// Folding pays when a batch has several events per key and window. When
 /// it has about one (many keys, short windows), the hash map only costs: a
 /// batch of time windows that folded to at least three partials per four
-/// window assignments makes the next [`DIRECT_BATCHES`] batches skip it,
+/// window assignments (one per two on a single worker, where no partial
+/// crosses to another core) makes the next [`DIRECT_BATCHES`] batches skip it,
 /// each assignment becoming a partial of its own; then a batch folds again
 /// to look. Session windows always fold.
 pub(crate) struct WindowPreAggregate<T, K, A: Aggregate<T>> {
@@ -47,6 +48,9 @@ pub(crate) struct WindowPreAggregate<T, K, A: Aggregate<T>> {
     pub direct: u32,
     /// Window assignments of this batch that were not late.
     pub assigned: usize,
+    /// Partials go to other workers: folding also saves their transfer,
+    /// so it pays at more partials per assignment than on one worker.
+    pub exchanged: bool,
     pub late: Downstream<LateEvent<T>>,
     pub late_batch: Batch<LateEvent<T>>,
     pub counters: Arc<WindowCounters>,
@@ -147,7 +151,11 @@ where
         if time_windows
             && !direct
             && self.assigned >= 64
-            && self.partials.len() * 4 >= self.assigned * 3
+            && if self.exchanged {
+                self.partials.len() * 4 >= self.assigned * 3
+            } else {
+                self.partials.len() * 2 >= self.assigned
+            }
         {
             self.direct = DIRECT_BATCHES;
         }
