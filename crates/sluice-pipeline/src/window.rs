@@ -481,6 +481,9 @@ impl WindowOp {
                 fired: false,
                 dirty: false,
             };
+            // The latest end among merged sessions still waiting to fire:
+            // each has its entry in `session_due` there already.
+            let mut waiting: Option<i64> = None;
             let mut i = 0;
             while i < sessions.len() {
                 let s = &sessions[i];
@@ -489,16 +492,21 @@ impl WindowOp {
                     merged.start = merged.start.min(s.start);
                     merged.end = merged.end.max(s.end);
                     merged.fired |= s.fired;
+                    if !s.fired || s.dirty {
+                        waiting = Some(waiting.map_or(s.end, |w| w.max(s.end)));
+                    }
                     merge(&mut merged.accs, s.accs)?;
                 } else {
                     i += 1;
                 }
             }
             merged.dirty = merged.fired;
-            self.session_due
-                .entry(merged.end)
-                .or_default()
-                .push(key.data().into());
+            if waiting != Some(merged.end) {
+                self.session_due
+                    .entry(merged.end)
+                    .or_default()
+                    .push(key.data().into());
+            }
             sessions.push(merged);
         }
         Ok(())
@@ -603,10 +611,17 @@ impl WindowOp {
                 continue;
             };
             sessions.sort_by_key(|s| s.start);
+            // Sessions fired now and kept for late events: visited again
+            // at their end plus the lateness, to drop them.
+            let mut drops: Vec<i64> = Vec::new();
             for s in sessions.iter_mut() {
                 if (s.end <= upto || end_of_input) && (!s.fired || s.dirty) {
                     s.fired = true;
                     s.dirty = false;
+                    let drop_at = s.end.saturating_add(lateness);
+                    if drop_at > upto && !end_of_input {
+                        drops.push(drop_at);
+                    }
                     let values = evaluate(&mut s.accs)?;
                     self.pending.push(Emission {
                         key: owned.clone(),
@@ -621,13 +636,8 @@ impl WindowOp {
                 self.sessions.remove(&key);
                 continue;
             }
-            // Fired sessions kept for late events: visit again to drop them.
-            // (Sessions not due yet have entries of their own.)
-            for s in sessions.iter().filter(|s| s.end <= upto) {
-                self.session_due
-                    .entry(s.end.saturating_add(lateness))
-                    .or_default()
-                    .push(key.clone());
+            for at in drops {
+                self.session_due.entry(at).or_default().push(key.clone());
             }
         }
 

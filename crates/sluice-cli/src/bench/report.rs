@@ -112,10 +112,21 @@ fn peak_rss_mb() -> Option<f64> {
 /// CPU time (user + system) the process has used so far, from
 /// `/proc/self/stat` (Linux; 100 ticks per second).
 pub fn cpu_seconds() -> Option<f64> {
+    stat_seconds(11)
+}
+
+/// CPU time of the children the process has waited for.
+pub fn children_cpu_seconds() -> Option<f64> {
+    stat_seconds(13)
+}
+
+/// The sum of two tick counts of `/proc/self/stat`, at `first` and the one
+/// after it (counted after the command's name), in seconds.
+fn stat_seconds(first: usize) -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
+    let user: f64 = fields.get(first)?.parse().ok()?;
+    let system: f64 = fields.get(first + 1)?.parse().ok()?;
+    Some((user + system) / 100.0)
 }

@@ -4,7 +4,7 @@
 //! and a table of events/s, events per CPU-second and the ratio to one
 //! worker.
 
-use super::report::Report;
+use super::report::{children_cpu_seconds, Report};
 use super::{workloads, BenchArgs, Workload};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
@@ -180,15 +180,4 @@ fn read_lines(path: &Path) -> Result<Vec<String>> {
         .lines()
         .map(str::to_string)
         .collect())
-}
-
-/// CPU time of the children this process has waited for, from
-/// `/proc/self/stat` (Linux; 100 ticks per second).
-fn children_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let cutime: f64 = fields.get(13)?.parse().ok()?;
-    let cstime: f64 = fields.get(14)?.parse().ok()?;
-    Some((cutime + cstime) / 100.0)
 }

@@ -217,8 +217,15 @@ impl WindowOp {
                     .sessions
                     .entry(key.data().into())
                     .or_insert_with(|| (key.owned(), Vec::new()));
+                // A fired session waits to be dropped; the others to fire.
+                let (end, was_fired, is_dirty) = (ends.value(r), fired.value(r), dirty.value(r));
+                let due = if was_fired && !is_dirty {
+                    end.saturating_add(self.plan.lateness)
+                } else {
+                    end
+                };
                 self.session_due
-                    .entry(ends.value(r))
+                    .entry(due)
                     .or_default()
                     .push(key.data().into());
                 list.push(Session {
