@@ -261,12 +261,14 @@ impl<T: Send> WatermarkGenerator<T> {
 
 impl<T: Send> Operator<T> for WatermarkGenerator<T> {
     fn on_batch(&mut self, batch: &mut Batch<T>) -> OperatorResult {
-        self.last_activity = self.clock.now();
-        self.idle = false;
         self.screen_future(batch)?;
+        // Events that were all rejected are no activity: a partition that
+        // only reads those goes idle and holds no aligned partition back.
         let Some(latest) = batch.max_time() else {
             return Ok(());
         };
+        self.last_activity = self.clock.now();
+        self.idle = false;
         self.max_seen = self.max_seen.max(latest);
         self.down.on_batch(batch)?;
         // Only now, after the events that raised it.
