@@ -298,9 +298,16 @@ impl NatsClient {
             // In a cluster just started, the JetStream leader may still be
             // elected: try for a while.
             let mut last = String::new();
-            for _ in 0..100 {
+            // A stream just created in a cluster takes publishes only once
+            // its replicas have elected a leader: wait for that too, so that
+            // whoever set the stream up can publish to it at once.
+            for _ in 0..200 {
                 match self.js.get_or_create_stream(config.clone()).await {
-                    Ok(stream) => return Ok(stream.cached_info().config.clone()),
+                    Ok(mut stream) => match stream.info().await {
+                        Ok(info) if has_leader(info) => return Ok(info.config.clone()),
+                        Ok(_) => last = "the stream has no leader yet".to_string(),
+                        Err(e) => last = e.to_string(),
+                    },
                     Err(e) => last = e.to_string(),
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -649,3 +656,12 @@ fn fetched(message: Delivery, what: &str) -> Result<Fetched> {
 
 /// Shared handle on a reader (the source reads, the commit acknowledges).
 pub type SharedReader = Arc<Mutex<PullReader>>;
+
+/// Whether a stream can take publishes: a single server's stream always can,
+/// a replicated one once its replicas have a leader.
+fn has_leader(info: &async_nats::jetstream::stream::Info) -> bool {
+    match &info.cluster {
+        None => true,
+        Some(cluster) => cluster.leader.is_some(),
+    }
+}

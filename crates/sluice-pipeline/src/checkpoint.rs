@@ -148,8 +148,8 @@ impl Store {
     /// Opens (or creates) the store in `dir`. `fingerprint` identifies the
     /// pipeline: a store written by another pipeline is refused.
     pub fn open(dir: &Path, fingerprint: &str, fresh: bool) -> Result<Self, String> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create the state directory {}: {e}", dir.display()))?;
+        crate::sink::create_dir_durably(dir)
+            .map_err(|e| format!("cannot create the state directory: {e}"))?;
         let path = dir.join(STATE_FILE);
         if fresh && path.exists() {
             std::fs::remove_file(&path)
@@ -302,7 +302,22 @@ impl Store {
             meta.insert("completed", [u8::from(snapshot.completed)].as_slice())
                 .map_err(|e| err(&e))?;
         }
-        txn.commit().map_err(|e| err(&e))
+        txn.commit().map_err(|e| err(&e))?;
+        crate::fault::record(|| crate::fault::Event::Committed {
+            state: self.path.clone(),
+            id: snapshot.id,
+            completed: snapshot.completed,
+            lengths: snapshot
+                .entries
+                .iter()
+                .filter(|(key, _)| key.starts_with("sink/") || key.starts_with("reserved/"))
+                .filter_map(|(key, value)| {
+                    let bytes: [u8; 8] = value.as_slice().try_into().ok()?;
+                    Some((key.clone(), u64::from_le_bytes(bytes)))
+                })
+                .collect(),
+        });
+        Ok(())
     }
 }
 

@@ -31,6 +31,7 @@ pub mod checkpoint;
 pub mod decode;
 pub mod diag;
 pub mod distributed;
+pub mod fault;
 mod moments;
 pub mod nats;
 pub mod plan;

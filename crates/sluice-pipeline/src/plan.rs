@@ -347,8 +347,22 @@ fn at(span: Span, message: impl Into<String>) -> Failure {
     Failure::Invalid(Diagnostic::at(span, message))
 }
 
+/// The longest duration a pipeline file may give: longer ones are typing
+/// mistakes, and their arithmetic would overflow.
+const LONGEST: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// The longest a batch may be, in rows: longer ones would allocate
+/// gigabytes per batch.
+const MOST_ROWS: i64 = 1 << 22;
+
+/// The most workers a file may ask for (each is a thread).
+const MOST_WORKERS: i64 = 1024;
+
+/// The most windows a sliding window may put each event in (size / slide).
+const MOST_PANES: i64 = 10_000;
+
 fn duration(value: &Spanned<String>, what: &str) -> Result<Duration, Failure> {
-    humantime::parse_duration(value.get_ref().trim()).map_err(|e| {
+    let d = humantime::parse_duration(value.get_ref().trim()).map_err(|e| {
         at(
             value.span(),
             format!(
@@ -356,11 +370,64 @@ fn duration(value: &Spanned<String>, what: &str) -> Result<Duration, Failure> {
                 value.get_ref()
             ),
         )
-    })
+    })?;
+    if d > LONGEST {
+        return Err(at(
+            value.span(),
+            format!(
+                "{what} `{}` is longer than ten years, the longest a pipeline file takes; \
+                 write a shorter duration",
+                value.get_ref()
+            ),
+        ));
+    }
+    Ok(d)
+}
+
+/// A duration on the event-time axis, which counts milliseconds: whole
+/// milliseconds of at least `least` (a window of 500µs would round to
+/// nothing).
+fn event_millis(value: &Spanned<String>, what: &str, least: i64) -> Result<i64, Failure> {
+    let d = duration(value, what)?;
+    if d.subsec_nanos() % 1_000_000 != 0 {
+        return Err(at(
+            value.span(),
+            format!(
+                "{what} `{}` is not a whole number of milliseconds: event times count \
+                 milliseconds, so write it like \"1ms\", \"250ms\" or \"2s\"",
+                value.get_ref()
+            ),
+        ));
+    }
+    let ms = millis(d);
+    if ms < least {
+        let message = if least == 1 {
+            format!("{what} must be longer than zero")
+        } else {
+            format!("{what} must be at least {least}ms")
+        };
+        return Err(at(value.span(), message));
+    }
+    Ok(ms)
 }
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The copies a NATS stream keeps in a cluster: 1 to 5, as NATS allows.
+fn replicas(value: Option<&Spanned<u32>>) -> Result<usize, Failure> {
+    match value {
+        None => Ok(1),
+        Some(r) if (1..=5).contains(r.get_ref()) => Ok(*r.get_ref() as usize),
+        Some(r) => Err(at(
+            r.span(),
+            format!(
+                "replicas = {} is not possible: a NATS stream keeps 1 to 5 copies",
+                r.get_ref()
+            ),
+        )),
+    }
 }
 
 /// Says which keys of a table don't apply to its type.
@@ -472,8 +539,13 @@ fn execution(spec: &PipelineSpec, workers: Option<usize>) -> Result<Execution, F
     };
     let batch_size = match &e.batch_size {
         None => 4096,
-        Some(n) if *n.get_ref() > 0 => *n.get_ref() as usize,
-        Some(n) => return Err(at(n.span(), "batch_size must be at least 1")),
+        Some(n) if (1..=MOST_ROWS).contains(n.get_ref()) => *n.get_ref() as usize,
+        Some(n) => {
+            return Err(at(
+                n.span(),
+                format!("batch_size must be at least 1 and at most {MOST_ROWS} rows"),
+            ))
+        }
     };
     let batch_interval = match &e.batch_interval {
         None => Duration::from_millis(100),
@@ -482,8 +554,13 @@ fn execution(spec: &PipelineSpec, workers: Option<usize>) -> Result<Execution, F
     let workers = match (workers, &e.workers) {
         (Some(w), _) => w.max(1),
         (None, None) => 1,
-        (None, Some(w)) if *w.get_ref() > 0 => *w.get_ref() as usize,
-        (None, Some(w)) => return Err(at(w.span(), "workers must be at least 1")),
+        (None, Some(w)) if (1..=MOST_WORKERS).contains(w.get_ref()) => *w.get_ref() as usize,
+        (None, Some(w)) => {
+            return Err(at(
+                w.span(),
+                format!("workers must be at least 1 and at most {MOST_WORKERS}"),
+            ))
+        }
     };
     Ok(Execution {
         event_mode,
@@ -637,12 +714,32 @@ fn source(s: &SourceSpec, span: Span, base: &Path) -> Result<SourcePlan, Failure
                 &given,
                 &[&["events", "keys", "seed", "interval_ms"][..], &common[..]].concat(),
             )?;
+            let events = s.events.as_ref().map_or(1_000_000, |v| *v.get_ref());
+            let keys = s.keys.as_ref().map_or(100, |v| *v.get_ref());
+            if keys == 0 {
+                let span = span_of(&s.keys).unwrap_or(s.kind.span());
+                return Err(at(span, "keys must be at least 1"));
+            }
+            let interval_ms = s.interval_ms.as_ref().map_or(1, |v| *v.get_ref());
+            if events
+                .checked_mul(interval_ms)
+                .is_none_or(|last| last > i64::MAX as u64)
+            {
+                let span = span_of(&s.interval_ms).unwrap_or(s.kind.span());
+                return Err(at(
+                    span,
+                    format!(
+                        "{events} events {interval_ms}ms apart go past the last event time \
+                         (year 292 million); make interval_ms or events smaller"
+                    ),
+                ));
+            }
             (
                 SourceKind::Generator {
-                    events: s.events.as_ref().map_or(1_000_000, |v| *v.get_ref()),
-                    keys: s.keys.as_ref().map_or(100, |v| *v.get_ref()).max(1),
+                    events,
+                    keys,
                     seed: s.seed.as_ref().map_or(7, |v| *v.get_ref()),
-                    interval_ms: s.interval_ms.as_ref().map_or(1, |v| *v.get_ref()),
+                    interval_ms,
                 },
                 GeneratorSource::schema(),
             )
@@ -761,7 +858,7 @@ fn nats_source(
         name: stream,
         subject,
         partitions,
-        replicas: s.replicas.as_ref().map_or(1, |r| *r.get_ref() as usize),
+        replicas: replicas(s.replicas.as_ref())?,
     };
     if let Err(e) = stream.validate() {
         let span = span_of(&s.subject).unwrap_or(s.kind.span());
@@ -830,11 +927,17 @@ fn finish_source(
     let time = EventTime::new(&schema, field)
         .map_err(|m| Failure::Invalid(Diagnostic::new(span.or(Some(s.kind.span())), m)))?;
     let max_out_of_orderness = match &s.max_out_of_orderness {
-        Some(d) => duration(d, "max_out_of_orderness")?,
+        Some(d) => Duration::from_millis(event_millis(d, "max_out_of_orderness", 0)? as u64),
         None => Duration::ZERO,
     };
     let idle_timeout = match &s.idle_timeout {
-        Some(d) => Some(duration(d, "idle_timeout")?),
+        Some(d) => {
+            let timeout = duration(d, "idle_timeout")?;
+            if timeout.is_zero() {
+                return Err(at(d.span(), "idle_timeout must be longer than zero"));
+            }
+            Some(timeout)
+        }
         None => None,
     };
     let rate = match &s.rate {
@@ -1121,11 +1224,7 @@ fn window(
         })?;
         match size.get_ref() {
             toml::Value::String(text) => {
-                let d = duration(&Spanned::new(size.span(), text.clone()), "size")?;
-                if d.is_zero() {
-                    return Err(at(size.span(), "size must be longer than zero"));
-                }
-                Ok(millis(d))
+                event_millis(&Spanned::new(size.span(), text.clone()), "size", 1)
             }
             _ => Err(at(
                 size.span(),
@@ -1155,11 +1254,21 @@ fn window(
                         "a sliding window needs `slide`, like slide = \"5s\"",
                     )
                 })?;
-                let step = millis(duration(slide, "slide")?);
+                let step = event_millis(slide, "slide", 0)?;
                 if step <= 0 || step > size {
                     return Err(at(
                         slide.span(),
                         "slide must be longer than zero and no longer than size",
+                    ));
+                }
+                if size / step > MOST_PANES {
+                    return Err(at(
+                        slide.span(),
+                        format!(
+                            "with size {size}ms and slide {step}ms each event falls in {} \
+                             windows; at most {MOST_PANES} are supported: make slide longer",
+                            size / step
+                        ),
                     ));
                 }
                 WindowKind::Sliding { size, slide: step }
@@ -1169,10 +1278,7 @@ fn window(
                 let gap = ws.gap.as_ref().ok_or_else(|| {
                     at(w.span(), "a session window needs `gap`, like gap = \"30s\"")
                 })?;
-                let g = millis(duration(gap, "gap")?);
-                if g <= 0 {
-                    return Err(at(gap.span(), "gap must be longer than zero"));
-                }
+                let g = event_millis(gap, "gap", 1)?;
                 WindowKind::Session { gap: g }
             }
             "count" => {
@@ -1209,7 +1315,7 @@ fn window(
                     "count windows close on a count, not on event time: remove allowed_lateness",
                 ));
             }
-            millis(duration(d, "allowed_lateness")?)
+            event_millis(d, "allowed_lateness", 0)?
         }
     };
     let key_fields: Vec<String> = t
@@ -1385,7 +1491,7 @@ fn sink(
                 url: need(&s.url, "url", "nats://127.0.0.1:4222")?,
                 subject,
                 stream: s.stream.as_ref().map(|v| v.get_ref().clone()),
-                replicas: s.replicas.as_ref().map_or(1, |r| *r.get_ref() as usize),
+                replicas: replicas(s.replicas.as_ref())?,
                 id_prefix: String::new(),
             })
         }

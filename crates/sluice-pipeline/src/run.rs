@@ -9,7 +9,7 @@ use crate::decode::TextDecoder;
 use crate::plan::{Operation, Plan, SourceKind};
 use crate::reserved::Reserved;
 use crate::rows::Rows;
-use crate::sink::RowSink;
+use crate::sink::{RowSink, Target};
 use crate::source::{
     Bytes, Checkpointed, GeneratorSource, ParquetSource, ReplayableSource, SourceCounters,
     TextSource,
@@ -224,6 +224,16 @@ fn committed_length(restored: Option<&Snapshot>, key: &str) -> Result<Option<u64
     Ok(Some(u64::from_le_bytes(bytes)))
 }
 
+/// Tells the durability trace which file holds output `key`.
+fn opened(key: &str, target: &Target) {
+    if let Target::File { path, .. } = target {
+        crate::fault::record(|| crate::fault::Event::Opened {
+            key: key.to_string(),
+            path: path.clone(),
+        });
+    }
+}
+
 /// Runs `plan` with `options`: with a state directory, resumes from its
 /// last checkpoint and takes checkpoints as it goes.
 pub fn run_with(
@@ -250,6 +260,11 @@ pub fn run_with(
                 StateLocation::External(store) => store.clone(),
             };
             restored = store.load().map_err(RunError)?;
+            if let StateLocation::Dir(dir) = &config.location {
+                if crate::fault::on(crate::fault::Fault::SkipRestore, dir) {
+                    restored = None;
+                }
+            }
             if let Some(snapshot) = restored.as_ref().filter(|s| s.completed) {
                 let report = CheckpointReport {
                     last: Some(snapshot.id),
@@ -301,6 +316,7 @@ pub fn run_with(
                 let n = reserved_writers.entry(stream.name()).or_default();
                 let key = format!("reserved/{}/{n}", stream.name());
                 *n += 1;
+                opened(&key, &sink.target);
                 let length = committed_length(restored.as_ref(), &key)?;
                 let writer = sink
                     .target
@@ -310,6 +326,7 @@ pub fn run_with(
             }
             None => {
                 let key = format!("sink/{i}");
+                opened(&key, &sink.target);
                 let length = committed_length(restored.as_ref(), &key)?;
                 let writer = sink
                     .target

@@ -2,6 +2,7 @@
 
 use crate::checkpoint::{Checkpointing, Guarantee};
 use crate::decode::Format;
+use crate::fault::{record, Event, Fault};
 use crate::rows::Rows;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -60,7 +61,7 @@ impl Durable {
     /// Waits until the output is durable up to its length; returns it.
     pub fn sync(self) -> Result<u64, String> {
         if let Some((file, path)) = self.file {
-            file.sync_data().map_err(|e| io_error(&path, e))?;
+            sync_file(&file, &path)?;
         }
         if let Some(wait) = self.wait {
             wait()?;
@@ -121,14 +122,8 @@ impl Target {
                 path: PathBuf::from("stdout"),
             })),
             Target::File { path, format } => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| {
-                        format!("cannot create the directory {}: {e}", dir.display())
-                    })?;
-                }
                 let file = match length {
-                    None => File::create(path)
-                        .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+                    None => create_durably(path)?,
                     Some(length) => resume(path, length)?,
                 };
                 let written = Arc::new(AtomicU64::new(length.unwrap_or(0)));
@@ -161,6 +156,7 @@ impl Target {
                             parquet::arrow::ArrowWriter::try_new(counting.inner, schema, None)
                                 .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
                         ),
+                        file: synced,
                         path: path.clone(),
                     }),
                 })
@@ -230,12 +226,77 @@ fn resume(path: &Path, length: u64) -> Result<File, String> {
             path.display()
         ));
     }
-    file.set_len(length)
-        .map_err(|e| format!("cannot cut {} back to the checkpoint: {e}", path.display()))?;
+    if !crate::fault::on(Fault::SkipTruncate, path) {
+        file.set_len(length)
+            .map_err(|e| format!("cannot cut {} back to the checkpoint: {e}", path.display()))?;
+    }
     let mut file = file;
     file.seek(SeekFrom::End(0))
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(file)
+}
+
+/// Creates (or empties) the file at `path`, and the folders it needs, so
+/// that they survive a power cut: each new directory entry is synced. A
+/// checkpoint that later commits the file's length relies on it.
+pub fn create_durably(path: &Path) -> Result<File, String> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        create_dir_durably(dir)?;
+    }
+    let file = File::create(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    record(|| Event::Created(path.to_path_buf()));
+    sync_parent(path)?;
+    Ok(file)
+}
+
+/// Creates the folder `dir` and those above it that are missing, syncing
+/// the folder that holds each new one.
+pub fn create_dir_durably(dir: &Path) -> Result<(), String> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+        .collect();
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot create the directory {}: {e}", dir.display()))?;
+    for new in missing.iter().rev() {
+        sync_parent(new)?;
+    }
+    Ok(())
+}
+
+/// Syncs the directory that holds `path`: its entry survives a power cut.
+fn sync_parent(path: &Path) -> Result<(), String> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if crate::fault::on(Fault::SkipDirSync, path) {
+        return Ok(());
+    }
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| format!("cannot sync the directory {}: {e}", dir.display()))?;
+    record(|| Event::SyncedDir(dir.to_path_buf()));
+    Ok(())
+}
+
+/// Waits until what was written to `file` is on disk.
+fn sync_file(file: &File, path: &Path) -> Result<(), String> {
+    file.sync_data().map_err(|e| io_error(path, e))?;
+    record(|| Event::SyncedFile {
+        path: path.to_path_buf(),
+        length: file.metadata().map_or(0, |m| m.len()),
+    });
+    Ok(())
+}
+
+/// At the end of a run: flushed output is synced before the run may be
+/// committed as completed (a power cut must not take its tail).
+fn sync_at_end(file: &File, path: &Path) -> Result<(), String> {
+    if crate::fault::on(Fault::SkipFinalSync, path) {
+        return Ok(());
+    }
+    sync_file(file, path)
 }
 
 /// A file that counts the bytes written to it.
@@ -282,7 +343,11 @@ impl RowWriter for JsonLines {
             .map_err(|e| io_error(&self.path, e))
     }
     fn finish(&mut self) -> Result<(), String> {
-        self.out.flush().map_err(|e| io_error(&self.path, e))
+        self.out.flush().map_err(|e| io_error(&self.path, e))?;
+        match &self.file {
+            Some((file, _)) => sync_at_end(file, &self.path),
+            None => Ok(()),
+        }
     }
     fn checkpoint(&mut self) -> Result<Durable, String> {
         self.out.flush().map_err(|e| io_error(&self.path, e))?;
@@ -313,6 +378,7 @@ impl RowWriter for Csv {
                 .into_inner()
                 .flush()
                 .map_err(|e| io_error(&self.path, e))?;
+            sync_at_end(&self.file.0, &self.path)?;
         }
         Ok(())
     }
@@ -323,6 +389,8 @@ impl RowWriter for Csv {
 
 struct Parquet {
     writer: Option<parquet::arrow::ArrowWriter<File>>,
+    /// The same file, to sync once the footer is written.
+    file: File,
     path: PathBuf,
 }
 
@@ -336,6 +404,7 @@ impl RowWriter for Parquet {
     fn finish(&mut self) -> Result<(), String> {
         if let Some(writer) = self.writer.take() {
             writer.close().map_err(|e| io_error(&self.path, e))?;
+            sync_at_end(&self.file, &self.path)?;
         }
         Ok(())
     }

@@ -76,3 +76,127 @@ proptest! {
         let _ = sluice_pipeline::plan::load_str(&text, &dir.join("p.toml"), dir, None);
     }
 }
+
+/// A duration as a user might write one, valid or not.
+fn duration_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("0s".to_string()),
+        Just("500us".to_string()),
+        Just("1.5ms".to_string()),
+        Just("1ms".to_string()),
+        Just("37ms".to_string()),
+        Just("1s".to_string()),
+        Just("10s".to_string()),
+        Just("1h".to_string()),
+        Just("365d".to_string()),
+        Just("11y".to_string()),
+        Just("18446744073709551615s".to_string()),
+        Just("-1s".to_string()),
+        Just("soon".to_string()),
+        (1u64..100_000).prop_map(|n| format!("{n}ms")),
+    ]
+}
+
+/// A window table, valid or not.
+fn window_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        duration_text().prop_map(|size| format!(r#"{{ type = "tumbling", size = "{size}" }}"#)),
+        (duration_text(), duration_text()).prop_map(|(size, slide)| format!(
+            r#"{{ type = "sliding", size = "{size}", slide = "{slide}" }}"#
+        )),
+        duration_text().prop_map(|gap| format!(r#"{{ type = "session", gap = "{gap}" }}"#)),
+        (-2i64..300).prop_map(|n| format!(r#"{{ type = "count", size = {n} }}"#)),
+        Just(r#"{ type = "hopping", size = "1s" }"#.to_string()),
+    ]
+}
+
+/// A pipeline file over a small generated input, its numbers and durations
+/// drawn from valid and invalid values.
+fn pipeline_text() -> impl Strategy<Value = String> {
+    (
+        (0i64..3000, -1i64..20, 0u64..10_000, prop::bool::ANY),
+        (window_text(), prop::option::of(duration_text())),
+        (
+            -1i64..5000,
+            -1i64..5,
+            prop::sample::select(vec!["event", "micro-batch", "adaptive"]),
+        ),
+        prop::option::of(duration_text()),
+    )
+        .prop_map(
+            |(
+                (events, keys, interval, disorder),
+                (window, lateness),
+                (batch, workers, mode),
+                idle,
+            )| {
+                let lateness = lateness
+                    .map(|d| format!("allowed_lateness = \"{d}\"\n"))
+                    .unwrap_or_default();
+                let idle = idle
+                    .map(|d| format!("idle_timeout = \"{d}\"\n"))
+                    .unwrap_or_default();
+                let disorder = if disorder {
+                    "max_out_of_orderness = \"2s\"\n"
+                } else {
+                    ""
+                };
+                format!(
+                    r#"name = "random"
+
+[source]
+type = "generator"
+events = {events}
+keys = {keys}
+interval_ms = {interval}
+{disorder}{idle}
+[execution]
+mode = "{mode}"
+batch_size = {batch}
+workers = {workers}
+
+[[transform]]
+name = "w"
+type = "window"
+key = "sensor"
+window = {window}
+aggregates = {{ n = "count(*)", s = "sum(temperature)", sd = "stddev(temperature)" }}
+{lateness}
+[[sink]]
+from = "w"
+type = "file"
+path = "out.jsonl"
+"#
+                )
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    /// `validate` refuses a file at a position, or the file runs on a small
+    /// input to its end without panicking.
+    #[test]
+    fn a_pipeline_file_is_refused_at_a_position_or_runs(text in pipeline_text()) {
+        let dir = tempfile::tempdir().unwrap();
+        match sluice_pipeline::plan::load_str(&text, Path::new("p.toml"), dir.path(), None) {
+            Err(sluice_pipeline::LoadError::Invalid(message)) => {
+                let position = message
+                    .strip_prefix("p.toml:")
+                    .and_then(|rest| rest.split(':').next())
+                    .and_then(|line| line.parse::<usize>().ok());
+                prop_assert!(position.is_some_and(|l| l > 0), "no position: {}", message);
+            }
+            Err(other) => prop_assert!(false, "not a diagnostic: {}\n{}", other, text),
+            Ok(plan) => {
+                let progress = sluice_pipeline::run::progress(&plan);
+                let result = sluice_pipeline::run::run(plan, &progress);
+                if let Err(e) = &result {
+                    prop_assert!(!e.to_string().contains("panic"), "{}\n{}", e, text);
+                }
+                prop_assert!(result.is_ok(), "{:?}\n{}", result.err(), text);
+            }
+        }
+    }
+}
