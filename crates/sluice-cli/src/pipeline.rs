@@ -80,6 +80,10 @@ pub struct RunArgs {
     /// until Ctrl-C).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "ui")]
     ui_linger: Option<Duration>,
+    /// Says on stderr where a run with --state-dir resumes (checkpoint,
+    /// records already read) and when each checkpoint commits.
+    #[arg(short, long)]
+    verbose: bool,
 }
 
 fn parse_ui_addr(text: &str) -> Result<SocketAddr, String> {
@@ -256,6 +260,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
             interval: args.checkpoint_interval.unwrap_or(Duration::from_secs(10)),
             fresh: args.fresh,
             guarantee: args.guarantee,
+            log: args.verbose.then(String::new),
         }),
         stop: Arc::new(AtomicBool::new(false)),
         watch: watch.clone(),
@@ -347,6 +352,7 @@ fn run_distributed(args: &RunArgs, workers: Option<usize>) -> ExitCode {
         fresh: args.fresh,
         guarantee: args.guarantee,
         stop: Arc::new(AtomicBool::new(false)),
+        log: args.verbose,
     };
     let stop = options.stop.clone();
     let installed = ctrlc::set_handler(move || {
@@ -429,7 +435,11 @@ fn report(
                         report.last.unwrap_or(0)
                     );
                 } else if let Some(from) = report.resumed_from {
-                    eprintln!("resumed from checkpoint {from} and completed");
+                    eprintln!(
+                        "resumed from checkpoint {from} ({} records were read before it) and \
+                         completed",
+                        report.skipped
+                    );
                 }
             }
             let json = serde_json::to_string(&summary).unwrap_or_default();

@@ -15,8 +15,10 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// Lines of input: large enough that a run takes seconds in a debug build.
@@ -177,21 +179,99 @@ fn workspace(root: &Path, name: &str, input: &Path, workers: usize) -> PathBuf {
     dir
 }
 
-fn start(dir: &Path, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
+/// A running `sluice run`: its stderr, line by line as it comes.
+struct Run {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+/// Starts `sluice run -v` in `dir` with `extra` arguments and the test-only
+/// faults `faults` (SLUICE_FAULT; empty for none).
+fn start(dir: &Path, extra: &[&str], faults: &str) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("run")
         .arg(dir.join("p.toml"))
+        .arg("--verbose")
         .args(extra)
+        .env("SLUICE_FAULT", faults)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (send, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if send.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Run {
+        child,
+        lines,
+        seen: Vec::new(),
+    }
 }
 
-fn finish(child: Child) -> (bool, String) {
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    (output.status.success(), stderr)
+impl Run {
+    /// Waits for a line containing `text`; `None` if the run ended (or
+    /// said nothing for a minute) first.
+    fn wait_for(&mut self, text: &str) -> Option<String> {
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(60)) {
+            self.seen.push(line.clone());
+            if line.contains(text) {
+                return Some(line);
+            }
+        }
+        None
+    }
+
+    /// Kills the run (SIGKILL) if it still runs; everything it said.
+    /// `true` if it was killed, `false` if it had ended by itself.
+    fn kill(mut self) -> (bool, Vec<String>) {
+        let killed = self.child.try_wait().unwrap().is_none();
+        if killed {
+            self.child.kill().unwrap();
+        }
+        let status = self.child.wait().unwrap();
+        self.seen.extend(self.lines.iter());
+        (killed || !status.success(), self.seen)
+    }
+
+    /// Waits for the run to end: whether it succeeded, and what it said.
+    fn finish(mut self) -> (bool, String) {
+        let status = self.child.wait().unwrap();
+        self.seen.extend(self.lines.iter());
+        (status.success(), self.seen.join("\n"))
+    }
+}
+
+/// The checkpoint a run resumed from and the records it skipped, from its
+/// first line (`resuming from checkpoint N: K records ...`, or `no
+/// checkpoint yet`).
+fn resumed(lines: &[String]) -> Option<(u64, u64)> {
+    lines.iter().find_map(|line| {
+        if line.contains("no checkpoint yet") {
+            return Some((0, 0));
+        }
+        let rest = line.strip_prefix("resuming from checkpoint ")?;
+        let (id, rest) = rest.split_once(": ")?;
+        let skipped = rest.split_whitespace().next()?;
+        Some((id.parse().ok()?, skipped.parse().ok()?))
+    })
+}
+
+/// The last checkpoint a run said it committed, and the records read then.
+fn last_commit(lines: &[String]) -> Option<(u64, u64)> {
+    lines.iter().rev().find_map(|line| {
+        let rest = line.strip_prefix("checkpoint ")?;
+        let (id, rest) = rest.split_once(" committed: ")?;
+        let read = rest.split_whitespace().next()?;
+        Some((id.parse().ok()?, read.parse().ok()?))
+    })
 }
 
 /// Every output file of a workspace, by name.
@@ -211,12 +291,18 @@ fn sorted_lines(bytes: &[u8]) -> Vec<&[u8]> {
     lines
 }
 
-fn compare(reference: &BTreeMap<String, Vec<u8>>, got: &BTreeMap<String, Vec<u8>>, exact: bool) {
-    assert_eq!(
-        reference.keys().collect::<Vec<_>>(),
-        got.keys().collect::<Vec<_>>(),
-        "the same output files"
-    );
+fn compare(
+    reference: &BTreeMap<String, Vec<u8>>,
+    got: &BTreeMap<String, Vec<u8>>,
+    exact: bool,
+) -> Result<(), String> {
+    if reference.keys().ne(got.keys()) {
+        return Err(format!(
+            "not the same output files: {:?} vs {:?}",
+            reference.keys().collect::<Vec<_>>(),
+            got.keys().collect::<Vec<_>>()
+        ));
+    }
     for (name, expected) in reference {
         let found = &got[name];
         let lines = expected.iter().filter(|b| **b == b'\n').count();
@@ -225,36 +311,46 @@ fn compare(reference: &BTreeMap<String, Vec<u8>>, got: &BTreeMap<String, Vec<u8>
             "{name} is empty: a weak test"
         );
         if exact {
-            assert!(
-                expected == found,
-                "{name} differs from the uninterrupted run ({} vs {} bytes)",
-                expected.len(),
-                found.len()
-            );
+            if expected != found {
+                return Err(format!(
+                    "{name} differs from the uninterrupted run ({} vs {} bytes)",
+                    expected.len(),
+                    found.len()
+                ));
+            }
         } else {
             let (a, b) = (sorted_lines(expected), sorted_lines(found));
-            let missing = a.iter().filter(|l| !b.contains(l)).count();
-            assert!(
-                a == b,
-                "{name}: not the same lines as the uninterrupted run ({} vs {} lines, \
-                 {missing} missing)",
-                a.len(),
-                b.len()
-            );
+            if a != b {
+                let missing = a.iter().filter(|l| !b.contains(l)).count();
+                return Err(format!(
+                    "{name}: not the same lines as the uninterrupted run ({} vs {} lines, \
+                     {missing} missing)",
+                    a.len(),
+                    b.len()
+                ));
+            }
         }
     }
+    Ok(())
 }
 
-/// Kills a run `kills` times at random moments, then lets it complete,
-/// and compares with an uninterrupted run.
-fn crash_and_compare(workers: usize, kills: usize) {
+/// Kills a run `kills` times, then lets it complete, and compares with an
+/// uninterrupted run. A tenth of the kills land in the first 40 ms after
+/// the start (start-up and recovery); the others once the run has
+/// committed a checkpoint, after a random delay. Every restart must resume
+/// from the last checkpoint its predecessor said it committed (or a later
+/// one), skipping the records read before it, and the final outputs must
+/// equal the uninterrupted run's: a run that starts over, or one that keeps
+/// what was written after its checkpoint, fails. `faults` are passed on to
+/// every run (SLUICE_FAULT), to show the harness catches them.
+fn crash_and_compare(workers: usize, kills: usize, faults: &str) -> Result<(), String> {
     let root = tempfile::tempdir().unwrap();
     let input = root.path().join("input.jsonl");
     write_input(&input);
 
     let reference = workspace(root.path(), "reference", &input, workers);
     let started = Instant::now();
-    let (ok, stderr) = finish(start(&reference, &[]));
+    let (ok, stderr) = start(&reference, &[], "").finish();
     let clean_run = started.elapsed();
     assert!(ok, "the uninterrupted run failed:\n{stderr}");
     let expected = outputs(&reference);
@@ -274,49 +370,89 @@ fn crash_and_compare(workers: usize, kills: usize) {
     let state = crashed.join("state");
     let state_arg = state.to_string_lossy().into_owned();
     let args = ["--state-dir", &state_arg, "--checkpoint-interval", "50ms"];
-    // Kill times: a tenth land in the first 40 ms (start-up and recovery),
-    // the rest spread so that the kills use about half the input. If a run
-    // completes before all the kills have landed (the machine got faster),
-    // its outputs are checked and a fresh round goes on with the rest.
-    let slice = clean_run.as_millis() as u64 / kills as u64;
+    // Each kill lands within a slice of the clean run's time after the
+    // run's first commit, so that the kills use about half the input. If
+    // a run completes before all the kills have landed (the machine got
+    // faster), its outputs are checked and a fresh round goes on.
+    let slice = clean_run.as_millis() as u64 / (2 * kills as u64);
     let (mut killed, mut runs, mut rounds) = (0, 0, 0);
+    let (mut restarts, mut resumed_restarts) = (0, 0);
     while killed < kills {
         rounds += 1;
         assert!(rounds <= kills + 5, "{rounds} rounds for {kills} kills");
         let _ = fs::remove_dir_all(&state);
         let _ = fs::remove_dir_all(crashed.join("out"));
+        // What the run before said it had committed: (checkpoint, records).
+        let mut committed: Option<(u64, u64)> = None;
+        let mut first = true;
         loop {
             runs += 1;
             assert!(runs <= kills * 4 + 10, "no completion after {runs} runs");
-            let mut child = start(&crashed, &args);
-            if killed < kills {
-                let delay = if random.below(10) == 0 {
-                    random.below(40)
-                } else {
-                    100 + random.below(slice)
-                };
-                std::thread::sleep(Duration::from_millis(delay));
-                if child.try_wait().unwrap().is_none() {
-                    child.kill().unwrap(); // SIGKILL
-                    let _ = child.wait();
+            let mut run = start(&crashed, &args, faults);
+            let early = killed < kills && random.below(10) == 0;
+            if early {
+                std::thread::sleep(Duration::from_millis(random.below(40)));
+            } else if killed < kills && run.wait_for(" committed: ").is_some() {
+                std::thread::sleep(Duration::from_millis(random.below(slice)));
+            }
+            let (lines, completed) = if killed < kills {
+                let (was_killed, lines) = run.kill();
+                if was_killed {
                     killed += 1;
-                    continue;
+                }
+                let done = !was_killed && lines.iter().any(|l| l.contains("\"stopped\":false"));
+                (lines, done)
+            } else {
+                let (ok, stderr) = run.finish();
+                if !ok {
+                    return Err(format!("run {runs} failed:\n{stderr}"));
+                }
+                let lines: Vec<String> = stderr.lines().map(String::from).collect();
+                let done = stderr.contains("\"stopped\":false");
+                (lines, done)
+            };
+            // Where this run started, against what the one before committed.
+            if let Some((id, skipped)) = resumed(&lines) {
+                if !first {
+                    restarts += 1;
+                    resumed_restarts += u64::from(id > 0);
+                }
+                if let Some((before, read)) = committed {
+                    if id < before || skipped < read {
+                        return Err(format!(
+                            "run {runs} resumed from checkpoint {id} ({skipped} records \
+                             skipped), but the run before it had committed checkpoint \
+                             {before} ({read} records read): it did not resume from its \
+                             last checkpoint"
+                        ));
+                    }
                 }
             }
-            let (ok, stderr) = finish(child);
-            assert!(ok, "run {runs} failed:\n{stderr}");
-            if stderr.contains("\"stopped\":false") {
+            if let Some(commit) = last_commit(&lines) {
+                committed = Some(commit);
+            }
+            first = false;
+            if completed {
                 break;
             }
         }
-        compare(&expected, &outputs(&crashed), workers == 1);
+        compare(&expected, &outputs(&crashed), workers == 1)?;
     }
-    println!("workers {workers}: {killed} kills, {runs} runs, {rounds} round(s), all complete");
+    println!(
+        "workers {workers}: {killed} kills, {runs} runs, {rounds} round(s), \
+         {resumed_restarts} of {restarts} restarts resumed from a checkpoint"
+    );
+    if resumed_restarts * 2 < restarts {
+        return Err(format!(
+            "only {resumed_restarts} of {restarts} restarts resumed from a checkpoint: \
+             the kills did not test recovery"
+        ));
+    }
 
     // Once complete, a rerun says so and writes nothing.
-    let (ok, stderr) = finish(start(&crashed, &args));
+    let (ok, stderr) = start(&crashed, &args, faults).finish();
     assert!(ok && stderr.contains("already completed"), "{stderr}");
-    compare(&expected, &outputs(&crashed), workers == 1);
+    compare(&expected, &outputs(&crashed), workers == 1)
 }
 
 fn kills(default: usize) -> usize {
@@ -328,12 +464,34 @@ fn kills(default: usize) -> usize {
 
 #[test]
 fn one_worker_survives_sigkill_byte_for_byte() {
-    crash_and_compare(1, kills(20));
+    crash_and_compare(1, kills(20), "").unwrap();
 }
 
 #[test]
 fn two_workers_survive_sigkill_with_the_same_lines() {
-    crash_and_compare(2, kills(10));
+    crash_and_compare(2, kills(10), "").unwrap();
+}
+
+/// The harness fails a run that restarts from nothing instead of resuming,
+/// though its outputs are right (it recomputes everything).
+#[test]
+fn the_harness_catches_a_restart_from_scratch() {
+    let error = crash_and_compare(1, 4, "skip-restore").expect_err("the harness passed");
+    assert!(
+        error.contains("did not resume from its last checkpoint"),
+        "{error}"
+    );
+}
+
+/// The harness fails a resume that keeps what was written after the
+/// checkpoint (repeated output).
+#[test]
+fn the_harness_catches_a_resume_that_keeps_the_uncommitted_tail() {
+    let error = crash_and_compare(1, 4, "skip-truncate").expect_err("the harness passed");
+    assert!(
+        error.contains("differs from the uninterrupted run"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -343,7 +501,7 @@ fn sigterm_takes_a_last_checkpoint_and_the_next_run_resumes() {
     write_input(&input);
     let reference = workspace(root.path(), "reference", &input, 1);
     let started = Instant::now();
-    let (ok, stderr) = finish(start(&reference, &[]));
+    let (ok, stderr) = start(&reference, &[], "").finish();
     assert!(ok, "{stderr}");
     // Stop a third of the way through (in a debug or a release build).
     let stop_after = (started.elapsed() / 3).max(Duration::from_millis(50));
@@ -351,14 +509,16 @@ fn sigterm_takes_a_last_checkpoint_and_the_next_run_resumes() {
     let stopped = workspace(root.path(), "stopped", &input, 1);
     let state = stopped.join("state").to_string_lossy().into_owned();
     let args = ["--state-dir", state.as_str(), "--checkpoint-interval", "1h"];
-    let child = start(&stopped, &args);
+    let mut run = start(&stopped, &args, "");
+    // Timed from the moment the state is open, not from the start.
+    assert!(run.wait_for("no checkpoint yet").is_some());
     std::thread::sleep(stop_after);
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &run.child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let (ok, stderr) = finish(child);
+    let (ok, stderr) = run.finish();
     assert!(ok, "a graceful stop exits 0:\n{stderr}");
     assert!(stderr.contains("stopped after checkpoint 1"), "{stderr}");
     // The windows kept their state: no partial results were written.
@@ -367,8 +527,9 @@ fn sigterm_takes_a_last_checkpoint_and_the_next_run_resumes() {
     assert!(partial["per_sensor.jsonl"].len() < full["per_sensor.jsonl"].len());
     assert!(full["per_sensor.jsonl"].starts_with(&partial["per_sensor.jsonl"]));
 
-    let (ok, stderr) = finish(start(&stopped, &args));
+    let (ok, stderr) = start(&stopped, &args, "").finish();
     assert!(ok, "{stderr}");
+    assert!(stderr.contains("resuming from checkpoint 1: "), "{stderr}");
     assert!(stderr.contains("resumed from checkpoint 1"), "{stderr}");
-    compare(&full, &outputs(&stopped), true);
+    compare(&full, &outputs(&stopped), true).unwrap();
 }

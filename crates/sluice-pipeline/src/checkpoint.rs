@@ -110,6 +110,9 @@ pub struct CheckpointConfig {
     pub fresh: bool,
     /// What the run promises.
     pub guarantee: Guarantee,
+    /// Says on stderr when each checkpoint commits, after this prefix
+    /// (`""`, or `"partition 3: "`); quiet when `None`.
+    pub log: Option<String>,
 }
 
 /// A committed checkpoint, as loaded from the store.
@@ -378,6 +381,8 @@ pub struct Checkpointing {
     /// A checkpoint failed (the error is in `inner`).
     failed: AtomicBool,
     count: AtomicU64,
+    /// The prefix of a line on stderr per commit, when logging.
+    log: Option<String>,
 }
 
 impl Checkpointing {
@@ -409,7 +414,15 @@ impl Checkpointing {
             quiet_until: AtomicU64::new(interval.as_millis() as u64),
             failed: AtomicBool::new(false),
             count: AtomicU64::new(0),
+            log: None,
         }
+    }
+
+    /// Says on stderr when each checkpoint commits (records read, state
+    /// size, time from barrier to commit), after `prefix`.
+    pub fn logging(mut self, prefix: Option<String>) -> Self {
+        self.log = prefix;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -522,6 +535,7 @@ impl Checkpointing {
             }
         }
         let bytes = entries.values().map(|v| v.len() as u64).sum();
+        let read = self.log.is_some().then(|| records_read(&entries)).flatten();
         let snapshot = Snapshot {
             id,
             completed: false,
@@ -537,6 +551,14 @@ impl Checkpointing {
             bytes,
         };
         inner.last = Some(committed);
+        if let Some(prefix) = &self.log {
+            eprintln!(
+                "{prefix}checkpoint {id} committed: {} records read, {bytes} bytes of state, \
+                 {:.1} ms",
+                read.map_or_else(|| "?".to_string(), |r| r.to_string()),
+                committed.duration.as_secs_f64() * 1e3
+            );
+        }
         let interval = self.interval.as_millis() as u64;
         self.quiet_until
             .store(self.now_ms().saturating_add(interval), Ordering::Relaxed);
@@ -582,6 +604,13 @@ impl Checkpointing {
             entries: BTreeMap::new(),
         })
     }
+}
+
+/// The records the source had read when it took the checkpoint of
+/// `entries` (its `source` entry says).
+pub fn records_read(entries: &BTreeMap<String, Vec<u8>>) -> Option<u64> {
+    let position: serde_json::Value = serde_json::from_slice(entries.get("source")?).ok()?;
+    position["read"].as_u64()
 }
 
 /// A stable fingerprint of a text (FNV-1a, 64 bits), in hex.

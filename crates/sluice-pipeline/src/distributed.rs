@@ -48,6 +48,8 @@ pub struct DistributedOptions {
     /// Set (by a signal handler) to stop every partition at a checkpoint,
     /// give the leases back and leave.
     pub stop: Arc<AtomicBool>,
+    /// Says on stderr when each checkpoint of a partition commits.
+    pub log: bool,
 }
 
 /// What happened to one partition in this process.
@@ -442,6 +444,7 @@ pub fn run(load: LoadPlan, options: &DistributedOptions) -> Result<DistributedSu
                     interval: options.checkpoint_interval,
                     guarantee: options.guarantee,
                     stop: stop.clone(),
+                    log: options.log,
                 };
                 let thread = std::thread::Builder::new()
                     .name(format!("sluice-partition-{partition}"))
@@ -495,6 +498,7 @@ struct PartitionRun {
     interval: Duration,
     guarantee: Guarantee,
     stop: Arc<AtomicBool>,
+    log: bool,
 }
 
 impl PartitionRun {
@@ -549,6 +553,7 @@ impl PartitionRun {
                 interval: self.interval,
                 fresh: false,
                 guarantee: self.guarantee,
+                log: self.log.then(|| format!("partition {partition}: ")),
             }),
             stop: self.stop,
             watch: None,

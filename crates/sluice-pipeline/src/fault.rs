@@ -364,6 +364,7 @@ path = "out/dead_letter.jsonl"
                 interval: Duration::from_millis(20),
                 fresh: false,
                 guarantee: Guarantee::ExactlyOnce,
+                log: None,
             }),
             ..RunOptions::default()
         };

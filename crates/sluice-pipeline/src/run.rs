@@ -52,6 +52,9 @@ pub struct Summary {
 pub struct CheckpointReport {
     /// The checkpoint it resumed from, if it did.
     pub resumed_from: Option<u64>,
+    /// Records read before that checkpoint, which this run did not read
+    /// again (`read` counts this run's).
+    pub skipped: u64,
     /// Checkpoints this run committed.
     pub committed: u64,
     /// The last one committed.
@@ -282,13 +285,16 @@ pub fn run_with(
                 ));
             }
             reserved.hold_until_barriers();
-            Some(Arc::new(Checkpointing::new(
-                store,
-                config.interval,
-                reserved.clone(),
-                restored.as_ref().map(|s| s.id),
-                options.stop.clone(),
-            )))
+            Some(Arc::new(
+                Checkpointing::new(
+                    store,
+                    config.interval,
+                    reserved.clone(),
+                    restored.as_ref().map(|s| s.id),
+                    options.stop.clone(),
+                )
+                .logging(config.log.clone()),
+            ))
         }
     };
 
@@ -353,6 +359,7 @@ pub fn run_with(
         .as_ref()
         .map(|s| s.get("source").unwrap_or_default());
     let mut resume_from = None;
+    let mut skipped = 0;
     let target_latency = exec.target_latency;
     let rate = plan.source.rate;
     let mut add_source = |source: Box<dyn ReplayableSource>| -> Result<Stream<Rows>, RunError> {
@@ -364,9 +371,11 @@ pub fn run_with(
             Some(target) => Box::new(crate::adaptive::AdaptiveChunks::new(source, target)),
             None => source,
         };
-        let mut source = Checkpointed::new(source, checkpointing.clone());
+        let mut source =
+            Checkpointed::new(source, checkpointing.clone()).counting(counters.clone());
         if let Some(position) = position {
             resume_from = source.restore(position).map_err(RunError)?;
+            skipped = source.read_before();
         }
         Ok(pipeline.source(source))
     };
@@ -676,8 +685,21 @@ pub fn run_with(
 
     let mut report = checkpointing.as_ref().map(|c| CheckpointReport {
         resumed_from: c.restored(),
+        skipped,
         ..CheckpointReport::default()
     });
+    if let (Some(c), Some(config)) = (&checkpointing, &options.checkpoints) {
+        if let (StateLocation::Dir(_), Some(prefix)) = (&config.location, &config.log) {
+            // The state is open and restored: what a resumed run skips.
+            match c.restored() {
+                Some(id) => eprintln!(
+                    "{prefix}resuming from checkpoint {id}: {skipped} records were read \
+                     before it and are not read again"
+                ),
+                None => eprintln!("{prefix}no checkpoint yet: starting from the beginning"),
+            }
+        }
+    }
     let result = pipeline.run();
     let stop_marker = matches!(&result, Err(e) if e.to_string().contains(crate::source::STOPPED));
     if let (Some(c), Some(report), true) = (&checkpointing, &mut report, stop_marker) {

@@ -441,12 +441,15 @@ struct Published {
 }
 
 /// Waits for the acknowledgements of `published`; a publish whose answer
-/// failed (a failover) is sent again with its id until it is answered.
+/// failed (a failover) is sent again with its id until it is answered. It
+/// gives up after 30 s without any answer: a failover on a loaded machine
+/// answers nothing for a while, then everything in turn.
 fn wait_published(
     client: &sluice_nats::NatsClient,
     published: Vec<Published>,
 ) -> Result<(), String> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    const PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+    let mut deadline = std::time::Instant::now() + PATIENCE;
     for p in published {
         let mut answer = sluice_nats::NatsClient::wait_ack(p.ack, &p.subject).map(|_| ());
         while let Err(error) = answer {
@@ -461,6 +464,7 @@ fn wait_published(
                 .publish_with_id(&p.subject, p.payload.clone(), id)
                 .map(|_| ());
         }
+        deadline = std::time::Instant::now() + PATIENCE;
     }
     Ok(())
 }

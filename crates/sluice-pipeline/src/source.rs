@@ -410,6 +410,10 @@ pub struct Checkpointed<S> {
     exhausted: bool,
     /// The last checkpoint the source was told had committed.
     acknowledged: u64,
+    /// Records read by this run, counted where they are framed.
+    read: Option<Arc<SourceCounters>>,
+    /// Records read before the checkpoint the run resumed from.
+    read_before: u64,
 }
 
 impl<S: Replayable> Checkpointed<S> {
@@ -421,7 +425,22 @@ impl<S: Replayable> Checkpointed<S> {
             max_time: i64::MIN,
             exhausted: false,
             acknowledged: 0,
+            read: None,
+            read_before: 0,
         }
+    }
+
+    /// Records in each checkpoint how many records had been read, from
+    /// the start of the input: `counters` counts this run's.
+    pub fn counting(mut self, counters: Arc<SourceCounters>) -> Self {
+        self.read = Some(counters);
+        self
+    }
+
+    /// Records read before the checkpoint the run resumed from: this run
+    /// does not read them again.
+    pub fn read_before(&self) -> u64 {
+        self.read_before
     }
 
     /// Resumes from a checkpointed position; returns the latest event time
@@ -435,6 +454,7 @@ impl<S: Replayable> Checkpointed<S> {
         })?;
         self.inner.seek(&value["inner"])?;
         self.max_time = value["max_time"].as_i64().unwrap_or(i64::MIN);
+        self.read_before = value["read"].as_u64().unwrap_or(0);
         Ok((self.max_time != i64::MIN).then_some(self.max_time))
     }
 }
@@ -504,9 +524,14 @@ impl<S: Source<Rows> + Replayable> Source<Rows> for Checkpointed<S> {
             return Ok(None);
         };
         self.inner.release_reserved();
+        let read = self
+            .read
+            .as_ref()
+            .map_or(0, |r| r.read.load(Ordering::Relaxed));
         let position = serde_json::json!({
             "inner": self.inner.position(),
             "max_time": self.max_time,
+            "read": self.read_before + read,
         });
         checkpointing.report(
             id,
