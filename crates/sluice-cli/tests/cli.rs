@@ -86,10 +86,28 @@ fn a_run_reports_its_counts_and_dead_letters_bad_lines_and_failing_expressions()
     let out = sluice(&["run", &file]);
     assert!(out.status.success(), "{}", stderr(&out));
     let s = summary(&out);
+    // Six records; the line that is not JSON is refused by the decoder.
+    // The division by zero (v = 0) in `ratio` is a dead letter of `ratio`,
+    // but `per_key` aggregates that record: it is processed.
     assert_eq!(s["read"], 6);
-    // The line that is not JSON, and the division by zero (v = 0) in `ratio`.
-    assert_eq!(s["dead_letter"], 2);
-    assert_eq!(s["processed"], 4);
+    assert_eq!(s["processed"], 5);
+    assert_eq!(s["late"], 0);
+    assert_eq!(s["dead_letter"], 1);
+    assert_eq!(
+        s["input"],
+        serde_json::json!({"read": 6, "decoded": 5, "dead_letter": 1})
+    );
+    assert_eq!(
+        s["transforms"]["ratio"],
+        serde_json::json!({"in": 5, "out": 4, "filtered": 0, "late": 0, "dead_letter": 1})
+    );
+    // Windows a [0, 10s), b [0, 10s), a [10s, 20s).
+    assert_eq!(
+        s["transforms"]["per_key"],
+        serde_json::json!({"in": 5, "out": 3, "filtered": 0, "aggregated": 5, "late": 0,
+                           "dead_letter": 0})
+    );
+    assert_eq!(s["emitted"]["dead_letter -> out/dead.jsonl"], 2, "{s}");
     let dead = fs::read_to_string(dir.path().join("out/dead.jsonl")).unwrap();
     assert!(dead.contains(r#""line":4"#), "{dead}");
     assert!(dead.contains("this is not json"), "{dead}");
@@ -305,5 +323,142 @@ type = "stdout"
     assert_eq!(
         (s["read"].as_u64(), s["dead_letter"].as_u64()),
         (Some(6), Some(1))
+    );
+}
+
+/// Two windows read the input, one without allowed lateness and one with a
+/// minute of it; each record goes on its own (event mode), so the watermark
+/// follows every record.
+const TWO_WINDOWS: &str = r#"name = "lateness"
+
+[source]
+type = "file"
+path = "late.jsonl"
+event_time = "ts"
+
+[execution]
+mode = "event"
+
+[[transform]]
+name = "strict"
+type = "window"
+key = "k"
+window = { type = "tumbling", size = "10s" }
+aggregates = { n = "count(*)" }
+
+[[transform]]
+name = "lenient"
+type = "window"
+from = "source"
+key = "k"
+window = { type = "tumbling", size = "10s" }
+allowed_lateness = "1m"
+aggregates = { n = "count(*)" }
+
+[[sink]]
+from = "strict"
+type = "file"
+path = "out/strict.jsonl"
+
+[[sink]]
+from = "lenient"
+type = "file"
+path = "out/lenient.jsonl"
+
+[[sink]]
+from = "late"
+type = "file"
+path = "out/late.jsonl"
+
+[[sink]]
+from = "dead_letter"
+type = "file"
+path = "out/dead.jsonl"
+"#;
+
+#[test]
+fn a_record_late_for_one_window_and_on_time_for_another_is_processed() {
+    let (dir, file) = setup(TWO_WINDOWS);
+    // Line 3 comes after the watermark passed 10 s: late for `strict`, on
+    // time for `lenient`. Line 6 comes after the watermark passed 10 s plus
+    // a minute: late for both. Lines 4 and 7 do not decode.
+    fs::write(
+        dir.path().join("late.jsonl"),
+        concat!(
+            "{\"k\":\"a\",\"ts\":1000}\n",
+            "{\"k\":\"a\",\"ts\":12000}\n",
+            "{\"k\":\"a\",\"ts\":2000}\n",
+            "not json\n",
+            "{\"k\":\"a\",\"ts\":75000}\n",
+            "{\"k\":\"a\",\"ts\":3000}\n",
+            "{\"k\":\"a\",\"ts\":\"soon\"}\n",
+        ),
+    )
+    .unwrap();
+    let out = sluice(&["run", &file]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = summary(&out);
+    // Records: 1, 2, 3 and 5 processed; 6 late; 4 and 7 dead letters.
+    assert_eq!(
+        (&s["read"], &s["processed"], &s["late"], &s["dead_letter"]),
+        (&7.into(), &4.into(), &1.into(), &2.into()),
+        "{s}"
+    );
+    assert_eq!(
+        s["input"],
+        serde_json::json!({"read": 7, "decoded": 5, "dead_letter": 2})
+    );
+    assert_eq!(s["transforms"]["strict"]["in"], 5);
+    assert_eq!(s["transforms"]["strict"]["aggregated"], 3);
+    assert_eq!(s["transforms"]["strict"]["late"], 2);
+    assert_eq!(s["transforms"]["lenient"]["in"], 5);
+    assert_eq!(s["transforms"]["lenient"]["aggregated"], 4);
+    assert_eq!(s["transforms"]["lenient"]["late"], 1);
+    // Results: `strict` fires [0, 10s), [10s, 20s) and [70s, 80s); `lenient`
+    // also emits [0, 10s) again, updated by line 3.
+    assert_eq!(s["transforms"]["strict"]["out"], 3);
+    assert_eq!(s["transforms"]["lenient"]["out"], 4);
+    // The `late` stream holds a row per refusal: 2 + 1.
+    assert_eq!(s["emitted"]["late -> out/late.jsonl"], 3, "{s}");
+    let late = fs::read_to_string(dir.path().join("out/late.jsonl")).unwrap();
+    assert_eq!(late.lines().count(), 3, "{late}");
+}
+
+/// A run whose counts do not add up (a test-only fault: a filter loses
+/// the count of the first rows it drops) fails with a bug report.
+#[test]
+fn counts_that_do_not_add_up_fail_the_run() {
+    let (_dir, file) = setup(
+        r#"name = "t"
+
+[source]
+type = "file"
+path = "data.jsonl"
+event_time = "ts"
+
+[[transform]]
+name = "small"
+type = "filter"
+where = "v < 2"
+
+[[sink]]
+from = "small"
+type = "file"
+path = "out/small.jsonl"
+"#,
+    );
+    let out = sluice(&["run", &file]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", &file])
+        .env("SLUICE_FAULT", "miscount")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("bug: the run's counts do not add up"), "{err}");
+    assert!(
+        err.contains("transform small: in = out + filtered + dead_letter"),
+        "{err}"
     );
 }

@@ -31,6 +31,8 @@ pub enum Fault {
     /// A partition of a distributed run taken over from another process
     /// starts from its beginning instead of its last checkpoint.
     SkipPartitionResume,
+    /// A filter leaves the first rows it drops out of its counts.
+    Miscount,
 }
 
 impl Fault {
@@ -42,6 +44,7 @@ impl Fault {
             Fault::SkipFinalSync => "skip-final-sync",
             Fault::SkipDirSync => "skip-dir-sync",
             Fault::SkipPartitionResume => "skip-partition-resume",
+            Fault::Miscount => "miscount",
         }
     }
 }

@@ -26,6 +26,7 @@
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod accounting;
 pub mod adaptive;
 pub mod checkpoint;
 pub mod decode;

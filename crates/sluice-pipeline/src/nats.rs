@@ -600,6 +600,8 @@ impl NatsSource {
             Ordering::Relaxed,
         );
         let decoded = self.decoder.decode(&self.region, &lines);
+        self.counters
+            .decoded_into(decoded.rows.as_ref(), &decoded.dead);
         self.reserved.dead(&decoded.dead);
         if let Some(rows) = decoded.rows {
             let time = rows.max_time().unwrap_or(i64::MIN);

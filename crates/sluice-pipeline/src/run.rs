@@ -1,6 +1,7 @@
 //! Running a compiled pipeline on Sluice's runtime: one source stage, the
 //! transforms fused onto it or behind a key exchange, and the sinks.
 
+use crate::accounting::{Accounting, Kind};
 use crate::checkpoint::{
     self, CheckpointConfig, CheckpointStore, Checkpointing, Guarantee, Snapshot, StateLocation,
     Store,
@@ -32,12 +33,20 @@ pub struct Summary {
     pub pipeline: String,
     /// Records read from the source.
     pub read: u64,
-    /// Records read that were neither late nor dead letters.
+    /// Input records that reached at least one transform or sink that did
+    /// not refuse them.
     pub processed: u64,
-    /// Events beyond a window's allowed lateness.
+    /// Input records every reader refused as too late (none as a dead
+    /// letter).
     pub late: u64,
-    /// Records that could not be decoded or evaluated.
+    /// Input records the decoder refused, or every reader refused with a
+    /// dead letter among the refusals.
     pub dead_letter: u64,
+    /// The input's records: read, decoded, refused by the decoder.
+    pub input: crate::accounting::InputReport,
+    /// Each transform's rows: in, out, filtered, aggregated (windows),
+    /// late, dead letters.
+    pub transforms: indexmap::IndexMap<String, crate::accounting::TransformReport>,
     /// Rows written, per sink (`stream -> target`).
     pub emitted: indexmap::IndexMap<String, u64>,
     /// Wall time of the run.
@@ -250,6 +259,20 @@ pub fn run_with(
     let chunk_rows = exec.chunk_rows();
     let pipeline = Pipeline::new().with_workers(exec.workers);
     let counters = progress.source.clone();
+    let accounting = Arc::new(Accounting::new(
+        plan.subscribers("source"),
+        &plan
+            .transforms
+            .iter()
+            .map(|t| {
+                let kind = match t.operation {
+                    Operation::Window(_) => Kind::Window,
+                    _ => Kind::Row,
+                };
+                (t.name.clone(), kind, t.from.clone())
+            })
+            .collect::<Vec<_>>(),
+    ));
 
     let mut restored: Option<Snapshot> = None;
     let checkpointing = match &options.checkpoints {
@@ -274,15 +297,7 @@ pub fn run_with(
                     already_completed: true,
                     ..CheckpointReport::default()
                 };
-                let emitted = indexmap::IndexMap::new();
-                return Ok(summary(
-                    &plan,
-                    &counters,
-                    &reserved,
-                    emitted,
-                    started,
-                    Some(report),
-                ));
+                return Ok(summary(&plan, &counters, &[], None, started, Some(report)));
             }
             reserved.hold_until_barriers();
             Some(Arc::new(
@@ -308,15 +323,12 @@ pub fn run_with(
     }
 
     // Open every sink first: an unwritable path fails before reading.
-    let mut emitted: indexmap::IndexMap<String, Arc<AtomicU64>> = indexmap::IndexMap::new();
+    let mut emitted: Vec<SinkCount> = Vec::new();
     let mut sink_writers: HashMap<String, Vec<RowSink>> = HashMap::new();
     let mut reserved_writers: HashMap<&str, usize> = HashMap::new();
     for (i, sink) in plan.sinks.iter().enumerate() {
-        let label = sink.label.clone();
-        let count = emitted
-            .entry(label)
-            .or_insert_with(|| Arc::new(AtomicU64::new(0)))
-            .clone();
+        let count = Arc::new(AtomicU64::new(0));
+        emitted.push((sink.label.clone(), sink.from.clone(), count.clone()));
         match reserved.get(&sink.from) {
             Some(stream) => {
                 let n = reserved_writers.entry(stream.name()).or_default();
@@ -339,6 +351,9 @@ pub fn run_with(
                     .open_at(stream_schema(&plan, &sink.from), length)
                     .map_err(RunError)?;
                 let mut sink_op = RowSink::new(writer, count);
+                if sink.from == "source" {
+                    sink_op = sink_op.judging(accounting.clone());
+                }
                 if let Some(watch) = &watch {
                     sink_op = sink_op.with_watch(watch.clone());
                 }
@@ -504,8 +519,9 @@ pub fn run_with(
             let name = name.to_string();
             // The source's chunks are marked with their read time.
             let stamp = name == "source";
+            let rows = accounting.stream(&name);
             move |down, _| {
-                let count = CountOp::new(name.clone(), down);
+                let count = CountOp::new(name.clone(), down).counting(rows.clone());
                 Box::new(match &counts {
                     Some(counts) => count.with_watch(counts.clone(), stamp),
                     None => count,
@@ -537,30 +553,35 @@ pub fn run_with(
             .and_then(Vec::pop)
             .ok_or_else(|| RunError(format!("stream `{}` has no branch left", t.from)))?;
         let name = t.name.clone();
+        let counted = crate::transform::Counted {
+            counts: accounting.transform(&t.name).unwrap_or_default(),
+            judge: (t.from == "source").then(|| accounting.clone()),
+        };
         let out: Stream<Rows> = match &t.operation {
             Operation::Filter(predicate) => {
                 let (predicate, reserved) = (predicate.clone(), reserved.clone());
                 input.operator(move |down, _| {
-                    Box::new(FilterOp::new(
-                        name.clone(),
-                        predicate.clone(),
-                        reserved.clone(),
-                        down,
-                    ))
+                    Box::new(
+                        FilterOp::new(name.clone(), predicate.clone(), reserved.clone(), down)
+                            .counted(counted.clone()),
+                    )
                 })
             }
             Operation::Select(columns) => {
                 let (columns, schema, reserved) =
                     (columns.clone(), t.schema.clone(), reserved.clone());
                 input.operator(move |down, _| {
-                    Box::new(ProjectOp::new(
-                        name.clone(),
-                        None,
-                        Some(columns.clone()),
-                        schema.clone(),
-                        reserved.clone(),
-                        down,
-                    ))
+                    Box::new(
+                        ProjectOp::new(
+                            name.clone(),
+                            None,
+                            Some(columns.clone()),
+                            schema.clone(),
+                            reserved.clone(),
+                            down,
+                        )
+                        .counted(counted.clone()),
+                    )
                 })
             }
             Operation::Rule { when, emit } => {
@@ -571,14 +592,17 @@ pub fn run_with(
                     reserved.clone(),
                 );
                 input.operator(move |down, _| {
-                    Box::new(ProjectOp::new(
-                        name.clone(),
-                        Some(when.clone()),
-                        emit.clone(),
-                        schema.clone(),
-                        reserved.clone(),
-                        down,
-                    ))
+                    Box::new(
+                        ProjectOp::new(
+                            name.clone(),
+                            Some(when.clone()),
+                            emit.clone(),
+                            schema.clone(),
+                            reserved.clone(),
+                            down,
+                        )
+                        .counted(counted.clone()),
+                    )
                 })
             }
             Operation::Window(window) => {
@@ -651,6 +675,7 @@ pub fn run_with(
                 let name = name.clone();
                 keyed.operator(move |down, instance| {
                     let op = WindowOp::new(window.clone(), reserved.clone(), down).and_then(|op| {
+                        let op = op.counted(counted.clone());
                         let mut op = match &checkpointing {
                             Some(c) => {
                                 op.with_checkpoints(c.clone(), format!("window/{name}/{instance}"))
@@ -709,11 +734,12 @@ pub fn run_with(
             // the next run instead of firing.
             report.stopped = true;
             report.fill(c);
+            check_accounting(&accounting, &counters, &reserved, &emitted)?;
             return Ok(summary(
                 &plan,
                 &counters,
-                &reserved,
-                emitted,
+                &emitted,
+                Some(&accounting),
                 started,
                 Some(report.clone()),
             ));
@@ -724,37 +750,77 @@ pub fn run_with(
     result.map_err(|e| RunError(e.to_string()))?;
     late_result.map_err(RunError)?;
     dead_result.map_err(RunError)?;
+    // Before the run is committed as completed: a run whose counts do not
+    // add up is a bug to report, not a result to keep.
+    check_accounting(&accounting, &counters, &reserved, &emitted)?;
     if let (Some(c), Some(report)) = (&checkpointing, &mut report) {
         c.complete().map_err(RunError)?;
         report.fill(c);
     }
     report_unread(&plan, &reserved);
     Ok(summary(
-        &plan, &counters, &reserved, emitted, started, report,
+        &plan,
+        &counters,
+        &emitted,
+        Some(&accounting),
+        started,
+        report,
     ))
+}
+
+/// A sink's label, the stream it reads, and the rows it wrote.
+type SinkCount = (String, String, Arc<AtomicU64>);
+
+/// Checks that the run's counts add up (see [`Accounting::check`]).
+fn check_accounting(
+    accounting: &Accounting,
+    counters: &SourceCounters,
+    reserved: &Reserved,
+    sinks: &[SinkCount],
+) -> Result<(), RunError> {
+    let sinks: Vec<(String, String, u64)> = sinks
+        .iter()
+        .map(|(label, from, n)| (label.clone(), from.clone(), n.load(Ordering::Relaxed)))
+        .collect();
+    let wrong = accounting.check(
+        counters,
+        &sinks,
+        (reserved.late.count(), reserved.dead_letter.count()),
+    );
+    if wrong.is_empty() {
+        return Ok(());
+    }
+    Err(RunError(format!(
+        "bug: the run's counts do not add up, so a record may have been lost or counted \
+         twice. Please report this with the pipeline file. What does not add up:\n  {}",
+        wrong.join("\n  ")
+    )))
 }
 
 fn summary(
     plan: &Plan,
     counters: &SourceCounters,
-    reserved: &Reserved,
-    emitted: indexmap::IndexMap<String, Arc<AtomicU64>>,
+    sinks: &[SinkCount],
+    accounting: Option<&Accounting>,
     started: Instant,
     checkpoints: Option<CheckpointReport>,
 ) -> Summary {
     let read = counters.read.load(Ordering::Relaxed);
-    let late = reserved.late.count();
-    let dead_letter = reserved.dead_letter.count();
+    let (processed, late, dead_letter) = accounting.map_or((0, 0, 0), |a| a.outcomes(counters));
+    let mut emitted = indexmap::IndexMap::new();
+    for (label, _, n) in sinks {
+        *emitted.entry(label.clone()).or_insert(0) += n.load(Ordering::Relaxed);
+    }
+    let counts = accounting.map(|a| a.report(counters)).unwrap_or_default();
     Summary {
         pipeline: plan.name.clone(),
         read,
-        processed: read.saturating_sub(late + dead_letter),
+        processed,
         late,
         dead_letter,
-        emitted: emitted
-            .into_iter()
-            .map(|(k, v)| (k, v.load(Ordering::Relaxed)))
-            .collect(),
+        input: counts.input,
+        transforms: counts.transforms,
+        emitted,
         seconds: started.elapsed().as_secs_f64(),
         checkpoints,
     }

@@ -660,6 +660,9 @@ pub struct RowSink {
     checkpoint: Option<(Arc<Checkpointing>, String)>,
     /// Measures the latency of what it writes, for the dashboard.
     watch: Option<Arc<crate::watch::Watch>>,
+    /// The run's accounting, for a sink of the input: it accepts every
+    /// record it writes.
+    judge: Option<Arc<crate::accounting::Accounting>>,
 }
 
 impl RowSink {
@@ -670,7 +673,15 @@ impl RowSink {
             emitted,
             checkpoint: None,
             watch: None,
+            judge: None,
         }
+    }
+
+    /// A sink of the input: tells `accounting` each record it writes is
+    /// processed.
+    pub fn judging(mut self, accounting: Arc<crate::accounting::Accounting>) -> Self {
+        self.judge = Some(accounting);
+        self
     }
 
     /// Tells `watch` how long after their read the rows it writes were
@@ -701,6 +712,9 @@ impl Sink<Rows> for RowSink {
             }
             self.writer.write(&rows.batch)?;
             self.emitted.fetch_add(rows.len() as u64, Ordering::Relaxed);
+            if let Some(judge) = &self.judge {
+                judge.accepted(rows.lines.values().iter().copied());
+            }
             if let (Some(watch), Some(read_at)) = (&self.watch, rows.read_at) {
                 watch.latency(read_at, rows.len());
             }

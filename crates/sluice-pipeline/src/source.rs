@@ -19,8 +19,22 @@ use std::time::{Duration, Instant};
 pub struct SourceCounters {
     /// Records read (decoded or not).
     pub read: AtomicU64,
+    /// Records decoded into rows.
+    pub decoded: AtomicU64,
+    /// Records the decoder refused (dead letters).
+    pub dead_letter: AtomicU64,
     /// Bytes read, for the progress bar.
     pub bytes: AtomicU64,
+}
+
+impl SourceCounters {
+    /// Counts what a decoder made of a region: `rows`, and `dead` records.
+    pub fn decoded_into(&self, rows: Option<&Rows>, dead: &[crate::decode::DeadLetter]) {
+        let decoded = rows.map_or(0, Rows::len) as u64;
+        self.decoded.fetch_add(decoded, Ordering::Relaxed);
+        self.dead_letter
+            .fetch_add(dead.len() as u64, Ordering::Relaxed);
+    }
 }
 
 /// Where a text source's bytes come from.
@@ -290,6 +304,8 @@ impl Source<Rows> for TextSource {
             .read
             .fetch_add(lines.len() as u64, Ordering::Relaxed);
         let decoded = self.decoder.decode(region, &lines);
+        self.counters
+            .decoded_into(decoded.rows.as_ref(), &decoded.dead);
         self.reserved.dead(&decoded.dead);
         if let Some(rows) = decoded.rows {
             push(out, rows);
@@ -665,6 +681,7 @@ impl Source<Rows> for ParquetSource {
             &mut dead,
             |row| row_json(&batch, row),
         );
+        self.counters.decoded_into(rows.as_ref(), &dead);
         self.reserved.dead(&dead);
         if let Some(rows) = rows {
             push(out, rows);
@@ -765,6 +782,7 @@ impl Source<Rows> for GeneratorSource {
         self.next += n;
         self.remaining -= n;
         self.counters.read.fetch_add(n, Ordering::Relaxed);
+        self.counters.decoded.fetch_add(n, Ordering::Relaxed);
         let ts = Int64Array::from(times);
         let batch = RecordBatch::try_new(
             self.schema.clone(),
@@ -922,6 +940,7 @@ impl Source<Rows> for NexmarkRows {
             let lines = UInt64Array::from_iter_values(self.next_line..self.next_line + n as u64);
             self.next_line += n as u64;
             self.counters.read.fetch_add(n as u64, Ordering::Relaxed);
+            self.counters.decoded.fetch_add(n as u64, Ordering::Relaxed);
             push(out, Rows::new(batch, times, lines));
         }
         Ok(status)
@@ -1023,6 +1042,7 @@ impl Source<Rows> for FormulaRows {
         let lines = UInt64Array::from_iter_values(self.next + 1..=self.next + n);
         self.next += n;
         self.counters.read.fetch_add(n, Ordering::Relaxed);
+        self.counters.decoded.fetch_add(n, Ordering::Relaxed);
         push(out, Rows::new(batch, times, lines));
         Ok(SourceStatus::Ready)
     }

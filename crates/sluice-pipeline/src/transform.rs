@@ -1,7 +1,9 @@
 //! The row-by-row transforms: `filter`, `select` and `rule`, and the
 //! operators that count streams and split chunks by key.
 
+use crate::accounting::{Accounting, Count, TransformCounts};
 use crate::decode::{row_json, DeadLetter};
+use crate::fault::Fault;
 use crate::reserved::{Reserved, ReservedHandle};
 use crate::rows::Rows;
 use crate::sql::{evaluate_all, Evaluator, ScalarExpr};
@@ -52,12 +54,14 @@ macro_rules! forward_signals {
 }
 
 /// Evaluates `exprs` on `rows`; rows where an expression fails become dead
-/// letters from `origin`. Returns the surviving rows and the results.
+/// letters from `origin`, counted in `counts` (and refused in `judge`, for
+/// a reader of the input). Returns the surviving rows and the results.
 pub fn evaluate_or_dead(
     exprs: &[&ScalarExpr],
     rows: &Rows,
     origin: &str,
     reserved: &ReservedHandle,
+    counts: &Counted,
 ) -> (Rows, Vec<ArrayRef>) {
     let fns: Vec<Box<Evaluator>> = exprs
         .iter()
@@ -80,10 +84,38 @@ pub fn evaluate_or_dead(
                     record: row_json(&rows.batch, *row as usize),
                 })
                 .collect();
+            counts.counts.dead_letter.add(dead.len() as u64);
+            if let Some(judge) = &counts.judge {
+                judge.refused(dead.iter().map(|d| d.line), true);
+            }
             reserved.dead(&dead);
             let kept = UInt32Array::from(evaluated.ok_rows);
             let kept = rows.take(&kept).unwrap_or_else(|_| rows.slice(0, 0));
             (kept, evaluated.columns)
+        }
+    }
+}
+
+/// Where a transform counts its rows: its counts, and for a reader of the
+/// input, the run's accounting, to which it gives a verdict per record.
+#[derive(Debug, Clone, Default)]
+pub struct Counted {
+    /// The transform's counts.
+    pub counts: Arc<TransformCounts>,
+    /// The run's accounting, when the transform reads the input.
+    pub judge: Option<Arc<Accounting>>,
+}
+
+impl Counted {
+    /// Counts `rows` arriving.
+    fn arrived(&self, rows: &Rows) {
+        self.counts.rows_in.add(rows.len() as u64);
+    }
+
+    /// A reader of the input accepted `rows`.
+    fn accepted(&self, rows: &Rows) {
+        if let Some(judge) = &self.judge {
+            judge.accepted(rows.lines.values().iter().copied());
         }
     }
 }
@@ -95,6 +127,9 @@ pub struct FilterOp {
     reserved: ReservedHandle,
     down: Box<dyn Operator<Rows>>,
     out: Batch<Rows>,
+    counted: Counted,
+    /// Test-only fault: the first rows filtered out are not counted.
+    miscount: bool,
 }
 
 impl FilterOp {
@@ -111,8 +146,26 @@ impl FilterOp {
             reserved: ReservedHandle::new(reserved),
             down,
             out: Batch::new(),
+            counted: Counted::default(),
+            miscount: crate::fault::on(Fault::Miscount, std::path::Path::new("")),
         }
     }
+
+    /// Counts its rows in `counted`.
+    pub fn counted(mut self, counted: Counted) -> Self {
+        self.counted = counted;
+        self
+    }
+}
+
+/// The rows of `rows` where `mask` (a boolean column) is false or null.
+fn keep_false(rows: &Rows, mask: &ArrayRef) -> Result<Rows, OperatorError> {
+    let mask = mask
+        .as_boolean_opt()
+        .ok_or_else(|| OperatorError::Failed("a predicate did not return a boolean".into()))?;
+    let not_true: arrow::array::BooleanArray = mask.iter().map(|v| Some(v != Some(true))).collect();
+    rows.filter(&not_true)
+        .map_err(|e| OperatorError::Failed(e.to_string().into()))
 }
 
 /// The rows of `rows` where `mask` (a boolean column) is true.
@@ -128,12 +181,25 @@ impl Operator<Rows> for FilterOp {
     fn on_batch(&mut self, batch: &mut Batch<Rows>) -> OperatorResult {
         self.out.clear();
         for (rows, time) in batch.drain() {
-            let (rows, columns) =
-                evaluate_or_dead(&[&self.predicate], &rows, &self.name, &self.reserved);
+            self.counted.arrived(&rows);
+            let (rows, columns) = evaluate_or_dead(
+                &[&self.predicate],
+                &rows,
+                &self.name,
+                &self.reserved,
+                &self.counted,
+            );
+            self.counted.accepted(&rows);
             let Some(mask) = columns.first() else {
                 continue;
             };
             let kept = keep_true(&rows, mask)?;
+            let filtered = (rows.len() - kept.len()) as u64;
+            if std::mem::take(&mut self.miscount) && filtered > 0 {
+                // The fault: these rows vanish from the counts.
+            } else {
+                self.counted.counts.filtered.add(filtered);
+            }
             if !kept.is_empty() {
                 self.out.push(kept, time);
             }
@@ -156,6 +222,7 @@ pub struct ProjectOp {
     reserved: ReservedHandle,
     down: Box<dyn Operator<Rows>>,
     out: Batch<Rows>,
+    counted: Counted,
 }
 
 impl ProjectOp {
@@ -177,18 +244,39 @@ impl ProjectOp {
             reserved: ReservedHandle::new(reserved),
             down,
             out: Batch::new(),
+            counted: Counted::default(),
         }
     }
 
+    /// Counts its rows in `counted`.
+    pub fn counted(mut self, counted: Counted) -> Self {
+        self.counted = counted;
+        self
+    }
+
     fn apply(&self, rows: Rows) -> Result<Option<Rows>, OperatorError> {
+        self.counted.arrived(&rows);
         let rows = match &self.condition {
             Some(condition) => {
-                let (rows, columns) =
-                    evaluate_or_dead(&[condition], &rows, &self.name, &self.reserved);
+                let (rows, columns) = evaluate_or_dead(
+                    &[condition],
+                    &rows,
+                    &self.name,
+                    &self.reserved,
+                    &self.counted,
+                );
                 let Some(mask) = columns.first() else {
                     return Ok(None);
                 };
-                keep_true(&rows, mask)?
+                let kept = keep_true(&rows, mask)?;
+                let filtered = rows.len() - kept.len();
+                self.counted.counts.filtered.add(filtered as u64);
+                if filtered > 0 && self.counted.judge.is_some() {
+                    // Judged by the condition: accepted (and dropped).
+                    let dropped = keep_false(&rows, mask)?;
+                    self.counted.accepted(&dropped);
+                }
+                kept
             }
             None => rows,
         };
@@ -196,10 +284,13 @@ impl ProjectOp {
             return Ok(None);
         }
         let Some(exprs) = &self.columns else {
+            self.counted.accepted(&rows);
             return Ok(Some(rows));
         };
         let refs: Vec<&ScalarExpr> = exprs.iter().collect();
-        let (rows, columns) = evaluate_or_dead(&refs, &rows, &self.name, &self.reserved);
+        let (rows, columns) =
+            evaluate_or_dead(&refs, &rows, &self.name, &self.reserved, &self.counted);
+        self.counted.accepted(&rows);
         if rows.is_empty() {
             return Ok(None);
         }
@@ -233,6 +324,8 @@ pub struct CountOp {
     watch: Option<Arc<StreamWatch>>,
     /// Marks chunks with the time they were read (the source's stream).
     stamp: bool,
+    /// The stream's rows, for the run's accounting.
+    rows: Option<Arc<Count>>,
 }
 
 impl CountOp {
@@ -243,7 +336,14 @@ impl CountOp {
             down,
             watch: None,
             stamp: false,
+            rows: None,
         }
+    }
+
+    /// Also counts the rows into `rows` (the run's accounting).
+    pub fn counting(mut self, rows: Option<Arc<Count>>) -> Self {
+        self.rows = rows;
+        self
     }
 
     /// Also counts into `watch`; with `stamp`, marks each chunk with the
@@ -259,6 +359,9 @@ impl Operator<Rows> for CountOp {
     fn on_batch(&mut self, batch: &mut Batch<Rows>) -> OperatorResult {
         let start = Instant::now();
         let rows: usize = batch.items().iter().map(Rows::len).sum();
+        if let Some(count) = &self.rows {
+            count.add(rows as u64);
+        }
         let stream = self.stream.clone();
         metrics::counter!("sluice_records_total", "stream" => stream.clone())
             .increment(rows as u64);

@@ -156,6 +156,10 @@ pub struct WindowOp {
     read_at: Option<std::time::Instant>,
     /// The input has ended: what fires now is fired by the end.
     ended: bool,
+    /// Where its rows are counted.
+    counting: crate::transform::Counted,
+    /// Rows folded into windows since the last count.
+    aggregated: u64,
 }
 
 fn failed(error: impl std::fmt::Display) -> OperatorError {
@@ -187,7 +191,15 @@ impl WindowOp {
             checkpoint: None,
             read_at: None,
             ended: false,
+            counting: crate::transform::Counted::default(),
+            aggregated: 0,
         })
+    }
+
+    /// Counts its rows in `counting`.
+    pub fn counted(mut self, counting: crate::transform::Counted) -> Self {
+        self.counting = counting;
+        self
     }
 
     /// Reports its state to `checkpointing` at every barrier, under `key`.
@@ -235,6 +247,10 @@ impl WindowOp {
                     record: row_json(&rows.batch, row),
                 }),
             }
+        }
+        self.counting.counts.dead_letter.add(dead.len() as u64);
+        if let Some(judge) = &self.counting.judge {
+            judge.refused(dead.iter().map(|d| d.line), true);
         }
         self.reserved.dead(&dead);
         let rows = rows
@@ -334,6 +350,7 @@ impl WindowOp {
                 }
                 start = start.saturating_sub(slide);
             }
+            self.aggregated += u64::from(accepted);
             if !accepted {
                 let end = last_start.saturating_add(size);
                 let reason = format!(
@@ -463,6 +480,7 @@ impl WindowOp {
                 self.late_event(rows, row, (t, end), reason);
                 continue;
             }
+            self.aggregated += 1;
             let mut accs = self.accumulators()?;
             let one: Vec<Vec<ArrayRef>> = args
                 .iter()
@@ -556,6 +574,7 @@ impl WindowOp {
                 let arrays = take_args(args, run, rows.len())?;
                 update(&mut counted.accs, &arrays)?;
                 counted.n += run.len() as u64;
+                self.aggregated += run.len() as u64;
                 for &r in run {
                     let t = rows.times.value(r as usize);
                     counted.first = counted.first.min(t);
@@ -798,16 +817,10 @@ fn evaluate(accs: &mut Accs) -> Result<Vec<ScalarValue>, OperatorError> {
         .collect()
 }
 
-impl Operator<Rows> for WindowOp {
-    fn on_batch(&mut self, batch: &mut Batch<Rows>) -> OperatorResult {
-        for (rows, _) in batch.drain() {
-            if rows.read_at.is_some() {
-                self.read_at = rows.read_at;
-            }
-            let (rows, args) = self.arguments(rows);
-            if rows.is_empty() {
-                continue;
-            }
+impl WindowOp {
+    /// Folds one chunk of rows (past the arguments) into the windows.
+    fn chunk(&mut self, rows: &Rows, args: &[Vec<ArrayRef>]) -> OperatorResult {
+        {
             let key_columns: Vec<ArrayRef> = self
                 .plan
                 .keys
@@ -825,13 +838,55 @@ impl Operator<Rows> for WindowOp {
                 .convert_columns(&key_columns)
                 .map_err(failed)?;
             match self.plan.kind {
-                WindowKind::Tumbling { size } => self.time_rows(&rows, &keys, &args, size, size)?,
+                WindowKind::Tumbling { size } => self.time_rows(rows, &keys, args, size, size)?,
                 WindowKind::Sliding { size, slide } => {
-                    self.time_rows(&rows, &keys, &args, size, slide)?
+                    self.time_rows(rows, &keys, args, size, slide)?
                 }
-                WindowKind::Session { gap } => self.session_rows(&rows, &keys, &args, gap)?,
-                WindowKind::Count { size } => self.count_rows(&rows, &keys, &args, size)?,
+                WindowKind::Session { gap } => self.session_rows(rows, &keys, args, gap)?,
+                WindowKind::Count { size } => self.count_rows(rows, &keys, args, size)?,
             }
+        }
+        Ok(())
+    }
+}
+
+impl Operator<Rows> for WindowOp {
+    fn on_batch(&mut self, batch: &mut Batch<Rows>) -> OperatorResult {
+        for (rows, _) in batch.drain() {
+            if rows.read_at.is_some() {
+                self.read_at = rows.read_at;
+            }
+            self.counting.counts.rows_in.add(rows.len() as u64);
+            let late_before = self.late.len();
+            let (rows, args) = self.arguments(rows);
+            if rows.is_empty() {
+                continue;
+            }
+            let result = self.chunk(&rows, &args);
+            self.counting
+                .counts
+                .aggregated
+                .add(std::mem::take(&mut self.aggregated));
+            let late = &self.late[late_before..];
+            self.counting.counts.late.add(late.len() as u64);
+            if let Some(judge) = &self.counting.judge {
+                judge.refused(late.iter().map(|l| l.line), false);
+                if late.is_empty() {
+                    judge.accepted(rows.lines.values().iter().copied());
+                } else {
+                    let refused: std::collections::HashSet<u64> =
+                        late.iter().map(|l| l.line).collect();
+                    let accepted: Vec<u64> = rows
+                        .lines
+                        .values()
+                        .iter()
+                        .copied()
+                        .filter(|l| !refused.contains(l))
+                        .collect();
+                    judge.accepted(accepted.into_iter());
+                }
+            }
+            result?;
         }
         self.flush()
     }

@@ -1,0 +1,368 @@
+//! What happened to every record of a run, counted where it happens.
+//!
+//! Per input: records `read` (framed), `decoded`, and `dead_letter` (refused
+//! by the decoder). Per transform: rows `in`, `out`, `filtered` (a false
+//! condition), `aggregated` (folded into a window), `late` and `dead_letter`.
+//! Per stream, the rows it carried; per sink, the rows it `emitted`.
+//!
+//! Per input record, one outcome, counted once: `processed` (it reached at
+//! least one transform or sink that did not refuse it), or else `late` (every
+//! reader of the input refused it, and none as a dead letter) or
+//! `dead_letter`. Each reader of the input (a transform or sink with `from =
+//! "source"`) gives each record one verdict; with one reader that is the
+//! outcome, with several the first acceptance (or the last of the refusals)
+//! decides, through a tally by line that holds refused records only until
+//! every reader has judged them.
+//!
+//! [`Accounting::check`] says at the end of a run whether the counts add up;
+//! they are counted at different places, so a record lost or counted twice
+//! anywhere shows.
+
+use crate::source::SourceCounters;
+use indexmap::IndexMap;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// A counter shared by the instances of an operator.
+#[derive(Debug, Default)]
+pub struct Count(AtomicU64);
+
+impl Count {
+    /// Adds `n`.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        if n > 0 {
+            self.0.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// The count.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Rows through one transform, summed over its instances.
+#[derive(Debug, Default)]
+pub struct TransformCounts {
+    /// Rows that reached it.
+    pub rows_in: Count,
+    /// Rows it dropped because its condition was false.
+    pub filtered: Count,
+    /// Rows a window folded into at least one window.
+    pub aggregated: Count,
+    /// Rows a window refused as too late for every window they fall in.
+    pub late: Count,
+    /// Rows an expression failed on.
+    pub dead_letter: Count,
+}
+
+/// What a transform kind promises of its counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Filter, select, rule: every row goes out, is filtered, or is a dead
+    /// letter.
+    Row,
+    /// A window: every row is aggregated, late, or a dead letter.
+    Window,
+}
+
+/// How the readers of the input judged its records, when there are several.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Records some reader accepted, by line: one bit each, in pages.
+    accepted: HashMap<u64, Box<[u64; 1024]>>,
+    /// Records refused and not accepted yet: refusals so far, and whether
+    /// one was a dead letter.
+    refused: HashMap<u64, (u32, bool)>,
+}
+
+impl Tally {
+    const PAGE: u64 = 1024 * 64;
+
+    fn is_accepted(&self, line: u64) -> bool {
+        let (page, bit) = (line / Self::PAGE, line % Self::PAGE);
+        self.accepted
+            .get(&page)
+            .is_some_and(|p| p[(bit / 64) as usize] & (1 << (bit % 64)) != 0)
+    }
+
+    /// Marks `line` accepted; true the first time.
+    fn accept(&mut self, line: u64) -> bool {
+        let (page, bit) = (line / Self::PAGE, line % Self::PAGE);
+        let words = self
+            .accepted
+            .entry(page)
+            .or_insert_with(|| Box::new([0; 1024]));
+        let (word, mask) = ((bit / 64) as usize, 1u64 << (bit % 64));
+        let first = words[word] & mask == 0;
+        words[word] |= mask;
+        if first {
+            self.refused.remove(&line);
+        }
+        first
+    }
+}
+
+/// The counts of one run.
+#[derive(Debug)]
+pub struct Accounting {
+    /// Rows each stream carried (`source`, and each transform's output).
+    streams: IndexMap<String, Arc<Count>>,
+    transforms: IndexMap<String, (Kind, String, Arc<TransformCounts>)>,
+    /// Readers of the input: each judges every decoded record once.
+    readers: u32,
+    processed: Count,
+    late: Count,
+    dead_letter: Count,
+    tally: Option<Mutex<Tally>>,
+}
+
+impl Accounting {
+    /// The counts of a run whose input has `readers` readers, with
+    /// `transforms` (name, kind, the stream it reads) in the plan's order.
+    pub fn new(readers: usize, transforms: &[(String, Kind, String)]) -> Self {
+        let readers = readers.max(1) as u32;
+        let mut streams = IndexMap::new();
+        streams.insert("source".to_string(), Arc::default());
+        for (name, _, _) in transforms {
+            streams.insert(name.clone(), Arc::default());
+        }
+        Self {
+            streams,
+            transforms: transforms
+                .iter()
+                .map(|(name, kind, from)| (name.clone(), (*kind, from.clone(), Arc::default())))
+                .collect(),
+            readers,
+            processed: Count::default(),
+            late: Count::default(),
+            dead_letter: Count::default(),
+            tally: (readers > 1).then(Mutex::default),
+        }
+    }
+
+    /// The counts of transform `name`.
+    pub fn transform(&self, name: &str) -> Option<Arc<TransformCounts>> {
+        self.transforms.get(name).map(|(_, _, c)| c.clone())
+    }
+
+    /// Rows carried by stream `name`: counted where the stream passes.
+    pub fn stream(&self, name: &str) -> Option<Arc<Count>> {
+        self.streams.get(name).cloned()
+    }
+
+    fn rows_of(&self, stream: &str) -> u64 {
+        self.streams.get(stream).map_or(0, |c| c.get())
+    }
+
+    /// A reader of the input accepted the records of `lines`.
+    pub fn accepted(&self, lines: impl ExactSizeIterator<Item = u64>) {
+        match &self.tally {
+            None => self.processed.add(lines.len() as u64),
+            Some(tally) => {
+                let mut tally = tally.lock().unwrap_or_else(|p| p.into_inner());
+                let mut first = 0;
+                for line in lines {
+                    first += u64::from(tally.accept(line));
+                }
+                self.processed.add(first);
+            }
+        }
+    }
+
+    /// A reader of the input refused the records of `lines`, as dead
+    /// letters when `dead`, else as late.
+    pub fn refused(&self, lines: impl ExactSizeIterator<Item = u64>, dead: bool) {
+        let outcome = if dead { &self.dead_letter } else { &self.late };
+        match &self.tally {
+            None => outcome.add(lines.len() as u64),
+            Some(tally) => {
+                let mut tally = tally.lock().unwrap_or_else(|p| p.into_inner());
+                let (mut late, mut dead_letter) = (0, 0);
+                for line in lines {
+                    if tally.is_accepted(line) {
+                        continue;
+                    }
+                    let entry = tally.refused.entry(line).or_insert((0, false));
+                    entry.0 += 1;
+                    entry.1 |= dead;
+                    if entry.0 == self.readers {
+                        let (_, any_dead) = entry.to_owned();
+                        tally.refused.remove(&line);
+                        if any_dead {
+                            dead_letter += 1;
+                        } else {
+                            late += 1;
+                        }
+                    }
+                }
+                self.late.add(late);
+                self.dead_letter.add(dead_letter);
+            }
+        }
+    }
+
+    /// Input records whose outcome is decided: processed, late, dead
+    /// letter (the decoder's refusals, counted by the source, included).
+    pub fn outcomes(&self, input: &SourceCounters) -> (u64, u64, u64) {
+        (
+            self.processed.get(),
+            self.late.get(),
+            self.dead_letter.get() + input.dead_letter.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The per-input and per-transform counts, for the summary.
+    pub fn report(&self, input: &SourceCounters) -> Report {
+        Report {
+            input: InputReport {
+                read: input.read.load(Ordering::Relaxed),
+                decoded: input.decoded.load(Ordering::Relaxed),
+                dead_letter: input.dead_letter.load(Ordering::Relaxed),
+            },
+            transforms: self
+                .transforms
+                .iter()
+                .map(|(name, (kind, _, c))| {
+                    let out = self.rows_of(name);
+                    (
+                        name.clone(),
+                        TransformReport {
+                            rows_in: c.rows_in.get(),
+                            out,
+                            filtered: c.filtered.get(),
+                            aggregated: (*kind == Kind::Window).then(|| c.aggregated.get()),
+                            late: c.late.get(),
+                            dead_letter: c.dead_letter.get(),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether the counts add up, at the end of a run whose source counted
+    /// `input`; `sinks` are (label, stream, rows emitted) of the sinks,
+    /// `reserved` the records the `late` and `dead_letter` streams took.
+    /// One line per mismatch.
+    pub fn check(
+        &self,
+        input: &SourceCounters,
+        sinks: &[(String, String, u64)],
+        reserved: (u64, u64),
+    ) -> Vec<String> {
+        let mut wrong = Vec::new();
+        let mut expect = |what: String, left: u64, right: u64| {
+            if left != right {
+                wrong.push(format!("{what}: {left} != {right}"));
+            }
+        };
+        let read = input.read.load(Ordering::Relaxed);
+        let decoded = input.decoded.load(Ordering::Relaxed);
+        let decode_dead = input.dead_letter.load(Ordering::Relaxed);
+        expect(
+            "input: read = decoded + dead_letter".into(),
+            read,
+            decoded + decode_dead,
+        );
+        let (processed, late, dead_letter) = self.outcomes(input);
+        expect(
+            format!(
+                "records: read = processed + late + dead_letter ({processed} + {late} + \
+                 {dead_letter})"
+            ),
+            read,
+            processed + late + dead_letter,
+        );
+        let source = self.rows_of("source");
+        expect("stream source: rows = decoded".into(), source, decoded);
+        let (mut late_rows, mut dead_rows) = (0, decode_dead);
+        for (name, (kind, from, c)) in &self.transforms {
+            let upstream = self.rows_of(from);
+            expect(
+                format!("transform {name}: in = rows of `{from}`"),
+                c.rows_in.get(),
+                upstream,
+            );
+            let out = self.rows_of(name);
+            match kind {
+                Kind::Row => expect(
+                    format!("transform {name}: in = out + filtered + dead_letter"),
+                    c.rows_in.get(),
+                    out + c.filtered.get() + c.dead_letter.get(),
+                ),
+                Kind::Window => expect(
+                    format!("transform {name}: in = aggregated + late + dead_letter"),
+                    c.rows_in.get(),
+                    c.aggregated.get() + c.late.get() + c.dead_letter.get(),
+                ),
+            }
+            late_rows += c.late.get();
+            dead_rows += c.dead_letter.get();
+        }
+        for (label, stream, emitted) in sinks {
+            let rows = match stream.as_str() {
+                "late" => reserved.0,
+                "dead_letter" => reserved.1,
+                _ => self.rows_of(stream),
+            };
+            expect(
+                format!("sink {label}: emitted = rows of `{stream}`"),
+                *emitted,
+                rows,
+            );
+        }
+        expect(
+            "stream late: records = late rows of the transforms".into(),
+            reserved.0,
+            late_rows,
+        );
+        expect(
+            "stream dead_letter: records = dead letters of the input and transforms".into(),
+            reserved.1,
+            dead_rows,
+        );
+        wrong
+    }
+}
+
+/// The counts of a run, by input and by transform.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Report {
+    /// The input's records.
+    pub input: InputReport,
+    /// Each transform's rows, in the file's order.
+    pub transforms: IndexMap<String, TransformReport>,
+}
+
+/// The input's records.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct InputReport {
+    /// Records read (decoded or not).
+    pub read: u64,
+    /// Records decoded into rows.
+    pub decoded: u64,
+    /// Records the decoder refused.
+    pub dead_letter: u64,
+}
+
+/// One transform's rows.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct TransformReport {
+    /// Rows that reached it.
+    #[serde(rename = "in")]
+    pub rows_in: u64,
+    /// Rows it passed on (a window: results).
+    pub out: u64,
+    /// Rows its condition dropped.
+    pub filtered: u64,
+    /// Rows a window folded into windows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aggregated: Option<u64>,
+    /// Rows too late for every window they fall in.
+    pub late: u64,
+    /// Rows an expression failed on.
+    pub dead_letter: u64,
+}
