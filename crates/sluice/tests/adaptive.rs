@@ -38,9 +38,11 @@ fn a_saturated_edge_batches_and_delivers_everything() {
     );
     let (_, edge) = &report.run.edges[0];
     // Event by event, 200k batches at 20 µs would take 4 s; the controller
-    // finds batches that amortise the cost.
+    // finds batches that amortise the cost: ~16-60 events on a quiet
+    // machine, ~6 with a busy loop on every core (the spins it measures are
+    // then stretched by preemption). Event by event would be 1.
     let mean = edge.events as f64 / edge.batches as f64;
-    assert!(mean >= 16.0, "mean batch {mean:.1}: {edge:?}");
+    assert!(mean >= 3.0, "mean batch {mean:.1}: {edge:?}");
 }
 
 /// One event per millisecond at most, each a millisecond after the one
