@@ -462,3 +462,31 @@ path = "out/small.jsonl"
         "{err}"
     );
 }
+
+/// A pipeline that keeps only the input's dead letters: its other records
+/// are processed by being discarded, and the counts add up.
+#[test]
+fn a_pipeline_that_keeps_only_dead_letters_counts_every_record() {
+    let (_dir, file) = setup(
+        r#"name = "t"
+
+[source]
+type = "file"
+path = "data.jsonl"
+event_time = "ts"
+
+[[sink]]
+from = "dead_letter"
+type = "file"
+path = "out/dead.jsonl"
+"#,
+    );
+    let out = sluice(&["run", &file]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = summary(&out);
+    assert_eq!(
+        (&s["read"], &s["processed"], &s["late"], &s["dead_letter"]),
+        (&6.into(), &5.into(), &0.into(), &1.into()),
+        "{s}"
+    );
+}

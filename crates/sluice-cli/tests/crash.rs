@@ -230,15 +230,23 @@ impl Run {
     }
 
     /// Kills the run (SIGKILL) if it still runs; everything it said.
-    /// `true` if it was killed, `false` if it had ended by itself.
-    fn kill(mut self) -> (bool, Vec<String>) {
-        let killed = self.child.try_wait().unwrap().is_none();
-        if killed {
+    /// `true` if it was killed, `false` if it had ended by itself; an error
+    /// if it had ended by itself with a failure.
+    fn kill(mut self) -> Result<(bool, Vec<String>), String> {
+        let ended = self.child.try_wait().unwrap();
+        if ended.is_none() {
             self.child.kill().unwrap();
         }
-        let status = self.child.wait().unwrap();
+        let _ = self.child.wait().unwrap();
         self.seen.extend(self.lines.iter());
-        (killed || !status.success(), self.seen)
+        match ended {
+            None => Ok((true, self.seen)),
+            Some(status) if status.success() => Ok((false, self.seen)),
+            Some(status) => Err(format!(
+                "a run failed on its own ({status}):\n{}",
+                self.seen.join("\n")
+            )),
+        }
     }
 
     /// Waits for the run to end: whether it succeeded, and what it said.
@@ -396,7 +404,7 @@ fn crash_and_compare(workers: usize, kills: usize, faults: &str) -> Result<(), S
                 std::thread::sleep(Duration::from_millis(random.below(slice)));
             }
             let (lines, completed) = if killed < kills {
-                let (was_killed, lines) = run.kill();
+                let (was_killed, lines) = run.kill()?;
                 if was_killed {
                     killed += 1;
                 }

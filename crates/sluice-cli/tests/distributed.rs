@@ -346,11 +346,17 @@ fn takeover(faults: &str) -> Result<(), String> {
             "worker-2 resumed no partition from a checkpoint:\n{b_err}"
         ));
     }
+    let skipped: u64 = summary["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["skipped"].as_u64())
+        .sum();
     let read = summary["read"].as_u64().unwrap();
-    if read >= messages {
+    if read >= messages || skipped == 0 {
         return Err(format!(
-            "worker-2 read {read} of {messages} records: it read the partitions it took \
-             over from their start"
+            "worker-2 read {read} of {messages} records and skipped {skipped}: it read the \
+             partitions it took over from their start"
         ));
     }
     Ok(())

@@ -11,8 +11,8 @@
 //! `dead_letter`. Each reader of the input (a transform or sink with `from =
 //! "source"`) gives each record one verdict; with one reader that is the
 //! outcome, with several the first acceptance (or the last of the refusals)
-//! decides, through a tally by line that holds refused records only until
-//! every reader has judged them.
+//! decides, through a tally by line that holds a record from its first
+//! verdict until every reader has judged it.
 //!
 //! [`Accounting::check`] says at the end of a run whether the counts add up;
 //! they are counted at different places, so a record lost or counted twice
@@ -68,40 +68,47 @@ pub enum Kind {
     Window,
 }
 
-/// How the readers of the input judged its records, when there are several.
+/// How the readers of the input judged its records, when there are several:
+/// a record is held from its first verdict until every reader has judged it
+/// (memory bounded by the records in flight between the readers).
 #[derive(Debug, Default)]
 struct Tally {
-    /// Records some reader accepted, by line: one bit each, in pages.
-    accepted: HashMap<u64, Box<[u64; 1024]>>,
-    /// Records refused and not accepted yet: refusals so far, and whether
-    /// one was a dead letter.
-    refused: HashMap<u64, (u32, bool)>,
+    /// By line: verdicts so far, whether one accepted it, whether a refusal
+    /// was a dead letter.
+    open: HashMap<u64, (u32, bool, bool)>,
+}
+
+/// A record's outcome, decided by one verdict.
+enum Outcome {
+    Processed,
+    Late,
+    Dead,
 }
 
 impl Tally {
-    const PAGE: u64 = 1024 * 64;
-
-    fn is_accepted(&self, line: u64) -> bool {
-        let (page, bit) = (line / Self::PAGE, line % Self::PAGE);
-        self.accepted
-            .get(&page)
-            .is_some_and(|p| p[(bit / 64) as usize] & (1 << (bit % 64)) != 0)
-    }
-
-    /// Marks `line` accepted; true the first time.
-    fn accept(&mut self, line: u64) -> bool {
-        let (page, bit) = (line / Self::PAGE, line % Self::PAGE);
-        let words = self
-            .accepted
-            .entry(page)
-            .or_insert_with(|| Box::new([0; 1024]));
-        let (word, mask) = ((bit / 64) as usize, 1u64 << (bit % 64));
-        let first = words[word] & mask == 0;
-        words[word] |= mask;
-        if first {
-            self.refused.remove(&line);
+    /// One reader's verdict on `line`; the record's outcome if this verdict
+    /// decides it (the first acceptance, or the last of the refusals).
+    fn judge(&mut self, line: u64, accepted: bool, dead: bool, readers: u32) -> Option<Outcome> {
+        let entry = self.open.entry(line).or_insert((0, false, false));
+        entry.0 += 1;
+        let first_acceptance = accepted && !entry.1;
+        entry.1 |= accepted;
+        entry.2 |= dead;
+        let (judged, any_accepted, any_dead) = *entry;
+        if judged >= readers {
+            self.open.remove(&line);
         }
-        first
+        if first_acceptance {
+            Some(Outcome::Processed)
+        } else if judged >= readers && !any_accepted {
+            Some(if any_dead {
+                Outcome::Dead
+            } else {
+                Outcome::Late
+            })
+        } else {
+            None
+        }
     }
 }
 
@@ -161,47 +168,39 @@ impl Accounting {
     pub fn accepted(&self, lines: impl ExactSizeIterator<Item = u64>) {
         match &self.tally {
             None => self.processed.add(lines.len() as u64),
-            Some(tally) => {
-                let mut tally = tally.lock().unwrap_or_else(|p| p.into_inner());
-                let mut first = 0;
-                for line in lines {
-                    first += u64::from(tally.accept(line));
-                }
-                self.processed.add(first);
-            }
+            Some(_) => self.judge(lines, true, false),
         }
     }
 
     /// A reader of the input refused the records of `lines`, as dead
     /// letters when `dead`, else as late.
     pub fn refused(&self, lines: impl ExactSizeIterator<Item = u64>, dead: bool) {
-        let outcome = if dead { &self.dead_letter } else { &self.late };
         match &self.tally {
-            None => outcome.add(lines.len() as u64),
-            Some(tally) => {
-                let mut tally = tally.lock().unwrap_or_else(|p| p.into_inner());
-                let (mut late, mut dead_letter) = (0, 0);
-                for line in lines {
-                    if tally.is_accepted(line) {
-                        continue;
-                    }
-                    let entry = tally.refused.entry(line).or_insert((0, false));
-                    entry.0 += 1;
-                    entry.1 |= dead;
-                    if entry.0 == self.readers {
-                        let (_, any_dead) = entry.to_owned();
-                        tally.refused.remove(&line);
-                        if any_dead {
-                            dead_letter += 1;
-                        } else {
-                            late += 1;
-                        }
-                    }
+            None if dead => self.dead_letter.add(lines.len() as u64),
+            None => self.late.add(lines.len() as u64),
+            Some(_) => self.judge(lines, false, dead),
+        }
+    }
+
+    fn judge(&self, lines: impl Iterator<Item = u64>, accepted: bool, dead: bool) {
+        let Some(tally) = &self.tally else {
+            return;
+        };
+        let (mut processed, mut late, mut dead_letter) = (0, 0, 0);
+        {
+            let mut tally = tally.lock().unwrap_or_else(|p| p.into_inner());
+            for line in lines {
+                match tally.judge(line, accepted, dead, self.readers) {
+                    Some(Outcome::Processed) => processed += 1,
+                    Some(Outcome::Late) => late += 1,
+                    Some(Outcome::Dead) => dead_letter += 1,
+                    None => {}
                 }
-                self.late.add(late);
-                self.dead_letter.add(dead_letter);
             }
         }
+        self.processed.add(processed);
+        self.late.add(late);
+        self.dead_letter.add(dead_letter);
     }
 
     /// Input records whose outcome is decided: processed, late, dead

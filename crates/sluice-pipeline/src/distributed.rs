@@ -64,6 +64,9 @@ pub struct PartitionReport {
     pub read: u64,
     /// The checkpoint it resumed from.
     pub resumed_from: Option<u64>,
+    /// Records of it read before that checkpoint (by another process, or an
+    /// earlier run), which this run did not read again.
+    pub skipped: u64,
 }
 
 /// What a process of a distributed run did: the `summary:` line.
@@ -109,6 +112,9 @@ impl DistributedSummary {
             resumed_from: summary
                 .and_then(|s| s.checkpoints.as_ref())
                 .and_then(|c| c.resumed_from),
+            skipped: summary
+                .and_then(|s| s.checkpoints.as_ref())
+                .map_or(0, |c| c.skipped),
         });
     }
 }

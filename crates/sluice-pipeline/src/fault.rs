@@ -4,9 +4,11 @@
 //!
 //! Both exist only in this crate's unit tests and with the feature
 //! `fault-injection`, which only the workspace's dev-dependencies turn on: a
-//! test build has them, a build of the `sluice` command for use does not
-//! (there, [`on`] is `false` and [`record`] does nothing, and both compile
-//! away).
+//! build of the `sluice` command for use (`cargo build --release -p
+//! sluice-cli`, `cargo install`) does not have them (there, [`on`] is `false`
+//! and [`record`] does nothing, and both compile away). A build that includes
+//! test targets (`cargo test`, also `--release`, or `--examples`) does, and a
+//! run of such a binary with `SLUICE_FAULT` set says so on stderr.
 //!
 //! A fault is switched on for the processes a test starts by the environment
 //! variable `SLUICE_FAULT` (names separated by commas), or in a test's own
@@ -60,7 +62,8 @@ pub enum Event {
         /// Its file.
         path: PathBuf,
     },
-    /// A file was created (or truncated to nothing).
+    /// A file or folder was created (a file also when truncated to
+    /// nothing).
     Created(PathBuf),
     /// The directory's entries were synced.
     SyncedDir(PathBuf),
@@ -115,12 +118,20 @@ mod imp {
     fn from_env() -> &'static [String] {
         static FAULTS: OnceLock<Vec<String>> = OnceLock::new();
         FAULTS.get_or_init(|| {
-            std::env::var("SLUICE_FAULT")
+            let faults: Vec<String> = std::env::var("SLUICE_FAULT")
                 .unwrap_or_default()
                 .split(',')
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())
-                .collect()
+                .collect();
+            if !faults.is_empty() {
+                eprintln!(
+                    "warning: test-only faults are on (SLUICE_FAULT={}): this run breaks \
+                     guarantees on purpose",
+                    faults.join(",")
+                );
+            }
+            faults
         })
     }
 
@@ -267,12 +278,16 @@ pub fn power_cut_losses(events: &[Event], final_lengths: &[(PathBuf, u64)]) -> V
                 ..
             } => {
                 let mut check = |path: &Path, needed: u64, what: &str| {
-                    if created.contains(path) && !entry_synced.contains(path) {
-                        losses.push(format!(
-                            "event {at}: checkpoint {id} commits {} whose directory entry \
-                             is not synced: a power cut can lose the whole file",
-                            path.display()
-                        ));
+                    // The file's entry, and that of every folder made for it.
+                    for entry in path.ancestors() {
+                        if created.contains(entry) && !entry_synced.contains(entry) {
+                            losses.push(format!(
+                                "event {at}: checkpoint {id} commits {} whose directory \
+                                 entry {} is not synced: a power cut can lose the whole file",
+                                path.display(),
+                                entry.display()
+                            ));
+                        }
                     }
                     let on_disk = synced.get(path).copied().unwrap_or(0);
                     if on_disk < needed {

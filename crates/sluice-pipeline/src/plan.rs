@@ -552,7 +552,13 @@ fn execution(spec: &PipelineSpec, workers: Option<usize>) -> Result<Execution, F
         Some(d) => duration(d, "batch_interval")?,
     };
     let workers = match (workers, &e.workers) {
-        (Some(w), _) => w.max(1),
+        (Some(w), _) if (1..=MOST_WORKERS as usize).contains(&w) => w,
+        (Some(w), _) => {
+            return Err(Failure::Invalid(Diagnostic::new(
+                None,
+                format!("--workers {w}: workers must be at least 1 and at most {MOST_WORKERS}"),
+            )))
+        }
         (None, None) => 1,
         (None, Some(w)) if (1..=MOST_WORKERS).contains(w.get_ref()) => *w.get_ref() as usize,
         (None, Some(w)) => {

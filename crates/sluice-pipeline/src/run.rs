@@ -533,6 +533,11 @@ pub fn run_with(
             // A participant of checkpoints like any sink, so that the
             // dead letters held on its path are out before a commit.
             let mut discard = RowSink::discard();
+            if name == "source" {
+                // Nothing reads the input (only its dead letters are
+                // kept): its records are processed, by being discarded.
+                discard = discard.judging(accounting.clone());
+            }
             if let Some(c) = &checkpointing {
                 discard = discard.with_checkpoints(c.clone(), format!("unread/{name}"));
             }

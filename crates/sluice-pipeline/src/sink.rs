@@ -259,6 +259,7 @@ pub fn create_dir_durably(dir: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir)
         .map_err(|e| format!("cannot create the directory {}: {e}", dir.display()))?;
     for new in missing.iter().rev() {
+        record(|| Event::Created(new.to_path_buf()));
         sync_parent(new)?;
     }
     Ok(())

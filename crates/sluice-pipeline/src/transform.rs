@@ -195,9 +195,8 @@ impl Operator<Rows> for FilterOp {
             };
             let kept = keep_true(&rows, mask)?;
             let filtered = (rows.len() - kept.len()) as u64;
-            if std::mem::take(&mut self.miscount) && filtered > 0 {
-                // The fault: these rows vanish from the counts.
-            } else {
+            // The fault: the first rows dropped vanish from the counts.
+            if !(filtered > 0 && std::mem::take(&mut self.miscount)) {
                 self.counted.counts.filtered.add(filtered);
             }
             if !kept.is_empty() {
