@@ -12,7 +12,7 @@
 //!
 //! A fault is switched on for the processes a test starts by the environment
 //! variable `SLUICE_FAULT` (names separated by commas), or in a test's own
-//! process for the paths under a folder ([`Recorder::with_faults`]).
+//! process for the paths under a folder (`Recorder::with_faults`).
 
 use std::path::{Path, PathBuf};
 
@@ -191,7 +191,7 @@ pub fn on(fault: Fault, path: &Path) -> bool {
     }
 }
 
-/// Adds `event` to the trace of every [`Recorder`] watching its path.
+/// Adds `event` to the trace of every `Recorder` watching its path.
 #[inline]
 pub fn record(event: impl FnOnce() -> Event) {
     #[cfg(any(test, feature = "fault-injection"))]
