@@ -2,6 +2,9 @@
 //! `fuzz/fuzz_targets/*.rs`) and by the bounded runs of
 //! `crates/sluice-pipeline/tests/fuzz.rs` on every `cargo test`.
 
+// Each cargo-fuzz target uses one of the checks.
+#![allow(dead_code)]
+
 use arrow::datatypes::{DataType, Field, Schema};
 use sluice_pipeline::decode::{EventTime, Format, TextDecoder};
 use std::path::Path;
@@ -32,8 +35,9 @@ pub fn decode(format: Format, data: &[u8]) {
 
 /// Any text as a pipeline file: reading, `--set` overrides (a first line
 /// `--set KEY=VALUE`), checking and compiling its SQL return errors with a
-/// position, never panic.
-pub fn pipeline_file(data: &[u8]) {
+/// position, never panic. Relative paths in it resolve against `base` (a
+/// folder with the inputs it names, so that checking goes past the source).
+pub fn pipeline_file(base: &Path, data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
@@ -48,9 +52,9 @@ pub fn pipeline_file(data: &[u8]) {
         },
         None => text.to_string(),
     };
-    let dir = Path::new("/nonexistent-sluice-fuzz");
+    let path = Path::new("/nonexistent-sluice-fuzz/p.toml");
     if let Err(sluice_pipeline::LoadError::Invalid(error)) =
-        sluice_pipeline::plan::load_str(&text, &dir.join("p.toml"), dir, None)
+        sluice_pipeline::plan::load_str(&text, path, base, None)
     {
         assert!(
             error.starts_with("/nonexistent-sluice-fuzz/p.toml"),

@@ -6,4 +6,7 @@ mod checks;
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| checks::pipeline_file(data));
+fuzz_target!(|data: &[u8]| {
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/pipelines");
+    checks::pipeline_file(std::path::Path::new(examples), data)
+});

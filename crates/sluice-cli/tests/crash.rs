@@ -233,19 +233,19 @@ impl Run {
     /// `true` if it was killed, `false` if it had ended by itself; an error
     /// if it had ended by itself with a failure.
     fn kill(mut self) -> Result<(bool, Vec<String>), String> {
-        let ended = self.child.try_wait().unwrap();
-        if ended.is_none() {
-            self.child.kill().unwrap();
-        }
-        let _ = self.child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        let _ = self.child.kill(); // fails only if it has ended
+        let status = self.child.wait().unwrap();
         self.seen.extend(self.lines.iter());
-        match ended {
-            None => Ok((true, self.seen)),
-            Some(status) if status.success() => Ok((false, self.seen)),
-            Some(status) => Err(format!(
+        if status.signal() == Some(9) {
+            Ok((true, self.seen))
+        } else if status.success() {
+            Ok((false, self.seen))
+        } else {
+            Err(format!(
                 "a run failed on its own ({status}):\n{}",
                 self.seen.join("\n")
-            )),
+            ))
         }
     }
 

@@ -323,6 +323,14 @@ impl Accounting {
             reserved.1,
             dead_rows,
         );
+        if let Some(tally) = &self.tally {
+            let open = tally.lock().unwrap_or_else(|p| p.into_inner()).open.len();
+            expect(
+                "records judged by only some readers of the input".into(),
+                open as u64,
+                0,
+            );
+        }
         wrong
     }
 }
@@ -364,4 +372,43 @@ pub struct TransformReport {
     pub late: u64,
     /// Rows an expression failed on.
     pub dead_letter: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Outcome, Tally};
+
+    fn outcome(o: Option<Outcome>) -> &'static str {
+        match o {
+            None => "-",
+            Some(Outcome::Processed) => "processed",
+            Some(Outcome::Late) => "late",
+            Some(Outcome::Dead) => "dead",
+        }
+    }
+
+    #[test]
+    fn the_first_acceptance_or_the_last_refusal_decides_once() {
+        let mut tally = Tally::default();
+        // Refused late, then accepted, then refused: processed, once.
+        assert_eq!(outcome(tally.judge(1, false, false, 3)), "-");
+        assert_eq!(outcome(tally.judge(1, true, false, 3)), "processed");
+        assert_eq!(outcome(tally.judge(1, false, true, 3)), "-");
+        // Accepted twice: processed once.
+        assert_eq!(outcome(tally.judge(2, true, false, 2)), "processed");
+        assert_eq!(outcome(tally.judge(2, true, false, 2)), "-");
+        // Refused by all: late, or dead when one refusal was a dead letter.
+        assert_eq!(outcome(tally.judge(3, false, false, 2)), "-");
+        assert_eq!(outcome(tally.judge(3, false, false, 2)), "late");
+        assert_eq!(outcome(tally.judge(4, false, true, 2)), "-");
+        assert_eq!(outcome(tally.judge(4, false, false, 2)), "dead");
+        // Every record judged by every reader: nothing held.
+        assert!(tally.open.is_empty());
+        assert_eq!(outcome(tally.judge(5, false, false, 2)), "-");
+        assert_eq!(
+            tally.open.len(),
+            1,
+            "a record some readers have not judged is held"
+        );
+    }
 }
