@@ -13,6 +13,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// These tests start NATS servers (a cluster of three in one) and several
+/// `sluice` processes each, and time failovers and lease expiries: they run
+/// one at a time, so that eight of them at once on two cores do not starve
+/// the failovers they test.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 const SENSORS: u64 = 20;
 const PARTITIONS: u32 = 8;
 /// Records that are not valid readings: dead letters.
@@ -237,6 +246,7 @@ fn completed_partitions(stderr: &str) -> Vec<u64> {
 
 #[test]
 fn two_processes_split_the_partitions_and_publish_everything_once() {
+    let _serial = one_at_a_time();
     let server = NatsServer::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = pipeline(dir.path(), &server.url(), 1, None, "2s");
@@ -373,6 +383,7 @@ fn summary(stderr: &str) -> Value {
 
 #[test]
 fn a_killed_process_has_its_partitions_taken_over_exactly_once() {
+    let _serial = one_at_a_time();
     takeover("").unwrap();
 }
 
@@ -381,6 +392,7 @@ fn a_killed_process_has_its_partitions_taken_over_exactly_once() {
 /// ids drop the replayed records), so only the resume checks can tell.
 #[test]
 fn a_takeover_that_starts_over_is_caught() {
+    let _serial = one_at_a_time();
     let error = takeover("skip-partition-resume").expect_err("the takeover check passed");
     assert!(
         error.contains("resumed no partition") || error.contains("from their start"),
@@ -390,6 +402,7 @@ fn a_takeover_that_starts_over_is_caught() {
 
 #[test]
 fn a_cluster_node_killed_mid_run_loses_nothing() {
+    let _serial = one_at_a_time();
     let mut cluster = NatsServer::cluster(3).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let urls = cluster.urls();
@@ -412,6 +425,7 @@ fn a_cluster_node_killed_mid_run_loses_nothing() {
 
 #[test]
 fn without_an_event_time_field_the_message_timestamp_is_the_event_time() {
+    let _serial = one_at_a_time();
     let server = NatsServer::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let url = server.url();
@@ -479,6 +493,7 @@ stream = "results"
 
 #[test]
 fn a_file_or_generator_pipeline_publishes_every_row_to_a_subject_per_key() {
+    let _serial = one_at_a_time();
     // More rows than the client lets be unacknowledged at once (5,000).
     let server = NatsServer::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -517,6 +532,7 @@ stream = "produced"
 #[cfg(unix)]
 #[test]
 fn sigterm_stops_every_partition_at_a_checkpoint_and_the_next_run_resumes() {
+    let _serial = one_at_a_time();
     let server = NatsServer::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = pipeline(dir.path(), &server.url(), 1, Some(300), "2s");
@@ -568,6 +584,7 @@ fn sigterm_stops_every_partition_at_a_checkpoint_and_the_next_run_resumes() {
 
 #[test]
 fn many_partitions_publishing_at_once_deliver_every_record_once() {
+    let _serial = one_at_a_time();
     // 8 partitions pass 24,000 records through, each sink with thousands
     // of publishes outstanding: more than one client lets be in flight by
     // default, so this stalls if the sinks' bounds are not the process's.
