@@ -53,7 +53,7 @@ pub fn pipeline_file(base: &Path, data: &[u8]) {
         None => text.to_string(),
     };
     let path = Path::new("/nonexistent-sluice-fuzz/p.toml");
-    if let Err(sluice_pipeline::LoadError::Invalid(error)) =
+    if let Err(sluice_pipeline::Error::Invalid(error)) =
         sluice_pipeline::plan::load_str(&text, path, base, None)
     {
         assert!(

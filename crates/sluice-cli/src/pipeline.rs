@@ -4,9 +4,9 @@ use crate::ui;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use sluice_pipeline::checkpoint::{CheckpointConfig, Guarantee, StateLocation};
-use sluice_pipeline::run::{progress, run_with, RunOptions};
+use sluice_pipeline::run::{progress, run_with, RunOptions, RunOutcome};
 use sluice_pipeline::watch::Watch;
-use sluice_pipeline::{load, LoadError};
+use sluice_pipeline::{load, Error, Fix};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -119,11 +119,32 @@ pub struct ValidateArgs {
     set: Vec<String>,
 }
 
-fn failed(error: &LoadError) -> ExitCode {
+/// Prints `error` and what fixes it, in this command's words; its exit
+/// code.
+fn failed(error: &Error) -> ExitCode {
     eprintln!("error: {error}");
-    match error {
-        LoadError::Invalid(_) => ExitCode::from(INVALID),
-        LoadError::Runtime(_) => ExitCode::from(RUNTIME_FAILURE),
+    if let Some(fix) = error.fix() {
+        eprintln!("help: {}", fix_words(fix));
+    }
+    if error.is_invalid() {
+        ExitCode::from(INVALID)
+    } else {
+        ExitCode::from(RUNTIME_FAILURE)
+    }
+}
+
+/// What the flags of `sluice run` do about a failure.
+fn fix_words(fix: Fix) -> &'static str {
+    match fix {
+        Fix::StartOver => "run with --fresh to discard the saved state and start over",
+        Fix::OtherStateOrStartOver => {
+            "use another --state-dir, or run with --fresh to discard that state and start over"
+        }
+        Fix::AcceptRepeats => "pass --guarantee at-least-once to accept repeats",
+        Fix::AcceptLoss => "pass --guarantee at-most-once to accept that loss",
+        Fix::NoCheckpoints => "run without --state-dir",
+        Fix::CheckpointMoreOften => "shorten --checkpoint-interval (and lease_ttl in the file)",
+        _ => "see the message above",
     }
 }
 
@@ -300,7 +321,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         bar.finish_and_clear();
     }
     if let Some(watch) = &watch {
-        watch.finish(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        watch.finish(result.as_ref().map(|_| ()));
         exit.store(
             if result.is_ok() { 0 } else { RUNTIME_FAILURE },
             Ordering::SeqCst,
@@ -343,9 +364,7 @@ fn run_distributed(args: &RunArgs, workers: Option<usize>) -> ExitCode {
         format!("{host}-{}", std::process::id())
     });
     let (path, set) = (args.pipeline.clone(), args.set.clone());
-    let load: distributed::LoadPlan = Arc::new(move || {
-        load(&path, &set, workers).map_err(|e| sluice_pipeline::RunError(e.to_string()))
-    });
+    let load: distributed::LoadPlan = Arc::new(move || load(&path, &set, workers));
     let options = DistributedOptions {
         member,
         checkpoint_interval: args.checkpoint_interval.unwrap_or(Duration::from_secs(1)),
@@ -375,10 +394,7 @@ fn run_distributed(args: &RunArgs, workers: Option<usize>) -> ExitCode {
             eprintln!("summary: {json}");
             ExitCode::SUCCESS
         }
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::from(RUNTIME_FAILURE)
-        }
+        Err(error) => failed(&error),
     }
 }
 
@@ -406,49 +422,42 @@ pub fn setup(args: &SetupArgs) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::from(RUNTIME_FAILURE)
-        }
+        Err(error) => failed(&error),
     }
 }
 
 /// Prints how the run ended; its exit code.
-fn report(
-    args: &RunArgs,
-    result: Result<sluice_pipeline::Summary, sluice_pipeline::RunError>,
-) -> ExitCode {
+fn report(args: &RunArgs, result: Result<RunOutcome, Error>) -> ExitCode {
     match result {
-        Ok(summary) => {
-            if let Some(report) = summary.checkpoints.as_ref() {
-                let dir = args.state_dir.as_deref().unwrap_or(Path::new("."));
-                if report.already_completed {
-                    eprintln!(
-                        "pipeline `{}` already completed (state in {}): its outputs are \
-                         final, nothing to do. Pass --fresh to run it again",
-                        summary.pipeline,
-                        dir.display()
-                    );
-                } else if report.stopped {
-                    eprintln!(
-                        "stopped after checkpoint {}: run the same command to resume",
-                        report.last.unwrap_or(0)
-                    );
-                } else if let Some(from) = report.resumed_from {
-                    eprintln!(
-                        "resumed from checkpoint {from} ({} records were read before it) and \
-                         completed",
-                        report.skipped
-                    );
+        Ok(outcome) => {
+            let summary = outcome.summary();
+            let report = summary.checkpoints.clone().unwrap_or_default();
+            let dir = args.state_dir.as_deref().unwrap_or(Path::new("."));
+            match &outcome {
+                RunOutcome::AlreadyCompleted(_) => eprintln!(
+                    "pipeline `{}` already completed (state in {}): its outputs are final, \
+                     nothing to do. Pass --fresh to run it again",
+                    summary.pipeline,
+                    dir.display()
+                ),
+                RunOutcome::Stopped(_) => eprintln!(
+                    "stopped after checkpoint {}: run the same command to resume",
+                    report.last.unwrap_or(0)
+                ),
+                RunOutcome::Completed(_) => {
+                    if let Some(from) = report.resumed_from {
+                        eprintln!(
+                            "resumed from checkpoint {from} ({} records were read before it) \
+                             and completed",
+                            report.skipped
+                        );
+                    }
                 }
             }
-            let json = serde_json::to_string(&summary).unwrap_or_default();
+            let json = serde_json::to_string(summary).unwrap_or_default();
             eprintln!("summary: {json}");
             ExitCode::SUCCESS
         }
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::from(RUNTIME_FAILURE)
-        }
+        Err(error) => failed(&error),
     }
 }

@@ -81,13 +81,13 @@ impl Replayable for AdaptiveChunks {
     fn position(&self) -> serde_json::Value {
         self.inner.position()
     }
-    fn seek(&mut self, position: &serde_json::Value) -> Result<(), String> {
+    fn seek(&mut self, position: &serde_json::Value) -> crate::error::Result<()> {
         self.inner.seek(position)
     }
     fn release_reserved(&self) {
         self.inner.release_reserved()
     }
-    fn committed(&mut self) -> Result<(), String> {
+    fn committed(&mut self) -> crate::error::Result<()> {
         self.inner.committed()
     }
 }

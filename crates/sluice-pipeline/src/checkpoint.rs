@@ -19,6 +19,7 @@
 //! Only one checkpoint is in flight at a time, so what a stage does after
 //! reporting checkpoint `n` never reaches checkpoint `n`'s commit.
 
+use crate::error::{Error, Fix, Result};
 use crate::reserved::Reserved;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::collections::BTreeMap;
@@ -53,14 +54,14 @@ pub enum Guarantee {
 
 impl Guarantee {
     /// Parses `exactly-once`, `at-least-once` or `at-most-once`.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self> {
         match text {
             "exactly-once" => Ok(Self::ExactlyOnce),
             "at-least-once" => Ok(Self::AtLeastOnce),
             "at-most-once" => Ok(Self::AtMostOnce),
-            other => Err(format!(
+            other => Err(Error::Invalid(format!(
                 "unknown guarantee `{other}`: use exactly-once, at-least-once or at-most-once"
-            )),
+            ))),
         }
     }
 }
@@ -90,11 +91,11 @@ impl std::fmt::Debug for StateLocation {
 /// [`Store`] of a state directory, or a partition's key in NATS.
 pub trait CheckpointStore: Send + Sync {
     /// The last committed checkpoint, if any.
-    fn load(&self) -> Result<Option<Snapshot>, String>;
+    fn load(&self) -> Result<Option<Snapshot>>;
     /// Replaces the committed checkpoint with `snapshot`, atomically; an
     /// error if that is not possible (a store that lost its right to write
     /// says so here, and the run stops).
-    fn commit(&self, snapshot: &Snapshot) -> Result<(), String>;
+    fn commit(&self, snapshot: &Snapshot) -> Result<()>;
     /// Where it is, for messages.
     fn describe(&self) -> String;
 }
@@ -139,24 +140,26 @@ pub struct Store {
     path: PathBuf,
 }
 
-fn store_error(path: &Path, error: impl std::fmt::Display) -> String {
-    format!(
+fn store_error(path: &Path, error: impl std::fmt::Display) -> Error {
+    Error::checkpoint(format!(
         "the state in {} cannot be read or written: {error}. If it is corrupt, move it \
-         away or run with --fresh to start over",
+         away or start over",
         path.display()
-    )
+    ))
+    .with_fix(Fix::StartOver)
 }
 
 impl Store {
     /// Opens (or creates) the store in `dir`. `fingerprint` identifies the
     /// pipeline: a store written by another pipeline is refused.
-    pub fn open(dir: &Path, fingerprint: &str, fresh: bool) -> Result<Self, String> {
+    pub fn open(dir: &Path, fingerprint: &str, fresh: bool) -> Result<Self> {
         crate::sink::create_dir_durably(dir)
-            .map_err(|e| format!("cannot create the state directory: {e}"))?;
+            .map_err(|e| e.context("cannot create the state directory"))?;
         let path = dir.join(STATE_FILE);
         if fresh && path.exists() {
-            std::fs::remove_file(&path)
-                .map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+            std::fs::remove_file(&path).map_err(|e| {
+                Error::checkpoint(format!("cannot remove {}", path.display())).caused_by(e)
+            })?;
         }
         if !path.exists() {
             Self::create(dir, &path, fingerprint)?;
@@ -170,21 +173,21 @@ impl Store {
                     .meta("format")?
                     .and_then(|v| v.try_into().ok().map(u64::from_le_bytes));
                 if version != Some(FORMAT_VERSION) {
-                    return Err(format!(
+                    return Err(Error::damaged(format!(
                         "the state in {} has format {:?}, this Sluice reads format \
-                         {FORMAT_VERSION}; run with --fresh to start over",
+                         {FORMAT_VERSION}",
                         dir.display(),
                         version
-                    ));
+                    )));
                 }
                 if found != fingerprint.as_bytes() {
-                    return Err(format!(
+                    return Err(Error::checkpoint(format!(
                         "the state in {} was written by another pipeline (or this one \
                          before a change to its sources, transforms, sinks or workers): \
-                         its checkpoints cannot be restored here. Use another --state-dir, \
-                         or --fresh to discard that state and start over",
+                         its checkpoints cannot be restored here",
                         dir.display()
-                    ));
+                    ))
+                    .with_fix(Fix::OtherStateOrStartOver));
                 }
             }
         }
@@ -194,11 +197,12 @@ impl Store {
     /// Creates the store under a scratch name and renames it into place once
     /// it holds its format and fingerprint: a kill during creation leaves no
     /// half-written `state.redb` behind (the scratch file is simply redone).
-    fn create(dir: &Path, path: &Path, fingerprint: &str) -> Result<(), String> {
+    fn create(dir: &Path, path: &Path, fingerprint: &str) -> Result<()> {
         let scratch = dir.join(format!("{STATE_FILE}.new"));
         if scratch.exists() {
-            std::fs::remove_file(&scratch)
-                .map_err(|e| format!("cannot remove {}: {e}", scratch.display()))?;
+            std::fs::remove_file(&scratch).map_err(|e| {
+                Error::checkpoint(format!("cannot remove {}", scratch.display())).caused_by(e)
+            })?;
         }
         let db = Database::create(&scratch).map_err(|e| store_error(&scratch, e))?;
         let store = Self {
@@ -211,18 +215,22 @@ impl Store {
             .and_then(|f| f.sync_all())
             .map_err(|e| store_error(&scratch, e))?;
         std::fs::rename(&scratch, path).map_err(|e| {
-            format!(
-                "cannot move {} to {}: {e}",
+            Error::checkpoint(format!(
+                "cannot move {} to {}",
                 scratch.display(),
                 path.display()
-            )
+            ))
+            .caused_by(e)
         })?;
         std::fs::File::open(dir)
             .and_then(|d| d.sync_all())
-            .map_err(|e| format!("cannot sync the state directory {}: {e}", dir.display()))
+            .map_err(|e| {
+                Error::checkpoint(format!("cannot sync the state directory {}", dir.display()))
+                    .caused_by(e)
+            })
     }
 
-    fn init(&self, fingerprint: &str) -> Result<(), String> {
+    fn init(&self, fingerprint: &str) -> Result<()> {
         let txn = self
             .db
             .begin_write()
@@ -239,7 +247,7 @@ impl Store {
         txn.commit().map_err(|e| store_error(&self.path, e))
     }
 
-    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let txn = self
             .db
             .begin_read()
@@ -254,7 +262,7 @@ impl Store {
     }
 
     /// The last committed checkpoint, if any.
-    pub fn load(&self) -> Result<Option<Snapshot>, String> {
+    pub fn load(&self) -> Result<Option<Snapshot>> {
         let Some(id) = self.meta("checkpoint")? else {
             return Ok(None);
         };
@@ -285,7 +293,7 @@ impl Store {
     }
 
     /// Replaces the committed checkpoint with `snapshot`, atomically.
-    pub fn commit_redb(&self, snapshot: &Snapshot) -> Result<(), String> {
+    pub fn commit_redb(&self, snapshot: &Snapshot) -> Result<()> {
         let err = |e: &dyn std::fmt::Display| store_error(&self.path, e);
         let txn = self.db.begin_write().map_err(|e| err(&e))?;
         match txn.delete_table(STATE) {
@@ -325,10 +333,10 @@ impl Store {
 }
 
 impl CheckpointStore for Store {
-    fn load(&self) -> Result<Option<Snapshot>, String> {
+    fn load(&self) -> Result<Option<Snapshot>> {
         Store::load(self)
     }
-    fn commit(&self, snapshot: &Snapshot) -> Result<(), String> {
+    fn commit(&self, snapshot: &Snapshot) -> Result<()> {
         self.commit_redb(snapshot)
     }
     fn describe(&self) -> String {
@@ -359,7 +367,7 @@ struct Inner {
     next_id: u64,
     participants: usize,
     last: Option<Committed>,
-    error: Option<String>,
+    error: Option<Error>,
 }
 
 /// Coordinates the checkpoints of one run: when they are due, who has
@@ -449,7 +457,7 @@ impl Checkpointing {
     /// Called by the source after each poll: the number of a checkpoint to
     /// start now, if one is due. The source then reports its position. An
     /// error if a checkpoint failed: the run must stop.
-    pub fn due(&self) -> Result<Option<u64>, String> {
+    pub fn due(&self) -> Result<Option<u64>> {
         // Called after every poll (every event, in event mode): no lock
         // until a checkpoint may be due.
         if !self.stopping() && self.now_ms() < self.quiet_until.load(Ordering::Relaxed) {
@@ -457,7 +465,7 @@ impl Checkpointing {
         }
         let mut inner = self.lock();
         if let Some(error) = &inner.error {
-            return Err(error.clone());
+            return Err(error.duplicate());
         }
         if inner.in_flight.is_some() || self.stop_barrier.load(Ordering::SeqCst) != 0 {
             return Ok(None);
@@ -480,13 +488,13 @@ impl Checkpointing {
 
     /// A participant could not do its part: no checkpoint commits any more,
     /// and the source stops the run with `error`.
-    pub fn fail(&self, error: String) {
+    pub fn fail(&self, error: Error) {
         let mut inner = self.lock();
         inner.in_flight = None;
         self.failed(&mut inner, error);
     }
 
-    fn failed(&self, inner: &mut Inner, error: String) {
+    fn failed(&self, inner: &mut Inner, error: Error) {
         inner.error.get_or_insert(error);
         self.failed.store(true, Ordering::SeqCst);
         self.quiet_until.store(0, Ordering::SeqCst);
@@ -497,26 +505,28 @@ impl Checkpointing {
     }
 
     /// The error that stopped the checkpoints, if one did.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<()> {
         if !self.failed.load(Ordering::Relaxed) {
             return Ok(());
         }
         match &self.lock().error {
-            Some(error) => Err(error.clone()),
+            Some(error) => Err(error.duplicate()),
             None => Ok(()),
         }
     }
 
     /// A participant's part of checkpoint `id`: its state entries (none
     /// for a stateless one). The last report commits the checkpoint.
-    pub fn report(&self, id: u64, entries: Vec<(String, Vec<u8>)>) -> Result<(), String> {
+    pub fn report(&self, id: u64, entries: Vec<(String, Vec<u8>)>) -> Result<()> {
         let mut inner = self.lock();
         if let Some(error) = &inner.error {
-            return Err(error.clone());
+            return Err(error.duplicate());
         }
         let participants = inner.participants + 1; // the source reports too
         let Some(flight) = inner.in_flight.as_mut().filter(|f| f.id == id) else {
-            return Err(format!("checkpoint {id} is not in flight"));
+            return Err(Error::checkpoint(format!(
+                "checkpoint {id} is not in flight"
+            )));
         };
         flight.entries.extend(entries);
         flight.reports += 1;
@@ -530,7 +540,7 @@ impl Checkpointing {
         match self.reserved.checkpoint() {
             Ok(lengths) => entries.extend(lengths),
             Err(error) => {
-                self.failed(&mut inner, error.clone());
+                self.failed(&mut inner, error.duplicate());
                 return Err(error);
             }
         }
@@ -542,7 +552,7 @@ impl Checkpointing {
             entries,
         };
         if let Err(error) = self.store.commit(&snapshot) {
-            self.failed(&mut inner, error.clone());
+            self.failed(&mut inner, error.duplicate());
             return Err(error);
         }
         let committed = Committed {
@@ -596,7 +606,7 @@ impl Checkpointing {
     /// Marks the run complete: its input is all read and its outputs are
     /// final. A later run of the same pipeline with this state says so and
     /// does nothing.
-    pub fn complete(&self) -> Result<(), String> {
+    pub fn complete(&self) -> Result<()> {
         let id = self.lock().next_id;
         self.store.commit(&Snapshot {
             id,

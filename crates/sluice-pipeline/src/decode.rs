@@ -5,6 +5,7 @@
 //! lines decoded one by one, so that one bad line costs its own record and
 //! not the chunk.
 
+use crate::error::{Error, Result};
 use crate::rows::Rows;
 use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, UInt32Array, UInt64Array};
 use arrow::compute::{cast, concat_batches};
@@ -91,12 +92,12 @@ pub struct EventTime {
 impl EventTime {
     /// Checks that `field` exists in `schema` with a type that can hold an
     /// event time.
-    pub fn new(schema: &Schema, field: &str) -> Result<EventTime, String> {
+    pub fn new(schema: &Schema, field: &str) -> Result<EventTime> {
         let (index, f) = schema.column_with_name(field).ok_or_else(|| {
-            format!(
+            Error::input(format!(
                 "event_time field `{field}` is not in the input; fields: {}",
                 field_names(schema)
-            )
+            ))
         })?;
         match f.data_type() {
             DataType::Int8
@@ -115,10 +116,10 @@ impl EventTime {
                 field: field.to_string(),
                 index,
             }),
-            other => Err(format!(
+            other => Err(Error::input(format!(
                 "event_time field `{field}` has type {other}; it must hold epoch \
                  milliseconds (an integer) or an RFC 3339 string"
-            )),
+            ))),
         }
     }
 
@@ -271,7 +272,7 @@ impl TextDecoder {
     }
 
     /// Decodes a chunk with the kept decoders (made for `rows` or more).
-    fn decode_chunk(&mut self, bytes: &[u8], rows: usize) -> Result<RecordBatch, String> {
+    fn decode_chunk(&mut self, bytes: &[u8], rows: usize) -> Result<RecordBatch> {
         if rows > self.capacity {
             self.capacity = rows;
             self.json = None;
@@ -283,7 +284,7 @@ impl TextDecoder {
                     Some(decoder) => decoder,
                     None => self
                         .json_decoder(self.capacity)
-                        .map_err(|e| clean_arrow(&e.to_string()))?,
+                        .map_err(|e| Error::input(clean_arrow(&e.to_string())))?,
                 };
                 let result = run_json(&mut decoder, bytes);
                 if result.is_ok() {
@@ -311,21 +312,21 @@ impl TextDecoder {
         &self,
         result: Result<Option<RecordBatch>, arrow::error::ArrowError>,
         rows: usize,
-    ) -> Result<RecordBatch, String> {
+    ) -> Result<RecordBatch> {
         match result {
             Ok(Some(batch)) if batch.num_rows() == rows => Ok(batch),
-            Ok(Some(batch)) => Err(format!(
+            Ok(Some(batch)) => Err(Error::input(format!(
                 "expected {rows} record(s), found {}",
                 batch.num_rows()
-            )),
+            ))),
             Ok(None) if rows == 0 => Ok(RecordBatch::new_empty(self.schema.clone())),
-            Ok(None) => Err("no record on the line".to_string()),
-            Err(error) => Err(clean_arrow(&error.to_string())),
+            Ok(None) => Err(Error::input("no record on the line")),
+            Err(error) => Err(Error::input(clean_arrow(&error.to_string()))),
         }
     }
 
     /// Decodes one line with fresh decoders (after a chunk failed).
-    fn decode_bytes(&self, bytes: &[u8], rows: usize) -> Result<RecordBatch, String> {
+    fn decode_bytes(&self, bytes: &[u8], rows: usize) -> Result<RecordBatch> {
         let result = match self.format {
             Format::Jsonl => self
                 .json_decoder(rows)
@@ -362,7 +363,7 @@ impl TextDecoder {
                         Err(reason) => dead.push(DeadLetter {
                             origin: self.origin.clone(),
                             line: *number,
-                            reason,
+                            reason: reason.to_string(),
                             record: String::from_utf8_lossy(line).into_owned(),
                         }),
                     }
@@ -513,7 +514,7 @@ fn clean_arrow(message: &str) -> String {
 /// the column into strings; integers and floats together are float64. The
 /// event-time field is a string if any value is (RFC 3339 times), since
 /// digit strings are read as epoch milliseconds too.
-pub fn infer_jsonl(sample: &[u8], time_field: Option<&str>) -> Result<Schema, String> {
+pub fn infer_jsonl(sample: &[u8], time_field: Option<&str>) -> Result<Schema> {
     #[derive(Default)]
     struct Seen {
         ints: usize,
@@ -549,9 +550,10 @@ pub fn infer_jsonl(sample: &[u8], time_field: Option<&str>) -> Result<Schema, St
         }
     }
     if objects == 0 {
-        return Err("no JSON object in the first lines to infer a schema from; \
-                    give `schema = { field = \"type\", ... }`"
-            .into());
+        return Err(Error::input(
+            "no JSON object in the first lines to infer a schema from; give `schema = { \
+             field = \"type\", ... }`",
+        ));
     }
     let mut out = Vec::new();
     for (name, seen) in fields {
@@ -584,11 +586,11 @@ pub fn infer_jsonl(sample: &[u8], time_field: Option<&str>) -> Result<Schema, St
 /// column's type is the one most of its values have (int64, float64,
 /// boolean, else string); rows with the wrong number of fields are left
 /// out, as they will be dead-lettered when read.
-pub fn infer_csv(sample: &[u8], time_field: Option<&str>) -> Result<Schema, String> {
+pub fn infer_csv(sample: &[u8], time_field: Option<&str>) -> Result<Schema> {
     let mut lines = sample.split(|b| *b == b'\n');
     let header = csv_fields(lines.next().unwrap_or_default());
     if header.iter().all(String::is_empty) {
-        return Err("the CSV input has no header line".into());
+        return Err(Error::input("the CSV input has no header line"));
     }
     // Per column: ints, floats, bools, other strings.
     let mut counts = vec![[0usize; 4]; header.len()];

@@ -15,9 +15,10 @@
 //! others take its partitions over from their last checkpoints.
 
 use crate::checkpoint::{CheckpointConfig, Guarantee, StateLocation};
-use crate::nats::{partition_completed, CutLog, PartitionStore, FENCED};
+use crate::error::{Error, Fix, Result};
+use crate::nats::{partition_completed, CutLog, PartitionStore};
 use crate::plan::{NatsSourcePlan, Plan, SourceKind};
-use crate::run::{self, PartitionContext, RunError, RunOptions, Summary};
+use crate::run::{self, PartitionContext, RunOptions, RunOutcome, Summary};
 use crate::sink::Target;
 use serde::Serialize;
 use sluice_nats::coordination::{Group, Lease};
@@ -30,7 +31,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Loads the pipeline: each partition's run compiles its own plan.
-pub type LoadPlan = Arc<dyn Fn() -> Result<Plan, RunError> + Send + Sync>;
+pub type LoadPlan = Arc<dyn Fn() -> Result<Plan> + Send + Sync>;
 
 /// How a process takes part in a distributed run.
 #[derive(Debug, Clone)]
@@ -57,9 +58,8 @@ pub struct DistributedOptions {
 pub struct PartitionReport {
     /// The partition.
     pub partition: u32,
-    /// `completed`, `handed over`, `stopped` or `lost` (the lease expired
-    /// under this process; another took over).
-    pub outcome: String,
+    /// How its run here ended.
+    pub outcome: PartitionOutcome,
     /// Records read by this process's run of it.
     pub read: u64,
     /// The checkpoint it resumed from.
@@ -67,6 +67,34 @@ pub struct PartitionReport {
     /// Records of it read before that checkpoint (by another process, or an
     /// earlier run), which this run did not read again.
     pub skipped: u64,
+}
+
+/// How the run of a partition in this process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PartitionOutcome {
+    /// Its input is all read and its outputs are final.
+    Completed,
+    /// Another member won it by rendezvous hashing: this process stopped it
+    /// at a checkpoint and gave its lease back.
+    #[serde(rename = "handed over")]
+    HandedOver,
+    /// Stopped at a checkpoint on a signal (it resumes elsewhere or later).
+    Stopped,
+    /// The lease expired under this process; another took the partition
+    /// over from its last checkpoint.
+    Lost,
+}
+
+impl std::fmt::Display for PartitionOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PartitionOutcome::Completed => "completed",
+            PartitionOutcome::HandedOver => "handed over",
+            PartitionOutcome::Stopped => "stopped",
+            PartitionOutcome::Lost => "lost",
+        })
+    }
 }
 
 /// What a process of a distributed run did: the `summary:` line.
@@ -95,7 +123,7 @@ pub struct DistributedSummary {
 }
 
 impl DistributedSummary {
-    fn add(&mut self, partition: u32, outcome: &str, summary: Option<&Summary>) {
+    fn add(&mut self, partition: u32, outcome: PartitionOutcome, summary: Option<&Summary>) {
         if let Some(s) = summary {
             self.read += s.read;
             self.processed += s.processed;
@@ -107,7 +135,7 @@ impl DistributedSummary {
         }
         self.partitions.push(PartitionReport {
             partition,
-            outcome: outcome.to_string(),
+            outcome,
             read: summary.map_or(0, |s| s.read),
             resumed_from: summary
                 .and_then(|s| s.checkpoints.as_ref())
@@ -146,14 +174,12 @@ pub fn nats_source(plan: &Plan) -> Option<&NatsSourcePlan> {
 /// stream with its partitioning, and the sinks' streams. Producers must
 /// not publish before the input stream exists (nothing would keep their
 /// messages), so `sluice setup` runs this on its own.
-pub fn setup(plan: &Plan) -> Result<Vec<String>, RunError> {
+pub fn setup(plan: &Plan) -> Result<Vec<String>> {
     let nats = nats_source(plan).ok_or_else(|| {
-        RunError("only pipelines with a nats source have streams to set up".into())
+        Error::refused("only pipelines with a nats source have streams to set up")
     })?;
-    let client = NatsClient::shared(&nats.url).map_err(|e| RunError(e.to_string()))?;
-    client
-        .ensure_partitioned_stream(&nats.stream)
-        .map_err(|e| RunError(e.to_string()))?;
+    let client = NatsClient::shared(&nats.url)?;
+    client.ensure_partitioned_stream(&nats.stream)?;
     let mut made = vec![format!(
         "stream {} ({} -> {} partitions)",
         nats.stream.name, nats.stream.subject, nats.stream.partitions
@@ -163,8 +189,7 @@ pub fn setup(plan: &Plan) -> Result<Vec<String>, RunError> {
             if let Some(stream) = &t.stream {
                 let subject = crate::sink::subject_pattern(&t.subject);
                 NatsClient::shared(&t.url)
-                    .and_then(|c| c.ensure_stream(stream, &[subject.as_str()], t.replicas))
-                    .map_err(|e| RunError(e.to_string()))?;
+                    .and_then(|c| c.ensure_stream(stream, &[subject.as_str()], t.replicas))?;
                 made.push(format!("stream {stream} ({})", t.subject));
             }
         }
@@ -174,21 +199,22 @@ pub fn setup(plan: &Plan) -> Result<Vec<String>, RunError> {
 
 /// Checks that every sink can be written by whichever process owns a
 /// partition: nats sinks, or stdout when repeats are accepted.
-fn check_sinks(plan: &Plan, guarantee: Guarantee) -> Result<(), RunError> {
+fn check_sinks(plan: &Plan, guarantee: Guarantee) -> Result<()> {
     for sink in &plan.sinks {
         match &sink.target {
             Target::Nats(_) => {}
             Target::Stdout if guarantee != Guarantee::ExactlyOnce => {}
             Target::Stdout => {
-                return Err(RunError(format!(
+                return Err(Error::refused(format!(
                     "sink of `{}`: stdout cannot take back what it printed, so after a \
                      takeover the lines since the last checkpoint are printed again. Publish \
-                     to a nats sink, or pass --guarantee at-least-once to accept repeats",
+                     to a nats sink, or accept repeats",
                     sink.from
-                )))
+                ))
+                .with_fix(Fix::AcceptRepeats))
             }
             Target::File { path, .. } => {
-                return Err(RunError(format!(
+                return Err(Error::refused(format!(
                     "sink of `{}`: in a distributed run (a nats source) a partition moves \
                      between processes and machines, so {} would be written in pieces in many \
                      places. Publish to a nats sink (type = \"nats\") instead",
@@ -204,30 +230,27 @@ fn check_sinks(plan: &Plan, guarantee: Guarantee) -> Result<(), RunError> {
 /// Checks that each nats sink's stream remembers message ids longer than
 /// a replay can reach back: the checkpoint interval, the lease TTL (a
 /// takeover) and the time requests are retried through a failover.
-fn check_duplicate_windows(
-    plan: &Plan,
-    nats: &NatsSourcePlan,
-    interval: Duration,
-) -> Result<(), RunError> {
+fn check_duplicate_windows(plan: &Plan, nats: &NatsSourcePlan, interval: Duration) -> Result<()> {
     let reach = interval + nats.lease_ttl * 2 + Duration::from_secs(30);
     for sink in &plan.sinks {
         let Target::Nats(target) = &sink.target else {
             continue;
         };
-        let client = NatsClient::shared(&target.url).map_err(|e| RunError(e.to_string()))?;
+        let client = NatsClient::shared(&target.url)?;
         let subject = crate::sink::subject_pattern(&target.subject);
         let window = client
             .duplicate_window(&subject)
-            .map_err(|e| RunError(format!("sink of `{}`: {e}", sink.from)))?;
+            .map_err(|e| Error::from(e).context(format_args!("sink of `{}`", sink.from)))?;
         if window < reach {
-            return Err(RunError(format!(
+            return Err(Error::refused(format!(
                 "sink of `{}`: the stream that captures `{}` remembers message ids for {:?}, \
                  but a replay can republish what was sent up to {:?} earlier (checkpoint \
                  interval, twice the lease TTL and 30 s of failover), so repeats could get \
-                 through. Raise the stream's duplicate window, or shorten \
-                 --checkpoint-interval and lease_ttl",
+                 through. Raise the stream's duplicate window, or shorten lease_ttl and the \
+                 checkpoint interval",
                 sink.from, target.subject, window, reach
-            )));
+            ))
+            .with_fix(Fix::CheckpointMoreOften));
         }
     }
     Ok(())
@@ -238,37 +261,35 @@ struct Running {
     lease: Arc<Lease>,
     stop: Arc<AtomicBool>,
     /// Why it was asked to stop, if it was.
-    stopping: Option<&'static str>,
+    stopping: Option<PartitionOutcome>,
     /// When its lease was found lost.
     lost_at: Option<Instant>,
-    thread: JoinHandle<Result<Summary, RunError>>,
+    thread: JoinHandle<Result<RunOutcome>>,
 }
 
 /// Runs this process's share of the pipeline until every partition has
 /// completed (with `end = "caught-up"`), or until `options.stop` is set.
-pub fn run(load: LoadPlan, options: &DistributedOptions) -> Result<DistributedSummary, RunError> {
+pub fn run(load: LoadPlan, options: &DistributedOptions) -> Result<DistributedSummary> {
     let started = Instant::now();
     let plan = load()?;
     let nats = nats_source(&plan)
-        .ok_or_else(|| RunError("a distributed run needs a nats source".into()))?
+        .ok_or_else(|| Error::refused("a distributed run needs a nats source"))?
         .clone();
     check_sinks(&plan, options.guarantee)?;
     setup(&plan)?;
     check_duplicate_windows(&plan, &nats, options.checkpoint_interval)?;
-    let client = NatsClient::shared(&nats.url).map_err(|e| RunError(e.to_string()))?;
+    let client = NatsClient::shared(&nats.url)?;
     let group_name = group_name(&plan.name);
     let replicas = nats.stream.replicas;
-    let nats_error = |e: sluice_nats::NatsError| RunError(e.to_string());
     let state = Bucket::open(
         &client,
         &format!("{group_name}_state"),
         Duration::ZERO,
         replicas,
-    )
-    .map_err(nats_error)?;
+    )?;
     if options.fresh {
-        for key in state.keys().map_err(nats_error)? {
-            state.delete(&key).map_err(nats_error)?;
+        for key in state.keys()? {
+            state.delete(&key)?;
         }
     }
     let group = Group::join(
@@ -277,8 +298,7 @@ pub fn run(load: LoadPlan, options: &DistributedOptions) -> Result<DistributedSu
         &options.member,
         nats.lease_ttl,
         replicas,
-    )
-    .map_err(nats_error)?;
+    )?;
     let mut summary = DistributedSummary {
         pipeline: plan.name.clone(),
         member: options.member.clone(),
@@ -288,11 +308,11 @@ pub fn run(load: LoadPlan, options: &DistributedOptions) -> Result<DistributedSu
     let tick = (nats.lease_ttl / 4).max(Duration::from_millis(100));
     let mut running: BTreeMap<u32, Running> = BTreeMap::new();
     let mut completed: BTreeSet<u32> = BTreeSet::new();
-    let mut failure: Option<RunError> = None;
+    let mut failure: Option<Error> = None;
     let mut last_members: Vec<String> = Vec::new();
     // Runs whose lease was lost and that did not end within the TTL: the
     // partition is not taken again here while one still runs.
-    let mut abandoned: BTreeMap<u32, JoinHandle<Result<Summary, RunError>>> = BTreeMap::new();
+    let mut abandoned: BTreeMap<u32, JoinHandle<Result<RunOutcome>>> = BTreeMap::new();
     // A moment first, so that processes started together see each other
     // before they take partitions.
     std::thread::sleep(tick.min(Duration::from_millis(500)));
@@ -328,7 +348,7 @@ pub fn run(load: LoadPlan, options: &DistributedOptions) -> Result<DistributedSu
             if let Some(run) = running.remove(&partition) {
                 abandoned.insert(partition, run.thread);
             }
-            summary.add(partition, "lost", None);
+            summary.add(partition, PartitionOutcome::Lost, None);
         }
         abandoned.retain(|_, thread| !thread.is_finished());
         // Partitions whose run ended.
@@ -344,17 +364,18 @@ pub fn run(load: LoadPlan, options: &DistributedOptions) -> Result<DistributedSu
             let result = run
                 .thread
                 .join()
-                .unwrap_or_else(|_| Err(RunError(format!("partition {partition} panicked"))));
+                .unwrap_or_else(|_| Err(Error::refused(format!("partition {partition} panicked"))));
             let lost = run.lease.is_lost() || !run.lease.is_valid();
             match result {
-                Ok(s) => {
-                    let report = s.checkpoints.as_ref();
-                    let outcome = if report.is_some_and(|c| c.stopped) {
-                        run.stopping.unwrap_or("stopped")
-                    } else {
-                        completed.insert(partition);
-                        "completed"
+                Ok(ended) => {
+                    let outcome = match &ended {
+                        RunOutcome::Stopped(_) => run.stopping.unwrap_or(PartitionOutcome::Stopped),
+                        RunOutcome::Completed(_) | RunOutcome::AlreadyCompleted(_) => {
+                            completed.insert(partition);
+                            PartitionOutcome::Completed
+                        }
                     };
+                    let s = ended.summary();
                     eprintln!(
                         "partition {partition}: {outcome} ({} read{})",
                         s.read,
@@ -363,14 +384,14 @@ pub fn run(load: LoadPlan, options: &DistributedOptions) -> Result<DistributedSu
                             .and_then(|c| c.resumed_from)
                             .map_or(String::new(), |c| format!(", resumed from checkpoint {c}"))
                     );
-                    summary.add(partition, outcome, Some(&s));
+                    summary.add(partition, outcome, Some(s));
                 }
-                Err(e) if lost || run.stopping == Some("lost") || e.0.contains(FENCED) => {
+                Err(e) if lost || run.stopping == Some(PartitionOutcome::Lost) || e.is_fenced() => {
                     eprintln!("partition {partition}: lost ({e})");
-                    summary.add(partition, "lost", None);
+                    summary.add(partition, PartitionOutcome::Lost, None);
                 }
                 Err(e) => {
-                    failure.get_or_insert(RunError(format!("partition {partition}: {e}")));
+                    failure.get_or_insert(e.context(format_args!("partition {partition}")));
                 }
             }
             if !lost {
@@ -390,8 +411,8 @@ pub fn run(load: LoadPlan, options: &DistributedOptions) -> Result<DistributedSu
                 Err(_) => run.lease.is_valid(),
             };
             if !renewed {
-                if run.stopping != Some("lost") {
-                    run.stopping = Some("lost");
+                if run.stopping != Some(PartitionOutcome::Lost) {
+                    run.stopping = Some(PartitionOutcome::Lost);
                     run.lost_at = Some(Instant::now());
                     run.stop.store(true, Ordering::SeqCst);
                     eprintln!(
@@ -404,10 +425,10 @@ pub fn run(load: LoadPlan, options: &DistributedOptions) -> Result<DistributedSu
             }
             let owner = rendezvous::owner(&members, *partition);
             if stopping {
-                run.stopping.get_or_insert("stopped");
+                run.stopping.get_or_insert(PartitionOutcome::Stopped);
                 run.stop.store(true, Ordering::SeqCst);
             } else if owner != Some(group.member()) && run.stopping.is_none() {
-                run.stopping = Some("handed over");
+                run.stopping = Some(PartitionOutcome::HandedOver);
                 run.stop.store(true, Ordering::SeqCst);
             }
         }
@@ -455,7 +476,7 @@ pub fn run(load: LoadPlan, options: &DistributedOptions) -> Result<DistributedSu
                 let thread = std::thread::Builder::new()
                     .name(format!("sluice-partition-{partition}"))
                     .spawn(move || context.run())
-                    .map_err(|e| RunError(format!("cannot start a thread: {e}")))?;
+                    .map_err(|e| Error::refused("cannot start a thread").caused_by(e))?;
                 running.insert(
                     partition,
                     Running {
@@ -508,12 +529,12 @@ struct PartitionRun {
 }
 
 impl PartitionRun {
-    fn run(self) -> Result<Summary, RunError> {
+    fn run(self) -> Result<RunOutcome> {
         let mut plan = (self.load)()?;
         // A partition is one worker: its order is what its replay repeats.
         plan.execution.workers = 1;
         let nats = nats_source(&plan)
-            .ok_or_else(|| RunError("a distributed run needs a nats source".into()))?
+            .ok_or_else(|| Error::refused("a distributed run needs a nats source"))?
             .clone();
         let partition = self.partition;
         let store = PartitionStore::claim(
@@ -521,15 +542,14 @@ impl PartitionRun {
             partition,
             &run::fingerprint(&plan),
             self.lease.clone(),
-        )
-        .map_err(RunError)?;
+        )?;
         let epoch = store.epoch();
         for (i, sink) in plan.sinks.iter_mut().enumerate() {
             if let Target::Nats(target) = &mut sink.target {
                 target.id_prefix = format!("{}.{epoch}.p{partition}.s{i}", self.group);
             }
         }
-        let client = NatsClient::shared(&nats.url).map_err(|e| RunError(e.to_string()))?;
+        let client = NatsClient::shared(&nats.url)?;
         // A consumer of its own per claim: an earlier owner's pulls go to
         // its own consumer (deleted here), never to this one.
         let durable = format!("{}_p{partition}_r{}", self.group, self.lease.revision());
@@ -538,12 +558,11 @@ impl PartitionRun {
                 client
                     .last_sequence(&nats.stream.name)
                     .map(Some)
-                    .map_err(|e| e.to_string())
+                    .map_err(Error::from)
             } else {
                 Ok(None)
             }
-        })
-        .map_err(RunError)?;
+        })?;
         if let Some(previous) = log.previous_consumer() {
             let _ = client.delete_consumer(&nats.stream.name, previous);
         }
@@ -566,12 +585,11 @@ impl PartitionRun {
             partition: Some(context),
         };
         let stream = nats.stream.name.clone();
-        let summary = run::run_with(plan, &progress, &options)?;
-        let stopped = summary.checkpoints.as_ref().is_some_and(|c| c.stopped);
-        if !stopped {
+        let outcome = run::run_with(plan, &progress, &options)?;
+        if let run::RunOutcome::Completed(_) = &outcome {
             // Completed: nobody reads the partition again.
             let _ = client.delete_consumer(&stream, &durable);
         }
-        Ok(summary)
+        Ok(outcome)
     }
 }

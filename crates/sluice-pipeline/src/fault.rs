@@ -387,7 +387,7 @@ path = "out/dead_letter.jsonl"
             ..RunOptions::default()
         };
         let progress = progress(&plan);
-        let summary = run_with(plan, &progress, &options).unwrap();
+        let summary = run_with(plan, &progress, &options).unwrap().into_summary();
         assert!(summary.checkpoints.is_some_and(|c| c.committed >= 3));
         let finals = [
             "windows/per_sensor.jsonl",

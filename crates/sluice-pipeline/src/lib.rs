@@ -32,6 +32,7 @@ pub mod checkpoint;
 pub mod decode;
 pub mod diag;
 pub mod distributed;
+pub mod error;
 pub mod fault;
 mod moments;
 pub mod nats;
@@ -47,6 +48,7 @@ pub mod transform;
 pub mod watch;
 pub mod window;
 
-pub use plan::{load, LoadError, Plan};
+pub use error::{Error, Fix, Result};
+pub use plan::{load, Plan};
 pub use rows::Rows;
-pub use run::{RunError, Summary};
+pub use run::{RunOutcome, Summary};

@@ -17,6 +17,7 @@
 
 use crate::checkpoint::{CheckpointStore, Snapshot};
 use crate::decode::TextDecoder;
+use crate::error::{Error, Result};
 use crate::plan::NatsSourcePlan;
 use crate::reserved::{Reserved, ReservedHandle};
 use crate::rows::Rows;
@@ -36,11 +37,6 @@ use std::time::{Duration, Instant};
 /// server sends it again: much longer than checkpoints take, so that it
 /// only happens when an owner is gone (and the source skips repeats).
 const ACK_WAIT: Duration = Duration::from_secs(600);
-
-/// Part of every error that says this process no longer owns a partition
-/// (another took it over): the run of that partition ends, the process
-/// goes on.
-pub const FENCED: &str = "no longer owns partition";
 
 /// How long a request is retried through a failover (a cluster electing a
 /// new leader for a stream or bucket takes a few seconds).
@@ -78,16 +74,15 @@ fn encode(header: &Header, entries: &BTreeMap<String, Vec<u8>>) -> Vec<u8> {
     out
 }
 
-fn decode(bytes: &[u8], what: &str) -> Result<(Header, BTreeMap<String, Vec<u8>>), String> {
-    let damaged = |why: &str| {
-        format!("the checkpoint of {what} is damaged ({why}); run with --fresh to start over")
-    };
+fn decode(bytes: &[u8], what: &str) -> Result<(Header, BTreeMap<String, Vec<u8>>)> {
+    let damaged =
+        |why: &str| Error::damaged(format!("the checkpoint of {what} is damaged ({why})"));
     let nl = memchr::memchr(b'\n', bytes).ok_or_else(|| damaged("no header"))?;
     let header: Header =
         serde_json::from_slice(&bytes[..nl]).map_err(|e| damaged(&e.to_string()))?;
     let mut entries = BTreeMap::new();
     let mut at = nl + 1;
-    let take = |at: &mut usize| -> Result<Vec<u8>, String> {
+    let take = |at: &mut usize| -> Result<Vec<u8>> {
         let len = bytes
             .get(*at..*at + 4)
             .and_then(|b| <[u8; 4]>::try_from(b).ok())
@@ -122,13 +117,13 @@ fn new_epoch() -> String {
 fn claim(
     bucket: &Bucket,
     key: &str,
-    mut make: impl FnMut(Option<&[u8]>) -> Result<Vec<u8>, String>,
-) -> Result<(Option<Vec<u8>>, u64), String> {
+    mut make: impl FnMut(Option<&[u8]>) -> Result<Vec<u8>>,
+) -> Result<(Option<Vec<u8>>, u64)> {
     let deadline = Instant::now() + RETRY_WITHIN;
     for _ in 0..1000 {
         let current = match bucket.get(key) {
             Ok(current) => current,
-            Err(e) if Instant::now() >= deadline => return Err(e.to_string()),
+            Err(e) if Instant::now() >= deadline => return Err(e.into()),
             Err(_) => {
                 std::thread::sleep(Duration::from_millis(100));
                 continue;
@@ -142,13 +137,13 @@ fn claim(
         match written {
             Ok(Some(revision)) => return Ok((current.map(|c| c.value), revision)),
             Ok(None) => {}
-            Err(e) if Instant::now() >= deadline => return Err(e.to_string()),
+            Err(e) if Instant::now() >= deadline => return Err(e.into()),
             Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
     }
-    Err(format!(
+    Err(Error::nats(format!(
         "cannot claim `{key}`: it keeps changing under this process"
-    ))
+    )))
 }
 
 /// The checkpoints of one partition, in the state bucket under
@@ -172,7 +167,7 @@ impl PartitionStore {
         partition: u32,
         fingerprint: &str,
         lease: Arc<Lease>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self> {
         let key = format!("ckpt.p{partition}");
         let what = format!("partition {partition}");
         let mut found: Option<(Header, BTreeMap<String, Vec<u8>>)> = None;
@@ -188,13 +183,13 @@ impl PartitionStore {
                 Some(bytes) => {
                     let (header, entries) = decode(bytes, &what)?;
                     if header.fingerprint != fingerprint {
-                        return Err(format!(
+                        return Err(Error::damaged(format!(
                             "the state of partition {partition} in bucket `{}` was written by \
                              another pipeline (or this one before a change to its source, \
-                             transforms or sinks): it cannot be restored. Run with --fresh to \
-                             discard the state of every partition and start over",
+                             transforms or sinks): it cannot be restored. Starting over \
+                             discards the state of every partition",
                             bucket.name()
-                        ));
+                        )));
                     }
                     found = Some((header.clone(), entries));
                     header
@@ -237,7 +232,7 @@ impl PartitionStore {
 }
 
 impl CheckpointStore for PartitionStore {
-    fn load(&self) -> Result<Option<Snapshot>, String> {
+    fn load(&self) -> Result<Option<Snapshot>> {
         if crate::fault::on(
             crate::fault::Fault::SkipPartitionResume,
             std::path::Path::new(""),
@@ -247,13 +242,15 @@ impl CheckpointStore for PartitionStore {
         Ok(self.restored.clone())
     }
 
-    fn commit(&self, snapshot: &Snapshot) -> Result<(), String> {
+    fn commit(&self, snapshot: &Snapshot) -> Result<()> {
         if !self.lease.is_valid() {
-            return Err(format!(
-                "the lease of partition {} was not renewed in time: this process {FENCED} {} \
-                 for sure, so it does not commit checkpoint {}",
-                self.partition, self.partition, snapshot.id
-            ));
+            return Err(Error::Fenced {
+                partition: self.partition,
+                why: format!(
+                    "its lease was not renewed in time, so checkpoint {} is not committed",
+                    snapshot.id
+                ),
+            });
         }
         let mut header = lock(&self.header).clone();
         header.id = snapshot.id;
@@ -263,19 +260,20 @@ impl CheckpointStore for PartitionStore {
         let mut revision = lock(&self.revision);
         match self
             .bucket
-            .update_retrying(&self.key, value, *revision, RETRY_WITHIN)
-            .map_err(|e| e.to_string())?
+            .update_retrying(&self.key, value, *revision, RETRY_WITHIN)?
         {
             Some(next) => {
                 *revision = next;
                 *lock(&self.header) = header;
                 Ok(())
             }
-            None => Err(format!(
-                "partition {} was taken over by another process: this process {FENCED} {}, \
-                 and checkpoint {} is not committed here",
-                self.partition, self.partition, snapshot.id
-            )),
+            None => Err(Error::Fenced {
+                partition: self.partition,
+                why: format!(
+                    "another process took it over, and checkpoint {} is not committed here",
+                    snapshot.id
+                ),
+            }),
         }
     }
 
@@ -285,12 +283,9 @@ impl CheckpointStore for PartitionStore {
 }
 
 /// Whether partition `partition`'s run completed, from the state bucket.
-pub fn partition_completed(bucket: &Bucket, partition: u32) -> Result<bool, String> {
+pub fn partition_completed(bucket: &Bucket, partition: u32) -> Result<bool> {
     let what = format!("partition {partition}");
-    match bucket
-        .get(&format!("ckpt.p{partition}"))
-        .map_err(|e| e.to_string())?
-    {
+    match bucket.get(&format!("ckpt.p{partition}"))? {
         None => Ok(false),
         Some(v) => Ok(decode(&v.value, &what)?.0.completed),
     }
@@ -321,6 +316,7 @@ struct Cuts {
 /// The log of a partition's partial cuts (see the module's documentation).
 pub struct CutLog {
     bucket: Bucket,
+    partition: u32,
     key: String,
     revision: u64,
     cuts: Cuts,
@@ -337,18 +333,17 @@ impl CutLog {
         partition: u32,
         lease: &Lease,
         consumer: &str,
-        end: impl Fn() -> Result<Option<u64>, String>,
-    ) -> Result<Self, String> {
+        end: impl Fn() -> Result<Option<u64>>,
+    ) -> Result<Self> {
         let key = format!("cuts.p{partition}");
         let mut cuts = Cuts::default();
         let mut previous_consumer = None;
         let (_, revision) = claim(bucket, &key, |current| {
             cuts = match current {
                 Some(bytes) => serde_json::from_slice(bytes).map_err(|e| {
-                    format!(
-                        "the cut log of partition {partition} is damaged ({e}); run with \
-                         --fresh to start over"
-                    )
+                    Error::damaged(format!(
+                        "the cut log of partition {partition} is damaged ({e})"
+                    ))
                 })?,
                 None => Cuts {
                     end: end()?,
@@ -363,6 +358,7 @@ impl CutLog {
         })?;
         Ok(Self {
             bucket: bucket.clone(),
+            partition,
             key,
             revision,
             cuts,
@@ -379,23 +375,25 @@ impl CutLog {
     /// Records a cut after `sequence`, forgetting the cuts at or before
     /// `committed` (the position of the last committed checkpoint). An
     /// error if another process has taken the partition.
-    fn record(&mut self, sequence: u64, committed: u64) -> Result<(), String> {
+    fn record(&mut self, sequence: u64, committed: u64) -> Result<()> {
         self.cuts.cuts.retain(|&c| c > committed);
         self.cuts.cuts.push(sequence);
         let value = serde_json::to_vec(&self.cuts).unwrap_or_default();
         match self
             .bucket
-            .update_retrying(&self.key, value, self.revision, RETRY_WITHIN)
-            .map_err(|e| e.to_string())?
+            .update_retrying(&self.key, value, self.revision, RETRY_WITHIN)?
         {
             Some(revision) => {
                 self.revision = revision;
                 Ok(())
             }
-            None => Err(format!(
-                "{}: another process has taken the partition over: this process {FENCED}",
-                self.key
-            )),
+            None => Err(Error::Fenced {
+                partition: self.partition,
+                why: format!(
+                    "another process took it over (its cut log `{}` changed)",
+                    self.key
+                ),
+            }),
         }
     }
 
@@ -460,8 +458,8 @@ impl NatsSource {
         interval: Duration,
         reserved: Arc<Reserved>,
         counters: Arc<SourceCounters>,
-    ) -> Result<Self, String> {
-        let client = NatsClient::shared(&plan.url).map_err(|e| e.to_string())?;
+    ) -> Result<Self> {
+        let client = NatsClient::shared(&plan.url)?;
         Ok(Self {
             plan,
             partition,
@@ -489,7 +487,7 @@ impl NatsSource {
         })
     }
 
-    fn reader(&mut self) -> Result<&mut PullReader, String> {
+    fn reader(&mut self) -> Result<&mut PullReader> {
         if self.reader.is_none() {
             let filter = self.plan.stream.partition_filter(self.partition);
             // Read from what is already pending, or the last emitted.
@@ -505,7 +503,7 @@ impl NatsSource {
                     ACK_WAIT,
                 ) {
                     Ok(reader) => break reader,
-                    Err(e) if Instant::now() >= deadline => return Err(e.to_string()),
+                    Err(e) if Instant::now() >= deadline => return Err(e.into()),
                     Err(_) => std::thread::sleep(Duration::from_millis(200)),
                 }
             };
@@ -532,7 +530,7 @@ impl NatsSource {
     /// quiet, and a message delivered while a connection failed can be
     /// lost in transit); a new consumer that has neither undelivered nor
     /// delivered messages proves there is nothing after the position.
-    fn caught_up(&mut self) -> Result<bool, String> {
+    fn caught_up(&mut self) -> Result<bool> {
         let end = self.log.cuts.end;
         if end.is_some_and(|end| self.emitted >= end) {
             return Ok(true);
@@ -653,7 +651,7 @@ impl Source<Rows> for NatsSource {
                         .elapsed()
                         > RETRY_WITHIN
                     {
-                        return Err(error.to_string().into());
+                        return Err(Error::from(error).into());
                     }
                     self.reset_reader();
                     return Ok(SourceStatus::Idle);
@@ -734,11 +732,9 @@ impl Replayable for NatsSource {
         serde_json::json!({ "sequence": self.emitted })
     }
 
-    fn seek(&mut self, position: &serde_json::Value) -> Result<(), String> {
+    fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
         let sequence = position["sequence"].as_u64().ok_or_else(|| {
-            "the checkpointed position has no `sequence`: the state is damaged; run with \
-             --fresh to start over"
-                .to_string()
+            Error::damaged("the checkpointed position has no `sequence`: the state is damaged")
         })?;
         self.emitted = sequence;
         self.committed = sequence;
@@ -755,7 +751,7 @@ impl Replayable for NatsSource {
         self.interval = wait;
     }
 
-    fn committed(&mut self) -> Result<(), String> {
+    fn committed(&mut self) -> Result<()> {
         let acked = lock(&self.to_ack).pop_front().flatten();
         if let Some(message) = acked {
             self.committed = self.committed.max(message.sequence);

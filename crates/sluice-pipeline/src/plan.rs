@@ -3,6 +3,7 @@
 
 use crate::decode::{self, EventTime, Format};
 use crate::diag::{Diagnostic, Span};
+use crate::error::Error;
 use crate::sink::Target;
 use crate::source::{GeneratorSource, ParquetSource};
 use crate::spec::{self, Expressions, PipelineSpec, SinkSpec, SourceSpec, TransformSpec};
@@ -19,17 +20,6 @@ use toml::Spanned;
 
 /// Names no transform may take: the source's stream and the reserved ones.
 pub const RESERVED: [&str; 3] = ["source", "late", "dead_letter"];
-
-/// Why a pipeline could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    /// The file is not a valid pipeline: `file:line:col: message`.
-    #[error("{0}")]
-    Invalid(String),
-    /// Something outside the file failed (an input that can't be read).
-    #[error("{0}")]
-    Runtime(String),
-}
 
 /// How the dataflow runs.
 #[derive(Debug, Clone)]
@@ -300,13 +290,12 @@ fn type_name(t: &DataType) -> String {
 
 /// Reads, checks and compiles the pipeline file at `path`, after the
 /// `--set` overrides; `workers` overrides `execution.workers`.
-pub fn load(path: &Path, overrides: &[String], workers: Option<usize>) -> Result<Plan, LoadError> {
+pub fn load(path: &Path, overrides: &[String], workers: Option<usize>) -> Result<Plan, Error> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| LoadError::Invalid(format!("{}: cannot read: {e}", path.display())))?;
+        .map_err(|e| Error::Invalid(format!("{}: cannot read: {e}", path.display())))?;
     let mut text = text;
     for assignment in overrides {
-        text = spec::apply_override(&text, assignment)
-            .map_err(|e| LoadError::Invalid(format!("{}: {e}", path.display())))?;
+        text = spec::apply_override(&text, assignment).map_err(|e| e.context(path.display()))?;
     }
     let base = path
         .parent()
@@ -322,19 +311,20 @@ pub fn load_str(
     path: &Path,
     base: &Path,
     workers: Option<usize>,
-) -> Result<Plan, LoadError> {
-    let invalid = |d: Diagnostic| LoadError::Invalid(d.render(path, text));
+) -> Result<Plan, Error> {
+    let invalid = |d: Diagnostic| Error::Invalid(d.render(path, text));
     let spec = spec::parse(text).map_err(invalid)?;
     match compile(&spec, base, workers) {
         Ok(plan) => Ok(plan),
         Err(Failure::Invalid(d)) => Err(invalid(d)),
-        Err(Failure::Runtime(m)) => Err(LoadError::Runtime(m)),
+        Err(Failure::Runtime(e)) => Err(e),
     }
 }
 
 enum Failure {
     Invalid(Diagnostic),
-    Runtime(String),
+    /// Something outside the file failed (an input that cannot be read).
+    Runtime(Error),
 }
 
 impl From<Diagnostic> for Failure {
@@ -343,8 +333,8 @@ impl From<Diagnostic> for Failure {
     }
 }
 
-fn at(span: Span, message: impl Into<String>) -> Failure {
-    Failure::Invalid(Diagnostic::at(span, message))
+fn at(span: Span, message: impl std::fmt::Display) -> Failure {
+    Failure::Invalid(Diagnostic::at(span, message.to_string()))
 }
 
 /// The longest duration a pipeline file may give: longer ones are typing
@@ -556,7 +546,7 @@ fn execution(spec: &PipelineSpec, workers: Option<usize>) -> Result<Execution, F
         (Some(w), _) => {
             return Err(Failure::Invalid(Diagnostic::new(
                 None,
-                format!("--workers {w}: workers must be at least 1 and at most {MOST_WORKERS}"),
+                format!("{w} workers: workers must be at least 1 and at most {MOST_WORKERS}"),
             )))
         }
         (None, None) => 1,
@@ -582,12 +572,15 @@ const SAMPLE_BYTES: u64 = 1 << 20;
 
 fn sample(path: &Path) -> Result<Vec<u8>, Failure> {
     use std::io::Read;
-    let file = std::fs::File::open(path)
-        .map_err(|e| Failure::Runtime(format!("cannot read {}: {e}", path.display())))?;
+    let file = std::fs::File::open(path).map_err(|e| {
+        Failure::Runtime(Error::input(format!("cannot read {}", path.display())).caused_by(e))
+    })?;
     let mut bytes = Vec::new();
     file.take(SAMPLE_BYTES)
         .read_to_end(&mut bytes)
-        .map_err(|e| Failure::Runtime(format!("cannot read {}: {e}", path.display())))?;
+        .map_err(|e| {
+            Failure::Runtime(Error::input(format!("cannot read {}", path.display())).caused_by(e))
+        })?;
     // Only whole lines.
     if bytes.len() as u64 == SAMPLE_BYTES {
         if let Some(nl) = memchr::memrchr(b'\n', &bytes) {
@@ -674,10 +667,10 @@ fn source(s: &SourceSpec, span: Span, base: &Path) -> Result<SourcePlan, Failure
             let path = base.join(path_value.get_ref());
             let format = text_format(Format::from_path(&path))?;
             if !path.exists() {
-                return Err(Failure::Runtime(format!(
+                return Err(Failure::Runtime(Error::input(format!(
                     "cannot read {}: no such file (from `path` of the source)",
                     path.display()
-                )));
+                ))));
             }
             let time_field = s.event_time.as_ref().map(|f| f.get_ref().as_str());
             let schema = input_schema(
@@ -930,8 +923,9 @@ fn finish_source(
     span: Option<Span>,
     s: &SourceSpec,
 ) -> Result<SourcePlan, Failure> {
-    let time = EventTime::new(&schema, field)
-        .map_err(|m| Failure::Invalid(Diagnostic::new(span.or(Some(s.kind.span())), m)))?;
+    let time = EventTime::new(&schema, field).map_err(|m| {
+        Failure::Invalid(Diagnostic::new(span.or(Some(s.kind.span())), m.to_string()))
+    })?;
     let max_out_of_orderness = match &s.max_out_of_orderness {
         Some(d) => Duration::from_millis(event_millis(d, "max_out_of_orderness", 0)? as u64),
         None => Duration::ZERO,

@@ -7,6 +7,7 @@
 //! the end-of-run report when no sink takes them.
 
 use crate::decode::DeadLetter;
+use crate::error::{Error, Result};
 use crate::sink::RowWriter;
 use crate::watch::Watch;
 use arrow::array::{Int64Array, RecordBatch, StringArray, UInt64Array};
@@ -28,7 +29,7 @@ pub struct ReservedStream {
     writers: Mutex<Vec<Subscriber>>,
     count: AtomicU64,
     samples: Mutex<Vec<String>>,
-    error: Mutex<Option<String>>,
+    error: Mutex<Option<Error>>,
 }
 
 impl ReservedStream {
@@ -94,11 +95,11 @@ impl ReservedStream {
 
     /// Makes what the writers wrote durable; their lengths, keyed
     /// `reserved/NAME/I`.
-    fn checkpoint(&self) -> Result<Vec<(String, Vec<u8>)>, String> {
+    fn checkpoint(&self) -> Result<Vec<(String, Vec<u8>)>> {
         // A record that could not be written must not be covered by a
         // committed checkpoint: the replay writes it again.
-        if let Some(error) = lock(&self.error).clone() {
-            return Err(format!("`{}`: {error}", self.name));
+        if let Some(error) = lock(&self.error).as_ref() {
+            return Err(error.duplicate().context(format!("`{}`", self.name)));
         }
         let mut lengths = Vec::new();
         for (i, (writer, _)) in lock(&self.writers).iter_mut().enumerate() {
@@ -112,7 +113,7 @@ impl ReservedStream {
     }
 
     /// Closes the writers; the first write or close error, if any.
-    pub fn finish(&self) -> Result<(), String> {
+    pub fn finish(&self) -> Result<()> {
         for (writer, _) in lock(&self.writers).iter_mut() {
             if let Err(error) = writer.finish() {
                 lock(&self.error).get_or_insert(error);
@@ -208,7 +209,7 @@ impl Reserved {
 
     /// Makes what the writers of both streams wrote durable; their
     /// lengths by key, for the checkpoint.
-    pub fn checkpoint(&self) -> Result<Vec<(String, Vec<u8>)>, String> {
+    pub fn checkpoint(&self) -> Result<Vec<(String, Vec<u8>)>> {
         let mut lengths = self.dead_letter.checkpoint()?;
         lengths.extend(self.late.checkpoint()?);
         Ok(lengths)

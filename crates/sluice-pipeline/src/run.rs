@@ -7,6 +7,7 @@ use crate::checkpoint::{
     Store,
 };
 use crate::decode::TextDecoder;
+use crate::error::{Error, Fix, Result};
 use crate::plan::{Operation, Plan, SourceKind};
 use crate::reserved::Reserved;
 use crate::rows::Rows;
@@ -131,11 +132,6 @@ pub struct Progress {
     pub total_bytes: Option<u64>,
 }
 
-/// Why a run failed.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct RunError(pub String);
-
 /// Prepares a run: what the progress bar watches, before [`run`].
 pub fn progress(plan: &Plan) -> Progress {
     let total_bytes = match &plan.source.kind {
@@ -148,9 +144,43 @@ pub fn progress(plan: &Plan) -> Progress {
     }
 }
 
-/// Runs `plan` to the end of its input.
-pub fn run(plan: Plan, progress: &Progress) -> Result<Summary, RunError> {
-    run_with(plan, progress, &RunOptions::default())
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub enum RunOutcome {
+    /// Its input is all read and its outputs are final (with a state
+    /// directory, the state says so).
+    Completed(Summary),
+    /// A graceful stop: a last checkpoint committed and the run ended
+    /// without releasing its state; the next run resumes from it.
+    Stopped(Summary),
+    /// The state showed the pipeline already completed: nothing ran.
+    AlreadyCompleted(Summary),
+}
+
+impl RunOutcome {
+    /// What the run did.
+    pub fn summary(&self) -> &Summary {
+        match self {
+            RunOutcome::Completed(s) | RunOutcome::Stopped(s) | RunOutcome::AlreadyCompleted(s) => {
+                s
+            }
+        }
+    }
+
+    /// What the run did, owned.
+    pub fn into_summary(self) -> Summary {
+        match self {
+            RunOutcome::Completed(s) | RunOutcome::Stopped(s) | RunOutcome::AlreadyCompleted(s) => {
+                s
+            }
+        }
+    }
+}
+
+/// Runs `plan` to the end of its input (no checkpoints: it can only
+/// complete or fail).
+pub fn run(plan: Plan, progress: &Progress) -> Result<Summary> {
+    run_with(plan, progress, &RunOptions::default()).map(RunOutcome::into_summary)
 }
 
 /// What identifies a pipeline's state: its source (with all its settings),
@@ -202,37 +232,36 @@ pub fn fingerprint(plan: &Plan) -> String {
 }
 
 /// Checks that `plan` can keep `guarantee` with checkpoints.
-fn check_guarantee(plan: &Plan, guarantee: Guarantee) -> Result<(), RunError> {
+fn check_guarantee(plan: &Plan, guarantee: Guarantee) -> Result<()> {
     if matches!(plan.source.kind, SourceKind::Stdin { .. }) && guarantee != Guarantee::AtMostOnce {
-        return Err(RunError(
+        return Err(Error::refused(
             "stdin cannot be read again after a crash, so a run from stdin cannot be \
              exactly-once (or at-least-once): what was read since the last checkpoint is \
-             lost. Read from a file, or pass --guarantee at-most-once to accept that"
-                .into(),
-        ));
+             lost. Read from a file, or accept that loss",
+        )
+        .with_fix(Fix::AcceptLoss));
     }
     for sink in &plan.sinks {
         if let Some(reason) = sink.target.refuses(guarantee) {
-            return Err(RunError(format!("sink of `{}`: {reason}", sink.from)));
+            return Err(reason.context(format_args!("sink of `{}`", sink.from)));
         }
     }
     Ok(())
 }
 
 /// The length of output `key` in `restored`, if the run resumes.
-fn committed_length(restored: Option<&Snapshot>, key: &str) -> Result<Option<u64>, RunError> {
+fn committed_length(restored: Option<&Snapshot>, key: &str) -> Result<Option<u64>> {
     let Some(snapshot) = restored else {
         return Ok(None);
     };
     let bytes = snapshot.get(key).ok_or_else(|| {
-        RunError(format!(
-            "the checkpoint has no length for `{key}`: the state is damaged; run with \
-             --fresh to start over"
+        Error::damaged(format!(
+            "the checkpoint has no length for `{key}`: the state is damaged"
         ))
     })?;
     let bytes: [u8; 8] = bytes
         .try_into()
-        .map_err(|_| RunError(format!("the checkpointed length of `{key}` is damaged")))?;
+        .map_err(|_| Error::damaged(format!("the checkpointed length of `{key}` is damaged")))?;
     Ok(Some(u64::from_le_bytes(bytes)))
 }
 
@@ -248,11 +277,7 @@ fn opened(key: &str, target: &Target) {
 
 /// Runs `plan` with `options`: with a state directory, resumes from its
 /// last checkpoint and takes checkpoints as it goes.
-pub fn run_with(
-    plan: Plan,
-    progress: &Progress,
-    options: &RunOptions,
-) -> Result<Summary, RunError> {
+pub fn run_with(plan: Plan, progress: &Progress, options: &RunOptions) -> Result<RunOutcome> {
     let started = Instant::now();
     let reserved = Arc::new(Reserved::new());
     let exec = plan.execution.clone();
@@ -281,11 +306,11 @@ pub fn run_with(
             check_guarantee(&plan, config.guarantee)?;
             let store: Arc<dyn CheckpointStore> = match &config.location {
                 StateLocation::Dir(dir) => {
-                    Arc::new(Store::open(dir, &fingerprint(&plan), config.fresh).map_err(RunError)?)
+                    Arc::new(Store::open(dir, &fingerprint(&plan), config.fresh)?)
                 }
                 StateLocation::External(store) => store.clone(),
             };
-            restored = store.load().map_err(RunError)?;
+            restored = store.load()?;
             if let StateLocation::Dir(dir) = &config.location {
                 if crate::fault::on(crate::fault::Fault::SkipRestore, dir) {
                     restored = None;
@@ -297,7 +322,14 @@ pub fn run_with(
                     already_completed: true,
                     ..CheckpointReport::default()
                 };
-                return Ok(summary(&plan, &counters, &[], None, started, Some(report)));
+                return Ok(RunOutcome::AlreadyCompleted(summary(
+                    &plan,
+                    &counters,
+                    &[],
+                    None,
+                    started,
+                    Some(report),
+                )));
             }
             reserved.hold_until_barriers();
             Some(Arc::new(
@@ -336,10 +368,7 @@ pub fn run_with(
                 *n += 1;
                 opened(&key, &sink.target);
                 let length = committed_length(restored.as_ref(), &key)?;
-                let writer = sink
-                    .target
-                    .open_at(stream.schema(), length)
-                    .map_err(RunError)?;
+                let writer = sink.target.open_at(stream.schema(), length)?;
                 stream.subscribe(writer, count)
             }
             None => {
@@ -348,8 +377,7 @@ pub fn run_with(
                 let length = committed_length(restored.as_ref(), &key)?;
                 let writer = sink
                     .target
-                    .open_at(stream_schema(&plan, &sink.from), length)
-                    .map_err(RunError)?;
+                    .open_at(stream_schema(&plan, &sink.from), length)?;
                 let mut sink_op = RowSink::new(writer, count);
                 if sink.from == "source" {
                     sink_op = sink_op.judging(accounting.clone());
@@ -377,7 +405,7 @@ pub fn run_with(
     let mut skipped = 0;
     let target_latency = exec.target_latency;
     let rate = plan.source.rate;
-    let mut add_source = |source: Box<dyn ReplayableSource>| -> Result<Stream<Rows>, RunError> {
+    let mut add_source = |source: Box<dyn ReplayableSource>| -> Result<Stream<Rows>> {
         let source: Box<dyn ReplayableSource> = match rate {
             Some(rate) => Box::new(crate::source::Paced::new(source, rate, chunk_rows)),
             None => source,
@@ -389,7 +417,7 @@ pub fn run_with(
         let mut source =
             Checkpointed::new(source, checkpointing.clone()).counting(counters.clone());
         if let Some(position) = position {
-            resume_from = source.restore(position).map_err(RunError)?;
+            resume_from = source.restore(position)?;
             skipped = source.read_before();
         }
         Ok(pipeline.source(source))
@@ -397,27 +425,25 @@ pub fn run_with(
     let source: Stream<Rows> =
         match &plan.source.kind {
             SourceKind::File { path, format } if *format == crate::decode::Format::Parquet => {
-                add_source(Box::new(
-                    ParquetSource::open(
-                        path,
-                        // Adaptive chunks are slices of batches of the
-                        // largest size the controller picks.
-                        if target_latency.is_some() {
-                            sluice::MAX_ADAPTIVE_BATCH
-                        } else {
-                            chunk_rows
-                        },
-                        chunk_rows,
-                        plan.source.time.clone(),
-                        reserved.clone(),
-                        counters.clone(),
-                    )
-                    .map_err(RunError)?,
-                ))?
+                add_source(Box::new(ParquetSource::open(
+                    path,
+                    // Adaptive chunks are slices of batches of the
+                    // largest size the controller picks.
+                    if target_latency.is_some() {
+                        sluice::MAX_ADAPTIVE_BATCH
+                    } else {
+                        chunk_rows
+                    },
+                    chunk_rows,
+                    plan.source.time.clone(),
+                    reserved.clone(),
+                    counters.clone(),
+                )?))?
             }
             SourceKind::File { path, format } => {
-                let file = std::fs::File::open(path)
-                    .map_err(|e| RunError(format!("cannot read {}: {e}", path.display())))?;
+                let file = std::fs::File::open(path).map_err(|e| {
+                    Error::input(format!("cannot read {}", path.display())).caused_by(e)
+                })?;
                 add_source(Box::new(text_source(
                     &plan,
                     Bytes::File(file),
@@ -437,17 +463,15 @@ pub fn run_with(
             )))?,
             SourceKind::Nats(nats) => {
                 let context = options.partition.as_ref().ok_or_else(|| {
-                    RunError(
+                    Error::refused(
                         "a nats source is read by a distributed run, partition by partition: \
-                         `sluice run` starts one (sluice_pipeline::distributed::run)"
-                            .into(),
+                         `sluice run` starts one (sluice_pipeline::distributed::run)",
                     )
                 })?;
                 if target_latency.is_some() {
-                    return Err(RunError(
+                    return Err(Error::refused(
                         "a nats source runs in event or micro-batch mode: adaptive chunk sizes \
-                         follow timing, so a replay could not cut the same chunks"
-                            .into(),
+                         follow timing, so a replay could not cut the same chunks",
                     ));
                 }
                 let log = context
@@ -455,27 +479,24 @@ pub fn run_with(
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .take()
-                    .ok_or_else(|| RunError("the partition's cut log is already in use".into()))?;
+                    .ok_or_else(|| Error::nats("the partition's cut log is already in use"))?;
                 let decoder = TextDecoder::new(
                     crate::decode::Format::Jsonl,
                     plan.source.schema.clone(),
                     plan.source.time.clone(),
                     format!("nats:{}/partition {}", nats.stream.name, context.partition),
                 );
-                add_source(Box::new(
-                    crate::nats::NatsSource::new(
-                        nats.clone(),
-                        context.partition,
-                        context.durable.clone(),
-                        log,
-                        decoder,
-                        chunk_rows,
-                        exec.batch_interval,
-                        reserved.clone(),
-                        counters.clone(),
-                    )
-                    .map_err(RunError)?,
-                ))?
+                add_source(Box::new(crate::nats::NatsSource::new(
+                    nats.clone(),
+                    context.partition,
+                    context.durable.clone(),
+                    log,
+                    decoder,
+                    chunk_rows,
+                    exec.batch_interval,
+                    reserved.clone(),
+                    counters.clone(),
+                )?))?
             }
             SourceKind::Formula { events } => add_source(Box::new(
                 crate::source::FormulaRows::new(*events, chunk_rows, counters.clone()),
@@ -556,7 +577,7 @@ pub fn run_with(
         let input = streams
             .get_mut(&t.from)
             .and_then(Vec::pop)
-            .ok_or_else(|| RunError(format!("stream `{}` has no branch left", t.from)))?;
+            .ok_or_else(|| Error::Invalid(format!("stream `{}` has no branch left", t.from)))?;
         let name = t.name.clone();
         let counted = crate::transform::Counted {
             counts: accounting.transform(&t.name).unwrap_or_default(),
@@ -622,7 +643,7 @@ pub fn run_with(
                     } else {
                         FlushPolicy::Forward
                     };
-                    RowConverter::new(fields.clone()).map_err(|e| RunError(e.to_string()))?;
+                    RowConverter::new(fields.clone()).map_err(crate::sql::clean)?;
                     input
                         .operator(move |down, _| {
                             let converter = RowConverter::new(fields.clone())
@@ -645,16 +666,15 @@ pub fn run_with(
                     s.entries.keys().filter(|k| k.starts_with(&prefix)).count()
                 });
                 if restored.is_some() && saved != instances {
-                    return Err(RunError(format!(
+                    return Err(Error::damaged(format!(
                         "{name}: the checkpoint has the state of {saved} instance(s), the \
-                         pipeline runs {instances}: the state is damaged; run with --fresh to \
-                         start over"
+                         pipeline runs {instances}: the state is damaged"
                     )));
                 }
                 for instance in 0..instances {
                     let mut check =
                         WindowOp::new(window.clone(), reserved.clone(), Box::new(Discard))
-                            .map_err(|e| RunError(format!("{name}: {e}")))?;
+                            .map_err(|e| e.context(&name))?;
                     let key = format!("window/{name}/{instance}");
                     let state = restored
                         .as_ref()
@@ -662,15 +682,14 @@ pub fn run_with(
                         .map(<[u8]>::to_vec);
                     if let Some(state) = &state {
                         check.restore(state).map_err(|e| {
-                            RunError(format!(
-                                "{name}: the checkpointed state cannot be loaded: {e}; run \
-                                 with --fresh to start over"
+                            Error::damaged(format!(
+                                "{name}: the checkpointed state cannot be loaded: {e}"
                             ))
                         })?;
                     } else if restored.is_some() {
-                        return Err(RunError(format!(
+                        return Err(Error::damaged(format!(
                             "{name}: the checkpoint has no state for `{key}`: the state is \
-                             damaged; run with --fresh to start over"
+                             damaged"
                         )));
                     }
                     states.push(state);
@@ -708,7 +727,7 @@ pub fn run_with(
             let branch = branches
                 .as_deref_mut()
                 .and_then(Vec::pop)
-                .ok_or_else(|| RunError(format!("stream `{stream}` has no branch left")))?;
+                .ok_or_else(|| Error::Invalid(format!("stream `{stream}` has no branch left")))?;
             branch.sink(sink);
         }
     }
@@ -731,7 +750,8 @@ pub fn run_with(
         }
     }
     let result = pipeline.run();
-    let stop_marker = matches!(&result, Err(e) if e.to_string().contains(crate::source::STOPPED));
+    let stop_marker =
+        matches!(&result, Err(e) if crate::error::ours(e).and_then(Error::stopped).is_some());
     if let (Some(c), Some(report), true) = (&checkpointing, &mut report, stop_marker) {
         if c.stopped().is_some() {
             // A graceful stop: the source ended the run once its last
@@ -740,37 +760,37 @@ pub fn run_with(
             report.stopped = true;
             report.fill(c);
             check_accounting(&accounting, &counters, &reserved, &emitted)?;
-            return Ok(summary(
+            return Ok(RunOutcome::Stopped(summary(
                 &plan,
                 &counters,
                 &emitted,
                 Some(&accounting),
                 started,
                 Some(report.clone()),
-            ));
+            )));
         }
     }
     let late_result = reserved.late.finish();
     let dead_result = reserved.dead_letter.finish();
-    result.map_err(|e| RunError(e.to_string()))?;
-    late_result.map_err(RunError)?;
-    dead_result.map_err(RunError)?;
+    result?;
+    late_result?;
+    dead_result?;
     // Before the run is committed as completed: a run whose counts do not
     // add up is a bug to report, not a result to keep.
     check_accounting(&accounting, &counters, &reserved, &emitted)?;
     if let (Some(c), Some(report)) = (&checkpointing, &mut report) {
-        c.complete().map_err(RunError)?;
+        c.complete()?;
         report.fill(c);
     }
     report_unread(&plan, &reserved);
-    Ok(summary(
+    Ok(RunOutcome::Completed(summary(
         &plan,
         &counters,
         &emitted,
         Some(&accounting),
         started,
         report,
-    ))
+    )))
 }
 
 /// A sink's label, the stream it reads, and the rows it wrote.
@@ -782,7 +802,7 @@ fn check_accounting(
     counters: &SourceCounters,
     reserved: &Reserved,
     sinks: &[SinkCount],
-) -> Result<(), RunError> {
+) -> Result<()> {
     let sinks: Vec<(String, String, u64)> = sinks
         .iter()
         .map(|(label, from, n)| (label.clone(), from.clone(), n.load(Ordering::Relaxed)))
@@ -795,11 +815,7 @@ fn check_accounting(
     if wrong.is_empty() {
         return Ok(());
     }
-    Err(RunError(format!(
-        "bug: the run's counts do not add up, so a record may have been lost or counted \
-         twice. Please report this with the pipeline file. What does not add up:\n  {}",
-        wrong.join("\n  ")
-    )))
+    Err(Error::Accounting(wrong))
 }
 
 fn summary(

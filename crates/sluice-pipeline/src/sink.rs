@@ -2,6 +2,7 @@
 
 use crate::checkpoint::{Checkpointing, Guarantee};
 use crate::decode::Format;
+use crate::error::{Error, Fix, Result};
 use crate::fault::{record, Event, Fault};
 use crate::rows::Rows;
 use arrow::array::RecordBatch;
@@ -16,13 +17,13 @@ use std::sync::Arc;
 /// Writes record batches somewhere.
 pub trait RowWriter: Send {
     /// Writes the rows of `batch`.
-    fn write(&mut self, batch: &RecordBatch) -> Result<(), String>;
+    fn write(&mut self, batch: &RecordBatch) -> Result<()>;
     /// Flushes and closes the output.
-    fn finish(&mut self) -> Result<(), String>;
+    fn finish(&mut self) -> Result<()>;
     /// Hands what was written to the operating system; returns the
     /// output's length, which a recovery cuts the output back to, and what
     /// makes it durable.
-    fn checkpoint(&mut self) -> Result<Durable, String>;
+    fn checkpoint(&mut self) -> Result<Durable>;
 }
 
 /// An output's length at a checkpoint, and the file to sync before the
@@ -36,7 +37,7 @@ pub struct Durable {
 
 /// What makes an output durable that is not a file (waiting for a broker's
 /// acknowledgements).
-type Wait = Box<dyn FnOnce() -> Result<(), String> + Send>;
+type Wait = Box<dyn FnOnce() -> Result<()> + Send>;
 
 impl Durable {
     /// An output with nothing to sync (stdout, a discarded stream).
@@ -50,7 +51,7 @@ impl Durable {
 
     /// An output of `length` (bytes, or messages) that is durable once
     /// `wait` returns.
-    pub fn after(length: u64, wait: impl FnOnce() -> Result<(), String> + Send + 'static) -> Self {
+    pub fn after(length: u64, wait: impl FnOnce() -> Result<()> + Send + 'static) -> Self {
         Self {
             length,
             file: None,
@@ -59,7 +60,7 @@ impl Durable {
     }
 
     /// Waits until the output is durable up to its length; returns it.
-    pub fn sync(self) -> Result<u64, String> {
+    pub fn sync(self) -> Result<u64> {
         if let Some((file, path)) = self.file {
             sync_file(&file, &path)?;
         }
@@ -109,11 +110,7 @@ impl Target {
     /// Opens the target for rows of `schema`, resuming at `length` bytes
     /// when given (after a checkpoint): what the file has beyond it was
     /// written after the checkpoint and is cut off. The error names the path.
-    pub fn open_at(
-        &self,
-        schema: SchemaRef,
-        length: Option<u64>,
-    ) -> Result<Box<dyn RowWriter>, String> {
+    pub fn open_at(&self, schema: SchemaRef, length: Option<u64>) -> Result<Box<dyn RowWriter>> {
         match self {
             Target::Nats(target) => Ok(Box::new(NatsWriter::open(target, length)?)),
             Target::Stdout => Ok(Box::new(JsonLines {
@@ -127,9 +124,7 @@ impl Target {
                     Some(length) => resume(path, length)?,
                 };
                 let written = Arc::new(AtomicU64::new(length.unwrap_or(0)));
-                let synced = file
-                    .try_clone()
-                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                let synced = file.try_clone().map_err(|e| io_error(path, e))?;
                 let counting = Counting {
                     inner: file,
                     written: written.clone(),
@@ -154,7 +149,7 @@ impl Target {
                     Format::Parquet => Box::new(Parquet {
                         writer: Some(
                             parquet::arrow::ArrowWriter::try_new(counting.inner, schema, None)
-                                .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+                                .map_err(|e| io_error(path, e))?,
                         ),
                         file: synced,
                         path: path.clone(),
@@ -166,32 +161,40 @@ impl Target {
 
     /// Why this target cannot take part in checkpoints under `guarantee`,
     /// if it cannot.
-    pub fn refuses(&self, guarantee: Guarantee) -> Option<String> {
+    pub fn refuses(&self, guarantee: Guarantee) -> Option<Error> {
         match self {
             Target::Stdout if guarantee == Guarantee::ExactlyOnce => Some(
-                "stdout cannot take back what it printed, so after a crash the lines since \
-                 the last checkpoint would be printed twice. Write to a file (jsonl or csv), \
-                 or pass --guarantee at-least-once to accept repeats"
-                    .into(),
+                Error::refused(
+                    "stdout cannot take back what it printed, so after a crash the lines \
+                     since the last checkpoint would be printed twice. Write to a file (jsonl \
+                     or csv), or accept repeats",
+                )
+                .with_fix(Fix::AcceptRepeats),
             ),
             Target::Nats(n) if n.id_prefix.is_empty() && guarantee == Guarantee::ExactlyOnce => {
-                Some(format!(
-                    "nats:{}: outside a distributed run (a nats source) a nats sink cannot \
-                     tell a replay from new output, so after a crash what it published since \
-                     the last checkpoint is published again. Pass --guarantee at-least-once \
-                     to accept repeats",
-                    n.subject
-                ))
+                Some(
+                    Error::refused(format!(
+                        "nats:{}: outside a distributed run (a nats source) a nats sink \
+                         cannot tell a replay from new output, so after a crash what it \
+                         published since the last checkpoint is published again. Accept \
+                         repeats",
+                        n.subject
+                    ))
+                    .with_fix(Fix::AcceptRepeats),
+                )
             }
             Target::File {
                 format: Format::Parquet,
                 path,
-            } => Some(format!(
-                "{}: Parquet files cannot be cut back to a checkpoint (their footer comes \
-                 last), so they cannot be written with checkpoints yet. Write jsonl or csv, \
-                 or run without --state-dir",
-                path.display()
-            )),
+            } => Some(
+                Error::refused(format!(
+                    "{}: Parquet files cannot be cut back to a checkpoint (their footer comes \
+                     last), so they cannot be written with checkpoints yet. Write jsonl or \
+                     csv, or run without checkpoints",
+                    path.display()
+                ))
+                .with_fix(Fix::NoCheckpoints),
+            ),
             _ => None,
         }
     }
@@ -207,43 +210,47 @@ impl Target {
 }
 
 /// Opens `path` to go on writing at `length`: what follows is cut off.
-fn resume(path: &Path, length: u64) -> Result<File, String> {
+fn resume(path: &Path, length: u64) -> Result<File> {
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(path)
         .map_err(|e| {
-            format!(
-                "cannot reopen {} to resume from the checkpoint: {e}. It was moved or \
-                 removed after the checkpoint; run with --fresh to start over",
+            Error::damaged(format!(
+                "cannot reopen {} to resume from the checkpoint ({e}): it was moved or \
+                 removed after the checkpoint",
                 path.display()
-            )
+            ))
         })?;
     let found = file.metadata().map(|m| m.len()).unwrap_or(0);
     if found < length {
-        return Err(format!(
+        return Err(Error::damaged(format!(
             "{} has {found} bytes but the checkpoint wrote {length}: it was changed outside \
-             this run. Run with --fresh to start over",
+             this run",
             path.display()
-        ));
+        )));
     }
     if !crate::fault::on(Fault::SkipTruncate, path) {
-        file.set_len(length)
-            .map_err(|e| format!("cannot cut {} back to the checkpoint: {e}", path.display()))?;
+        file.set_len(length).map_err(|e| {
+            Error::output(format!(
+                "cannot cut {} back to the checkpoint",
+                path.display()
+            ))
+            .caused_by(e)
+        })?;
     }
     let mut file = file;
-    file.seek(SeekFrom::End(0))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    file.seek(SeekFrom::End(0)).map_err(|e| io_error(path, e))?;
     Ok(file)
 }
 
 /// Creates (or empties) the file at `path`, and the folders it needs, so
 /// that they survive a power cut: each new directory entry is synced. A
 /// checkpoint that later commits the file's length relies on it.
-pub fn create_durably(path: &Path) -> Result<File, String> {
+pub fn create_durably(path: &Path) -> Result<File> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         create_dir_durably(dir)?;
     }
-    let file = File::create(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let file = File::create(path).map_err(|e| io_error(path, e))?;
     record(|| Event::Created(path.to_path_buf()));
     sync_parent(path)?;
     Ok(file)
@@ -251,13 +258,14 @@ pub fn create_durably(path: &Path) -> Result<File, String> {
 
 /// Creates the folder `dir` and those above it that are missing, syncing
 /// the folder that holds each new one.
-pub fn create_dir_durably(dir: &Path) -> Result<(), String> {
+pub fn create_dir_durably(dir: &Path) -> Result<()> {
     let missing: Vec<&Path> = dir
         .ancestors()
         .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
         .collect();
-    std::fs::create_dir_all(dir)
-        .map_err(|e| format!("cannot create the directory {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|e| {
+        Error::output(format!("cannot create the directory {}", dir.display())).caused_by(e)
+    })?;
     for new in missing.iter().rev() {
         record(|| Event::Created(new.to_path_buf()));
         sync_parent(new)?;
@@ -266,7 +274,7 @@ pub fn create_dir_durably(dir: &Path) -> Result<(), String> {
 }
 
 /// Syncs the directory that holds `path`: its entry survives a power cut.
-fn sync_parent(path: &Path) -> Result<(), String> {
+fn sync_parent(path: &Path) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -274,15 +282,15 @@ fn sync_parent(path: &Path) -> Result<(), String> {
     if crate::fault::on(Fault::SkipDirSync, path) {
         return Ok(());
     }
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| format!("cannot sync the directory {}: {e}", dir.display()))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| {
+        Error::output(format!("cannot sync the directory {}", dir.display())).caused_by(e)
+    })?;
     record(|| Event::SyncedDir(dir.to_path_buf()));
     Ok(())
 }
 
 /// Waits until what was written to `file` is on disk.
-fn sync_file(file: &File, path: &Path) -> Result<(), String> {
+fn sync_file(file: &File, path: &Path) -> Result<()> {
     file.sync_data().map_err(|e| io_error(path, e))?;
     record(|| Event::SyncedFile {
         path: path.to_path_buf(),
@@ -293,7 +301,7 @@ fn sync_file(file: &File, path: &Path) -> Result<(), String> {
 
 /// At the end of a run: flushed output is synced before the run may be
 /// committed as completed (a power cut must not take its tail).
-fn sync_at_end(file: &File, path: &Path) -> Result<(), String> {
+fn sync_at_end(file: &File, path: &Path) -> Result<()> {
     if crate::fault::on(Fault::SkipFinalSync, path) {
         return Ok(());
     }
@@ -320,7 +328,7 @@ impl Write for Counting {
 /// A file handle to make writes durable, and the count of bytes written.
 type Synced = (File, Arc<AtomicU64>);
 
-fn durable(synced: &Synced, path: &Path) -> Result<Durable, String> {
+fn durable(synced: &Synced, path: &Path) -> Result<Durable> {
     let file = synced.0.try_clone().map_err(|e| io_error(path, e))?;
     Ok(Durable {
         length: synced.1.load(Ordering::Relaxed),
@@ -336,21 +344,21 @@ struct JsonLines {
 }
 
 impl RowWriter for JsonLines {
-    fn write(&mut self, batch: &RecordBatch) -> Result<(), String> {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         let mut writer = arrow::json::LineDelimitedWriter::new(&mut self.out);
         writer
             .write(batch)
             .and_then(|()| writer.finish())
             .map_err(|e| io_error(&self.path, e))
     }
-    fn finish(&mut self) -> Result<(), String> {
+    fn finish(&mut self) -> Result<()> {
         self.out.flush().map_err(|e| io_error(&self.path, e))?;
         match &self.file {
             Some((file, _)) => sync_at_end(file, &self.path),
             None => Ok(()),
         }
     }
-    fn checkpoint(&mut self) -> Result<Durable, String> {
+    fn checkpoint(&mut self) -> Result<Durable> {
         self.out.flush().map_err(|e| io_error(&self.path, e))?;
         match &self.file {
             Some(synced) => durable(synced, &self.path),
@@ -367,13 +375,16 @@ struct Csv {
 }
 
 impl RowWriter for Csv {
-    fn write(&mut self, batch: &RecordBatch) -> Result<(), String> {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         match &mut self.writer {
             Some(writer) => writer.write(batch).map_err(|e| io_error(&self.path, e)),
-            None => Err(format!("{} is already closed", self.path.display())),
+            None => Err(Error::output(format!(
+                "{} is already closed",
+                self.path.display()
+            ))),
         }
     }
-    fn finish(&mut self) -> Result<(), String> {
+    fn finish(&mut self) -> Result<()> {
         if let Some(writer) = self.writer.take() {
             writer
                 .into_inner()
@@ -383,7 +394,7 @@ impl RowWriter for Csv {
         }
         Ok(())
     }
-    fn checkpoint(&mut self) -> Result<Durable, String> {
+    fn checkpoint(&mut self) -> Result<Durable> {
         durable(&self.file, &self.path)
     }
 }
@@ -396,24 +407,28 @@ struct Parquet {
 }
 
 impl RowWriter for Parquet {
-    fn write(&mut self, batch: &RecordBatch) -> Result<(), String> {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         match &mut self.writer {
             Some(writer) => writer.write(batch).map_err(|e| io_error(&self.path, e)),
-            None => Err(format!("{} is already closed", self.path.display())),
+            None => Err(Error::output(format!(
+                "{} is already closed",
+                self.path.display()
+            ))),
         }
     }
-    fn finish(&mut self) -> Result<(), String> {
+    fn finish(&mut self) -> Result<()> {
         if let Some(writer) = self.writer.take() {
             writer.close().map_err(|e| io_error(&self.path, e))?;
             sync_at_end(&self.file, &self.path)?;
         }
         Ok(())
     }
-    fn checkpoint(&mut self) -> Result<Durable, String> {
-        Err(format!(
+    fn checkpoint(&mut self) -> Result<Durable> {
+        Err(Error::refused(format!(
             "{}: Parquet sinks cannot take part in checkpoints",
             self.path.display()
         ))
+        .with_fix(Fix::NoCheckpoints))
     }
 }
 
@@ -445,10 +460,7 @@ struct Published {
 /// failed (a failover) is sent again with its id until it is answered. It
 /// gives up after 30 s without any answer: a failover on a loaded machine
 /// answers nothing for a while, then everything in turn.
-fn wait_published(
-    client: &sluice_nats::NatsClient,
-    published: Vec<Published>,
-) -> Result<(), String> {
+fn wait_published(client: &sluice_nats::NatsClient, published: Vec<Published>) -> Result<()> {
     const PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
     let mut deadline = std::time::Instant::now() + PATIENCE;
     for p in published {
@@ -458,7 +470,7 @@ fn wait_published(
                 p.id.as_deref()
                     .filter(|_| std::time::Instant::now() < deadline)
             else {
-                return Err(format!("nats sink: {error}"));
+                return Err(Error::from(error).context("nats sink"));
             };
             std::thread::sleep(std::time::Duration::from_millis(200));
             answer = client
@@ -497,17 +509,19 @@ pub fn subject_field(template: &str) -> Option<&str> {
 /// The subject of each row of `batch` when `template` names a field
 /// (`readings.{sensor}`); `None` for a plain subject. A null or empty value
 /// becomes `_`, and characters a subject token cannot hold become `_`.
-fn row_subjects(template: &str, batch: &RecordBatch) -> Result<Option<Vec<String>>, String> {
+fn row_subjects(template: &str, batch: &RecordBatch) -> Result<Option<Vec<String>>> {
     let Some(field) = subject_field(template) else {
         return Ok(None);
     };
     let token = format!("{{{field}}}");
     let column = batch.column_by_name(field).ok_or_else(|| {
-        format!("nats sink subject \"{template}\": the stream has no field `{field}`")
+        Error::output(format!(
+            "nats sink subject \"{template}\": the stream has no field `{field}`"
+        ))
     })?;
     let options = arrow::util::display::FormatOptions::default();
     let formatter = arrow::util::display::ArrayFormatter::try_new(column.as_ref(), &options)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Error::output(format!("nats sink subject \"{template}\"")).caused_by(e))?;
     Ok(Some(
         (0..batch.num_rows())
             .map(|row| {
@@ -544,8 +558,8 @@ const MAX_OUTSTANDING_ACKS: usize = 4096;
 const PUBLISH_SLICE: usize = 1024;
 
 impl NatsWriter {
-    fn open(target: &NatsTarget, length: Option<u64>) -> Result<Self, String> {
-        let client = sluice_nats::NatsClient::shared(&target.url).map_err(|e| e.to_string())?;
+    fn open(target: &NatsTarget, length: Option<u64>) -> Result<Self> {
+        let client = sluice_nats::NatsClient::shared(&target.url)?;
         if let Some(stream) = &target.stream {
             client
                 .ensure_stream(
@@ -553,7 +567,7 @@ impl NatsWriter {
                     &[subject_pattern(&target.subject).as_str()],
                     target.replicas,
                 )
-                .map_err(|e| format!("nats sink `{}`: {e}", target.subject))?;
+                .map_err(|e| Error::from(e).context(format!("nats sink `{}`", target.subject)))?;
         }
         Ok(Self {
             client,
@@ -565,7 +579,7 @@ impl NatsWriter {
         })
     }
 
-    fn wait_acks(&mut self, keep: usize) -> Result<(), String> {
+    fn wait_acks(&mut self, keep: usize) -> Result<()> {
         let keep = keep.min(self.acks.len());
         let done: Vec<_> = self.acks.drain(..self.acks.len() - keep).collect();
         wait_published(&self.client, done)
@@ -573,13 +587,13 @@ impl NatsWriter {
 }
 
 impl RowWriter for NatsWriter {
-    fn write(&mut self, batch: &RecordBatch) -> Result<(), String> {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         self.buf.clear();
         let mut writer = arrow::json::LineDelimitedWriter::new(&mut self.buf);
         writer
             .write(batch)
             .and_then(|()| writer.finish())
-            .map_err(|e| format!("nats sink `{}`: {e}", self.subject))?;
+            .map_err(|e| Error::output(format!("nats sink `{}`", self.subject)).caused_by(e))?;
         let subjects = row_subjects(&self.subject, batch)?;
         let mut messages = Vec::with_capacity(batch.num_rows());
         for (row, line) in self
@@ -607,7 +621,7 @@ impl RowWriter for NatsWriter {
             let acks = loop {
                 match self.client.publish_many(slice) {
                     Ok(acks) => break acks,
-                    Err(e) if std::time::Instant::now() >= deadline => return Err(e.to_string()),
+                    Err(e) if std::time::Instant::now() >= deadline => return Err(e.into()),
                     Err(_) => std::thread::sleep(std::time::Duration::from_millis(200)),
                 }
             };
@@ -623,10 +637,10 @@ impl RowWriter for NatsWriter {
         self.next += messages.len() as u64;
         Ok(())
     }
-    fn finish(&mut self) -> Result<(), String> {
+    fn finish(&mut self) -> Result<()> {
         self.wait_acks(0)
     }
-    fn checkpoint(&mut self) -> Result<Durable, String> {
+    fn checkpoint(&mut self) -> Result<Durable> {
         let acks = std::mem::take(&mut self.acks);
         let client = self.client.clone();
         Ok(Durable::after(self.next, move || {
@@ -639,19 +653,19 @@ impl RowWriter for NatsWriter {
 struct Discard;
 
 impl RowWriter for Discard {
-    fn write(&mut self, _batch: &RecordBatch) -> Result<(), String> {
+    fn write(&mut self, _batch: &RecordBatch) -> Result<()> {
         Ok(())
     }
-    fn finish(&mut self) -> Result<(), String> {
+    fn finish(&mut self) -> Result<()> {
         Ok(())
     }
-    fn checkpoint(&mut self) -> Result<Durable, String> {
+    fn checkpoint(&mut self) -> Result<Durable> {
         Ok(Durable::nothing())
     }
 }
 
-fn io_error(path: &Path, error: impl std::fmt::Display) -> String {
-    format!("cannot write {}: {error}", path.display())
+fn io_error(path: &Path, error: impl Into<crate::error::BoxError>) -> Error {
+    Error::output(format!("cannot write {}", path.display())).caused_by(error)
 }
 
 /// A sink of a named stream: writes its rows and counts them.
@@ -741,7 +755,9 @@ impl Sink<Rows> for RowSink {
                         checkpointing.fail(error);
                     }
                 })
-                .map_err(|e| format!("cannot start a thread to sync the output: {e}"))?;
+                .map_err(|e| {
+                    Error::output("cannot start a thread to sync the output").caused_by(e)
+                })?;
         }
         Ok(())
     }

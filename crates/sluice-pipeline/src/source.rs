@@ -2,6 +2,7 @@
 //! and generators.
 
 use crate::decode::{row_json, with_times, DeadLetter, EventTime, TextDecoder};
+use crate::error::{Error, Result};
 use crate::reserved::{Reserved, ReservedHandle};
 use crate::rows::Rows;
 use arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray, UInt64Array};
@@ -155,7 +156,9 @@ impl TextSource {
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                         Err(e) => {
                             self.buf.truncate(len);
-                            return Err(format!("cannot read {}: {e}", self.path).into());
+                            return Err(Error::input(format!("cannot read {}", self.path))
+                                .caused_by(e)
+                                .into());
                         }
                     }
                 };
@@ -175,7 +178,9 @@ impl TextSource {
                     self.buf.extend_from_slice(&block);
                     Ok(More::Read)
                 }
-                Ok(Err(e)) => Err(format!("cannot read {}: {e}", self.path).into()),
+                Ok(Err(e)) => Err(Error::input(format!("cannot read {}", self.path))
+                    .caused_by(e)
+                    .into()),
                 Err(TryRecvError::Empty) => Ok(More::Nothing),
                 Err(TryRecvError::Disconnected) => {
                     self.eof = true;
@@ -328,13 +333,12 @@ impl Replayable for TextSource {
         })
     }
 
-    fn seek(&mut self, position: &serde_json::Value) -> Result<(), String> {
+    fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
         let field = |name: &str| {
             position[name].as_u64().ok_or_else(|| {
-                format!(
-                    "the checkpointed position has no `{name}`: the state is damaged; run \
-                         with --fresh to start over"
-                )
+                Error::damaged(format!(
+                    "the checkpointed position has no `{name}`: the state is damaged"
+                ))
             })
         };
         let (offset, line, skip) = (field("offset")?, field("line")?, field("skip")?);
@@ -342,15 +346,15 @@ impl Replayable for TextSource {
             use std::io::Seek;
             let len = file.metadata().map(|m| m.len()).unwrap_or(0);
             if len < offset {
-                return Err(format!(
+                return Err(Error::damaged(format!(
                     "{} is shorter ({len} bytes) than the checkpoint's position ({offset} \
-                     bytes): the input changed since the checkpoint. Restore it, or run \
-                     with --fresh to start over",
+                     bytes): the input changed since the checkpoint. Restore it, or start \
+                     over",
                     self.path
-                ));
+                )));
             }
             file.seek(std::io::SeekFrom::Start(offset))
-                .map_err(|e| format!("cannot seek in {}: {e}", self.path))?;
+                .map_err(|e| Error::input(format!("cannot seek in {}", self.path)).caused_by(e))?;
             self.counters.bytes.store(offset, Ordering::Relaxed);
         }
         // Stdin cannot go back: reading goes on with what comes next.
@@ -374,7 +378,7 @@ pub trait Replayable {
     /// The position after everything emitted so far.
     fn position(&self) -> serde_json::Value;
     /// Goes to `position`, as returned by [`Replayable::position`].
-    fn seek(&mut self, position: &serde_json::Value) -> Result<(), String>;
+    fn seek(&mut self, position: &serde_json::Value) -> Result<()>;
     /// Writes the dead letters held since the last barrier.
     fn release_reserved(&self) {}
     /// Sets the rows per chunk and how long a partial chunk waits for more
@@ -382,14 +386,10 @@ pub trait Replayable {
     fn resize(&mut self, _rows: usize, _wait: Duration) {}
     /// The checkpoint whose position was taken last has committed: a
     /// source that acknowledges its input (NATS) does so now, never before.
-    fn committed(&mut self) -> Result<(), String> {
+    fn committed(&mut self) -> Result<()> {
         Ok(())
     }
 }
-
-/// How the source ends a run on a graceful stop, once its last checkpoint
-/// has committed.
-pub const STOPPED: &str = "stopped after checkpoint";
 
 /// A source of rows that can be replayed.
 pub trait ReplayableSource: Source<Rows> + Replayable {}
@@ -400,7 +400,7 @@ impl Replayable for Box<dyn ReplayableSource> {
     fn position(&self) -> serde_json::Value {
         (**self).position()
     }
-    fn seek(&mut self, position: &serde_json::Value) -> Result<(), String> {
+    fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
         (**self).seek(position)
     }
     fn release_reserved(&self) {
@@ -409,7 +409,7 @@ impl Replayable for Box<dyn ReplayableSource> {
     fn resize(&mut self, rows: usize, wait: Duration) {
         (**self).resize(rows, wait)
     }
-    fn committed(&mut self) -> Result<(), String> {
+    fn committed(&mut self) -> Result<()> {
         (**self).committed()
     }
 }
@@ -461,12 +461,9 @@ impl<S: Replayable> Checkpointed<S> {
 
     /// Resumes from a checkpointed position; returns the latest event time
     /// emitted before it.
-    pub fn restore(&mut self, position: &[u8]) -> Result<Option<i64>, String> {
+    pub fn restore(&mut self, position: &[u8]) -> Result<Option<i64>> {
         let value: serde_json::Value = serde_json::from_slice(position).map_err(|e| {
-            format!(
-                "the checkpointed source position is damaged ({e}); run with --fresh to \
-                     start over"
-            )
+            Error::damaged(format!("the checkpointed source position is damaged ({e})"))
         })?;
         self.inner.seek(&value["inner"])?;
         self.max_time = value["max_time"].as_i64().unwrap_or(i64::MIN);
@@ -505,7 +502,7 @@ impl<S: Source<Rows> + Replayable> Source<Rows> for Checkpointed<S> {
             // Graceful stop: read nothing more; once the last checkpoint
             // has committed, end the run without releasing any state.
             if let Some(id) = checkpointing.stopped() {
-                return Err(format!("{STOPPED} {id}").into());
+                return Err(Error::Stopped(id).into());
             }
             return Ok(SourceStatus::Idle);
         }
@@ -589,12 +586,14 @@ impl ParquetSource {
         time: EventTime,
         reserved: Arc<Reserved>,
         counters: Arc<SourceCounters>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self> {
         let file = std::fs::File::open(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            .map_err(|e| Error::input(format!("cannot read {}", path.display())).caused_by(e))?;
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
             .and_then(|b| b.with_batch_size(read_rows.max(1)).build())
-            .map_err(|e| format!("cannot read {} as Parquet: {e}", path.display()))?;
+            .map_err(|e| {
+                Error::input(format!("cannot read {} as Parquet", path.display())).caused_by(e)
+            })?;
         Ok(Self {
             reader,
             held: None,
@@ -609,19 +608,19 @@ impl ParquetSource {
     }
 
     /// The next decoded rows: what is held, else a new batch.
-    fn next_batch(&mut self) -> Result<Option<RecordBatch>, String> {
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         if let Some(batch) = self.held.take() {
             return Ok(Some(batch));
         }
         match self.reader.next() {
             Some(Ok(batch)) => Ok(Some(batch)),
-            Some(Err(e)) => Err(format!("cannot read {}: {e}", self.path)),
+            Some(Err(e)) => Err(Error::input(format!("cannot read {}", self.path)).caused_by(e)),
             None => Ok(None),
         }
     }
 
     /// Skips the first `rows` rows (to resume after a checkpoint).
-    fn skip_rows(&mut self, rows: u64) -> Result<(), String> {
+    fn skip_rows(&mut self, rows: u64) -> Result<()> {
         let mut left = rows;
         while left > 0 {
             match self.next_batch()? {
@@ -636,11 +635,11 @@ impl ParquetSource {
                     }
                 }
                 None => {
-                    return Err(format!(
+                    return Err(Error::damaged(format!(
                         "{} has fewer rows than the checkpoint's position ({rows}): the input \
-                         changed since the checkpoint; run with --fresh to start over",
+                         changed since the checkpoint",
                         self.path
-                    ))
+                    )))
                 }
             }
         }
@@ -649,12 +648,14 @@ impl ParquetSource {
     }
 
     /// The schema of a Parquet file.
-    pub fn schema(path: &std::path::Path) -> Result<SchemaRef, String> {
+    pub fn schema(path: &std::path::Path) -> Result<SchemaRef> {
         let file = std::fs::File::open(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            .map_err(|e| Error::input(format!("cannot read {}", path.display())).caused_by(e))?;
         parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
             .map(|b| b.schema().clone())
-            .map_err(|e| format!("cannot read {} as Parquet: {e}", path.display()))
+            .map_err(|e| {
+                Error::input(format!("cannot read {} as Parquet", path.display())).caused_by(e)
+            })
     }
 }
 
@@ -694,10 +695,10 @@ impl Replayable for ParquetSource {
     fn position(&self) -> serde_json::Value {
         serde_json::json!({ "rows": self.next_row - 1 })
     }
-    fn seek(&mut self, position: &serde_json::Value) -> Result<(), String> {
-        let rows = position["rows"].as_u64().ok_or(
-            "the checkpointed Parquet position is damaged; run with --fresh to start over",
-        )?;
+    fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
+        let rows = position["rows"]
+            .as_u64()
+            .ok_or_else(|| Error::damaged("the checkpointed Parquet position is damaged"))?;
         self.skip_rows(rows)
     }
     fn release_reserved(&self) {
@@ -813,11 +814,8 @@ impl Replayable for GeneratorSource {
             "state": self.state.to_string(),
         })
     }
-    fn seek(&mut self, position: &serde_json::Value) -> Result<(), String> {
-        let damaged = || {
-            "the checkpointed generator position is damaged; run with --fresh to start over"
-                .to_string()
-        };
+    fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
+        let damaged = || Error::damaged("the checkpointed generator position is damaged");
         self.next = position["next"].as_u64().ok_or_else(damaged)?;
         self.remaining = position["remaining"].as_u64().ok_or_else(damaged)?;
         self.state = position["state"]
@@ -955,10 +953,10 @@ impl Replayable for NexmarkRows {
     fn position(&self) -> serde_json::Value {
         serde_json::json!({ "events": self.next_line - 1 })
     }
-    fn seek(&mut self, position: &serde_json::Value) -> Result<(), String> {
-        let events = position["events"].as_u64().ok_or(
-            "the checkpointed Nexmark position is damaged; run with --fresh to start over",
-        )?;
+    fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
+        let events = position["events"]
+            .as_u64()
+            .ok_or_else(|| Error::damaged("the checkpointed Nexmark position is damaged"))?;
         // The generator is deterministic: generate and drop what was read.
         let mut left = events;
         while left > 0 {
@@ -967,14 +965,12 @@ impl Replayable for NexmarkRows {
             let status = self
                 .events
                 .poll(&mut self.buffer, want)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| Error::input("cannot generate the Nexmark input").caused_by(e))?;
             left -= self.buffer.len() as u64;
             if status == SourceStatus::Exhausted && left > 0 {
-                return Err(
-                    "the checkpoint is past the end of the Nexmark input; run with --fresh to \
-                     start over"
-                        .into(),
-                );
+                return Err(Error::damaged(
+                    "the checkpoint is past the end of the Nexmark input",
+                ));
             }
         }
         self.buffer.clear();
@@ -1056,13 +1052,11 @@ impl Replayable for FormulaRows {
     fn position(&self) -> serde_json::Value {
         serde_json::json!({ "next": self.next })
     }
-    fn seek(&mut self, position: &serde_json::Value) -> Result<(), String> {
+    fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
         self.next = position["next"]
             .as_u64()
             .filter(|&n| n <= self.events)
-            .ok_or(
-                "the checkpointed formula position is damaged; run with --fresh to start over",
-            )?;
+            .ok_or_else(|| Error::damaged("the checkpointed formula position is damaged"))?;
         Ok(())
     }
 }
@@ -1122,7 +1116,7 @@ impl Replayable for Paced {
     fn position(&self) -> serde_json::Value {
         self.inner.position()
     }
-    fn seek(&mut self, position: &serde_json::Value) -> Result<(), String> {
+    fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
         self.inner.seek(position)
     }
     fn release_reserved(&self) {
@@ -1131,7 +1125,7 @@ impl Replayable for Paced {
     fn resize(&mut self, rows: usize, wait: Duration) {
         self.inner.resize(rows.min(self.chunk), wait)
     }
-    fn committed(&mut self) -> Result<(), String> {
+    fn committed(&mut self) -> Result<()> {
         self.inner.committed()
     }
 }

@@ -6,6 +6,7 @@
 //! keys given fit the type.
 
 use crate::diag::Diagnostic;
+use crate::error::{Error, Result};
 use indexmap::IndexMap;
 use serde::Deserialize;
 use toml::Spanned;
@@ -214,13 +215,13 @@ fn explain_toml_error(message: &str) -> String {
 /// transforms) or `from` (for sinks): `transform.valid.where`,
 /// `sink.0.path`. The value is read as TOML when it parses (`4`, `true`,
 /// `"x"`), as a string otherwise.
-pub fn apply_override(text: &str, assignment: &str) -> Result<String, String> {
-    let (path, value) = assignment
-        .split_once('=')
-        .ok_or_else(|| format!("--set {assignment}: expected key.path=value"))?;
+pub fn apply_override(text: &str, assignment: &str) -> Result<String> {
+    let (path, value) = assignment.split_once('=').ok_or_else(|| {
+        Error::Invalid(format!("override `{assignment}`: expected key.path=value"))
+    })?;
     let mut doc: toml_edit::DocumentMut = text
         .parse()
-        .map_err(|e: toml_edit::TomlError| e.message().to_string())?;
+        .map_err(|e: toml_edit::TomlError| Error::Invalid(e.message().to_string()))?;
     let value: toml_edit::Value = match format!("v = {value}").parse::<toml_edit::DocumentMut>() {
         Ok(parsed) => match parsed.get("v").and_then(|item| item.as_value()) {
             Some(v) => v.clone(),
@@ -230,7 +231,7 @@ pub fn apply_override(text: &str, assignment: &str) -> Result<String, String> {
     };
     let parts: Vec<&str> = path.split('.').collect();
     set_path(doc.as_table_mut(), &parts, value)
-        .map_err(|what| format!("--set {assignment}: {what}"))?;
+        .map_err(|what| what.context(format!("override `{assignment}`")))?;
     Ok(doc.to_string())
 }
 
@@ -240,9 +241,9 @@ fn set_path(
     table: &mut dyn toml_edit::TableLike,
     parts: &[&str],
     value: toml_edit::Value,
-) -> Result<(), String> {
+) -> Result<()> {
     let [key, rest @ ..] = parts else {
-        return Err("empty key path".into());
+        return Err(Error::Invalid("empty key path".into()));
     };
     if rest.is_empty() {
         table.insert(key, toml_edit::Item::Value(value));
@@ -252,11 +253,13 @@ fn set_path(
         table.insert(key, toml_edit::Item::Table(toml_edit::Table::new()));
     }
     let Some(item) = table.get_mut(key) else {
-        return Err(format!("`{key}` is not in the file"));
+        return Err(Error::Invalid(format!("`{key}` is not in the file")));
     };
     if let Some(array) = item.as_array_of_tables_mut() {
         let [element, rest @ ..] = rest else {
-            return Err(format!("`{key}` is an array of tables: name an element"));
+            return Err(Error::Invalid(format!(
+                "`{key}` is an array of tables: name an element"
+            )));
         };
         let index = match element.parse::<usize>() {
             Ok(index) => Some(index),
@@ -267,15 +270,19 @@ fn set_path(
             }),
         };
         let Some(table) = index.and_then(|i| array.get_mut(i)) else {
-            return Err(format!("no `{key}` is named or numbered `{element}`"));
+            return Err(Error::Invalid(format!(
+                "no `{key}` is named or numbered `{element}`"
+            )));
         };
         if rest.is_empty() {
-            return Err(format!("name a key inside `{key}.{element}`"));
+            return Err(Error::Invalid(format!(
+                "name a key inside `{key}.{element}`"
+            )));
         }
         return set_path(table, rest, value);
     }
     match item.as_table_like_mut() {
         Some(inner) => set_path(inner, rest, value),
-        None => Err(format!("`{key}` is a value, not a table")),
+        None => Err(Error::Invalid(format!("`{key}` is a value, not a table"))),
     }
 }

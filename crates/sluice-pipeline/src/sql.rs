@@ -1,6 +1,7 @@
 //! SQL expressions and aggregates, compiled by DataFusion and evaluated on
 //! Arrow record batches.
 
+use crate::error::{Error, Result};
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::compute::concat;
 use arrow::datatypes::{DataType, Field, SchemaRef};
@@ -25,7 +26,7 @@ pub struct SqlContext {
 
 impl SqlContext {
     /// A compiler for expressions over rows of `schema`.
-    pub fn new(schema: SchemaRef) -> Result<Self, String> {
+    pub fn new(schema: SchemaRef) -> Result<Self> {
         let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(clean)?;
         let ctx = SessionContext::new();
         // Variances whose state restores exactly from a checkpoint.
@@ -40,7 +41,7 @@ impl SqlContext {
     }
 
     /// Parses `sql` and applies SQL's type coercion.
-    fn logical(&self, sql: &str) -> Result<Expr, String> {
+    fn logical(&self, sql: &str) -> Result<Expr> {
         let expr = self
             .ctx
             .parse_sql_expr(sql, &self.df_schema)
@@ -54,12 +55,12 @@ impl SqlContext {
     }
 
     /// A scalar expression (`temperature > 80`, `upper(sensor)`).
-    pub fn scalar(&self, sql: &str) -> Result<ScalarExpr, String> {
+    pub fn scalar(&self, sql: &str) -> Result<ScalarExpr> {
         let expr = self.logical(sql)?;
         if contains_aggregate(&expr) {
-            return Err(format!(
+            return Err(Error::sql(format!(
                 "`{sql}` is an aggregate; aggregates belong in a window's `aggregates`"
-            ));
+            )));
         }
         let physical = self
             .ctx
@@ -76,17 +77,17 @@ impl SqlContext {
 
     /// An aggregate function call (`avg(temperature)`, `count(*)`,
     /// `approx_percentile_cont(latency, 0.99)`).
-    pub fn aggregate(&self, sql: &str) -> Result<AggregateExpr, String> {
+    pub fn aggregate(&self, sql: &str) -> Result<AggregateExpr> {
         let mut expr = self.logical(sql)?;
         while let Expr::Alias(alias) = expr {
             expr = *alias.expr;
         }
         if !matches!(expr, Expr::AggregateFunction(_)) {
-            return Err(format!(
+            return Err(Error::sql(format!(
                 "`{sql}` is not one aggregate function call (count, sum, avg, min, max, \
                  stddev, var, approx_distinct, approx_percentile_cont, ...); compute \
                  expressions of aggregates in a `select` after the window"
-            ));
+            )));
         }
         let props = ExecutionProps::new();
         let planning = PhysicalPlanningContext::default();
@@ -96,9 +97,9 @@ impl SqlContext {
                 .map_err(clean)?;
         let (aggregate, filter) = (lowered.aggregate, lowered.filter);
         if filter.is_some() {
-            return Err(format!(
+            return Err(Error::sql(format!(
                 "`{sql}`: FILTER clauses are not supported; filter before the window"
-            ));
+            )));
         }
         // Fail now, not at the first event, if the accumulator can't be made.
         aggregate.create_accumulator().map_err(clean)?;
@@ -124,8 +125,14 @@ fn contains_aggregate(expr: &Expr) -> bool {
     found
 }
 
-/// DataFusion's messages, without the error-kind prefixes and backtraces.
-pub fn clean(error: impl std::fmt::Display) -> String {
+/// DataFusion's error, its message without the error-kind prefixes and
+/// backtraces.
+pub fn clean(error: impl std::fmt::Display) -> Error {
+    Error::sql(message(error))
+}
+
+/// DataFusion's message, without the error-kind prefixes and backtraces.
+pub fn message(error: impl std::fmt::Display) -> String {
     let text = error.to_string();
     let mut text = text.as_str();
     for prefix in [
@@ -157,7 +164,7 @@ pub struct ScalarExpr {
 
 impl ScalarExpr {
     /// Evaluates the expression on every row of `batch`.
-    pub fn evaluate(&self, batch: &RecordBatch) -> Result<ArrayRef, String> {
+    pub fn evaluate(&self, batch: &RecordBatch) -> Result<ArrayRef> {
         self.expr
             .evaluate(batch)
             .and_then(|value| value.into_array(batch.num_rows()))
@@ -171,7 +178,7 @@ impl ScalarExpr {
 }
 
 /// Evaluates an expression on a batch.
-pub type Evaluator = dyn Fn(&RecordBatch) -> Result<ArrayRef, String>;
+pub type Evaluator = dyn Fn(&RecordBatch) -> Result<ArrayRef>;
 
 /// The result of evaluating expressions row by row after a batch failed.
 pub struct Evaluated {
@@ -187,7 +194,7 @@ pub struct Evaluated {
 /// division by zero in one row, say), evaluates row by row and reports the
 /// failing rows, so that one bad record doesn't fail the others.
 pub fn evaluate_all(exprs: &[&Evaluator], batch: &RecordBatch) -> Result<Vec<ArrayRef>, Evaluated> {
-    let whole: Result<Vec<ArrayRef>, String> = exprs.iter().map(|e| e(batch)).collect();
+    let whole: Result<Vec<ArrayRef>> = exprs.iter().map(|e| e(batch)).collect();
     if let Ok(columns) = whole {
         return Ok(columns);
     }
@@ -203,7 +210,7 @@ pub fn evaluate_all(exprs: &[&Evaluator], batch: &RecordBatch) -> Result<Vec<Arr
                     column.push(value);
                 }
             }
-            Err(reason) => failed.push((row as u32, reason)),
+            Err(reason) => failed.push((row as u32, reason.to_string())),
         }
     }
     let columns = per_expr
@@ -242,13 +249,13 @@ pub struct AggregateExpr {
 
 impl AggregateExpr {
     /// A new, empty accumulator.
-    pub fn accumulator(&self) -> Result<Box<dyn Accumulator>, String> {
+    pub fn accumulator(&self) -> Result<Box<dyn Accumulator>> {
         self.aggregate.create_accumulator().map_err(clean)
     }
 
     /// A new, empty accumulator of many groups at once (vectorised by
     /// group index); aggregates without one get DataFusion's adapter.
-    pub fn groups_accumulator(&self) -> Result<Box<dyn GroupsAccumulator>, String> {
+    pub fn groups_accumulator(&self) -> Result<Box<dyn GroupsAccumulator>> {
         if self.aggregate.groups_accumulator_supported() {
             return self.aggregate.create_groups_accumulator().map_err(clean);
         }
@@ -259,7 +266,7 @@ impl AggregateExpr {
     }
 
     /// Evaluates the arguments on `batch`.
-    pub fn arguments(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>, String> {
+    pub fn arguments(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
         self.args
             .iter()
             .map(|arg| {

@@ -485,11 +485,14 @@ impl Watch {
     }
 
     /// The run ended: `Ok` when everything was written.
-    pub fn finish(&self, result: Result<(), String>) {
+    pub fn finish(&self, result: Result<(), &crate::Error>) {
         let at_s = self.since_start();
         *lock(&self.state) = match result {
             Ok(()) => RunState::Finished { at_s },
-            Err(error) => RunState::Failed { at_s, error },
+            Err(error) => RunState::Failed {
+                at_s,
+                error: error.to_string(),
+            },
         };
     }
 

@@ -172,8 +172,8 @@ impl WindowOp {
         plan: Arc<WindowPlan>,
         reserved: Arc<Reserved>,
         down: Box<dyn Operator<Rows>>,
-    ) -> Result<Self, String> {
-        let converter = RowConverter::new(plan.key_fields.clone()).map_err(|e| e.to_string())?;
+    ) -> crate::error::Result<Self> {
+        let converter = RowConverter::new(plan.key_fields.clone()).map_err(crate::sql::clean)?;
         Ok(Self {
             plan,
             converter,
@@ -243,7 +243,7 @@ impl WindowOp {
                 Err(reason) => dead.push(DeadLetter {
                     origin: self.plan.name.clone(),
                     line: rows.lines.value(row),
-                    reason,
+                    reason: reason.to_string(),
                     record: row_json(&rows.batch, row),
                 }),
             }

@@ -181,7 +181,7 @@ proptest! {
     fn a_pipeline_file_is_refused_at_a_position_or_runs(text in pipeline_text()) {
         let dir = tempfile::tempdir().unwrap();
         match sluice_pipeline::plan::load_str(&text, Path::new("p.toml"), dir.path(), None) {
-            Err(sluice_pipeline::LoadError::Invalid(message)) => {
+            Err(sluice_pipeline::Error::Invalid(message)) => {
                 let position = message
                     .strip_prefix("p.toml:")
                     .and_then(|rest| rest.split(':').next())

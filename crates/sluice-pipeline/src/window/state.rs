@@ -11,6 +11,7 @@
 //! says how many state columns each aggregate has.
 
 use super::{failed, Accs, Counted, Fast, Pane, Session, WindowOp};
+use crate::error::{Error, Result};
 use crate::sql::AggregateExpr;
 use arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt64Array};
 use arrow::datatypes::{Field, Schema};
@@ -137,13 +138,13 @@ impl WindowOp {
     }
 
     /// Loads a state written by [`WindowOp::snapshot`].
-    pub fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
         let mut input = In { data: bytes, at: 0 };
         let version = input.u64()?;
         if version != VERSION {
-            return Err(format!(
+            return Err(damaged(format!(
                 "window state version {version}; this Sluice reads {VERSION}"
-            ));
+            )));
         }
         self.watermark = input.i64()?;
         let k = self.plan.key_fields.len();
@@ -161,8 +162,12 @@ impl WindowOp {
             let columns = input.batch()?;
             let keys = self
                 .converter
-                .convert_columns(columns.get(..k).ok_or("a pane has no key columns")?)
-                .map_err(|e| e.to_string())?;
+                .convert_columns(
+                    columns
+                        .get(..k)
+                        .ok_or_else(|| damaged("a pane has no key columns"))?,
+                )
+                .map_err(damaged)?;
             let n = keys.num_rows();
             let mut index = HashMap::with_hasher(Fast::new());
             for (g, key) in keys.iter().enumerate() {
@@ -173,8 +178,10 @@ impl WindowOp {
             let mut at = k;
             for ((_, agg), &w) in aggregates.iter().zip(&widths) {
                 let mut acc = agg.groups_accumulator()?;
-                let state = columns.get(at..at + w).ok_or("a pane's state is short")?;
-                acc.merge_batch(state, &all, n).map_err(|e| e.to_string())?;
+                let state = columns
+                    .get(at..at + w)
+                    .ok_or_else(|| damaged("a pane's state is short"))?;
+                acc.merge_batch(state, &all, n).map_err(damaged)?;
                 accs.push(acc);
                 at += w;
             }
@@ -204,13 +211,13 @@ impl WindowOp {
             let columns = input.batch()?;
             let own = columns
                 .get(k..k + 4)
-                .ok_or("the sessions' columns are short")?;
+                .ok_or_else(|| damaged("the sessions' columns are short"))?;
             let (starts, ends) = (int64(&own[0])?, int64(&own[1])?);
             let (fired, dirty) = (boolean(&own[2])?, boolean(&own[3])?);
             let keys = self
                 .converter
                 .convert_columns(&columns[..k])
-                .map_err(|e| e.to_string())?;
+                .map_err(damaged)?;
             for (r, key) in keys.iter().enumerate() {
                 let accs = restore_accs(aggregates, &widths, &columns[k + 4..], r)?;
                 let (_, list) = self
@@ -244,16 +251,16 @@ impl WindowOp {
             let columns = input.batch()?;
             let own = columns
                 .get(k..k + 3)
-                .ok_or("the count windows' columns are short")?;
+                .ok_or_else(|| damaged("the count windows' columns are short"))?;
             let ns = own[0]
                 .as_any()
                 .downcast_ref::<UInt64Array>()
-                .ok_or("a count column is not u64")?;
+                .ok_or_else(|| damaged("a count column is not u64"))?;
             let (firsts, lasts) = (int64(&own[1])?, int64(&own[2])?);
             let keys = self
                 .converter
                 .convert_columns(&columns[..k])
-                .map_err(|e| e.to_string())?;
+                .map_err(damaged)?;
             for (r, key) in keys.iter().enumerate() {
                 let accs = restore_accs(aggregates, &widths, &columns[k + 3..], r)?;
                 self.counts.insert(
@@ -269,7 +276,7 @@ impl WindowOp {
             }
         }
         if input.at != bytes.len() {
-            return Err("the window state has trailing bytes".into());
+            return Err(damaged("the window state has trailing bytes"));
         }
         Ok(())
     }
@@ -281,14 +288,16 @@ fn restore_accs(
     widths: &[usize],
     state: &[ArrayRef],
     r: usize,
-) -> Result<Accs, String> {
+) -> Result<Accs> {
     let mut accs: Accs = Vec::with_capacity(aggregates.len());
     let mut at = 0;
     for ((_, agg), &w) in aggregates.iter().zip(widths) {
         let mut acc = agg.accumulator()?;
-        let columns = state.get(at..at + w).ok_or("a window's state is short")?;
+        let columns = state
+            .get(at..at + w)
+            .ok_or_else(|| damaged("a window's state is short"))?;
         let one: Vec<ArrayRef> = columns.iter().map(|c| c.slice(r, 1)).collect();
-        acc.merge_batch(&one).map_err(|e| e.to_string())?;
+        acc.merge_batch(&one).map_err(damaged)?;
         accs.push(acc);
         at += w;
     }
@@ -346,18 +355,18 @@ impl StateColumns {
     }
 }
 
-fn int64(array: &ArrayRef) -> Result<&Int64Array, String> {
+fn int64(array: &ArrayRef) -> Result<&Int64Array> {
     array
         .as_any()
         .downcast_ref::<Int64Array>()
-        .ok_or_else(|| "a window bound column is not i64".to_string())
+        .ok_or_else(|| damaged("a window bound column is not i64"))
 }
 
-fn boolean(array: &ArrayRef) -> Result<&BooleanArray, String> {
+fn boolean(array: &ArrayRef) -> Result<&BooleanArray> {
     array
         .as_any()
         .downcast_ref::<BooleanArray>()
-        .ok_or_else(|| "a flag column is not boolean".to_string())
+        .ok_or_else(|| damaged("a flag column is not boolean"))
 }
 
 #[derive(Default)]
@@ -406,48 +415,53 @@ struct In<'a> {
 }
 
 impl In<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
         let end = self.at.checked_add(n).filter(|&e| e <= self.data.len());
-        let end = end.ok_or("the window state is truncated")?;
+        let end = end.ok_or_else(|| damaged("the window state is truncated"))?;
         let bytes = &self.data[self.at..end];
         self.at = end;
         Ok(bytes)
     }
-    fn u8(&mut self) -> Result<u8, String> {
+    fn u8(&mut self) -> Result<u8> {
         Ok(self.take(1)?[0])
     }
-    fn u32(&mut self) -> Result<u32, String> {
+    fn u32(&mut self) -> Result<u32> {
         let mut b = [0u8; 4];
         b.copy_from_slice(self.take(4)?);
         Ok(u32::from_le_bytes(b))
     }
-    fn u64(&mut self) -> Result<u64, String> {
+    fn u64(&mut self) -> Result<u64> {
         let mut b = [0u8; 8];
         b.copy_from_slice(self.take(8)?);
         Ok(u64::from_le_bytes(b))
     }
-    fn i64(&mut self) -> Result<i64, String> {
+    fn i64(&mut self) -> Result<i64> {
         self.u64().map(|v| v as i64)
     }
-    fn widths(&mut self, aggregates: usize) -> Result<Vec<usize>, String> {
+    fn widths(&mut self, aggregates: usize) -> Result<Vec<usize>> {
         let n = self.u64()? as usize;
         if n != aggregates {
-            return Err(format!(
+            return Err(damaged(format!(
                 "the window state has {n} aggregates, the pipeline {aggregates}"
-            ));
+            )));
         }
         (0..n).map(|_| self.u64().map(|w| w as usize)).collect()
     }
-    fn batch(&mut self) -> Result<Vec<ArrayRef>, String> {
+    fn batch(&mut self) -> Result<Vec<ArrayRef>> {
         let len = self.u64()? as usize;
         let bytes = self.take(len)?;
         let mut reader =
             arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
-                .map_err(|e| e.to_string())?;
+                .map_err(damaged)?;
         let batch = reader
             .next()
-            .ok_or("a state batch is empty")?
-            .map_err(|e| e.to_string())?;
+            .ok_or_else(|| damaged("a state batch is empty"))?
+            .map_err(damaged)?;
         Ok(batch.columns().to_vec())
     }
+}
+
+/// A window state this run cannot load: the message says why.
+fn damaged(why: impl std::fmt::Display) -> Error {
+    Error::damaged(why.to_string())
 }
