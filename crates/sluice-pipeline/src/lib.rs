@@ -29,23 +29,21 @@
 pub mod accounting;
 pub mod adaptive;
 pub mod checkpoint;
-pub mod decode;
-pub mod diag;
+pub mod config;
+pub mod dashboard;
 pub mod distributed;
 pub mod error;
 pub mod fault;
-mod moments;
+pub mod format;
 pub mod nats;
+pub mod operators;
 pub mod plan;
-pub mod reserved;
 pub mod rows;
 pub mod run;
+pub mod side_outputs;
 pub mod sink;
 pub mod source;
-pub mod spec;
 pub mod sql;
-pub mod transform;
-pub mod watch;
 pub mod window;
 
 pub use error::{Error, Fix, Result};

@@ -16,11 +16,11 @@
 //!   records: the stream drops the repeats.
 
 use crate::checkpoint::{CheckpointStore, Snapshot};
-use crate::decode::TextDecoder;
 use crate::error::{Error, Result};
+use crate::format::TextDecoder;
 use crate::plan::NatsSourcePlan;
-use crate::reserved::{Reserved, ReservedHandle};
 use crate::rows::Rows;
+use crate::side_outputs::{Reserved, ReservedHandle};
 use crate::source::{Replayable, SourceCounters};
 use sluice::{Batch, BoxError, Source, SourceStatus};
 use sluice_nats::coordination::Lease;

@@ -1,12 +1,12 @@
 //! Checking a pipeline file and compiling it: the streams, their schemas,
 //! and the SQL of every transform, with errors that point into the file.
 
-use crate::decode::{self, EventTime, Format};
-use crate::diag::{Diagnostic, Span};
+use crate::config::diag::{Diagnostic, Span};
+use crate::config::{self, Expressions, PipelineSpec, SinkSpec, SourceSpec, TransformSpec};
 use crate::error::Error;
+use crate::format::{self, EventTime, Format};
 use crate::sink::Target;
 use crate::source::{GeneratorSource, ParquetSource};
-use crate::spec::{self, Expressions, PipelineSpec, SinkSpec, SourceSpec, TransformSpec};
 use crate::sql::{AggregateExpr, ScalarExpr, SqlContext};
 use crate::window::{WindowKind, WindowPlan};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -295,7 +295,7 @@ pub fn load(path: &Path, overrides: &[String], workers: Option<usize>) -> Result
         .map_err(|e| Error::Invalid(format!("{}: cannot read: {e}", path.display())))?;
     let mut text = text;
     for assignment in overrides {
-        text = spec::apply_override(&text, assignment).map_err(|e| e.context(path.display()))?;
+        text = config::apply_override(&text, assignment).map_err(|e| e.context(path.display()))?;
     }
     let base = path
         .parent()
@@ -313,7 +313,7 @@ pub fn load_str(
     workers: Option<usize>,
 ) -> Result<Plan, Error> {
     let invalid = |d: Diagnostic| Error::Invalid(d.render(path, text));
-    let spec = spec::parse(text).map_err(invalid)?;
+    let spec = config::parse(text).map_err(invalid)?;
     match compile(&spec, base, workers) {
         Ok(plan) => Ok(plan),
         Err(Failure::Invalid(d)) => Err(invalid(d)),
@@ -618,13 +618,13 @@ fn source(s: &SourceSpec, span: Span, base: &Path) -> Result<SourcePlan, Failure
         Some(fields) => {
             let mut out = Vec::new();
             for (name, t) in fields.get_ref() {
-                let dt = decode::parse_type(t.get_ref()).ok_or_else(|| {
+                let dt = format::parse_type(t.get_ref()).ok_or_else(|| {
                     at(
                         t.span(),
                         format!(
                             "type \"{}\" of field `{name}` is not known; use one of: {}",
                             t.get_ref(),
-                            decode::TYPE_NAMES
+                            format::TYPE_NAMES
                         ),
                     )
                 })?;
@@ -704,7 +704,7 @@ fn source(s: &SourceSpec, span: Span, base: &Path) -> Result<SourcePlan, Failure
             })?;
             (
                 SourceKind::Stdin { format },
-                decode::explicit_schema(fields),
+                format::explicit_schema(fields),
             )
         }
         "generator" => {
@@ -813,7 +813,7 @@ fn source(s: &SourceSpec, span: Span, base: &Path) -> Result<SourcePlan, Failure
                 format!(
                     "the source needs `event_time`, the field that holds each record's time; \
                      fields: {}",
-                    decode::field_names(&schema)
+                    format::field_names(&schema)
                 ),
             ))
         }
@@ -912,7 +912,7 @@ fn nats_source(
             lease_ttl,
             message_time,
         }),
-        decode::explicit_schema(&fields),
+        format::explicit_schema(&fields),
     ))
 }
 
@@ -977,14 +977,14 @@ fn input_schema(
     match format {
         Format::Parquet => ParquetSource::schema(path).map_err(Failure::Runtime),
         Format::Jsonl => match explicit {
-            Some(fields) => Ok(decode::explicit_schema(fields)),
-            None => decode::infer_jsonl(&sample(path)?, time_field)
+            Some(fields) => Ok(format::explicit_schema(fields)),
+            None => format::infer_jsonl(&sample(path)?, time_field)
                 .map(Arc::new)
                 .map_err(|m| at(span, format!("{}: {m}", path.display()))),
         },
         Format::Csv => {
             let bytes = sample(path)?;
-            let header = decode::csv_header(&bytes);
+            let header = format::csv_header(&bytes);
             match explicit {
                 // The columns follow the header; the types come from `schema`.
                 Some(fields) => {
@@ -1006,9 +1006,9 @@ fn input_schema(
                             })?;
                         out.push((name.clone(), t));
                     }
-                    Ok(decode::explicit_schema(&out))
+                    Ok(format::explicit_schema(&out))
                 }
-                None => decode::infer_csv(&bytes, time_field)
+                None => format::infer_csv(&bytes, time_field)
                     .map(|schema| {
                         // Nullable, for rows with empty fields.
                         let fields: Vec<Field> = schema
@@ -1332,7 +1332,7 @@ fn window(
                 span_of(&t.key).unwrap_or(t.name.span()),
                 format!(
                     "key field `{field}` is not in stream; fields: {}",
-                    decode::field_names(input)
+                    format::field_names(input)
                 ),
             )
         })?;
@@ -1471,7 +1471,7 @@ fn sink(
                 ));
             }
             if let Some(field) = field {
-                let fields = schemas.get(from).map(|schema| decode::field_names(schema));
+                let fields = schemas.get(from).map(|schema| format::field_names(schema));
                 let known = match schemas.get(from) {
                     Some(schema) => schema.field_with_name(field).is_ok(),
                     None => true, // late, dead_letter: checked when written

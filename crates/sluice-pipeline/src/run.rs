@@ -6,17 +6,17 @@ use crate::checkpoint::{
     self, CheckpointConfig, CheckpointStore, Checkpointing, Guarantee, Snapshot, StateLocation,
     Store,
 };
-use crate::decode::TextDecoder;
 use crate::error::{Error, Fix, Result};
+use crate::format::TextDecoder;
+use crate::operators::{CountOp, FilterOp, ProjectOp, Routed, SplitByKey};
 use crate::plan::{Operation, Plan, SourceKind};
-use crate::reserved::Reserved;
 use crate::rows::Rows;
+use crate::side_outputs::Reserved;
 use crate::sink::{RowSink, Target};
 use crate::source::{
     Bytes, Checkpointed, GeneratorSource, ParquetSource, ReplayableSource, SourceCounters,
     TextSource,
 };
-use crate::transform::{CountOp, FilterOp, ProjectOp, Routed, SplitByKey};
 use crate::window::WindowOp;
 use arrow::row::RowConverter;
 use serde::Serialize;
@@ -98,7 +98,7 @@ pub struct RunOptions {
     /// Set (by a signal handler) to stop after a last checkpoint.
     pub stop: Arc<AtomicBool>,
     /// The dashboard's figures, when it is on.
-    pub watch: Option<Arc<crate::watch::Watch>>,
+    pub watch: Option<Arc<crate::dashboard::Watch>>,
     /// The partition this run reads, in a distributed run (a nats source).
     pub partition: Option<PartitionContext>,
 }
@@ -424,7 +424,7 @@ pub fn run_with(plan: Plan, progress: &Progress, options: &RunOptions) -> Result
     };
     let source: Stream<Rows> =
         match &plan.source.kind {
-            SourceKind::File { path, format } if *format == crate::decode::Format::Parquet => {
+            SourceKind::File { path, format } if *format == crate::format::Format::Parquet => {
                 add_source(Box::new(ParquetSource::open(
                     path,
                     // Adaptive chunks are slices of batches of the
@@ -481,7 +481,7 @@ pub fn run_with(plan: Plan, progress: &Progress, options: &RunOptions) -> Result
                     .take()
                     .ok_or_else(|| Error::nats("the partition's cut log is already in use"))?;
                 let decoder = TextDecoder::new(
-                    crate::decode::Format::Jsonl,
+                    crate::format::Format::Jsonl,
                     plan.source.schema.clone(),
                     plan.source.time.clone(),
                     format!("nats:{}/partition {}", nats.stream.name, context.partition),
@@ -579,7 +579,7 @@ pub fn run_with(plan: Plan, progress: &Progress, options: &RunOptions) -> Result
             .and_then(Vec::pop)
             .ok_or_else(|| Error::Invalid(format!("stream `{}` has no branch left", t.from)))?;
         let name = t.name.clone();
-        let counted = crate::transform::Counted {
+        let counted = crate::operators::Counted {
             counts: accounting.transform(&t.name).unwrap_or_default(),
             judge: (t.from == "source").then(|| accounting.clone()),
         };
@@ -878,7 +878,7 @@ fn text_source(
     plan: &Plan,
     bytes: Bytes,
     path: String,
-    format: crate::decode::Format,
+    format: crate::format::Format,
     reserved: &Arc<Reserved>,
     counters: &Arc<SourceCounters>,
 ) -> TextSource {
@@ -888,7 +888,7 @@ fn text_source(
         plan.source.time.clone(),
         "source".into(),
     );
-    let header = usize::from(format == crate::decode::Format::Csv);
+    let header = usize::from(format == crate::format::Format::Csv);
     TextSource::new(
         bytes,
         path,

@@ -1,9 +1,9 @@
 //! Writers of rows: JSON lines, CSV and Parquet files, and stdout.
 
 use crate::checkpoint::{Checkpointing, Guarantee};
-use crate::decode::Format;
 use crate::error::{Error, Fix, Result};
 use crate::fault::{record, Event, Fault};
+use crate::format::Format;
 use crate::rows::Rows;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -674,7 +674,7 @@ pub struct RowSink {
     emitted: Arc<AtomicU64>,
     checkpoint: Option<(Arc<Checkpointing>, String)>,
     /// Measures the latency of what it writes, for the dashboard.
-    watch: Option<Arc<crate::watch::Watch>>,
+    watch: Option<Arc<crate::dashboard::Watch>>,
     /// The run's accounting, for a sink of the input: it accepts every
     /// record it writes.
     judge: Option<Arc<crate::accounting::Accounting>>,
@@ -701,7 +701,7 @@ impl RowSink {
 
     /// Tells `watch` how long after their read the rows it writes were
     /// written.
-    pub fn with_watch(mut self, watch: Arc<crate::watch::Watch>) -> Self {
+    pub fn with_watch(mut self, watch: Arc<crate::dashboard::Watch>) -> Self {
         self.watch = Some(watch);
         self
     }

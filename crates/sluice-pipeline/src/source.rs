@@ -1,10 +1,10 @@
 //! Sources of rows: text files and stdin (JSON lines, CSV), Parquet files,
 //! and generators.
 
-use crate::decode::{row_json, with_times, DeadLetter, EventTime, TextDecoder};
 use crate::error::{Error, Result};
-use crate::reserved::{Reserved, ReservedHandle};
+use crate::format::{row_json, with_times, DeadLetter, EventTime, TextDecoder};
 use crate::rows::Rows;
+use crate::side_outputs::{Reserved, ReservedHandle};
 use arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use crossbeam_channel::{Receiver, TryRecvError};
@@ -30,7 +30,7 @@ pub struct SourceCounters {
 
 impl SourceCounters {
     /// Counts what a decoder made of a region: `rows`, and `dead` records.
-    pub fn decoded_into(&self, rows: Option<&Rows>, dead: &[crate::decode::DeadLetter]) {
+    pub fn decoded_into(&self, rows: Option<&Rows>, dead: &[crate::format::DeadLetter]) {
         let decoded = rows.map_or(0, Rows::len) as u64;
         self.decoded.fetch_add(decoded, Ordering::Relaxed);
         self.dead_letter

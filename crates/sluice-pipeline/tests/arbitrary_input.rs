@@ -4,7 +4,7 @@
 
 use arrow::datatypes::{DataType, Field, Schema};
 use proptest::prelude::*;
-use sluice_pipeline::decode::{EventTime, Format, TextDecoder};
+use sluice_pipeline::format::{EventTime, Format, TextDecoder};
 use std::path::Path;
 use std::sync::Arc;
 

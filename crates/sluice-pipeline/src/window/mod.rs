@@ -8,9 +8,9 @@
 //! to the `late` stream with the reason.
 
 use crate::checkpoint::Checkpointing;
-use crate::decode::{row_json, DeadLetter};
-use crate::reserved::{LateEvent, Reserved, ReservedHandle};
+use crate::format::{row_json, DeadLetter};
 use crate::rows::Rows;
+use crate::side_outputs::{LateEvent, Reserved, ReservedHandle};
 use crate::sql::AggregateExpr;
 use arrow::array::{
     Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt32Array, UInt64Array,
@@ -157,7 +157,7 @@ pub struct WindowOp {
     /// The input has ended: what fires now is fired by the end.
     ended: bool,
     /// Where its rows are counted.
-    counting: crate::transform::Counted,
+    counting: crate::operators::Counted,
     /// Rows folded into windows since the last count.
     aggregated: u64,
 }
@@ -191,13 +191,13 @@ impl WindowOp {
             checkpoint: None,
             read_at: None,
             ended: false,
-            counting: crate::transform::Counted::default(),
+            counting: crate::operators::Counted::default(),
             aggregated: 0,
         })
     }
 
     /// Counts its rows in `counting`.
-    pub fn counted(mut self, counting: crate::transform::Counted) -> Self {
+    pub fn counted(mut self, counting: crate::operators::Counted) -> Self {
         self.counting = counting;
         self
     }

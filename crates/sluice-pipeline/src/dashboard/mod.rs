@@ -12,7 +12,7 @@
 
 use crate::checkpoint::Checkpointing;
 use crate::plan::{Operation, Plan};
-use crate::reserved::LateEvent;
+use crate::side_outputs::LateEvent;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -448,7 +448,7 @@ impl Watch {
     }
 
     /// Records were sent to the dead letters.
-    pub fn dead(&self, letters: &[crate::decode::DeadLetter]) {
+    pub fn dead(&self, letters: &[crate::format::DeadLetter]) {
         self.dead_count
             .fetch_add(letters.len() as u64, Ordering::Relaxed);
         let at_s = self.since_start();

@@ -1,6 +1,8 @@
 //! SQL expressions and aggregates, compiled by DataFusion and evaluated on
 //! Arrow record batches.
 
+pub(crate) mod moments;
+
 use crate::error::{Error, Result};
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::compute::concat;
@@ -30,7 +32,7 @@ impl SqlContext {
         let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(clean)?;
         let ctx = SessionContext::new();
         // Variances whose state restores exactly from a checkpoint.
-        for function in crate::moments::functions() {
+        for function in crate::sql::moments::functions() {
             ctx.register_udaf(function);
         }
         Ok(Self {

@@ -20,7 +20,7 @@
 //! reporting checkpoint `n` never reaches checkpoint `n`'s commit.
 
 use crate::error::{Error, Fix, Result};
-use crate::reserved::Reserved;
+use crate::side_outputs::Reserved;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

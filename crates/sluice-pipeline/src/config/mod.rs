@@ -5,8 +5,10 @@
 //! window or sink decides which keys apply; [`crate::plan`] checks that the
 //! keys given fit the type.
 
-use crate::diag::Diagnostic;
+pub mod diag;
+
 use crate::error::{Error, Result};
+use diag::Diagnostic;
 use indexmap::IndexMap;
 use serde::Deserialize;
 use toml::Spanned;
