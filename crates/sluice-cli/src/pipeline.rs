@@ -122,14 +122,19 @@ pub struct ValidateArgs {
 /// Prints `error` and what fixes it, in this command's words; its exit
 /// code.
 fn failed(error: &Error) -> ExitCode {
-    eprintln!("error: {error}");
-    if let Some(fix) = error.fix() {
-        eprintln!("help: {}", fix_words(fix));
-    }
+    explain(error);
     if error.is_invalid() {
         ExitCode::from(INVALID)
     } else {
         ExitCode::from(RUNTIME_FAILURE)
+    }
+}
+
+/// Prints `error` and what fixes it.
+fn explain(error: &Error) {
+    eprintln!("error: {error}");
+    if let Some(fix) = error.fix() {
+        eprintln!("help: {}", fix_words(fix));
     }
 }
 
@@ -394,7 +399,12 @@ fn run_distributed(args: &RunArgs, workers: Option<usize>) -> ExitCode {
             eprintln!("summary: {json}");
             ExitCode::SUCCESS
         }
-        Err(error) => failed(&error),
+        // The file was valid at the start: whatever fails now (even a
+        // partition that reloads a file changed since) is a runtime failure.
+        Err(error) => {
+            explain(&error);
+            ExitCode::from(RUNTIME_FAILURE)
+        }
     }
 }
 

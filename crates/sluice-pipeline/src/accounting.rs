@@ -18,7 +18,7 @@
 //! they are counted at different places, so a record lost or counted twice
 //! anywhere shows.
 
-use crate::source::SourceCounters;
+use crate::connectors::replay::SourceCounters;
 use indexmap::IndexMap;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

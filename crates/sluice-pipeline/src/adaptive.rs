@@ -12,8 +12,8 @@
 //! budget. Standard input at a light rate gets small chunks, down to one
 //! row, and a partial chunk waits at most the controller's deadline.
 
+use crate::connectors::replay::{Replayable, ReplayableSource};
 use crate::rows::Rows;
-use crate::source::{Replayable, ReplayableSource};
 use sluice::{AdaptiveController, Batch, BoxError, Observed, Source, SourceStatus};
 use std::time::{Duration, Instant};
 

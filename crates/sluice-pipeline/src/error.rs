@@ -110,6 +110,18 @@ pub enum Error {
         .0.join("\n  ")
     )]
     Accounting(Vec<String>),
+    /// Something that cannot happen did: a bug, reported with what it was.
+    #[error("bug: {0}. Please report this with the pipeline file")]
+    Bug(String),
+    /// Where an error of a kind without a message of its own happened (an
+    /// engine error, in partition 3).
+    #[error("{what}: {error}")]
+    Context {
+        /// Where.
+        what: String,
+        /// The error.
+        error: Box<Error>,
+    },
     /// A graceful stop: the source ended the run once checkpoint `0` had
     /// committed. [`crate::run::run_with`] turns it into a stopped summary.
     #[error("stopped after checkpoint {0}")]
@@ -195,17 +207,24 @@ impl Error {
     }
 
     /// The same error, its message prefixed with `what: ` (where it
-    /// happened: a sink, a transform, a partition).
+    /// happened: a sink, a transform, a partition). Its kind, fix and
+    /// signals stay as they were.
     #[must_use]
     pub fn context(mut self, what: impl fmt::Display) -> Self {
         match &mut self {
-            Error::Invalid(message) => *message = format!("{what}: {message}"),
-            Error::Fenced { why, .. } => *why = format!("{what}: {why}"),
-            other => {
-                if let Some(d) = other.detail_mut() {
-                    d.message = format!("{what}: {}", d.message);
-                }
+            Error::Invalid(message) | Error::Bug(message) => {
+                *message = format!("{what}: {message}")
             }
+            Error::Fenced { why, .. } => *why = format!("{what}: {why}"),
+            other => match other.detail_mut() {
+                Some(d) => d.message = format!("{what}: {}", d.message),
+                None => {
+                    return Error::Context {
+                        what: what.to_string(),
+                        error: Box::new(self),
+                    }
+                }
+            },
         }
         self
     }
@@ -214,7 +233,8 @@ impl Error {
     /// error otherwise.
     pub fn inner(&self) -> &Error {
         match self {
-            Error::Engine(engine) => ours(engine).unwrap_or(self),
+            Error::Engine(engine) => ours(engine).map_or(self, Error::inner),
+            Error::Context { error, .. } => error.inner(),
             _ => self,
         }
     }
@@ -249,6 +269,12 @@ impl Error {
     /// hands the error that stopped the checkpoints to every participant):
     /// the same kind and fix, its cause as text.
     pub(crate) fn duplicate(&self) -> Error {
+        if let Error::Context { what, error } = self {
+            return Error::Context {
+                what: what.clone(),
+                error: Box::new(error.duplicate()),
+            };
+        }
         match self.inner() {
             Error::Invalid(m) => Error::Invalid(m.clone()),
             Error::Input(d) => Error::Input(d.duplicate()),
@@ -258,6 +284,11 @@ impl Error {
             Error::Sql(d) => Error::Sql(d.duplicate()),
             Error::Refused(d) => Error::Refused(d.duplicate()),
             Error::Accounting(wrong) => Error::Accounting(wrong.clone()),
+            Error::Bug(what) => Error::Bug(what.clone()),
+            Error::Context { what, error } => Error::Context {
+                what: what.clone(),
+                error: Box::new(error.duplicate()),
+            },
             Error::Stopped(id) => Error::Stopped(*id),
             Error::Fenced { partition, why } => Error::Fenced {
                 partition: *partition,
@@ -314,6 +345,26 @@ mod tests {
             error.to_string(),
             "source `file` failed: stopped after checkpoint 7"
         );
+    }
+
+    #[test]
+    fn a_context_keeps_the_signals_of_the_error_it_wraps() {
+        let fenced = Error::Fenced {
+            partition: 3,
+            why: "another process took it over".into(),
+        };
+        let engine = sluice::Error::Runtime(sluice::RuntimeError::Operator {
+            stage: "window".into(),
+            error: Box::new(fenced),
+        });
+        let error = Error::from(engine).context("partition 3");
+        assert!(error.is_fenced());
+        assert!(error.duplicate().is_fenced());
+        assert!(error
+            .to_string()
+            .starts_with("partition 3: stage `window` failed"));
+        let stopped = Error::Stopped(4).context("partition 1");
+        assert_eq!(stopped.duplicate().stopped(), Some(4));
     }
 
     #[test]

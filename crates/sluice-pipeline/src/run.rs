@@ -6,17 +6,16 @@ use crate::checkpoint::{
     self, CheckpointConfig, CheckpointStore, Checkpointing, Guarantee, Snapshot, StateLocation,
     Store,
 };
+use crate::connectors::file::{Bytes, ParquetSource, TextSource};
+use crate::connectors::generator::GeneratorSource;
+use crate::connectors::replay::{Checkpointed, ReplayableSource, SourceCounters};
+use crate::connectors::sink::{RowSink, Target};
 use crate::error::{Error, Fix, Result};
 use crate::format::TextDecoder;
 use crate::operators::{CountOp, FilterOp, ProjectOp, Routed, SplitByKey};
 use crate::plan::{Operation, Plan, SourceKind};
 use crate::rows::Rows;
 use crate::side_outputs::Reserved;
-use crate::sink::{RowSink, Target};
-use crate::source::{
-    Bytes, Checkpointed, GeneratorSource, ParquetSource, ReplayableSource, SourceCounters,
-    TextSource,
-};
 use crate::window::WindowOp;
 use arrow::row::RowConverter;
 use serde::Serialize;
@@ -111,7 +110,7 @@ pub struct PartitionContext {
     /// The durable consumer that reads it.
     pub durable: String,
     /// Its log of partial cuts, claimed for this run.
-    pub log: Arc<std::sync::Mutex<Option<crate::nats::CutLog>>>,
+    pub log: Arc<std::sync::Mutex<Option<crate::connectors::nats::CutLog>>>,
 }
 
 impl std::fmt::Debug for PartitionContext {
@@ -407,7 +406,9 @@ pub fn run_with(plan: Plan, progress: &Progress, options: &RunOptions) -> Result
     let rate = plan.source.rate;
     let mut add_source = |source: Box<dyn ReplayableSource>| -> Result<Stream<Rows>> {
         let source: Box<dyn ReplayableSource> = match rate {
-            Some(rate) => Box::new(crate::source::Paced::new(source, rate, chunk_rows)),
+            Some(rate) => Box::new(crate::connectors::paced::Paced::new(
+                source, rate, chunk_rows,
+            )),
             None => source,
         };
         let source: Box<dyn ReplayableSource> = match target_latency {
@@ -422,102 +423,101 @@ pub fn run_with(plan: Plan, progress: &Progress, options: &RunOptions) -> Result
         }
         Ok(pipeline.source(source))
     };
-    let source: Stream<Rows> =
-        match &plan.source.kind {
-            SourceKind::File { path, format } if *format == crate::format::Format::Parquet => {
-                add_source(Box::new(ParquetSource::open(
-                    path,
-                    // Adaptive chunks are slices of batches of the
-                    // largest size the controller picks.
-                    if target_latency.is_some() {
-                        sluice::MAX_ADAPTIVE_BATCH
-                    } else {
-                        chunk_rows
-                    },
-                    chunk_rows,
-                    plan.source.time.clone(),
-                    reserved.clone(),
-                    counters.clone(),
-                )?))?
-            }
-            SourceKind::File { path, format } => {
-                let file = std::fs::File::open(path).map_err(|e| {
-                    Error::input(format!("cannot read {}", path.display())).caused_by(e)
-                })?;
-                add_source(Box::new(text_source(
-                    &plan,
-                    Bytes::File(file),
-                    path.display().to_string(),
-                    *format,
-                    &reserved,
-                    &counters,
-                )))?
-            }
-            SourceKind::Stdin { format } => add_source(Box::new(text_source(
+    let source: Stream<Rows> = match &plan.source.kind {
+        SourceKind::File { path, format } if *format == crate::format::Format::Parquet => {
+            add_source(Box::new(ParquetSource::open(
+                path,
+                // Adaptive chunks are slices of batches of the
+                // largest size the controller picks.
+                if target_latency.is_some() {
+                    sluice::MAX_ADAPTIVE_BATCH
+                } else {
+                    chunk_rows
+                },
+                chunk_rows,
+                plan.source.time.clone(),
+                reserved.clone(),
+                counters.clone(),
+            )?))?
+        }
+        SourceKind::File { path, format } => {
+            let file = std::fs::File::open(path).map_err(|e| {
+                Error::input(format!("cannot read {}", path.display())).caused_by(e)
+            })?;
+            add_source(Box::new(text_source(
                 &plan,
-                Bytes::stdin(),
-                "stdin".into(),
+                Bytes::File(file),
+                path.display().to_string(),
                 *format,
                 &reserved,
                 &counters,
-            )))?,
-            SourceKind::Nats(nats) => {
-                let context = options.partition.as_ref().ok_or_else(|| {
-                    Error::refused(
-                        "a nats source is read by a distributed run, partition by partition: \
+            )))?
+        }
+        SourceKind::Stdin { format } => add_source(Box::new(text_source(
+            &plan,
+            Bytes::stdin(),
+            "stdin".into(),
+            *format,
+            &reserved,
+            &counters,
+        )))?,
+        SourceKind::Nats(nats) => {
+            let context = options.partition.as_ref().ok_or_else(|| {
+                Error::refused(
+                    "a nats source is read by a distributed run, partition by partition: \
                          `sluice run` starts one (sluice_pipeline::distributed::run)",
-                    )
-                })?;
-                if target_latency.is_some() {
-                    return Err(Error::refused(
-                        "a nats source runs in event or micro-batch mode: adaptive chunk sizes \
+                )
+            })?;
+            if target_latency.is_some() {
+                return Err(Error::refused(
+                    "a nats source runs in event or micro-batch mode: adaptive chunk sizes \
                          follow timing, so a replay could not cut the same chunks",
-                    ));
-                }
-                let log = context
-                    .log
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .take()
-                    .ok_or_else(|| Error::nats("the partition's cut log is already in use"))?;
-                let decoder = TextDecoder::new(
-                    crate::format::Format::Jsonl,
-                    plan.source.schema.clone(),
-                    plan.source.time.clone(),
-                    format!("nats:{}/partition {}", nats.stream.name, context.partition),
-                );
-                add_source(Box::new(crate::nats::NatsSource::new(
-                    nats.clone(),
-                    context.partition,
-                    context.durable.clone(),
-                    log,
-                    decoder,
-                    chunk_rows,
-                    exec.batch_interval,
-                    reserved.clone(),
-                    counters.clone(),
-                )?))?
+                ));
             }
-            SourceKind::Formula { events } => add_source(Box::new(
-                crate::source::FormulaRows::new(*events, chunk_rows, counters.clone()),
-            ))?,
-            SourceKind::Nexmark { events } => add_source(Box::new(
-                crate::source::NexmarkRows::new(*events, chunk_rows, counters.clone()),
-            ))?,
-            SourceKind::Generator {
-                events,
-                keys,
-                seed,
-                interval_ms,
-            } => add_source(Box::new(GeneratorSource::new(
-                *events,
-                *keys,
-                *seed,
-                *interval_ms,
+            let log = context
+                .log
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .ok_or_else(|| Error::nats("the partition's cut log is already in use"))?;
+            let decoder = TextDecoder::new(
+                crate::format::Format::Jsonl,
+                plan.source.schema.clone(),
+                plan.source.time.clone(),
+                format!("nats:{}/partition {}", nats.stream.name, context.partition),
+            );
+            add_source(Box::new(crate::connectors::nats::NatsSource::new(
+                nats.clone(),
+                context.partition,
+                context.durable.clone(),
+                log,
+                decoder,
                 chunk_rows,
+                exec.batch_interval,
+                reserved.clone(),
                 counters.clone(),
-            )))?,
-        };
+            )?))?
+        }
+        SourceKind::Formula { events } => add_source(Box::new(
+            crate::connectors::generator::FormulaRows::new(*events, chunk_rows, counters.clone()),
+        ))?,
+        SourceKind::Nexmark { events } => add_source(Box::new(
+            crate::connectors::generator::NexmarkRows::new(*events, chunk_rows, counters.clone()),
+        ))?,
+        SourceKind::Generator {
+            events,
+            keys,
+            seed,
+            interval_ms,
+        } => add_source(Box::new(GeneratorSource::new(
+            *events,
+            *keys,
+            *seed,
+            *interval_ms,
+            chunk_rows,
+            counters.clone(),
+        )))?,
+    };
     let mut strategy = WatermarkStrategy::bounded(plan.source.max_out_of_orderness);
     if let Some(idle) = plan.source.idle_timeout {
         strategy = strategy.with_idle_timeout(idle);
@@ -577,7 +577,7 @@ pub fn run_with(plan: Plan, progress: &Progress, options: &RunOptions) -> Result
         let input = streams
             .get_mut(&t.from)
             .and_then(Vec::pop)
-            .ok_or_else(|| Error::Invalid(format!("stream `{}` has no branch left", t.from)))?;
+            .ok_or_else(|| Error::Bug(format!("stream `{}` has no branch left", t.from)))?;
         let name = t.name.clone();
         let counted = crate::operators::Counted {
             counts: accounting.transform(&t.name).unwrap_or_default(),
@@ -727,7 +727,7 @@ pub fn run_with(plan: Plan, progress: &Progress, options: &RunOptions) -> Result
             let branch = branches
                 .as_deref_mut()
                 .and_then(Vec::pop)
-                .ok_or_else(|| Error::Invalid(format!("stream `{stream}` has no branch left")))?;
+                .ok_or_else(|| Error::Bug(format!("stream `{stream}` has no branch left")))?;
             branch.sink(sink);
         }
     }
@@ -907,5 +907,8 @@ struct Discard;
 impl sluice::Operator<Rows> for Discard {
     fn on_batch(&mut self, _batch: &mut sluice::Batch<Rows>) -> sluice::OperatorResult {
         Ok(())
+    }
+    fn downstream(&mut self) -> Option<&mut dyn sluice::Signals> {
+        None
     }
 }

@@ -6,10 +6,10 @@
 //! sink subscribed to the stream, counted, and a few are kept as samples for
 //! the end-of-run report when no sink takes them.
 
+use crate::connectors::sink::RowWriter;
 use crate::dashboard::Watch;
 use crate::error::{Error, Result};
 use crate::format::DeadLetter;
-use crate::sink::RowWriter;
 use arrow::array::{Int64Array, RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -193,7 +193,7 @@ enum Func {
     Avg,
     Min,
     Max,
-    /// Of a sample (n - 1), as `stddev` and `var` are (src/moments.rs).
+    /// Of a sample (n - 1), as `stddev` and `var` are (src/sql/moments.rs).
     Stddev,
     StddevPop,
     Var,

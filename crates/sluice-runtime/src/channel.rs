@@ -420,6 +420,9 @@ impl<T: Send + 'static> Operator<T> for EdgeSender<T> {
         self.send_due_watermark()?;
         self.outbox.send(Message::Barrier(barrier))
     }
+    fn downstream(&mut self) -> Option<&mut dyn crate::Signals> {
+        None
+    }
 }
 
 /// The receiving end of an edge.
@@ -562,5 +565,8 @@ impl<T: Send + 'static> Operator<T> for ExchangeSender<T> {
         self.senders
             .iter_mut()
             .try_for_each(|s| s.on_barrier(barrier))
+    }
+    fn downstream(&mut self) -> Option<&mut dyn crate::Signals> {
+        None
     }
 }

@@ -19,7 +19,7 @@
 //! run on a thread of its own.
 //!
 //! ```
-//! use sluice_runtime::{edge, BoxError, Executor, FlushPolicy, Operator, OperatorResult, Source, SourceStatus, SystemClock};
+//! use sluice_runtime::{edge, BoxError, Executor, FlushPolicy, Operator, OperatorResult, Signals, Source, SourceStatus, SystemClock};
 //! use sluice_core::Batch;
 //! use std::sync::{Arc, Mutex};
 //!
@@ -29,6 +29,10 @@
 //!     fn on_batch(&mut self, batch: &mut Batch<u32>) -> OperatorResult {
 //!         self.0.lock().unwrap().push(batch.len());
 //!         Ok(())
+//!     }
+//!     // The last operator: no signal goes further.
+//!     fn downstream(&mut self) -> Option<&mut dyn Signals> {
+//!         None
 //!     }
 //! }
 //!
@@ -80,7 +84,7 @@ pub use error::{BoxError, RuntimeError, RuntimeResult};
 pub use executor::{Executor, RunReport, DEFAULT_POLL_SIZE};
 pub use flush::FlushPolicy;
 pub use metrics::{EdgeMetrics, EdgeSnapshot};
-pub use operator::{Barrier, Operator, OperatorError, OperatorResult, Sink, SinkOperator};
+pub use operator::{Barrier, Operator, OperatorError, OperatorResult, Signals, Sink, SinkOperator};
 pub use progress::InputProgress;
 pub use sluice_core::Batch;
 pub use source::{Source, SourceStatus};

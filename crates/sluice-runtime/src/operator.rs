@@ -42,33 +42,73 @@ pub trait Operator<T>: Send {
     /// Processes one batch.
     fn on_batch(&mut self, batch: &mut Batch<T>) -> OperatorResult;
 
+    /// The operator this one pushes into, to which the hooks below pass
+    /// their signals on unless the operator implements them: an operator
+    /// implements only the hooks it acts on. `None` ends the chain (a
+    /// sink, an edge's sender). No default: every operator says which, so
+    /// that none can swallow a barrier (and block every checkpoint) by
+    /// forgetting to pass it on.
+    fn downstream(&mut self) -> Option<&mut dyn Signals>;
+
     /// Processing time has advanced; returns the next deadline needed.
-    fn on_tick(&mut self, _now: Duration) -> Result<Option<Duration>, OperatorError> {
-        Ok(None)
+    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
+        self.downstream().map_or(Ok(None), |d| d.tick(now))
     }
 
-    /// The event-time watermark has advanced to `watermark`.
-    ///
-    /// The default does nothing: right for sinks; every operator with an
-    /// operator after it must pass it on.
-    fn on_watermark(&mut self, _watermark: Timestamp) -> OperatorResult {
-        Ok(())
+    /// The event-time watermark has advanced to `watermark`. An operator
+    /// that releases events because of it does so before passing it on.
+    fn on_watermark(&mut self, watermark: Timestamp) -> OperatorResult {
+        self.downstream().map_or(Ok(()), |d| d.watermark(watermark))
     }
 
-    /// The input is idle. The default does nothing (see `on_watermark`).
+    /// The input is idle.
     fn on_idle(&mut self) -> OperatorResult {
-        Ok(())
+        self.downstream().map_or(Ok(()), |d| d.idle())
     }
 
-    /// The input is complete.
+    /// The input is complete: an operator releases what it holds first.
     fn on_end(&mut self) -> OperatorResult {
-        Ok(())
+        self.downstream().map_or(Ok(()), |d| d.end())
     }
 
-    /// A checkpoint barrier: the events before it are all in. The default
-    /// does nothing (see `on_watermark`).
-    fn on_barrier(&mut self, _barrier: Barrier) -> OperatorResult {
-        Ok(())
+    /// A checkpoint barrier: the events before it are all in. An operator
+    /// with state snapshots it first.
+    fn on_barrier(&mut self, barrier: Barrier) -> OperatorResult {
+        self.downstream().map_or(Ok(()), |d| d.barrier(barrier))
+    }
+}
+
+/// The signals that travel beside the events (ticks, watermarks, idleness,
+/// the end, barriers): what an operator passes on to the one after it,
+/// whatever that one's event type.
+pub trait Signals: Send {
+    /// Passes [`Operator::on_tick`] on.
+    fn tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError>;
+    /// Passes [`Operator::on_watermark`] on.
+    fn watermark(&mut self, watermark: Timestamp) -> OperatorResult;
+    /// Passes [`Operator::on_idle`] on.
+    fn idle(&mut self) -> OperatorResult;
+    /// Passes [`Operator::on_end`] on.
+    fn end(&mut self) -> OperatorResult;
+    /// Passes [`Operator::on_barrier`] on.
+    fn barrier(&mut self, barrier: Barrier) -> OperatorResult;
+}
+
+impl<U> Signals for Box<dyn Operator<U>> {
+    fn tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
+        (**self).on_tick(now)
+    }
+    fn watermark(&mut self, watermark: Timestamp) -> OperatorResult {
+        (**self).on_watermark(watermark)
+    }
+    fn idle(&mut self) -> OperatorResult {
+        (**self).on_idle()
+    }
+    fn end(&mut self) -> OperatorResult {
+        (**self).on_end()
+    }
+    fn barrier(&mut self, barrier: Barrier) -> OperatorResult {
+        (**self).on_barrier(barrier)
     }
 }
 
@@ -85,6 +125,9 @@ impl<T, O: Operator<T> + ?Sized> Operator<T> for Box<O> {
     #[inline]
     fn on_batch(&mut self, batch: &mut Batch<T>) -> OperatorResult {
         (**self).on_batch(batch)
+    }
+    fn downstream(&mut self) -> Option<&mut dyn Signals> {
+        (**self).downstream()
     }
     fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
         (**self).on_tick(now)
@@ -128,10 +171,89 @@ impl<T, S: Sink<T>> Operator<T> for SinkOperator<S> {
     fn on_batch(&mut self, batch: &mut Batch<T>) -> OperatorResult {
         self.0.write(batch).map_err(OperatorError::Failed)
     }
+    fn downstream(&mut self) -> Option<&mut dyn Signals> {
+        None
+    }
     fn on_end(&mut self) -> OperatorResult {
         self.0.close().map_err(OperatorError::Failed)
     }
     fn on_barrier(&mut self, barrier: Barrier) -> OperatorResult {
         self.0.checkpoint(barrier).map_err(OperatorError::Failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Handles events only: every signal goes on by default.
+    struct Doubles(Box<dyn Operator<u32>>);
+
+    impl Operator<u32> for Doubles {
+        fn on_batch(&mut self, batch: &mut Batch<u32>) -> OperatorResult {
+            self.0.on_batch(batch)
+        }
+        fn downstream(&mut self) -> Option<&mut dyn Signals> {
+            Some(&mut self.0)
+        }
+    }
+
+    /// The end of the chain: records what reaches it.
+    struct Record(Arc<Mutex<Vec<String>>>);
+
+    impl Operator<u32> for Record {
+        fn on_batch(&mut self, _batch: &mut Batch<u32>) -> OperatorResult {
+            Ok(())
+        }
+        fn downstream(&mut self) -> Option<&mut dyn Signals> {
+            None
+        }
+        fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("tick {}", now.as_millis()));
+            Ok(Some(now + Duration::from_millis(5)))
+        }
+        fn on_watermark(&mut self, watermark: Timestamp) -> OperatorResult {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("watermark {watermark}"));
+            Ok(())
+        }
+        fn on_idle(&mut self) -> OperatorResult {
+            self.0.lock().unwrap().push("idle".into());
+            Ok(())
+        }
+        fn on_barrier(&mut self, barrier: Barrier) -> OperatorResult {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("barrier {}", barrier.id));
+            Ok(())
+        }
+        fn on_end(&mut self) -> OperatorResult {
+            self.0.lock().unwrap().push("end".into());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_operator_passes_on_every_signal_it_does_not_handle() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut chain: Box<dyn Operator<u32>> =
+            Box::new(Doubles(Box::new(Doubles(Box::new(Record(seen.clone()))))));
+        let deadline = chain.on_tick(Duration::from_millis(10)).unwrap();
+        chain.on_watermark(7).unwrap();
+        chain.on_idle().unwrap();
+        chain.on_barrier(Barrier { id: 3 }).unwrap();
+        chain.on_end().unwrap();
+        assert_eq!(deadline, Some(Duration::from_millis(15)));
+        assert_eq!(
+            *seen.lock().unwrap(),
+            ["tick 10", "watermark 7", "idle", "barrier 3", "end"]
+        );
     }
 }

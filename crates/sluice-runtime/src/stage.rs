@@ -567,6 +567,9 @@ mod tests {
             self.0.push("end".into());
             Ok(())
         }
+        fn downstream(&mut self) -> Option<&mut dyn crate::Signals> {
+            None
+        }
     }
 
     fn send(sender: &mut impl Operator<u32>, n: u32) {

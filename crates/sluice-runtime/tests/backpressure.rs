@@ -51,6 +51,9 @@ impl Operator<u64> for Slow {
         self.consumed += batch.len() as u64;
         Ok(())
     }
+    fn downstream(&mut self) -> Option<&mut dyn sluice_runtime::Signals> {
+        None
+    }
 }
 
 #[test]

@@ -117,6 +117,9 @@ fn key_exchange(c: &mut Criterion) {
                             black_box(batch.len());
                             Ok(())
                         }
+                        fn downstream(&mut self) -> Option<&mut dyn sluice_runtime::Signals> {
+                            None
+                        }
                     }
                     sluice_runtime::stage::run_receiver("drain", &r, &mut Drop, &*clock)
                 })

@@ -99,6 +99,10 @@ impl<T: Clone + Send> Operator<T> for FanOut<T> {
     fn on_end(&mut self) -> OperatorResult {
         self.downs.iter_mut().try_for_each(|d| d.on_end())
     }
+    /// Several: every hook passes its signal to each by hand.
+    fn downstream(&mut self) -> Option<&mut dyn sluice_runtime::Signals> {
+        None
+    }
 }
 
 /// A branch nobody consumed: takes its events and does nothing with them
@@ -108,6 +112,9 @@ struct Unused;
 impl<T> Operator<T> for Unused {
     fn on_batch(&mut self, _batch: &mut Batch<T>) -> OperatorResult {
         Ok(())
+    }
+    fn downstream(&mut self) -> Option<&mut dyn sluice_runtime::Signals> {
+        None
     }
 }
 

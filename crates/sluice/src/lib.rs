@@ -62,7 +62,7 @@ pub use stream::Stream;
 pub use sluice_core::{aggregate, cut, Aggregate, Batch, Timestamp};
 pub use sluice_runtime::{
     AdaptiveController, Barrier, BoxError, Clock, EdgeSnapshot, FlushPolicy, Observed, Operator,
-    OperatorError, OperatorResult, RunReport, RuntimeError, SimulatedClock, Sink, Source,
+    OperatorError, OperatorResult, RunReport, RuntimeError, Signals, SimulatedClock, Sink, Source,
     SourceStatus, SystemClock, MAX_ADAPTIVE_BATCH,
 };
 

@@ -156,4 +156,7 @@ impl<U> Operator<U> for Unconsumed {
         }
         Ok(())
     }
+    fn downstream(&mut self) -> Option<&mut dyn sluice_runtime::Signals> {
+        None
+    }
 }

@@ -290,7 +290,7 @@ impl<T: Send + 'static> Stream<T> {
     ///
     /// ```
     /// use sluice::prelude::*;
-    /// use sluice::{Batch, Operator, OperatorResult, Timestamp};
+    /// use sluice::{Batch, Operator, OperatorResult, Signals};
     ///
     /// /// Doubles every number.
     /// struct Double(Box<dyn Operator<u64>>);
@@ -300,9 +300,10 @@ impl<T: Send + 'static> Stream<T> {
     ///         items.iter_mut().for_each(|x| *x *= 2);
     ///         self.0.on_batch(batch)
     ///     }
-    ///     fn on_watermark(&mut self, w: Timestamp) -> OperatorResult { self.0.on_watermark(w) }
-    ///     fn on_idle(&mut self) -> OperatorResult { self.0.on_idle() }
-    ///     fn on_end(&mut self) -> OperatorResult { self.0.on_end() }
+    ///     // Ticks, watermarks, idleness, barriers and the end pass on to it.
+    ///     fn downstream(&mut self) -> Option<&mut dyn Signals> {
+    ///         Some(&mut self.0)
+    ///     }
     /// }
     ///
     /// let p = Pipeline::new();

@@ -353,6 +353,11 @@ impl<T: Send> Operator<T> for WatermarkGenerator<T> {
         }
         self.down.on_barrier(barrier)
     }
+    /// Two outputs (and a side output): every hook passes its signal on
+    /// by hand, so none can skip the side output.
+    fn downstream(&mut self) -> Option<&mut dyn sluice_runtime::Signals> {
+        None
+    }
 }
 
 /// A stream with watermarks, and the events its strategy rejected.

@@ -153,7 +153,7 @@ impl Store {
     /// Opens (or creates) the store in `dir`. `fingerprint` identifies the
     /// pipeline: a store written by another pipeline is refused.
     pub fn open(dir: &Path, fingerprint: &str, fresh: bool) -> Result<Self> {
-        crate::sink::create_dir_durably(dir)
+        crate::connectors::file::create_dir_durably(dir)
             .map_err(|e| e.context("cannot create the state directory"))?;
         let path = dir.join(STATE_FILE);
         if fresh && path.exists() {

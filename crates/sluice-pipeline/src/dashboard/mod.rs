@@ -48,7 +48,7 @@ pub struct Watch {
     checkpointing: Mutex<Option<Arc<Checkpointing>>>,
     checkpoints: Mutex<VecDeque<CheckpointSample>>,
     /// The source's counters and the input's size, once the run starts.
-    source: Mutex<Option<(Arc<crate::source::SourceCounters>, Option<u64>)>>,
+    source: Mutex<Option<(Arc<crate::connectors::replay::SourceCounters>, Option<u64>)>>,
     state: Mutex<RunState>,
     history: Mutex<History>,
 }

@@ -7,7 +7,7 @@
 //! among the live members, takes their leases and runs each partition as a
 //! dataflow of its own (one worker: a partition's order is what makes its
 //! replay exact). A partition's checkpoints go to the state bucket, fenced
-//! by compare-and-set ([`crate::nats::PartitionStore`]); its input is
+//! by compare-and-set ([`crate::connectors::nats::PartitionStore`]); its input is
 //! acknowledged only once a checkpoint covering it has committed; its sinks
 //! publish with message ids that a replay repeats, so the streams drop the
 //! repeats. When a member joins, the partitions it wins are handed over at
@@ -15,11 +15,11 @@
 //! others take its partitions over from their last checkpoints.
 
 use crate::checkpoint::{CheckpointConfig, Guarantee, StateLocation};
+use crate::connectors::nats::{partition_completed, CutLog, PartitionStore};
+use crate::connectors::sink::Target;
 use crate::error::{Error, Fix, Result};
-use crate::nats::{partition_completed, CutLog, PartitionStore};
 use crate::plan::{NatsSourcePlan, Plan, SourceKind};
 use crate::run::{self, PartitionContext, RunOptions, RunOutcome, Summary};
-use crate::sink::Target;
 use serde::Serialize;
 use sluice_nats::coordination::{Group, Lease};
 use sluice_nats::kv::Bucket;
@@ -187,7 +187,7 @@ pub fn setup(plan: &Plan) -> Result<Vec<String>> {
     for sink in &plan.sinks {
         if let Target::Nats(t) = &sink.target {
             if let Some(stream) = &t.stream {
-                let subject = crate::sink::subject_pattern(&t.subject);
+                let subject = crate::connectors::nats::sink::subject_pattern(&t.subject);
                 NatsClient::shared(&t.url)
                     .and_then(|c| c.ensure_stream(stream, &[subject.as_str()], t.replicas))?;
                 made.push(format!("stream {stream} ({})", t.subject));
@@ -237,7 +237,7 @@ fn check_duplicate_windows(plan: &Plan, nats: &NatsSourcePlan, interval: Duratio
             continue;
         };
         let client = NatsClient::shared(&target.url)?;
-        let subject = crate::sink::subject_pattern(&target.subject);
+        let subject = crate::connectors::nats::sink::subject_pattern(&target.subject);
         let window = client
             .duplicate_window(&subject)
             .map_err(|e| Error::from(e).context(format_args!("sink of `{}`", sink.from)))?;

@@ -14,23 +14,13 @@ use arrow::row::RowConverter;
 use sluice::{Batch, Operator, OperatorError, OperatorResult, Timestamp};
 use std::hash::BuildHasher;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// The signal methods of an operator that only passes them on to `down`;
-/// with `reserved`, it first releases the dead letters it held at barriers
-/// and at the end (see [`ReservedHandle`]).
-macro_rules! forward_signals {
+/// The signals of an operator that holds dead letters until a barrier (see
+/// [`ReservedHandle`]): it releases them at barriers and at the end before
+/// passing those on; the other signals pass on by default.
+macro_rules! release_reserved_at_barriers {
     () => {
-        forward_signals!(@signals);
-        fn on_barrier(&mut self, barrier: sluice::Barrier) -> OperatorResult {
-            self.down.on_barrier(barrier)
-        }
-        fn on_end(&mut self) -> OperatorResult {
-            self.down.on_end()
-        }
-    };
-    (reserved) => {
-        forward_signals!(@signals);
         fn on_barrier(&mut self, barrier: sluice::Barrier) -> OperatorResult {
             self.reserved.release();
             self.down.on_barrier(barrier)
@@ -38,17 +28,6 @@ macro_rules! forward_signals {
         fn on_end(&mut self) -> OperatorResult {
             self.reserved.release();
             self.down.on_end()
-        }
-    };
-    (@signals) => {
-        fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
-            self.down.on_tick(now)
-        }
-        fn on_watermark(&mut self, watermark: Timestamp) -> OperatorResult {
-            self.down.on_watermark(watermark)
-        }
-        fn on_idle(&mut self) -> OperatorResult {
-            self.down.on_idle()
         }
     };
 }
@@ -208,7 +187,10 @@ impl Operator<Rows> for FilterOp {
         }
         self.down.on_batch(&mut self.out)
     }
-    forward_signals!(reserved);
+    release_reserved_at_barriers!();
+    fn downstream(&mut self) -> Option<&mut dyn sluice::Signals> {
+        Some(&mut self.down)
+    }
 }
 
 /// Computes new columns (`select`), or fires an action where a condition
@@ -312,7 +294,10 @@ impl Operator<Rows> for ProjectOp {
         }
         self.down.on_batch(&mut self.out)
     }
-    forward_signals!(reserved);
+    release_reserved_at_barriers!();
+    fn downstream(&mut self) -> Option<&mut dyn sluice::Signals> {
+        Some(&mut self.down)
+    }
 }
 
 /// Counts the rows and chunks of a named stream for metrics, and for the
@@ -384,9 +369,6 @@ impl Operator<Rows> for CountOp {
         }
         result
     }
-    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
-        self.down.on_tick(now)
-    }
     fn on_watermark(&mut self, watermark: Timestamp) -> OperatorResult {
         let lag_ms = chrono::Utc::now()
             .timestamp_millis()
@@ -400,15 +382,8 @@ impl Operator<Rows> for CountOp {
         }
         self.down.on_watermark(watermark)
     }
-    fn on_idle(&mut self) -> OperatorResult {
-        self.down.on_idle()
-    }
-
-    fn on_barrier(&mut self, barrier: sluice::Barrier) -> OperatorResult {
-        self.down.on_barrier(barrier)
-    }
-    fn on_end(&mut self) -> OperatorResult {
-        self.down.on_end()
+    fn downstream(&mut self) -> Option<&mut dyn sluice::Signals> {
+        Some(&mut self.down)
     }
 }
 
@@ -497,5 +472,7 @@ impl Operator<Rows> for SplitByKey {
         }
         self.down.on_batch(&mut self.out)
     }
-    forward_signals!();
+    fn downstream(&mut self) -> Option<&mut dyn sluice::Signals> {
+        Some(&mut self.down)
+    }
 }

@@ -23,7 +23,6 @@ use datafusion::logical_expr::{Accumulator, EmitTo, GroupsAccumulator};
 use sluice::{Batch, Operator, OperatorError, OperatorResult, Timestamp};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The kind of window and its sizes (milliseconds, or events for count).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -891,10 +890,6 @@ impl Operator<Rows> for WindowOp {
         self.flush()
     }
 
-    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
-        self.down.on_tick(now)
-    }
-
     fn on_watermark(&mut self, watermark: Timestamp) -> OperatorResult {
         if watermark <= self.watermark {
             return Ok(());
@@ -905,10 +900,6 @@ impl Operator<Rows> for WindowOp {
         self.down.on_watermark(watermark)
     }
 
-    fn on_idle(&mut self) -> OperatorResult {
-        self.down.on_idle()
-    }
-
     fn on_barrier(&mut self, barrier: sluice::Barrier) -> OperatorResult {
         self.flush()?;
         self.reserved.release();
@@ -916,7 +907,8 @@ impl Operator<Rows> for WindowOp {
             let state = self.snapshot()?;
             checkpointing
                 .report(barrier.id, vec![(key, state)])
-                .map_err(failed)?;
+                // Typed: a fenced commit must stay recognisable.
+                .map_err(|e| OperatorError::Failed(Box::new(e)))?;
         }
         self.down.on_barrier(barrier)
     }
@@ -927,5 +919,8 @@ impl Operator<Rows> for WindowOp {
         self.flush()?;
         self.reserved.release();
         self.down.on_end()
+    }
+    fn downstream(&mut self) -> Option<&mut dyn sluice::Signals> {
+        Some(&mut self.down)
     }
 }

@@ -1,7 +1,6 @@
 use super::Downstream;
 use sluice_core::{Aggregate, Batch, Timestamp, MIN_TIMESTAMP};
-use sluice_runtime::{Operator, OperatorError, OperatorResult};
-use std::time::Duration;
+use sluice_runtime::{Operator, OperatorResult};
 
 /// One aggregate over the whole input, computed the micro-batch way: each
 /// batch is folded on its own (the batch algorithm), and the partial result
@@ -26,9 +25,6 @@ where
         }
         Ok(())
     }
-    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
-        self.down.on_tick(now)
-    }
     fn on_end(&mut self) -> OperatorResult {
         let result = self.aggregate.finish(&self.total);
         let time = if self.latest == MIN_TIMESTAMP {
@@ -40,7 +36,15 @@ where
             .on_batch(&mut Batch::from_parts(vec![result], vec![time]))?;
         self.down.on_end()
     }
-    fn on_barrier(&mut self, barrier: sluice_runtime::Barrier) -> OperatorResult {
-        self.down.on_barrier(barrier)
+    // Its result comes at the end, with the latest event time: a watermark
+    // passed on before it would overtake it.
+    fn on_watermark(&mut self, _watermark: Timestamp) -> OperatorResult {
+        Ok(())
+    }
+    fn on_idle(&mut self) -> OperatorResult {
+        Ok(())
+    }
+    fn downstream(&mut self) -> Option<&mut dyn sluice_runtime::Signals> {
+        Some(&mut self.down)
     }
 }

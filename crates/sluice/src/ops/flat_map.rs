@@ -24,5 +24,7 @@ where
         }
         crate::ops::send(&mut self.out, &mut self.down)
     }
-    super::forward_signals!();
+    fn downstream(&mut self) -> Option<&mut dyn sluice_runtime::Signals> {
+        Some(&mut self.down)
+    }
 }

@@ -16,5 +16,7 @@ where
         batch.items().iter().for_each(&mut self.f);
         self.down.on_batch(batch)
     }
-    super::forward_signals!();
+    fn downstream(&mut self) -> Option<&mut dyn sluice_runtime::Signals> {
+        Some(&mut self.down)
+    }
 }

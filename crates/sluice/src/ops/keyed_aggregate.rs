@@ -1,9 +1,8 @@
 use super::Downstream;
 use rustc_hash::FxHashMap;
 use sluice_core::{Aggregate, Batch, Timestamp};
-use sluice_runtime::{Operator, OperatorError, OperatorResult};
+use sluice_runtime::{Operator, OperatorResult};
 use std::hash::Hash;
-use std::time::Duration;
 
 /// A key and the partial aggregate of its events in one batch.
 pub(crate) type KeyedPartial<K, Acc> = (K, Acc);
@@ -41,7 +40,9 @@ where
         }
         crate::ops::send(&mut self.out, &mut self.down)
     }
-    super::forward_signals!();
+    fn downstream(&mut self) -> Option<&mut dyn sluice_runtime::Signals> {
+        Some(&mut self.down)
+    }
 }
 
 /// After the exchange: merges the partial aggregates of each key and emits
@@ -76,9 +77,6 @@ where
         }
         Ok(())
     }
-    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
-        self.down.on_tick(now)
-    }
     fn on_end(&mut self) -> OperatorResult {
         let mut out = Batch::with_capacity(self.states.len());
         for (key, acc, latest) in self.states.drain(..) {
@@ -90,7 +88,15 @@ where
         }
         self.down.on_end()
     }
-    fn on_barrier(&mut self, barrier: sluice_runtime::Barrier) -> OperatorResult {
-        self.down.on_barrier(barrier)
+    // Its result comes at the end, with the latest event time: a watermark
+    // passed on before it would overtake it.
+    fn on_watermark(&mut self, _watermark: Timestamp) -> OperatorResult {
+        Ok(())
+    }
+    fn on_idle(&mut self) -> OperatorResult {
+        Ok(())
+    }
+    fn downstream(&mut self) -> Option<&mut dyn sluice_runtime::Signals> {
+        Some(&mut self.down)
     }
 }

@@ -1,10 +1,9 @@
 use super::Downstream;
 use rustc_hash::FxHashMap;
 use sluice_core::{Batch, Timestamp};
-use sluice_runtime::{Operator, OperatorError, OperatorResult};
+use sluice_runtime::{Operator, OperatorResult};
 use std::hash::Hash;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Keyed, stateful processing of events: the building block for joins and
 /// custom per-key logic. One `State` per key lives on the worker the key is
@@ -91,27 +90,14 @@ where
         super::send(&mut self.out, &mut self.down)
     }
 
-    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
-        self.down.on_tick(now)
-    }
-
-    fn on_watermark(&mut self, watermark: Timestamp) -> OperatorResult {
-        self.down.on_watermark(watermark)
-    }
-
-    fn on_idle(&mut self) -> OperatorResult {
-        self.down.on_idle()
-    }
-
-    fn on_barrier(&mut self, barrier: sluice_runtime::Barrier) -> OperatorResult {
-        self.down.on_barrier(barrier)
-    }
-
     fn on_end(&mut self) -> OperatorResult {
         for (key, mut state) in self.states.drain() {
             self.process.on_end(&key, &mut state, &mut self.out);
         }
         super::send(&mut self.out, &mut self.down)?;
         self.down.on_end()
+    }
+    fn downstream(&mut self) -> Option<&mut dyn sluice_runtime::Signals> {
+        Some(&mut self.down)
     }
 }

@@ -25,5 +25,7 @@ where
         self.out.clear();
         Ok(())
     }
-    super::forward_signals!();
+    fn downstream(&mut self) -> Option<&mut dyn sluice_runtime::Signals> {
+        Some(&mut self.down)
+    }
 }

@@ -41,35 +41,3 @@ pub(crate) fn send<T>(
     out.clear();
     Ok(())
 }
-
-/// Passes ticks, watermarks, idleness and the end on to `self.down`
-/// unchanged: for operators that only transform events.
-macro_rules! forward_signals {
-    () => {
-        fn on_tick(
-            &mut self,
-            now: std::time::Duration,
-        ) -> Result<Option<std::time::Duration>, sluice_runtime::OperatorError> {
-            self.down.on_tick(now)
-        }
-        fn on_watermark(
-            &mut self,
-            watermark: sluice_core::Timestamp,
-        ) -> sluice_runtime::OperatorResult {
-            self.down.on_watermark(watermark)
-        }
-        fn on_idle(&mut self) -> sluice_runtime::OperatorResult {
-            self.down.on_idle()
-        }
-        fn on_barrier(
-            &mut self,
-            barrier: sluice_runtime::Barrier,
-        ) -> sluice_runtime::OperatorResult {
-            self.down.on_barrier(barrier)
-        }
-        fn on_end(&mut self) -> sluice_runtime::OperatorResult {
-            self.down.on_end()
-        }
-    };
-}
-pub(crate) use forward_signals;

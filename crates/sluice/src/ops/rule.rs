@@ -54,5 +54,7 @@ where
             .fetch_add(self.out.len() as u64, Ordering::Relaxed);
         crate::ops::send(&mut self.out, &mut self.down)
     }
-    super::forward_signals!();
+    fn downstream(&mut self) -> Option<&mut dyn sluice_runtime::Signals> {
+        Some(&mut self.down)
+    }
 }

@@ -2,10 +2,9 @@ use super::{emit, Emission, WindowCounters, WindowResult};
 use crate::ops::Downstream;
 use rustc_hash::FxHashMap;
 use sluice_core::{Aggregate, Batch, Timestamp};
-use sluice_runtime::{Operator, OperatorError, OperatorResult};
+use sluice_runtime::{Operator, OperatorResult};
 use std::hash::Hash;
 use std::sync::Arc;
-use std::time::Duration;
 
 pub(crate) struct CountSlot<Acc> {
     acc: Acc,
@@ -86,22 +85,6 @@ where
         super::send_results(&mut self.out, &mut self.down, &self.counters)
     }
 
-    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
-        self.down.on_tick(now)
-    }
-
-    fn on_watermark(&mut self, watermark: Timestamp) -> OperatorResult {
-        self.down.on_watermark(watermark)
-    }
-
-    fn on_idle(&mut self) -> OperatorResult {
-        self.down.on_idle()
-    }
-
-    fn on_barrier(&mut self, barrier: sluice_runtime::Barrier) -> OperatorResult {
-        self.down.on_barrier(barrier)
-    }
-
     fn on_end(&mut self) -> OperatorResult {
         let mut partial: Vec<(K, CountSlot<A::Acc>)> = self.slots.drain().collect();
         partial.sort_by_key(|(_, slot)| slot.opened);
@@ -110,5 +93,8 @@ where
         }
         super::send_results(&mut self.out, &mut self.down, &self.counters)?;
         self.down.on_end()
+    }
+    fn downstream(&mut self) -> Option<&mut dyn sluice_runtime::Signals> {
+        Some(&mut self.down)
     }
 }

@@ -207,4 +207,9 @@ where
         self.late.on_end()?;
         self.down.on_end()
     }
+    /// Two outputs (and a side output): every hook passes its signal on
+    /// by hand, so none can skip the side output.
+    fn downstream(&mut self) -> Option<&mut dyn sluice_runtime::Signals> {
+        None
+    }
 }

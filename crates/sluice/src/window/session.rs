@@ -4,11 +4,10 @@ use crate::ops::Downstream;
 use rustc_hash::FxHashMap;
 use sluice_core::timer::Timers;
 use sluice_core::{Aggregate, Batch, Timestamp, MAX_TIMESTAMP, MIN_TIMESTAMP};
-use sluice_runtime::{Operator, OperatorError, OperatorResult};
+use sluice_runtime::{Operator, OperatorResult};
 use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
 
 struct Session<Acc> {
     start: Timestamp,
@@ -206,10 +205,6 @@ where
         self.flush()
     }
 
-    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
-        self.down.on_tick(now)
-    }
-
     fn on_watermark(&mut self, watermark: Timestamp) -> OperatorResult {
         if watermark > self.watermark {
             self.advance(watermark)?;
@@ -217,18 +212,13 @@ where
         self.down.on_watermark(watermark)
     }
 
-    fn on_idle(&mut self) -> OperatorResult {
-        self.down.on_idle()
-    }
-
-    fn on_barrier(&mut self, barrier: sluice_runtime::Barrier) -> OperatorResult {
-        self.down.on_barrier(barrier)
-    }
-
     fn on_end(&mut self) -> OperatorResult {
         if self.watermark < MAX_TIMESTAMP {
             self.advance(MAX_TIMESTAMP)?;
         }
         self.down.on_end()
+    }
+    fn downstream(&mut self) -> Option<&mut dyn sluice_runtime::Signals> {
+        Some(&mut self.down)
     }
 }

@@ -262,18 +262,13 @@ where
         self.down.on_watermark(watermark)
     }
 
-    fn on_idle(&mut self) -> OperatorResult {
-        self.down.on_idle()
-    }
-
-    fn on_barrier(&mut self, barrier: sluice_runtime::Barrier) -> OperatorResult {
-        self.down.on_barrier(barrier)
-    }
-
     fn on_end(&mut self) -> OperatorResult {
         if self.watermark < MAX_TIMESTAMP {
             self.advance(MAX_TIMESTAMP)?;
         }
         self.down.on_end()
+    }
+    fn downstream(&mut self) -> Option<&mut dyn sluice_runtime::Signals> {
+        Some(&mut self.down)
     }
 }

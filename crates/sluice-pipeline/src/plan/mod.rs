@@ -1,0 +1,479 @@
+//! Checking a pipeline file and compiling it: the streams, their schemas,
+//! and the SQL of every transform, with errors that point into the file.
+
+use crate::config::diag::{Diagnostic, Span};
+use crate::config::{self, Expressions, PipelineSpec, SinkSpec, SourceSpec, TransformSpec};
+use crate::connectors::file::ParquetSource;
+use crate::connectors::generator::GeneratorSource;
+use crate::connectors::sink::Target;
+use crate::error::Error;
+use crate::format::{self, EventTime, Format};
+use crate::sql::{AggregateExpr, ScalarExpr, SqlContext};
+use crate::window::{WindowKind, WindowPlan};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::row::SortField;
+use indexmap::IndexMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use toml::Spanned;
+
+mod execution;
+mod sink;
+mod source;
+mod transform;
+
+use execution::execution;
+use sink::sink;
+use source::source;
+use transform::transform;
+
+/// Names no transform may take: the source's stream and the reserved ones.
+pub const RESERVED: [&str; 3] = ["source", "late", "dead_letter"];
+
+/// How the dataflow runs.
+#[derive(Debug, Clone)]
+pub struct Execution {
+    /// Each event flows on its own (`event`) or in chunks (`micro-batch`).
+    pub event_mode: bool,
+    /// In adaptive mode: the latency its chunk sizes keep under.
+    pub target_latency: Option<Duration>,
+    /// Rows per chunk in micro-batch mode.
+    pub batch_size: usize,
+    /// The longest a partial chunk waits (unbounded inputs).
+    pub batch_interval: Duration,
+    /// Workers for keyed work.
+    pub workers: usize,
+}
+
+impl Execution {
+    /// Rows per chunk: one in event mode.
+    pub fn chunk_rows(&self) -> usize {
+        // Adaptive mode starts event by event and grows chunks as it learns.
+        if self.event_mode || self.target_latency.is_some() {
+            1
+        } else {
+            self.batch_size
+        }
+    }
+}
+
+/// Where the source's rows come from.
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    /// A file.
+    File {
+        /// Resolved against the pipeline file's folder.
+        path: PathBuf,
+        /// Its format.
+        format: Format,
+    },
+    /// Standard input.
+    Stdin {
+        /// JSON lines or CSV.
+        format: Format,
+    },
+    /// The Nexmark benchmark's events.
+    Nexmark {
+        /// How many.
+        events: u64,
+    },
+    /// The shared W0/W1 benchmark stream: `key`, `value`, `ts` (see
+    /// `FormulaEvent`).
+    Formula {
+        /// How many.
+        events: u64,
+    },
+    /// A partitioned JetStream stream (a distributed run).
+    Nats(NatsSourcePlan),
+    /// Synthetic sensor readings.
+    Generator {
+        /// How many.
+        events: u64,
+        /// Distinct sensors.
+        keys: u64,
+        /// Seed.
+        seed: u64,
+        /// Event-time step.
+        interval_ms: u64,
+    },
+}
+
+pub use crate::connectors::nats::{NatsSourcePlan, NATS_TIME};
+
+/// The compiled source.
+#[derive(Debug, Clone)]
+pub struct SourcePlan {
+    /// Where rows come from.
+    pub kind: SourceKind,
+    /// The rows' schema.
+    pub schema: SchemaRef,
+    /// The event-time column.
+    pub time: EventTime,
+    /// Watermark lag.
+    pub max_out_of_orderness: Duration,
+    /// Idle timeout of the watermark.
+    pub idle_timeout: Option<Duration>,
+    /// At most this many records per second, if set.
+    pub rate: Option<f64>,
+}
+
+/// What a transform does.
+pub enum Operation {
+    /// Keeps rows where the predicate holds.
+    Filter(ScalarExpr),
+    /// New columns.
+    Select(Vec<ScalarExpr>),
+    /// Keyed windows.
+    Window(Arc<WindowPlan>),
+    /// Where `when` holds, emits `emit` (or the row).
+    Rule {
+        /// The trigger.
+        when: ScalarExpr,
+        /// The action's columns.
+        emit: Option<Vec<ScalarExpr>>,
+    },
+}
+
+/// One compiled transform.
+pub struct TransformPlan {
+    /// Its output stream's name.
+    pub name: String,
+    /// Its input stream.
+    pub from: String,
+    /// `filter`, `select`, `window` or `rule`.
+    pub kind: String,
+    /// What it does.
+    pub operation: Operation,
+    /// Its output schema.
+    pub schema: SchemaRef,
+    /// A one-line description for `validate`.
+    pub describe: String,
+}
+
+/// One sink.
+#[derive(Debug, Clone)]
+pub struct SinkPlan {
+    /// The stream it writes.
+    pub from: String,
+    /// Where.
+    pub target: Target,
+    /// `stream -> path` as the file writes it, for the summary.
+    pub label: String,
+}
+
+/// A checked and compiled pipeline.
+pub struct Plan {
+    /// The pipeline's name.
+    pub name: String,
+    /// The source.
+    pub source: SourcePlan,
+    /// How it runs.
+    pub execution: Execution,
+    /// The transforms, in order (every input comes earlier).
+    pub transforms: Vec<TransformPlan>,
+    /// The sinks.
+    pub sinks: Vec<SinkPlan>,
+    /// Warnings (streams nobody reads, say).
+    pub warnings: Vec<String>,
+}
+
+impl Plan {
+    /// How many transforms and sinks read `stream`.
+    pub fn subscribers(&self, stream: &str) -> usize {
+        self.transforms.iter().filter(|t| t.from == stream).count()
+            + self.sinks.iter().filter(|s| s.from == stream).count()
+    }
+
+    /// The dataflow, for `sluice validate`.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "pipeline {}", self.name);
+        let mode = if self.execution.event_mode {
+            "event (each event on its own)".to_string()
+        } else if let Some(target) = self.execution.target_latency {
+            format!("adaptive (chunks sized to stay under {target:?})")
+        } else {
+            format!(
+                "micro-batch ({} rows or {:?})",
+                self.execution.batch_size, self.execution.batch_interval
+            )
+        };
+        let _ = writeln!(
+            out,
+            "execution: {mode}, {} worker(s)",
+            self.execution.workers
+        );
+        let source = match &self.source.kind {
+            SourceKind::File { path, format } => {
+                format!("file {} ({})", path.display(), format.name())
+            }
+            SourceKind::Stdin { format } => format!("stdin ({})", format.name()),
+            SourceKind::Generator { events, keys, .. } => {
+                format!("generator ({events} events, {keys} keys)")
+            }
+            SourceKind::Nexmark { events } => format!("nexmark ({events} events)"),
+            SourceKind::Formula { events } => format!("formula ({events} events)"),
+            SourceKind::Nats(n) => format!(
+                "nats stream {} ({} partitions of {})",
+                n.stream.name, n.stream.partitions, n.stream.subject
+            ),
+        };
+        let _ = writeln!(out, "\nsources:");
+        let _ = writeln!(
+            out,
+            "  {source}, event time `{}`, watermark lag {:?}",
+            self.source.time.field, self.source.max_out_of_orderness
+        );
+        let _ = writeln!(out, "\nstreams:");
+        let _ = writeln!(out, "  source       {}", schema_line(&self.source.schema));
+        for t in &self.transforms {
+            let _ = writeln!(out, "  {:<12} {}", t.name, schema_line(&t.schema));
+        }
+        let _ = writeln!(
+            out,
+            "  late         (reserved) events beyond a window's allowed lateness, with the reason"
+        );
+        let _ = writeln!(
+            out,
+            "  dead_letter  (reserved) records that could not be decoded or evaluated"
+        );
+        let _ = writeln!(out, "\ntransforms:");
+        for t in &self.transforms {
+            let _ = writeln!(out, "  {} <- {}: {} {}", t.name, t.from, t.kind, t.describe);
+        }
+        let _ = writeln!(out, "\nsinks:");
+        for s in &self.sinks {
+            let _ = writeln!(out, "  {} -> {}", s.from, s.target.describe());
+        }
+        for w in &self.warnings {
+            let _ = writeln!(out, "\nwarning: {w}");
+        }
+        out
+    }
+}
+
+fn schema_line(schema: &Schema) -> String {
+    let fields: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| format!("{}: {}", f.name(), type_name(f.data_type())))
+        .collect();
+    format!("{{ {} }}", fields.join(", "))
+}
+
+fn type_name(t: &DataType) -> String {
+    match t {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "string".into(),
+        DataType::Int64 => "int64".into(),
+        DataType::Int32 => "int32".into(),
+        DataType::UInt64 => "uint64".into(),
+        DataType::Float64 => "float64".into(),
+        DataType::Float32 => "float32".into(),
+        DataType::Boolean => "boolean".into(),
+        other => other.to_string().to_lowercase(),
+    }
+}
+
+/// Reads, checks and compiles the pipeline file at `path`, after the
+/// `--set` overrides; `workers` overrides `execution.workers`.
+pub fn load(path: &Path, overrides: &[String], workers: Option<usize>) -> Result<Plan, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Invalid(format!("{}: cannot read: {e}", path.display())))?;
+    let mut text = text;
+    for assignment in overrides {
+        text = config::apply_override(&text, assignment).map_err(|e| e.context(path.display()))?;
+    }
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    load_str(&text, path, &base, workers)
+}
+
+/// Checks and compiles a pipeline file's `text`; `path` names it in
+/// errors and relative paths resolve against `base`.
+pub fn load_str(
+    text: &str,
+    path: &Path,
+    base: &Path,
+    workers: Option<usize>,
+) -> Result<Plan, Error> {
+    let invalid = |d: Diagnostic| Error::Invalid(d.render(path, text));
+    let spec = config::parse(text).map_err(invalid)?;
+    match compile(&spec, base, workers) {
+        Ok(plan) => Ok(plan),
+        Err(Failure::Invalid(d)) => Err(invalid(d)),
+        Err(Failure::Runtime(e)) => Err(e),
+    }
+}
+
+enum Failure {
+    Invalid(Diagnostic),
+    /// Something outside the file failed (an input that cannot be read).
+    Runtime(Error),
+}
+
+impl From<Diagnostic> for Failure {
+    fn from(d: Diagnostic) -> Self {
+        Failure::Invalid(d)
+    }
+}
+
+fn at(span: Span, message: impl std::fmt::Display) -> Failure {
+    Failure::Invalid(Diagnostic::at(span, message.to_string()))
+}
+
+/// The longest duration a pipeline file may give: longer ones are typing
+/// mistakes, and their arithmetic would overflow.
+const LONGEST: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// The longest a batch may be, in rows: longer ones would allocate
+/// gigabytes per batch.
+const MOST_ROWS: i64 = 1 << 22;
+
+/// The most workers a file may ask for (each is a thread).
+const MOST_WORKERS: i64 = 1024;
+
+/// The most windows a sliding window may put each event in (size / slide).
+const MOST_PANES: i64 = 10_000;
+
+fn duration(value: &Spanned<String>, what: &str) -> Result<Duration, Failure> {
+    let d = humantime::parse_duration(value.get_ref().trim()).map_err(|e| {
+        at(
+            value.span(),
+            format!(
+                "{what} `{}` is not a duration ({e}); write it like \"500ms\", \"2s\" or \"1m\"",
+                value.get_ref()
+            ),
+        )
+    })?;
+    if d > LONGEST {
+        return Err(at(
+            value.span(),
+            format!(
+                "{what} `{}` is longer than ten years, the longest a pipeline file takes; \
+                 write a shorter duration",
+                value.get_ref()
+            ),
+        ));
+    }
+    Ok(d)
+}
+
+/// A duration on the event-time axis, which counts milliseconds: whole
+/// milliseconds of at least `least` (a window of 500µs would round to
+/// nothing).
+fn event_millis(value: &Spanned<String>, what: &str, least: i64) -> Result<i64, Failure> {
+    let d = duration(value, what)?;
+    if d.subsec_nanos() % 1_000_000 != 0 {
+        return Err(at(
+            value.span(),
+            format!(
+                "{what} `{}` is not a whole number of milliseconds: event times count \
+                 milliseconds, so write it like \"1ms\", \"250ms\" or \"2s\"",
+                value.get_ref()
+            ),
+        ));
+    }
+    let ms = millis(d);
+    if ms < least {
+        let message = if least == 1 {
+            format!("{what} must be longer than zero")
+        } else {
+            format!("{what} must be at least {least}ms")
+        };
+        return Err(at(value.span(), message));
+    }
+    Ok(ms)
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The copies a NATS stream keeps in a cluster: 1 to 5, as NATS allows.
+fn replicas(value: Option<&Spanned<u32>>) -> Result<usize, Failure> {
+    match value {
+        None => Ok(1),
+        Some(r) if (1..=5).contains(r.get_ref()) => Ok(*r.get_ref() as usize),
+        Some(r) => Err(at(
+            r.span(),
+            format!(
+                "replicas = {} is not possible: a NATS stream keeps 1 to 5 copies",
+                r.get_ref()
+            ),
+        )),
+    }
+}
+
+/// Says which keys of a table don't apply to its type.
+fn only(
+    kind: &Spanned<String>,
+    given: &[(&str, Option<Span>)],
+    allowed: &[&str],
+) -> Result<(), Failure> {
+    for (key, span) in given {
+        if let Some(span) = span {
+            if !allowed.contains(key) {
+                return Err(at(
+                    span.clone(),
+                    format!(
+                        "`{key}` does not apply to type \"{}\"; it takes: {}",
+                        kind.get_ref(),
+                        allowed.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn span_of<T>(value: &Option<Spanned<T>>) -> Option<Span> {
+    value.as_ref().map(Spanned::span)
+}
+
+fn compile(spec: &PipelineSpec, base: &Path, workers: Option<usize>) -> Result<Plan, Failure> {
+    let execution = execution(spec, workers)?;
+    let source = source(spec.source.get_ref(), spec.source.span(), base)?;
+    let mut schemas: IndexMap<String, SchemaRef> = IndexMap::new();
+    schemas.insert("source".into(), source.schema.clone());
+    let mut transforms = Vec::new();
+    let mut previous = "source".to_string();
+    for t in &spec.transforms {
+        let plan = transform(t.get_ref(), &previous, &schemas)?;
+        previous = plan.name.clone();
+        schemas.insert(plan.name.clone(), plan.schema.clone());
+        transforms.push(plan);
+    }
+    let mut sinks = Vec::new();
+    for s in &spec.sinks {
+        sinks.push(sink(s.get_ref(), &schemas, base)?);
+    }
+    if sinks.is_empty() {
+        return Err(at(
+            0..0,
+            "the pipeline has no sink; add [[sink]] with `from` and `type` (stdout or file)",
+        ));
+    }
+    let mut plan = Plan {
+        name: spec.name.get_ref().clone(),
+        source,
+        execution,
+        transforms,
+        sinks,
+        warnings: Vec::new(),
+    };
+    let unread: Vec<String> = std::iter::once("source".to_string())
+        .chain(plan.transforms.iter().map(|t| t.name.clone()))
+        .filter(|s| plan.subscribers(s) == 0)
+        .collect();
+    for stream in unread {
+        plan.warnings.push(format!(
+            "stream `{stream}` has no transform or sink reading it; its rows are discarded"
+        ));
+    }
+    Ok(plan)
+}
