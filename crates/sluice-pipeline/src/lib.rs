@@ -28,6 +28,7 @@
 
 pub mod accounting;
 pub mod adaptive;
+mod build;
 pub mod checkpoint;
 pub mod config;
 pub mod connectors;

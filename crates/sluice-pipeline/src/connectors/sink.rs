@@ -1,21 +1,14 @@
 //! What every sink is: a [`RowWriter`] that writes, finishes and hands its
 //! length to a checkpoint with what makes it durable ([`Durable`]); the
-//! [`Target`] of a sink as the plan names it; [`RowSink`], the dataflow's
+//! [`Target`](super::Target) of a sink as the plan names it; [`RowSink`], the dataflow's
 //! sink stage around a writer.
 
-use super::file;
 use super::file::sink::sync_file;
-use super::nats::sink::NatsWriter;
-use super::nats::NatsTarget;
 use crate::checkpoint::Checkpointing;
-use crate::checkpoint::Guarantee;
 use crate::error::Error;
-use crate::error::Fix;
 use crate::error::Result;
-use crate::format::Format;
 use crate::rows::Rows;
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
 use sluice::Batch;
 use sluice::BoxError;
 use sluice::Sink;
@@ -79,84 +72,6 @@ impl Durable {
             wait()?;
         }
         Ok(self.length)
-    }
-}
-
-/// Where a sink writes.
-#[derive(Debug, Clone)]
-pub enum Target {
-    /// Standard output, as JSON lines.
-    Stdout,
-    /// A file in a format.
-    File {
-        /// The file.
-        path: PathBuf,
-        /// Its format.
-        format: Format,
-    },
-    /// A NATS subject, through JetStream.
-    Nats(NatsTarget),
-}
-
-impl Target {
-    /// Opens the target for rows of `schema`, resuming at `length` bytes
-    /// when given (after a checkpoint): what the file has beyond it was
-    /// written after the checkpoint and is cut off. The error names the path.
-    pub fn open_at(&self, schema: SchemaRef, length: Option<u64>) -> Result<Box<dyn RowWriter>> {
-        match self {
-            Target::Nats(target) => Ok(Box::new(NatsWriter::open(target, length)?)),
-            Target::Stdout => Ok(file::sink::stdout()),
-            Target::File { path, format } => file::sink::open(path, *format, schema, length),
-        }
-    }
-
-    /// Why this target cannot take part in checkpoints under `guarantee`,
-    /// if it cannot.
-    pub fn refuses(&self, guarantee: Guarantee) -> Option<Error> {
-        match self {
-            Target::Stdout if guarantee == Guarantee::ExactlyOnce => Some(
-                Error::refused(
-                    "stdout cannot take back what it printed, so after a crash the lines \
-                     since the last checkpoint would be printed twice. Write to a file (jsonl \
-                     or csv), or accept repeats",
-                )
-                .with_fix(Fix::AcceptRepeats),
-            ),
-            Target::Nats(n) if n.id_prefix.is_empty() && guarantee == Guarantee::ExactlyOnce => {
-                Some(
-                    Error::refused(format!(
-                        "nats:{}: outside a distributed run (a nats source) a nats sink \
-                         cannot tell a replay from new output, so after a crash what it \
-                         published since the last checkpoint is published again. Accept \
-                         repeats",
-                        n.subject
-                    ))
-                    .with_fix(Fix::AcceptRepeats),
-                )
-            }
-            Target::File {
-                format: Format::Parquet,
-                path,
-            } => Some(
-                Error::refused(format!(
-                    "{}: Parquet files cannot be cut back to a checkpoint (their footer comes \
-                     last), so they cannot be written with checkpoints yet. Write jsonl or \
-                     csv, or run without checkpoints",
-                    path.display()
-                ))
-                .with_fix(Fix::NoCheckpoints),
-            ),
-            _ => None,
-        }
-    }
-
-    /// The target's name, for reports.
-    pub fn describe(&self) -> String {
-        match self {
-            Target::Stdout => "stdout".into(),
-            Target::File { path, format } => format!("{} ({})", path.display(), format.name()),
-            Target::Nats(n) => format!("nats subject {}", n.subject),
-        }
     }
 }
 

@@ -796,21 +796,7 @@ fn producer(nodes: &[Node], stream: &str) -> String {
 }
 
 fn source_label(plan: &Plan) -> String {
-    use crate::plan::SourceKind;
-    match &plan.source.kind {
-        SourceKind::File { path, format } => format!(
-            "{:?} file {}",
-            format,
-            path.file_name()
-                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-        )
-        .to_lowercase(),
-        SourceKind::Stdin { format } => format!("{format:?} stdin").to_lowercase(),
-        SourceKind::Generator { .. } => "generator".into(),
-        SourceKind::Formula { .. } => "formula".into(),
-        SourceKind::Nexmark { .. } => "nexmark".into(),
-        SourceKind::Nats(n) => format!("nats {}", n.stream.name),
-    }
+    plan.source.kind.label()
 }
 
 #[cfg(test)]

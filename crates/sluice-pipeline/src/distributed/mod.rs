@@ -16,9 +16,8 @@
 
 use crate::checkpoint::{CheckpointConfig, Guarantee, StateLocation};
 use crate::connectors::nats::{partition_completed, CutLog, PartitionStore};
-use crate::connectors::sink::Target;
 use crate::error::{Error, Fix, Result};
-use crate::plan::{NatsSourcePlan, Plan, SourceKind};
+use crate::plan::{NatsSourcePlan, Plan};
 use crate::run::{self, PartitionContext, RunOptions, RunOutcome, Summary};
 use serde::Serialize;
 use sluice_nats::coordination::{Group, Lease};
@@ -164,10 +163,7 @@ pub fn group_name(pipeline: &str) -> String {
 
 /// The NATS source of `plan`, if it has one.
 pub fn nats_source(plan: &Plan) -> Option<&NatsSourcePlan> {
-    match &plan.source.kind {
-        SourceKind::Nats(n) => Some(n),
-        _ => None,
-    }
+    plan.source.kind.nats()
 }
 
 /// Creates what the pipeline reads and writes, if missing: the input
@@ -185,7 +181,7 @@ pub fn setup(plan: &Plan) -> Result<Vec<String>> {
         nats.stream.name, nats.stream.subject, nats.stream.partitions
     )];
     for sink in &plan.sinks {
-        if let Target::Nats(t) = &sink.target {
+        if let Some(t) = sink.target.nats() {
             if let Some(stream) = &t.stream {
                 let subject = crate::connectors::nats::sink::subject_pattern(&t.subject);
                 NatsClient::shared(&t.url)
@@ -201,27 +197,8 @@ pub fn setup(plan: &Plan) -> Result<Vec<String>> {
 /// partition: nats sinks, or stdout when repeats are accepted.
 fn check_sinks(plan: &Plan, guarantee: Guarantee) -> Result<()> {
     for sink in &plan.sinks {
-        match &sink.target {
-            Target::Nats(_) => {}
-            Target::Stdout if guarantee != Guarantee::ExactlyOnce => {}
-            Target::Stdout => {
-                return Err(Error::refused(format!(
-                    "sink of `{}`: stdout cannot take back what it printed, so after a \
-                     takeover the lines since the last checkpoint are printed again. Publish \
-                     to a nats sink, or accept repeats",
-                    sink.from
-                ))
-                .with_fix(Fix::AcceptRepeats))
-            }
-            Target::File { path, .. } => {
-                return Err(Error::refused(format!(
-                    "sink of `{}`: in a distributed run (a nats source) a partition moves \
-                     between processes and machines, so {} would be written in pieces in many \
-                     places. Publish to a nats sink (type = \"nats\") instead",
-                    sink.from,
-                    path.display()
-                )))
-            }
+        if let Some(refusal) = sink.target.refuses_distributed(guarantee) {
+            return Err(refusal.context(format_args!("sink of `{}`", sink.from)));
         }
     }
     Ok(())
@@ -233,7 +210,7 @@ fn check_sinks(plan: &Plan, guarantee: Guarantee) -> Result<()> {
 fn check_duplicate_windows(plan: &Plan, nats: &NatsSourcePlan, interval: Duration) -> Result<()> {
     let reach = interval + nats.lease_ttl * 2 + Duration::from_secs(30);
     for sink in &plan.sinks {
-        let Target::Nats(target) = &sink.target else {
+        let Some(target) = sink.target.nats() else {
             continue;
         };
         let client = NatsClient::shared(&target.url)?;
@@ -545,7 +522,7 @@ impl PartitionRun {
         )?;
         let epoch = store.epoch();
         for (i, sink) in plan.sinks.iter_mut().enumerate() {
-            if let Target::Nats(target) = &mut sink.target {
+            if let Some(target) = sink.target.nats_mut() {
                 target.id_prefix = format!("{}.{epoch}.p{partition}.s{i}", self.group);
             }
         }

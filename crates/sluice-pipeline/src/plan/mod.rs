@@ -5,7 +5,7 @@ use crate::config::diag::{Diagnostic, Span};
 use crate::config::{self, Expressions, PipelineSpec, SinkSpec, SourceSpec, TransformSpec};
 use crate::connectors::file::ParquetSource;
 use crate::connectors::generator::GeneratorSource;
-use crate::connectors::sink::Target;
+use crate::connectors::Target;
 use crate::error::Error;
 use crate::format::{self, EventTime, Format};
 use crate::sql::{AggregateExpr, ScalarExpr, SqlContext};
@@ -59,48 +59,8 @@ impl Execution {
     }
 }
 
-/// Where the source's rows come from.
-#[derive(Debug, Clone)]
-pub enum SourceKind {
-    /// A file.
-    File {
-        /// Resolved against the pipeline file's folder.
-        path: PathBuf,
-        /// Its format.
-        format: Format,
-    },
-    /// Standard input.
-    Stdin {
-        /// JSON lines or CSV.
-        format: Format,
-    },
-    /// The Nexmark benchmark's events.
-    Nexmark {
-        /// How many.
-        events: u64,
-    },
-    /// The shared W0/W1 benchmark stream: `key`, `value`, `ts` (see
-    /// `FormulaEvent`).
-    Formula {
-        /// How many.
-        events: u64,
-    },
-    /// A partitioned JetStream stream (a distributed run).
-    Nats(NatsSourcePlan),
-    /// Synthetic sensor readings.
-    Generator {
-        /// How many.
-        events: u64,
-        /// Distinct sensors.
-        keys: u64,
-        /// Seed.
-        seed: u64,
-        /// Event-time step.
-        interval_ms: u64,
-    },
-}
-
 pub use crate::connectors::nats::{NatsSourcePlan, NATS_TIME};
+pub use crate::connectors::SourceKind;
 
 /// The compiled source.
 #[derive(Debug, Clone)]
@@ -180,6 +140,14 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The schema of stream `stream` (the source's, or a transform's).
+    pub fn stream_schema(&self, stream: &str) -> SchemaRef {
+        self.transforms
+            .iter()
+            .find(|t| t.name == stream)
+            .map_or_else(|| self.source.schema.clone(), |t| t.schema.clone())
+    }
+
     /// How many transforms and sinks read `stream`.
     pub fn subscribers(&self, stream: &str) -> usize {
         self.transforms.iter().filter(|t| t.from == stream).count()
@@ -205,21 +173,7 @@ impl Plan {
             "execution: {mode}, {} worker(s)",
             self.execution.workers
         );
-        let source = match &self.source.kind {
-            SourceKind::File { path, format } => {
-                format!("file {} ({})", path.display(), format.name())
-            }
-            SourceKind::Stdin { format } => format!("stdin ({})", format.name()),
-            SourceKind::Generator { events, keys, .. } => {
-                format!("generator ({events} events, {keys} keys)")
-            }
-            SourceKind::Nexmark { events } => format!("nexmark ({events} events)"),
-            SourceKind::Formula { events } => format!("formula ({events} events)"),
-            SourceKind::Nats(n) => format!(
-                "nats stream {} ({} partitions of {})",
-                n.stream.name, n.stream.partitions, n.stream.subject
-            ),
-        };
+        let source = self.source.kind.describe();
         let _ = writeln!(out, "\nsources:");
         let _ = writeln!(
             out,

@@ -18,6 +18,7 @@
 //! - The sink publishes rows with message ids counted per partition
 //!   ([`sink`]).
 
+use crate::error::{Error, Result};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -66,3 +67,83 @@ pub struct NatsSourcePlan {
 /// The field that holds a NATS message's timestamp when the source has no
 /// `event_time`.
 pub const NATS_TIME: &str = "nats_time";
+
+/// What the run of one partition of a nats source needs besides the plan.
+#[derive(Clone)]
+pub struct PartitionContext {
+    /// The partition.
+    pub partition: u32,
+    /// The durable consumer that reads it.
+    pub durable: String,
+    /// Its log of partial cuts, claimed for this run.
+    pub log: std::sync::Arc<Mutex<Option<CutLog>>>,
+}
+
+impl std::fmt::Debug for PartitionContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionContext")
+            .field("partition", &self.partition)
+            .field("durable", &self.durable)
+            .finish()
+    }
+}
+
+impl NatsSourcePlan {
+    /// The settings that change results: without the servers (processes of
+    /// one group may list them differently), the TTL, flow control and
+    /// replicas (which can be tuned between runs).
+    pub fn identity(&self) -> NatsSourcePlan {
+        NatsSourcePlan {
+            url: String::new(),
+            lease_ttl: Duration::ZERO,
+            max_ack_pending: 0,
+            stream: sluice_nats::PartitionedStream {
+                replicas: 0,
+                ..self.stream.clone()
+            },
+            ..self.clone()
+        }
+    }
+}
+
+/// Opens the source of the partition a distributed run gave this run.
+pub(crate) fn open(
+    settings: &NatsSourcePlan,
+    at: &super::Opening<'_>,
+) -> Result<Box<dyn super::replay::ReplayableSource>> {
+    let context = at.partition.ok_or_else(|| {
+        Error::refused(
+            "a nats source is read by a distributed run, partition by partition: `sluice run` \
+             starts one (sluice_pipeline::distributed::run)",
+        )
+    })?;
+    if at.adaptive {
+        return Err(Error::refused(
+            "a nats source runs in event or micro-batch mode: adaptive chunk sizes follow \
+             timing, so a replay could not cut the same chunks",
+        ));
+    }
+    let log = lock(&context.log)
+        .take()
+        .ok_or_else(|| Error::nats("the partition's cut log is already in use"))?;
+    let decoder = crate::format::TextDecoder::new(
+        crate::format::Format::Jsonl,
+        at.schema.clone(),
+        at.time.clone(),
+        format!(
+            "nats:{}/partition {}",
+            settings.stream.name, context.partition
+        ),
+    );
+    Ok(Box::new(NatsSource::new(
+        settings.clone(),
+        context.partition,
+        context.durable.clone(),
+        log,
+        decoder,
+        at.chunk_rows,
+        at.batch_interval,
+        at.reserved.clone(),
+        at.counters.clone(),
+    )?))
+}

@@ -1,0 +1,346 @@
+//! From a plan to a dataflow on Sluice's runtime, one method per step:
+//! [`DataflowBuilder`] opens the sinks (an unwritable path fails before
+//! anything is read), adds the source, the transforms and windows (each
+//! counted, each restored from the checkpoint it resumes from), and
+//! attaches the sinks to their streams.
+
+mod options;
+pub(crate) mod restore;
+mod window;
+
+pub use options::{progress, Progress, RunOptions};
+
+use crate::accounting::{Accounting, Kind};
+use crate::checkpoint::{Checkpointing, Snapshot};
+use crate::connectors::replay::{Checkpointed, ReplayableSource, SourceCounters};
+use crate::connectors::sink::RowSink;
+use crate::connectors::{Opening, Target};
+use crate::dashboard::Watch;
+use crate::error::{Error, Result};
+use crate::operators::{CountOp, Counted, FilterOp, ProjectOp};
+use crate::plan::{Operation, Plan, TransformPlan};
+use crate::rows::Rows;
+use crate::side_outputs::Reserved;
+use restore::committed_length;
+use sluice::watermark::WatermarkStrategy;
+use sluice::{Pipeline, Stream};
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+/// A sink's label, the stream it reads, and the rows it wrote.
+pub(crate) type SinkCount = (String, String, Arc<AtomicU64>);
+
+/// Builds the dataflow of a plan, step by step.
+pub(crate) struct DataflowBuilder<'a> {
+    plan: &'a Plan,
+    options: &'a RunOptions,
+    pipeline: Pipeline,
+    reserved: Arc<Reserved>,
+    accounting: Arc<Accounting>,
+    counters: Arc<SourceCounters>,
+    checkpointing: Option<Arc<Checkpointing>>,
+    restored: Option<Snapshot>,
+    watch: Option<Arc<Watch>>,
+    emitted: Vec<SinkCount>,
+    sinks: HashMap<String, Vec<RowSink>>,
+    /// The branches of each stream not yet taken by a reader.
+    streams: HashMap<String, Vec<Stream<Rows>>>,
+    /// Records read before the checkpoint the run resumes from.
+    skipped: u64,
+}
+
+/// A dataflow ready to run, and what its run reports from.
+pub(crate) struct Dataflow {
+    pub(crate) pipeline: Pipeline,
+    pub(crate) reserved: Arc<Reserved>,
+    pub(crate) accounting: Arc<Accounting>,
+    pub(crate) counters: Arc<SourceCounters>,
+    pub(crate) checkpointing: Option<Arc<Checkpointing>>,
+    pub(crate) emitted: Vec<SinkCount>,
+    pub(crate) skipped: u64,
+}
+
+impl<'a> DataflowBuilder<'a> {
+    /// A builder for `plan`, counting its source into `counters`, with the
+    /// checkpoints the run restored (see [`restore::open`]).
+    pub(crate) fn new(
+        plan: &'a Plan,
+        options: &'a RunOptions,
+        counters: Arc<SourceCounters>,
+        reserved: Arc<Reserved>,
+        checkpointing: Option<Arc<Checkpointing>>,
+        restored: Option<Snapshot>,
+    ) -> Self {
+        let transforms: Vec<_> = plan
+            .transforms
+            .iter()
+            .map(|t| {
+                let kind = match t.operation {
+                    Operation::Window(_) => Kind::Window,
+                    _ => Kind::Row,
+                };
+                (t.name.clone(), kind, t.from.clone())
+            })
+            .collect();
+        let accounting = Arc::new(Accounting::new(plan.subscribers("source"), &transforms));
+        Self {
+            plan,
+            options,
+            pipeline: Pipeline::new().with_workers(plan.execution.workers),
+            reserved,
+            accounting,
+            counters,
+            checkpointing,
+            restored,
+            watch: options.watch.clone(),
+            emitted: Vec::new(),
+            sinks: HashMap::new(),
+            streams: HashMap::new(),
+            skipped: 0,
+        }
+    }
+
+    /// Tells the dashboard's watch, if any, what to observe.
+    pub(crate) fn watch(&mut self, progress: &Progress) {
+        if let Some(watch) = &self.watch {
+            self.reserved.set_watch(watch.clone());
+            watch.set_source(progress);
+            if let Some(c) = &self.checkpointing {
+                watch.set_checkpointing(c.clone());
+            }
+        }
+    }
+
+    /// Opens every sink, resuming each at its checkpointed length: an
+    /// unwritable path fails before anything is read.
+    pub(crate) fn open_sinks(&mut self) -> Result<()> {
+        let mut reserved_writers: HashMap<&str, usize> = HashMap::new();
+        for (i, sink) in self.plan.sinks.iter().enumerate() {
+            let count = Arc::new(AtomicU64::new(0));
+            self.emitted
+                .push((sink.label.clone(), sink.from.clone(), count.clone()));
+            if let Some(stream) = self.reserved.get(&sink.from) {
+                let n = reserved_writers.entry(stream.name()).or_default();
+                let key = format!("reserved/{}/{n}", stream.name());
+                *n += 1;
+                opened(&key, &sink.target);
+                let length = committed_length(self.restored.as_ref(), &key)?;
+                stream.subscribe(sink.target.open_at(stream.schema(), length)?, count);
+                continue;
+            }
+            let key = format!("sink/{i}");
+            opened(&key, &sink.target);
+            let length = committed_length(self.restored.as_ref(), &key)?;
+            let writer = sink
+                .target
+                .open_at(self.plan.stream_schema(&sink.from), length)?;
+            let mut sink_op = RowSink::new(writer, count);
+            if sink.from == "source" {
+                sink_op = sink_op.judging(self.accounting.clone());
+            }
+            if let Some(watch) = &self.watch {
+                sink_op = sink_op.with_watch(watch.clone());
+            }
+            if let Some(c) = &self.checkpointing {
+                sink_op = sink_op.with_checkpoints(c.clone(), key);
+            }
+            self.sinks
+                .entry(sink.from.clone())
+                .or_default()
+                .push(sink_op);
+        }
+        Ok(())
+    }
+
+    /// Adds the source: opened by its connector, paced and steered when
+    /// the plan says so, checkpointed, resumed at its checkpointed position
+    /// with the watermark where it was.
+    pub(crate) fn add_source(&mut self) -> Result<()> {
+        let exec = &self.plan.execution;
+        let source = self.plan.source.kind.open(&Opening {
+            schema: self.plan.source.schema.clone(),
+            time: self.plan.source.time.clone(),
+            chunk_rows: exec.chunk_rows(),
+            batch_interval: exec.batch_interval,
+            adaptive: exec.target_latency.is_some(),
+            reserved: &self.reserved,
+            counters: &self.counters,
+            partition: self.options.partition.as_ref(),
+        })?;
+        let source: Box<dyn ReplayableSource> = match self.plan.source.rate {
+            Some(rate) => Box::new(crate::connectors::paced::Paced::new(
+                source,
+                rate,
+                exec.chunk_rows(),
+            )),
+            None => source,
+        };
+        let source: Box<dyn ReplayableSource> = match exec.target_latency {
+            Some(target) => Box::new(crate::adaptive::AdaptiveChunks::new(source, target)),
+            None => source,
+        };
+        let mut source =
+            Checkpointed::new(source, self.checkpointing.clone()).counting(self.counters.clone());
+        let mut resume_from = None;
+        if let Some(snapshot) = &self.restored {
+            resume_from = source.restore(snapshot.get("source").unwrap_or_default())?;
+            self.skipped = source.read_before();
+        }
+        let mut strategy = WatermarkStrategy::bounded(self.plan.source.max_out_of_orderness);
+        if let Some(idle) = self.plan.source.idle_timeout {
+            strategy = strategy.with_idle_timeout(idle);
+        }
+        if let Some(max_seen) = resume_from {
+            strategy = strategy.resuming_from(max_seen);
+        }
+        let stream = self
+            .pipeline
+            .source(source)
+            .with_watermarks(strategy)
+            .events;
+        self.add_stream("source", stream);
+        Ok(())
+    }
+
+    /// Names `stream`: counts its rows (and shows them on the dashboard),
+    /// and splits it into a branch per reader; a stream nobody reads is
+    /// discarded, as a participant of checkpoints like any sink (so that
+    /// the dead letters held on its path are out before a commit).
+    fn add_stream(&mut self, name: &str, stream: Stream<Rows>) {
+        let counts = self.watch.as_ref().map(|w| w.stream(name));
+        if let Some(counts) = &counts {
+            counts.set_instances(stream.parallelism());
+        }
+        let stream = stream.operator({
+            let name = name.to_string();
+            // The source's chunks are marked with their read time.
+            let stamp = name == "source";
+            let rows = self.accounting.stream(&name);
+            move |down, _| {
+                let count = CountOp::new(name.clone(), down).counting(rows.clone());
+                Box::new(match &counts {
+                    Some(counts) => count.with_watch(counts.clone(), stamp),
+                    None => count,
+                })
+            }
+        });
+        let readers = self.plan.subscribers(name);
+        let branches = if readers == 0 {
+            let mut discard = RowSink::discard();
+            if name == "source" {
+                // Nothing reads the input (only its dead letters are
+                // kept): its records are processed, by being discarded.
+                discard = discard.judging(self.accounting.clone());
+            }
+            if let Some(c) = &self.checkpointing {
+                discard = discard.with_checkpoints(c.clone(), format!("unread/{name}"));
+            }
+            stream.sink(discard);
+            Vec::new()
+        } else if readers == 1 {
+            vec![stream]
+        } else {
+            stream.fan_out(readers)
+        };
+        self.streams.insert(name.to_string(), branches);
+    }
+
+    /// A branch of stream `name` for one more reader.
+    fn branch(&mut self, name: &str) -> Result<Stream<Rows>> {
+        self.streams
+            .get_mut(name)
+            .and_then(Vec::pop)
+            .ok_or_else(|| Error::Bug(format!("stream `{name}` has no branch left")))
+    }
+
+    /// Adds transform `t` on a branch of the stream it reads.
+    pub(crate) fn add_transform(&mut self, t: &TransformPlan) -> Result<()> {
+        let input = self.branch(&t.from)?;
+        let counted = Counted {
+            counts: self.accounting.transform(&t.name).unwrap_or_default(),
+            judge: (t.from == "source").then(|| self.accounting.clone()),
+        };
+        let name = t.name.clone();
+        let reserved = self.reserved.clone();
+        let out: Stream<Rows> = match &t.operation {
+            Operation::Filter(predicate) => {
+                let predicate = predicate.clone();
+                input.operator(move |down, _| {
+                    Box::new(
+                        FilterOp::new(name.clone(), predicate.clone(), reserved.clone(), down)
+                            .counted(counted.clone()),
+                    )
+                })
+            }
+            Operation::Select(columns) => {
+                let (columns, schema) = (columns.clone(), t.schema.clone());
+                input.operator(move |down, _| {
+                    Box::new(
+                        ProjectOp::new(
+                            name.clone(),
+                            None,
+                            Some(columns.clone()),
+                            schema.clone(),
+                            reserved.clone(),
+                            down,
+                        )
+                        .counted(counted.clone()),
+                    )
+                })
+            }
+            Operation::Rule { when, emit } => {
+                let (when, emit, schema) = (when.clone(), emit.clone(), t.schema.clone());
+                input.operator(move |down, _| {
+                    Box::new(
+                        ProjectOp::new(
+                            name.clone(),
+                            Some(when.clone()),
+                            emit.clone(),
+                            schema.clone(),
+                            reserved.clone(),
+                            down,
+                        )
+                        .counted(counted.clone()),
+                    )
+                })
+            }
+            Operation::Window(window) => self.add_window(&name, input, window, counted)?,
+        };
+        self.add_stream(&t.name, out);
+        Ok(())
+    }
+
+    /// Attaches every sink to a branch of the stream it reads.
+    pub(crate) fn attach_sinks(&mut self) -> Result<()> {
+        for (stream, sinks) in std::mem::take(&mut self.sinks) {
+            for sink in sinks {
+                self.branch(&stream)?.sink(sink);
+            }
+        }
+        Ok(())
+    }
+
+    /// The dataflow, ready to run.
+    pub(crate) fn finish(self) -> Dataflow {
+        Dataflow {
+            pipeline: self.pipeline,
+            reserved: self.reserved,
+            accounting: self.accounting,
+            counters: self.counters,
+            checkpointing: self.checkpointing,
+            emitted: self.emitted,
+            skipped: self.skipped,
+        }
+    }
+}
+
+/// Tells the durability trace which file holds output `key`.
+fn opened(key: &str, target: &Target) {
+    if let Some(path) = target.path() {
+        crate::fault::record(|| crate::fault::Event::Opened {
+            key: key.to_string(),
+            path: path.to_path_buf(),
+        });
+    }
+}
