@@ -10,14 +10,6 @@ const TARGET: FlushPolicy = FlushPolicy::Adaptive {
     target_latency: Duration::from_millis(5),
 };
 
-/// Busy-waits `d`: a sink's flush with a round trip.
-fn spin(d: Duration) {
-    let start = Instant::now();
-    while start.elapsed() < d {
-        std::hint::spin_loop();
-    }
-}
-
 #[test]
 fn a_saturated_edge_batches_and_delivers_everything() {
     const EVENTS: u64 = 200_000;
