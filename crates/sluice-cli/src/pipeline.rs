@@ -289,7 +289,9 @@ pub fn run(args: &RunArgs) -> ExitCode {
             log: args.verbose.then(String::new),
         }),
         stop: Arc::new(AtomicBool::new(false)),
-        watch: watch.clone(),
+        watch: watch
+            .clone()
+            .map(|w| w as Arc<dyn sluice_pipeline::telemetry::Telemetry>),
         partition: None,
     };
     // Once the run is over, a signal ends the dashboard's lingering.

@@ -18,7 +18,7 @@
 //! they are counted at different places, so a record lost or counted twice
 //! anywhere shows.
 
-use crate::connectors::replay::SourceCounters;
+use crate::rows::Rows;
 use indexmap::IndexMap;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -372,6 +372,29 @@ pub struct TransformReport {
     pub late: u64,
     /// Rows an expression failed on.
     pub dead_letter: u64,
+}
+
+/// Counters a source keeps for the run's summary and progress bar.
+#[derive(Debug, Default)]
+pub struct SourceCounters {
+    /// Records read (decoded or not).
+    pub read: AtomicU64,
+    /// Records decoded into rows.
+    pub decoded: AtomicU64,
+    /// Records the decoder refused (dead letters).
+    pub dead_letter: AtomicU64,
+    /// Bytes read, for the progress bar.
+    pub bytes: AtomicU64,
+}
+
+impl SourceCounters {
+    /// Counts what a decoder made of a region: `rows`, and `dead` records.
+    pub fn decoded_into(&self, rows: Option<&Rows>, dead: &[crate::format::DeadLetter]) {
+        let decoded = rows.map_or(0, Rows::len) as u64;
+        self.decoded.fetch_add(decoded, Ordering::Relaxed);
+        self.dead_letter
+            .fetch_add(dead.len() as u64, Ordering::Relaxed);
+    }
 }
 
 #[cfg(test)]

@@ -38,11 +38,13 @@ pub mod error;
 pub mod fault;
 pub mod format;
 pub mod operators;
+pub mod output;
 pub mod plan;
 pub mod rows;
 pub mod run;
 pub mod side_outputs;
 pub mod sql;
+pub mod telemetry;
 pub mod window;
 
 pub use error::{Error, Fix, Result};

@@ -6,10 +6,10 @@
 //! sink subscribed to the stream, counted, and a few are kept as samples for
 //! the end-of-run report when no sink takes them.
 
-use crate::connectors::sink::RowWriter;
-use crate::dashboard::Watch;
 use crate::error::{Error, Result};
 use crate::format::DeadLetter;
+use crate::output::RowWriter;
+use crate::telemetry::Telemetry;
 use arrow::array::{Int64Array, RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -126,26 +126,7 @@ impl ReservedStream {
     }
 }
 
-/// A late event: beyond its window's allowed lateness.
-#[derive(Debug, Clone)]
-pub struct LateEvent {
-    /// The window transform that refused it.
-    pub transform: String,
-    /// Its line in the source.
-    pub line: u64,
-    /// Its event time.
-    pub event_time: i64,
-    /// The transform's watermark when it came.
-    pub watermark: i64,
-    /// The window it missed: `[start, end)` in epoch ms.
-    pub window: (i64, i64),
-    /// The window's allowed lateness, in ms.
-    pub lateness: i64,
-    /// Why it was refused.
-    pub reason: String,
-    /// The event as JSON.
-    pub record: String,
-}
+pub use crate::telemetry::LateEvent;
 
 /// Both reserved streams.
 pub struct Reserved {
@@ -156,7 +137,7 @@ pub struct Reserved {
     /// Checkpointing: handles hold records until the next barrier.
     hold: AtomicBool,
     /// The dashboard's figures, when it is on.
-    watch: OnceLock<Arc<Watch>>,
+    watch: OnceLock<Arc<dyn Telemetry>>,
 }
 
 impl Default for Reserved {
@@ -192,12 +173,12 @@ impl Reserved {
 
     /// Shows what the streams receive, and what the operators that write
     /// to them do, on `watch`.
-    pub fn set_watch(&self, watch: Arc<Watch>) {
+    pub fn set_watch(&self, watch: Arc<dyn Telemetry>) {
         let _ = self.watch.set(watch);
     }
 
     /// The dashboard's figures, when it is on.
-    pub fn watch(&self) -> Option<&Arc<Watch>> {
+    pub fn watch(&self) -> Option<&Arc<dyn Telemetry>> {
         self.watch.get()
     }
 
@@ -343,7 +324,7 @@ impl ReservedHandle {
     }
 
     /// The dashboard's figures, when it is on.
-    pub fn watch(&self) -> Option<&Arc<Watch>> {
+    pub fn watch(&self) -> Option<&Arc<dyn Telemetry>> {
         self.shared.watch()
     }
 
@@ -381,4 +362,10 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl crate::checkpoint::Held for Reserved {
+    fn checkpoint(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        Reserved::checkpoint(self)
+    }
 }

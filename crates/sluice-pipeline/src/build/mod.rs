@@ -6,21 +6,22 @@
 
 mod options;
 pub(crate) mod restore;
+pub(crate) mod sink;
 mod window;
 
 pub use options::{progress, Progress, RunOptions};
 
 use crate::accounting::{Accounting, Kind};
+use crate::build::sink::RowSink;
 use crate::checkpoint::{Checkpointing, Snapshot};
 use crate::connectors::replay::{Checkpointed, ReplayableSource, SourceCounters};
-use crate::connectors::sink::RowSink;
 use crate::connectors::{Opening, Target};
-use crate::dashboard::Watch;
 use crate::error::{Error, Result};
 use crate::operators::{CountOp, Counted, FilterOp, ProjectOp};
 use crate::plan::{Operation, Plan, TransformPlan};
 use crate::rows::Rows;
 use crate::side_outputs::Reserved;
+use crate::telemetry::Telemetry;
 use restore::committed_length;
 use sluice::watermark::WatermarkStrategy;
 use sluice::{Pipeline, Stream};
@@ -41,7 +42,7 @@ pub(crate) struct DataflowBuilder<'a> {
     counters: Arc<SourceCounters>,
     checkpointing: Option<Arc<Checkpointing>>,
     restored: Option<Snapshot>,
-    watch: Option<Arc<Watch>>,
+    watch: Option<Arc<dyn Telemetry>>,
     emitted: Vec<SinkCount>,
     sinks: HashMap<String, Vec<RowSink>>,
     /// The branches of each stream not yet taken by a reader.
@@ -105,7 +106,7 @@ impl<'a> DataflowBuilder<'a> {
     pub(crate) fn watch(&mut self, progress: &Progress) {
         if let Some(watch) = &self.watch {
             self.reserved.set_watch(watch.clone());
-            watch.set_source(progress);
+            watch.set_source(progress.source.clone(), progress.total_bytes);
             if let Some(c) = &self.checkpointing {
                 watch.set_checkpointing(c.clone());
             }

@@ -16,7 +16,7 @@ pub struct RunOptions {
     /// Set (by a signal handler) to stop after a last checkpoint.
     pub stop: Arc<AtomicBool>,
     /// The dashboard's figures, when it is on.
-    pub watch: Option<Arc<crate::dashboard::Watch>>,
+    pub watch: Option<Arc<dyn crate::telemetry::Telemetry>>,
     /// The partition this run reads, in a distributed run (a nats source).
     pub partition: Option<PartitionContext>,
 }

@@ -20,7 +20,6 @@
 //! reporting checkpoint `n` never reaches checkpoint `n`'s commit.
 
 use crate::error::{Error, Fix, Result};
-use crate::side_outputs::Reserved;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -153,7 +152,7 @@ impl Store {
     /// Opens (or creates) the store in `dir`. `fingerprint` identifies the
     /// pipeline: a store written by another pipeline is refused.
     pub fn open(dir: &Path, fingerprint: &str, fresh: bool) -> Result<Self> {
-        crate::connectors::file::create_dir_durably(dir)
+        crate::output::create_dir_durably(dir)
             .map_err(|e| e.context("cannot create the state directory"))?;
         let path = dir.join(STATE_FILE);
         if fresh && path.exists() {
@@ -370,12 +369,20 @@ struct Inner {
     error: Option<Error>,
 }
 
+/// State each checkpoint records that no barrier carries: the lengths of
+/// the writers of the side outputs (`late`, `dead_letter`), which every
+/// operator writes to. The last report of a checkpoint asks for it.
+pub trait Held: Send + Sync {
+    /// Makes what was written durable; the entries to record.
+    fn checkpoint(&self) -> Result<Vec<(String, Vec<u8>)>>;
+}
+
 /// Coordinates the checkpoints of one run: when they are due, who has
 /// reported, and the commit.
 pub struct Checkpointing {
     store: Arc<dyn CheckpointStore>,
     interval: Duration,
-    reserved: Arc<Reserved>,
+    held: Arc<dyn Held>,
     /// The checkpoint the run resumed from.
     restored: Option<u64>,
     inner: Mutex<Inner>,
@@ -400,14 +407,14 @@ impl Checkpointing {
     pub fn new(
         store: Arc<dyn CheckpointStore>,
         interval: Duration,
-        reserved: Arc<Reserved>,
+        held: Arc<dyn Held>,
         restored: Option<u64>,
         stop: Arc<AtomicBool>,
     ) -> Self {
         Self {
             store,
             interval,
-            reserved,
+            held,
             restored,
             inner: Mutex::new(Inner {
                 in_flight: None,
@@ -537,7 +544,7 @@ impl Checkpointing {
             return Ok(());
         };
         let mut entries = flight.entries;
-        match self.reserved.checkpoint() {
+        match self.held.checkpoint() {
             Ok(lengths) => entries.extend(lengths),
             Err(error) => {
                 self.failed(&mut inner, error.duplicate());

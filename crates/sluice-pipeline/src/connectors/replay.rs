@@ -10,33 +10,11 @@ use sluice::Batch;
 use sluice::BoxError;
 use sluice::Source;
 use sluice::SourceStatus;
-use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Counters a source keeps for the run's summary and progress bar.
-#[derive(Debug, Default)]
-pub struct SourceCounters {
-    /// Records read (decoded or not).
-    pub read: AtomicU64,
-    /// Records decoded into rows.
-    pub decoded: AtomicU64,
-    /// Records the decoder refused (dead letters).
-    pub dead_letter: AtomicU64,
-    /// Bytes read, for the progress bar.
-    pub bytes: AtomicU64,
-}
-
-impl SourceCounters {
-    /// Counts what a decoder made of a region: `rows`, and `dead` records.
-    pub fn decoded_into(&self, rows: Option<&Rows>, dead: &[crate::format::DeadLetter]) {
-        let decoded = rows.map_or(0, Rows::len) as u64;
-        self.decoded.fetch_add(decoded, Ordering::Relaxed);
-        self.dead_letter
-            .fetch_add(dead.len() as u64, Ordering::Relaxed);
-    }
-}
+pub use crate::accounting::SourceCounters;
 
 /// A source whose position can be recorded and restored: what a
 /// checkpoint needs to replay it.

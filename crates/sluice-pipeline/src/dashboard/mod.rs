@@ -10,12 +10,14 @@
 //!
 //! Without `--ui` there is no watch and the operators skip all of it.
 
+use crate::accounting::SourceCounters;
 use crate::checkpoint::Checkpointing;
 use crate::plan::{Operation, Plan};
-use crate::side_outputs::LateEvent;
+pub use crate::telemetry::StreamWatch;
+use crate::telemetry::{LateEvent, Telemetry};
 use serde::Serialize;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -48,7 +50,7 @@ pub struct Watch {
     checkpointing: Mutex<Option<Arc<Checkpointing>>>,
     checkpoints: Mutex<VecDeque<CheckpointSample>>,
     /// The source's counters and the input's size, once the run starts.
-    source: Mutex<Option<(Arc<crate::connectors::replay::SourceCounters>, Option<u64>)>>,
+    source: Mutex<Option<(Arc<SourceCounters>, Option<u64>)>>,
     state: Mutex<RunState>,
     history: Mutex<History>,
 }
@@ -59,80 +61,6 @@ impl std::fmt::Debug for Watch {
             .field("pipeline", &self.pipeline)
             .field("streams", &self.streams())
             .finish_non_exhaustive()
-    }
-}
-
-/// The counters of one named stream.
-#[derive(Debug)]
-pub struct StreamWatch {
-    records: AtomicU64,
-    chunks: AtomicU64,
-    largest_chunk: AtomicU64,
-    busy_nanos: AtomicU64,
-    longest_nanos: AtomicU64,
-    newest_event: AtomicI64,
-    watermark: AtomicI64,
-    instances: AtomicU64,
-}
-
-impl Default for StreamWatch {
-    fn default() -> Self {
-        Self {
-            records: AtomicU64::new(0),
-            chunks: AtomicU64::new(0),
-            largest_chunk: AtomicU64::new(0),
-            busy_nanos: AtomicU64::new(0),
-            longest_nanos: AtomicU64::new(0),
-            newest_event: AtomicI64::new(i64::MIN),
-            watermark: AtomicI64::new(i64::MIN),
-            instances: AtomicU64::new(1),
-        }
-    }
-}
-
-impl StreamWatch {
-    /// `chunks` chunks of `rows` rows in all (the largest `largest`, the
-    /// newest event time `newest`) went through the operators behind the
-    /// stream in `took`.
-    pub fn chunks(
-        &self,
-        chunks: usize,
-        rows: usize,
-        largest: usize,
-        newest: Option<i64>,
-        took: Duration,
-    ) {
-        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        self.records.fetch_add(rows as u64, Ordering::Relaxed);
-        self.chunks.fetch_add(chunks as u64, Ordering::Relaxed);
-        self.largest_chunk
-            .fetch_max(largest as u64, Ordering::Relaxed);
-        self.busy_nanos.fetch_add(nanos, Ordering::Relaxed);
-        self.longest_nanos.fetch_max(nanos, Ordering::Relaxed);
-        if let Some(newest) = newest {
-            self.newest_event.fetch_max(newest, Ordering::Relaxed);
-        }
-    }
-
-    /// The stream's watermark moved to `watermark`.
-    pub fn watermark(&self, watermark: i64) {
-        self.watermark.fetch_max(watermark, Ordering::Relaxed);
-    }
-
-    /// How far the watermark is behind the newest event time, in ms, once
-    /// both are known (the end of input moves the watermark to the end of
-    /// time: no lag then).
-    fn lag_ms(&self) -> Option<i64> {
-        let known = |v: i64| (v != i64::MIN && v != i64::MAX).then_some(v);
-        let watermark = known(self.watermark.load(Ordering::Relaxed))?;
-        let newest = known(self.newest_event.load(Ordering::Relaxed))?;
-        Some(newest.saturating_sub(watermark).max(0))
-    }
-
-    /// How many instances (threads) carry the stream.
-    pub fn set_instances(&self, instances: usize) {
-        self.instances
-            .store(instances.max(1) as u64, Ordering::Relaxed);
     }
 }
 
@@ -401,8 +329,8 @@ impl Watch {
     }
 
     /// Where the source's counts are.
-    pub fn set_source(&self, progress: &crate::run::Progress) {
-        *lock(&self.source) = Some((progress.source.clone(), progress.total_bytes));
+    pub fn set_source(&self, counters: Arc<SourceCounters>, total_bytes: Option<u64>) {
+        *lock(&self.source) = Some((counters, total_bytes));
     }
 
     /// Checkpoints to show.
@@ -797,6 +725,30 @@ fn producer(nodes: &[Node], stream: &str) -> String {
 
 fn source_label(plan: &Plan) -> String {
     plan.source.kind.label()
+}
+
+impl Telemetry for Watch {
+    fn stream(&self, name: &str) -> Arc<StreamWatch> {
+        Watch::stream(self, name)
+    }
+    fn set_source(&self, counters: Arc<SourceCounters>, total_bytes: Option<u64>) {
+        Watch::set_source(self, counters, total_bytes)
+    }
+    fn set_checkpointing(&self, checkpointing: Arc<Checkpointing>) {
+        Watch::set_checkpointing(self, checkpointing)
+    }
+    fn latency(&self, read_at: Instant, rows: usize) {
+        Watch::latency(self, read_at, rows)
+    }
+    fn late(&self, events: &[LateEvent]) {
+        Watch::late(self, events)
+    }
+    fn dead(&self, letters: &[crate::format::DeadLetter]) {
+        Watch::dead(self, letters)
+    }
+    fn fired(&self, transform: &str, watermark: i64, rows: u64, windows: Option<(i64, i64)>) {
+        Watch::fired(self, transform, watermark, rows, windows)
+    }
 }
 
 #[cfg(test)]

@@ -2,12 +2,12 @@
 //! operators that count streams and split chunks by key.
 
 use crate::accounting::{Accounting, Count, TransformCounts};
-use crate::dashboard::StreamWatch;
 use crate::fault::Fault;
 use crate::format::{row_json, DeadLetter};
 use crate::rows::Rows;
 use crate::side_outputs::{Reserved, ReservedHandle};
 use crate::sql::{evaluate_all, Evaluator, ScalarExpr};
+use crate::telemetry::StreamWatch;
 use arrow::array::{ArrayRef, AsArray, RecordBatch, UInt32Array};
 use arrow::datatypes::SchemaRef;
 use arrow::row::RowConverter;

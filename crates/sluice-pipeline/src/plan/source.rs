@@ -27,8 +27,19 @@ fn sample(path: &Path) -> Result<Vec<u8>, Failure> {
     Ok(bytes)
 }
 
+/// What a source's table says, shared by the checks of every type.
+struct Table<'a> {
+    /// Each key the table may hold, with where it was given.
+    given: Vec<(&'a str, Option<Span>)>,
+    /// The schema the table gives, if it gives one.
+    explicit: Option<Vec<(String, DataType)>>,
+}
+
+/// The keys every source type takes.
+const COMMON: [&str; 4] = ["event_time", "max_out_of_orderness", "idle_timeout", "rate"];
+
 pub(super) fn source(s: &SourceSpec, span: Span, base: &Path) -> Result<SourcePlan, Failure> {
-    let given = [
+    let given = vec![
         ("path", span_of(&s.path)),
         ("format", span_of(&s.format)),
         ("event_time", span_of(&s.event_time)),
@@ -49,178 +60,17 @@ pub(super) fn source(s: &SourceSpec, span: Span, base: &Path) -> Result<SourcePl
         ("end", span_of(&s.end)),
         ("lease_ttl", span_of(&s.lease_ttl)),
     ];
-    let common = ["event_time", "max_out_of_orderness", "idle_timeout", "rate"];
-    let explicit = match &s.schema {
-        None => None,
-        Some(fields) => {
-            let mut out = Vec::new();
-            for (name, t) in fields.get_ref() {
-                let dt = format::parse_type(t.get_ref()).ok_or_else(|| {
-                    at(
-                        t.span(),
-                        format!(
-                            "type \"{}\" of field `{name}` is not known; use one of: {}",
-                            t.get_ref(),
-                            format::TYPE_NAMES
-                        ),
-                    )
-                })?;
-                out.push((name.clone(), dt));
-            }
-            Some(out)
-        }
-    };
-    let text_format = |default: Option<Format>| -> Result<Format, Failure> {
-        match &s.format {
-            Some(f) => match Format::from_name(f.get_ref()) {
-                Some(format) => Ok(format),
-                None => Err(at(
-                    f.span(),
-                    format!(
-                        "format \"{}\" is not known; use \"jsonl\", \"csv\" or \"parquet\"",
-                        f.get_ref()
-                    ),
-                )),
-            },
-            None => default.ok_or_else(|| {
-                at(
-                    s.kind.span(),
-                    "say the input's format: format = \"jsonl\", \"csv\" or \"parquet\"",
-                )
-            }),
-        }
+    let t = Table {
+        given,
+        explicit: explicit_schema(s)?,
     };
     let (kind, schema) = match s.kind.get_ref().as_str() {
-        "file" => {
-            only(
-                &s.kind,
-                &given,
-                &[&["path", "format", "schema"][..], &common[..]].concat(),
-            )?;
-            let path_value = s
-                .path
-                .as_ref()
-                .ok_or_else(|| at(s.kind.span(), "a file source needs `path`, the input file"))?;
-            let path = base.join(path_value.get_ref());
-            let format = text_format(Format::from_path(&path))?;
-            if !path.exists() {
-                return Err(Failure::Runtime(Error::input(format!(
-                    "cannot read {}: no such file (from `path` of the source)",
-                    path.display()
-                ))));
-            }
-            let time_field = s.event_time.as_ref().map(|f| f.get_ref().as_str());
-            let schema = input_schema(
-                format,
-                Some(&path),
-                explicit.as_deref(),
-                time_field,
-                path_value.span(),
-            )?;
-            (SourceKind::File { path, format }, schema)
-        }
-        "stdin" => {
-            only(
-                &s.kind,
-                &given,
-                &[&["format", "schema"][..], &common[..]].concat(),
-            )?;
-            let format = text_format(None)?;
-            if format == Format::Parquet {
-                return Err(at(
-                    span_of(&s.format).unwrap_or(span.clone()),
-                    "stdin takes \"jsonl\" or \"csv\"; read Parquet from a file",
-                ));
-            }
-            let fields = explicit.as_deref().ok_or_else(|| {
-                at(
-                    s.kind.span(),
-                    "a stdin source needs `schema = { field = \"type\", ... }`: stdin can't be \
-                     read ahead to infer one",
-                )
-            })?;
-            (
-                SourceKind::Stdin { format },
-                format::explicit_schema(fields),
-            )
-        }
-        "generator" => {
-            only(
-                &s.kind,
-                &given,
-                &[&["events", "keys", "seed", "interval_ms"][..], &common[..]].concat(),
-            )?;
-            let events = s.events.as_ref().map_or(1_000_000, |v| *v.get_ref());
-            let keys = s.keys.as_ref().map_or(100, |v| *v.get_ref());
-            if keys == 0 {
-                let span = span_of(&s.keys).unwrap_or(s.kind.span());
-                return Err(at(span, "keys must be at least 1"));
-            }
-            let interval_ms = s.interval_ms.as_ref().map_or(1, |v| *v.get_ref());
-            if events
-                .checked_mul(interval_ms)
-                .is_none_or(|last| last > i64::MAX as u64)
-            {
-                let span = span_of(&s.interval_ms).unwrap_or(s.kind.span());
-                return Err(at(
-                    span,
-                    format!(
-                        "{events} events {interval_ms}ms apart go past the last event time \
-                         (year 292 million); make interval_ms or events smaller"
-                    ),
-                ));
-            }
-            (
-                SourceKind::Generator {
-                    events,
-                    keys,
-                    seed: s.seed.as_ref().map_or(7, |v| *v.get_ref()),
-                    interval_ms,
-                },
-                GeneratorSource::schema(),
-            )
-        }
-        "formula" => {
-            only(&s.kind, &given, &[&["events"][..], &common[..]].concat())?;
-            (
-                SourceKind::Formula {
-                    events: s.events.as_ref().map_or(10_000_000, |v| *v.get_ref()),
-                },
-                crate::connectors::generator::FormulaRows::schema(),
-            )
-        }
-        "nexmark" => {
-            only(&s.kind, &given, &[&["events"][..], &common[..]].concat())?;
-            (
-                SourceKind::Nexmark {
-                    events: s.events.as_ref().map_or(1_000_000, |v| *v.get_ref()),
-                },
-                crate::connectors::generator::NexmarkRows::schema(),
-            )
-        }
-        "nats" => {
-            only(
-                &s.kind,
-                &given,
-                &[
-                    &[
-                        "format",
-                        "schema",
-                        "url",
-                        "stream",
-                        "subject",
-                        "partitions",
-                        "replicas",
-                        "max_ack_pending",
-                        "end",
-                        "lease_ttl",
-                    ][..],
-                    &common[..],
-                ]
-                .concat(),
-            )?;
-            nats_source(s, explicit.as_deref())?
-        }
+        "file" => file_source(s, &t, base)?,
+        "stdin" => stdin_source(s, &t, &span)?,
+        "generator" => generator_source(s, &t)?,
+        "formula" => formula_source(s, &t)?,
+        "nexmark" => nexmark_source(s, &t)?,
+        "nats" => nats_source(s, &t)?,
         other => {
             return Err(at(
                 s.kind.span(),
@@ -264,9 +114,205 @@ pub(super) fn source(s: &SourceSpec, span: Span, base: &Path) -> Result<SourcePl
     )
 }
 
+/// The schema a source's table gives (`schema = { field = "type", ... }`).
+fn explicit_schema(s: &SourceSpec) -> Result<Option<Vec<(String, DataType)>>, Failure> {
+    Ok(match &s.schema {
+        None => None,
+        Some(fields) => {
+            let mut out = Vec::new();
+            for (name, t) in fields.get_ref() {
+                let dt = format::parse_type(t.get_ref()).ok_or_else(|| {
+                    at(
+                        t.span(),
+                        format!(
+                            "type \"{}\" of field `{name}` is not known; use one of: {}",
+                            t.get_ref(),
+                            format::TYPE_NAMES
+                        ),
+                    )
+                })?;
+                out.push((name.clone(), dt));
+            }
+            Some(out)
+        }
+    })
+}
+
+/// The format a text source's table says, or `default`.
+fn text_format(s: &SourceSpec, default: Option<Format>) -> Result<Format, Failure> {
+    match &s.format {
+        Some(f) => match Format::from_name(f.get_ref()) {
+            Some(format) => Ok(format),
+            None => Err(at(
+                f.span(),
+                format!(
+                    "format \"{}\" is not known; use \"jsonl\", \"csv\" or \"parquet\"",
+                    f.get_ref()
+                ),
+            )),
+        },
+        None => default.ok_or_else(|| {
+            at(
+                s.kind.span(),
+                "say the input's format: format = \"jsonl\", \"csv\" or \"parquet\"",
+            )
+        }),
+    }
+}
+
+/// A file: its path (against the pipeline file's folder), format and schema.
+fn file_source(
+    s: &SourceSpec,
+    t: &Table<'_>,
+    base: &Path,
+) -> Result<(SourceKind, SchemaRef), Failure> {
+    only(
+        &s.kind,
+        &t.given,
+        &[&["path", "format", "schema"][..], &COMMON[..]].concat(),
+    )?;
+    let path_value = s
+        .path
+        .as_ref()
+        .ok_or_else(|| at(s.kind.span(), "a file source needs `path`, the input file"))?;
+    let path = base.join(path_value.get_ref());
+    let format = text_format(s, Format::from_path(&path))?;
+    if !path.exists() {
+        return Err(Failure::Runtime(Error::input(format!(
+            "cannot read {}: no such file (from `path` of the source)",
+            path.display()
+        ))));
+    }
+    let time_field = s.event_time.as_ref().map(|f| f.get_ref().as_str());
+    let schema = input_schema(
+        format,
+        Some(&path),
+        t.explicit.as_deref(),
+        time_field,
+        path_value.span(),
+    )?;
+    Ok((SourceKind::File { path, format }, schema))
+}
+
+/// Standard input: JSON lines or CSV, with a given schema (stdin cannot be read ahead).
+fn stdin_source(
+    s: &SourceSpec,
+    t: &Table<'_>,
+    span: &Span,
+) -> Result<(SourceKind, SchemaRef), Failure> {
+    only(
+        &s.kind,
+        &t.given,
+        &[&["format", "schema"][..], &COMMON[..]].concat(),
+    )?;
+    let format = text_format(s, None)?;
+    if format == Format::Parquet {
+        return Err(at(
+            span_of(&s.format).unwrap_or(span.clone()),
+            "stdin takes \"jsonl\" or \"csv\"; read Parquet from a file",
+        ));
+    }
+    let fields = t.explicit.as_deref().ok_or_else(|| {
+        at(
+            s.kind.span(),
+            "a stdin source needs `schema = { field = \"type\", ... }`: stdin can't be \
+             read ahead to infer one",
+        )
+    })?;
+    Ok((
+        SourceKind::Stdin { format },
+        format::explicit_schema(fields),
+    ))
+}
+
+/// Synthetic sensor readings.
+fn generator_source(s: &SourceSpec, t: &Table<'_>) -> Result<(SourceKind, SchemaRef), Failure> {
+    only(
+        &s.kind,
+        &t.given,
+        &[&["events", "keys", "seed", "interval_ms"][..], &COMMON[..]].concat(),
+    )?;
+    let events = s.events.as_ref().map_or(1_000_000, |v| *v.get_ref());
+    let keys = s.keys.as_ref().map_or(100, |v| *v.get_ref());
+    if keys == 0 {
+        let span = span_of(&s.keys).unwrap_or(s.kind.span());
+        return Err(at(span, "keys must be at least 1"));
+    }
+    let interval_ms = s.interval_ms.as_ref().map_or(1, |v| *v.get_ref());
+    if events
+        .checked_mul(interval_ms)
+        .is_none_or(|last| last > i64::MAX as u64)
+    {
+        let span = span_of(&s.interval_ms).unwrap_or(s.kind.span());
+        return Err(at(
+            span,
+            format!(
+                "{events} events {interval_ms}ms apart go past the last event time \
+                 (year 292 million); make interval_ms or events smaller"
+            ),
+        ));
+    }
+    Ok((
+        SourceKind::Generator {
+            events,
+            keys,
+            seed: s.seed.as_ref().map_or(7, |v| *v.get_ref()),
+            interval_ms,
+        },
+        GeneratorSource::schema(),
+    ))
+}
+
+/// The shared W0/W1 benchmark stream.
+fn formula_source(s: &SourceSpec, t: &Table<'_>) -> Result<(SourceKind, SchemaRef), Failure> {
+    only(&s.kind, &t.given, &[&["events"][..], &COMMON[..]].concat())?;
+    Ok((
+        SourceKind::Formula {
+            events: s.events.as_ref().map_or(10_000_000, |v| *v.get_ref()),
+        },
+        crate::connectors::generator::FormulaRows::schema(),
+    ))
+}
+
+/// The Nexmark benchmark's events.
+fn nexmark_source(s: &SourceSpec, t: &Table<'_>) -> Result<(SourceKind, SchemaRef), Failure> {
+    only(&s.kind, &t.given, &[&["events"][..], &COMMON[..]].concat())?;
+    Ok((
+        SourceKind::Nexmark {
+            events: s.events.as_ref().map_or(1_000_000, |v| *v.get_ref()),
+        },
+        crate::connectors::generator::NexmarkRows::schema(),
+    ))
+}
+
+/// A partitioned JetStream stream.
+fn nats_source(s: &SourceSpec, t: &Table<'_>) -> Result<(SourceKind, SchemaRef), Failure> {
+    only(
+        &s.kind,
+        &t.given,
+        &[
+            &[
+                "format",
+                "schema",
+                "url",
+                "stream",
+                "subject",
+                "partitions",
+                "replicas",
+                "max_ack_pending",
+                "end",
+                "lease_ttl",
+            ][..],
+            &COMMON[..],
+        ]
+        .concat(),
+    )?;
+    nats_settings(s, t.explicit.as_deref())
+}
+
 /// The `nats` source: its stream, partitions and settings, and the schema
 /// of its JSON payloads (given, as for stdin: a stream can't be read ahead).
-fn nats_source(
+fn nats_settings(
     s: &SourceSpec,
     explicit: Option<&[(String, DataType)]>,
 ) -> Result<(SourceKind, SchemaRef), Failure> {

@@ -5,6 +5,6 @@ pub mod parquet;
 pub mod sink;
 pub mod source;
 
+pub use crate::output::{create_dir_durably, create_durably};
 pub use parquet::ParquetSource;
-pub use sink::{create_dir_durably, create_durably};
 pub use source::{Bytes, TextSource};

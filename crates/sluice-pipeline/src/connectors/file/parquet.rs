@@ -1,8 +1,6 @@
 //! Parquet files: the source (positions by row) and the writer (no
 //! checkpoints: a Parquet file's footer comes last).
 
-use super::sink::io_error;
-use super::sink::sync_at_end;
 use crate::connectors::replay::Replayable;
 use crate::connectors::replay::SourceCounters;
 use crate::connectors::replay::*;
@@ -14,6 +12,8 @@ use crate::format::row_json;
 use crate::format::with_times;
 use crate::format::DeadLetter;
 use crate::format::EventTime;
+use crate::output::io_error;
+use crate::output::sync_at_end;
 use crate::rows::Rows;
 use crate::side_outputs::Reserved;
 use crate::side_outputs::ReservedHandle;

@@ -2,13 +2,11 @@
 //! and the directory entries are synced), cut back to a checkpoint's length
 //! on resume.
 
-use crate::connectors::sink::*;
 use crate::error::Error;
 use crate::error::Result;
-use crate::fault::record;
-use crate::fault::Event;
 use crate::fault::Fault;
 use crate::format::Format;
+use crate::output::{create_durably, io_error, sync_at_end, Durable, RowWriter};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use std::fs::File;
@@ -54,71 +52,6 @@ fn resume(path: &Path, length: u64) -> Result<File> {
     let mut file = file;
     file.seek(SeekFrom::End(0)).map_err(|e| io_error(path, e))?;
     Ok(file)
-}
-
-/// Creates (or empties) the file at `path`, and the folders it needs, so
-/// that they survive a power cut: each new directory entry is synced. A
-/// checkpoint that later commits the file's length relies on it.
-pub fn create_durably(path: &Path) -> Result<File> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        create_dir_durably(dir)?;
-    }
-    let file = File::create(path).map_err(|e| io_error(path, e))?;
-    record(|| Event::Created(path.to_path_buf()));
-    sync_parent(path)?;
-    Ok(file)
-}
-
-/// Creates the folder `dir` and those above it that are missing, syncing
-/// the folder that holds each new one.
-pub fn create_dir_durably(dir: &Path) -> Result<()> {
-    let missing: Vec<&Path> = dir
-        .ancestors()
-        .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
-        .collect();
-    std::fs::create_dir_all(dir).map_err(|e| {
-        Error::output(format!("cannot create the directory {}", dir.display())).caused_by(e)
-    })?;
-    for new in missing.iter().rev() {
-        record(|| Event::Created(new.to_path_buf()));
-        sync_parent(new)?;
-    }
-    Ok(())
-}
-
-/// Syncs the directory that holds `path`: its entry survives a power cut.
-fn sync_parent(path: &Path) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    if crate::fault::on(Fault::SkipDirSync, path) {
-        return Ok(());
-    }
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| {
-        Error::output(format!("cannot sync the directory {}", dir.display())).caused_by(e)
-    })?;
-    record(|| Event::SyncedDir(dir.to_path_buf()));
-    Ok(())
-}
-
-/// Waits until what was written to `file` is on disk.
-pub(crate) fn sync_file(file: &File, path: &Path) -> Result<()> {
-    file.sync_data().map_err(|e| io_error(path, e))?;
-    record(|| Event::SyncedFile {
-        path: path.to_path_buf(),
-        length: file.metadata().map_or(0, |m| m.len()),
-    });
-    Ok(())
-}
-
-/// At the end of a run: flushed output is synced before the run may be
-/// committed as completed (a power cut must not take its tail).
-pub(crate) fn sync_at_end(file: &File, path: &Path) -> Result<()> {
-    if crate::fault::on(Fault::SkipFinalSync, path) {
-        return Ok(());
-    }
-    sync_file(file, path)
 }
 
 /// A file that counts the bytes written to it.
@@ -210,10 +143,6 @@ impl RowWriter for Csv {
     fn checkpoint(&mut self) -> Result<Durable> {
         durable(&self.file, &self.path)
     }
-}
-
-pub(crate) fn io_error(path: &Path, error: impl Into<crate::error::BoxError>) -> Error {
-    Error::output(format!("cannot write {}", path.display())).caused_by(error)
 }
 
 /// JSON lines on standard output.
