@@ -86,7 +86,18 @@ pub struct RunArgs {
     verbose: bool,
 }
 
-fn parse_ui_addr(text: &str) -> Result<SocketAddr, String> {
+/// A value of a flag that does not parse.
+#[derive(Debug, thiserror::Error)]
+enum ArgError {
+    #[error("`{0}` is not an address: write a port (8080) or IP:PORT (127.0.0.1:8080)")]
+    Address(String),
+    #[error("{0} (write it like 500ms, 10s or 1m)")]
+    Duration(humantime::DurationError),
+    #[error("the interval must be more than zero")]
+    ZeroInterval,
+}
+
+fn parse_ui_addr(text: &str) -> Result<SocketAddr, ArgError> {
     if let Ok(port) = text.parse::<u16>() {
         return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
     }
@@ -95,16 +106,14 @@ fn parse_ui_addr(text: &str) -> Result<SocketAddr, String> {
             return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
         }
     }
-    text.parse().map_err(|_| {
-        format!("`{text}` is not an address: write a port (8080) or IP:PORT (127.0.0.1:8080)")
-    })
+    text.parse()
+        .map_err(|_| ArgError::Address(text.to_string()))
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let duration = humantime::parse_duration(text)
-        .map_err(|e| format!("{e} (write it like 500ms, 10s or 1m)"))?;
+fn parse_duration(text: &str) -> Result<Duration, ArgError> {
+    let duration = humantime::parse_duration(text).map_err(ArgError::Duration)?;
     if duration.is_zero() {
-        return Err("the interval must be more than zero".into());
+        return Err(ArgError::ZeroInterval);
     }
     Ok(duration)
 }

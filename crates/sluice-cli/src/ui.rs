@@ -38,30 +38,49 @@ struct Access {
     loopback_only: bool,
 }
 
+/// Why the dashboard cannot be served as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum UiError {
+    /// The token is too short to guess hard.
+    #[error(
+        "--ui-token must be at least 16 characters (it has {0}): generate one with \
+         `openssl rand -hex 16`"
+    )]
+    ShortToken(usize),
+    /// The token holds characters a URL would mangle.
+    #[error("--ui-token may hold only letters, digits and . _ ~ - (it travels in URLs)")]
+    TokenCharacters,
+    /// Served beyond this machine without a token.
+    #[error(
+        "--ui {0} is not a loopback address: anyone who can reach it would see the \
+         pipeline's data. Pass --ui-token TOKEN (or set SLUICE_UI_TOKEN) to require it on \
+         every request, or bind 127.0.0.1"
+    )]
+    NotLoopback(SocketAddr),
+    /// The address cannot be bound, or a thread not started.
+    #[error("cannot serve the dashboard at {addr}: {error}")]
+    Serve {
+        /// Where.
+        addr: SocketAddr,
+        /// What the operating system said.
+        error: std::io::Error,
+    },
+}
+
 /// Checks `--ui` and `--ui-token` before anything runs.
-pub fn check(addr: SocketAddr, token: Option<&str>) -> Result<(), String> {
+pub fn check(addr: SocketAddr, token: Option<&str>) -> Result<(), UiError> {
     if let Some(token) = token {
         if token.len() < 16 {
-            return Err(format!(
-                "--ui-token must be at least 16 characters (it has {}): generate one with \
-                 `openssl rand -hex 16`",
-                token.len()
-            ));
+            return Err(UiError::ShortToken(token.len()));
         }
         if !token
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._~-".contains(&b))
         {
-            return Err(
-                "--ui-token may hold only letters, digits and . _ ~ - (it travels in URLs)".into(),
-            );
+            return Err(UiError::TokenCharacters);
         }
     } else if !addr.ip().is_loopback() {
-        return Err(format!(
-            "--ui {addr} is not a loopback address: anyone who can reach it would see the \
-             pipeline's data. Pass --ui-token TOKEN (or set SLUICE_UI_TOKEN) to require it on \
-             every request, or bind 127.0.0.1"
-        ));
+        return Err(UiError::NotLoopback(addr));
     }
     Ok(())
 }
@@ -72,15 +91,11 @@ pub fn serve(
     watch: Arc<Watch>,
     addr: SocketAddr,
     token: Option<String>,
-) -> Result<SocketAddr, String> {
-    let listener = std::net::TcpListener::bind(addr)
-        .map_err(|e| format!("cannot serve the dashboard at {addr}: {e}"))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| format!("cannot serve the dashboard at {addr}: {e}"))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| format!("cannot serve the dashboard at {addr}: {e}"))?;
+) -> Result<SocketAddr, UiError> {
+    let failed = |error| UiError::Serve { addr, error };
+    let listener = std::net::TcpListener::bind(addr).map_err(failed)?;
+    let bound = listener.local_addr().map_err(failed)?;
+    listener.set_nonblocking(true).map_err(failed)?;
     let access = Access {
         watch: watch.clone(),
         token: token.map(Arc::from),
@@ -93,7 +108,7 @@ pub fn serve(
             std::thread::sleep(PERIOD);
             sampled.sample();
         })
-        .map_err(|e| format!("cannot start the dashboard: {e}"))?;
+        .map_err(failed)?;
     std::thread::Builder::new()
         .name("sluice-ui".into())
         .spawn(move || {
@@ -120,7 +135,7 @@ pub fn serve(
                 }
             });
         })
-        .map_err(|e| format!("cannot start the dashboard: {e}"))?;
+        .map_err(failed)?;
     Ok(bound)
 }
 
@@ -306,8 +321,15 @@ mod tests {
     fn a_public_address_needs_a_long_token() {
         let public: SocketAddr = "0.0.0.0:8080".parse().unwrap();
         let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-        assert!(check(public, None).unwrap_err().contains("--ui-token"));
-        assert!(check(public, Some("short")).unwrap_err().contains("16"));
+        assert!(matches!(check(public, None), Err(UiError::NotLoopback(_))));
+        assert!(check(public, None)
+            .unwrap_err()
+            .to_string()
+            .contains("--ui-token"));
+        assert!(matches!(
+            check(public, Some("short")),
+            Err(UiError::ShortToken(5))
+        ));
         assert!(check(public, Some("0123456789abcdef")).is_ok());
         assert!(check(local, None).is_ok());
     }
