@@ -1,0 +1,336 @@
+//! How rows reach windows: time windows (tumbling, sliding) by pane,
+//! sessions that merge, count windows that fill; late rows refused.
+
+use super::accumulate::*;
+use super::*;
+use crate::rows::Rows;
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt32Array, UInt64Array,
+};
+use arrow::compute::cast;
+use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+use sluice::{OperatorError, OperatorResult};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+impl WindowOp {
+    pub(super) fn time_rows(
+        &mut self,
+        rows: &Rows,
+        keys: &arrow::row::Rows,
+        args: &[Vec<ArrayRef>],
+        size: i64,
+        slide: i64,
+    ) -> OperatorResult {
+        let lateness = self.plan.lateness;
+        let n = rows.len();
+        let mut touched: Vec<Touched> = Vec::new();
+        for row in 0..n {
+            let t = rows.times.value(row);
+            let last_start = t.div_euclid(slide).saturating_mul(slide);
+            let mut start = last_start;
+            let mut accepted = false;
+            while start > t.saturating_sub(size) {
+                let end = start.saturating_add(size);
+                if end.saturating_add(lateness) > self.watermark {
+                    let pane = match self.panes.get_mut(&start) {
+                        Some(pane) => pane,
+                        None => {
+                            let accs = self.groups_accumulators()?;
+                            let keys = self.converter.empty_rows(64, 1024);
+                            self.panes.entry(start).or_insert(Pane {
+                                end,
+                                index: HashMap::with_hasher(Fast::new()),
+                                keys,
+                                accs,
+                                fired: false,
+                                dirty: Vec::new(),
+                                dirty_mark: Vec::new(),
+                            })
+                        }
+                    };
+                    let key = keys.row(row);
+                    let group = match pane.index.get(key.data()) {
+                        Some(&group) => group,
+                        None => {
+                            let group = pane.keys.num_rows() as u32;
+                            pane.index.insert(key.data().into(), group);
+                            pane.keys.push(key);
+                            group
+                        }
+                    };
+                    if pane.fired {
+                        let g = group as usize;
+                        if pane.dirty_mark.len() <= g {
+                            pane.dirty_mark.resize(g + 1, false);
+                        }
+                        if !pane.dirty_mark[g] {
+                            pane.dirty_mark[g] = true;
+                            pane.dirty.push(group);
+                        }
+                    }
+                    let slot = match touched.iter().position(|t| t.start == start) {
+                        Some(i) => i,
+                        None => {
+                            touched.push(Touched {
+                                start,
+                                groups: vec![0; n],
+                                mask: vec![false; n],
+                            });
+                            touched.len() - 1
+                        }
+                    };
+                    touched[slot].groups[row] = group as usize;
+                    touched[slot].mask[row] = true;
+                    accepted = true;
+                }
+                start = start.saturating_sub(slide);
+            }
+            self.aggregated += u64::from(accepted);
+            if !accepted {
+                let end = last_start.saturating_add(size);
+                let reason = format!(
+                    "window [{last_start}, {end}) closed: the watermark {} passed its end \
+                     plus the allowed lateness of {lateness} ms",
+                    self.watermark
+                );
+                self.late_event(rows, row, (last_start, end), reason);
+            }
+        }
+        for slot in touched {
+            let Some(pane) = self.panes.get_mut(&slot.start) else {
+                continue;
+            };
+            let groups = pane.groups();
+            let filter = if slot.mask.iter().all(|m| *m) {
+                None
+            } else {
+                Some(BooleanArray::from(slot.mask))
+            };
+            for (acc, values) in pane.accs.iter_mut().zip(args) {
+                acc.update_batch(values, &slot.groups, filter.as_ref(), groups)
+                    .map_err(failed)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn groups_accumulators(
+        &self,
+    ) -> Result<Vec<Box<dyn GroupsAccumulator>>, OperatorError> {
+        self.plan
+            .aggregates
+            .iter()
+            .map(|(_, a)| a.groups_accumulator().map_err(failed))
+            .collect()
+    }
+
+    /// The result rows of a pane (of its dirty groups, once it has fired);
+    /// keeps its state when `keep` (it may still be updated).
+    pub(super) fn pane_rows(
+        &self,
+        start: i64,
+        pane: &mut Pane,
+        keep: bool,
+    ) -> Result<Option<Rows>, OperatorError> {
+        let n = pane.groups();
+        let subset: Option<UInt32Array> = if pane.fired {
+            if pane.dirty.is_empty() {
+                return Ok(None);
+            }
+            let mut dirty = std::mem::take(&mut pane.dirty);
+            dirty.sort_unstable();
+            pane.dirty_mark.iter_mut().for_each(|m| *m = false);
+            Some(UInt32Array::from(dirty))
+        } else {
+            None
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        let mut values = Vec::with_capacity(pane.accs.len());
+        for (acc, (_, agg)) in pane.accs.iter_mut().zip(&self.plan.aggregates) {
+            if keep {
+                // Evaluating consumes a group accumulator: rebuild it from
+                // its state, and evaluate a copy.
+                let state = acc.state(EmitTo::All).map_err(failed)?;
+                let all: Vec<usize> = (0..n).collect();
+                let mut kept = agg.groups_accumulator().map_err(failed)?;
+                kept.merge_batch(&state, &all, n).map_err(failed)?;
+                let mut copy = agg.groups_accumulator().map_err(failed)?;
+                copy.merge_batch(&state, &all, n).map_err(failed)?;
+                values.push(copy.evaluate(EmitTo::All).map_err(failed)?);
+                *acc = kept;
+            } else {
+                values.push(acc.evaluate(EmitTo::All).map_err(failed)?);
+            }
+        }
+        let mut columns: Vec<ArrayRef> = if self.plan.keys.is_empty() {
+            Vec::new()
+        } else {
+            self.converter
+                .convert_rows(pane.keys.iter())
+                .map_err(failed)?
+        };
+        columns.push(Arc::new(Int64Array::from(vec![start; n])));
+        columns.push(Arc::new(Int64Array::from(vec![pane.end; n])));
+        columns.extend(values);
+        let fields = self.plan.output.fields();
+        for (column, field) in columns.iter_mut().zip(fields.iter()) {
+            if column.data_type() != field.data_type() {
+                *column = cast(column, field.data_type()).map_err(failed)?;
+            }
+        }
+        let batch = RecordBatch::try_new(self.plan.output.clone(), columns).map_err(failed)?;
+        let batch = match &subset {
+            Some(indices) => arrow::compute::take_record_batch(&batch, indices).map_err(failed)?,
+            None => batch,
+        };
+        let rows = batch.num_rows();
+        let time = pane.end.saturating_sub(1);
+        Ok(Some(Rows::new(
+            batch,
+            Int64Array::from(vec![time; rows]),
+            UInt64Array::from(vec![0u64; rows]),
+        )))
+    }
+
+    pub(super) fn session_rows(
+        &mut self,
+        rows: &Rows,
+        keys: &arrow::row::Rows,
+        args: &[Vec<ArrayRef>],
+        gap: i64,
+    ) -> OperatorResult {
+        let lateness = self.plan.lateness;
+        let mut order: Vec<u32> = (0..rows.len() as u32).collect();
+        order.sort_by_key(|&r| (keys.row(r as usize), rows.times.value(r as usize)));
+        for row in order {
+            let row = row as usize;
+            let t = rows.times.value(row);
+            let end = t.saturating_add(gap);
+            if end.saturating_add(lateness) <= self.watermark {
+                let reason = format!(
+                    "session window [{t}, {end}) closed: the watermark {} passed its end \
+                     plus the allowed lateness of {lateness} ms",
+                    self.watermark
+                );
+                self.late_event(rows, row, (t, end), reason);
+                continue;
+            }
+            self.aggregated += 1;
+            let mut accs = self.accumulators()?;
+            let one: Vec<Vec<ArrayRef>> = args
+                .iter()
+                .map(|a| a.iter().map(|c| c.slice(row, 1)).collect())
+                .collect();
+            update(&mut accs, &one)?;
+            let key = keys.row(row);
+            let (_, sessions) = self
+                .sessions
+                .entry(key.data().into())
+                .or_insert_with(|| (key.owned(), Vec::new()));
+            let mut merged = Session {
+                start: t,
+                end,
+                accs,
+                fired: false,
+                dirty: false,
+            };
+            // The latest end among merged sessions still waiting to fire:
+            // each has its entry in `session_due` there already.
+            let mut waiting: Option<i64> = None;
+            let mut i = 0;
+            while i < sessions.len() {
+                let s = &sessions[i];
+                if s.start < merged.end && merged.start < s.end {
+                    let s = sessions.swap_remove(i);
+                    merged.start = merged.start.min(s.start);
+                    merged.end = merged.end.max(s.end);
+                    merged.fired |= s.fired;
+                    if !s.fired || s.dirty {
+                        waiting = Some(waiting.map_or(s.end, |w| w.max(s.end)));
+                    }
+                    merge(&mut merged.accs, s.accs)?;
+                } else {
+                    i += 1;
+                }
+            }
+            merged.dirty = merged.fired;
+            if waiting != Some(merged.end) {
+                self.session_due
+                    .entry(merged.end)
+                    .or_default()
+                    .push(key.data().into());
+            }
+            sessions.push(merged);
+        }
+        Ok(())
+    }
+
+    pub(super) fn count_rows(
+        &mut self,
+        rows: &Rows,
+        keys: &arrow::row::Rows,
+        args: &[Vec<ArrayRef>],
+        size: u64,
+    ) -> OperatorResult {
+        let mut groups: HashMap<&[u8], Vec<u32>> = HashMap::new();
+        let mut order = Vec::new();
+        for row in 0..rows.len() {
+            let key = keys.row(row).data();
+            let entry = groups.entry(key).or_default();
+            if entry.is_empty() {
+                order.push(key);
+            }
+            entry.push(row as u32);
+        }
+        for key in order {
+            let indices = &groups[key];
+            let mut at = 0;
+            while at < indices.len() {
+                if !self.counts.contains_key(key) {
+                    let accs = self.accumulators()?;
+                    let first = indices[at] as usize;
+                    self.counts.insert(
+                        key.into(),
+                        Counted {
+                            key: keys.row(first).owned(),
+                            accs,
+                            n: 0,
+                            first: i64::MAX,
+                            last: i64::MIN,
+                        },
+                    );
+                }
+                let Some(counted) = self.counts.get_mut(key) else {
+                    break;
+                };
+                let room = (size - counted.n) as usize;
+                let run = &indices[at..(at + room).min(indices.len())];
+                at += run.len();
+                let arrays = take_args(args, run, rows.len())?;
+                update(&mut counted.accs, &arrays)?;
+                counted.n += run.len() as u64;
+                self.aggregated += run.len() as u64;
+                for &r in run {
+                    let t = rows.times.value(r as usize);
+                    counted.first = counted.first.min(t);
+                    counted.last = counted.last.max(t);
+                }
+                if counted.n == size {
+                    if let Some(mut done) = self.counts.remove(key) {
+                        let values = evaluate(&mut done.accs)?;
+                        self.pending.push(Emission {
+                            key: done.key,
+                            start: done.first,
+                            end: done.last.saturating_add(1),
+                            values,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
