@@ -6,7 +6,7 @@
 //! Run: `cargo run --release --example w1 -- [EVENTS] [WORKERS] [event|micro-batch]`
 
 use sluice::prelude::*;
-use sluice::workloads::{w1, W1Checksums};
+use sluice_bench::{w1, W1Checksums};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 

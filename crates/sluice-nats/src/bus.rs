@@ -1,5 +1,5 @@
 //! The event bus over NATS JetStream: the same [`EventBus`] as the
-//! in-process [`sluice::bus::Bus`], with topics that cross processes and
+//! in-process [`sluice_bus::Bus`], with topics that cross processes and
 //! machines.
 //!
 //! - A bus is a namespace: one stream (named after it) keeps every topic,
@@ -21,7 +21,7 @@
 //!   several workers or processes share them with no order between them.
 //!
 //! ```no_run
-//! use sluice::bus::{EventBus, Handler, PublishTopic};
+//! use sluice_bus::{EventBus, Handler, PublishTopic};
 //! let bus = sluice_nats::bus::NatsBus::connect("nats://127.0.0.1:4222", "plant")?;
 //! let alerts = bus.topic::<String>("alerts")?;
 //! bus.subscribe(&alerts, Handler::new("pager", |a: &String| {
@@ -30,11 +30,11 @@
 //! }))?;
 //! alerts.publish("boiler 3 is too hot".to_string())?;
 //! bus.shutdown();
-//! # Ok::<(), sluice::bus::BusError>(())
+//! # Ok::<(), sluice_bus::BusError>(())
 //! ```
 
 use crate::NatsClient;
-use sluice::bus::{
+use sluice_bus::{
     BusCounters, BusError, BusEvent, BusReport, DeadLetter, EventBus, Handler, HandlerFn, Output,
     PublishTopic, RetryPolicy, UnclaimedDeadLetter,
 };

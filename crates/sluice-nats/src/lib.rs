@@ -7,8 +7,8 @@
 //! - [`kv`]: key-value buckets with compare-and-set, the base of leases.
 //! - [`coordination`]: membership (who is alive), leases (one owner per
 //!   partition, with a TTL) and [`rendezvous`] hashing (who should own what).
-//! - [`bus`]: the event bus of [`sluice::bus`] over JetStream, behind the
-//!   same [`sluice::bus::EventBus`] trait as the in-process one.
+//! - [`bus`]: the event bus of [`sluice_bus`] over JetStream, behind the
+//!   same [`sluice_bus::EventBus`] trait as the in-process one.
 //! - [`server`]: `nats-server` as a child process (one node or a cluster),
 //!   for tests and benchmarks.
 //!

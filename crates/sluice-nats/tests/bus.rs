@@ -4,7 +4,7 @@
 //! gives the same results on the in-process bus and on NATS.
 
 use serde::{Deserialize, Serialize};
-use sluice::bus::{Bus, BusError, DeadLetter, EventBus, Handler, PublishTopic, RetryPolicy};
+use sluice_bus::{Bus, BusError, DeadLetter, EventBus, Handler, PublishTopic, RetryPolicy};
 use sluice_nats::bus::NatsBus;
 use sluice_nats::server::NatsServer;
 use std::io::{BufRead, BufReader};

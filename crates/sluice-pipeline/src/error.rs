@@ -315,6 +315,7 @@ pub(crate) fn ours(engine: &sluice::Error) -> Option<&Error> {
     }
 }
 
+#[cfg(feature = "nats")]
 impl From<sluice_nats::NatsError> for Error {
     fn from(error: sluice_nats::NatsError) -> Self {
         Error::nats(error.to_string())

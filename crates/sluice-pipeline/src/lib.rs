@@ -33,6 +33,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod connectors;
 pub mod dashboard;
+#[cfg(feature = "nats")]
 pub mod distributed;
 pub mod error;
 pub mod fault;

@@ -7,6 +7,7 @@ use crate::build::restore::{self, Restored};
 pub use crate::build::{progress, Progress, RunOptions};
 use crate::build::{Dataflow, DataflowBuilder, SinkCount};
 use crate::checkpoint::{Checkpointing, StateLocation};
+#[cfg(feature = "nats")]
 pub use crate::connectors::nats::PartitionContext;
 use crate::connectors::replay::SourceCounters;
 use crate::error::{Error, Result};

@@ -1119,18 +1119,24 @@ fn cases() -> Vec<Case> {
             &[r#"format "xml" is not known"#],
         ),
         case(
-            "sink: a key applies to nats sinks only",
+            "sink: a key of nats sinks does not apply to a stdout sink",
             GEN,
             &[(46, "", r#"url = "nats://127.0.0.1:4222""#)],
             46,
-            &["`url` applies to nats sinks only"],
+            &[
+                r#"`url` does not apply to type "stdout""#,
+                "it takes: format",
+            ],
         ),
         case(
-            "sink: a nats sink publishes JSON records, path does not apply",
+            "sink: a nats sink publishes JSON records, path does not apply to it",
             GEN,
             &[(58, "", r#"path = "out.jsonl""#)],
             58,
-            &["a nats sink publishes JSON records; `path` does not apply"],
+            &[
+                r#"`path` does not apply to type "nats""#,
+                "it takes: url, subject",
+            ],
         ),
         case(
             "sink: a nats sink needs subject",
@@ -1184,7 +1190,7 @@ fn cases() -> Vec<Case> {
             GEN,
             &[(46, "", r#"path = "out.jsonl""#)],
             46,
-            &["a stdout sink takes no `path`"],
+            &[r#"`path` does not apply to type "stdout""#],
         ),
         case(
             "sink: stdout writes JSON lines",
@@ -1224,7 +1230,10 @@ fn cases() -> Vec<Case> {
             GEN,
             &[(10, "", r#"evnt_time = "ts""#)],
             10,
-            &["unknown field `evnt_time`", "remove it or fix its spelling"],
+            &[
+                "unknown field `evnt_time` (`event_time`?)",
+                "remove it or fix its spelling",
+            ],
         ),
         case(
             "spec: unknown field in a transform",

@@ -139,7 +139,7 @@ fn key_exchange(c: &mut Criterion) {
     group.finish();
 }
 
-/// W1 end to end on one worker (`sluice::workloads::w1`): 200,000 events
+/// W1 end to end on one worker (`sluice_bench::w1`): 200,000 events
 /// through a tumbling window.
 fn window_update(c: &mut Criterion) {
     const N: u64 = 200_000;
@@ -149,7 +149,7 @@ fn window_update(c: &mut Criterion) {
     group.bench_function("w1_tumbling_1_worker", |b| {
         b.iter(|| {
             let pipeline = Pipeline::new().with_workers(1);
-            sluice::workloads::w1(&pipeline, N, FlushPolicy::Count(4096))
+            sluice_bench::w1(&pipeline, N, FlushPolicy::Count(4096))
                 .map_batch(|rows: &[_]| rows.len())
                 .for_each(|n| {
                     black_box(n);

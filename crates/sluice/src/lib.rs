@@ -40,7 +40,8 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
-pub mod bus;
+/// The event bus (the `sluice-bus` crate): topics, handlers, propagation.
+pub use sluice_bus as bus;
 mod error;
 mod fan_out;
 mod keyed;
@@ -51,7 +52,6 @@ mod side;
 mod stream;
 pub mod watermark;
 pub mod window;
-pub mod workloads;
 
 pub use error::{BuildError, Error, Result};
 pub use keyed::KeyedStream;

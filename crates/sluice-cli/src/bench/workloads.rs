@@ -4,11 +4,9 @@ use super::report::{cpu_seconds, Report};
 use super::BenchArgs;
 use anyhow::{Context, Result};
 use serde_json::json;
-use sluice::workloads::nexmark::{self as queries, QueryChecksum};
-use sluice::workloads::{
-    w0 as w0_pipeline, w0_reference, w1 as w1_pipeline, w1_reference, W1Checksums,
-};
 use sluice::Pipeline;
+use sluice_bench::nexmark::{self as queries, QueryChecksum};
+use sluice_bench::{w0 as w0_pipeline, w0_reference, w1 as w1_pipeline, w1_reference, W1Checksums};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 

@@ -8,7 +8,7 @@
 //! report.
 
 use serde::{Deserialize, Serialize};
-use sluice::bus::{EventBus, Handler, RetryPolicy};
+use sluice_bus::{EventBus, Handler, RetryPolicy};
 use std::io::{BufRead, Write};
 
 /// A temperature reading.

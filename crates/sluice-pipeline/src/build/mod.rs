@@ -15,7 +15,7 @@ use crate::accounting::{Accounting, Kind};
 use crate::build::sink::RowSink;
 use crate::checkpoint::{Checkpointing, Snapshot};
 use crate::connectors::replay::{Checkpointed, ReplayableSource, SourceCounters};
-use crate::connectors::{Opening, Target};
+use crate::connectors::{Opening, SinkConnector};
 use crate::error::{Error, Result};
 use crate::operators::{CountOp, Counted, FilterOp, ProjectOp};
 use crate::plan::{Operation, Plan, TransformPlan};
@@ -35,6 +35,7 @@ pub(crate) type SinkCount = (String, String, Arc<AtomicU64>);
 /// Builds the dataflow of a plan, step by step.
 pub(crate) struct DataflowBuilder<'a> {
     plan: &'a Plan,
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     options: &'a RunOptions,
     pipeline: Pipeline,
     reserved: Arc<Reserved>,
@@ -125,13 +126,13 @@ impl<'a> DataflowBuilder<'a> {
                 let n = reserved_writers.entry(stream.name()).or_default();
                 let key = format!("reserved/{}/{n}", stream.name());
                 *n += 1;
-                opened(&key, &sink.target);
+                opened(&key, sink.target.as_ref());
                 let length = committed_length(self.restored.as_ref(), &key)?;
                 stream.subscribe(sink.target.open_at(stream.schema(), length)?, count);
                 continue;
             }
             let key = format!("sink/{i}");
-            opened(&key, &sink.target);
+            opened(&key, sink.target.as_ref());
             let length = committed_length(self.restored.as_ref(), &key)?;
             let writer = sink
                 .target
@@ -159,7 +160,7 @@ impl<'a> DataflowBuilder<'a> {
     /// with the watermark where it was.
     pub(crate) fn add_source(&mut self) -> Result<()> {
         let exec = &self.plan.execution;
-        let source = self.plan.source.kind.open(&Opening {
+        let source = self.plan.source.connector.open(&Opening {
             schema: self.plan.source.schema.clone(),
             time: self.plan.source.time.clone(),
             chunk_rows: exec.chunk_rows(),
@@ -167,6 +168,7 @@ impl<'a> DataflowBuilder<'a> {
             adaptive: exec.target_latency.is_some(),
             reserved: &self.reserved,
             counters: &self.counters,
+            #[cfg(feature = "nats")]
             partition: self.options.partition.as_ref(),
         })?;
         let source: Box<dyn ReplayableSource> = match self.plan.source.rate {
@@ -337,7 +339,7 @@ impl<'a> DataflowBuilder<'a> {
 }
 
 /// Tells the durability trace which file holds output `key`.
-fn opened(key: &str, target: &Target) {
+fn opened(key: &str, target: &dyn SinkConnector) {
     if let Some(path) = target.path() {
         crate::fault::record(|| crate::fault::Event::Opened {
             key: key.to_string(),

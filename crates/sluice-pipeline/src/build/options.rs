@@ -2,6 +2,7 @@
 //! partition of a distributed run; and what it shows while it goes.
 
 use crate::checkpoint::CheckpointConfig;
+#[cfg(feature = "nats")]
 use crate::connectors::nats::PartitionContext;
 use crate::connectors::replay::SourceCounters;
 use crate::plan::Plan;
@@ -18,6 +19,7 @@ pub struct RunOptions {
     /// The dashboard's figures, when it is on.
     pub watch: Option<Arc<dyn crate::telemetry::Telemetry>>,
     /// The partition this run reads, in a distributed run (a nats source).
+    #[cfg(feature = "nats")]
     pub partition: Option<PartitionContext>,
 }
 
@@ -32,7 +34,7 @@ pub struct Progress {
 
 /// Prepares a run: what the progress bar watches, before [`crate::run::run`].
 pub fn progress(plan: &Plan) -> Progress {
-    let total_bytes = plan.source.kind.total_bytes();
+    let total_bytes = plan.source.connector.total_bytes();
     Progress {
         source: Arc::new(SourceCounters::default()),
         total_bytes,

@@ -69,7 +69,7 @@ pub(crate) fn open(
 
 /// Checks that `plan` can keep `guarantee` with checkpoints.
 fn check_guarantee(plan: &Plan, guarantee: Guarantee) -> Result<()> {
-    if let Some(refusal) = plan.source.kind.refuses(guarantee) {
+    if let Some(refusal) = plan.source.connector.refuses(guarantee) {
         return Err(refusal);
     }
     for sink in &plan.sinks {
@@ -110,12 +110,12 @@ pub fn fingerprint(plan: &Plan) -> String {
     // identity (processes of one group may list them differently).
     // Nor are the settings that do not change results (TTL, flow control,
     // replicas): they can be tuned between runs.
-    let source = plan.source.kind.identity();
+    let source = plan.source.connector.identity();
     // Chunks decide where the watermark moves, so they are part of it too.
     // Adaptive chunks follow timing: a resumed run keeps the mode and the
     // target, not the cuts (see docs/exactly-once.md).
     text.push_str(&format!(
-        "workers {}, chunk rows {}, target latency {:?}, source {:?}, idle timeout {:?}\n",
+        "workers {}, chunk rows {}, target latency {:?}, source {}, idle timeout {:?}\n",
         plan.execution.workers,
         plan.execution.chunk_rows(),
         plan.execution.target_latency,

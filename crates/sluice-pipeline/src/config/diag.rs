@@ -59,6 +59,27 @@ impl fmt::Display for Diagnostic {
 
 impl std::error::Error for Diagnostic {}
 
+/// Why a table cannot be compiled: the file is wrong (a [`Diagnostic`]),
+/// or something outside it failed (an input that cannot be read).
+#[derive(Debug)]
+pub enum Failure {
+    /// The file is wrong, at a place.
+    Invalid(Diagnostic),
+    /// Something outside the file failed.
+    Runtime(crate::error::Error),
+}
+
+impl From<Diagnostic> for Failure {
+    fn from(d: Diagnostic) -> Self {
+        Failure::Invalid(d)
+    }
+}
+
+/// The file is wrong at `span`.
+pub fn at(span: Span, message: impl fmt::Display) -> Failure {
+    Failure::Invalid(Diagnostic::at(span, message.to_string()))
+}
+
 /// The largest char boundary at or before `offset`.
 fn floor_char_boundary(text: &str, mut offset: usize) -> usize {
     while offset > 0 && !text.is_char_boundary(offset) {

@@ -1,11 +1,15 @@
 //! The pipeline file as written: TOML, read with the position of every
 //! value so that an error can say `file:line:col`.
 //!
-//! Every table denies unknown keys. The `type` of a source, transform,
-//! window or sink decides which keys apply; [`crate::plan`] checks that the
-//! keys given fit the type.
+//! Every table denies unknown keys. The `type` of a transform or window
+//! decides which keys apply, and [`crate::plan`] checks that the keys given
+//! fit it. A source or sink table keeps the keys its connector reads in
+//! [`Settings`], and the connector checks them.
 
 pub mod diag;
+mod settings;
+
+pub use settings::{duration, Settings, LONGEST};
 
 use crate::error::{Error, Result};
 use diag::Diagnostic;
@@ -35,17 +39,16 @@ pub struct PipelineSpec {
     pub sinks: Vec<Spanned<SinkSpec>>,
 }
 
-/// `[source]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `[source]`: the keys every source takes, and its connector's own.
+#[derive(Debug)]
 pub struct SourceSpec {
-    /// `file`, `stdin`, `generator`, `nexmark`, `formula` or `nats`.
-    #[serde(rename = "type")]
+    /// The connector: `file`, `stdin`, `generator`, `nexmark`, `formula`,
+    /// `nats` (see the registry, `crate::connectors`).
     pub kind: Spanned<String>,
-    /// The input file, relative to the pipeline file (file sources).
-    pub path: Option<Spanned<String>>,
-    /// `jsonl`, `csv` or `parquet`; by default from the file's extension.
+    /// `jsonl`, `csv` or `parquet`, for connectors that read text or files.
     pub format: Option<Spanned<String>>,
+    /// Field names to types; inferred from the input where it can be.
+    pub schema: Option<Spanned<IndexMap<String, Spanned<String>>>>,
     /// The field that holds the event time (epoch milliseconds, or an
     /// RFC 3339 string).
     pub event_time: Option<Spanned<String>>,
@@ -57,34 +60,51 @@ pub struct SourceSpec {
     /// Reads at most this many records per second (demos, replays at a
     /// steady pace); as fast as the dataflow takes them by default.
     pub rate: Option<Spanned<f64>>,
-    /// Field names to types; inferred from the input if absent.
-    pub schema: Option<Spanned<IndexMap<String, Spanned<String>>>>,
-    /// How many events a generator or Nexmark source produces.
-    pub events: Option<Spanned<u64>>,
-    /// How many distinct keys a generator produces.
-    pub keys: Option<Spanned<u64>>,
-    /// The seed of a generator or Nexmark source.
-    pub seed: Option<Spanned<u64>>,
-    /// Event-time milliseconds between two generated events.
-    pub interval_ms: Option<Spanned<u64>>,
-    /// NATS: the servers, `nats://host:port`, several separated by commas.
-    pub url: Option<Spanned<String>>,
-    /// NATS: the JetStream stream.
-    pub stream: Option<Spanned<String>>,
-    /// NATS: what producers publish to, with one `*` token: the key.
-    pub subject: Option<Spanned<String>>,
-    /// NATS: how many partitions the stream's subjects are split into.
-    pub partitions: Option<Spanned<u32>>,
-    /// NATS: copies of each message, bucket and checkpoint in a cluster.
-    pub replicas: Option<Spanned<u32>>,
-    /// NATS: messages delivered and not yet acknowledged, per partition.
-    pub max_ack_pending: Option<Spanned<i64>>,
-    /// NATS: `never` (read forever) or `caught-up` (end each partition
-    /// once it has read what the stream held when it first started).
-    pub end: Option<Spanned<String>>,
-    /// NATS: how long a partition's lease (and a member) lives unrenewed:
-    /// how soon a dead process's partitions are taken over.
-    pub lease_ttl: Option<Spanned<String>>,
+    /// Every other key, for the connector of `kind` to read and check.
+    pub settings: Settings,
+}
+
+impl<'de> Deserialize<'de> for SourceSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = SourceSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a table of source settings")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<SourceSpec, A::Error> {
+                let (mut kind, mut format, mut schema, mut event_time) = (None, None, None, None);
+                let (mut lag, mut idle_timeout, mut rate) = (None, None, None);
+                let mut settings = Settings::default();
+                while let Some(key) = map.next_key::<Spanned<String>>()? {
+                    match key.get_ref().as_str() {
+                        "type" => kind = Some(map.next_value()?),
+                        "format" => format = Some(map.next_value()?),
+                        "schema" => schema = Some(map.next_value()?),
+                        "event_time" => event_time = Some(map.next_value()?),
+                        "max_out_of_orderness" => lag = Some(map.next_value()?),
+                        "idle_timeout" => idle_timeout = Some(map.next_value()?),
+                        "rate" => rate = Some(map.next_value()?),
+                        _ => settings.insert(key, map.next_value()?),
+                    }
+                }
+                Ok(SourceSpec {
+                    kind: kind.ok_or_else(|| serde::de::Error::missing_field("type"))?,
+                    format,
+                    schema,
+                    event_time,
+                    max_out_of_orderness: lag,
+                    idle_timeout,
+                    rate,
+                    settings,
+                })
+            }
+        }
+        deserializer.deserialize_map(Keys)
+    }
 }
 
 /// `[execution]`.
@@ -168,28 +188,48 @@ pub struct WindowSpec {
     pub gap: Option<Spanned<String>>,
 }
 
-/// One `[[sink]]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One `[[sink]]`: the keys every sink takes, and its connector's own.
+#[derive(Debug)]
 pub struct SinkSpec {
     /// The stream written.
     pub from: Spanned<String>,
-    /// `stdout`, `file` or `nats`.
-    #[serde(rename = "type")]
+    /// The connector: `stdout`, `file` or `nats` (see the registry,
+    /// `crate::connectors`).
     pub kind: Spanned<String>,
-    /// The output file, relative to the pipeline file.
-    pub path: Option<Spanned<String>>,
-    /// `jsonl`, `csv` or `parquet`; by default from the extension (and
-    /// `jsonl` for stdout).
-    pub format: Option<Spanned<String>>,
-    /// NATS: the servers, `nats://host:port`, several separated by commas.
-    pub url: Option<Spanned<String>>,
-    /// NATS: the subject each row is published to.
-    pub subject: Option<Spanned<String>>,
-    /// NATS: the stream that captures `subject`, created if absent.
-    pub stream: Option<Spanned<String>>,
-    /// NATS: copies of each message in a cluster.
-    pub replicas: Option<Spanned<u32>>,
+    /// Every other key, for the connector of `kind` to read and check.
+    pub settings: Settings,
+}
+
+impl<'de> Deserialize<'de> for SinkSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = SinkSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a table of sink settings")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<SinkSpec, A::Error> {
+                let (mut from, mut kind) = (None, None);
+                let mut settings = Settings::default();
+                while let Some(key) = map.next_key::<Spanned<String>>()? {
+                    match key.get_ref().as_str() {
+                        "from" => from = Some(map.next_value()?),
+                        "type" => kind = Some(map.next_value()?),
+                        _ => settings.insert(key, map.next_value()?),
+                    }
+                }
+                Ok(SinkSpec {
+                    from: from.ok_or_else(|| serde::de::Error::missing_field("from"))?,
+                    kind: kind.ok_or_else(|| serde::de::Error::missing_field("type"))?,
+                    settings,
+                })
+            }
+        }
+        deserializer.deserialize_map(Keys)
+    }
 }
 
 /// Reads a pipeline file's text, after applying `--set` overrides.

@@ -1,81 +1,437 @@
 //! Connectors: where a pipeline's rows come from and where they go, one
 //! folder or file per `type =` of a source or sink. What a connector
-//! implements (schema, positions for replay, commit after a checkpoint,
-//! durability) is in `docs/connectors.md`.
+//! implements (its table's keys and checks, schema, positions for replay,
+//! commit after a checkpoint, durability) is in `docs/connectors.md`.
 //!
-//! This file is the registry: [`SourceKind`] and [`Target`] hold each
-//! connector's settings, and their methods here are the only places that
-//! match on the connector's type (the plan compiles a file's tables into
-//! them; the run, the dashboard and distributed runs ask them).
+//! This file is the registry: [`SOURCES`] and [`SINKS`] list every
+//! connector by its `type =`, and are the only place that names them. The
+//! plan looks a table's type up here and lets the connector check and
+//! compile the rest of the table into a [`SourceConnector`] or a
+//! [`SinkConnector`], which the run, the dashboard and distributed runs ask
+//! what they need.
 //!
 //! - [`replay`]: what every replayable source implements, and the wrapper
 //!   that takes its checkpoints;
-//! - [`sink`]: what every sink implements, and the sink stage;
+//! - [`sink`]: what every sink writes through;
 //! - [`file`]: files (JSON lines, CSV, Parquet), stdin and stdout;
 //! - [`generator`]: generated inputs; [`paced`]: a rate limit on any source;
 //! - [`nats`]: NATS JetStream, partitioned, for distributed runs.
 //!
-//! Connectors never import the plan: each holds its own settings type.
+//! Connectors read their tables from [`crate::config`] and never import the
+//! plan: each holds its own settings type.
 
 pub mod file;
 pub mod generator;
+#[cfg(feature = "nats")]
 pub mod nats;
 pub mod paced;
 pub mod replay;
 pub mod sink;
 
 use crate::checkpoint::Guarantee;
-use crate::error::{Error, Fix, Result};
-use crate::format::{EventTime, Format, TextDecoder};
+use crate::config::diag::{at, Failure, Span};
+use crate::config::{SinkSpec, SourceSpec};
+use crate::error::{Error, Result};
+use crate::format::{self, EventTime, Format};
 use crate::side_outputs::Reserved;
-use arrow::datatypes::SchemaRef;
-use file::{Bytes, ParquetSource, TextSource};
+use arrow::datatypes::{DataType, SchemaRef};
+#[cfg(feature = "nats")]
 use nats::{NatsSourcePlan, NatsTarget, PartitionContext};
 use replay::{ReplayableSource, SourceCounters};
 use sink::RowWriter;
-use std::path::{Path, PathBuf};
+use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Where the source's rows come from.
-#[derive(Debug, Clone)]
-pub enum SourceKind {
-    /// A file.
-    File {
-        /// Resolved against the pipeline file's folder.
-        path: PathBuf,
-        /// Its format.
-        format: Format,
-    },
-    /// Standard input.
-    Stdin {
-        /// JSON lines or CSV.
-        format: Format,
-    },
-    /// The Nexmark benchmark's events.
-    Nexmark {
-        /// How many.
-        events: u64,
-    },
-    /// The shared W0/W1 benchmark stream: `key`, `value`, `ts` (see
-    /// `FormulaEvent`).
-    Formula {
-        /// How many.
-        events: u64,
-    },
-    /// A partitioned JetStream stream (a distributed run).
-    Nats(NatsSourcePlan),
-    /// Synthetic sensor readings.
-    Generator {
-        /// How many.
-        events: u64,
-        /// Distinct sensors.
-        keys: u64,
-        /// Seed.
-        seed: u64,
-        /// Event-time step.
-        interval_ms: u64,
-    },
+/// Every source connector, by its `type =`: adding one is a folder and a
+/// line here.
+pub const SOURCES: &[SourceType] = &[
+    file::FILE_SOURCE,
+    file::STDIN,
+    generator::GENERATOR,
+    generator::NEXMARK,
+    generator::FORMULA,
+    #[cfg(feature = "nats")]
+    nats::SOURCE,
+];
+
+/// Every sink connector, by its `type =`: adding one is a folder and a line
+/// here.
+pub const SINKS: &[SinkType] = &[
+    file::STDOUT,
+    file::FILE_SINK,
+    #[cfg(feature = "nats")]
+    nats::SINK,
+];
+
+/// A source connector in the registry.
+pub struct SourceType {
+    /// Its `type =`.
+    pub name: &'static str,
+    /// The keys its table takes, besides those every source takes
+    /// ([`COMMON_SOURCE_KEYS`]).
+    pub keys: &'static [&'static str],
+    /// Checks its table and compiles it.
+    pub compile: fn(&SourceTable<'_>) -> Result<CompiledSource, Failure>,
+}
+
+/// A sink connector in the registry.
+pub struct SinkType {
+    /// Its `type =`.
+    pub name: &'static str,
+    /// The keys its table takes, besides `from` and `type`.
+    pub keys: &'static [&'static str],
+    /// Checks its table and compiles it.
+    pub compile: fn(&SinkTable<'_>) -> Result<Box<dyn SinkConnector>, Failure>,
+}
+
+/// The keys every source takes, whatever its connector: the plan reads
+/// them.
+pub const COMMON_SOURCE_KEYS: [&str; 4] =
+    ["event_time", "max_out_of_orderness", "idle_timeout", "rate"];
+
+/// A source's table, for its connector to read.
+pub struct SourceTable<'a> {
+    /// The table as written.
+    pub spec: &'a SourceSpec,
+    /// The folder that relative paths start from (the pipeline file's).
+    pub base: &'a Path,
+}
+
+/// What a source's table compiles to.
+pub struct CompiledSource {
+    /// The connector, with its settings.
+    pub connector: Arc<dyn SourceConnector>,
+    /// The schema of its rows.
+    pub schema: SchemaRef,
+}
+
+/// A sink's table, for its connector to read.
+pub struct SinkTable<'a> {
+    /// The table as written.
+    pub spec: &'a SinkSpec,
+    /// The folder that relative paths start from (the pipeline file's).
+    pub base: &'a Path,
+    /// The schema of the stream it writes (`None` for `late` and
+    /// `dead_letter`, whose rows are checked when written).
+    pub schema: Option<&'a SchemaRef>,
+}
+
+/// A source connector with its settings: what a run opens and reports.
+pub trait SourceConnector: fmt::Debug + Send + Sync {
+    /// Opens the source.
+    fn open(&self, at: &Opening<'_>) -> Result<Box<dyn ReplayableSource>>;
+
+    /// What `sluice validate` says of it.
+    fn describe(&self) -> String;
+
+    /// A short name, for the dashboard's graph.
+    fn label(&self) -> String;
+
+    /// The event-time field when the table names none, if the connector
+    /// has one (generated inputs: `ts`).
+    fn default_time_field(&self) -> Option<&str> {
+        None
+    }
+
+    /// The input's size in bytes, when known (for the progress bar).
+    fn total_bytes(&self) -> Option<u64> {
+        None
+    }
+
+    /// Why this source cannot keep `guarantee` across a crash, if it cannot.
+    fn refuses(&self, _guarantee: Guarantee) -> Option<Error> {
+        None
+    }
+
+    /// The settings of a NATS source (a distributed run), if it is one.
+    #[cfg(feature = "nats")]
+    fn nats(&self) -> Option<&NatsSourcePlan> {
+        None
+    }
+
+    /// The settings that identify the pipeline's state, as text for its
+    /// fingerprint: without those that do not change results.
+    fn identity(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
+/// A sink connector with its settings: what a run opens and reports.
+pub trait SinkConnector: fmt::Debug + Send + Sync {
+    /// Opens the target for rows of `schema`, resuming at `length` bytes
+    /// when given (after a checkpoint): what it holds beyond it was written
+    /// after the checkpoint and is cut off. The error names the target.
+    fn open_at(&self, schema: SchemaRef, length: Option<u64>) -> Result<Box<dyn RowWriter>>;
+
+    /// The target's name, for reports.
+    fn describe(&self) -> String;
+
+    /// The target as the file names it, for the summary (`out/x.jsonl`).
+    fn label(&self) -> String;
+
+    /// Why this target cannot take part in checkpoints under `guarantee`,
+    /// if it cannot.
+    fn refuses(&self, _guarantee: Guarantee) -> Option<Error> {
+        None
+    }
+
+    /// Why this target cannot be written by whichever process owns a
+    /// partition of a distributed run under `guarantee`, if it cannot.
+    fn refuses_distributed(&self, guarantee: Guarantee) -> Option<Error>;
+
+    /// The file it writes, if it writes one.
+    fn path(&self) -> Option<&Path> {
+        None
+    }
+
+    /// The settings of a NATS sink, if it is one.
+    #[cfg(feature = "nats")]
+    fn nats(&self) -> Option<&NatsTarget> {
+        None
+    }
+
+    /// The settings of a NATS sink, to set its message ids.
+    #[cfg(feature = "nats")]
+    fn nats_mut(&mut self) -> Option<&mut NatsTarget> {
+        None
+    }
+}
+
+/// Checks a source's table against the registry and compiles it.
+pub fn compile_source(table: &SourceTable<'_>) -> Result<CompiledSource, Failure> {
+    let kind = &table.spec.kind;
+    let Some(connector) = SOURCES.iter().find(|c| c.name == kind.get_ref()) else {
+        return Err(at(
+            kind.span(),
+            format!(
+                "source type \"{}\" is not known; use {}",
+                kind.get_ref(),
+                choices(SOURCES.iter().map(|c| c.name))
+            ),
+        ));
+    };
+    let typed = [
+        ("format", table.spec.format.as_ref().map(|v| v.span())),
+        ("schema", table.spec.schema.as_ref().map(|v| v.span())),
+    ];
+    let given = typed
+        .into_iter()
+        .filter_map(|(key, span)| span.map(|span| (key, span)))
+        .chain(table.spec.settings.given());
+    let takes: Vec<&str> = connector
+        .keys
+        .iter()
+        .chain(&COMMON_SOURCE_KEYS)
+        .copied()
+        .collect();
+    let known = SOURCES
+        .iter()
+        .flat_map(|c| c.keys.iter())
+        .chain(&COMMON_SOURCE_KEYS)
+        .chain(&["type", "format", "schema"]);
+    only(kind, given, &takes, known)?;
+    (connector.compile)(table)
+}
+
+/// Checks a sink's table against the registry and compiles it.
+pub fn compile_sink(table: &SinkTable<'_>) -> Result<Box<dyn SinkConnector>, Failure> {
+    let kind = &table.spec.kind;
+    let Some(connector) = SINKS.iter().find(|c| c.name == kind.get_ref()) else {
+        return Err(at(
+            kind.span(),
+            format!(
+                "sink type \"{}\" is not known; use {}",
+                kind.get_ref(),
+                choices(SINKS.iter().map(|c| c.name))
+            ),
+        ));
+    };
+    let known = SINKS
+        .iter()
+        .flat_map(|c| c.keys.iter())
+        .chain(&["from", "type"]);
+    only(kind, table.spec.settings.given(), connector.keys, known)?;
+    (connector.compile)(table)
+}
+
+/// `"a", "b" or "c"`.
+fn choices<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let names: Vec<String> = names.map(|n| format!("\"{n}\"")).collect();
+    match names.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
+/// Refuses the first key given that type `kind` does not take: a key of
+/// another type "does not apply", any other is a misspelling.
+fn only<'a>(
+    kind: &toml::Spanned<String>,
+    given: impl Iterator<Item = (&'a str, Span)>,
+    takes: &[&str],
+    known: impl Iterator<Item = &'a &'a str> + Clone,
+) -> Result<(), Failure> {
+    for (key, span) in given {
+        if takes.contains(&key) {
+            continue;
+        }
+        let message = if known.clone().any(|k| *k == key) {
+            format!(
+                "`{key}` does not apply to type \"{}\"; it takes: {}",
+                kind.get_ref(),
+                takes.join(", ")
+            )
+        } else {
+            let near = takes
+                .iter()
+                .find(|k| strsim::levenshtein(k, key) <= 2)
+                .map(|k| format!(" (`{k}`?)"))
+                .unwrap_or_default();
+            format!(
+                "unknown field `{key}`{near}; remove it or fix its spelling; type \"{}\" \
+                 takes: {}",
+                kind.get_ref(),
+                takes.join(", ")
+            )
+        };
+        return Err(at(span, message));
+    }
+    Ok(())
+}
+
+impl SourceTable<'_> {
+    /// The value of a connector's `key`, read as a `T`.
+    pub fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<toml::Spanned<T>>, Failure> {
+        self.spec.settings.get(key)
+    }
+
+    /// Where the table says `type =`: errors about the table as a whole
+    /// point there.
+    pub fn span(&self) -> Span {
+        self.spec.kind.span()
+    }
+
+    /// The text a connector needs, or an error that shows how to give it.
+    pub fn need(&self, key: &str, example: &str) -> Result<toml::Spanned<String>, Failure> {
+        self.get::<String>(key)?.ok_or_else(|| {
+            at(
+                self.span(),
+                format!(
+                    "a {} source needs `{key}`: {key} = \"{example}\"",
+                    self.spec.kind.get_ref()
+                ),
+            )
+        })
+    }
+
+    /// The format the table says, or `default`.
+    pub fn format(&self, default: Option<Format>) -> Result<Format, Failure> {
+        match &self.spec.format {
+            Some(f) => Format::from_name(f.get_ref()).ok_or_else(|| {
+                at(
+                    f.span(),
+                    format!(
+                        "format \"{}\" is not known; use \"jsonl\", \"csv\" or \"parquet\"",
+                        f.get_ref()
+                    ),
+                )
+            }),
+            None => default.ok_or_else(|| {
+                at(
+                    self.span(),
+                    "say the input's format: format = \"jsonl\", \"csv\" or \"parquet\"",
+                )
+            }),
+        }
+    }
+
+    /// The schema the table gives (`schema = { field = "type", ... }`).
+    pub fn schema(&self) -> Result<Option<Vec<(String, DataType)>>, Failure> {
+        let Some(fields) = &self.spec.schema else {
+            return Ok(None);
+        };
+        let mut out = Vec::new();
+        for (name, t) in fields.get_ref() {
+            let dt = format::parse_type(t.get_ref()).ok_or_else(|| {
+                at(
+                    t.span(),
+                    format!(
+                        "type \"{}\" of field `{name}` is not known; use one of: {}",
+                        t.get_ref(),
+                        format::TYPE_NAMES
+                    ),
+                )
+            })?;
+            out.push((name.clone(), dt));
+        }
+        Ok(Some(out))
+    }
+
+    /// The schema the table gives, required: `what` cannot be read ahead
+    /// to infer one.
+    pub fn required_schema(&self, what: &str) -> Result<Vec<(String, DataType)>, Failure> {
+        self.schema()?.ok_or_else(|| {
+            at(
+                self.span(),
+                format!(
+                    "a {} source needs `schema = {{ field = \"type\", ... }}`: {what} can't be \
+                     read ahead to infer one",
+                    self.spec.kind.get_ref()
+                ),
+            )
+        })
+    }
+}
+
+impl SinkTable<'_> {
+    /// The value of a connector's `key`, read as a `T`.
+    pub fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<toml::Spanned<T>>, Failure> {
+        self.spec.settings.get(key)
+    }
+
+    /// Where the table says `type =`.
+    pub fn span(&self) -> Span {
+        self.spec.kind.span()
+    }
+
+    /// The text a connector needs, or an error that shows how to give it.
+    pub fn need(&self, key: &str, example: &str) -> Result<toml::Spanned<String>, Failure> {
+        self.get::<String>(key)?.ok_or_else(|| {
+            at(
+                self.span(),
+                format!(
+                    "a {} sink needs `{key}`: {key} = \"{example}\"",
+                    self.spec.kind.get_ref()
+                ),
+            )
+        })
+    }
+
+    /// The format the table says, if it says one.
+    pub fn format(&self) -> Result<Option<toml::Spanned<Format>>, Failure> {
+        let Some(f) = self.get::<String>("format")? else {
+            return Ok(None);
+        };
+        match Format::from_name(f.get_ref()) {
+            Some(format) => Ok(Some(toml::Spanned::new(f.span(), format))),
+            None => Err(at(
+                f.span(),
+                format!(
+                    "format \"{}\" is not known; use \"jsonl\", \"csv\" or \"parquet\"",
+                    f.get_ref()
+                ),
+            )),
+        }
+    }
 }
 
 /// What a source needs to open besides its settings.
@@ -95,279 +451,42 @@ pub struct Opening<'a> {
     /// The source's counters.
     pub counters: &'a Arc<SourceCounters>,
     /// The partition to read, in a distributed run.
+    #[cfg(feature = "nats")]
     pub partition: Option<&'a PartitionContext>,
 }
 
-impl SourceKind {
-    /// Opens the source.
-    pub fn open(&self, at: &Opening<'_>) -> Result<Box<dyn ReplayableSource>> {
-        let text = |bytes: Bytes, path: String, format: Format| {
-            let decoder =
-                TextDecoder::new(format, at.schema.clone(), at.time.clone(), "source".into());
-            let header = usize::from(format == Format::Csv);
-            Box::new(TextSource::new(
-                bytes,
-                path,
-                decoder,
-                header,
-                at.chunk_rows,
-                at.batch_interval,
-                at.reserved.clone(),
-                at.counters.clone(),
-            ))
-        };
-        Ok(match self {
-            SourceKind::File {
-                path,
-                format: Format::Parquet,
-            } => Box::new(ParquetSource::open(
-                path,
-                // Adaptive chunks are slices of batches of the largest size
-                // the controller picks.
-                if at.adaptive {
-                    sluice::MAX_ADAPTIVE_BATCH
-                } else {
-                    at.chunk_rows
-                },
-                at.chunk_rows,
-                at.time.clone(),
-                at.reserved.clone(),
-                at.counters.clone(),
-            )?),
-            SourceKind::File { path, format } => {
-                let file = std::fs::File::open(path).map_err(|e| {
-                    Error::input(format!("cannot read {}", path.display())).caused_by(e)
-                })?;
-                text(Bytes::File(file), path.display().to_string(), *format)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_registry_names_each_connector_once_and_none_takes_a_common_key() {
+        for names in [
+            SOURCES.iter().map(|c| c.name).collect::<Vec<_>>(),
+            SINKS.iter().map(|c| c.name).collect(),
+        ] {
+            let mut unique = names.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            assert_eq!(unique.len(), names.len(), "{names:?}");
+        }
+        for c in SOURCES {
+            for key in c.keys {
+                assert!(!COMMON_SOURCE_KEYS.contains(key), "{}: {key}", c.name);
+                assert_ne!(*key, "type", "{}", c.name);
             }
-            SourceKind::Stdin { format } => text(Bytes::stdin(), "stdin".into(), *format),
-            SourceKind::Nats(settings) => nats::open(settings, at)?,
-            SourceKind::Formula { events } => Box::new(generator::FormulaRows::new(
-                *events,
-                at.chunk_rows,
-                at.counters.clone(),
-            )),
-            SourceKind::Nexmark { events } => Box::new(generator::NexmarkRows::new(
-                *events,
-                at.chunk_rows,
-                at.counters.clone(),
-            )),
-            SourceKind::Generator {
-                events,
-                keys,
-                seed,
-                interval_ms,
-            } => Box::new(generator::GeneratorSource::new(
-                *events,
-                *keys,
-                *seed,
-                *interval_ms,
-                at.chunk_rows,
-                at.counters.clone(),
-            )),
-        })
-    }
-
-    /// What `sluice validate` says of it.
-    pub fn describe(&self) -> String {
-        match self {
-            SourceKind::File { path, format } => {
-                format!("file {} ({})", path.display(), format.name())
-            }
-            SourceKind::Stdin { format } => format!("stdin ({})", format.name()),
-            SourceKind::Generator { events, keys, .. } => {
-                format!("generator ({events} events, {keys} keys)")
-            }
-            SourceKind::Nexmark { events } => format!("nexmark ({events} events)"),
-            SourceKind::Formula { events } => format!("formula ({events} events)"),
-            SourceKind::Nats(n) => format!(
-                "nats stream {} ({} partitions of {})",
-                n.stream.name, n.stream.partitions, n.stream.subject
-            ),
+        }
+        for c in SINKS {
+            assert!(!c.keys.iter().any(|k| ["from", "type"].contains(k)));
         }
     }
 
-    /// A short name, for the dashboard's graph.
-    pub fn label(&self) -> String {
-        match self {
-            SourceKind::File { path, format } => format!(
-                "{:?} file {}",
-                format,
-                path.file_name()
-                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-            )
-            .to_lowercase(),
-            SourceKind::Stdin { format } => format!("{format:?} stdin").to_lowercase(),
-            SourceKind::Generator { .. } => "generator".into(),
-            SourceKind::Formula { .. } => "formula".into(),
-            SourceKind::Nexmark { .. } => "nexmark".into(),
-            SourceKind::Nats(n) => format!("nats {}", n.stream.name),
-        }
-    }
-
-    /// The input's size in bytes, when known (for the progress bar).
-    pub fn total_bytes(&self) -> Option<u64> {
-        match self {
-            SourceKind::File { path, .. } => std::fs::metadata(path).ok().map(|m| m.len()),
-            _ => None,
-        }
-    }
-
-    /// Why this source cannot keep `guarantee` across a crash, if it cannot.
-    pub fn refuses(&self, guarantee: Guarantee) -> Option<Error> {
-        match self {
-            SourceKind::Stdin { .. } if guarantee != Guarantee::AtMostOnce => Some(
-                Error::refused(
-                    "stdin cannot be read again after a crash, so a run from stdin cannot be \
-                     exactly-once (or at-least-once): what was read since the last checkpoint \
-                     is lost. Read from a file, or accept that loss",
-                )
-                .with_fix(Fix::AcceptLoss),
-            ),
-            _ => None,
-        }
-    }
-
-    /// The settings of a NATS source (a distributed run), if it is one.
-    pub fn nats(&self) -> Option<&NatsSourcePlan> {
-        match self {
-            SourceKind::Nats(n) => Some(n),
-            _ => None,
-        }
-    }
-
-    /// The settings that identify the pipeline's state: without those that
-    /// do not change results (for NATS: servers, TTL, flow control,
-    /// replicas, which can be tuned between runs).
-    pub fn identity(&self) -> SourceKind {
-        match self {
-            SourceKind::Nats(nats) => SourceKind::Nats(nats.identity()),
-            other => other.clone(),
-        }
-    }
-}
-
-/// Where a sink writes.
-#[derive(Debug, Clone)]
-pub enum Target {
-    /// Standard output, as JSON lines.
-    Stdout,
-    /// A file in a format.
-    File {
-        /// The file.
-        path: PathBuf,
-        /// Its format.
-        format: Format,
-    },
-    /// A NATS subject, through JetStream.
-    Nats(NatsTarget),
-}
-
-impl Target {
-    /// Opens the target for rows of `schema`, resuming at `length` bytes
-    /// when given (after a checkpoint): what the file has beyond it was
-    /// written after the checkpoint and is cut off. The error names the path.
-    pub fn open_at(&self, schema: SchemaRef, length: Option<u64>) -> Result<Box<dyn RowWriter>> {
-        match self {
-            Target::Nats(target) => Ok(Box::new(nats::sink::NatsWriter::open(target, length)?)),
-            Target::Stdout => Ok(file::sink::stdout()),
-            Target::File { path, format } => file::sink::open(path, *format, schema, length),
-        }
-    }
-
-    /// Why this target cannot take part in checkpoints under `guarantee`,
-    /// if it cannot.
-    pub fn refuses(&self, guarantee: Guarantee) -> Option<Error> {
-        match self {
-            Target::Stdout if guarantee == Guarantee::ExactlyOnce => Some(
-                Error::refused(
-                    "stdout cannot take back what it printed, so after a crash the lines \
-                     since the last checkpoint would be printed twice. Write to a file (jsonl \
-                     or csv), or accept repeats",
-                )
-                .with_fix(Fix::AcceptRepeats),
-            ),
-            Target::Nats(n) if n.id_prefix.is_empty() && guarantee == Guarantee::ExactlyOnce => {
-                Some(
-                    Error::refused(format!(
-                        "nats:{}: outside a distributed run (a nats source) a nats sink \
-                         cannot tell a replay from new output, so after a crash what it \
-                         published since the last checkpoint is published again. Accept \
-                         repeats",
-                        n.subject
-                    ))
-                    .with_fix(Fix::AcceptRepeats),
-                )
-            }
-            Target::File {
-                format: Format::Parquet,
-                path,
-            } => Some(
-                Error::refused(format!(
-                    "{}: Parquet files cannot be cut back to a checkpoint (their footer comes \
-                     last), so they cannot be written with checkpoints yet. Write jsonl or \
-                     csv, or run without checkpoints",
-                    path.display()
-                ))
-                .with_fix(Fix::NoCheckpoints),
-            ),
-            _ => None,
-        }
-    }
-
-    /// The target's name, for reports.
-    pub fn describe(&self) -> String {
-        match self {
-            Target::Stdout => "stdout".into(),
-            Target::File { path, format } => format!("{} ({})", path.display(), format.name()),
-            Target::Nats(n) => format!("nats subject {}", n.subject),
-        }
-    }
-
-    /// The file it writes, if it writes one.
-    pub fn path(&self) -> Option<&Path> {
-        match self {
-            Target::File { path, .. } => Some(path),
-            _ => None,
-        }
-    }
-
-    /// The settings of a NATS sink, if it is one.
-    pub fn nats(&self) -> Option<&NatsTarget> {
-        match self {
-            Target::Nats(n) => Some(n),
-            _ => None,
-        }
-    }
-
-    /// The settings of a NATS sink, to set its message ids.
-    pub fn nats_mut(&mut self) -> Option<&mut NatsTarget> {
-        match self {
-            Target::Nats(n) => Some(n),
-            _ => None,
-        }
-    }
-
-    /// Why this target cannot be written by whichever process owns a
-    /// partition of a distributed run under `guarantee`, if it cannot.
-    pub fn refuses_distributed(&self, guarantee: Guarantee) -> Option<Error> {
-        match self {
-            Target::Nats(_) => None,
-            Target::Stdout if guarantee != Guarantee::ExactlyOnce => None,
-            Target::Stdout => Some(
-                Error::refused(
-                    "stdout cannot take back what it printed, so after a takeover the lines \
-                     since the last checkpoint are printed again. Publish to a nats sink, or \
-                     accept repeats",
-                )
-                .with_fix(Fix::AcceptRepeats),
-            ),
-            Target::File { path, .. } => Some(Error::refused(format!(
-                "in a distributed run (a nats source) a partition moves between processes and \
-                 machines, so {} would be written in pieces in many places. Publish to a nats \
-                 sink (type = \"nats\") instead",
-                path.display()
-            ))),
-        }
+    #[test]
+    fn choices_read_as_a_list() {
+        assert_eq!(choices(["a"].into_iter()), "\"a\"");
+        assert_eq!(
+            choices(["a", "b", "c"].into_iter()),
+            "\"a\", \"b\" or \"c\""
+        );
     }
 }

@@ -724,7 +724,7 @@ fn producer(nodes: &[Node], stream: &str) -> String {
 }
 
 fn source_label(plan: &Plan) -> String {
-    plan.source.kind.label()
+    plan.source.connector.label()
 }
 
 impl Telemetry for Watch {

@@ -15,19 +15,21 @@
 //! others take its partitions over from their last checkpoints.
 
 use crate::checkpoint::{CheckpointConfig, Guarantee, StateLocation};
-use crate::connectors::nats::{partition_completed, CutLog, PartitionStore};
+use crate::connectors::nats::{CutLog, PartitionStore};
 use crate::error::{Error, Fix, Result};
 use crate::plan::{NatsSourcePlan, Plan};
 use crate::run::{self, PartitionContext, RunOptions, RunOutcome, Summary};
 use serde::Serialize;
-use sluice_nats::coordination::{Group, Lease};
+use sluice_nats::coordination::Lease;
 use sluice_nats::kv::Bucket;
-use sluice_nats::{rendezvous, NatsClient};
-use std::collections::{BTreeMap, BTreeSet};
+use sluice_nats::NatsClient;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+mod member;
+
+use member::Member;
 
 /// Loads the pipeline: each partition's run compiles its own plan.
 pub type LoadPlan = Arc<dyn Fn() -> Result<Plan> + Send + Sync>;
@@ -163,7 +165,7 @@ pub fn group_name(pipeline: &str) -> String {
 
 /// The NATS source of `plan`, if it has one.
 pub fn nats_source(plan: &Plan) -> Option<&NatsSourcePlan> {
-    plan.source.kind.nats()
+    plan.source.connector.nats()
 }
 
 /// Creates what the pipeline reads and writes, if missing: the input
@@ -233,17 +235,6 @@ fn check_duplicate_windows(plan: &Plan, nats: &NatsSourcePlan, interval: Duratio
     Ok(())
 }
 
-/// One partition running in this process.
-struct Running {
-    lease: Arc<Lease>,
-    stop: Arc<AtomicBool>,
-    /// Why it was asked to stop, if it was.
-    stopping: Option<PartitionOutcome>,
-    /// When its lease was found lost.
-    lost_at: Option<Instant>,
-    thread: JoinHandle<Result<RunOutcome>>,
-}
-
 /// Runs this process's share of the pipeline until every partition has
 /// completed (with `end = "caught-up"`), or until `options.stop` is set.
 pub fn run(load: LoadPlan, options: &DistributedOptions) -> Result<DistributedSummary> {
@@ -255,238 +246,34 @@ pub fn run(load: LoadPlan, options: &DistributedOptions) -> Result<DistributedSu
     check_sinks(&plan, options.guarantee)?;
     setup(&plan)?;
     check_duplicate_windows(&plan, &nats, options.checkpoint_interval)?;
-    let client = NatsClient::shared(&nats.url)?;
-    let group_name = group_name(&plan.name);
-    let replicas = nats.stream.replicas;
-    let state = Bucket::open(
-        &client,
-        &format!("{group_name}_state"),
-        Duration::ZERO,
-        replicas,
-    )?;
-    if options.fresh {
-        for key in state.keys()? {
-            state.delete(&key)?;
-        }
-    }
-    let group = Group::join(
-        &client,
-        &group_name,
-        &options.member,
-        nats.lease_ttl,
-        replicas,
-    )?;
-    let mut summary = DistributedSummary {
-        pipeline: plan.name.clone(),
-        member: options.member.clone(),
-        ..DistributedSummary::default()
-    };
-    let partitions = nats.stream.partitions;
-    let tick = (nats.lease_ttl / 4).max(Duration::from_millis(100));
-    let mut running: BTreeMap<u32, Running> = BTreeMap::new();
-    let mut completed: BTreeSet<u32> = BTreeSet::new();
-    let mut failure: Option<Error> = None;
-    let mut last_members: Vec<String> = Vec::new();
-    // Runs whose lease was lost and that did not end within the TTL: the
-    // partition is not taken again here while one still runs.
-    let mut abandoned: BTreeMap<u32, JoinHandle<Result<RunOutcome>>> = BTreeMap::new();
+    let mut member = Member::join(load, options, nats, &plan.name)?;
+    let tick = (member.nats.lease_ttl / 4).max(Duration::from_millis(100));
     // A moment first, so that processes started together see each other
     // before they take partitions.
     std::thread::sleep(tick.min(Duration::from_millis(500)));
     loop {
-        let stopping = options.stop.load(Ordering::SeqCst) || failure.is_some();
-        // NATS may be failing over: a tick without an answer is skipped
-        // (the leases hold for their TTL meanwhile).
-        let members = group.heartbeat().and_then(|()| group.members());
-        let mut members = match members {
-            Ok(members) => {
-                last_members = members.clone();
-                members
-            }
-            Err(error) => {
-                // The leases bucket may be fine: they are renewed anyway,
-                // with the members seen last.
-                eprintln!("warning: {error}; trying again");
-                last_members.clone()
-            }
-        };
-        if !members.iter().any(|m| m == group.member()) {
-            members.push(group.member().to_string());
-        }
-
-        // A run whose lease was lost cannot commit any more (its checkpoints
-        // are fenced); one that does not end within the TTL is left behind.
-        let abandoned_now: Vec<u32> = running
-            .iter()
-            .filter(|(_, r)| r.lost_at.is_some_and(|at| at.elapsed() > nats.lease_ttl))
-            .map(|(p, _)| *p)
-            .collect();
-        for partition in abandoned_now {
-            if let Some(run) = running.remove(&partition) {
-                abandoned.insert(partition, run.thread);
-            }
-            summary.add(partition, PartitionOutcome::Lost, None);
-        }
-        abandoned.retain(|_, thread| !thread.is_finished());
-        // Partitions whose run ended.
-        let ended: Vec<u32> = running
-            .iter()
-            .filter(|(_, r)| r.thread.is_finished())
-            .map(|(p, _)| *p)
-            .collect();
-        for partition in ended {
-            let Some(run) = running.remove(&partition) else {
-                continue;
-            };
-            let result = run
-                .thread
-                .join()
-                .unwrap_or_else(|_| Err(Error::refused(format!("partition {partition} panicked"))));
-            let lost = run.lease.is_lost() || !run.lease.is_valid();
-            match result {
-                Ok(ended) => {
-                    let outcome = match &ended {
-                        RunOutcome::Stopped(_) => run.stopping.unwrap_or(PartitionOutcome::Stopped),
-                        RunOutcome::Completed(_) | RunOutcome::AlreadyCompleted(_) => {
-                            completed.insert(partition);
-                            PartitionOutcome::Completed
-                        }
-                    };
-                    let s = ended.summary();
-                    eprintln!(
-                        "partition {partition}: {outcome} ({} read{})",
-                        s.read,
-                        s.checkpoints
-                            .as_ref()
-                            .and_then(|c| c.resumed_from)
-                            .map_or(String::new(), |c| format!(", resumed from checkpoint {c}"))
-                    );
-                    summary.add(partition, outcome, Some(s));
-                }
-                Err(e) if lost || run.stopping == Some(PartitionOutcome::Lost) || e.is_fenced() => {
-                    eprintln!("partition {partition}: lost ({e})");
-                    summary.add(partition, PartitionOutcome::Lost, None);
-                }
-                Err(e) => {
-                    failure.get_or_insert(e.context(format_args!("partition {partition}")));
-                }
-            }
-            if !lost {
-                let _ = run.lease.release();
-            }
-            if completed.contains(&partition) {
-                let _ = client
-                    .delete_consumer(&nats.stream.name, &format!("{group_name}_p{partition}"));
-            }
-        }
-
-        // Keep the leases; stop what should run elsewhere.
-        for (partition, run) in running.iter_mut() {
-            let renewed = match run.lease.renew() {
-                Ok(renewed) => renewed,
-                // Not answered: still ours while it is valid.
-                Err(_) => run.lease.is_valid(),
-            };
-            if !renewed {
-                if run.stopping != Some(PartitionOutcome::Lost) {
-                    run.stopping = Some(PartitionOutcome::Lost);
-                    run.lost_at = Some(Instant::now());
-                    run.stop.store(true, Ordering::SeqCst);
-                    eprintln!(
-                        "partition {partition}: the lease was lost (not renewed within {:?}); \
-                         another process takes it over from its last checkpoint",
-                        nats.lease_ttl
-                    );
-                }
-                continue;
-            }
-            let owner = rendezvous::owner(&members, *partition);
-            if stopping {
-                run.stopping.get_or_insert(PartitionOutcome::Stopped);
-                run.stop.store(true, Ordering::SeqCst);
-            } else if owner != Some(group.member()) && run.stopping.is_none() {
-                run.stopping = Some(PartitionOutcome::HandedOver);
-                run.stop.store(true, Ordering::SeqCst);
-            }
-        }
-
+        let stopping = options.stop.load(Ordering::SeqCst) || member.failure.is_some();
+        let members = member.members();
+        member.abandon_overdue();
+        member.collect_ended();
+        member.renew(&members, stopping);
         if stopping {
-            if running.is_empty() {
+            if member.is_idle() {
                 break;
             }
         } else {
-            // Take what is ours and free.
-            for partition in rendezvous::owned(&members, group.member(), partitions) {
-                if running.contains_key(&partition)
-                    || completed.contains(&partition)
-                    || abandoned.contains_key(&partition)
-                {
-                    continue;
-                }
-                match partition_completed(&state, partition) {
-                    Ok(true) => {
-                        completed.insert(partition);
-                        continue;
-                    }
-                    Ok(false) => {}
-                    Err(_) => continue,
-                }
-                let Ok(Some(lease)) = group.acquire(partition) else {
-                    continue;
-                };
-                eprintln!(
-                    "partition {partition}: taken (lease revision {})",
-                    lease.revision()
-                );
-                let stop = Arc::new(AtomicBool::new(false));
-                let context = PartitionRun {
-                    load: load.clone(),
-                    partition,
-                    lease: lease.clone(),
-                    state: state.clone(),
-                    group: group_name.clone(),
-                    interval: options.checkpoint_interval,
-                    guarantee: options.guarantee,
-                    stop: stop.clone(),
-                    log: options.log,
-                };
-                let thread = std::thread::Builder::new()
-                    .name(format!("sluice-partition-{partition}"))
-                    .spawn(move || context.run())
-                    .map_err(|e| Error::refused("cannot start a thread").caused_by(e))?;
-                running.insert(
-                    partition,
-                    Running {
-                        lease,
-                        stop,
-                        stopping: None,
-                        lost_at: None,
-                        thread,
-                    },
-                );
-            }
-            // Done when every partition has completed, here or elsewhere.
-            if running.is_empty() {
-                let mut all = true;
-                for partition in 0..partitions {
-                    if !completed.contains(&partition)
-                        && !partition_completed(&state, partition).unwrap_or(false)
-                    {
-                        all = false;
-                        break;
-                    }
-                }
-                if all {
-                    break;
-                }
+            member.take_owned(&members)?;
+            if member.is_idle() && member.all_completed() {
+                break;
             }
         }
         std::thread::sleep(tick);
     }
-    let _ = group.leave();
-    if let Some(error) = failure {
+    let _ = member.group.leave();
+    if let Some(error) = member.failure {
         return Err(error);
     }
+    let mut summary = member.summary;
     summary.stopped = options.stop.load(Ordering::SeqCst);
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)

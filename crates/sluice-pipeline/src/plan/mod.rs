@@ -1,13 +1,14 @@
 //! Checking a pipeline file and compiling it: the streams, their schemas,
 //! and the SQL of every transform, with errors that point into the file.
 
-use crate::config::diag::{Diagnostic, Span};
-use crate::config::{self, Expressions, PipelineSpec, SinkSpec, SourceSpec, TransformSpec};
-use crate::connectors::file::ParquetSource;
-use crate::connectors::generator::GeneratorSource;
-use crate::connectors::Target;
+use crate::config::diag::{at, Diagnostic, Failure, Span};
+use crate::config::TransformSpec;
+use crate::config::{self, duration, Expressions, PipelineSpec, SinkSpec, SourceSpec};
+use crate::connectors::{
+    self, CompiledSource, SinkConnector, SinkTable, SourceConnector, SourceTable,
+};
 use crate::error::Error;
-use crate::format::{self, EventTime, Format};
+use crate::format::{self, EventTime};
 use crate::sql::{AggregateExpr, ScalarExpr, SqlContext};
 use crate::window::{WindowKind, WindowPlan};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -59,14 +60,14 @@ impl Execution {
     }
 }
 
+#[cfg(feature = "nats")]
 pub use crate::connectors::nats::{NatsSourcePlan, NATS_TIME};
-pub use crate::connectors::SourceKind;
 
 /// The compiled source.
 #[derive(Debug, Clone)]
 pub struct SourcePlan {
-    /// Where rows come from.
-    pub kind: SourceKind,
+    /// Where rows come from: the connector, with its settings.
+    pub connector: Arc<dyn SourceConnector>,
     /// The rows' schema.
     pub schema: SchemaRef,
     /// The event-time column.
@@ -113,12 +114,12 @@ pub struct TransformPlan {
 }
 
 /// One sink.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SinkPlan {
     /// The stream it writes.
     pub from: String,
     /// Where.
-    pub target: Target,
+    pub target: Box<dyn SinkConnector>,
     /// `stream -> path` as the file writes it, for the summary.
     pub label: String,
 }
@@ -173,7 +174,7 @@ impl Plan {
             "execution: {mode}, {} worker(s)",
             self.execution.workers
         );
-        let source = self.source.kind.describe();
+        let source = self.source.connector.describe();
         let _ = writeln!(out, "\nsources:");
         let _ = writeln!(
             out,
@@ -263,26 +264,6 @@ pub fn load_str(
     }
 }
 
-enum Failure {
-    Invalid(Diagnostic),
-    /// Something outside the file failed (an input that cannot be read).
-    Runtime(Error),
-}
-
-impl From<Diagnostic> for Failure {
-    fn from(d: Diagnostic) -> Self {
-        Failure::Invalid(d)
-    }
-}
-
-fn at(span: Span, message: impl std::fmt::Display) -> Failure {
-    Failure::Invalid(Diagnostic::at(span, message.to_string()))
-}
-
-/// The longest duration a pipeline file may give: longer ones are typing
-/// mistakes, and their arithmetic would overflow.
-const LONGEST: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
-
 /// The longest a batch may be, in rows: longer ones would allocate
 /// gigabytes per batch.
 const MOST_ROWS: i64 = 1 << 22;
@@ -292,29 +273,6 @@ const MOST_WORKERS: i64 = 1024;
 
 /// The most windows a sliding window may put each event in (size / slide).
 const MOST_PANES: i64 = 10_000;
-
-fn duration(value: &Spanned<String>, what: &str) -> Result<Duration, Failure> {
-    let d = humantime::parse_duration(value.get_ref().trim()).map_err(|e| {
-        at(
-            value.span(),
-            format!(
-                "{what} `{}` is not a duration ({e}); write it like \"500ms\", \"2s\" or \"1m\"",
-                value.get_ref()
-            ),
-        )
-    })?;
-    if d > LONGEST {
-        return Err(at(
-            value.span(),
-            format!(
-                "{what} `{}` is longer than ten years, the longest a pipeline file takes; \
-                 write a shorter duration",
-                value.get_ref()
-            ),
-        ));
-    }
-    Ok(d)
-}
 
 /// A duration on the event-time axis, which counts milliseconds: whole
 /// milliseconds of at least `least` (a window of 500µs would round to
@@ -347,21 +305,6 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// The copies a NATS stream keeps in a cluster: 1 to 5, as NATS allows.
-fn replicas(value: Option<&Spanned<u32>>) -> Result<usize, Failure> {
-    match value {
-        None => Ok(1),
-        Some(r) if (1..=5).contains(r.get_ref()) => Ok(*r.get_ref() as usize),
-        Some(r) => Err(at(
-            r.span(),
-            format!(
-                "replicas = {} is not possible: a NATS stream keeps 1 to 5 copies",
-                r.get_ref()
-            ),
-        )),
-    }
-}
-
 /// Says which keys of a table don't apply to its type.
 fn only(
     kind: &Spanned<String>,
@@ -391,7 +334,7 @@ fn span_of<T>(value: &Option<Spanned<T>>) -> Option<Span> {
 
 fn compile(spec: &PipelineSpec, base: &Path, workers: Option<usize>) -> Result<Plan, Failure> {
     let execution = execution(spec, workers)?;
-    let source = source(spec.source.get_ref(), spec.source.span(), base)?;
+    let source = source(spec.source.get_ref(), base)?;
     let mut schemas: IndexMap<String, SchemaRef> = IndexMap::new();
     schemas.insert("source".into(), source.schema.clone());
     let mut transforms = Vec::new();

@@ -25,52 +25,14 @@ fn compile_exprs(
     Ok((compiled, Arc::new(Schema::new(fields))))
 }
 
+/// Checks a transform's table and compiles its SQL against its input.
 pub(super) fn transform(
     t: &TransformSpec,
     previous: &str,
     schemas: &IndexMap<String, SchemaRef>,
 ) -> Result<TransformPlan, Failure> {
-    let name = t.name.get_ref().clone();
-    if RESERVED.contains(&name.as_str()) {
-        return Err(at(
-            t.name.span(),
-            format!("`{name}` is a reserved stream name; choose another name"),
-        ));
-    }
-    if name.is_empty() {
-        return Err(at(t.name.span(), "a transform needs a non-empty name"));
-    }
-    if schemas.contains_key(&name) {
-        return Err(at(
-            t.name.span(),
-            format!("a stream named `{name}` already exists; names must be unique"),
-        ));
-    }
-    let from = match &t.from {
-        None => previous.to_string(),
-        Some(f) => {
-            if matches!(f.get_ref().as_str(), "late" | "dead_letter") {
-                return Err(at(
-                    f.span(),
-                    format!(
-                        "`{}` is a reserved stream that only sinks can read",
-                        f.get_ref()
-                    ),
-                ));
-            }
-            if !schemas.contains_key(f.get_ref()) {
-                return Err(at(
-                    f.span(),
-                    format!(
-                        "no stream named `{}` before this transform; streams: {}",
-                        f.get_ref(),
-                        schemas.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ),
-                ));
-            }
-            f.get_ref().clone()
-        }
-    };
+    let name = stream_name(t, schemas)?;
+    let from = input_stream(t, previous, schemas)?;
     let input = schemas[&from].clone();
     let sql = SqlContext::new(input.clone()).map_err(|m| at(t.name.span(), m))?;
     let given = [
@@ -84,74 +46,18 @@ pub(super) fn transform(
         ("emit", span_of(&t.emit)),
     ];
     let kind = t.kind.get_ref().clone();
-    let missing = |key: &str, example: &str| {
-        at(
-            t.name.span(),
-            format!("a {kind} transform needs `{key}`, like {example}"),
-        )
-    };
     let (operation, schema, describe) = match kind.as_str() {
         "filter" => {
             only(&t.kind, &given, &["where"])?;
-            let p = t
-                .predicate
-                .as_ref()
-                .ok_or_else(|| missing("where", "where = \"temperature > 0\""))?;
-            let c = sql.scalar(p.get_ref()).map_err(|m| at(p.span(), m))?;
-            if c.data_type != DataType::Boolean {
-                return Err(at(
-                    p.span(),
-                    format!(
-                        "`where` must be true or false, but `{}` is {}",
-                        p.get_ref(),
-                        c.data_type
-                    ),
-                ));
-            }
-            let describe = format!("where {}", p.get_ref());
-            (Operation::Filter(c), input.clone(), describe)
+            filter(t, &input, &sql)?
         }
         "select" => {
             only(&t.kind, &given, &["columns"])?;
-            let cols = t
-                .columns
-                .as_ref()
-                .ok_or_else(|| missing("columns", "columns = { f = \"(temp - 32) / 1.8\" }"))?;
-            let (exprs, schema) = compile_exprs(&sql, cols)?;
-            let describe = cols
-                .get_ref()
-                .iter()
-                .map(|(n, e)| format!("{n} = {}", e.get_ref()))
-                .collect::<Vec<_>>()
-                .join(", ");
-            (Operation::Select(exprs), schema, describe)
+            select(t, &sql)?
         }
         "rule" => {
             only(&t.kind, &given, &["when", "emit"])?;
-            let w = t
-                .when
-                .as_ref()
-                .ok_or_else(|| missing("when", "when = \"max_temp > 80\""))?;
-            let when = sql.scalar(w.get_ref()).map_err(|m| at(w.span(), m))?;
-            if when.data_type != DataType::Boolean {
-                return Err(at(
-                    w.span(),
-                    format!(
-                        "`when` must be true or false, but `{}` is {}",
-                        w.get_ref(),
-                        when.data_type
-                    ),
-                ));
-            }
-            let (emit, schema) = match &t.emit {
-                Some(e) => {
-                    let (exprs, schema) = compile_exprs(&sql, e)?;
-                    (Some(exprs), schema)
-                }
-                None => (None, input.clone()),
-            };
-            let describe = format!("when {}", w.get_ref());
-            (Operation::Rule { when, emit }, schema, describe)
+            rule(t, &input, &sql)?
         }
         "window" => {
             only(
@@ -181,12 +87,190 @@ pub(super) fn transform(
     })
 }
 
-pub(super) fn window(
+/// What a transform compiles to: its operation, output schema, and the
+/// line `validate` shows.
+type Compiled = (Operation, SchemaRef, String);
+
+/// The name of the stream a transform makes: not reserved, not empty, not
+/// taken.
+fn stream_name(
+    t: &TransformSpec,
+    schemas: &IndexMap<String, SchemaRef>,
+) -> Result<String, Failure> {
+    let name = t.name.get_ref().clone();
+    if RESERVED.contains(&name.as_str()) {
+        return Err(at(
+            t.name.span(),
+            format!("`{name}` is a reserved stream name; choose another name"),
+        ));
+    }
+    if name.is_empty() {
+        return Err(at(t.name.span(), "a transform needs a non-empty name"));
+    }
+    if schemas.contains_key(&name) {
+        return Err(at(
+            t.name.span(),
+            format!("a stream named `{name}` already exists; names must be unique"),
+        ));
+    }
+    Ok(name)
+}
+
+/// The stream a transform reads: `from`, or the previous one.
+fn input_stream(
+    t: &TransformSpec,
+    previous: &str,
+    schemas: &IndexMap<String, SchemaRef>,
+) -> Result<String, Failure> {
+    let Some(f) = &t.from else {
+        return Ok(previous.to_string());
+    };
+    if matches!(f.get_ref().as_str(), "late" | "dead_letter") {
+        return Err(at(
+            f.span(),
+            format!(
+                "`{}` is a reserved stream that only sinks can read",
+                f.get_ref()
+            ),
+        ));
+    }
+    if !schemas.contains_key(f.get_ref()) {
+        return Err(at(
+            f.span(),
+            format!(
+                "no stream named `{}` before this transform; streams: {}",
+                f.get_ref(),
+                schemas.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    Ok(f.get_ref().clone())
+}
+
+/// The error for a key that a transform of its type needs.
+fn missing(t: &TransformSpec, key: &str, example: &str) -> Failure {
+    at(
+        t.name.span(),
+        format!(
+            "a {} transform needs `{key}`, like {example}",
+            t.kind.get_ref()
+        ),
+    )
+}
+
+/// A true-or-false expression named `key` (`where`, `when`).
+fn condition(sql: &SqlContext, p: &Spanned<String>, key: &str) -> Result<ScalarExpr, Failure> {
+    let c = sql.scalar(p.get_ref()).map_err(|m| at(p.span(), m))?;
+    if c.data_type != DataType::Boolean {
+        return Err(at(
+            p.span(),
+            format!(
+                "`{key}` must be true or false, but `{}` is {}",
+                p.get_ref(),
+                c.data_type
+            ),
+        ));
+    }
+    Ok(c)
+}
+
+/// `filter`: the rows where `where` holds.
+fn filter(t: &TransformSpec, input: &SchemaRef, sql: &SqlContext) -> Result<Compiled, Failure> {
+    let p = t
+        .predicate
+        .as_ref()
+        .ok_or_else(|| missing(t, "where", "where = \"temperature > 0\""))?;
+    let c = condition(sql, p, "where")?;
+    let describe = format!("where {}", p.get_ref());
+    Ok((Operation::Filter(c), input.clone(), describe))
+}
+
+/// `select`: new columns.
+fn select(t: &TransformSpec, sql: &SqlContext) -> Result<Compiled, Failure> {
+    let cols = t
+        .columns
+        .as_ref()
+        .ok_or_else(|| missing(t, "columns", "columns = { f = \"(temp - 32) / 1.8\" }"))?;
+    let (exprs, schema) = compile_exprs(sql, cols)?;
+    let describe = cols
+        .get_ref()
+        .iter()
+        .map(|(n, e)| format!("{n} = {}", e.get_ref()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok((Operation::Select(exprs), schema, describe))
+}
+
+/// `rule`: when `when` holds, emit a row (all columns, or `emit`'s).
+fn rule(t: &TransformSpec, input: &SchemaRef, sql: &SqlContext) -> Result<Compiled, Failure> {
+    let w = t
+        .when
+        .as_ref()
+        .ok_or_else(|| missing(t, "when", "when = \"max_temp > 80\""))?;
+    let when = condition(sql, w, "when")?;
+    let (emit, schema) = match &t.emit {
+        Some(e) => {
+            let (exprs, schema) = compile_exprs(sql, e)?;
+            (Some(exprs), schema)
+        }
+        None => (None, input.clone()),
+    };
+    let describe = format!("when {}", w.get_ref());
+    Ok((Operation::Rule { when, emit }, schema, describe))
+}
+
+/// `window`: keyed windows of event time (or counts) and their aggregates.
+fn window(
     t: &TransformSpec,
     name: &str,
     input: &SchemaRef,
     sql: &SqlContext,
-) -> Result<(Operation, SchemaRef, String), Failure> {
+) -> Result<Compiled, Failure> {
+    let kind = window_kind(t)?;
+    let lateness = match &t.allowed_lateness {
+        None => 0,
+        Some(d) if matches!(kind, WindowKind::Count { .. }) => {
+            return Err(at(
+                d.span(),
+                "count windows close on a count, not on event time: remove allowed_lateness",
+            ));
+        }
+        Some(d) => event_millis(d, "allowed_lateness", 0)?,
+    };
+    let key_fields: Vec<String> = t
+        .key
+        .as_ref()
+        .map(|k| k.get_ref().fields())
+        .unwrap_or_default();
+    let WindowKeys {
+        keys,
+        sort_fields,
+        mut out_fields,
+    } = window_keys(t, input, &key_fields)?;
+    out_fields.push(Field::new("window_start", DataType::Int64, false));
+    out_fields.push(Field::new("window_end", DataType::Int64, false));
+    let aggregates = window_aggregates(t, sql, &mut out_fields)?;
+    let output = Arc::new(Schema::new(out_fields));
+    let describe = format!(
+        "{:?} by [{}], {} aggregate(s), allowed lateness {lateness} ms",
+        kind,
+        key_fields.join(", "),
+        aggregates.len()
+    );
+    let plan = WindowPlan {
+        name: name.to_string(),
+        kind,
+        keys,
+        key_fields: sort_fields,
+        aggregates,
+        lateness,
+        output: output.clone(),
+    };
+    Ok((Operation::Window(Arc::new(plan)), output, describe))
+}
+
+/// The window's kind and sizes (`window = { type = ..., ... }`).
+fn window_kind(t: &TransformSpec) -> Result<WindowKind, Failure> {
     let w = t.window.as_ref().ok_or_else(|| {
         at(
             t.name.span(),
@@ -285,27 +369,29 @@ pub(super) fn window(
                 ))
             }
         };
-    let lateness = match &t.allowed_lateness {
-        None => 0,
-        Some(d) => {
-            if matches!(kind, WindowKind::Count { .. }) {
-                return Err(at(
-                    d.span(),
-                    "count windows close on a count, not on event time: remove allowed_lateness",
-                ));
-            }
-            event_millis(d, "allowed_lateness", 0)?
-        }
-    };
-    let key_fields: Vec<String> = t
-        .key
-        .as_ref()
-        .map(|k| k.get_ref().fields())
-        .unwrap_or_default();
+    Ok(kind)
+}
+
+/// A window's key columns.
+struct WindowKeys {
+    /// Their indexes in the input.
+    keys: Vec<usize>,
+    /// How rows encode them.
+    sort_fields: Vec<SortField>,
+    /// The output's first fields.
+    out_fields: Vec<Field>,
+}
+
+/// The window's key columns, checked against its input.
+fn window_keys(
+    t: &TransformSpec,
+    input: &SchemaRef,
+    key_fields: &[String],
+) -> Result<WindowKeys, Failure> {
     let mut keys = Vec::new();
     let mut sort_fields = Vec::new();
     let mut out_fields = Vec::new();
-    for field in &key_fields {
+    for field in key_fields {
         let (index, f) = input.column_with_name(field).ok_or_else(|| {
             at(
                 span_of(&t.key).unwrap_or(t.name.span()),
@@ -322,8 +408,19 @@ pub(super) fn window(
     if sort_fields.is_empty() {
         sort_fields.push(SortField::new(DataType::Boolean));
     }
-    out_fields.push(Field::new("window_start", DataType::Int64, false));
-    out_fields.push(Field::new("window_end", DataType::Int64, false));
+    Ok(WindowKeys {
+        keys,
+        sort_fields,
+        out_fields,
+    })
+}
+
+/// The window's aggregates, each a new output field after `out_fields`.
+fn window_aggregates(
+    t: &TransformSpec,
+    sql: &SqlContext,
+    out_fields: &mut Vec<Field>,
+) -> Result<Vec<(String, AggregateExpr)>, Failure> {
     let aggs = t.aggregates.as_ref().ok_or_else(|| {
         at(
             t.name.span(),
@@ -350,21 +447,5 @@ pub(super) fn window(
         out_fields.push(a.field(out));
         aggregates.push((out.clone(), a));
     }
-    let output = Arc::new(Schema::new(out_fields));
-    let describe = format!(
-        "{:?} by [{}], {} aggregate(s), allowed lateness {lateness} ms",
-        kind,
-        key_fields.join(", "),
-        aggregates.len()
-    );
-    let plan = WindowPlan {
-        name: name.to_string(),
-        kind,
-        keys,
-        key_fields: sort_fields,
-        aggregates,
-        lateness,
-        output: output.clone(),
-    };
-    Ok((Operation::Window(Arc::new(plan)), output, describe))
+    Ok(aggregates)
 }

@@ -147,136 +147,155 @@ impl WindowOp {
             )));
         }
         self.watermark = input.i64()?;
-        let k = self.plan.key_fields.len();
-        let plan = self.plan.clone();
-        let aggregates = &plan.aggregates;
-
-        for _ in 0..input.u64()? {
-            let start = input.i64()?;
-            let end = input.i64()?;
-            let fired = input.u8()? != 0;
-            let dirty: Vec<u32> = (0..input.u64()?)
-                .map(|_| input.u32())
-                .collect::<Result<_, _>>()?;
-            let widths = input.widths(aggregates.len())?;
-            let columns = input.batch()?;
-            let keys = self
-                .converter
-                .convert_columns(
-                    columns
-                        .get(..k)
-                        .ok_or_else(|| damaged("a pane has no key columns"))?,
-                )
-                .map_err(damaged)?;
-            let n = keys.num_rows();
-            let mut index = HashMap::with_hasher(Fast::new());
-            for (g, key) in keys.iter().enumerate() {
-                index.insert(key.data().into(), g as u32);
-            }
-            let all: Vec<usize> = (0..n).collect();
-            let mut accs = Vec::with_capacity(aggregates.len());
-            let mut at = k;
-            for ((_, agg), &w) in aggregates.iter().zip(&widths) {
-                let mut acc = agg.groups_accumulator()?;
-                let state = columns
-                    .get(at..at + w)
-                    .ok_or_else(|| damaged("a pane's state is short"))?;
-                acc.merge_batch(state, &all, n).map_err(damaged)?;
-                accs.push(acc);
-                at += w;
-            }
-            let mut dirty_mark = vec![false; n];
-            for &g in &dirty {
-                if let Some(mark) = dirty_mark.get_mut(g as usize) {
-                    *mark = true;
-                }
-            }
-            self.panes.insert(
-                start,
-                Pane {
-                    end,
-                    index,
-                    keys,
-                    accs,
-                    fired,
-                    dirty,
-                    dirty_mark,
-                },
-            );
+        let panes = input.u64()?;
+        for _ in 0..panes {
+            self.restore_pane(&mut input)?;
         }
-
-        let sessions = input.u64()?;
-        if sessions > 0 {
-            let widths = input.widths(aggregates.len())?;
-            let columns = input.batch()?;
-            let own = columns
-                .get(k..k + 4)
-                .ok_or_else(|| damaged("the sessions' columns are short"))?;
-            let (starts, ends) = (int64(&own[0])?, int64(&own[1])?);
-            let (fired, dirty) = (boolean(&own[2])?, boolean(&own[3])?);
-            let keys = self
-                .converter
-                .convert_columns(&columns[..k])
-                .map_err(damaged)?;
-            for (r, key) in keys.iter().enumerate() {
-                let accs = restore_accs(aggregates, &widths, &columns[k + 4..], r)?;
-                let (_, list) = self
-                    .sessions
-                    .entry(key.data().into())
-                    .or_insert_with(|| (key.owned(), Vec::new()));
-                // A fired session waits to be dropped; the others to fire.
-                let (end, was_fired, is_dirty) = (ends.value(r), fired.value(r), dirty.value(r));
-                let due = if was_fired && !is_dirty {
-                    end.saturating_add(self.plan.lateness)
-                } else {
-                    end
-                };
-                self.session_due
-                    .entry(due)
-                    .or_default()
-                    .push(key.data().into());
-                list.push(Session {
-                    start: starts.value(r),
-                    end: ends.value(r),
-                    accs,
-                    fired: fired.value(r),
-                    dirty: dirty.value(r),
-                });
-            }
+        if input.u64()? > 0 {
+            self.restore_sessions(&mut input)?;
         }
-
-        let counts = input.u64()?;
-        if counts > 0 {
-            let widths = input.widths(aggregates.len())?;
-            let columns = input.batch()?;
-            let own = columns
-                .get(k..k + 3)
-                .ok_or_else(|| damaged("the count windows' columns are short"))?;
-            let ns = own[0]
-                .as_any()
-                .downcast_ref::<UInt64Array>()
-                .ok_or_else(|| damaged("a count column is not u64"))?;
-            let (firsts, lasts) = (int64(&own[1])?, int64(&own[2])?);
-            let keys = self
-                .converter
-                .convert_columns(&columns[..k])
-                .map_err(damaged)?;
-            for (r, key) in keys.iter().enumerate() {
-                let accs = restore_accs(aggregates, &widths, &columns[k + 3..], r)?;
-                self.counts.insert(
-                    key.data().into(),
-                    Counted {
-                        key: key.owned(),
-                        accs,
-                        n: ns.value(r),
-                        first: firsts.value(r),
-                        last: lasts.value(r),
-                    },
-                );
-            }
+        if input.u64()? > 0 {
+            self.restore_counts(&mut input)?;
         }
         if input.at != bytes.len() {
             return Err(damaged("the window state has trailing bytes"));
+        }
+        Ok(())
+    }
+
+    /// One pane of a time window: its bounds, whether it fired, its dirty
+    /// groups, and its groups' keys and accumulators.
+    fn restore_pane(&mut self, input: &mut In<'_>) -> Result<()> {
+        let k = self.plan.key_fields.len();
+        let plan = self.plan.clone();
+        let aggregates = &plan.aggregates;
+        let start = input.i64()?;
+        let end = input.i64()?;
+        let fired = input.u8()? != 0;
+        let dirty: Vec<u32> = (0..input.u64()?)
+            .map(|_| input.u32())
+            .collect::<Result<_, _>>()?;
+        let widths = input.widths(aggregates.len())?;
+        let columns = input.batch()?;
+        let keys = self
+            .converter
+            .convert_columns(
+                columns
+                    .get(..k)
+                    .ok_or_else(|| damaged("a pane has no key columns"))?,
+            )
+            .map_err(damaged)?;
+        let n = keys.num_rows();
+        let mut index = HashMap::with_hasher(Fast::new());
+        for (g, key) in keys.iter().enumerate() {
+            index.insert(key.data().into(), g as u32);
+        }
+        let all: Vec<usize> = (0..n).collect();
+        let mut accs = Vec::with_capacity(aggregates.len());
+        let mut at = k;
+        for ((_, agg), &w) in aggregates.iter().zip(&widths) {
+            let mut acc = agg.groups_accumulator()?;
+            let state = columns
+                .get(at..at + w)
+                .ok_or_else(|| damaged("a pane's state is short"))?;
+            acc.merge_batch(state, &all, n).map_err(damaged)?;
+            accs.push(acc);
+            at += w;
+        }
+        let mut dirty_mark = vec![false; n];
+        for &g in &dirty {
+            if let Some(mark) = dirty_mark.get_mut(g as usize) {
+                *mark = true;
+            }
+        }
+        let pane = Pane {
+            end,
+            index,
+            keys,
+            accs,
+            fired,
+            dirty,
+            dirty_mark,
+        };
+        self.panes.insert(start, pane);
+        Ok(())
+    }
+
+    /// The open sessions of every key, and when each is due.
+    fn restore_sessions(&mut self, input: &mut In<'_>) -> Result<()> {
+        let k = self.plan.key_fields.len();
+        let plan = self.plan.clone();
+        let aggregates = &plan.aggregates;
+        let widths = input.widths(aggregates.len())?;
+        let columns = input.batch()?;
+        let own = columns
+            .get(k..k + 4)
+            .ok_or_else(|| damaged("the sessions' columns are short"))?;
+        let (starts, ends) = (int64(&own[0])?, int64(&own[1])?);
+        let (fired, dirty) = (boolean(&own[2])?, boolean(&own[3])?);
+        let keys = self
+            .converter
+            .convert_columns(&columns[..k])
+            .map_err(damaged)?;
+        for (r, key) in keys.iter().enumerate() {
+            let accs = restore_accs(aggregates, &widths, &columns[k + 4..], r)?;
+            let (_, list) = self
+                .sessions
+                .entry(key.data().into())
+                .or_insert_with(|| (key.owned(), Vec::new()));
+            // A fired session waits to be dropped; the others to fire.
+            let (end, was_fired, is_dirty) = (ends.value(r), fired.value(r), dirty.value(r));
+            let due = if was_fired && !is_dirty {
+                end.saturating_add(self.plan.lateness)
+            } else {
+                end
+            };
+            self.session_due
+                .entry(due)
+                .or_default()
+                .push(key.data().into());
+            list.push(Session {
+                start: starts.value(r),
+                end: ends.value(r),
+                accs,
+                fired: fired.value(r),
+                dirty: dirty.value(r),
+            });
+        }
+        Ok(())
+    }
+
+    /// The count windows of every key.
+    fn restore_counts(&mut self, input: &mut In<'_>) -> Result<()> {
+        let k = self.plan.key_fields.len();
+        let plan = self.plan.clone();
+        let aggregates = &plan.aggregates;
+        let widths = input.widths(aggregates.len())?;
+        let columns = input.batch()?;
+        let own = columns
+            .get(k..k + 3)
+            .ok_or_else(|| damaged("the count windows' columns are short"))?;
+        let ns = own[0]
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .ok_or_else(|| damaged("a count column is not u64"))?;
+        let (firsts, lasts) = (int64(&own[1])?, int64(&own[2])?);
+        let keys = self
+            .converter
+            .convert_columns(&columns[..k])
+            .map_err(damaged)?;
+        for (r, key) in keys.iter().enumerate() {
+            let accs = restore_accs(aggregates, &widths, &columns[k + 3..], r)?;
+            self.counts.insert(
+                key.data().into(),
+                Counted {
+                    key: key.owned(),
+                    accs,
+                    n: ns.value(r),
+                    first: firsts.value(r),
+                    last: lasts.value(r),
+                },
+            );
         }
         Ok(())
     }

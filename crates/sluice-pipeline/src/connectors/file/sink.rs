@@ -190,11 +190,17 @@ pub(crate) fn open(
                 path: path.to_path_buf(),
             })
         }
+        #[cfg(feature = "parquet")]
         Format::Parquet => Box::new(super::parquet::ParquetWriter::open(
             counting.inner,
             synced,
             path,
             schema,
         )?),
+        #[cfg(not(feature = "parquet"))]
+        Format::Parquet => {
+            drop(schema);
+            return Err(super::no_parquet(path));
+        }
     })
 }

@@ -17,14 +17,46 @@
 
 //! - The sink publishes rows with message ids counted per partition
 //!   ([`sink`]).
+//! - [`table`] checks and compiles the tables of both.
 
-use crate::error::{Error, Result};
+use super::replay::ReplayableSource;
+use super::sink::RowWriter;
+use super::{Opening, SinkConnector, SinkType, SourceConnector, SourceType};
+use crate::checkpoint::Guarantee;
+use crate::error::{Error, Fix, Result};
+use arrow::datatypes::SchemaRef;
 use std::sync::Mutex;
 use std::time::Duration;
 
 pub mod sink;
 pub mod source;
 pub mod store;
+mod table;
+
+/// `type = "nats"` as a source.
+pub const SOURCE: SourceType = SourceType {
+    name: "nats",
+    keys: &[
+        "format",
+        "schema",
+        "url",
+        "stream",
+        "subject",
+        "partitions",
+        "replicas",
+        "max_ack_pending",
+        "end",
+        "lease_ttl",
+    ],
+    compile: table::source,
+};
+
+/// `type = "nats"` as a sink.
+pub const SINK: SinkType = SinkType {
+    name: "nats",
+    keys: &["url", "subject", "stream", "replicas"],
+    compile: table::sink,
+};
 
 pub use sink::NatsTarget;
 pub use source::NatsSource;
@@ -106,11 +138,80 @@ impl NatsSourcePlan {
     }
 }
 
+/// A nats source, as the registry holds it.
+#[derive(Debug, Clone)]
+pub struct Nats(pub NatsSourcePlan);
+
+impl SourceConnector for Nats {
+    fn open(&self, at: &Opening<'_>) -> Result<Box<dyn ReplayableSource>> {
+        open(&self.0, at)
+    }
+
+    fn describe(&self) -> String {
+        let stream = &self.0.stream;
+        format!(
+            "nats stream {} ({} partitions of {})",
+            stream.name, stream.partitions, stream.subject
+        )
+    }
+
+    fn label(&self) -> String {
+        format!("nats {}", self.0.stream.name)
+    }
+
+    fn default_time_field(&self) -> Option<&str> {
+        self.0.message_time.then_some(NATS_TIME)
+    }
+
+    fn nats(&self) -> Option<&NatsSourcePlan> {
+        Some(&self.0)
+    }
+
+    fn identity(&self) -> String {
+        format!("{:?}", Nats(self.0.identity()))
+    }
+}
+
+impl SinkConnector for NatsTarget {
+    fn open_at(&self, _schema: SchemaRef, length: Option<u64>) -> Result<Box<dyn RowWriter>> {
+        Ok(Box::new(sink::NatsWriter::open(self, length)?))
+    }
+
+    fn describe(&self) -> String {
+        format!("nats subject {}", self.subject)
+    }
+
+    fn label(&self) -> String {
+        format!("nats:{}", self.subject)
+    }
+
+    fn refuses(&self, guarantee: Guarantee) -> Option<Error> {
+        (self.id_prefix.is_empty() && guarantee == Guarantee::ExactlyOnce).then(|| {
+            Error::refused(format!(
+                "nats:{}: outside a distributed run (a nats source) a nats sink cannot tell \
+                 a replay from new output, so after a crash what it published since the last \
+                 checkpoint is published again. Accept repeats",
+                self.subject
+            ))
+            .with_fix(Fix::AcceptRepeats)
+        })
+    }
+
+    fn refuses_distributed(&self, _guarantee: Guarantee) -> Option<Error> {
+        None
+    }
+
+    fn nats(&self) -> Option<&NatsTarget> {
+        Some(self)
+    }
+
+    fn nats_mut(&mut self) -> Option<&mut NatsTarget> {
+        Some(self)
+    }
+}
+
 /// Opens the source of the partition a distributed run gave this run.
-pub(crate) fn open(
-    settings: &NatsSourcePlan,
-    at: &super::Opening<'_>,
-) -> Result<Box<dyn super::replay::ReplayableSource>> {
+fn open(settings: &NatsSourcePlan, at: &Opening<'_>) -> Result<Box<dyn ReplayableSource>> {
     let context = at.partition.ok_or_else(|| {
         Error::refused(
             "a nats source is read by a distributed run, partition by partition: `sluice run` \

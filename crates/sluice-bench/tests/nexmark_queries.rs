@@ -3,7 +3,7 @@
 //! single-threaded loop over the same events.
 
 use sluice::prelude::*;
-use sluice::workloads::nexmark::{query, reference, QueryChecksum, QUERIES};
+use sluice_bench::nexmark::{query, reference, QueryChecksum, QUERIES};
 use std::sync::{Arc, Mutex};
 
 fn run(name: &str, events: u64, workers: usize, policy: FlushPolicy) -> QueryChecksum {

@@ -4,11 +4,11 @@
 //! process, or in many on many machines.
 //!
 //! ```
-//! use sluice::bus::{Bus, EventBus, Handler, PublishTopic};
+//! use sluice_bus::{Bus, EventBus, Handler, PublishTopic};
 //! use std::sync::{Arc, Mutex};
 //!
 //! /// Wires an alerting rule on any bus.
-//! fn wire<B: EventBus>(bus: &B, seen: Arc<Mutex<Vec<String>>>) -> Result<B::Topic<f64>, sluice::bus::BusError> {
+//! fn wire<B: EventBus>(bus: &B, seen: Arc<Mutex<Vec<String>>>) -> Result<B::Topic<f64>, sluice_bus::BusError> {
 //!     let readings = bus.topic::<f64>("readings")?;
 //!     let alerts = bus.topic::<String>("alerts")?;
 //!     bus.subscribe(&alerts, Handler::new("pager", move |a: &String| {
@@ -27,7 +27,7 @@
 //! PublishTopic::publish(&readings, 85.0)?;
 //! EventBus::shutdown(&bus);
 //! assert_eq!(*seen.lock().unwrap(), vec!["too hot: 85".to_string()]);
-//! # Ok::<(), sluice::bus::BusError>(())
+//! # Ok::<(), sluice_bus::BusError>(())
 //! ```
 
 use super::{Bus, BusError, BusReport, DeadLetter, Handler, Topic};

@@ -7,9 +7,9 @@
 //! and the per-window maxima of q5/q7/q8 are [`KeyedProcess`]es that emit at
 //! the end of the (bounded) input.
 
-use crate::prelude::*;
-use crate::watermark::WatermarkStrategy;
-use crate::{Batch, KeyedProcess, Timestamp};
+use sluice::prelude::*;
+use sluice::watermark::WatermarkStrategy;
+use sluice::{Batch, KeyedProcess, Timestamp};
 use sluice_connectors::nexmark::{Event, NexmarkSource, STATES};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -140,7 +140,7 @@ pub fn query(
             ))
             .aggregate(Count)
             .results
-            .key_by(|r: &crate::window::WindowResult<u64, u64>| r.window_start)
+            .key_by(|r: &sluice::window::WindowResult<u64, u64>| r.window_start)
             .process(Q5HotItems)
             .map_batch(checksums),
         "q7" => events
@@ -288,14 +288,14 @@ impl KeyedProcess<u64, Q4> for Q4ClosingPrice {
 #[derive(Clone)]
 struct Q5HotItems;
 
-impl KeyedProcess<i64, crate::window::WindowResult<u64, u64>> for Q5HotItems {
+impl KeyedProcess<i64, sluice::window::WindowResult<u64, u64>> for Q5HotItems {
     type State = Vec<(u64, u64)>;
     type Output = u64;
     fn on_event(
         &self,
         _: &i64,
         state: &mut Self::State,
-        row: crate::window::WindowResult<u64, u64>,
+        row: sluice::window::WindowResult<u64, u64>,
         _: Timestamp,
         _: &mut Batch<u64>,
     ) {

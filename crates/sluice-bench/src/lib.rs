@@ -1,11 +1,15 @@
-//! The shared benchmark workloads (W0, W1, Nexmark), as pipelines: used by the `w1` example,
-//! the tests that check them against the expected checksums, and benchmarks.
+//! The shared benchmark workloads (W0, W1, Nexmark) as Sluice pipelines, with plain-loop
+//! references: used by `sluice bench`, the `w1` example, the tests that check them against
+//! the expected checksums, and the criterion benchmarks. Benchmark code, not library API.
+
+#![deny(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod nexmark;
 
-use crate::prelude::*;
-use crate::watermark::WatermarkStrategy;
-use crate::window::{Window, WindowResult};
+use sluice::prelude::*;
+use sluice::watermark::WatermarkStrategy;
+use sluice::window::{Window, WindowResult};
 use sluice_connectors::{FormulaEvent, FormulaSource};
 use std::time::Duration;
 
@@ -15,7 +19,7 @@ use std::time::Duration;
 ///
 /// ```
 /// use sluice::prelude::*;
-/// use sluice::workloads::w0;
+/// use sluice_bench::w0;
 ///
 /// let pipeline = Pipeline::new().with_workers(2);
 /// let partials = w0(&pipeline, 1_000, FlushPolicy::Count(100)).collect();
@@ -99,7 +103,7 @@ pub type W1Row = WindowResult<i64, (u64, f64, Option<f64>, Option<f64>, Option<f
 ///
 /// ```
 /// use sluice::prelude::*;
-/// use sluice::workloads::{w1, W1Checksums};
+/// use sluice_bench::{w1, W1Checksums};
 ///
 /// let pipeline = Pipeline::new().with_workers(1);
 /// let rows = w1(&pipeline, 10_000, FlushPolicy::Count(1024)).collect();

@@ -2,7 +2,7 @@
 //! per-key order, retries, dead letters and a draining shutdown.
 
 use crossbeam_channel::unbounded;
-use sluice::bus::{Bus, BusConfig, BusError, DeadLetter, Handler, RetryPolicy};
+use sluice_bus::{Bus, BusConfig, BusError, DeadLetter, Handler, RetryPolicy};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};

@@ -12,7 +12,7 @@
 //! threads: no accepted event is lost.
 //!
 //! ```
-//! use sluice::bus::{Bus, Handler};
+//! use sluice_bus::{Bus, Handler};
 //! use std::sync::{Arc, Mutex};
 //!
 //! let bus = Bus::new();
@@ -35,8 +35,11 @@
 //! let report = bus.shutdown();
 //! assert_eq!(*received.lock().unwrap(), vec!["too hot: 85".to_string()]);
 //! assert_eq!(report.dead_lettered, 0);
-//! # Ok::<(), sluice::bus::BusError>(())
+//! # Ok::<(), sluice_bus::BusError>(())
 //! ```
+
+#![deny(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod dead_letter;
 mod event_bus;
@@ -224,11 +227,11 @@ impl Bus {
     /// A bus with `config`; a queue capacity of zero is refused.
     ///
     /// ```
-    /// use sluice::bus::{Bus, BusConfig};
+    /// use sluice_bus::{Bus, BusConfig};
     /// let bus = Bus::with_config(BusConfig { queue_capacity: 64, ..BusConfig::default() })?;
     /// assert!(Bus::with_config(BusConfig { queue_capacity: 0, ..BusConfig::default() }).is_err());
     /// # drop(bus);
-    /// # Ok::<(), sluice::bus::BusError>(())
+    /// # Ok::<(), sluice_bus::BusError>(())
     /// ```
     pub fn with_config(config: BusConfig) -> Result<Self, BusError> {
         if config.queue_capacity == 0 {
@@ -259,12 +262,12 @@ impl Bus {
     /// topic with another event type is an error.
     ///
     /// ```
-    /// let bus = sluice::bus::Bus::new();
+    /// let bus = sluice_bus::Bus::new();
     /// let a = bus.topic::<u32>("counts")?;
     /// let b = bus.topic::<u32>("counts")?; // the same topic
     /// assert_eq!(a.name(), b.name());
     /// assert!(bus.topic::<String>("counts").is_err());
-    /// # Ok::<(), sluice::bus::BusError>(())
+    /// # Ok::<(), sluice_bus::BusError>(())
     /// ```
     pub fn topic<T>(&self, name: &str) -> Result<Topic<T>, BusError>
     where
@@ -276,10 +279,10 @@ impl Bus {
     /// The topic where the dead letters of `topic` go: `<topic>.dead_letter`.
     ///
     /// ```
-    /// let bus = sluice::bus::Bus::new();
+    /// let bus = sluice_bus::Bus::new();
     /// let jobs = bus.topic::<u32>("jobs")?;
     /// assert_eq!(bus.dead_letter_topic(&jobs)?.name(), "jobs.dead_letter");
-    /// # Ok::<(), sluice::bus::BusError>(())
+    /// # Ok::<(), sluice_bus::BusError>(())
     /// ```
     pub fn dead_letter_topic<T>(&self, topic: &Topic<T>) -> Result<Topic<DeadLetter<T>>, BusError>
     where

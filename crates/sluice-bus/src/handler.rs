@@ -11,7 +11,7 @@ pub type HandlerFn<T, U> = Arc<dyn Fn(&T) -> Result<Option<U>, String> + Send + 
 /// How a failing handler is retried before its event is dead-lettered.
 ///
 /// ```
-/// use sluice::bus::RetryPolicy;
+/// use sluice_bus::RetryPolicy;
 /// use std::time::Duration;
 ///
 /// let patient = RetryPolicy {
@@ -144,7 +144,7 @@ impl<T: 'static> Handler<T, ()> {
     /// A handler with no output.
     ///
     /// ```
-    /// use sluice::bus::Handler;
+    /// use sluice_bus::Handler;
     /// let printer = Handler::new("printer", |x: &i64| {
     ///     println!("got {x}");
     ///     Ok::<(), String>(())
@@ -172,12 +172,12 @@ impl<T: 'static, U: Clone + Send + 'static> Handler<T, U> {
     /// any [`EventBus`](super::EventBus)).
     ///
     /// ```
-    /// use sluice::bus::{Bus, Handler};
+    /// use sluice_bus::{Bus, Handler};
     /// let bus = Bus::new();
     /// let out = bus.topic::<i64>("doubled")?;
     /// let doubler = Handler::publishing("doubler", &out, |x: &i64| Ok::<_, String>(Some(x * 2)));
     /// # drop(doubler);
-    /// # Ok::<(), sluice::bus::BusError>(())
+    /// # Ok::<(), sluice_bus::BusError>(())
     /// ```
     pub fn publishing<E, F>(name: &str, output: &impl PublishTopic<U>, f: F) -> Self
     where
@@ -197,7 +197,7 @@ impl<T: 'static, U: Clone + Send + 'static> Handler<T, U> {
     /// Retries by `policy` instead of the bus's default.
     ///
     /// ```
-    /// use sluice::bus::{Handler, RetryPolicy};
+    /// use sluice_bus::{Handler, RetryPolicy};
     /// let h = Handler::new("strict", |_: &u8| Ok::<(), String>(())).with_retry(RetryPolicy::NEVER);
     /// # drop(h);
     /// ```
@@ -211,7 +211,7 @@ impl<T: 'static, U: Clone + Send + 'static> Handler<T, U> {
     /// order is kept. (With one worker, the default, all order is kept.)
     ///
     /// ```
-    /// use sluice::bus::Handler;
+    /// use sluice_bus::Handler;
     /// let h = Handler::new("per-user", |(user, _): &(u32, String)| Ok::<(), String>(()))
     ///     .keyed(4, |(user, _): &(u32, String)| *user);
     /// # drop(h);

@@ -5,7 +5,7 @@
 //! This file holds one test, so that no other test's threads are counted.
 
 use sluice::prelude::*;
-use sluice::workloads::{w1, w1_reference, W1Checksums};
+use sluice_bench::{w1, w1_reference, W1Checksums};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 

@@ -1,5 +1,6 @@
-//! Generated inputs (`type = "generator"`, `"formula"`, `"nexmark"`):
-//! deterministic, so a position is a count of records.
+//! The generated inputs themselves: sensor readings, the W0/W1 formula
+//! stream and Nexmark events, deterministic, so a position is a count of
+//! records.
 
 use crate::connectors::replay::Replayable;
 use crate::connectors::replay::SourceCounters;

@@ -97,7 +97,7 @@ impl<T: Clone + Send + 'static> Topic<T> {
     /// event would be lost) or when the bus is shut down.
     ///
     /// ```
-    /// use sluice::bus::{Bus, BusError, Handler};
+    /// use sluice_bus::{Bus, BusError, Handler};
     /// let bus = Bus::new();
     /// let topic = bus.topic::<u8>("t")?;
     /// assert!(matches!(topic.publish(1), Err(BusError::NoSubscriber { .. })));

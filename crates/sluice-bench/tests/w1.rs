@@ -4,7 +4,7 @@
 //! independently with numpy (`tests/data/W-expected-1M.json`).
 
 use sluice::prelude::*;
-use sluice::workloads::{w1, W1Checksums};
+use sluice_bench::{w1, W1Checksums};
 use std::sync::{Arc, Mutex};
 
 fn expected() -> W1Checksums {
