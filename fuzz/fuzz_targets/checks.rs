@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use arrow::datatypes::{DataType, Field, Schema};
-use sluice_pipeline::format::{EventTime, Format, TextDecoder};
+use sluice_pipeline::{EventTime, Format, TextDecoder};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -46,7 +46,7 @@ pub fn pipeline_file(base: &Path, data: &[u8]) {
         _ => (None, text),
     };
     let text = match assignment {
-        Some(a) => match sluice_pipeline::config::apply_override(text, a) {
+        Some(a) => match sluice_pipeline::apply_override(text, a) {
             Ok(t) => t,
             Err(_) => return,
         },
@@ -54,7 +54,7 @@ pub fn pipeline_file(base: &Path, data: &[u8]) {
     };
     let path = Path::new("/nonexistent-sluice-fuzz/p.toml");
     if let Err(sluice_pipeline::Error::Invalid(error)) =
-        sluice_pipeline::plan::load_str(&text, path, base, None)
+        sluice_pipeline::load_str(&text, path, base, None)
     {
         assert!(
             error.starts_with("/nonexistent-sluice-fuzz/p.toml"),

@@ -5,6 +5,6 @@
 mod checks;
 
 use libfuzzer_sys::fuzz_target;
-use sluice_pipeline::format::Format;
+use sluice_pipeline::Format;
 
 fuzz_target!(|data: &[u8]| checks::decode(Format::Jsonl, data));

@@ -1,3 +1,5 @@
+//! Dead letters: events a handler gave up on, with why, and how a dead-letter topic is named.
+
 /// An event a handler gave up on, with why.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DeadLetter<T> {

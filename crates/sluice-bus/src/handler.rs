@@ -1,3 +1,5 @@
+//! Handlers: functions that react to a topic's events, with their outputs, copies by key, retries.
+
 use super::event_bus::{Output, PublishTopic};
 use super::topic::KeyHash;
 use super::BusError;

@@ -1,3 +1,5 @@
+//! The count of events the bus accepted and has not finished handling, which shutdown waits on.
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::Duration;

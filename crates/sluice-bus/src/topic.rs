@@ -1,3 +1,5 @@
+//! Topics: the named, typed handles events are published on, and their routes to handlers' queues.
+
 use super::{BusError, BusShared};
 use crossbeam_channel::Sender;
 use std::sync::atomic::Ordering;

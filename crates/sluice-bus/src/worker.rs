@@ -1,3 +1,6 @@
+//! Handler threads: each runs its handler on its queue's events with retries, publishes the
+//! outputs, and dead-letters the events that still fail.
+
 use super::dead_letter::{topic_name, DeadLetter, UnclaimedDeadLetter};
 use super::event_bus::Output;
 use super::handler::HandlerFn;

@@ -3,10 +3,10 @@
 use crate::ui;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use sluice_pipeline::checkpoint::{CheckpointConfig, Guarantee, StateLocation};
-use sluice_pipeline::dashboard::Watch;
-use sluice_pipeline::run::{progress, run_with, RunOptions, RunOutcome};
+use sluice_pipeline::Watch;
 use sluice_pipeline::{load, Error, Fix};
+use sluice_pipeline::{progress, run_with, RunOptions, RunOutcome};
+use sluice_pipeline::{CheckpointConfig, Guarantee, StateLocation};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -300,7 +300,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         stop: Arc::new(AtomicBool::new(false)),
         watch: watch
             .clone()
-            .map(|w| w as Arc<dyn sluice_pipeline::telemetry::Telemetry>),
+            .map(|w| w as Arc<dyn sluice_pipeline::Telemetry>),
         partition: None,
     };
     // Once the run is over, a signal ends the dashboard's lingering.

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::StreamExt;
-use sluice_pipeline::dashboard::Watch;
+use sluice_pipeline::Watch;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;

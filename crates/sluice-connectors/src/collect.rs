@@ -1,3 +1,5 @@
+//! A sink that gathers events in memory, and the handle to read them after the run.
+
 use sluice_core::{Batch, Timestamp};
 use sluice_runtime::{BoxError, Sink};
 use std::sync::{Arc, Mutex, PoisonError};

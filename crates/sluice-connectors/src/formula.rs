@@ -1,3 +1,5 @@
+//! The W0/W1 benchmark stream: its events from an integer formula, and a source of any partition.
+
 use sluice_core::Batch;
 use sluice_runtime::{BoxError, Source, SourceStatus};
 

@@ -1,3 +1,5 @@
+//! A seeded source of pseudo-random values uniform in `[0, 1)`, the same on every machine.
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sluice_core::Batch;

@@ -1,3 +1,5 @@
+//! A source over any iterator, with event times from the events or from the wall clock.
+
 use sluice_core::{Batch, Timestamp};
 use sluice_runtime::{BoxError, Source, SourceStatus};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -1,3 +1,5 @@
+//! A sink that writes one line per event to standard output.
+
 use sluice_core::Batch;
 use sluice_runtime::{BoxError, Sink};
 use std::io::{ErrorKind, Write};

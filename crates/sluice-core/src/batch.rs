@@ -1,3 +1,5 @@
+//! `Batch`: a run of events and their event times, kept in two parallel vectors.
+
 use crate::Timestamp;
 
 /// A run of events with their event times: what moves between operators.

@@ -1,3 +1,5 @@
+//! The core's errors: arguments that describe no valid cut or flush policy, and how to fix them.
+
 use thiserror::Error;
 
 /// Errors of the pure core: arguments that cannot describe a valid cut or aggregate.

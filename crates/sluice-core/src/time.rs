@@ -1,3 +1,5 @@
+//! Event time: the `Timestamp` type and its smallest and largest values.
+
 /// Event time: milliseconds since the Unix epoch.
 ///
 /// Every element of a [`Batch`](crate::Batch) carries one, either taken from a

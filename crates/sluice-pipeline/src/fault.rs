@@ -32,6 +32,7 @@ pub enum Fault {
     SkipDirSync,
     /// A partition of a distributed run taken over from another process
     /// starts from its beginning instead of its last checkpoint.
+    #[cfg(feature = "nats")]
     SkipPartitionResume,
     /// A filter leaves the first rows it drops out of its counts.
     Miscount,
@@ -39,12 +40,14 @@ pub enum Fault {
 
 impl Fault {
     /// Its name in `SLUICE_FAULT`.
+    #[cfg(any(test, feature = "fault-injection"))]
     pub fn name(self) -> &'static str {
         match self {
             Fault::SkipRestore => "skip-restore",
             Fault::SkipTruncate => "skip-truncate",
             Fault::SkipFinalSync => "skip-final-sync",
             Fault::SkipDirSync => "skip-dir-sync",
+            #[cfg(feature = "nats")]
             Fault::SkipPartitionResume => "skip-partition-resume",
             Fault::Miscount => "miscount",
         }
@@ -244,6 +247,7 @@ impl Drop for Recorder {
 /// the end. Recovery starts from the last commit before the cut, and what is
 /// on disk only grows, so checking each commit covers every point. Returns
 /// one line per violation.
+#[cfg(any(test, feature = "fault-injection"))]
 pub fn power_cut_losses(events: &[Event], final_lengths: &[(PathBuf, u64)]) -> Vec<String> {
     use std::collections::{HashMap, HashSet};
     let mut losses = Vec::new();

@@ -2,7 +2,6 @@
 //! transforms fused onto it or behind a key exchange, and the sinks.
 
 use crate::accounting::Accounting;
-pub use crate::build::restore::fingerprint;
 use crate::build::restore::{self, Restored};
 pub use crate::build::{progress, Progress, RunOptions};
 use crate::build::{Dataflow, DataflowBuilder, SinkCount};

@@ -4,7 +4,7 @@
 
 use arrow::datatypes::{DataType, Field, Schema};
 use proptest::prelude::*;
-use sluice_pipeline::format::{EventTime, Format, TextDecoder};
+use sluice_pipeline::{EventTime, Format, TextDecoder};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -64,7 +64,7 @@ proptest! {
     #[test]
     fn any_pipeline_text_is_checked_without_panicking(text in "[a-z_=\"\\[\\]{}., \n0-9*()<>']{0,300}") {
         let dir = Path::new("/nonexistent-sluice-test");
-        let _ = sluice_pipeline::plan::load_str(&text, &dir.join("p.toml"), dir, None);
+        let _ = sluice_pipeline::load_str(&text, &dir.join("p.toml"), dir, None);
     }
 
     #[test]
@@ -73,7 +73,7 @@ proptest! {
             "name = \"x\"\n[source]\ntype = \"generator\"\n[[transform]]\nname = \"t\"\ntype = \"select\"\ncolumns = {{ c = {expr:?} }}\n[[transform]]\nname = \"w\"\ntype = \"window\"\nfrom = \"source\"\nwindow = {{ type = \"tumbling\", size = \"1s\" }}\naggregates = {{ a = {expr:?} }}\n[[sink]]\nfrom = \"t\"\ntype = \"stdout\"\n"
         );
         let dir = Path::new("/nonexistent-sluice-test");
-        let _ = sluice_pipeline::plan::load_str(&text, &dir.join("p.toml"), dir, None);
+        let _ = sluice_pipeline::load_str(&text, &dir.join("p.toml"), dir, None);
     }
 }
 
@@ -183,7 +183,7 @@ proptest! {
     #[test]
     fn a_pipeline_file_is_refused_at_a_position_or_runs(text in pipeline_text()) {
         let dir = tempfile::tempdir().unwrap();
-        match sluice_pipeline::plan::load_str(&text, Path::new("p.toml"), dir.path(), None) {
+        match sluice_pipeline::load_str(&text, Path::new("p.toml"), dir.path(), None) {
             Err(sluice_pipeline::Error::Invalid(message)) => {
                 let position = message
                     .strip_prefix("p.toml:")
@@ -193,8 +193,8 @@ proptest! {
             }
             Err(other) => prop_assert!(false, "not a diagnostic: {}\n{}", other, text),
             Ok(plan) => {
-                let progress = sluice_pipeline::run::progress(&plan);
-                let result = sluice_pipeline::run::run(plan, &progress);
+                let progress = sluice_pipeline::progress(&plan);
+                let result = sluice_pipeline::run(plan, &progress);
                 if let Err(e) = &result {
                     prop_assert!(!e.to_string().contains("panic"), "{}\n{}", e, text);
                 }

@@ -19,7 +19,7 @@
 //! NATS sources and sinks are covered: loading a pipeline only checks their
 //! settings and connects to no server.
 
-use sluice_pipeline::plan::load_str;
+use sluice_pipeline::load_str;
 use sluice_pipeline::Error;
 use std::collections::HashSet;
 use std::path::Path;

@@ -12,7 +12,7 @@
 #[path = "../../../fuzz/fuzz_targets/checks.rs"]
 mod checks;
 
-use sluice_pipeline::format::Format;
+use sluice_pipeline::Format;
 use std::path::Path;
 
 /// SplitMix64.

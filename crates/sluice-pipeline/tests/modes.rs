@@ -1,8 +1,8 @@
 //! The same pipeline gives the same results whichever way it runs: event by
 //! event, in micro-batches of any size, on one worker or several.
 
-use sluice_pipeline::plan::load_str;
-use sluice_pipeline::run::{progress, run};
+use sluice_pipeline::load_str;
+use sluice_pipeline::{progress, run};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -89,7 +89,7 @@ fn outputs(dir: &Path) -> BTreeMap<String, Vec<String>> {
     out
 }
 
-fn progress_of() -> sluice_pipeline::run::Progress {
+fn progress_of() -> sluice_pipeline::Progress {
     let dir = tempfile::tempdir().unwrap();
     let plan = load_str(PIPELINE, Path::new("modes.toml"), dir.path(), None).unwrap();
     progress(&plan)

@@ -73,8 +73,8 @@
 //! runs n cases.
 
 use serde_json::Value;
-use sluice_pipeline::plan::load_str;
-use sluice_pipeline::run::{progress, run};
+use sluice_pipeline::load_str;
+use sluice_pipeline::{progress, run};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;

@@ -1,3 +1,5 @@
+//! The batcher: holds an edge's events and releases them as batches by its flush policy.
+
 use crate::FlushPolicy;
 use sluice_core::cut::{interval_index, BalancedSizes};
 use sluice_core::{Batch, Error};

@@ -1,3 +1,6 @@
+//! Edges between stages: the messages they carry, their batching senders and their receivers,
+//! and key exchanges.
+
 use crate::queue::Queue;
 use crate::{
     AdaptiveController, Barrier, Batcher, Clock, EdgeMetrics, FlushPolicy, Observed, Operator,

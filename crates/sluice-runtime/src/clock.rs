@@ -1,3 +1,5 @@
+//! Clocks: processing time from the machine, or from a simulated clock that moves only when told.
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 

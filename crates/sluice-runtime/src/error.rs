@@ -1,3 +1,5 @@
+//! The runtime's errors: why a run failed, and the boxed error of user code and connectors.
+
 use thiserror::Error;
 
 /// Any error from user code or a connector, boxed.

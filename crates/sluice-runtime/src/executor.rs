@@ -1,3 +1,5 @@
+//! The executor: places stages on worker threads, runs them, and reports what the run measured.
+
 use crate::stage::{poll_blocking, IoSourceStage, Polled, ReceiverStage, Receiving, SourceStage};
 use crate::worker::{self, Shared, Stage};
 use crate::{

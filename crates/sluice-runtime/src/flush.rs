@@ -1,3 +1,5 @@
+//! Flush policies: when an edge releases the events it holds as a batch.
+
 use sluice_core::Error;
 use std::time::Duration;
 

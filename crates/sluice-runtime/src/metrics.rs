@@ -1,3 +1,5 @@
+//! Edge metrics: live counters of batches, events and backpressure, and snapshots of them.
+
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 /// Live counters of one edge, shared by its two ends. Updated once per

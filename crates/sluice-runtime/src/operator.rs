@@ -1,3 +1,5 @@
+//! The `Operator` trait and its contract, the signals passed beside batches, barriers, and sinks.
+
 use crate::BoxError;
 use sluice_core::{Batch, Timestamp};
 use std::time::Duration;

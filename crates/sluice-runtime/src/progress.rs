@@ -1,3 +1,5 @@
+//! The watermark of an operator with several inputs: the minimum over those not idle or ended.
+
 use sluice_core::{Timestamp, MAX_TIMESTAMP, MIN_TIMESTAMP};
 
 /// The event-time progress of an operator with several inputs.

@@ -1,3 +1,5 @@
+//! The `Source` trait, where events enter the dataflow, and what a poll found.
+
 use crate::{Barrier, BoxError};
 use sluice_core::Batch;
 

@@ -1,3 +1,5 @@
+//! The errors of a pipeline: refused as built, or failed while running.
+
 use sluice_runtime::RuntimeError;
 use thiserror::Error;
 

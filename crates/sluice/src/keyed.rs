@@ -1,3 +1,5 @@
+//! Keyed streams: per-key aggregates, processing and windows, and the hash that routes keys.
+
 use crate::ops::{KeyedMerge, KeyedPartial, KeyedPreAggregate, KeyedProcess, KeyedProcessOperator};
 use crate::window::{Window, WindowedStream};
 use crate::Stream;

@@ -1,3 +1,5 @@
+//! `Pipeline`: builds a dataflow from sources and streams, and runs it as stages on an executor.
+
 use crate::{BuildError, Result, Stream};
 use sluice_runtime::{
     Clock, Executor, Operator, RunReport, Source, SystemClock, DEFAULT_POLL_SIZE,

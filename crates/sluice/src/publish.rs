@@ -1,3 +1,5 @@
+//! Publishing a stream's events on a bus topic.
+
 use crate::bus::Topic;
 use crate::{BuildError, Stream};
 use sluice_core::Batch;

@@ -1,3 +1,5 @@
+//! `Stream`: a typed stream being built, with its operators, edges, exchanges and sinks.
+
 use crate::ops::{Filter, FlatMap, GlobalAggregate, Inspect, Map, MapBatch, Rule};
 use crate::pipeline::{Builder, Plan};
 use crate::side::SideOutput;

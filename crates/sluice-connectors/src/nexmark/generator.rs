@@ -1,3 +1,5 @@
+//! The Nexmark generator: each event as a pure function of its number, and a source of them.
+
 use super::{Auction, Bid, Event, Person};
 use sluice_core::Batch;
 use sluice_runtime::{BoxError, Source, SourceStatus};

@@ -1,3 +1,5 @@
+//! A floating-point sum with Neumaier's compensation, the state of `Sum` and `Mean` over `f64`.
+
 /// A floating-point sum with Neumaier's compensation.
 ///
 /// Keeps the rounding error of every addition in a second term, so the sum of

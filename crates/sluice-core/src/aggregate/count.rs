@@ -1,3 +1,5 @@
+//! `Count`: the number of values, of any type.
+
 use super::Aggregate;
 
 /// The number of values, of any type.

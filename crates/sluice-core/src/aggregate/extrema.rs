@@ -1,3 +1,5 @@
+//! `Min` and `Max`: the smallest and largest value, skipping those not comparable with themselves.
+
 use super::Aggregate;
 use std::fmt::Debug;
 

@@ -1,3 +1,5 @@
+//! `Mean`: the arithmetic mean, kept as a sum and a count so that merges are exact.
+
 use super::{Aggregate, CompensatedSum};
 
 /// The arithmetic mean of `f64` values, `None` for no values. (For integers,

@@ -1,3 +1,5 @@
+//! `Variance` and `StdDev`, and their state: count, mean and sum of squared deviations.
+
 use super::Aggregate;
 
 /// Count, mean and sum of squared deviations: the state of [`Variance`] and

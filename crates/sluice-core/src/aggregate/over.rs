@@ -1,3 +1,5 @@
+//! `Over` and `AggregateExt::over`: an aggregate applied to a value taken from each event.
+
 use super::Aggregate;
 use std::marker::PhantomData;
 

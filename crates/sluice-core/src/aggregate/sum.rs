@@ -1,3 +1,5 @@
+//! `Sum`: compensated for `f64`, exact and wrapping for integers.
+
 use super::{Aggregate, CompensatedSum};
 
 /// The sum of the values.

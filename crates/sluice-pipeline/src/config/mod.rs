@@ -9,7 +9,7 @@
 pub mod diag;
 mod settings;
 
-pub use settings::{duration, Settings, LONGEST};
+pub use settings::{duration, Settings};
 
 use crate::error::{Error, Result};
 use diag::Diagnostic;

@@ -304,7 +304,7 @@ impl PartitionRun {
         let store = PartitionStore::claim(
             &self.state,
             partition,
-            &run::fingerprint(&plan),
+            &crate::build::restore::fingerprint(&plan),
             self.lease.clone(),
         )?;
         let epoch = store.epoch();

@@ -61,7 +61,7 @@ impl Execution {
 }
 
 #[cfg(feature = "nats")]
-pub use crate::connectors::nats::{NatsSourcePlan, NATS_TIME};
+pub use crate::connectors::nats::NatsSourcePlan;
 
 /// The compiled source.
 #[derive(Debug, Clone)]

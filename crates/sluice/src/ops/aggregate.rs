@@ -1,3 +1,5 @@
+//! The global aggregate: folds each batch, merges it into a total, and emits that at the end.
+
 use super::Downstream;
 use sluice_core::{Aggregate, Batch, Timestamp, MIN_TIMESTAMP};
 use sluice_runtime::{Operator, OperatorResult};

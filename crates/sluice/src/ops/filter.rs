@@ -1,3 +1,5 @@
+//! `Filter`: keeps the events for which a predicate holds.
+
 use super::Downstream;
 use sluice_core::Batch;
 use sluice_runtime::{Operator, OperatorResult};

@@ -1,3 +1,5 @@
+//! `FlatMap`: turns each event into zero or more events with its event time.
+
 use super::Downstream;
 use sluice_core::Batch;
 use sluice_runtime::{Operator, OperatorResult};

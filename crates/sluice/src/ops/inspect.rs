@@ -1,3 +1,5 @@
+//! `Inspect`: shows every event to a function and passes the batch on unchanged.
+
 use super::Downstream;
 use sluice_core::Batch;
 use sluice_runtime::{Operator, OperatorResult};

@@ -1,3 +1,5 @@
+//! Per-key aggregates: each batch pre-aggregated per key before the exchange, and merged after it.
+
 use super::Downstream;
 use rustc_hash::FxHashMap;
 use sluice_core::{Aggregate, Batch, Timestamp};

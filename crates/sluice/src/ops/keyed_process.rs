@@ -1,3 +1,5 @@
+//! `KeyedProcess`: keyed, stateful processing with one state per key, and the operator running it.
+
 use super::Downstream;
 use rustc_hash::FxHashMap;
 use sluice_core::{Batch, Timestamp};

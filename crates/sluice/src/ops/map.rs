@@ -1,3 +1,5 @@
+//! `Map`: a function applied to every event, with event times handed on without copying.
+
 use super::Downstream;
 use sluice_core::Batch;
 use sluice_runtime::{Operator, OperatorResult};

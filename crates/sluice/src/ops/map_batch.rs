@@ -1,3 +1,5 @@
+//! `MapBatch`: a batch algorithm, one output per batch at the batch's latest event time.
+
 use super::Downstream;
 use sluice_core::Batch;
 use sluice_runtime::{Operator, OperatorResult};

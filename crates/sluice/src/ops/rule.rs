@@ -1,3 +1,5 @@
+//! Rules: an action run on the events a trigger fires for, and the counters of both.
+
 use super::Downstream;
 use sluice_core::Batch;
 use sluice_runtime::{Operator, OperatorResult};

@@ -1,3 +1,5 @@
+//! Count windows: one result for every `n` events of a key, and the partial windows at the end.
+
 use super::{emit, Emission, WindowCounters, WindowResult};
 use crate::ops::Downstream;
 use rustc_hash::FxHashMap;

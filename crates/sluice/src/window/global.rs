@@ -1,3 +1,5 @@
+//! Global windows: triggers (custom, by count, by event time) and the operator that runs them.
+
 use super::{emit, Emission, WindowCounters, WindowResult};
 use crate::ops::Downstream;
 use rustc_hash::FxHashMap;

@@ -1,3 +1,6 @@
+//! Window pre-aggregation before the exchange: events assigned to windows, late ones sent aside,
+//! and each batch folded into one partial aggregate per key and window.
+
 use super::{LateEvent, WindowCounters};
 use crate::ops::Downstream;
 use rustc_hash::FxHashMap;

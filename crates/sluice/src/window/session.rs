@@ -1,3 +1,5 @@
+//! Session windows after the exchange: partial sessions merged per key, fired, retracted, dropped.
+
 use super::pre_aggregate::WindowPartial;
 use super::{emit, Emission, WindowCounters, WindowResult};
 use crate::ops::Downstream;

@@ -1,3 +1,6 @@
+//! Tumbling and sliding windows after the exchange: partials merged per window and key, emitted
+//! when the watermark passes a window's end and again for late updates.
+
 use super::pre_aggregate::WindowPartial;
 use super::{emit, Emission, WindowCounters, WindowResult};
 use crate::ops::Downstream;

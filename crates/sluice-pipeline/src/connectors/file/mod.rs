@@ -13,15 +13,14 @@ pub mod source;
 mod table;
 
 use super::replay::ReplayableSource;
-use super::sink::RowWriter;
 use super::{Opening, SinkConnector, SinkType, SourceConnector, SourceType};
 use crate::checkpoint::Guarantee;
 use crate::error::{Error, Fix, Result};
 use crate::format::{Format, TextDecoder};
+use crate::output::RowWriter;
 use arrow::datatypes::SchemaRef;
 use std::path::{Path, PathBuf};
 
-pub use crate::output::{create_dir_durably, create_durably};
 #[cfg(feature = "parquet")]
 pub use parquet::ParquetSource;
 pub use source::{Bytes, TextSource};

@@ -4,7 +4,6 @@
 use crate::connectors::replay::Replayable;
 use crate::connectors::replay::SourceCounters;
 use crate::connectors::replay::*;
-use crate::connectors::sink::*;
 use crate::error::Error;
 use crate::error::Fix;
 use crate::error::Result;
@@ -14,6 +13,7 @@ use crate::format::DeadLetter;
 use crate::format::EventTime;
 use crate::output::io_error;
 use crate::output::sync_at_end;
+use crate::output::{Durable, RowWriter};
 use crate::rows::Rows;
 use crate::side_outputs::Reserved;
 use crate::side_outputs::ReservedHandle;

@@ -20,10 +20,10 @@
 //! - [`table`] checks and compiles the tables of both.
 
 use super::replay::ReplayableSource;
-use super::sink::RowWriter;
 use super::{Opening, SinkConnector, SinkType, SourceConnector, SourceType};
 use crate::checkpoint::Guarantee;
 use crate::error::{Error, Fix, Result};
+use crate::output::RowWriter;
 use arrow::datatypes::SchemaRef;
 use std::sync::Mutex;
 use std::time::Duration;

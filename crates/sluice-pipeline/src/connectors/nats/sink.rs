@@ -1,9 +1,9 @@
 //! The nats sink: rows published as JSON records with message ids that a
 //! replay repeats, acknowledgements awaited at each checkpoint.
 
-use crate::connectors::sink::*;
 use crate::error::Error;
 use crate::error::Result;
+use crate::output::{Durable, RowWriter};
 use arrow::array::RecordBatch;
 
 /// A NATS sink: each row is published as a JSON record to `subject`.

@@ -192,11 +192,6 @@ impl PartitionStore {
     pub fn epoch(&self) -> String {
         lock(&self.header).epoch.clone()
     }
-
-    /// True when the partition's run completed.
-    pub fn completed(&self) -> bool {
-        self.restored.as_ref().is_some_and(|s| s.completed)
-    }
 }
 
 impl CheckpointStore for PartitionStore {

@@ -1,3 +1,0 @@
-//! What every sink is: see [`crate::output`].
-
-pub use crate::output::{Durable, RowWriter};
