@@ -1,4 +1,8 @@
-//! Window assigners: which event-time windows an event belongs to.
+//! Window bookkeeping shared by the typed windows and the pipelines':
+//! which event-time windows an event belongs to ([`TimeWindows`],
+//! [`SessionWindows`]), when a window closes for good and why an event is
+//! late ([`Lateness`], [`Late`]), and the sessions of a key that merge
+//! ([`SessionSet`]).
 //!
 //! Windows are half-open, `[start, end)` in milliseconds. A tumbling window
 //! of size `s` holds the events with `start <= t < start + s`, starts at
@@ -108,6 +112,223 @@ impl SessionWindows {
     }
 }
 
+/// How long after its end a window still takes events, and the judgement of
+/// an event that comes after that: one rule for every window kind, in the
+/// typed API and in pipeline files.
+///
+/// A window `[start, end)` takes events while `end + allowed > watermark`;
+/// from then on it is closed for good, its state can be dropped, and an
+/// event for it is late.
+///
+/// ```
+/// use sluice_core::window::Lateness;
+///
+/// let lateness = Lateness::allowing(5_000);
+/// assert_eq!(lateness.judge((0, 10_000), 14_999), None);
+/// let late = lateness.judge((0, 10_000), 15_000).unwrap();
+/// assert_eq!(
+///     late.to_string(),
+///     "window [0, 10000) closed: the watermark 15000 passed its end plus the allowed \
+///      lateness of 5000 ms"
+/// );
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lateness {
+    allowed: i64,
+}
+
+impl Lateness {
+    /// Windows that take events until `allowed_ms` after their end (none
+    /// after it when zero or less).
+    pub fn allowing(allowed_ms: i64) -> Self {
+        Self {
+            allowed: allowed_ms.max(0),
+        }
+    }
+
+    /// The allowed lateness in ms.
+    pub fn allowed(&self) -> i64 {
+        self.allowed
+    }
+
+    /// When a window that ends at `end` closes for good.
+    pub fn closes_at(&self, end: Timestamp) -> Timestamp {
+        end.saturating_add(self.allowed)
+    }
+
+    /// Whether a window that ends at `end` is closed for good at
+    /// `watermark`.
+    pub fn is_closed(&self, end: Timestamp, watermark: Timestamp) -> bool {
+        self.closes_at(end) <= watermark
+    }
+
+    /// Judges an event for `window` at `watermark`: `None` while the window
+    /// takes it, or why it is late.
+    pub fn judge(&self, window: (Timestamp, Timestamp), watermark: Timestamp) -> Option<Late> {
+        self.is_closed(window.1, watermark).then_some(Late {
+            window,
+            watermark,
+            allowed: self.allowed,
+            session: false,
+        })
+    }
+
+    /// Judges an event at `time` for its own session `[time, time + gap)`:
+    /// a session's lateness is judged on the session the event opens.
+    pub fn judge_session(
+        &self,
+        window: (Timestamp, Timestamp),
+        watermark: Timestamp,
+    ) -> Option<Late> {
+        self.judge(window, watermark).map(|late| Late {
+            session: true,
+            ..late
+        })
+    }
+}
+
+/// Why an event is late: the window it falls in closed for good. Its
+/// `Display` is the reason a `late` record carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Late {
+    /// The window the event missed, `[start, end)`.
+    pub window: (Timestamp, Timestamp),
+    /// The watermark that had passed its end plus the allowed lateness.
+    pub watermark: Timestamp,
+    /// The allowed lateness, in ms.
+    pub allowed: i64,
+    /// The window is the session the event would have opened.
+    pub session: bool,
+}
+
+impl std::fmt::Display for Late {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (start, end) = self.window;
+        let what = if self.session {
+            "session window"
+        } else {
+            "window"
+        };
+        write!(
+            f,
+            "{what} [{start}, {end}) closed: the watermark {} passed its end plus the allowed \
+             lateness of {} ms",
+            self.watermark, self.allowed
+        )
+    }
+}
+
+/// One session of a [`SessionSet`]: its bounds and what the caller keeps
+/// with it (an aggregate, whether it fired, ...).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session<P> {
+    /// The first event's time.
+    pub start: Timestamp,
+    /// The last event's time plus the gap.
+    pub end: Timestamp,
+    /// What the caller keeps with it.
+    pub payload: P,
+}
+
+/// The sessions of one key, kept disjoint: a session added merges with
+/// every session it overlaps, and the caller folds each absorbed one into
+/// it. The typed session windows and the pipeline's use it.
+///
+/// ```
+/// use sluice_core::window::{Session, SessionSet};
+///
+/// let mut sessions = SessionSet::default();
+/// let count = |s: &mut Session<u32>, absorbed: Session<u32>| {
+///     s.payload += absorbed.payload;
+///     Ok::<(), ()>(())
+/// };
+/// sessions.insert(Session { start: 0, end: 10, payload: 1 }, count)?;
+/// sessions.insert(Session { start: 20, end: 30, payload: 1 }, count)?;
+/// // An event at 8 with a gap of 15 bridges both.
+/// let merged = sessions.insert(Session { start: 8, end: 23, payload: 1 }, count)?;
+/// assert_eq!((merged.start, merged.end, merged.payload), (0, 30, 3));
+/// assert_eq!(sessions.len(), 1);
+/// # Ok::<(), ()>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionSet<P> {
+    sessions: Vec<Session<P>>,
+}
+
+impl<P> Default for SessionSet<P> {
+    fn default() -> Self {
+        Self {
+            sessions: Vec::new(),
+        }
+    }
+}
+
+impl<P> SessionSet<P> {
+    /// Adds `session`, merged with every session it overlaps: each of those
+    /// leaves the set, widens `session`'s bounds, and is handed to `absorb`
+    /// with the merged session so far. Returns the merged session, in the
+    /// set. The union of overlapping intervals is one interval, so one pass
+    /// finds them all.
+    pub fn insert<E>(
+        &mut self,
+        mut session: Session<P>,
+        mut absorb: impl FnMut(&mut Session<P>, Session<P>) -> Result<(), E>,
+    ) -> Result<&mut Session<P>, E> {
+        let mut i = 0;
+        while i < self.sessions.len() {
+            let s = &self.sessions[i];
+            if s.start < session.end && session.start < s.end {
+                let s = self.sessions.swap_remove(i);
+                session.start = session.start.min(s.start);
+                session.end = session.end.max(s.end);
+                absorb(&mut session, s)?;
+            } else {
+                i += 1;
+            }
+        }
+        let at = self.sessions.len();
+        self.sessions.push(session);
+        Ok(&mut self.sessions[at])
+    }
+
+    /// Adds `session` as it is, without merging (restoring a checkpoint of
+    /// sessions that were disjoint).
+    pub fn push(&mut self, session: Session<P>) {
+        self.sessions.push(session);
+    }
+
+    /// Orders the sessions by their start (they are disjoint, so by their
+    /// end too).
+    pub fn sort(&mut self) {
+        self.sessions.sort_by_key(|s| s.start);
+    }
+
+    /// Keeps the sessions for which `keep` holds.
+    pub fn retain(&mut self, keep: impl FnMut(&Session<P>) -> bool) {
+        self.sessions.retain(keep);
+    }
+
+    /// The sessions, in no order.
+    pub fn iter(&self) -> std::slice::Iter<'_, Session<P>> {
+        self.sessions.iter()
+    }
+
+    /// The sessions, in no order, to change what the caller keeps.
+    pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, Session<P>> {
+        self.sessions.iter_mut()
+    }
+
+    /// How many sessions there are.
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +351,64 @@ mod tests {
         assert!(TimeWindows::tumbling(0).is_err());
         assert!(TimeWindows::sliding(10, 0).is_err());
         assert!(SessionWindows::with_gap(-5).is_err());
+    }
+
+    #[test]
+    fn lateness_closes_a_window_at_its_end_plus_the_allowance() {
+        let lateness = Lateness::allowing(100);
+        assert_eq!(lateness.closes_at(1000), 1100);
+        assert!(!lateness.is_closed(1000, 1099));
+        assert!(lateness.is_closed(1000, 1100));
+        assert_eq!(lateness.judge((0, 1000), 1099), None);
+        let late = lateness.judge_session((900, 1000), 1100).unwrap();
+        assert_eq!(
+            late.to_string(),
+            "session window [900, 1000) closed: the watermark 1100 passed its end plus the \
+             allowed lateness of 100 ms"
+        );
+        // No allowance: closed once the watermark reaches the end; negative
+        // allowances count as none; the end of time does not wrap.
+        assert!(Lateness::default().is_closed(1000, 1000));
+        assert_eq!(Lateness::allowing(-5).allowed(), 0);
+        assert_eq!(Lateness::allowing(10).closes_at(i64::MAX), i64::MAX);
+    }
+
+    #[test]
+    fn sessions_merge_with_every_overlap_and_stay_disjoint() {
+        // Against a reference: the sessions of a set of events are the
+        // connected runs of their [t, t + gap) intervals.
+        let gap = 10;
+        let times = [50, 3, 31, 12, 70, 44, 20, 61, 90, 0, 100, 85];
+        let mut set = SessionSet::default();
+        for &t in &times {
+            let count = |s: &mut Session<Vec<i64>>, absorbed: Session<Vec<i64>>| {
+                s.payload.extend(absorbed.payload);
+                Ok::<(), ()>(())
+            };
+            let session = Session {
+                start: t,
+                end: t + gap,
+                payload: vec![t],
+            };
+            set.insert(session, count).unwrap();
+        }
+        let mut got: Vec<(i64, i64, usize)> = set
+            .iter()
+            .map(|s| (s.start, s.end, s.payload.len()))
+            .collect();
+        got.sort_unstable();
+        let mut sorted = times.to_vec();
+        sorted.sort_unstable();
+        let mut expected: Vec<(i64, i64, usize)> = Vec::new();
+        for t in sorted {
+            match expected.last_mut() {
+                Some(last) if t < last.1 => {
+                    last.1 = last.1.max(t + gap);
+                    last.2 += 1;
+                }
+                _ => expected.push((t, t + gap, 1)),
+            }
+        }
+        assert_eq!(got, expected);
     }
 }

@@ -1296,6 +1296,33 @@ fn cases() -> Vec<Case> {
             &["string values must be quoted"],
         ),
         case(
+            "spec: a misspelt sink key comes before the other tables' errors",
+            GEN,
+            &[
+                (13, "batch_size = 16", "batch_size = 0"),
+                (46, "", r#"pth = "out.jsonl""#),
+            ],
+            46,
+            &["unknown field `pth`;", "remove it or fix its spelling"],
+        ),
+        case(
+            "spec: of two keys that do not apply, the first of the registry's",
+            GEN,
+            &[
+                (9, "rate = 1000.0", r#"path = "in.jsonl""#),
+                (10, "", r#"format = "csv""#),
+            ],
+            9,
+            &[r#"`path` does not apply to type "generator""#],
+        ),
+        case(
+            "spec: a value of the wrong type in a sink",
+            GEN,
+            &[(58, "", "replicas = \"three\"")],
+            58,
+            &["invalid type", "expected u32"],
+        ),
+        case(
             "spec: syntax error (a duplicate key)",
             GEN,
             &[(10, "", "keys = 4")],

@@ -35,11 +35,11 @@ impl Settings {
         Ok(Some(Spanned::new(value.span(), read)))
     }
 
-    /// Every key given, with where it was written.
-    pub fn given(&self) -> impl Iterator<Item = (&str, Span)> {
+    /// Every key given, with where it and its value were written.
+    pub fn given(&self) -> impl Iterator<Item = (&str, Span, Span)> {
         self.values
             .iter()
-            .map(|(key, (span, _))| (key.as_str(), span.clone()))
+            .map(|(key, (span, value))| (key.as_str(), span.clone(), value.span()))
     }
 }
 

@@ -69,8 +69,8 @@ pub struct SourceType {
     /// Its `type =`.
     pub name: &'static str,
     /// The keys its table takes, besides those every source takes
-    /// ([`COMMON_SOURCE_KEYS`]).
-    pub keys: &'static [&'static str],
+    /// ([`COMMON_SOURCE_KEYS`]), with the types of their values.
+    pub keys: &'static [Key],
     /// Checks its table and compiles it.
     pub compile: fn(&SourceTable<'_>) -> Result<CompiledSource, Failure>,
 }
@@ -79,8 +79,9 @@ pub struct SourceType {
 pub struct SinkType {
     /// Its `type =`.
     pub name: &'static str,
-    /// The keys its table takes, besides `from` and `type`.
-    pub keys: &'static [&'static str],
+    /// The keys its table takes, besides `from` and `type`, with the
+    /// types of their values.
+    pub keys: &'static [Key],
     /// Checks its table and compiles it.
     pub compile: fn(&SinkTable<'_>) -> Result<Box<dyn SinkConnector>, Failure>,
 }
@@ -96,6 +97,8 @@ pub struct SourceTable<'a> {
     pub spec: &'a SourceSpec,
     /// The folder that relative paths start from (the pipeline file's).
     pub base: &'a Path,
+    /// The schema the table gives, checked.
+    schema: Option<Vec<(String, DataType)>>,
 }
 
 /// What a source's table compiles to.
@@ -199,9 +202,10 @@ pub trait SinkConnector: fmt::Debug + Send + Sync {
     }
 }
 
-/// Checks a source's table against the registry and compiles it.
-pub fn compile_source(table: &SourceTable<'_>) -> Result<CompiledSource, Failure> {
-    let kind = &table.spec.kind;
+/// The connector of a source's table, with the table's keys checked: each
+/// is one the connector takes, with a value of its type.
+pub fn check_source(spec: &SourceSpec) -> Result<&'static SourceType, Failure> {
+    let kind = &spec.kind;
     let Some(connector) = SOURCES.iter().find(|c| c.name == kind.get_ref()) else {
         return Err(at(
             kind.span(),
@@ -212,32 +216,34 @@ pub fn compile_source(table: &SourceTable<'_>) -> Result<CompiledSource, Failure
             ),
         ));
     };
-    let typed = [
-        ("format", table.spec.format.as_ref().map(|v| v.span())),
-        ("schema", table.spec.schema.as_ref().map(|v| v.span())),
-    ];
-    let given = typed
-        .into_iter()
-        .filter_map(|(key, span)| span.map(|span| (key, span)))
-        .chain(table.spec.settings.given());
-    let takes: Vec<&str> = connector
+    let mut given: Vec<Given<'_>> = Vec::new();
+    if let Some(format) = &spec.format {
+        given.push(("format", format.span(), format.span()));
+    }
+    if let Some(schema) = &spec.schema {
+        given.push(("schema", schema.span(), schema.span()));
+    }
+    given.extend(spec.settings.given());
+    let takes: Vec<Key> = connector
         .keys
         .iter()
-        .chain(&COMMON_SOURCE_KEYS)
         .copied()
+        .chain(COMMON_SOURCE_KEYS.map(|k| Key(k, Kind::Text)))
         .collect();
-    let known = SOURCES
+    let known: Vec<&str> = SOURCES
         .iter()
-        .flat_map(|c| c.keys.iter())
-        .chain(&COMMON_SOURCE_KEYS)
-        .chain(&["type", "format", "schema"]);
-    only(kind, given, &takes, known)?;
-    (connector.compile)(table)
+        .flat_map(|c| c.keys.iter().map(|k| k.0))
+        .chain(["type", "format", "schema"])
+        .chain(COMMON_SOURCE_KEYS)
+        .collect();
+    only(kind, &given, &takes, &known)?;
+    check_types(&spec.settings, connector.keys)?;
+    Ok(connector)
 }
 
-/// Checks a sink's table against the registry and compiles it.
-pub fn compile_sink(table: &SinkTable<'_>) -> Result<Box<dyn SinkConnector>, Failure> {
-    let kind = &table.spec.kind;
+/// The connector of a sink's table, with the table's keys checked.
+pub fn check_sink(spec: &SinkSpec) -> Result<&'static SinkType, Failure> {
+    let kind = &spec.kind;
     let Some(connector) = SINKS.iter().find(|c| c.name == kind.get_ref()) else {
         return Err(at(
             kind.span(),
@@ -248,12 +254,92 @@ pub fn compile_sink(table: &SinkTable<'_>) -> Result<Box<dyn SinkConnector>, Fai
             ),
         ));
     };
-    let known = SINKS
+    let given: Vec<Given<'_>> = spec.settings.given().collect();
+    let known: Vec<&str> = SINKS
         .iter()
-        .flat_map(|c| c.keys.iter())
-        .chain(&["from", "type"]);
-    only(kind, table.spec.settings.given(), connector.keys, known)?;
-    (connector.compile)(table)
+        .flat_map(|c| c.keys.iter().map(|k| k.0))
+        .chain(["from", "type"])
+        .collect();
+    only(kind, &given, connector.keys, &known)?;
+    check_types(&spec.settings, connector.keys)?;
+    Ok(connector)
+}
+
+/// Checks a source's table against the registry and compiles it.
+pub fn compile_source(spec: &SourceSpec, base: &Path) -> Result<CompiledSource, Failure> {
+    let connector = check_source(spec)?;
+    let schema = explicit_schema(spec)?;
+    (connector.compile)(&SourceTable { spec, base, schema })
+}
+
+/// Checks a sink's table against the registry and compiles it for a stream
+/// of `schema` (`None` for `late` and `dead_letter`).
+pub fn compile_sink(
+    spec: &SinkSpec,
+    base: &Path,
+    schema: Option<&SchemaRef>,
+) -> Result<Box<dyn SinkConnector>, Failure> {
+    let connector = check_sink(spec)?;
+    (connector.compile)(&SinkTable { spec, base, schema })
+}
+
+/// A key given: its name, where the key is, where its value is.
+type Given<'a> = (&'a str, Span, Span);
+
+/// A key of a connector's table and the type of its value.
+#[derive(Debug, Clone, Copy)]
+pub struct Key(pub &'static str, pub Kind);
+
+/// The type of a key's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "nats"), allow(dead_code))] // only nats has some kinds yet
+pub enum Kind {
+    /// A string.
+    Text,
+    /// A whole number of 0 or more.
+    Unsigned,
+    /// A whole number of 0 to 2^32 - 1.
+    Unsigned32,
+    /// A whole number.
+    Integer,
+    /// A table (`schema`), checked where it is read.
+    Table,
+}
+
+/// Checks that every value given has the type of its key.
+fn check_types(settings: &crate::config::Settings, keys: &[Key]) -> Result<(), Failure> {
+    for Key(key, kind) in keys {
+        match kind {
+            Kind::Text => settings.get::<String>(key).map(drop)?,
+            Kind::Unsigned => settings.get::<u64>(key).map(drop)?,
+            Kind::Unsigned32 => settings.get::<u32>(key).map(drop)?,
+            Kind::Integer => settings.get::<i64>(key).map(drop)?,
+            Kind::Table => {}
+        }
+    }
+    Ok(())
+}
+
+/// The schema a source's table gives (`schema = { field = "type", ... }`).
+fn explicit_schema(spec: &SourceSpec) -> Result<Option<Vec<(String, DataType)>>, Failure> {
+    let Some(fields) = &spec.schema else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    for (name, t) in fields.get_ref() {
+        let dt = format::parse_type(t.get_ref()).ok_or_else(|| {
+            at(
+                t.span(),
+                format!(
+                    "type \"{}\" of field `{name}` is not known; use one of: {}",
+                    t.get_ref(),
+                    format::TYPE_NAMES
+                ),
+            )
+        })?;
+        out.push((name.clone(), dt));
+    }
+    Ok(Some(out))
 }
 
 /// `"a", "b" or "c"`.
@@ -266,38 +352,43 @@ fn choices<'a>(names: impl Iterator<Item = &'a str>) -> String {
     }
 }
 
-/// Refuses the first key given that type `kind` does not take: a key of
-/// another type "does not apply", any other is a misspelling.
-fn only<'a>(
+/// Refuses a key given that type `kind` does not take: first a key no type
+/// takes (a misspelling, at the key, in the order written), then a key of
+/// another type (it "does not apply", at its value, in the order of
+/// `known`).
+fn only(
     kind: &toml::Spanned<String>,
-    given: impl Iterator<Item = (&'a str, Span)>,
-    takes: &[&str],
-    known: impl Iterator<Item = &'a &'a str> + Clone,
+    given: &[Given<'_>],
+    takes: &[Key],
+    known: &[&str],
 ) -> Result<(), Failure> {
-    for (key, span) in given {
-        if takes.contains(&key) {
-            continue;
-        }
-        let message = if known.clone().any(|k| *k == key) {
-            format!(
-                "`{key}` does not apply to type \"{}\"; it takes: {}",
-                kind.get_ref(),
-                takes.join(", ")
-            )
-        } else {
-            let near = takes
-                .iter()
-                .find(|k| strsim::levenshtein(k, key) <= 2)
-                .map(|k| format!(" (`{k}`?)"))
-                .unwrap_or_default();
+    let names: Vec<&str> = takes.iter().map(|k| k.0).collect();
+    let list = names.join(", ");
+    let foreign = given.iter().filter(|(key, ..)| !names.contains(key));
+    if let Some((key, span, _)) = foreign.clone().find(|(key, ..)| !known.contains(key)) {
+        let near = names
+            .iter()
+            .find(|k| strsim::levenshtein(k, key) <= 2)
+            .map(|k| format!(" (`{k}`?)"))
+            .unwrap_or_default();
+        return Err(at(
+            span.clone(),
             format!(
                 "unknown field `{key}`{near}; remove it or fix its spelling; type \"{}\" \
-                 takes: {}",
-                kind.get_ref(),
-                takes.join(", ")
-            )
-        };
-        return Err(at(span, message));
+                 takes: {list}",
+                kind.get_ref()
+            ),
+        ));
+    }
+    let first = foreign.min_by_key(|(key, ..)| known.iter().position(|k| k == key));
+    if let Some((key, _, value)) = first {
+        return Err(at(
+            value.clone(),
+            format!(
+                "`{key}` does not apply to type \"{}\"; it takes: {list}",
+                kind.get_ref()
+            ),
+        ));
     }
     Ok(())
 }
@@ -353,31 +444,14 @@ impl SourceTable<'_> {
     }
 
     /// The schema the table gives (`schema = { field = "type", ... }`).
-    pub fn schema(&self) -> Result<Option<Vec<(String, DataType)>>, Failure> {
-        let Some(fields) = &self.spec.schema else {
-            return Ok(None);
-        };
-        let mut out = Vec::new();
-        for (name, t) in fields.get_ref() {
-            let dt = format::parse_type(t.get_ref()).ok_or_else(|| {
-                at(
-                    t.span(),
-                    format!(
-                        "type \"{}\" of field `{name}` is not known; use one of: {}",
-                        t.get_ref(),
-                        format::TYPE_NAMES
-                    ),
-                )
-            })?;
-            out.push((name.clone(), dt));
-        }
-        Ok(Some(out))
+    pub fn schema(&self) -> Option<&[(String, DataType)]> {
+        self.schema.as_deref()
     }
 
     /// The schema the table gives, required: `what` cannot be read ahead
     /// to infer one.
     pub fn required_schema(&self, what: &str) -> Result<Vec<(String, DataType)>, Failure> {
-        self.schema()?.ok_or_else(|| {
+        self.schema.clone().ok_or_else(|| {
             at(
                 self.span(),
                 format!(
@@ -473,13 +547,13 @@ mod tests {
             assert_eq!(unique.len(), names.len(), "{names:?}");
         }
         for c in SOURCES {
-            for key in c.keys {
+            for Key(key, _) in c.keys {
                 assert!(!COMMON_SOURCE_KEYS.contains(key), "{}: {key}", c.name);
                 assert_ne!(*key, "type", "{}", c.name);
             }
         }
         for c in SINKS {
-            assert!(!c.keys.iter().any(|k| ["from", "type"].contains(k)));
+            assert!(!c.keys.iter().any(|k| ["from", "type"].contains(&k.0)));
         }
     }
 

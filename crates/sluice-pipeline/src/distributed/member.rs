@@ -194,7 +194,10 @@ impl<'a> Member<'a> {
             let _ = run.lease.release();
         }
         if self.completed.contains(&partition) {
-            let consumer = format!("{}_p{partition}", self.group_name);
+            // The run's own consumer (named in `PartitionRun::run`):
+            // nothing reads the partition after it completed.
+            let revision = run.lease.revision();
+            let consumer = format!("{}_p{partition}_r{revision}", self.group_name);
             let _ = self
                 .client
                 .delete_consumer(&self.nats.stream.name, &consumer);

@@ -4,9 +4,7 @@
 use crate::config::diag::{at, Diagnostic, Failure, Span};
 use crate::config::TransformSpec;
 use crate::config::{self, duration, Expressions, PipelineSpec, SinkSpec, SourceSpec};
-use crate::connectors::{
-    self, CompiledSource, SinkConnector, SinkTable, SourceConnector, SourceTable,
-};
+use crate::connectors::{self, CompiledSource, SinkConnector, SourceConnector};
 use crate::error::Error;
 use crate::format::{self, EventTime};
 use crate::sql::{AggregateExpr, ScalarExpr, SqlContext};
@@ -333,6 +331,12 @@ fn span_of<T>(value: &Option<Spanned<T>>) -> Option<Span> {
 }
 
 fn compile(spec: &PipelineSpec, base: &Path, workers: Option<usize>) -> Result<Plan, Failure> {
+    // The keys of every source and sink table first, as reading the file
+    // checks the others' (a misspelt key before anything else).
+    connectors::check_source(spec.source.get_ref())?;
+    for s in &spec.sinks {
+        connectors::check_sink(s.get_ref())?;
+    }
     let execution = execution(spec, workers)?;
     let source = source(spec.source.get_ref(), base)?;
     let mut schemas: IndexMap<String, SchemaRef> = IndexMap::new();

@@ -18,11 +18,7 @@ pub(super) fn sink(
             ),
         ));
     }
-    let target = connectors::compile_sink(&SinkTable {
-        spec: s,
-        base,
-        schema: schemas.get(from),
-    })?;
+    let target = connectors::compile_sink(s, base, schemas.get(from))?;
     Ok(SinkPlan {
         from: from.clone(),
         label: format!("{from} -> {}", target.label()),

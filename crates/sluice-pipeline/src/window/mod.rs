@@ -21,6 +21,7 @@ use arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Accumulator, GroupsAccumulator};
 use sluice::{Batch, Operator, OperatorError, OperatorResult, Timestamp};
+use sluice_core::window::{Lateness, SessionSet};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -107,13 +108,16 @@ struct Touched {
     mask: Vec<bool>,
 }
 
-struct Session {
-    start: i64,
-    end: i64,
+/// What a session keeps besides its bounds.
+struct Open {
     accs: Accs,
     fired: bool,
+    /// Updated since it fired.
     dirty: bool,
 }
+
+/// A session of a key: its bounds and what it keeps.
+type Session = sluice_core::window::Session<Open>;
 
 struct Counted {
     key: OwnedRow,
@@ -137,7 +141,7 @@ pub struct WindowOp {
     converter: RowConverter,
     watermark: i64,
     panes: BTreeMap<i64, Pane>,
-    sessions: HashMap<Box<[u8]>, (OwnedRow, Vec<Session>)>,
+    sessions: HashMap<Box<[u8]>, (OwnedRow, SessionSet<Open>)>,
     /// The keys of sessions by the watermark that concerns them: a
     /// session's end (it fires) and, once fired, its end plus the allowed
     /// lateness (it is dropped). A watermark visits only the keys due by
@@ -283,19 +287,19 @@ impl WindowOp {
 
     /// Fires what the watermark `upto` closes (everything at the end).
     fn fire(&mut self, upto: i64, end_of_input: bool) -> OperatorResult {
-        let lateness = self.plan.lateness;
+        let lateness = Lateness::allowing(self.plan.lateness);
         let mut panes = std::mem::take(&mut self.panes);
         for (&start, pane) in panes.iter_mut() {
             if pane.end > upto && !end_of_input {
                 break;
             }
-            let keep = !end_of_input && pane.end.saturating_add(lateness) > upto;
+            let keep = !end_of_input && !lateness.is_closed(pane.end, upto);
             if let Some(rows) = self.pane_rows(start, pane, keep)? {
                 self.ready.push(rows);
             }
             pane.fired = true;
         }
-        panes.retain(|_, pane| pane.end.saturating_add(lateness) > upto && !end_of_input);
+        panes.retain(|_, pane| !lateness.is_closed(pane.end, upto) && !end_of_input);
         self.panes = panes;
 
         let mut keys: Vec<Box<[u8]>> = if end_of_input || upto == i64::MAX {
@@ -314,19 +318,19 @@ impl WindowOp {
             let Some((owned, sessions)) = self.sessions.get_mut(&key) else {
                 continue;
             };
-            sessions.sort_by_key(|s| s.start);
+            sessions.sort();
             // Sessions fired now and kept for late events: visited again
             // at their end plus the lateness, to drop them.
             let mut drops: Vec<i64> = Vec::new();
             for s in sessions.iter_mut() {
-                if (s.end <= upto || end_of_input) && (!s.fired || s.dirty) {
-                    s.fired = true;
-                    s.dirty = false;
-                    let drop_at = s.end.saturating_add(lateness);
+                if (s.end <= upto || end_of_input) && (!s.payload.fired || s.payload.dirty) {
+                    s.payload.fired = true;
+                    s.payload.dirty = false;
+                    let drop_at = lateness.closes_at(s.end);
                     if drop_at > upto && !end_of_input {
                         drops.push(drop_at);
                     }
-                    let values = evaluate(&mut s.accs)?;
+                    let values = evaluate(&mut s.payload.accs)?;
                     self.pending.push(Emission {
                         key: owned.clone(),
                         start: s.start,
@@ -335,7 +339,7 @@ impl WindowOp {
                     });
                 }
             }
-            sessions.retain(|s| s.end.saturating_add(lateness) > upto && !end_of_input);
+            sessions.retain(|s| !lateness.is_closed(s.end, upto) && !end_of_input);
             if sessions.is_empty() {
                 self.sessions.remove(&key);
                 continue;

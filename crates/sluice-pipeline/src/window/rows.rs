@@ -10,6 +10,7 @@ use arrow::array::{
 use arrow::compute::cast;
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use sluice::{OperatorError, OperatorResult};
+use sluice_core::window::{Lateness, SessionSet, SessionWindows, TimeWindows};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -22,17 +23,15 @@ impl WindowOp {
         size: i64,
         slide: i64,
     ) -> OperatorResult {
-        let lateness = self.plan.lateness;
+        let lateness = Lateness::allowing(self.plan.lateness);
+        let windows = TimeWindows::sliding(size, slide).map_err(failed)?;
         let n = rows.len();
         let mut touched: Vec<Touched> = Vec::new();
         for row in 0..n {
             let t = rows.times.value(row);
-            let last_start = t.div_euclid(slide).saturating_mul(slide);
-            let mut start = last_start;
             let mut accepted = false;
-            while start > t.saturating_sub(size) {
-                let end = start.saturating_add(size);
-                if end.saturating_add(lateness) > self.watermark {
+            for (start, end) in windows.assign(t) {
+                if !lateness.is_closed(end, self.watermark) {
                     let pane = match self.panes.get_mut(&start) {
                         Some(pane) => pane,
                         None => {
@@ -84,17 +83,18 @@ impl WindowOp {
                     touched[slot].mask[row] = true;
                     accepted = true;
                 }
-                start = start.saturating_sub(slide);
             }
             self.aggregated += u64::from(accepted);
             if !accepted {
-                let end = last_start.saturating_add(size);
-                let reason = format!(
-                    "window [{last_start}, {end}) closed: the watermark {} passed its end \
-                     plus the allowed lateness of {lateness} ms",
-                    self.watermark
-                );
-                self.late_event(rows, row, (last_start, end), reason);
+                // Refused by its latest window, which closed last.
+                let end = windows.last_end(t);
+                let window = (end.saturating_sub(size), end);
+                let reason = match lateness.judge(window, self.watermark) {
+                    Some(late) => late.to_string(),
+                    // Not reached: every event time has a window.
+                    None => format!("no window of {size} ms holds event time {t}"),
+                };
+                self.late_event(rows, row, window, reason);
             }
         }
         for slot in touched {
@@ -202,20 +202,15 @@ impl WindowOp {
         args: &[Vec<ArrayRef>],
         gap: i64,
     ) -> OperatorResult {
-        let lateness = self.plan.lateness;
+        let lateness = Lateness::allowing(self.plan.lateness);
+        let sessions = SessionWindows::with_gap(gap).map_err(failed)?;
         let mut order: Vec<u32> = (0..rows.len() as u32).collect();
         order.sort_by_key(|&r| (keys.row(r as usize), rows.times.value(r as usize)));
         for row in order {
             let row = row as usize;
-            let t = rows.times.value(row);
-            let end = t.saturating_add(gap);
-            if end.saturating_add(lateness) <= self.watermark {
-                let reason = format!(
-                    "session window [{t}, {end}) closed: the watermark {} passed its end \
-                     plus the allowed lateness of {lateness} ms",
-                    self.watermark
-                );
-                self.late_event(rows, row, (t, end), reason);
+            let (t, end) = sessions.assign(rows.times.value(row));
+            if let Some(late) = lateness.judge_session((t, end), self.watermark) {
+                self.late_event(rows, row, (t, end), late.to_string());
                 continue;
             }
             self.aggregated += 1;
@@ -226,44 +221,36 @@ impl WindowOp {
                 .collect();
             update(&mut accs, &one)?;
             let key = keys.row(row);
-            let (_, sessions) = self
+            let (_, list) = self
                 .sessions
                 .entry(key.data().into())
-                .or_insert_with(|| (key.owned(), Vec::new()));
-            let mut merged = Session {
+                .or_insert_with(|| (key.owned(), SessionSet::default()));
+            let session = Session {
                 start: t,
                 end,
-                accs,
-                fired: false,
-                dirty: false,
+                payload: Open {
+                    accs,
+                    fired: false,
+                    dirty: false,
+                },
             };
             // The latest end among merged sessions still waiting to fire:
             // each has its entry in `session_due` there already.
             let mut waiting: Option<i64> = None;
-            let mut i = 0;
-            while i < sessions.len() {
-                let s = &sessions[i];
-                if s.start < merged.end && merged.start < s.end {
-                    let s = sessions.swap_remove(i);
-                    merged.start = merged.start.min(s.start);
-                    merged.end = merged.end.max(s.end);
-                    merged.fired |= s.fired;
-                    if !s.fired || s.dirty {
-                        waiting = Some(waiting.map_or(s.end, |w| w.max(s.end)));
-                    }
-                    merge(&mut merged.accs, s.accs)?;
-                } else {
-                    i += 1;
+            let merged = list.insert(session, |merged, s| {
+                merged.payload.fired |= s.payload.fired;
+                if !s.payload.fired || s.payload.dirty {
+                    waiting = Some(waiting.map_or(s.end, |w| w.max(s.end)));
                 }
-            }
-            merged.dirty = merged.fired;
+                merge(&mut merged.payload.accs, s.payload.accs)
+            })?;
+            merged.payload.dirty = merged.payload.fired;
             if waiting != Some(merged.end) {
                 self.session_due
                     .entry(merged.end)
                     .or_default()
                     .push(key.data().into());
             }
-            sessions.push(merged);
         }
         Ok(())
     }

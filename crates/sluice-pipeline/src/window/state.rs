@@ -10,7 +10,7 @@
 //! aggregate (DataFusion's `state`, restored with `merge_batch`); `widths`
 //! says how many state columns each aggregate has.
 
-use super::{failed, Accs, Counted, Fast, Pane, Session, WindowOp};
+use super::{failed, Accs, Counted, Fast, Open, Pane, Session, WindowOp};
 use crate::error::{Error, Result};
 use crate::sql::AggregateExpr;
 use arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt64Array};
@@ -19,6 +19,7 @@ use arrow::row::OwnedRow;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Accumulator, EmitTo};
 use sluice::OperatorError;
+use sluice_core::window::{Lateness, SessionSet};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -76,9 +77,9 @@ impl WindowOp {
                 rows.push(owned.clone());
                 starts.push(session.start);
                 ends.push(session.end);
-                fired.push(session.fired);
-                dirty.push(session.dirty);
-                states.add(&mut session.accs, aggregates)?;
+                fired.push(session.payload.fired);
+                dirty.push(session.payload.dirty);
+                states.add(&mut session.payload.accs, aggregates)?;
             }
         }
         let own: Vec<ArrayRef> = vec![
@@ -242,11 +243,11 @@ impl WindowOp {
             let (_, list) = self
                 .sessions
                 .entry(key.data().into())
-                .or_insert_with(|| (key.owned(), Vec::new()));
+                .or_insert_with(|| (key.owned(), SessionSet::default()));
             // A fired session waits to be dropped; the others to fire.
             let (end, was_fired, is_dirty) = (ends.value(r), fired.value(r), dirty.value(r));
             let due = if was_fired && !is_dirty {
-                end.saturating_add(self.plan.lateness)
+                Lateness::allowing(self.plan.lateness).closes_at(end)
             } else {
                 end
             };
@@ -257,9 +258,11 @@ impl WindowOp {
             list.push(Session {
                 start: starts.value(r),
                 end: ends.value(r),
-                accs,
-                fired: fired.value(r),
-                dirty: dirty.value(r),
+                payload: Open {
+                    accs,
+                    fired: fired.value(r),
+                    dirty: dirty.value(r),
+                },
             });
         }
         Ok(())

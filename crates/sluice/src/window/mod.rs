@@ -47,7 +47,7 @@ use global::GlobalWindowOperator;
 use pre_aggregate::{Assigner, WindowPartial, WindowPreAggregate};
 use rustc_hash::FxHashMap;
 use session::SessionOperator;
-use sluice_core::window::{SessionWindows, TimeWindows};
+use sluice_core::window::{Lateness, SessionWindows, TimeWindows};
 use sluice_core::{Aggregate, Batch, Timestamp, MIN_TIMESTAMP};
 use sluice_runtime::Operator;
 use std::hash::Hash;
@@ -301,7 +301,7 @@ where
         A::Output: Send + 'static,
     {
         let counters = Arc::new(WindowCounters::default());
-        let lateness = millis(self.allowed_lateness);
+        let lateness = Lateness::allowing(millis(self.allowed_lateness));
         let early = self.early_firing.filter(|d| !d.is_zero());
         let KeyedStream {
             stream,

@@ -4,7 +4,7 @@
 use super::{LateEvent, WindowCounters};
 use crate::ops::Downstream;
 use rustc_hash::FxHashMap;
-use sluice_core::window::{SessionWindows, TimeWindows};
+use sluice_core::window::{Lateness, SessionWindows, TimeWindows};
 use sluice_core::{Aggregate, Batch, Timestamp};
 use sluice_runtime::{Operator, OperatorError, OperatorResult};
 use std::hash::Hash;
@@ -44,7 +44,7 @@ pub(crate) struct WindowPreAggregate<T, K, A: Aggregate<T>> {
     pub key: Arc<dyn Fn(&T) -> K + Send + Sync>,
     pub aggregate: A,
     pub assigner: Assigner,
-    pub lateness: i64,
+    pub lateness: Lateness,
     pub watermark: Timestamp,
     pub partials: FxHashMap<(K, Timestamp, Timestamp), (A::Acc, Timestamp)>,
     /// Batches still to pass without folding.
@@ -78,12 +78,8 @@ where
         (start, end): (Timestamp, Timestamp),
         direct: bool,
     ) {
-        if end.saturating_add(self.lateness) <= self.watermark {
-            let reason = format!(
-                "window [{start}, {end}) closed for good at watermark {}: event time {time} is beyond the allowed lateness of {} ms",
-                end.saturating_add(self.lateness),
-                self.lateness
-            );
+        if let Some(late) = self.lateness.judge((start, end), self.watermark) {
+            let reason = late.to_string();
             self.late_batch.push(
                 LateEvent {
                     event: item.clone(),

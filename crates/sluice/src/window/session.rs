@@ -5,16 +5,17 @@ use super::{emit, Emission, WindowCounters, WindowResult};
 use crate::ops::Downstream;
 use rustc_hash::FxHashMap;
 use sluice_core::timer::Timers;
+use sluice_core::window::{Lateness, Session, SessionSet};
 use sluice_core::{Aggregate, Batch, Timestamp, MAX_TIMESTAMP, MIN_TIMESTAMP};
 use sluice_runtime::{Operator, OperatorResult};
 use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-struct Session<Acc> {
-    start: Timestamp,
-    end: Timestamp,
+/// What a session keeps besides its bounds.
+struct Open<Acc> {
     acc: Acc,
+    /// Rows emitted for it: the next row's revision.
     emitted: u32,
     fired: bool,
 }
@@ -26,8 +27,8 @@ struct Session<Acc> {
 /// that disappear are retracted and the merged one is emitted.
 pub(crate) struct SessionOperator<T, K, A: Aggregate<T>> {
     aggregate: A,
-    lateness: i64,
-    sessions: FxHashMap<K, Vec<Session<A::Acc>>>,
+    lateness: Lateness,
+    sessions: FxHashMap<K, SessionSet<Open<A::Acc>>>,
     fire_timers: Timers<K>,
     cleanup_timers: Timers<K>,
     watermark: Timestamp,
@@ -45,7 +46,7 @@ where
 {
     pub fn new(
         aggregate: A,
-        lateness: i64,
+        lateness: Lateness,
         counters: Arc<WindowCounters>,
         down: Downstream<WindowResult<K, A::Output>>,
     ) -> Self {
@@ -66,16 +67,16 @@ where
     fn row(
         aggregate: &A,
         key: &K,
-        s: &mut Session<A::Acc>,
+        s: &mut Session<Open<A::Acc>>,
         emission: Emission,
     ) -> WindowResult<K, A::Output> {
-        let revision = s.emitted;
-        s.emitted += 1;
+        let revision = s.payload.emitted;
+        s.payload.emitted += 1;
         WindowResult {
             key: key.clone(),
             window_start: s.start,
             window_end: s.end,
-            value: aggregate.finish(&s.acc),
+            value: aggregate.finish(&s.payload.acc),
             emission,
             revision,
         }
@@ -83,71 +84,59 @@ where
 
     fn add(&mut self, partial: WindowPartial<K, A::Acc>) {
         let key = partial.key;
+        let aggregate = &self.aggregate;
         let list = self.sessions.entry(key.clone()).or_default();
-        let mut merged = Session {
+        let session = Session {
             start: partial.start,
             end: partial.end,
-            acc: partial.acc,
-            emitted: 0,
-            fired: false,
+            payload: Open {
+                acc: partial.acc,
+                emitted: 0,
+                fired: false,
+            },
         };
         let mut absorbed_fired = Vec::new();
         let mut same_bounds: Option<(u32, bool)> = None;
-        let mut i = 0;
-        while i < list.len() {
-            let s = &list[i];
-            if s.start < merged.end && merged.start < s.end {
-                let s = list.swap_remove(i);
-                merged.start = merged.start.min(s.start);
-                merged.end = merged.end.max(s.end);
-                self.aggregate.merge(&mut merged.acc, &s.acc);
-                if s.fired {
-                    absorbed_fired.push(s);
-                } else if s.emitted > 0 {
-                    same_bounds = Some((s.emitted, false));
-                }
-                // restart: the merged session may now overlap earlier ones
-                i = 0;
-            } else {
-                i += 1;
+        let merged = list.insert(session, |merged, s| {
+            aggregate.merge(&mut merged.payload.acc, &s.payload.acc);
+            if s.payload.fired {
+                absorbed_fired.push(s);
+            } else if s.payload.emitted > 0 {
+                same_bounds = Some((s.payload.emitted, false));
             }
-        }
+            Ok::<(), std::convert::Infallible>(())
+        });
+        let merged = match merged {
+            Ok(merged) => merged,
+            Err(never) => match never {},
+        };
         // A closed session whose bounds did not change is updated in place.
-        let mut retracts = Vec::new();
-        for s in absorbed_fired {
+        let mut rows = Vec::new();
+        for mut s in absorbed_fired {
             if s.start == merged.start && s.end == merged.end {
-                same_bounds = Some((s.emitted, true));
+                same_bounds = Some((s.payload.emitted, true));
             } else {
-                let mut old = s;
-                retracts.push(Self::row(
-                    &self.aggregate,
-                    &key,
-                    &mut old,
-                    Emission::Retract,
-                ));
+                rows.push(Self::row(aggregate, &key, &mut s, Emission::Retract));
             }
         }
         if let Some((emitted, fired)) = same_bounds {
-            merged.emitted = emitted;
-            merged.fired = fired;
+            merged.payload.emitted = emitted;
+            merged.payload.fired = fired;
         }
-        let closed = merged.end <= self.watermark;
-        let mut rows = retracts;
-        if closed {
+        if merged.end <= self.watermark {
             // Closed already: emit now (a late update, or a new merged session).
-            let emission = if merged.fired || !rows.is_empty() {
+            let emission = if merged.payload.fired || !rows.is_empty() {
                 Emission::Late
             } else {
                 Emission::OnTime
             };
-            rows.push(Self::row(&self.aggregate, &key, &mut merged, emission));
-            merged.fired = true;
+            rows.push(Self::row(aggregate, &key, merged, emission));
+            merged.payload.fired = true;
             self.cleanup_timers
-                .register(key.clone(), merged.end.saturating_add(self.lateness));
+                .register(key.clone(), self.lateness.closes_at(merged.end));
         } else {
             self.fire_timers.register(key.clone(), merged.end);
         }
-        list.push(merged);
         for row in rows {
             emit(&mut self.out, row);
         }
@@ -162,12 +151,12 @@ where
             let Some(list) = self.sessions.get_mut(&key) else {
                 continue;
             };
-            for s in list.iter_mut().filter(|s| s.end == end && !s.fired) {
+            for s in list.iter_mut().filter(|s| s.end == end && !s.payload.fired) {
                 let row = Self::row(&self.aggregate, &key, s, Emission::OnTime);
-                s.fired = true;
+                s.payload.fired = true;
                 emit(&mut self.out, row);
                 self.cleanup_timers
-                    .register(key.clone(), end.saturating_add(self.lateness));
+                    .register(key.clone(), self.lateness.closes_at(end));
             }
         }
         let mut expired = Vec::new();
@@ -175,7 +164,8 @@ where
             .advance_to(watermark, |key, at| expired.push((key, at)));
         for (key, _) in expired {
             if let Some(list) = self.sessions.get_mut(&key) {
-                list.retain(|s| !(s.fired && s.end.saturating_add(self.lateness) <= watermark));
+                let lateness = self.lateness;
+                list.retain(|s| !(s.payload.fired && lateness.is_closed(s.end, watermark)));
                 if list.is_empty() {
                     self.sessions.remove(&key);
                 }
@@ -197,7 +187,7 @@ where
 {
     fn on_batch(&mut self, batch: &mut Batch<WindowPartial<K, A::Acc>>) -> OperatorResult {
         for (partial, _) in batch.drain() {
-            if partial.end.saturating_add(self.lateness) <= self.watermark {
+            if self.lateness.is_closed(partial.end, self.watermark) {
                 // Beyond lateness here (see WindowCounters::late_partials).
                 self.counters.add_late_partial();
                 continue;

@@ -5,6 +5,7 @@ use super::pre_aggregate::WindowPartial;
 use super::{emit, Emission, WindowCounters, WindowResult};
 use crate::ops::Downstream;
 use rustc_hash::FxHashMap;
+use sluice_core::window::Lateness;
 use sluice_core::{Aggregate, Batch, Timestamp, MAX_TIMESTAMP, MIN_TIMESTAMP};
 use sluice_runtime::{Clock, Operator, OperatorError, OperatorResult};
 use std::collections::BTreeMap;
@@ -52,7 +53,7 @@ type Pane<K, Acc> = FxHashMap<K, Slot<Acc>>;
 /// passes a window's end (and again for late updates).
 pub(crate) struct TimeWindowOperator<T, K, A: Aggregate<T>> {
     aggregate: A,
-    lateness: i64,
+    lateness: Lateness,
     early: Option<Duration>,
     clock: Arc<dyn Clock>,
     next_early: Option<Duration>,
@@ -78,7 +79,7 @@ where
 {
     pub fn new(
         aggregate: A,
-        lateness: i64,
+        lateness: Lateness,
         early: Option<Duration>,
         clock: Arc<dyn Clock>,
         counters: Arc<WindowCounters>,
@@ -130,7 +131,7 @@ where
         }
         while let Some(entry) = self.panes.first_entry() {
             let (end, _) = *entry.key();
-            if end.saturating_add(self.lateness) > watermark {
+            if !self.lateness.is_closed(end, watermark) {
                 break;
             }
             let mut pane = entry.remove();
@@ -186,7 +187,7 @@ where
         let mut partials = batch.drain().map(|(partial, _)| partial).peekable();
         while let Some(first) = partials.next() {
             let (start, end) = (first.start, first.end);
-            if end.saturating_add(*lateness) <= *watermark {
+            if lateness.is_closed(end, *watermark) {
                 // Its window was dropped here already (see WindowCounters::late_partials).
                 counters.add_late_partial();
                 continue;

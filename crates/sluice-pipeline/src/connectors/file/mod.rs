@@ -13,7 +13,7 @@ pub mod source;
 mod table;
 
 use super::replay::ReplayableSource;
-use super::{Opening, SinkConnector, SinkType, SourceConnector, SourceType};
+use super::{Key, Kind, Opening, SinkConnector, SinkType, SourceConnector, SourceType};
 use crate::checkpoint::Guarantee;
 use crate::error::{Error, Fix, Result};
 use crate::format::{Format, TextDecoder};
@@ -38,28 +38,32 @@ fn no_parquet(path: &Path) -> Error {
 /// `type = "file"` as a source.
 pub const FILE_SOURCE: SourceType = SourceType {
     name: "file",
-    keys: &["path", "format", "schema"],
+    keys: &[
+        Key("path", Kind::Text),
+        Key("format", Kind::Text),
+        Key("schema", Kind::Table),
+    ],
     compile: table::file_source,
 };
 
 /// `type = "stdin"`.
 pub const STDIN: SourceType = SourceType {
     name: "stdin",
-    keys: &["format", "schema"],
+    keys: &[Key("format", Kind::Text), Key("schema", Kind::Table)],
     compile: table::stdin_source,
 };
 
 /// `type = "stdout"`.
 pub const STDOUT: SinkType = SinkType {
     name: "stdout",
-    keys: &["format"],
+    keys: &[Key("format", Kind::Text)],
     compile: table::stdout_sink,
 };
 
 /// `type = "file"` as a sink.
 pub const FILE_SINK: SinkType = SinkType {
     name: "file",
-    keys: &["path", "format"],
+    keys: &[Key("path", Kind::Text), Key("format", Kind::Text)],
     compile: table::file_sink,
 };
 

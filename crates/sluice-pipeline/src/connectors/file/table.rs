@@ -28,14 +28,7 @@ pub(super) fn file_source(t: &SourceTable<'_>) -> Result<CompiledSource, Failure
         ))));
     }
     let time_field = t.spec.event_time.as_ref().map(|f| f.get_ref().as_str());
-    let explicit = t.schema()?;
-    let schema = input_schema(
-        format,
-        &path,
-        explicit.as_deref(),
-        time_field,
-        path_value.span(),
-    )?;
+    let schema = input_schema(format, &path, t.schema(), time_field, path_value.span())?;
     Ok(CompiledSource {
         connector: Arc::new(File { path, format }),
         schema,

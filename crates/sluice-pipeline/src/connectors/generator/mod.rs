@@ -8,7 +8,7 @@
 mod rows;
 
 use super::replay::ReplayableSource;
-use super::{CompiledSource, Opening, SourceConnector, SourceTable, SourceType};
+use super::{CompiledSource, Key, Kind, Opening, SourceConnector, SourceTable, SourceType};
 use crate::config::diag::{at, Failure};
 use crate::error::Result;
 use std::sync::Arc;
@@ -18,14 +18,19 @@ pub use rows::{FormulaRows, GeneratorSource, NexmarkRows};
 /// `type = "generator"`.
 pub const GENERATOR: SourceType = SourceType {
     name: "generator",
-    keys: &["events", "keys", "seed", "interval_ms"],
+    keys: &[
+        Key("events", Kind::Unsigned),
+        Key("keys", Kind::Unsigned),
+        Key("seed", Kind::Unsigned),
+        Key("interval_ms", Kind::Unsigned),
+    ],
     compile: generator_table,
 };
 
 /// `type = "nexmark"`.
 pub const NEXMARK: SourceType = SourceType {
     name: "nexmark",
-    keys: &["events"],
+    keys: &[Key("events", Kind::Unsigned)],
     compile: |t| {
         let events = t.get::<u64>("events")?.map_or(1_000_000, |v| *v.get_ref());
         Ok(CompiledSource {
@@ -38,7 +43,7 @@ pub const NEXMARK: SourceType = SourceType {
 /// `type = "formula"`.
 pub const FORMULA: SourceType = SourceType {
     name: "formula",
-    keys: &["events"],
+    keys: &[Key("events", Kind::Unsigned)],
     compile: |t| {
         let events = t.get::<u64>("events")?.map_or(10_000_000, |v| *v.get_ref());
         Ok(CompiledSource {

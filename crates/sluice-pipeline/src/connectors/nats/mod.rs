@@ -20,7 +20,7 @@
 //! - [`table`] checks and compiles the tables of both.
 
 use super::replay::ReplayableSource;
-use super::{Opening, SinkConnector, SinkType, SourceConnector, SourceType};
+use super::{Key, Kind, Opening, SinkConnector, SinkType, SourceConnector, SourceType};
 use crate::checkpoint::Guarantee;
 use crate::error::{Error, Fix, Result};
 use crate::output::RowWriter;
@@ -37,16 +37,16 @@ mod table;
 pub const SOURCE: SourceType = SourceType {
     name: "nats",
     keys: &[
-        "format",
-        "schema",
-        "url",
-        "stream",
-        "subject",
-        "partitions",
-        "replicas",
-        "max_ack_pending",
-        "end",
-        "lease_ttl",
+        Key("format", Kind::Text),
+        Key("schema", Kind::Table),
+        Key("url", Kind::Text),
+        Key("stream", Kind::Text),
+        Key("subject", Kind::Text),
+        Key("partitions", Kind::Unsigned32),
+        Key("replicas", Kind::Unsigned32),
+        Key("max_ack_pending", Kind::Integer),
+        Key("end", Kind::Text),
+        Key("lease_ttl", Kind::Text),
     ],
     compile: table::source,
 };
@@ -54,7 +54,12 @@ pub const SOURCE: SourceType = SourceType {
 /// `type = "nats"` as a sink.
 pub const SINK: SinkType = SinkType {
     name: "nats",
-    keys: &["url", "subject", "stream", "replicas"],
+    keys: &[
+        Key("url", Kind::Text),
+        Key("subject", Kind::Text),
+        Key("stream", Kind::Text),
+        Key("replicas", Kind::Unsigned32),
+    ],
     compile: table::sink,
 };
 
