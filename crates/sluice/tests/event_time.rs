@@ -57,6 +57,35 @@ fn a_late_event_within_lateness_updates_the_window_with_a_new_revision() {
 }
 
 #[test]
+fn a_session_event_beyond_lateness_is_judged_on_its_own_session() {
+    let pipeline = Pipeline::new().with_poll_size(1).with_workers(1);
+    let windowed = pipeline
+        .source(IterSource::new(vec![100_i64, 5_000, 200]).with_event_time(|t| *t))
+        .with_watermarks(WatermarkStrategy::bounded(Duration::ZERO))
+        .events
+        .batch(FlushPolicy::EachEvent)
+        .key_by(|_| 0u8)
+        .window(Window::session(ms(1000)))
+        .aggregate(Count);
+    let rows = windowed.results.collect();
+    let late = windowed.late.collect();
+    pipeline.run().unwrap();
+    let sessions: Vec<_> = rows
+        .take()
+        .iter()
+        .map(|r| (r.window_start, r.window_end, r.value))
+        .collect();
+    assert_eq!(sessions, vec![(100, 1100, 1), (5000, 6000, 1)]);
+    let late = late.take();
+    assert_eq!(late.len(), 1);
+    assert_eq!(
+        late[0].reason,
+        "session window [200, 1200) closed: the watermark 5000 passed its end plus the \
+         allowed lateness of 0 ms"
+    );
+}
+
+#[test]
 fn an_event_beyond_lateness_goes_to_the_late_output_with_the_reason() {
     let (rows, late, late_count) = tumbling_counts(&[100, 2000, 500], 0);
     let first: Vec<_> = rows

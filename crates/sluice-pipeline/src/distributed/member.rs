@@ -34,7 +34,6 @@ pub(super) struct Member<'a> {
     options: &'a DistributedOptions,
     /// The source's settings.
     pub(super) nats: NatsSourcePlan,
-    client: NatsClient,
     group_name: String,
     /// The partitions' checkpoints.
     state: Bucket,
@@ -88,7 +87,6 @@ impl<'a> Member<'a> {
             load,
             options,
             nats,
-            client,
             group_name,
             state,
             group,
@@ -190,17 +188,9 @@ impl<'a> Member<'a> {
                 self.failure.get_or_insert(e);
             }
         }
+        // A completed run deleted its own consumer (`PartitionRun::run`).
         if !lost {
             let _ = run.lease.release();
-        }
-        if self.completed.contains(&partition) {
-            // The run's own consumer (named in `PartitionRun::run`):
-            // nothing reads the partition after it completed.
-            let revision = run.lease.revision();
-            let consumer = format!("{}_p{partition}_r{revision}", self.group_name);
-            let _ = self
-                .client
-                .delete_consumer(&self.nats.stream.name, &consumer);
         }
     }
 

@@ -87,8 +87,10 @@ impl WindowOp {
             self.aggregated += u64::from(accepted);
             if !accepted {
                 // Refused by its latest window, which closed last.
-                let end = windows.last_end(t);
-                let window = (end.saturating_sub(size), end);
+                let window = windows
+                    .assign(t)
+                    .next()
+                    .unwrap_or((t, t.saturating_add(size)));
                 let reason = match lateness.judge(window, self.watermark) {
                     Some(late) => late.to_string(),
                     // Not reached: every event time has a window.

@@ -78,7 +78,12 @@ where
         (start, end): (Timestamp, Timestamp),
         direct: bool,
     ) {
-        if let Some(late) = self.lateness.judge((start, end), self.watermark) {
+        let late = match self.assigner {
+            // A session's lateness is judged on the session the event opens.
+            Assigner::Session(_) => self.lateness.judge_session((start, end), self.watermark),
+            _ => self.lateness.judge((start, end), self.watermark),
+        };
+        if let Some(late) = late {
             let reason = late.to_string();
             self.late_batch.push(
                 LateEvent {
