@@ -393,6 +393,26 @@ fn only(
     Ok(())
 }
 
+/// The text `key` of a `what` table of type `kind` must give, or an error
+/// at the table's type that shows how to give it.
+fn needed(
+    settings: &crate::config::Settings,
+    kind: &toml::Spanned<String>,
+    what: &str,
+    key: &str,
+    example: &str,
+) -> Result<toml::Spanned<String>, Failure> {
+    settings.get::<String>(key)?.ok_or_else(|| {
+        at(
+            kind.span(),
+            format!(
+                "a {} {what} needs `{key}`: {key} = \"{example}\"",
+                kind.get_ref()
+            ),
+        )
+    })
+}
+
 impl SourceTable<'_> {
     /// The value of a connector's `key`, read as a `T`.
     pub fn get<T: serde::de::DeserializeOwned>(
@@ -411,15 +431,7 @@ impl SourceTable<'_> {
     /// The text a connector needs, or an error that shows how to give it.
     #[cfg_attr(not(feature = "nats"), allow(dead_code))] // only nats has such keys yet
     pub fn need(&self, key: &str, example: &str) -> Result<toml::Spanned<String>, Failure> {
-        self.get::<String>(key)?.ok_or_else(|| {
-            at(
-                self.span(),
-                format!(
-                    "a {} source needs `{key}`: {key} = \"{example}\"",
-                    self.spec.kind.get_ref()
-                ),
-            )
-        })
+        needed(&self.spec.settings, &self.spec.kind, "source", key, example)
     }
 
     /// The format the table says, or `default`.
@@ -481,15 +493,7 @@ impl SinkTable<'_> {
     /// The text a connector needs, or an error that shows how to give it.
     #[cfg_attr(not(feature = "nats"), allow(dead_code))] // only nats has such keys yet
     pub fn need(&self, key: &str, example: &str) -> Result<toml::Spanned<String>, Failure> {
-        self.get::<String>(key)?.ok_or_else(|| {
-            at(
-                self.span(),
-                format!(
-                    "a {} sink needs `{key}`: {key} = \"{example}\"",
-                    self.spec.kind.get_ref()
-                ),
-            )
-        })
+        needed(&self.spec.settings, &self.spec.kind, "sink", key, example)
     }
 
     /// The format the table says, if it says one.
