@@ -490,3 +490,76 @@ path = "out/dead.jsonl"
         "{s}"
     );
 }
+
+/// A session window with allowed lateness deletes a session that a late
+/// event merged into another, so a consumer that applies the changelog
+/// holds only the final sessions; with the test-only fault that keeps
+/// merged sessions, the stale rows stay and this check fails.
+#[test]
+fn a_consumer_of_a_session_changelog_holds_only_the_final_sessions() {
+    let (dir, file) = setup(
+        r#"name = "t"
+
+[source]
+type = "file"
+path = "clicks.jsonl"
+event_time = "ts"
+max_out_of_orderness = "0ms"
+
+[execution]
+mode = "event"
+
+[[transform]]
+name = "visits"
+type = "window"
+key = ["user"]
+window = { type = "session", gap = "10s" }
+aggregates = { n = "count(*)" }
+allowed_lateness = "1m"
+
+[[sink]]
+from = "visits"
+type = "file"
+path = "visits.jsonl"
+"#,
+    );
+    let clicks: String = [0, 20_000, 40_000, 9_000, 15_000, 25_000]
+        .iter()
+        .map(|ts| format!("{{\"user\":\"a\",\"ts\":{ts}}}\n"))
+        .collect();
+    fs::write(dir.path().join("clicks.jsonl"), clicks).unwrap();
+    // What a consumer holds after applying the changelog: (start, end, n).
+    let held = |faults: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["run", &file])
+            .env("SLUICE_FAULT", faults)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = fs::read_to_string(dir.path().join("visits.jsonl")).unwrap();
+        let mut held = std::collections::BTreeMap::new();
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let id = (v["window_start"].as_i64(), v["window_end"].as_i64());
+            match v["op"].as_str() {
+                Some("delete") => {
+                    held.remove(&id);
+                }
+                Some("insert" | "update") => {
+                    held.insert(id, v["n"].as_u64());
+                }
+                other => panic!("op {other:?} in {line}"),
+            }
+        }
+        held.into_iter()
+            .map(|((s, e), n)| (s.unwrap(), e.unwrap(), n.unwrap()))
+            .collect::<Vec<_>>()
+    };
+    let finals = vec![(0, 35_000, 5), (40_000, 50_000, 1)];
+    assert_eq!(held(""), finals);
+    assert_ne!(
+        held("keep-merged-sessions"),
+        finals,
+        "the fault that keeps merged sessions went unnoticed"
+    );
+}

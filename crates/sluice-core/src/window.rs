@@ -1,8 +1,8 @@
 //! Window bookkeeping shared by the typed windows and the pipelines':
 //! which event-time windows an event belongs to ([`TimeWindows`],
 //! [`SessionWindows`]), when a window closes for good and why an event is
-//! late ([`Lateness`], [`Late`]), and the sessions of a key that merge
-//! ([`SessionSet`]).
+//! late ([`Lateness`], [`Late`]), the sessions of a key that merge
+//! ([`SessionSet`]), and what a window's row changes ([`Change`]).
 //!
 //! Windows are half-open, `[start, end)` in milliseconds. A tumbling window
 //! of size `s` holds the events with `start <= t < start + s`, starts at
@@ -215,6 +215,52 @@ impl std::fmt::Display for Late {
              lateness of {} ms",
             self.watermark, self.allowed
         )
+    }
+}
+
+/// What a window's row does to the result of its window, `(key, start,
+/// end)`: the one late-update semantics of the typed windows and the
+/// pipelines' (docs/concepts.md). A window's first row inserts its result
+/// (revision 0); a late event within the allowed lateness updates it (the
+/// complete result again, revision + 1); a session that a late event merged
+/// into another is deleted (revision + 1), and the merged session, under
+/// its own bounds, is inserted or updated.
+///
+/// ```
+/// use sluice_core::window::Change;
+///
+/// assert_eq!(Change::of(0, false), Change::Insert);
+/// assert_eq!(Change::of(2, false), Change::Update);
+/// assert_eq!(Change::of(1, true).as_str(), "delete");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Change {
+    /// The window's first result.
+    Insert,
+    /// A later result of the same window: it replaces the one before.
+    Update,
+    /// The window no longer exists (a session merged into another).
+    Delete,
+}
+
+impl Change {
+    /// The change made by a row with `revision`, or by the row that
+    /// retracts a merged session.
+    pub fn of(revision: u32, retract: bool) -> Self {
+        match (retract, revision) {
+            (true, _) => Self::Delete,
+            (false, 0) => Self::Insert,
+            (false, _) => Self::Update,
+        }
+    }
+
+    /// Its name in an `op` column: `insert`, `update` or `delete`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Insert => "insert",
+            Self::Update => "update",
+            Self::Delete => "delete",
+        }
     }
 }
 

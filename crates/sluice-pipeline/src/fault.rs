@@ -36,6 +36,9 @@ pub enum Fault {
     SkipPartitionResume,
     /// A filter leaves the first rows it drops out of its counts.
     Miscount,
+    /// A session window does not delete a session that a late event merged
+    /// into another: its old row stays in the changelog.
+    KeepMergedSessions,
 }
 
 impl Fault {
@@ -50,6 +53,7 @@ impl Fault {
             #[cfg(feature = "nats")]
             Fault::SkipPartitionResume => "skip-partition-resume",
             Fault::Miscount => "miscount",
+            Fault::KeepMergedSessions => "keep-merged-sessions",
         }
     }
 }

@@ -19,7 +19,7 @@
 use proptest::prelude::*;
 use sluice::prelude::*;
 use sluice::watermark::WatermarkStrategy;
-use sluice::window::{Emission, LateEvent, WindowResult};
+use sluice::window::{Change, LateEvent, WindowResult};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -159,29 +159,39 @@ fn run_sluice(
     let late = windowed.late.collect();
     pipeline.run().unwrap();
     Outcome {
-        results: final_results(rows.take()),
+        results: final_results(rows.take(), matches!(kind, Kind::Count(_))),
         late: late.take(),
     }
 }
 
-/// What a consumer keeps: per key and window the highest revision, minus
-/// retracted windows.
-fn final_results(rows: Vec<WindowResult<u8, Value>>) -> BTreeMap<Key, Value> {
-    let mut latest: BTreeMap<Key, (u32, Value)> = BTreeMap::new();
+/// What a consumer keeps: the changelog applied, checked row by row. Per
+/// key and window, [`WindowResult::change`] is insert (a window not held,
+/// revision 0), update or delete (a window held, at the revision after its
+/// last row): the same discipline the pipeline windows' `op` column keeps.
+/// Count windows are appends (each row a result of its own, revision 0,
+/// and two of a key can have the same bounds): the last one is kept.
+fn final_results(rows: Vec<WindowResult<u8, Value>>, appends: bool) -> BTreeMap<Key, Value> {
+    let mut held: BTreeMap<Key, (u32, Value)> = BTreeMap::new();
     for row in rows {
         let id = (row.key, row.window_start, row.window_end);
-        if row.emission == Emission::Retract {
-            latest.remove(&id);
-            continue;
+        let before = held.get(&id).map(|(revision, _)| *revision);
+        let change = row.change();
+        match (change, before) {
+            (Change::Insert, None) if row.revision == 0 => {}
+            (Change::Insert, _) if appends && row.revision == 0 => {}
+            (Change::Update | Change::Delete, Some(b)) if row.revision == b + 1 => {}
+            _ => panic!(
+                "{change:?} of {id:?} at revision {} ({:?}); the window's last row: {before:?}",
+                row.revision, row.emission
+            ),
         }
-        match latest.get(&id) {
-            Some((revision, _)) if *revision > row.revision => {}
-            _ => {
-                latest.insert(id, (row.revision, row.value));
-            }
+        if change == Change::Delete {
+            held.remove(&id);
+        } else {
+            held.insert(id, (row.revision, row.value));
         }
     }
-    latest.into_iter().map(|(k, (_, v))| (k, v)).collect()
+    held.into_iter().map(|(k, (_, v))| (k, v)).collect()
 }
 
 /// The watermark each event is judged against at the latest: that of its

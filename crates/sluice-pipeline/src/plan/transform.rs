@@ -249,13 +249,38 @@ fn window(
     } = window_keys(t, input, &key_fields)?;
     out_fields.push(Field::new("window_start", DataType::Int64, false));
     out_fields.push(Field::new("window_end", DataType::Int64, false));
+    // A window that may update a result after firing says what each row
+    // changes (docs/concepts.md): `op` and `revision`.
+    let changelog = lateness > 0 && !matches!(kind, WindowKind::Count { .. });
+    if changelog {
+        for column in ["op", "revision"] {
+            if out_fields.iter().any(|f| f.name() == column) {
+                let span = t.key.as_ref().map_or(t.name.span(), |k| k.span());
+                return Err(at(
+                    span,
+                    format!(
+                        "the key `{column}` clashes with the window's `{column}` column (a window \
+                         with allowed_lateness says what each row changes): rename the key in a \
+                         select before the window"
+                    ),
+                ));
+            }
+        }
+        out_fields.push(Field::new("op", DataType::Utf8, false));
+        out_fields.push(Field::new("revision", DataType::UInt32, false));
+    }
     let aggregates = window_aggregates(t, sql, &mut out_fields)?;
     let output = Arc::new(Schema::new(out_fields));
     let describe = format!(
-        "{:?} by [{}], {} aggregate(s), allowed lateness {lateness} ms",
+        "{:?} by [{}], {} aggregate(s), allowed lateness {lateness} ms{}",
         kind,
         key_fields.join(", "),
-        aggregates.len()
+        aggregates.len(),
+        if changelog {
+            ", rows say what they change (op, revision)"
+        } else {
+            ""
+        }
     );
     let plan = WindowPlan {
         name: name.to_string(),
@@ -264,6 +289,7 @@ fn window(
         key_fields: sort_fields,
         aggregates,
         lateness,
+        changelog,
         output: output.clone(),
     };
     Ok((Operation::Window(Arc::new(plan)), output, describe))

@@ -3,9 +3,11 @@
 //!
 //! A time window fires when the watermark passes its end. Until the
 //! watermark passes its end plus the allowed lateness it keeps its state: a
-//! late event updates it, and the next watermark (or the end of input)
-//! emits a complete new row for that key and window. Events beyond that go
-//! to the `late` stream with the reason.
+//! late event updates it, and the end of its batch emits a complete new
+//! row for that key and window, with `op = "update"`
+//! and the next `revision`; a session that a late event merged into
+//! another is deleted (`op = "delete"`). Events beyond that go to the
+//! `late` stream with the reason.
 
 use crate::checkpoint::Checkpointing;
 use crate::format::{row_json, DeadLetter};
@@ -13,7 +15,7 @@ use crate::rows::Rows;
 use crate::side_outputs::{LateEvent, Reserved, ReservedHandle};
 use crate::sql::AggregateExpr;
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt32Array, UInt64Array,
+    Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, UInt32Array, UInt64Array,
 };
 use arrow::compute::cast;
 use arrow::datatypes::SchemaRef;
@@ -21,7 +23,7 @@ use arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Accumulator, GroupsAccumulator};
 use sluice::{Batch, Operator, OperatorError, OperatorResult, Timestamp};
-use sluice_core::window::{Lateness, SessionSet};
+use sluice_core::window::{Change, Lateness, SessionSet};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -66,7 +68,12 @@ pub struct WindowPlan {
     pub aggregates: Vec<(String, AggregateExpr)>,
     /// Allowed lateness, in milliseconds.
     pub lateness: i64,
-    /// The output schema: keys, `window_start`, `window_end`, aggregates.
+    /// It may update a result after firing (time and session windows with
+    /// an allowed lateness): every row says what it changes, in `op` and
+    /// `revision` after `window_end` (docs/concepts.md).
+    pub changelog: bool,
+    /// The output schema: keys, `window_start`, `window_end`, `op` and
+    /// `revision` if it is a changelog, aggregates.
     pub output: SchemaRef,
 }
 
@@ -90,6 +97,8 @@ struct Pane {
     keys: arrow::row::Rows,
     accs: Vec<Box<dyn GroupsAccumulator>>,
     fired: bool,
+    /// Rows emitted for each group: the revision of its next row.
+    emitted: Vec<u32>,
     /// Groups updated since the pane fired (late events within lateness).
     dirty: Vec<u32>,
     dirty_mark: Vec<bool>,
@@ -112,6 +121,8 @@ struct Touched {
 struct Open {
     accs: Accs,
     fired: bool,
+    /// Rows emitted for it: the revision of its next row.
+    emitted: u32,
     /// Updated since it fired.
     dirty: bool,
 }
@@ -133,6 +144,9 @@ struct Emission {
     start: i64,
     end: i64,
     values: Vec<ScalarValue>,
+    /// What it changes, in a changelog.
+    change: Change,
+    revision: u32,
 }
 
 /// The window operator of one worker.
@@ -167,6 +181,11 @@ pub struct WindowOp {
     counting: crate::operators::Counted,
     /// Rows folded into windows since the last count.
     aggregated: u64,
+    /// Test-only fault: merged sessions are not deleted.
+    keep_merged: bool,
+    /// A window that fired took a late event in this batch: its update is
+    /// emitted at the end of the batch, as the typed windows do.
+    late_updates: bool,
 }
 
 fn failed(error: impl std::fmt::Display) -> OperatorError {
@@ -200,6 +219,11 @@ impl WindowOp {
             ended: false,
             counting: crate::operators::Counted::default(),
             aggregated: 0,
+            keep_merged: crate::fault::on(
+                crate::fault::Fault::KeepMergedSessions,
+                std::path::Path::new(""),
+            ),
+            late_updates: false,
         })
     }
 
@@ -331,11 +355,15 @@ impl WindowOp {
                         drops.push(drop_at);
                     }
                     let values = evaluate(&mut s.payload.accs)?;
+                    let revision = s.payload.emitted;
+                    s.payload.emitted += 1;
                     self.pending.push(Emission {
                         key: owned.clone(),
                         start: s.start,
                         end: s.end,
                         values,
+                        change: Change::of(revision, false),
+                        revision,
                     });
                 }
             }
@@ -359,6 +387,8 @@ impl WindowOp {
                     start: counted.first,
                     end: counted.last.saturating_add(1),
                     values,
+                    change: Change::Insert,
+                    revision: 0,
                 });
             }
         }
@@ -439,6 +469,12 @@ impl WindowOp {
         let ends = Int64Array::from_iter_values(emissions.iter().map(|e| e.end));
         columns.push(Arc::new(starts));
         columns.push(Arc::new(ends.clone()));
+        if self.plan.changelog {
+            let ops = StringArray::from_iter_values(emissions.iter().map(|e| e.change.as_str()));
+            let revisions = UInt32Array::from_iter_values(emissions.iter().map(|e| e.revision));
+            columns.push(Arc::new(ops));
+            columns.push(Arc::new(revisions));
+        }
         let mut emissions = emissions;
         for (i, _) in self.plan.aggregates.iter().enumerate() {
             let values = emissions
@@ -531,6 +567,11 @@ impl Operator<Rows> for WindowOp {
                 }
             }
             result?;
+        }
+        if std::mem::take(&mut self.late_updates) {
+            // Emits the updated windows (everything else up to the
+            // watermark has fired already).
+            self.fire(self.watermark, false)?;
         }
         self.flush()
     }

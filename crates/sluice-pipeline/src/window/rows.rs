@@ -5,12 +5,13 @@ use super::accumulate::*;
 use super::*;
 use crate::rows::Rows;
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt32Array, UInt64Array,
+    Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, UInt32Array, UInt64Array,
 };
 use arrow::compute::cast;
+use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use sluice::{OperatorError, OperatorResult};
-use sluice_core::window::{Lateness, SessionSet, SessionWindows, TimeWindows};
+use sluice_core::window::{Change, Lateness, SessionSet, SessionWindows, TimeWindows};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -43,6 +44,7 @@ impl WindowOp {
                                 keys,
                                 accs,
                                 fired: false,
+                                emitted: Vec::new(),
                                 dirty: Vec::new(),
                                 dirty_mark: Vec::new(),
                             })
@@ -55,6 +57,7 @@ impl WindowOp {
                             let group = pane.keys.num_rows() as u32;
                             pane.index.insert(key.data().into(), group);
                             pane.keys.push(key);
+                            pane.emitted.push(0);
                             group
                         }
                     };
@@ -67,6 +70,7 @@ impl WindowOp {
                             pane.dirty_mark[g] = true;
                             pane.dirty.push(group);
                         }
+                        self.late_updates = true;
                     }
                     let slot = match touched.iter().position(|t| t.start == start) {
                         Some(i) => i,
@@ -176,6 +180,21 @@ impl WindowOp {
         };
         columns.push(Arc::new(Int64Array::from(vec![start; n])));
         columns.push(Arc::new(Int64Array::from(vec![pane.end; n])));
+        if self.plan.changelog {
+            let revisions = UInt32Array::from(pane.emitted.clone());
+            let ops = StringArray::from_iter_values(
+                pane.emitted.iter().map(|&r| Change::of(r, false).as_str()),
+            );
+            columns.push(Arc::new(ops));
+            columns.push(Arc::new(revisions));
+        }
+        match &subset {
+            Some(groups) => groups
+                .values()
+                .iter()
+                .for_each(|&g| pane.emitted[g as usize] += 1),
+            None => pane.emitted.iter_mut().for_each(|r| *r += 1),
+        }
         columns.extend(values);
         let fields = self.plan.output.fields();
         for (column, field) in columns.iter_mut().zip(fields.iter()) {
@@ -233,20 +252,48 @@ impl WindowOp {
                 payload: Open {
                     accs,
                     fired: false,
+                    emitted: 0,
                     dirty: false,
                 },
             };
             // The latest end among merged sessions still waiting to fire:
             // each has its entry in `session_due` there already.
             let mut waiting: Option<i64> = None;
-            let merged = list.insert(session, |merged, s| {
+            // Sessions merged away after they emitted a row: their bounds,
+            // rows emitted and latest values.
+            let mut emitted_before: Vec<(i64, i64, u32, Vec<ScalarValue>)> = Vec::new();
+            let changelog = self.plan.changelog && !self.keep_merged;
+            let merged = list.insert(session, |merged, mut s| {
                 merged.payload.fired |= s.payload.fired;
                 if !s.payload.fired || s.payload.dirty {
                     waiting = Some(waiting.map_or(s.end, |w| w.max(s.end)));
                 }
+                if changelog && s.payload.emitted > 0 {
+                    let values = evaluate(&mut s.payload.accs)?;
+                    emitted_before.push((s.start, s.end, s.payload.emitted, values));
+                }
                 merge(&mut merged.payload.accs, s.payload.accs)
             })?;
             merged.payload.dirty = merged.payload.fired;
+            self.late_updates |= merged.payload.fired;
+            // One that kept its bounds is updated in place; the others are
+            // deleted (the merged session is a row of its own), in the
+            // order of their starts.
+            emitted_before.sort_unstable_by_key(|e| e.0);
+            for (start, end, emitted, values) in emitted_before {
+                if (start, end) == (merged.start, merged.end) {
+                    merged.payload.emitted = emitted;
+                } else {
+                    self.pending.push(Emission {
+                        key: key.owned(),
+                        start,
+                        end,
+                        values,
+                        change: Change::Delete,
+                        revision: emitted,
+                    });
+                }
+            }
             if waiting != Some(merged.end) {
                 self.session_due
                     .entry(merged.end)
@@ -315,6 +362,8 @@ impl WindowOp {
                             start: done.first,
                             end: done.last.saturating_add(1),
                             values,
+                            change: Change::Insert,
+                            revision: 0,
                         });
                     }
                 }

@@ -1,10 +1,13 @@
 //! The state of a window operator in a checkpoint, and back.
 //!
-//! Format (version 1), all integers little-endian:
+//! Format (version 2), all integers little-endian:
 //! `version u64, watermark i64`, then the panes of time windows
 //! (`count u64`, then per pane: `start i64, end i64, fired u8, dirty count
-//! u64 and u32 groups, widths, batch`), then the open sessions and the
-//! count windows (`rows u64`, then `widths, batch` if there are rows).
+//! u64 and u32 groups, emitted count u64 and u32 rows emitted per group,
+//! widths, batch`), then the open sessions (own columns: start, end, fired,
+//! dirty, emitted) and the count windows (`rows u64`, then `widths, batch`
+//! if there are rows). Version 1 (before windows wrote a changelog) is not
+//! read: its run starts over.
 //! A batch is an Arrow IPC stream of one record batch: the key columns,
 //! the window's own columns, then the intermediate state of every
 //! aggregate (DataFusion's `state`, restored with `merge_batch`); `widths`
@@ -13,7 +16,9 @@
 use super::{failed, Accs, Counted, Fast, Open, Pane, Session, WindowOp};
 use crate::error::{Error, Result};
 use crate::sql::AggregateExpr;
-use arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt64Array};
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt32Array, UInt64Array,
+};
 use arrow::datatypes::{Field, Schema};
 use arrow::row::OwnedRow;
 use datafusion::common::ScalarValue;
@@ -23,7 +28,7 @@ use sluice_core::window::{Lateness, SessionSet};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-const VERSION: u64 = 1;
+const VERSION: u64 = 2;
 
 impl WindowOp {
     /// The operator's state, after everything before the barrier.
@@ -42,6 +47,8 @@ impl WindowOp {
             out.u8(u8::from(pane.fired));
             out.u64(pane.dirty.len() as u64);
             pane.dirty.iter().for_each(|&g| out.u32(g));
+            out.u64(pane.emitted.len() as u64);
+            pane.emitted.iter().for_each(|&r| out.u32(r));
             let n = pane.groups();
             let all: Vec<usize> = (0..n).collect();
             let mut columns = self
@@ -68,6 +75,7 @@ impl WindowOp {
         let keys: Vec<Box<[u8]>> = keys.into_iter().cloned().collect();
         let mut rows = Vec::new();
         let (mut starts, mut ends, mut fired, mut dirty) = (vec![], vec![], vec![], vec![]);
+        let mut emitted: Vec<u32> = Vec::new();
         let mut states = StateColumns::new(aggregates.len());
         for key in &keys {
             let Some((owned, sessions)) = self.sessions.get_mut(key) else {
@@ -79,6 +87,7 @@ impl WindowOp {
                 ends.push(session.end);
                 fired.push(session.payload.fired);
                 dirty.push(session.payload.dirty);
+                emitted.push(session.payload.emitted);
                 states.add(&mut session.payload.accs, aggregates)?;
             }
         }
@@ -87,6 +96,7 @@ impl WindowOp {
             Arc::new(Int64Array::from(ends)),
             Arc::new(BooleanArray::from(fired)),
             Arc::new(BooleanArray::from(dirty)),
+            Arc::new(UInt32Array::from(emitted)),
         ];
         self.write_rows(&mut out, &rows, own, states)?;
 
@@ -176,6 +186,9 @@ impl WindowOp {
         let dirty: Vec<u32> = (0..input.u64()?)
             .map(|_| input.u32())
             .collect::<Result<_, _>>()?;
+        let emitted: Vec<u32> = (0..input.u64()?)
+            .map(|_| input.u32())
+            .collect::<Result<_, _>>()?;
         let widths = input.widths(aggregates.len())?;
         let columns = input.batch()?;
         let keys = self
@@ -209,12 +222,16 @@ impl WindowOp {
                 *mark = true;
             }
         }
+        if emitted.len() != n {
+            return Err(damaged("a pane's rows emitted do not match its groups"));
+        }
         let pane = Pane {
             end,
             index,
             keys,
             accs,
             fired,
+            emitted,
             dirty,
             dirty_mark,
         };
@@ -229,17 +246,22 @@ impl WindowOp {
         let aggregates = &plan.aggregates;
         let widths = input.widths(aggregates.len())?;
         let columns = input.batch()?;
+        let width = 5;
         let own = columns
-            .get(k..k + 4)
+            .get(k..k + width)
             .ok_or_else(|| damaged("the sessions' columns are short"))?;
         let (starts, ends) = (int64(&own[0])?, int64(&own[1])?);
         let (fired, dirty) = (boolean(&own[2])?, boolean(&own[3])?);
+        let emitted = own[4]
+            .as_any()
+            .downcast_ref::<UInt32Array>()
+            .ok_or_else(|| damaged("a rows-emitted column is not u32"))?;
         let keys = self
             .converter
             .convert_columns(&columns[..k])
             .map_err(damaged)?;
         for (r, key) in keys.iter().enumerate() {
-            let accs = restore_accs(aggregates, &widths, &columns[k + 4..], r)?;
+            let accs = restore_accs(aggregates, &widths, &columns[k + width..], r)?;
             let (_, list) = self
                 .sessions
                 .entry(key.data().into())
@@ -261,6 +283,7 @@ impl WindowOp {
                 payload: Open {
                     accs,
                     fired: fired.value(r),
+                    emitted: emitted.value(r),
                     dirty: dirty.value(r),
                 },
             });

@@ -22,7 +22,9 @@
 //! re-emission. A consumer keeps, per `(key, window_start, window_end)`,
 //! the row with the highest revision; a row with [`Emission::Retract`] says
 //! a session window with those bounds no longer exists (a late event merged
-//! it into a larger session).
+//! it into a larger session). [`WindowResult::change`] names what a row
+//! does ([`Change`]: insert, update, delete), as the `op` column of a
+//! pipeline file's window does: both follow one semantics.
 //!
 //! **Parallelism.** Events of time and session windows are pre-aggregated
 //! per key and window within each batch, on the worker that reads them; the
@@ -36,6 +38,8 @@ mod global;
 mod pre_aggregate;
 mod session;
 mod time_window;
+
+pub use sluice_core::window::Change;
 
 pub use global::{CountTrigger, EventTimeTrigger, Trigger, TriggerAction, TriggerContext};
 
@@ -157,6 +161,15 @@ pub struct WindowResult<K, O> {
     pub emission: Emission,
     /// 0 for the first result of this key and window, then 1, 2, …
     pub revision: u32,
+}
+
+impl<K, O> WindowResult<K, O> {
+    /// What this row does to its window's result: insert (revision 0),
+    /// update (a later revision) or delete (`Emission::Retract`). The
+    /// windows of pipeline files write the same in their `op` column.
+    pub fn change(&self) -> Change {
+        Change::of(self.revision, self.emission == Emission::Retract)
+    }
 }
 
 /// An event that came after its window's allowed lateness.

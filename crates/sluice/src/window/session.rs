@@ -110,7 +110,9 @@ where
             Ok(merged) => merged,
             Err(never) => match never {},
         };
-        // A closed session whose bounds did not change is updated in place.
+        // A closed session whose bounds did not change is updated in place;
+        // the others are retracted, in the order of their starts.
+        absorbed_fired.sort_unstable_by_key(|s| s.start);
         let mut rows = Vec::new();
         for mut s in absorbed_fired {
             if s.start == merged.start && s.end == merged.end {
