@@ -22,8 +22,13 @@ enum Command {
     /// line of JSON on stderr. Exit codes: 0 done, 1 the run failed (input
     /// or output), 2 the file or the command line is invalid.
     Run(pipeline::RunArgs),
-    /// Checks a pipeline file and prints its dataflow without running it.
+    /// Checks a pipeline file (TOML or SQL) and prints its dataflow
+    /// without running it.
     Validate(pipeline::ValidateArgs),
+    /// Prints the dataflow a pipeline file compiles to: its source, every
+    /// stream with its schema, the transforms (a SQL query's steps), the
+    /// sinks.
+    Explain(pipeline::ValidateArgs),
     /// Creates the NATS streams a pipeline with a nats source reads and
     /// writes (partitioned by key), so producers can publish before the
     /// first `sluice run`.
@@ -41,6 +46,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => return pipeline::run(&args),
         Command::Validate(args) => return pipeline::validate(&args),
+        Command::Explain(args) => return pipeline::describe(&args),
         Command::Setup(args) => return pipeline::setup(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Bench(args) => bench::run(&args),

@@ -23,7 +23,7 @@ const INVALID: u8 = 2;
 /// Options of `sluice run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The pipeline file (TOML).
+    /// The pipeline file: TOML, or SQL (`.sql`).
     pipeline: PathBuf,
     /// Overrides a value of the file: `--set source.path=other.jsonl`,
     /// `--set transform.valid.where="t > 0"`, `--set execution.workers=4`.
@@ -118,10 +118,10 @@ fn parse_duration(text: &str) -> Result<Duration, ArgError> {
     Ok(duration)
 }
 
-/// Options of `sluice validate`.
+/// Options of `sluice validate` and `sluice explain`.
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
-    /// The pipeline file (TOML).
+    /// The pipeline file: TOML, or SQL (`.sql`).
     pipeline: PathBuf,
     /// Overrides a value of the file, as for `sluice run`.
     #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
@@ -168,6 +168,17 @@ pub fn validate(args: &ValidateArgs) -> ExitCode {
         Ok(plan) => {
             print!("{}", plan.describe());
             println!("\n{}: valid", args.pipeline.display());
+            ExitCode::SUCCESS
+        }
+        Err(error) => failed(&error),
+    }
+}
+
+/// `sluice explain`: the dataflow, without the verdict.
+pub fn describe(args: &ValidateArgs) -> ExitCode {
+    match load(&args.pipeline, &args.set, None) {
+        Ok(plan) => {
+            print!("{}", plan.describe());
             ExitCode::SUCCESS
         }
         Err(error) => failed(&error),

@@ -93,7 +93,7 @@ fn every_example_pipeline_produces_its_expected_outputs() {
     let mut pipelines: Vec<PathBuf> = fs::read_dir(examples().join("pipelines"))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml" || e == "sql"))
         .collect();
     pipelines.sort();
     assert!(
@@ -111,7 +111,11 @@ fn every_example_pipeline_produces_its_expected_outputs() {
         copy_dir(&examples().join("data"), &work.path().join("data"));
         let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("run")
-            .arg(work.path().join("pipelines").join(format!("{name}.toml")))
+            .arg(
+                work.path()
+                    .join("pipelines")
+                    .join(pipeline.file_name().unwrap()),
+            )
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -167,4 +171,28 @@ fn every_example_pipeline_produces_its_expected_outputs() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The SQL version of an example writes what its TOML version writes, file
+/// for file (the summaries differ only in names): two front ends, one
+/// dataflow.
+#[test]
+fn a_sql_pipeline_writes_what_its_toml_twin_writes() {
+    let expected = examples().join("pipelines/expected");
+    for (sql, toml) in [("sensors_sql", "sensors")] {
+        for file in [
+            "per_sensor.jsonl",
+            "late.jsonl",
+            "dead_letter.jsonl",
+            "stdout.jsonl",
+        ] {
+            let read = |name: &str| {
+                fs::read_to_string(expected.join(name).join(file))
+                    .unwrap_or_else(|e| panic!("{name}/{file}: {e}"))
+            };
+            let (a, b) = (read(sql), read(toml));
+            assert!(!b.trim().is_empty(), "{toml}/{file} is empty: a weak check");
+            assert_eq!(a, b, "{sql}/{file} differs from {toml}/{file}");
+        }
+    }
 }

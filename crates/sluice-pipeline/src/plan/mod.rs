@@ -235,6 +235,13 @@ pub fn load(path: &Path, overrides: &[String], workers: Option<usize>) -> Result
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Invalid(format!("{}: cannot read: {e}", path.display())))?;
     let mut text = text;
+    if is_sql(path) && !overrides.is_empty() {
+        return Err(Error::Invalid(format!(
+            "{}: overrides (--set) apply to TOML pipeline files; in a SQL pipeline, edit the \
+             file or its SET statements",
+            path.display()
+        )));
+    }
     for assignment in overrides {
         text = config::apply_override(&text, assignment).map_err(|e| e.context(path.display()))?;
     }
@@ -254,12 +261,25 @@ pub fn load_str(
     workers: Option<usize>,
 ) -> Result<Plan, Error> {
     let invalid = |d: Diagnostic| Error::Invalid(d.render(path, text));
-    let spec = config::parse(text).map_err(invalid)?;
+    let spec = if is_sql(path) {
+        let stem = path
+            .file_stem()
+            .map_or_else(|| "pipeline".into(), |s| s.to_string_lossy());
+        crate::sql::parse_pipeline(text, &stem).map_err(invalid)?
+    } else {
+        config::parse(text).map_err(invalid)?
+    };
     match compile(&spec, base, workers) {
         Ok(plan) => Ok(plan),
         Err(Failure::Invalid(d)) => Err(invalid(d)),
         Err(Failure::Runtime(e)) => Err(e),
     }
+}
+
+/// A pipeline written in SQL (`.sql`), not TOML.
+fn is_sql(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("sql"))
 }
 
 /// The longest a batch may be, in rows: longer ones would allocate

@@ -2,6 +2,11 @@
 //! Arrow record batches.
 
 pub(crate) mod moments;
+mod pipeline;
+mod query;
+mod text;
+
+pub(crate) use pipeline::parse as parse_pipeline;
 
 use crate::error::{Error, Result};
 use arrow::array::{ArrayRef, RecordBatch};

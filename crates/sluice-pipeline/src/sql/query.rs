@@ -1,0 +1,576 @@
+//! One `SELECT` of a SQL pipeline as transforms: `WHERE` a filter, a
+//! projection a select, `GROUP BY tumble(..)|hop(..)|session(..), keys` a
+//! window (aggregates inside expressions computed by the window, the
+//! expressions by a select after it), `HAVING` a filter after the window.
+
+use super::text::{interval_text, literal, Places};
+use crate::config::diag::{Diagnostic, Span};
+use crate::config::{Expressions, KeySpec, TransformSpec, WindowSpec};
+use datafusion::sql::sqlparser::ast::{
+    self, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, SelectItem,
+    SetExpr, TableFactor,
+};
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+use std::sync::OnceLock;
+use toml::Spanned;
+
+/// A query, checked for what a stream can run.
+pub(super) struct Query<'a> {
+    places: &'a Places,
+    select: &'a ast::Select,
+    /// The table or view it reads.
+    pub from: Spanned<String>,
+}
+
+/// The transforms of a query and the stream they end in.
+pub(super) struct Translated {
+    pub transforms: Vec<Spanned<TransformSpec>>,
+    pub stream: String,
+}
+
+/// What the windows over a stream take from its source table.
+pub(super) struct Over {
+    /// The stream read.
+    pub stream: String,
+    /// The source's event-time field, when known.
+    pub event_time: Option<String>,
+    /// The source table's `allowed_lateness`.
+    pub lateness: Option<Spanned<String>>,
+}
+
+fn unsupported(span: Span, what: &str) -> Diagnostic {
+    Diagnostic::at(
+        span,
+        format!("{what} (docs/sql.md says what a SQL pipeline takes)"),
+    )
+}
+
+impl<'a> Query<'a> {
+    pub fn new(places: &'a Places, query: &'a ast::Query) -> Result<Self, Diagnostic> {
+        let span = places.span_of(query);
+        if query.with.is_some() {
+            return Err(unsupported(
+                span,
+                "WITH is not supported: name the step with CREATE VIEW",
+            ));
+        }
+        if query.order_by.is_some() || query.limit_clause.is_some() || query.fetch.is_some() {
+            return Err(unsupported(
+                span,
+                "ORDER BY and LIMIT are not supported on a stream",
+            ));
+        }
+        let SetExpr::Select(select) = query.body.as_ref() else {
+            return Err(unsupported(
+                span,
+                "only SELECT is supported (no UNION or VALUES)",
+            ));
+        };
+        let span = places.span_of(select.as_ref());
+        if select.distinct.is_some() {
+            return Err(unsupported(
+                span,
+                "DISTINCT is not supported: GROUP BY a window and the keys",
+            ));
+        }
+        if select.top.is_some()
+            || select.into.is_some()
+            || select.prewhere.is_some()
+            || select.qualify.is_some()
+            || !select.lateral_views.is_empty()
+            || !select.named_window.is_empty()
+            || !select.sort_by.is_empty()
+            || !select.cluster_by.is_empty()
+            || !select.distribute_by.is_empty()
+        {
+            return Err(unsupported(span, "this SELECT clause is not supported"));
+        }
+        let [from] = select.from.as_slice() else {
+            return Err(unsupported(
+                span,
+                "a SELECT reads one table or view in FROM",
+            ));
+        };
+        if let Some(join) = from.joins.first() {
+            return Err(unsupported(
+                places.span_of(join),
+                "joins are not supported yet",
+            ));
+        }
+        let TableFactor::Table {
+            name, alias, args, ..
+        } = &from.relation
+        else {
+            return Err(unsupported(
+                places.span_of(&from.relation),
+                "FROM takes a table or view name (windows go in GROUP BY: tumble(ts, INTERVAL '10' SECOND))",
+            ));
+        };
+        let name_span = places.span_of(name);
+        if args.is_some() {
+            return Err(unsupported(
+                name_span,
+                "table functions are not supported: write windows in GROUP BY, like GROUP BY tumble(ts, INTERVAL '10' SECOND), key",
+            ));
+        }
+        if let Some(alias) = alias {
+            return Err(unsupported(
+                places.span_of(alias),
+                "table aliases are not supported: name columns without a prefix",
+            ));
+        }
+        let [part] = name.0.as_slice() else {
+            return Err(Diagnostic::at(name_span, "a plain table or view name"));
+        };
+        let Some(ident) = part.as_ident() else {
+            return Err(Diagnostic::at(name_span, "a plain table or view name"));
+        };
+        Ok(Self {
+            places,
+            select,
+            from: Spanned::new(name_span, ident.value.clone()),
+        })
+    }
+
+    /// The transforms, named after `base` (the last one is `base`), over
+    /// `over`.
+    pub fn transforms(&self, base: &str, over: &Over) -> Result<Translated, Diagnostic> {
+        let mut steps: Vec<(&str, Spanned<TransformSpec>)> = Vec::new();
+        let select = self.select;
+        if let Some(condition) = &select.selection {
+            let span = self.places.span_of(condition);
+            if let Some(aggregate) = first_aggregate(condition) {
+                return Err(Diagnostic::at(span, format!("`{aggregate}`: an aggregate belongs in the SELECT list or HAVING, not WHERE")));
+            }
+            let mut filter = transform("filter", span.clone());
+            filter.predicate = Some(Spanned::new(span.clone(), condition.to_string()));
+            steps.push(("where", Spanned::new(span, filter)));
+        }
+        let group = match &select.group_by {
+            GroupByExpr::Expressions(exprs, modifiers) if modifiers.is_empty() => exprs,
+            _ => {
+                return Err(unsupported(
+                    self.places.span_of(select),
+                    "GROUP BY takes a window and key columns",
+                ))
+            }
+        };
+        if group.is_empty() {
+            self.projection(&mut steps)?;
+        } else {
+            self.grouped(group, over, &mut steps)?;
+        }
+        let count = steps.len();
+        let mut from = over.stream.clone();
+        let mut transforms = Vec::new();
+        for (i, (step, mut spec)) in steps.into_iter().enumerate() {
+            let name = if i + 1 == count {
+                base.to_string()
+            } else {
+                format!("{base}_{step}")
+            };
+            let span = spec.span();
+            let t = spec.get_mut();
+            t.name = Spanned::new(span.clone(), name.clone());
+            t.from = Some(Spanned::new(span, from));
+            from = name;
+            transforms.push(spec);
+        }
+        Ok(Translated {
+            transforms,
+            stream: from,
+        })
+    }
+
+    /// A SELECT without GROUP BY: `*`, or a select of named columns.
+    fn projection(
+        &self,
+        steps: &mut Vec<(&str, Spanned<TransformSpec>)>,
+    ) -> Result<(), Diagnostic> {
+        let items = &self.select.projection;
+        if let [SelectItem::Wildcard(options)] = items.as_slice() {
+            let plain = options.opt_exclude.is_none()
+                && options.opt_except.is_none()
+                && options.opt_replace.is_none()
+                && options.opt_rename.is_none()
+                && options.opt_ilike.is_none();
+            if plain {
+                return Ok(());
+            }
+        }
+        if let Some(having) = &self.select.having {
+            return Err(Diagnostic::at(
+                self.places.span_of(having),
+                "HAVING needs a GROUP BY with a window",
+            ));
+        }
+        let span = self.places.span_of(self.select);
+        let mut columns = Expressions::new();
+        for item in items {
+            let (name, expr) = self.named(item)?;
+            if let Some(aggregate) = first_aggregate(expr) {
+                return Err(Diagnostic::at(
+                    self.places.span_of(expr),
+                    format!("`{aggregate}` needs a window: GROUP BY tumble(ts, INTERVAL '10' SECOND), keys (an aggregate over the whole stream, which would update forever, is not supported yet)"),
+                ));
+            }
+            insert_column(
+                &mut columns,
+                name,
+                Spanned::new(self.places.span_of(expr), expr.to_string()),
+            )?;
+        }
+        let mut t = transform("select", span.clone());
+        t.columns = Some(Spanned::new(span.clone(), columns));
+        steps.push(("select", Spanned::new(span, t)));
+        Ok(())
+    }
+
+    /// An item's output name and expression; expressions need `AS name`.
+    fn named(&self, item: &'a SelectItem) -> Result<(Spanned<String>, &'a Expr), Diagnostic> {
+        match item {
+            SelectItem::UnnamedExpr(expr @ Expr::Identifier(ident)) => Ok((Spanned::new(self.places.ident(ident), ident.value.clone()), expr)),
+            SelectItem::UnnamedExpr(expr) => Err(Diagnostic::at(self.places.span_of(expr), format!("name the column: `{expr} AS a_name`"))),
+            SelectItem::ExprWithAlias { expr, alias } => Ok((Spanned::new(self.places.ident(alias), alias.value.clone()), expr)),
+            other => Err(Diagnostic::at(
+                self.places.span_of(other),
+                "`*` stands alone (SELECT * FROM ...); with other columns or GROUP BY, name every column",
+            )),
+        }
+    }
+
+    /// `GROUP BY window, keys`: the window, then HAVING, then the select
+    /// list's expressions.
+    fn grouped(
+        &self,
+        group: &[Expr],
+        over: &Over,
+        steps: &mut Vec<(&str, Spanned<TransformSpec>)>,
+    ) -> Result<(), Diagnostic> {
+        let span = self.places.span_of(self.select);
+        let mut window: Option<Spanned<WindowSpec>> = None;
+        let mut keys: Vec<String> = Vec::new();
+        for expr in group {
+            let at = self.places.span_of(expr);
+            match expr {
+                Expr::Identifier(ident) => keys.push(ident.value.clone()),
+                Expr::Function(f) if window_kind(f).is_some() => {
+                    if window.is_some() {
+                        return Err(Diagnostic::at(at, "one window per GROUP BY"));
+                    }
+                    window = Some(Spanned::new(at, self.window(f, over)?));
+                }
+                _ => return Err(Diagnostic::at(at, "GROUP BY takes key columns and one window: tumble(ts, size), hop(ts, slide, size) or session(ts, gap)")),
+            }
+        }
+        let Some(window) = window else {
+            return Err(unsupported(
+                span,
+                "GROUP BY needs a window, tumble(ts, INTERVAL '10' SECOND), hop(..) or session(..): an aggregate over the whole stream, which would update forever, is not supported yet",
+            ));
+        };
+        let changelog = over.lateness.is_some();
+        let mut passing: HashSet<String> = keys.iter().cloned().collect();
+        passing.extend(["window_start".to_string(), "window_end".to_string()]);
+        if changelog {
+            passing.extend(["op".to_string(), "revision".to_string()]);
+        }
+        let mut aggregates = Aggregates::default();
+        let mut outputs: Vec<(Spanned<String>, Spanned<String>)> = Vec::new();
+        for item in &self.select.projection {
+            let (name, expr) = self.named(item)?;
+            let expr_span = self.places.span_of(expr);
+            let text = match expr {
+                Expr::Function(f) if is_aggregate(f) => aggregates.named(name.get_ref(), expr),
+                _ => aggregates.rewrite(expr, &passing).map_err(|bad| {
+                    Diagnostic::at(expr_span.clone(), format!("`{bad}` is neither a GROUP BY key nor inside an aggregate; add it to GROUP BY or aggregate it"))
+                })?,
+            };
+            outputs.push((name, Spanned::new(expr_span, text)));
+        }
+        let having = match &self.select.having {
+            Some(h) => {
+                let at = self.places.span_of(h);
+                let text = aggregates.rewrite(h, &passing).map_err(|bad| {
+                    Diagnostic::at(
+                        at.clone(),
+                        format!(
+                            "`{bad}` in HAVING is neither a GROUP BY key nor inside an aggregate"
+                        ),
+                    )
+                })?;
+                Some(Spanned::new(at, text))
+            }
+            None => None,
+        };
+        let mut natural: Vec<String> = keys.clone();
+        natural.extend(["window_start".to_string(), "window_end".to_string()]);
+        natural.extend(aggregates.list.iter().map(|(n, _)| n.clone()));
+        let same = outputs.iter().map(|(n, _)| n.get_ref()).eq(natural.iter())
+            && outputs.iter().all(|(n, e)| {
+                n.get_ref() == e.get_ref() || aggregates.list.iter().any(|(a, _)| a == n.get_ref())
+            });
+
+        let mut w = transform("window", span.clone());
+        w.key = Some(Spanned::new(span.clone(), KeySpec::Many(keys)));
+        w.window = Some(window);
+        let mut list = Expressions::new();
+        for (name, text) in &aggregates.list {
+            list.insert(name.clone(), Spanned::new(span.clone(), text.clone()));
+        }
+        w.aggregates = Some(Spanned::new(span.clone(), list));
+        w.allowed_lateness = over.lateness.clone();
+        steps.push(("window", Spanned::new(span.clone(), w)));
+        if let Some(having) = having {
+            let mut filter = transform("filter", having.span());
+            filter.predicate = Some(having.clone());
+            steps.push(("having", Spanned::new(having.span(), filter)));
+        }
+        if !same {
+            let mut columns = Expressions::new();
+            for (name, text) in outputs {
+                insert_column(&mut columns, name, text)?;
+            }
+            if changelog {
+                for column in ["op", "revision"] {
+                    if !columns.contains_key(column) {
+                        columns.insert(
+                            column.to_string(),
+                            Spanned::new(span.clone(), column.to_string()),
+                        );
+                    }
+                }
+            }
+            let mut t = transform("select", span.clone());
+            t.columns = Some(Spanned::new(span.clone(), columns));
+            steps.push(("select", Spanned::new(span, t)));
+        }
+        Ok(())
+    }
+
+    /// `tumble(ts, size)`, `hop(ts, slide, size)`, `session(ts, gap)`.
+    fn window(&self, f: &ast::Function, over: &Over) -> Result<WindowSpec, Diagnostic> {
+        let at = self.places.span_of(f);
+        let kind = window_kind(f).unwrap_or_default();
+        let FunctionArguments::List(list) = &f.args else {
+            return Err(Diagnostic::at(
+                at,
+                format!("{kind}(ts, ...) takes the event-time column and durations"),
+            ));
+        };
+        let args: Vec<&Expr> = list
+            .args
+            .iter()
+            .map(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Ok(e),
+                _ => Err(Diagnostic::at(
+                    at.clone(),
+                    format!("{kind}(..) takes plain arguments"),
+                )),
+            })
+            .collect::<Result<_, _>>()?;
+        let wanted = if kind == "hop" { 3 } else { 2 };
+        let usage = match kind {
+            "tumble" => "tumble(ts, INTERVAL '10' SECOND)",
+            "hop" => "hop(ts, INTERVAL '5' SECOND, INTERVAL '10' SECOND) (slide, then size)",
+            _ => "session(ts, INTERVAL '30' SECOND) (the gap)",
+        };
+        if args.len() != wanted {
+            return Err(Diagnostic::at(at, format!("write it as {usage}")));
+        }
+        let Expr::Identifier(time) = args[0] else {
+            return Err(Diagnostic::at(
+                self.places.span_of(args[0]),
+                format!("the first argument names the event-time column: {usage}"),
+            ));
+        };
+        if let Some(event_time) = &over.event_time {
+            if &time.value != event_time {
+                return Err(Diagnostic::at(
+                    self.places.ident(time),
+                    format!("windows are on the source's event time, `{event_time}`; name it here (set another with the source table's event_time)"),
+                ));
+            }
+        }
+        let duration = |e: &Expr| -> Result<Spanned<String>, Diagnostic> {
+            let span = self.places.span_of(e);
+            let text = match e {
+                Expr::Interval(_) => interval_text(&e.to_string()),
+                _ => match literal(e) {
+                    Some(toml::Value::String(s)) => Some(s),
+                    _ => None,
+                },
+            };
+            text.map(|t| Spanned::new(span.clone(), t)).ok_or_else(|| {
+                Diagnostic::at(
+                    span,
+                    format!("a duration: INTERVAL '10' SECOND, or '10s'; {usage}"),
+                )
+            })
+        };
+        let size =
+            |d: Spanned<String>| Some(Spanned::new(d.span(), toml::Value::String(d.into_inner())));
+        let name = |n: &str| Spanned::new(at.clone(), n.to_string());
+        Ok(match kind {
+            "tumble" => WindowSpec {
+                kind: name("tumbling"),
+                size: size(duration(args[1])?),
+                slide: None,
+                gap: None,
+            },
+            "hop" => WindowSpec {
+                kind: name("sliding"),
+                slide: Some(duration(args[1])?),
+                size: size(duration(args[2])?),
+                gap: None,
+            },
+            _ => WindowSpec {
+                kind: name("session"),
+                gap: Some(duration(args[1])?),
+                size: None,
+                slide: None,
+            },
+        })
+    }
+}
+
+/// A transform of `kind` with nothing else set.
+fn transform(kind: &str, span: Span) -> TransformSpec {
+    TransformSpec {
+        name: Spanned::new(span.clone(), String::new()),
+        kind: Spanned::new(span, kind.to_string()),
+        from: None,
+        predicate: None,
+        columns: None,
+        key: None,
+        window: None,
+        aggregates: None,
+        allowed_lateness: None,
+        when: None,
+        emit: None,
+    }
+}
+
+fn insert_column(
+    columns: &mut Expressions,
+    name: Spanned<String>,
+    expr: Spanned<String>,
+) -> Result<(), Diagnostic> {
+    if columns.contains_key(name.get_ref()) {
+        return Err(Diagnostic::at(
+            name.span(),
+            format!("`{}` is named twice; rename one", name.get_ref()),
+        ));
+    }
+    columns.insert(name.into_inner(), expr);
+    Ok(())
+}
+
+/// The aggregates a window computes: named by the select list's alias, or
+/// hidden (`_agg0`, ...) where they sit inside an expression.
+#[derive(Default)]
+struct Aggregates {
+    list: Vec<(String, String)>,
+}
+
+impl Aggregates {
+    /// An aggregate that is a whole select item, named `name`.
+    fn named(&mut self, name: &str, expr: &Expr) -> String {
+        self.list.push((name.to_string(), expr.to_string()));
+        name.to_string()
+    }
+
+    /// The name of the column that holds `call`, added if new.
+    fn column(&mut self, call: String) -> String {
+        if let Some((name, _)) = self.list.iter().find(|(_, c)| *c == call) {
+            return name.clone();
+        }
+        let name = format!("_agg{}", self.list.len());
+        self.list.push((name.clone(), call));
+        name
+    }
+
+    /// `expr` over the window's output: each aggregate call replaced by
+    /// its column. A column outside an aggregate that is not in `passing`
+    /// is the error.
+    fn rewrite(&mut self, expr: &Expr, passing: &HashSet<String>) -> Result<String, String> {
+        let mut expr = expr.clone();
+        // Children are visited before their parent: the aggregate calls
+        // first, then, over what is left, the columns.
+        let _ = ast::visit_expressions_mut(&mut expr, |e| {
+            if let Expr::Function(f) = e {
+                if is_aggregate(f) {
+                    let column = self.column(f.to_string());
+                    *e = Expr::Identifier(Ident::new(column));
+                }
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        let mut bad = None;
+        let _ = ast::visit_expressions(&expr, |e| {
+            let name = match e {
+                Expr::Identifier(ident) => ident.value.clone(),
+                Expr::CompoundIdentifier(parts) => parts
+                    .iter()
+                    .map(|p| p.value.clone())
+                    .collect::<Vec<_>>()
+                    .join("."),
+                _ => return ControlFlow::Continue(()),
+            };
+            let known = passing.contains(&name) || self.list.iter().any(|(n, _)| *n == name);
+            if known {
+                ControlFlow::Continue(())
+            } else {
+                bad = Some(name);
+                ControlFlow::Break(())
+            }
+        });
+        match bad {
+            Some(bad) => Err(bad),
+            None => Ok(expr.to_string()),
+        }
+    }
+}
+
+/// `tumble`, `hop` or `session`, if `f` is a window.
+fn window_kind(f: &ast::Function) -> Option<&'static str> {
+    let name = f.name.to_string().to_lowercase();
+    ["tumble", "hop", "session"]
+        .into_iter()
+        .find(|k| *k == name)
+}
+
+/// The first aggregate call in `expr`, as written.
+fn first_aggregate(expr: &Expr) -> Option<String> {
+    let mut found = None;
+    let _ = ast::visit_expressions(expr, |e| {
+        if let Expr::Function(f) = e {
+            if is_aggregate(f) {
+                found = Some(f.to_string());
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    });
+    found
+}
+
+/// Whether `f` calls an aggregate function (DataFusion's, and Sluice's own).
+fn is_aggregate(f: &ast::Function) -> bool {
+    static NAMES: OnceLock<HashSet<String>> = OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        let ctx = datafusion::prelude::SessionContext::new();
+        for function in super::moments::functions() {
+            ctx.register_udaf(function);
+        }
+        let state = ctx.state();
+        let mut names = HashSet::new();
+        for udaf in state.aggregate_functions().values() {
+            names.insert(udaf.name().to_lowercase());
+            names.extend(udaf.aliases().iter().map(|a| a.to_lowercase()));
+        }
+        names
+    });
+    names.contains(&f.name.to_string().to_lowercase())
+}

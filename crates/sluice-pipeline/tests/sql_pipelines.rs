@@ -1,0 +1,248 @@
+//! Pipelines written in SQL: what they compute (against results worked out
+//! by hand from small inputs) and what they refuse, with the place in the
+//! SQL text (`file:line:col`).
+
+use serde_json::Value;
+use sluice_pipeline::{load_str, progress, run};
+use std::path::Path;
+
+const INPUT: &str = r#"{"k":"a","v":1.0,"ts":0}
+{"k":"a","v":3.0,"ts":100}
+{"k":"b","v":5.0,"ts":200}
+{"k":"a","v":10.0,"ts":1500}
+{"k":"b","v":7.0,"ts":2600}
+{"k":"a","v":2.0,"ts":2700}
+"#;
+
+/// Runs `sql` over [`INPUT`] (as `in.jsonl`); returns the rows written to
+/// `out.jsonl`.
+fn rows(sql: &str) -> Vec<Value> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.jsonl"), INPUT).unwrap();
+    let plan =
+        load_str(sql, Path::new("p.sql"), dir.path(), None).unwrap_or_else(|e| panic!("{e}"));
+    let watch = progress(&plan);
+    run(plan, &watch).unwrap();
+    let text = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
+    let mut rows: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    rows.sort_by_key(|r| r.to_string());
+    rows
+}
+
+/// The error loading `sql` gives.
+fn error(sql: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.jsonl"), INPUT).unwrap();
+    match load_str(sql, Path::new("p.sql"), dir.path(), None) {
+        Ok(_) => panic!("loads:\n{sql}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+const TABLES: &str = "CREATE TABLE r WITH (connector = 'file', path = 'in.jsonl', event_time = 'ts', watermark = '0s');
+CREATE TABLE out WITH (connector = 'file', path = 'out.jsonl');
+";
+
+fn json(text: &str) -> Vec<Value> {
+    let mut rows: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    rows.sort_by_key(|r| r.to_string());
+    rows
+}
+
+#[test]
+fn where_and_a_projection_become_a_filter_and_a_select() {
+    let got = rows(&format!(
+        "{TABLES}INSERT INTO out SELECT k, v * 2 AS double FROM r WHERE v > 4;"
+    ));
+    assert_eq!(
+        got,
+        json(
+            r#"{"k":"b","double":10.0}
+{"k":"a","double":20.0}
+{"k":"b","double":14.0}"#
+        )
+    );
+}
+
+#[test]
+fn a_tumbling_window_with_expressions_of_aggregates_and_having() {
+    // Windows of 1 s: a has [0,1000): 1, 3; [1000,2000): 10; [2000,3000): 2.
+    // b has [0,1000): 5; [2000,3000): 7. HAVING keeps the windows of two
+    // events; the select list reorders and computes.
+    let got = rows(&format!(
+        "{TABLES}INSERT INTO out
+            SELECT window_start, k, sum(v) / count(*) AS mean, max(v) - min(v) AS spread
+            FROM r
+            GROUP BY tumble(ts, INTERVAL '1' SECOND), k
+            HAVING count(*) >= 2;"
+    ));
+    assert_eq!(
+        got,
+        json(r#"{"window_start":0,"k":"a","mean":2.0,"spread":2.0}"#)
+    );
+}
+
+#[test]
+fn hop_and_session_windows() {
+    // hop: windows of 2 s every 1 s. a: [-1000,1000): 1+3; [0,2000):
+    // 1+3+10; [1000,3000): 10+2; [2000,4000): 2.
+    let got = rows(&format!(
+        "{TABLES}INSERT INTO out
+            SELECT k, window_start, window_end, sum(v) AS total
+            FROM r WHERE k = 'a'
+            GROUP BY hop(ts, INTERVAL '1' SECOND, INTERVAL '2' SECOND), k;"
+    ));
+    assert_eq!(
+        got,
+        json(
+            r#"{"k":"a","window_start":-1000,"window_end":1000,"total":4.0}
+{"k":"a","window_start":0,"window_end":2000,"total":14.0}
+{"k":"a","window_start":1000,"window_end":3000,"total":12.0}
+{"k":"a","window_start":2000,"window_end":4000,"total":2.0}"#
+        )
+    );
+    // session, gap 1 s: a has [0, 1100) (0 and 100), then 1500 (< 1100? no:
+    // 1500 >= 1100 starts [1500, 2500)), then 2700 ([2700, 3700)).
+    let got = rows(&format!(
+        "{TABLES}INSERT INTO out
+            SELECT k, window_start, window_end, count(*) AS n
+            FROM r WHERE k = 'a'
+            GROUP BY session(ts, INTERVAL '1' SECOND), k;"
+    ));
+    assert_eq!(
+        got,
+        json(
+            r#"{"k":"a","window_start":0,"window_end":1100,"n":2}
+{"k":"a","window_start":1500,"window_end":2500,"n":1}
+{"k":"a","window_start":2700,"window_end":3700,"n":1}"#
+        )
+    );
+}
+
+#[test]
+fn views_chain_and_a_watermark_clause_and_lateness_make_a_changelog() {
+    let got = rows(
+        "CREATE TABLE r (
+            k VARCHAR,
+            v DOUBLE,
+            ts BIGINT,
+            WATERMARK FOR ts AS ts - INTERVAL '0' SECOND
+        ) WITH (connector = 'file', path = 'in.jsonl', allowed_lateness = '10s');
+        CREATE TABLE out WITH (connector = 'file', path = 'out.jsonl');
+        CREATE VIEW big AS SELECT * FROM r WHERE v >= 3;
+        CREATE VIEW per_k AS
+            SELECT k, window_start, window_end, count(*) AS n
+            FROM big GROUP BY tumble(ts, INTERVAL '10' SECOND), k;
+        INSERT INTO out SELECT * FROM per_k;",
+    );
+    assert_eq!(
+        got,
+        json(
+            r#"{"k":"a","window_start":0,"window_end":10000,"op":"insert","revision":0,"n":2}
+{"k":"b","window_start":0,"window_end":10000,"op":"insert","revision":0,"n":2}"#
+        )
+    );
+}
+
+/// Each refusal: the SQL, where the error points (line:col) and words it
+/// must say.
+#[test]
+fn what_a_sql_pipeline_refuses_is_said_at_its_place() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "SET execution.speed = 'fast';",
+            "p.sql:3:5:",
+            "unknown setting `execution.speed`",
+        ),
+        (
+            "INSERT INTO out SELECT k FROM r JOIN r2 ON r.k = r2.k;",
+            "p.sql:3:38:",
+            "joins are not supported yet",
+        ),
+        (
+            "INSERT INTO out SELECT k, count(*) AS n FROM r GROUP BY k;",
+            "p.sql:3:17:",
+            "GROUP BY needs a window",
+        ),
+        (
+            "INSERT INTO out SELECT count(*) AS n FROM r;",
+            "p.sql:3:24:",
+            "needs a window",
+        ),
+        (
+            "INSERT INTO out SELECT v + 1 FROM r;",
+            "p.sql:3:24:",
+            "name the column",
+        ),
+        (
+            "INSERT INTO out SELECT v, count(*) AS n FROM r GROUP BY tumble(ts, INTERVAL '1' SECOND), k;",
+            "p.sql:3:24:",
+            "`v` is neither a GROUP BY key nor inside an aggregate",
+        ),
+        (
+            "INSERT INTO out SELECT * FROM nowhere;",
+            "p.sql:3:31:",
+            "no table or view `nowhere`",
+        ),
+        (
+            "INSERT INTO out SELECT k, count(*) AS n FROM r GROUP BY tumble(v, INTERVAL '1' SECOND), k;",
+            "p.sql:3:64:",
+            "windows are on the source's event time, `ts`",
+        ),
+        (
+            "INSERT INTO out SELECT k, count(*) AS n FROM r GROUP BY tumble(ts, 5), k;",
+            "p.sql:3:68:",
+            "a duration",
+        ),
+        (
+            "INSERT INTO out SELEC * FROM r;",
+            "p.sql:3:17:",
+            "Expected",
+        ),
+        (
+            "CREATE TABLE unused WITH (connector = 'stdout');\nINSERT INTO out SELECT * FROM r;",
+            "p.sql:3:14:",
+            "table `unused` is neither read nor written",
+        ),
+        (
+            "INSERT INTO out SELECT * FROM r WHERE count(*) > 1;",
+            "p.sql:3:39:",
+            "belongs in the SELECT list or HAVING",
+        ),
+        (
+            "INSERT INTO out SELECT * FROM r ORDER BY v;",
+            "p.sql:3:17:",
+            "ORDER BY and LIMIT are not supported",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (statement, place, words) in cases {
+        let sql = format!("{TABLES}{statement}");
+        let message = error(&sql);
+        if !(message.starts_with(place) && message.contains(words)) {
+            wrong.push(format!(
+                "{statement}\n  expected {place} ... {words}\n  got {message}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn a_connector_setting_is_checked_by_its_connector_at_its_place() {
+    let message = error(
+        "CREATE TABLE r WITH (connector = 'file', pth = 'in.jsonl', event_time = 'ts');
+CREATE TABLE out WITH (connector = 'file', path = 'out.jsonl');
+INSERT INTO out SELECT * FROM r;",
+    );
+    assert!(
+        message.starts_with("p.sql:1:42:") && message.contains("pth"),
+        "{message}"
+    );
+}
