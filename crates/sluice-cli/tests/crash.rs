@@ -171,12 +171,82 @@ path = "out/dead_letter.jsonl"
     )
 }
 
+/// The same kind of dataflow written in SQL: a filter; tumbling, session
+/// and sliding windows (all with the source table's allowed lateness, so
+/// their rows are changelogs); a filter and select for the alerts; both
+/// reserved streams.
+fn sql_pipeline(input: &Path, workers: usize) -> String {
+    format!(
+        r#"SET execution.batch_size = 1000;
+SET execution.workers = {workers};
+
+CREATE TABLE readings WITH (
+    connector = 'file', path = '{input}', event_time = 'ts', watermark = '1s',
+    allowed_lateness = '2s'
+);
+CREATE TABLE per_sensor_file WITH (connector = 'file', path = 'out/per_sensor.jsonl');
+CREATE TABLE sessions_file WITH (connector = 'file', path = 'out/sessions.csv');
+CREATE TABLE sliding_file WITH (connector = 'file', path = 'out/sliding.jsonl');
+CREATE TABLE hot_file WITH (connector = 'file', path = 'out/hot.jsonl');
+CREATE TABLE late_file WITH (connector = 'file', path = 'out/late.jsonl');
+CREATE TABLE dead_letter_file WITH (connector = 'file', path = 'out/dead_letter.jsonl');
+
+CREATE VIEW valid AS SELECT * FROM readings WHERE temperature > -5;
+CREATE VIEW per_sensor AS
+    SELECT sensor, window_start, window_end, count(temperature) AS n,
+           sum(temperature) AS total, max(temperature) AS hi
+    FROM valid GROUP BY tumble(ts, INTERVAL '10' SECOND), sensor;
+INSERT INTO per_sensor_file SELECT * FROM per_sensor;
+INSERT INTO sessions_file
+    SELECT sensor, window_start, window_end, count(temperature) AS n, min(temperature) AS lo
+    FROM valid GROUP BY session(ts, INTERVAL '300' MILLISECOND), sensor;
+INSERT INTO sliding_file
+    SELECT sensor, window_end, avg(temperature) AS mean, max(temperature) - min(temperature) AS spread
+    FROM valid GROUP BY hop(ts, INTERVAL '5' SECOND, INTERVAL '20' SECOND), sensor;
+INSERT INTO hot_file SELECT sensor, window_end, 'hot' AS level FROM per_sensor WHERE hi > 39.5;
+INSERT INTO late_file SELECT * FROM late;
+INSERT INTO dead_letter_file SELECT * FROM dead_letter;
+"#,
+        input = input.display()
+    )
+}
+
+/// The pipeline's language: the harness runs the same crashes on both.
+#[derive(Clone, Copy)]
+enum Written {
+    Toml,
+    Sql,
+}
+
 /// A folder with the pipeline file; its outputs go to `out/` in it.
 fn workspace(root: &Path, name: &str, input: &Path, workers: usize) -> PathBuf {
+    workspace_in(Written::Toml, root, name, input, workers)
+}
+
+fn workspace_in(
+    written: Written,
+    root: &Path,
+    name: &str,
+    input: &Path,
+    workers: usize,
+) -> PathBuf {
     let dir = root.join(name);
     fs::create_dir_all(&dir).unwrap();
-    fs::write(dir.join("p.toml"), pipeline(input, workers)).unwrap();
+    match written {
+        Written::Toml => fs::write(dir.join("p.toml"), pipeline(input, workers)).unwrap(),
+        Written::Sql => fs::write(dir.join("p.sql"), sql_pipeline(input, workers)).unwrap(),
+    }
     dir
+}
+
+/// The pipeline file of a workspace.
+fn pipeline_file(dir: &Path) -> PathBuf {
+    let sql = dir.join("p.sql");
+    if sql.exists() {
+        sql
+    } else {
+        dir.join("p.toml")
+    }
 }
 
 /// A running `sluice run`: its stderr, line by line as it comes.
@@ -191,7 +261,7 @@ struct Run {
 fn start(dir: &Path, extra: &[&str], faults: &str) -> Run {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("run")
-        .arg(dir.join("p.toml"))
+        .arg(pipeline_file(dir))
         .arg("--verbose")
         .args(extra)
         .env("SLUICE_FAULT", faults)
@@ -352,11 +422,20 @@ fn compare(
 /// what was written after its checkpoint, fails. `faults` are passed on to
 /// every run (SLUICE_FAULT), to show the harness catches them.
 fn crash_and_compare(workers: usize, kills: usize, faults: &str) -> Result<(), String> {
+    crash_and_compare_in(Written::Toml, workers, kills, faults)
+}
+
+fn crash_and_compare_in(
+    written: Written,
+    workers: usize,
+    kills: usize,
+    faults: &str,
+) -> Result<(), String> {
     let root = tempfile::tempdir().unwrap();
     let input = root.path().join("input.jsonl");
     write_input(&input);
 
-    let reference = workspace(root.path(), "reference", &input, workers);
+    let reference = workspace_in(written, root.path(), "reference", &input, workers);
     let started = Instant::now();
     let (ok, stderr) = start(&reference, &[], "").finish();
     let clean_run = started.elapsed();
@@ -374,7 +453,7 @@ fn crash_and_compare(workers: usize, kills: usize, faults: &str) -> Result<(), S
         });
     println!("workers {workers}: {kills} kills, seed {seed}, clean run {clean_run:?}");
     let mut random = Random(seed);
-    let crashed = workspace(root.path(), "crashed", &input, workers);
+    let crashed = workspace_in(written, root.path(), "crashed", &input, workers);
     let state = crashed.join("state");
     let state_arg = state.to_string_lossy().into_owned();
     let args = ["--state-dir", &state_arg, "--checkpoint-interval", "50ms"];
@@ -478,6 +557,23 @@ fn one_worker_survives_sigkill_byte_for_byte() {
 #[test]
 fn two_workers_survive_sigkill_with_the_same_lines() {
     crash_and_compare(2, kills(10), "").unwrap();
+}
+
+/// A SQL pipeline goes through the same plan, checkpoints and recovery.
+#[test]
+fn a_sql_pipeline_survives_sigkill_byte_for_byte() {
+    crash_and_compare_in(Written::Sql, 1, kills(10), "").unwrap();
+}
+
+/// ... and the harness catches a restart from scratch there too.
+#[test]
+fn the_harness_catches_a_restart_from_scratch_of_a_sql_pipeline() {
+    let error =
+        crash_and_compare_in(Written::Sql, 1, 4, "skip-restore").expect_err("the harness passed");
+    assert!(
+        error.contains("did not resume from its last checkpoint"),
+        "{error}"
+    );
 }
 
 /// The harness fails a run that restarts from nothing instead of resuming,

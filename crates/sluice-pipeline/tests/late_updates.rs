@@ -1,6 +1,6 @@
 //! One late-update semantics on both paths: the same events, one at a
-//! time, through a typed window (`sluice`) and a pipeline file's window
-//! give the same changelog, row for row: what each row changes (insert,
+//! time (one per batch), through a typed window (`sluice`) and a pipeline
+//! file's window give the same changelog, row for row: what each row changes (insert,
 //! update, delete), the window, the revision and the count. The expected
 //! changelogs are also written out by hand, so that both paths agreeing on
 //! something wrong fails too.
@@ -125,6 +125,30 @@ fn a_late_event_updates_a_time_window_the_same_on_both_paths() {
         row("insert", 20 * SECOND, 30 * SECOND, 0, 1),
     ];
     let lateness = 10 * SECOND;
+    let typed = typed(&events, Window::tumbling(Duration::from_secs(10)), lateness);
+    assert_eq!(typed, expected, "typed");
+    let declared = declared(&events, r#"{ type = "tumbling", size = "10s" }"#, lateness);
+    assert_eq!(declared, expected, "pipeline file");
+}
+
+#[test]
+fn a_late_event_that_opens_a_window_behind_the_watermark_emits_it_at_once_on_both_paths() {
+    // At 25 s, [0, 10 s) fires; the event at 15 s opens [10 s, 20 s), whose
+    // end is behind the watermark: it is emitted at once, before the update
+    // the event at 5 s makes.
+    let events = [
+        ("a", SECOND),
+        ("a", 25 * SECOND),
+        ("a", 15 * SECOND),
+        ("a", 5 * SECOND),
+    ];
+    let expected = vec![
+        row("insert", 0, 10 * SECOND, 0, 1),
+        row("insert", 10 * SECOND, 20 * SECOND, 0, 1),
+        row("update", 0, 10 * SECOND, 1, 2),
+        row("insert", 20 * SECOND, 30 * SECOND, 0, 1),
+    ];
+    let lateness = 30 * SECOND;
     let typed = typed(&events, Window::tumbling(Duration::from_secs(10)), lateness);
     assert_eq!(typed, expected, "typed");
     let declared = declared(&events, r#"{ type = "tumbling", size = "10s" }"#, lateness);

@@ -1291,6 +1291,8 @@ struct Stats {
     rows: usize,
     /// Rows that delete a session merged into another.
     deletes: usize,
+    /// Rows that update a window.
+    updates: usize,
     by_mode: BTreeMap<&'static str, usize>,
 }
 
@@ -1346,10 +1348,13 @@ fn run_and_compare(case: &Case, dir: &Path, stats: &mut Stats) -> Result<(), Str
                 rows.len()
             ));
         }
-        stats.deletes += rows
-            .iter()
-            .filter(|r| r.change.as_ref().is_some_and(|(op, _)| op == "delete"))
-            .count();
+        let ops = |wanted: &str| {
+            rows.iter()
+                .filter(|r| r.change.as_ref().is_some_and(|(op, _)| op == wanted))
+                .count()
+        };
+        stats.deletes += ops("delete");
+        stats.updates += ops("update");
         match expected {
             Expected::Final(want) => {
                 let got = consumed(w, &rows, &mut diffs);
@@ -1625,8 +1630,10 @@ fn declarative_windows_equal_the_reference() {
     );
     if std::env::var_os("SLUICE_WINDOWS_SEED").is_none() && stats.cases >= 40 {
         assert!(
-            stats.deletes > 0,
-            "no case merged a session that had fired: the cases miss the deletes"
+            stats.deletes > 0 && stats.updates > 0,
+            "{} deletes, {} updates: the cases miss late updates or merges of fired sessions",
+            stats.deletes,
+            stats.updates
         );
     }
     assert!(

@@ -33,6 +33,9 @@ impl WindowOp {
             let mut accepted = false;
             for (start, end) in windows.assign(t) {
                 if !lateness.is_closed(end, self.watermark) {
+                    // A window behind the watermark (fired, or opened by a
+                    // late event) emits at the end of the batch.
+                    self.late_updates |= end <= self.watermark;
                     let pane = match self.panes.get_mut(&start) {
                         Some(pane) => pane,
                         None => {
@@ -70,7 +73,6 @@ impl WindowOp {
                             pane.dirty_mark[g] = true;
                             pane.dirty.push(group);
                         }
-                        self.late_updates = true;
                     }
                     let slot = match touched.iter().position(|t| t.start == start) {
                         Some(i) => i,
@@ -275,7 +277,7 @@ impl WindowOp {
                 merge(&mut merged.payload.accs, s.payload.accs)
             })?;
             merged.payload.dirty = merged.payload.fired;
-            self.late_updates |= merged.payload.fired;
+            self.late_updates |= merged.payload.fired || merged.end <= self.watermark;
             // One that kept its bounds is updated in place; the others are
             // deleted (the merged session is a row of its own), in the
             // order of their starts.

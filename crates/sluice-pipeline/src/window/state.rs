@@ -6,8 +6,8 @@
 //! u64 and u32 groups, emitted count u64 and u32 rows emitted per group,
 //! widths, batch`), then the open sessions (own columns: start, end, fired,
 //! dirty, emitted) and the count windows (`rows u64`, then `widths, batch`
-//! if there are rows). Version 1 (before windows wrote a changelog) is not
-//! read: its run starts over.
+//! if there are rows). A state of version 1 (before windows wrote a
+//! changelog) is refused as damaged: discard it and start over (`--fresh`).
 //! A batch is an Arrow IPC stream of one record batch: the key columns,
 //! the window's own columns, then the intermediate state of every
 //! aggregate (DataFusion's `state`, restored with `merge_batch`); `widths`

@@ -167,6 +167,10 @@ impl<K, O> WindowResult<K, O> {
     /// What this row does to its window's result: insert (revision 0),
     /// update (a later revision) or delete (`Emission::Retract`). The
     /// windows of pipeline files write the same in their `op` column.
+    ///
+    /// For time and session windows. Count and global windows are appends:
+    /// their bounds are their events' times, so two results can share
+    /// bounds, and a global window's revision counts its firings.
     pub fn change(&self) -> Change {
         Change::of(self.revision, self.emission == Emission::Retract)
     }
