@@ -283,7 +283,7 @@ impl<'a> Query<'a> {
             let expr_span = self.places.span_of(expr);
             let text = match expr {
                 Expr::Function(f) if is_aggregate(f) => aggregates.named(name.get_ref(), expr),
-                _ => aggregates.rewrite(expr, &passing).map_err(|bad| {
+                _ => aggregates.rewrite(expr, &passing).map_err(|NotGrouped(bad)| {
                     Diagnostic::at(expr_span.clone(), format!("`{bad}` is neither a GROUP BY key nor inside an aggregate; add it to GROUP BY or aggregate it"))
                 })?,
             };
@@ -292,7 +292,7 @@ impl<'a> Query<'a> {
         let having = match &self.select.having {
             Some(h) => {
                 let at = self.places.span_of(h);
-                let text = aggregates.rewrite(h, &passing).map_err(|bad| {
+                let text = aggregates.rewrite(h, &passing).map_err(|NotGrouped(bad)| {
                     Diagnostic::at(
                         at.clone(),
                         format!(
@@ -467,6 +467,9 @@ fn insert_column(
     Ok(())
 }
 
+/// A column used outside an aggregate that is not a key (its name).
+struct NotGrouped(String);
+
 /// The aggregates a window computes: named by the select list's alias, or
 /// hidden (`_agg0`, ...) where they sit inside an expression.
 #[derive(Default)]
@@ -494,7 +497,7 @@ impl Aggregates {
     /// `expr` over the window's output: each aggregate call replaced by
     /// its column. A column outside an aggregate that is not in `passing`
     /// is the error.
-    fn rewrite(&mut self, expr: &Expr, passing: &HashSet<String>) -> Result<String, String> {
+    fn rewrite(&mut self, expr: &Expr, passing: &HashSet<String>) -> Result<String, NotGrouped> {
         let mut expr = expr.clone();
         // Children are visited before their parent: the aggregate calls
         // first, then, over what is left, the columns.
@@ -527,7 +530,7 @@ impl Aggregates {
             }
         });
         match bad {
-            Some(bad) => Err(bad),
+            Some(bad) => Err(NotGrouped(bad)),
             None => Ok(expr.to_string()),
         }
     }
