@@ -246,3 +246,90 @@ INSERT INTO out SELECT * FROM r;",
         "{message}"
     );
 }
+
+const TOML_HEAD: &str = r#"name = "t"
+
+[source]
+type = "file"
+path = "in.jsonl"
+event_time = "ts"
+max_out_of_orderness = "0ms"
+
+[[sink]]
+from = "per_k"
+type = "file"
+path = "out.jsonl"
+"#;
+
+/// Loads and runs a TOML pipeline; the rows of `out.jsonl`, or the error.
+fn toml_rows(text: &str) -> Result<Vec<Value>, String> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.jsonl"), INPUT).unwrap();
+    let plan = load_str(text, Path::new("p.toml"), dir.path(), None).map_err(|e| e.to_string())?;
+    let watch = progress(&plan);
+    run(plan, &watch).unwrap();
+    let written = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
+    Ok(json(&written))
+}
+
+#[test]
+fn a_sql_transform_in_a_toml_file_runs_its_query() {
+    let got = toml_rows(&format!(
+        r#"{TOML_HEAD}
+[[transform]]
+name = "per_k"
+type = "sql"
+query = """
+SELECT k, window_start, count(*) AS n, max(v) AS hi
+FROM source
+WHERE v > 1
+GROUP BY tumble(ts, INTERVAL '1' SECOND), k
+"""
+"#
+    ))
+    .unwrap();
+    assert_eq!(
+        got,
+        json(
+            r#"{"k":"a","window_start":0,"n":1,"hi":3.0}
+{"k":"b","window_start":0,"n":1,"hi":5.0}
+{"k":"a","window_start":1000,"n":1,"hi":10.0}
+{"k":"b","window_start":2000,"n":1,"hi":7.0}
+{"k":"a","window_start":2000,"n":1,"hi":2.0}"#
+        )
+    );
+}
+
+#[test]
+fn an_error_in_a_sql_transform_points_into_its_query() {
+    // The query's lines are the file's 18 and 19.
+    let message = toml_rows(&format!(
+        r#"{TOML_HEAD}
+[[transform]]
+name = "per_k"
+type = "sql"
+query = """
+SELECT k, count(*) AS n
+FROM source WHERE (v > 1 GROUP BY tumble(ts, INTERVAL '1' SECOND), k
+"""
+"#
+    ))
+    .expect_err("loads");
+    assert!(
+        message.starts_with("p.toml:19:26:") && message.contains("found: GROUP"),
+        "{message}"
+    );
+    let message = toml_rows(&format!(
+        r#"{TOML_HEAD}
+[[transform]]
+name = "per_k"
+type = "sql"
+query = "SELECT v, count(*) AS n FROM source GROUP BY tumble(ts, INTERVAL '1' SECOND), k"
+"#
+    ))
+    .expect_err("loads");
+    assert!(
+        message.starts_with("p.toml:17:17:") && message.contains("`v` is neither"),
+        "{message}"
+    );
+}

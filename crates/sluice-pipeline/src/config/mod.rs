@@ -151,6 +151,8 @@ pub struct TransformSpec {
     pub when: Option<Spanned<String>>,
     /// `rule`: the action's output columns; all input columns if absent.
     pub emit: Option<Spanned<Expressions>>,
+    /// `sql`: one SELECT over an earlier stream (docs/sql.md).
+    pub query: Option<Spanned<String>>,
 }
 
 /// `key = "sensor"` or `key = ["sensor", "site"]`.

@@ -267,7 +267,9 @@ pub fn load_str(
             .map_or_else(|| "pipeline".into(), |s| s.to_string_lossy());
         crate::sql::parse_pipeline(text, &stem).map_err(invalid)?
     } else {
-        config::parse(text).map_err(invalid)?
+        let mut spec = config::parse(text).map_err(invalid)?;
+        crate::sql::expand_queries(&mut spec, text).map_err(invalid)?;
+        spec
     };
     match compile(&spec, base, workers) {
         Ok(plan) => Ok(plan),

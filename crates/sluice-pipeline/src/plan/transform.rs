@@ -44,6 +44,7 @@ pub(super) fn transform(
         ("allowed_lateness", span_of(&t.allowed_lateness)),
         ("when", span_of(&t.when)),
         ("emit", span_of(&t.emit)),
+        ("query", span_of(&t.query)),
     ];
     let kind = t.kind.get_ref().clone();
     let (operation, schema, describe) = match kind.as_str() {
@@ -72,7 +73,7 @@ pub(super) fn transform(
                 t.kind.span(),
                 format!(
                     "transform type \"{other}\" is not known; use \"filter\", \"select\", \
-                     \"window\" or \"rule\""
+                     \"window\", \"rule\" or \"sql\""
                 ),
             ))
         }

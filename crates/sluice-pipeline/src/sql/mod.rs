@@ -5,8 +5,10 @@ pub(crate) mod moments;
 mod pipeline;
 mod query;
 mod text;
+mod transform;
 
 pub(crate) use pipeline::parse as parse_pipeline;
+pub(crate) use transform::expand as expand_queries;
 
 use crate::error::{Error, Result};
 use arrow::array::{ArrayRef, RecordBatch};

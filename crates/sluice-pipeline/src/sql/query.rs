@@ -449,6 +449,7 @@ fn transform(kind: &str, span: Span) -> TransformSpec {
         allowed_lateness: None,
         when: None,
         emit: None,
+        query: None,
     }
 }
 

@@ -48,15 +48,23 @@ pub(super) fn literal(expr: &Expr) -> Option<toml::Value> {
 pub(super) struct Places {
     text: String,
     starts: Vec<usize>,
+    /// Where the SQL text starts in the file (a query inside a TOML file).
+    base: usize,
 }
 
 impl Places {
     pub(super) fn new(text: &str) -> Self {
+        Self::within(text, 0)
+    }
+
+    /// Places of SQL text that starts at byte `base` of its file.
+    pub(super) fn within(text: &str, base: usize) -> Self {
         let mut starts = vec![0];
         starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
         Self {
             text: text.to_string(),
             starts,
+            base,
         }
     }
 
@@ -67,7 +75,8 @@ impl Places {
         let column = usize::try_from(at.column).ok()?.checked_sub(1)?;
         let rest = &self.text[start..];
         Some(
-            start
+            self.base
+                + start
                 + rest
                     .char_indices()
                     .nth(column)
@@ -89,7 +98,7 @@ impl Places {
         match (self.offset(span.start), self.offset(span.end)) {
             (Some(start), Some(end)) if end >= start => start..end,
             (Some(start), _) => start..start,
-            _ => 0..0,
+            _ => self.base..self.base,
         }
     }
 
@@ -109,7 +118,14 @@ impl Places {
             };
             self.offset(at).map(|o| o..o)
         });
-        Diagnostic::new(span.or(Some(0..0)), format!("{what}; a SQL pipeline is CREATE TABLE, CREATE VIEW, INSERT INTO ... SELECT and SET statements, each ending with `;`"))
+        let span = span.unwrap_or(self.base..self.base);
+        let hint = if self.base == 0 {
+            "; a SQL pipeline is CREATE TABLE, CREATE VIEW, INSERT INTO ... SELECT and SET \
+             statements, each ending with `;`"
+        } else {
+            ""
+        };
+        Diagnostic::at(span, format!("{what}{hint}"))
     }
 }
 
