@@ -333,3 +333,72 @@ query = "SELECT v, count(*) AS n FROM source GROUP BY tumble(ts, INTERVAL '1' SE
         "{message}"
     );
 }
+
+/// `twice(x)`, a function written in Rust.
+fn twice() -> datafusion::logical_expr::ScalarUDF {
+    use datafusion::arrow::array::Float64Array;
+    use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
+    create_udf(
+        "twice",
+        vec![datafusion::arrow::datatypes::DataType::Float64],
+        datafusion::arrow::datatypes::DataType::Float64,
+        Volatility::Immutable,
+        std::sync::Arc::new(|args: &[ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let x = datafusion::common::cast::as_float64_array(&arrays[0])?;
+            let out: Float64Array = x.iter().map(|v| v.map(|v| v * 2.0)).collect();
+            Ok(ColumnarValue::Array(std::sync::Arc::new(out)))
+        }),
+    )
+}
+
+#[test]
+fn a_function_written_in_rust_is_called_from_sql_and_from_toml() {
+    let functions = sluice_pipeline::Functions::new().scalar(twice());
+    let sql = format!(
+        "{TABLES}INSERT INTO out SELECT k, max(twice(v)) AS hi FROM r
+            GROUP BY tumble(ts, INTERVAL '10' SECOND), k;"
+    );
+    let toml = format!(
+        r#"{TOML_HEAD}
+[[transform]]
+name = "per_k"
+type = "select"
+columns = {{ k = "k", d = "twice(v)" }}
+"#
+    );
+    for (text, file, expected) in [
+        (
+            sql.as_str(),
+            "p.sql",
+            r#"{"k":"a","hi":20.0}
+{"k":"b","hi":14.0}"#,
+        ),
+        (
+            toml.as_str(),
+            "p.toml",
+            r#"{"k":"a","d":2.0}
+{"k":"a","d":6.0}
+{"k":"b","d":10.0}
+{"k":"a","d":20.0}
+{"k":"b","d":14.0}
+{"k":"a","d":4.0}"#,
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("in.jsonl"), INPUT).unwrap();
+        // Without the function, the file is refused where it calls it.
+        let Err(refused) = load_str(text, Path::new(file), dir.path(), None) else {
+            panic!("{file} loads without the function");
+        };
+        let refused = refused.to_string();
+        assert!(refused.contains("twice"), "{refused}");
+        let plan =
+            sluice_pipeline::load_str_with(text, Path::new(file), dir.path(), None, &functions)
+                .unwrap();
+        let watch = progress(&plan);
+        run(plan, &watch).unwrap();
+        let written = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
+        assert_eq!(json(&written), json(expected), "{file}");
+    }
+}

@@ -7,7 +7,7 @@ use crate::config::{self, duration, Expressions, PipelineSpec, SinkSpec, SourceS
 use crate::connectors::{self, CompiledSource, SinkConnector, SourceConnector};
 use crate::error::Error;
 use crate::format::{self, EventTime};
-use crate::sql::{AggregateExpr, ScalarExpr, SqlContext};
+use crate::sql::{AggregateExpr, Functions, ScalarExpr, SqlContext};
 use crate::window::{WindowKind, WindowPlan};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::row::SortField;
@@ -232,6 +232,16 @@ fn type_name(t: &DataType) -> String {
 /// Reads, checks and compiles the pipeline file at `path`, after the
 /// `--set` overrides; `workers` overrides `execution.workers`.
 pub fn load(path: &Path, overrides: &[String], workers: Option<usize>) -> Result<Plan, Error> {
+    load_with(path, overrides, workers, &Functions::default())
+}
+
+/// [`load`], with functions written in Rust that the file's SQL may call.
+pub fn load_with(
+    path: &Path,
+    overrides: &[String],
+    workers: Option<usize>,
+    functions: &Functions,
+) -> Result<Plan, Error> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Invalid(format!("{}: cannot read: {e}", path.display())))?;
     let mut text = text;
@@ -249,7 +259,7 @@ pub fn load(path: &Path, overrides: &[String], workers: Option<usize>) -> Result
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    load_str(&text, path, &base, workers)
+    load_str_with(&text, path, &base, workers, functions)
 }
 
 /// Checks and compiles a pipeline file's `text`; `path` names it in
@@ -259,6 +269,18 @@ pub fn load_str(
     path: &Path,
     base: &Path,
     workers: Option<usize>,
+) -> Result<Plan, Error> {
+    load_str_with(text, path, base, workers, &Functions::default())
+}
+
+/// [`load_str`], with functions written in Rust that the file's SQL may
+/// call.
+pub fn load_str_with(
+    text: &str,
+    path: &Path,
+    base: &Path,
+    workers: Option<usize>,
+    functions: &Functions,
 ) -> Result<Plan, Error> {
     let invalid = |d: Diagnostic| Error::Invalid(d.render(path, text));
     let spec = if is_sql(path) {
@@ -271,7 +293,7 @@ pub fn load_str(
         crate::sql::expand_queries(&mut spec, text).map_err(invalid)?;
         spec
     };
-    match compile(&spec, base, workers) {
+    match compile(&spec, base, workers, functions) {
         Ok(plan) => Ok(plan),
         Err(Failure::Invalid(d)) => Err(invalid(d)),
         Err(Failure::Runtime(e)) => Err(e),
@@ -352,7 +374,12 @@ fn span_of<T>(value: &Option<Spanned<T>>) -> Option<Span> {
     value.as_ref().map(Spanned::span)
 }
 
-fn compile(spec: &PipelineSpec, base: &Path, workers: Option<usize>) -> Result<Plan, Failure> {
+fn compile(
+    spec: &PipelineSpec,
+    base: &Path,
+    workers: Option<usize>,
+    functions: &Functions,
+) -> Result<Plan, Failure> {
     // The keys of every source and sink table first, as reading the file
     // checks the others' (a misspelt key before anything else).
     connectors::check_source(spec.source.get_ref())?;
@@ -366,7 +393,7 @@ fn compile(spec: &PipelineSpec, base: &Path, workers: Option<usize>) -> Result<P
     let mut transforms = Vec::new();
     let mut previous = "source".to_string();
     for t in &spec.transforms {
-        let plan = transform(t.get_ref(), &previous, &schemas)?;
+        let plan = transform(t.get_ref(), &previous, &schemas, functions)?;
         previous = plan.name.clone();
         schemas.insert(plan.name.clone(), plan.schema.clone());
         transforms.push(plan);

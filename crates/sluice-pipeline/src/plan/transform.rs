@@ -30,11 +30,12 @@ pub(super) fn transform(
     t: &TransformSpec,
     previous: &str,
     schemas: &IndexMap<String, SchemaRef>,
+    functions: &Functions,
 ) -> Result<TransformPlan, Failure> {
     let name = stream_name(t, schemas)?;
     let from = input_stream(t, previous, schemas)?;
     let input = schemas[&from].clone();
-    let sql = SqlContext::new(input.clone()).map_err(|m| at(t.name.span(), m))?;
+    let sql = SqlContext::new(input.clone(), functions).map_err(|m| at(t.name.span(), m))?;
     let given = [
         ("where", span_of(&t.predicate)),
         ("columns", span_of(&t.columns)),

@@ -18,13 +18,64 @@ use datafusion::common::tree_node::TreeNode;
 use datafusion::common::DFSchema;
 use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
-use datafusion::logical_expr::{Accumulator, Expr, GroupsAccumulator};
+use datafusion::logical_expr::{Accumulator, Expr, GroupsAccumulator, ScalarUDF};
 use datafusion::optimizer::simplify_expressions::{ExprSimplifier, SimplifyContext};
 use datafusion::physical_expr::aggregate::{AggregateFunctionExpr, LoweredAggregateBuilder};
 use datafusion::physical_expr::GroupsAccumulatorAdapter;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionContext;
 use std::sync::Arc;
+
+/// Functions written in Rust that pipelines may call, in SQL files, SQL
+/// transforms and every expression of a TOML file (`where`, `columns`,
+/// `when`, `emit`, aggregates' arguments). Hand them to
+/// [`crate::load_with`].
+///
+/// ```
+/// use datafusion::arrow::datatypes::DataType;
+/// use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
+/// use sluice_pipeline::Functions;
+/// use std::sync::Arc;
+///
+/// let double = create_udf(
+///     "double",
+///     vec![DataType::Float64],
+///     DataType::Float64,
+///     Volatility::Immutable,
+///     Arc::new(|args: &[ColumnarValue]| {
+///         let arrays = ColumnarValue::values_to_arrays(args)?;
+///         let x = datafusion::common::cast::as_float64_array(&arrays[0])?;
+///         let doubled: datafusion::arrow::array::Float64Array =
+///             x.iter().map(|v| v.map(|v| v * 2.0)).collect();
+///         Ok(ColumnarValue::Array(Arc::new(doubled)))
+///     }),
+/// );
+/// let functions = Functions::new().scalar(double);
+/// assert_eq!(functions.names(), vec!["double"]);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Functions {
+    scalars: Vec<Arc<ScalarUDF>>,
+}
+
+impl Functions {
+    /// No functions beyond SQL's and DataFusion's own.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a scalar function (DataFusion's `ScalarUDF`, made with
+    /// `create_udf` or by implementing `ScalarUDFImpl`).
+    pub fn scalar(mut self, function: ScalarUDF) -> Self {
+        self.scalars.push(Arc::new(function));
+        self
+    }
+
+    /// The names of the functions added.
+    pub fn names(&self) -> Vec<&str> {
+        self.scalars.iter().map(|f| f.name()).collect()
+    }
+}
 
 /// Compiles SQL against one input schema.
 pub struct SqlContext {
@@ -35,9 +86,12 @@ pub struct SqlContext {
 
 impl SqlContext {
     /// A compiler for expressions over rows of `schema`.
-    pub fn new(schema: SchemaRef) -> Result<Self> {
+    pub fn new(schema: SchemaRef, functions: &Functions) -> Result<Self> {
         let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(clean)?;
         let ctx = SessionContext::new();
+        for function in &functions.scalars {
+            ctx.register_udf(function.as_ref().clone());
+        }
         // Variances whose state restores exactly from a checkpoint.
         for function in crate::sql::moments::functions() {
             ctx.register_udaf(function);
