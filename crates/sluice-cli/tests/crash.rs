@@ -173,8 +173,8 @@ path = "out/dead_letter.jsonl"
 
 /// The same kind of dataflow written in SQL: a filter; tumbling, session
 /// and sliding windows (all with the source table's allowed lateness, so
-/// their rows are changelogs); a filter and select for the alerts; both
-/// reserved streams.
+/// their rows are changelogs); a running aggregate without a window; a
+/// filter and select for the alerts; both reserved streams.
 fn sql_pipeline(input: &Path, workers: usize) -> String {
     format!(
         r#"SET execution.batch_size = 1000;
@@ -188,6 +188,7 @@ CREATE TABLE per_sensor_file WITH (connector = 'file', path = 'out/per_sensor.js
 CREATE TABLE sessions_file WITH (connector = 'file', path = 'out/sessions.csv');
 CREATE TABLE sliding_file WITH (connector = 'file', path = 'out/sliding.jsonl');
 CREATE TABLE hot_file WITH (connector = 'file', path = 'out/hot.jsonl');
+CREATE TABLE totals_file WITH (connector = 'file', path = 'out/totals.jsonl');
 CREATE TABLE late_file WITH (connector = 'file', path = 'out/late.jsonl');
 CREATE TABLE dead_letter_file WITH (connector = 'file', path = 'out/dead_letter.jsonl');
 
@@ -204,6 +205,8 @@ INSERT INTO sliding_file
     SELECT sensor, window_end, avg(temperature) AS mean, max(temperature) - min(temperature) AS spread
     FROM valid GROUP BY hop(ts, INTERVAL '5' SECOND, INTERVAL '20' SECOND), sensor;
 INSERT INTO hot_file SELECT sensor, window_end, 'hot' AS level FROM per_sensor WHERE hi > 39.5;
+INSERT INTO totals_file
+    SELECT sensor, count(*) AS n, max(temperature) AS hi FROM valid GROUP BY sensor;
 INSERT INTO late_file SELECT * FROM late;
 INSERT INTO dead_letter_file SELECT * FROM dead_letter;
 "#,

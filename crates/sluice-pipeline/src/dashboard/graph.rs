@@ -119,6 +119,7 @@ fn window_label(kind: &crate::window::WindowKind) -> String {
         }
         WindowKind::Session { gap } => format!("session window, gap {}", time(*gap)),
         WindowKind::Count { size } => format!("count window of {size}"),
+        WindowKind::Running => "running aggregate".to_string(),
     }
 }
 

@@ -69,12 +69,16 @@ pub(super) fn transform(
             )?;
             window(t, &name, &input, &sql)?
         }
+        "aggregate" => {
+            only(&t.kind, &given, &["key", "aggregates"])?;
+            window(t, &name, &input, &sql)?
+        }
         other => {
             return Err(at(
                 t.kind.span(),
                 format!(
                     "transform type \"{other}\" is not known; use \"filter\", \"select\", \
-                     \"window\", \"rule\" or \"sql\""
+                     \"window\", \"aggregate\", \"rule\" or \"sql\""
                 ),
             ))
         }
@@ -228,7 +232,14 @@ fn window(
     input: &SchemaRef,
     sql: &SqlContext,
 ) -> Result<Compiled, Failure> {
-    let kind = window_kind(t)?;
+    // A running aggregate is one window over all of time that emits what
+    // each batch changed.
+    let running = t.kind.get_ref() == "aggregate";
+    let kind = if running {
+        WindowKind::Running
+    } else {
+        window_kind(t)?
+    };
     let lateness = match &t.allowed_lateness {
         None => 0,
         Some(d) if matches!(kind, WindowKind::Count { .. }) => {
@@ -249,11 +260,13 @@ fn window(
         sort_fields,
         mut out_fields,
     } = window_keys(t, input, &key_fields)?;
-    out_fields.push(Field::new("window_start", DataType::Int64, false));
-    out_fields.push(Field::new("window_end", DataType::Int64, false));
+    if !running {
+        out_fields.push(Field::new("window_start", DataType::Int64, false));
+        out_fields.push(Field::new("window_end", DataType::Int64, false));
+    }
     // A window that may update a result after firing says what each row
     // changes (docs/concepts.md): `op` and `revision`.
-    let changelog = lateness > 0 && !matches!(kind, WindowKind::Count { .. });
+    let changelog = running || lateness > 0 && !matches!(kind, WindowKind::Count { .. });
     if changelog {
         for column in ["op", "revision"] {
             if out_fields.iter().any(|f| f.name() == column) {

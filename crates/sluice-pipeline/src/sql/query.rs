@@ -156,7 +156,14 @@ impl<'a> Query<'a> {
                 ))
             }
         };
-        if group.is_empty() {
+        let aggregates = self.select.having.is_some()
+            || self.select.projection.iter().any(|item| match item {
+                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                    first_aggregate(e).is_some()
+                }
+                _ => false,
+            });
+        if group.is_empty() && !aggregates {
             self.projection(&mut steps)?;
         } else {
             self.grouped(group, over, &mut steps)?;
@@ -264,15 +271,13 @@ impl<'a> Query<'a> {
                 _ => return Err(Diagnostic::at(at, "GROUP BY takes key columns and one window: tumble(ts, size), hop(ts, slide, size) or session(ts, gap)")),
             }
         }
-        let Some(window) = window else {
-            return Err(unsupported(
-                span,
-                "GROUP BY needs a window, tumble(ts, INTERVAL '10' SECOND), hop(..) or session(..): an aggregate over the whole stream, which would update forever, is not supported yet",
-            ));
-        };
-        let changelog = over.lateness.is_some();
+        // Without a window: a running aggregate, whose rows are a changelog.
+        let running = window.is_none();
+        let changelog = running || over.lateness.is_some();
         let mut passing: HashSet<String> = keys.iter().cloned().collect();
-        passing.extend(["window_start".to_string(), "window_end".to_string()]);
+        if !running {
+            passing.extend(["window_start".to_string(), "window_end".to_string()]);
+        }
         if changelog {
             passing.extend(["op".to_string(), "revision".to_string()]);
         }
@@ -305,27 +310,66 @@ impl<'a> Query<'a> {
             None => None,
         };
         let mut natural: Vec<String> = keys.clone();
-        natural.extend(["window_start".to_string(), "window_end".to_string()]);
+        if !running {
+            natural.extend(["window_start".to_string(), "window_end".to_string()]);
+        }
         natural.extend(aggregates.list.iter().map(|(n, _)| n.clone()));
         let same = outputs.iter().map(|(n, _)| n.get_ref()).eq(natural.iter())
             && outputs.iter().all(|(n, e)| {
                 n.get_ref() == e.get_ref() || aggregates.list.iter().any(|(a, _)| a == n.get_ref())
             });
 
-        let mut w = transform("window", span.clone());
+        let natural_keys = keys.clone();
+        let mut w = transform(if running { "aggregate" } else { "window" }, span.clone());
         w.key = Some(Spanned::new(span.clone(), KeySpec::Many(keys)));
-        w.window = Some(window);
+        w.window = window;
         let mut list = Expressions::new();
         for (name, text) in &aggregates.list {
             list.insert(name.clone(), Spanned::new(span.clone(), text.clone()));
         }
         w.aggregates = Some(Spanned::new(span.clone(), list));
-        w.allowed_lateness = over.lateness.clone();
-        steps.push(("window", Spanned::new(span.clone(), w)));
-        if let Some(having) = having {
-            let mut filter = transform("filter", having.span());
-            filter.predicate = Some(having.clone());
-            steps.push(("having", Spanned::new(having.span(), filter)));
+        if !running {
+            w.allowed_lateness = over.lateness.clone();
+        }
+        steps.push((
+            if running { "aggregate" } else { "window" },
+            Spanned::new(span.clone(), w),
+        ));
+        match having {
+            // Over a changelog, a row that fails HAVING deletes its key's
+            // row (which an earlier row may have set) instead of vanishing.
+            Some(having) if changelog => {
+                let at = having.span();
+                let mut columns = Expressions::new();
+                let column = |name: &str| Spanned::new(at.clone(), name.to_string());
+                let mut names: Vec<String> = natural_keys.clone();
+                if !running {
+                    names.extend(["window_start".to_string(), "window_end".to_string()]);
+                }
+                for name in names {
+                    columns.insert(name.clone(), column(&name));
+                }
+                columns.insert(
+                    "op".to_string(),
+                    Spanned::new(
+                        at.clone(),
+                        format!("CASE WHEN {} THEN op ELSE 'delete' END", having.get_ref()),
+                    ),
+                );
+                columns.insert("revision".to_string(), column("revision"));
+                for (name, _) in &aggregates.list {
+                    columns.insert(name.clone(), column(name));
+                }
+                let mut t = transform("select", at.clone());
+                t.columns = Some(Spanned::new(at.clone(), columns));
+                steps.push(("having", Spanned::new(at, t)));
+            }
+            Some(having) => {
+                let mut filter = transform("filter", having.span());
+                filter.predicate = Some(having.clone());
+                steps.push(("having", Spanned::new(having.span(), filter)));
+            }
+            None => {}
         }
         if !same {
             let mut columns = Expressions::new();

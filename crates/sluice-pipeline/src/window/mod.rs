@@ -52,6 +52,10 @@ pub enum WindowKind {
         /// Events per window.
         size: u64,
     },
+    /// No window: a running aggregate per key over all of time, whose
+    /// changes (insert, then updates) each batch emits (`type =
+    /// "aggregate"`, or SQL's GROUP BY without a window).
+    Running,
 }
 
 /// A compiled window transform.
@@ -181,6 +185,9 @@ pub struct WindowOp {
     counting: crate::operators::Counted,
     /// Rows folded into windows since the last count.
     aggregated: u64,
+    /// The latest event time folded in: the time of a running aggregate's
+    /// rows.
+    latest: i64,
     /// Test-only fault: merged sessions are not deleted.
     keep_merged: bool,
     /// A window that fired took a late event in this batch: its update is
@@ -219,6 +226,7 @@ impl WindowOp {
             ended: false,
             counting: crate::operators::Counted::default(),
             aggregated: 0,
+            latest: i64::MIN,
             keep_merged: crate::fault::on(
                 crate::fault::Fault::KeepMergedSessions,
                 std::path::Path::new(""),
@@ -313,8 +321,9 @@ impl WindowOp {
     fn fire(&mut self, upto: i64, end_of_input: bool) -> OperatorResult {
         let lateness = Lateness::allowing(self.plan.lateness);
         let mut panes = std::mem::take(&mut self.panes);
+        let running = self.plan.kind == WindowKind::Running;
         for (&start, pane) in panes.iter_mut() {
-            if pane.end > upto && !end_of_input {
+            if pane.end > upto && !end_of_input && !running {
                 break;
             }
             let keep = !end_of_input && !lateness.is_closed(pane.end, upto);
@@ -323,7 +332,7 @@ impl WindowOp {
             }
             pane.fired = true;
         }
-        panes.retain(|_, pane| !lateness.is_closed(pane.end, upto) && !end_of_input);
+        panes.retain(|_, pane| (running || !lateness.is_closed(pane.end, upto)) && !end_of_input);
         self.panes = panes;
 
         let mut keys: Vec<Box<[u8]>> = if end_of_input || upto == i64::MAX {
@@ -524,6 +533,7 @@ impl WindowOp {
                 }
                 WindowKind::Session { gap } => self.session_rows(rows, &keys, args, gap)?,
                 WindowKind::Count { size } => self.count_rows(rows, &keys, args, size)?,
+                WindowKind::Running => self.running_rows(rows, &keys, args)?,
             }
         }
         Ok(())

@@ -123,6 +123,75 @@ impl WindowOp {
         Ok(())
     }
 
+    /// A running aggregate: every row folds into the one pane, which has
+    /// "fired" from the start, so each group it touches is emitted at the
+    /// end of the batch (insert, then updates).
+    pub(super) fn running_rows(
+        &mut self,
+        rows: &Rows,
+        keys: &arrow::row::Rows,
+        args: &[Vec<ArrayRef>],
+    ) -> OperatorResult {
+        let n = rows.len();
+        if n == 0 {
+            return Ok(());
+        }
+        if let Some(latest) = arrow::compute::max(&rows.times) {
+            self.latest = self.latest.max(latest);
+        }
+        if !self.panes.contains_key(&i64::MIN) {
+            let accs = self.groups_accumulators()?;
+            let keys = self.converter.empty_rows(64, 1024);
+            self.panes.insert(
+                i64::MIN,
+                Pane {
+                    end: i64::MAX,
+                    index: HashMap::with_hasher(Fast::new()),
+                    keys,
+                    accs,
+                    fired: true,
+                    emitted: Vec::new(),
+                    dirty: Vec::new(),
+                    dirty_mark: Vec::new(),
+                },
+            );
+        }
+        let Some(pane) = self.panes.get_mut(&i64::MIN) else {
+            return Ok(());
+        };
+        let mut groups = Vec::with_capacity(n);
+        for row in 0..n {
+            let key = keys.row(row);
+            let group = match pane.index.get(key.data()) {
+                Some(&group) => group,
+                None => {
+                    let group = pane.keys.num_rows() as u32;
+                    pane.index.insert(key.data().into(), group);
+                    pane.keys.push(key);
+                    pane.emitted.push(0);
+                    group
+                }
+            };
+            let g = group as usize;
+            if pane.dirty_mark.len() <= g {
+                pane.dirty_mark.resize(g + 1, false);
+            }
+            if !pane.dirty_mark[g] {
+                pane.dirty_mark[g] = true;
+                pane.dirty.push(group);
+            }
+            groups.push(g);
+        }
+        let total = pane.groups();
+        for (acc, values) in pane.accs.iter_mut().zip(args) {
+            acc.update_batch(values, &groups, None, total)
+                .map_err(failed)?;
+        }
+        self.aggregated += n as u64;
+        self.late_updates = true;
+        Ok(())
+    }
+
     pub(super) fn groups_accumulators(
         &self,
     ) -> Result<Vec<Box<dyn GroupsAccumulator>>, OperatorError> {
@@ -180,8 +249,11 @@ impl WindowOp {
                 .convert_rows(pane.keys.iter())
                 .map_err(failed)?
         };
-        columns.push(Arc::new(Int64Array::from(vec![start; n])));
-        columns.push(Arc::new(Int64Array::from(vec![pane.end; n])));
+        let running = self.plan.kind == WindowKind::Running;
+        if !running {
+            columns.push(Arc::new(Int64Array::from(vec![start; n])));
+            columns.push(Arc::new(Int64Array::from(vec![pane.end; n])));
+        }
         if self.plan.changelog {
             let revisions = UInt32Array::from(pane.emitted.clone());
             let ops = StringArray::from_iter_values(
@@ -210,7 +282,13 @@ impl WindowOp {
             None => batch,
         };
         let rows = batch.num_rows();
-        let time = pane.end.saturating_sub(1);
+        // A window's rows are at its last instant; a running aggregate's at
+        // the latest event time it took.
+        let time = if running {
+            self.latest
+        } else {
+            pane.end.saturating_sub(1)
+        };
         Ok(Some(Rows::new(
             batch,
             Int64Array::from(vec![time; rows]),
