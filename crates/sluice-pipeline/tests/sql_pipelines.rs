@@ -216,6 +216,31 @@ fn what_a_sql_pipeline_refuses_is_said_at_its_place() {
             "belongs in the SELECT list or HAVING",
         ),
         (
+            "INSERT INTO out SELECT * FROM r;\nINSERT INTO out SELECT * FROM r;",
+            "p.sql:4:13:",
+            "written by an earlier INSERT",
+        ),
+        (
+            "INSERT INTO out SELECT k FROM r GROUP BY k;",
+            "p.sql:3:17:",
+            "needs at least one aggregate",
+        ),
+        (
+            "CREATE TABLE late WITH (connector = 'stdout');",
+            "p.sql:3:14:",
+            "`late` is a reserved stream",
+        ),
+        (
+            "INSERT INTO out SELECT k, count(*) AS _agg0 FROM r GROUP BY tumble(ts, INTERVAL '1' SECOND), k;",
+            "p.sql:3:39:",
+            "`_agg` are the translator's own",
+        ),
+        (
+            "CREATE VIEW totals AS SELECT k, count(*) AS n FROM r GROUP BY k;\nINSERT INTO out SELECT sum(n) AS all_n FROM totals;",
+            "p.sql:4:45:",
+            "`totals` is a changelog",
+        ),
+        (
             "INSERT INTO out SELECT * FROM r ORDER BY v;",
             "p.sql:3:17:",
             "ORDER BY and LIMIT are not supported",
@@ -516,4 +541,53 @@ fn having_over_a_running_aggregate_deletes_the_keys_that_stop_passing() {
     let held = upserts(&got, "k");
     assert_eq!(held.len(), 1, "{got:?}");
     assert_eq!(held.values().next().unwrap()["total"], 16.0);
+}
+
+#[test]
+fn a_watermark_clause_keeps_the_places_of_what_follows_and_comments_stay_comments() {
+    // The error on line 9 is reported on line 9, after a clause that spans
+    // lines; a commented-out clause and one in a string are not clauses.
+    let message = error(
+        "CREATE TABLE r (
+    k VARCHAR, -- the key
+    ts BIGINT,
+    -- WATERMARK FOR nothing AS nothing
+    WATERMARK FOR ts AS ts - INTERVAL '1' SECOND -- one second
+) WITH (connector = 'file', path = 'in.jsonl');
+CREATE TABLE out WITH (connector = 'file', path = 'out.jsonl');
+INSERT INTO out SELECT k, 'WATERMARK FOR x' AS note FROM r
+    WHERE nosuch > 1;",
+    );
+    assert!(message.starts_with("p.sql:9:11:"), "{message}");
+    assert!(message.contains("nosuch"), "{message}");
+}
+
+#[test]
+fn a_keyless_window_behind_a_keyed_one_sums_every_worker_and_zero_lateness_is_no_changelog() {
+    // per_k runs on two workers (keyed); the total per window gathers both.
+    let got = rows(&format!(
+        "SET execution.workers = 2;
+        {TABLES}CREATE VIEW per_k AS
+            SELECT k, window_start, window_end, count(*) AS n
+            FROM r GROUP BY tumble(ts, INTERVAL '1' SECOND), k;
+        INSERT INTO out SELECT window_start, sum(n) AS total FROM per_k
+            GROUP BY tumble(ts, INTERVAL '1' SECOND);"
+    ));
+    assert_eq!(
+        got,
+        json(
+            r#"{"window_start":0,"total":3}
+{"window_start":1000,"total":1}
+{"window_start":2000,"total":2}"#
+        )
+    );
+    // allowed_lateness of zero: no op or revision, and HAVING is a filter.
+    let got = rows(
+        "CREATE TABLE r WITH (connector = 'file', path = 'in.jsonl', event_time = 'ts',
+            watermark = '0s', allowed_lateness = '0s');
+        CREATE TABLE out WITH (connector = 'file', path = 'out.jsonl');
+        INSERT INTO out SELECT k, count(*) AS n FROM r
+            GROUP BY tumble(ts, INTERVAL '10' SECOND), k HAVING count(*) > 2;",
+    );
+    assert_eq!(got, json(r#"{"k":"a","n":4}"#));
 }

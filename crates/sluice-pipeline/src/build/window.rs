@@ -21,16 +21,20 @@ impl DataflowBuilder<'_> {
         counted: Counted,
     ) -> Result<Stream<Rows>> {
         let exec = &self.plan.execution;
-        // Without a key there is one group per window: no exchange.
-        let keyed = if exec.workers > 1 && !window.keys.is_empty() {
+        let policy = if exec.event_mode {
+            FlushPolicy::EachEvent
+        } else {
+            FlushPolicy::Forward
+        };
+        // Without a key there is one group per window: no exchange while
+        // the input is one instance; behind an earlier exchange, every
+        // instance sends its rows to the first, which holds the group.
+        let keyed = if window.keys.is_empty() && input.parallelism() > 1 {
+            input.exchange_by(|_: &Rows| 0, policy)
+        } else if exec.workers > 1 && !window.keys.is_empty() {
             let keys = window.keys.clone();
             let fields = window.key_fields.clone();
             let workers = exec.workers;
-            let policy = if exec.event_mode {
-                FlushPolicy::EachEvent
-            } else {
-                FlushPolicy::Forward
-            };
             RowConverter::new(fields.clone()).map_err(crate::sql::clean)?;
             input
                 .operator(move |down, _| {

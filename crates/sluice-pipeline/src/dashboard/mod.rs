@@ -291,7 +291,7 @@ impl Watch {
         &self.graph
     }
 
-    /// The names of the streams, in the order of [`Point::streams`].
+    /// The names of the streams, in the order of `Point::streams`.
     pub fn streams(&self) -> Vec<String> {
         self.streams.iter().map(|(n, _)| n.clone()).collect()
     }

@@ -7,7 +7,7 @@
 //! among the live members, takes their leases and runs each partition as a
 //! dataflow of its own (one worker: a partition's order is what makes its
 //! replay exact). A partition's checkpoints go to the state bucket, fenced
-//! by compare-and-set ([`crate::connectors::nats::PartitionStore`]); its input is
+//! by compare-and-set (`connectors::nats::PartitionStore`); its input is
 //! acknowledged only once a checkpoint covering it has committed; its sinks
 //! publish with message ids that a replay repeats, so the streams drop the
 //! repeats. When a member joins, the partitions it wins are handed over at

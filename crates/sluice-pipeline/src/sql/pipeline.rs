@@ -21,7 +21,7 @@ use toml::Spanned;
 /// `SET pipeline.name` does.
 pub fn parse(text: &str, stem: &str) -> Result<PipelineSpec, Diagnostic> {
     let places = Places::new(text);
-    let (text, watermarks) = watermark_clauses(text)?;
+    let (text, watermarks) = watermark_clauses(text, &places)?;
     let statements = Parser::new(&GenericDialect {})
         .try_with_sql(&text)
         .and_then(|mut p| p.parse_statements())
@@ -66,7 +66,8 @@ struct File<'a> {
     execution: ExecutionSpec,
     tables: IndexMap<String, Table>,
     /// Views and reserved streams: the stream each names.
-    streams: IndexMap<String, String>,
+    /// Views: the stream each names, and whether it is a changelog.
+    streams: IndexMap<String, (String, bool)>,
     /// The table read, and the event-time field and allowed lateness it
     /// gives the windows over it.
     source: Option<String>,
@@ -99,6 +100,17 @@ impl File<'_> {
                     read: false,
                     written: false,
                 };
+                if is_reserved(name.get_ref()) {
+                    return Err(Diagnostic::at(
+                        name.span(),
+                        format!(
+                            "`{}` is a reserved stream (read it with SELECT * FROM {}); name the \
+                             table otherwise",
+                            name.get_ref(),
+                            name.get_ref()
+                        ),
+                    ));
+                }
                 if self.tables.contains_key(name.get_ref())
                     || self.streams.contains_key(name.get_ref())
                 {
@@ -111,6 +123,12 @@ impl File<'_> {
             }
             Statement::CreateView(view) => {
                 let name = self.name_of(&view.name)?;
+                if !view.columns.is_empty() {
+                    return Err(Diagnostic::at(
+                        name.span(),
+                        "a view's column list is not supported: name the columns in its SELECT",
+                    ));
+                }
                 if self.tables.contains_key(name.get_ref())
                     || self.streams.contains_key(name.get_ref())
                     || is_reserved(name.get_ref())
@@ -120,8 +138,8 @@ impl File<'_> {
                         format!("`{}` is declared twice; rename one", name.get_ref()),
                     ));
                 }
-                let stream = self.query(&view.query, name.get_ref())?;
-                self.streams.insert(name.into_inner(), stream);
+                let translated = self.query(&view.query, name.get_ref())?;
+                self.streams.insert(name.into_inner(), translated);
             }
             Statement::Insert(insert) => {
                 let ast::TableObject::TableName(target) = &insert.table else {
@@ -137,7 +155,17 @@ impl File<'_> {
                 if !insert.columns.is_empty() {
                     return Err(Diagnostic::at(span, "INSERT INTO with a column list is not supported: name the columns in the SELECT"));
                 }
-                let stream = self.query(query, target.get_ref())?;
+                if self.tables.get(target.get_ref()).is_some_and(|t| t.written) {
+                    return Err(Diagnostic::at(
+                        target.span(),
+                        format!(
+                            "`{}` is written by an earlier INSERT: a table has one writer; \
+                             declare another table",
+                            target.get_ref()
+                        ),
+                    ));
+                }
+                let (stream, _) = self.query(query, target.get_ref())?;
                 self.sink(&target, stream, span)?;
             }
             Statement::Set(ast::Set::SingleAssignment {
@@ -211,26 +239,33 @@ impl File<'_> {
 
     /// Translates a query into transforms named after `base`; returns the
     /// stream it makes.
-    fn query(&mut self, query: &ast::Query, base: &str) -> Result<String, Diagnostic> {
+    fn query(&mut self, query: &ast::Query, base: &str) -> Result<(String, bool), Diagnostic> {
         let translated = Query::new(self.places, query)?;
         let over = self.read(&translated.from)?;
-        let Translated { transforms, stream } = translated.transforms(base, &over)?;
+        let Translated {
+            transforms,
+            stream,
+            changelog,
+        } = translated.transforms(base, &over)?;
         self.transforms.extend(transforms);
-        Ok(stream)
+        Ok((stream, changelog))
     }
 
     /// The stream a query's `FROM` names, with what windows over it take
     /// from the source table.
     fn read(&mut self, from: &Spanned<String>) -> Result<Over, Diagnostic> {
         let name = from.get_ref();
-        if let Some(stream) = self.streams.get(name) {
-            return Ok(self.over(stream.clone()));
+        if let Some((stream, changelog)) = self.streams.get(name) {
+            let mut over = self.over(stream.clone());
+            over.changelog = *changelog;
+            return Ok(over);
         }
         if is_reserved(name) {
             return Ok(Over {
                 stream: name.clone(),
                 event_time: None,
                 lateness: None,
+                changelog: false,
             });
         }
         let Some(table) = self.tables.get_mut(name) else {
@@ -274,10 +309,15 @@ impl File<'_> {
                     .map(|(field, _)| field.get_ref().clone())
             })
             .or_else(|| text("event_time").map(Spanned::into_inner));
+        // No lateness is no lateness: a window of "0s" updates nothing.
+        let lateness = text("allowed_lateness").filter(|l| {
+            humantime::parse_duration(l.get_ref().trim()).map_or(true, |d| !d.is_zero())
+        });
         Over {
             stream,
             event_time,
-            lateness: text("allowed_lateness"),
+            lateness,
+            changelog: false,
         }
     }
 

@@ -27,6 +27,8 @@ pub(super) struct Query<'a> {
 pub(super) struct Translated {
     pub transforms: Vec<Spanned<TransformSpec>>,
     pub stream: String,
+    /// Its rows are a changelog (`op`, `revision`).
+    pub changelog: bool,
 }
 
 /// What the windows over a stream take from its source table.
@@ -35,8 +37,11 @@ pub(super) struct Over {
     pub stream: String,
     /// The source's event-time field, when known.
     pub event_time: Option<String>,
-    /// The source table's `allowed_lateness`.
+    /// The source table's `allowed_lateness` (none if zero).
     pub lateness: Option<Spanned<String>>,
+    /// The stream is a changelog: aggregating it again would count each
+    /// update as a new row.
+    pub changelog: bool,
 }
 
 fn unsupported(span: Span, what: &str) -> Diagnostic {
@@ -163,11 +168,29 @@ impl<'a> Query<'a> {
                 }
                 _ => false,
             });
-        if group.is_empty() && !aggregates {
+        let changelog = if group.is_empty() && !aggregates {
             self.projection(&mut steps)?;
+            // A changelog stays one while its op column passes on.
+            over.changelog && self.keeps_op()
         } else {
-            self.grouped(group, over, &mut steps)?;
-        }
+            if over.changelog {
+                return Err(unsupported(
+                    self.from.span(),
+                    &format!(
+                        "`{}` is a changelog (its rows update earlier ones): aggregating it would \
+                         count every update again; aggregate the stream it is made from",
+                        self.from.get_ref()
+                    ),
+                ));
+            }
+            if !aggregates {
+                return Err(Diagnostic::at(
+                    self.places.span_of(select),
+                    "a GROUP BY needs at least one aggregate in the SELECT list, like count(*) AS n",
+                ));
+            }
+            self.grouped(group, over, &mut steps)?
+        };
         let count = steps.len();
         let mut from = over.stream.clone();
         let mut transforms = Vec::new();
@@ -187,6 +210,7 @@ impl<'a> Query<'a> {
         Ok(Translated {
             transforms,
             stream: from,
+            changelog,
         })
     }
 
@@ -239,6 +263,10 @@ impl<'a> Query<'a> {
         match item {
             SelectItem::UnnamedExpr(expr @ Expr::Identifier(ident)) => Ok((Spanned::new(self.places.ident(ident), ident.value.clone()), expr)),
             SelectItem::UnnamedExpr(expr) => Err(Diagnostic::at(self.places.span_of(expr), format!("name the column: `{expr} AS a_name`"))),
+            SelectItem::ExprWithAlias { alias, .. } if alias.value.starts_with("_agg") => Err(Diagnostic::at(
+                self.places.ident(alias),
+                "names starting with `_agg` are the translator's own: choose another",
+            )),
             SelectItem::ExprWithAlias { expr, alias } => Ok((Spanned::new(self.places.ident(alias), alias.value.clone()), expr)),
             other => Err(Diagnostic::at(
                 self.places.span_of(other),
@@ -254,7 +282,7 @@ impl<'a> Query<'a> {
         group: &[Expr],
         over: &Over,
         steps: &mut Vec<(&str, Spanned<TransformSpec>)>,
-    ) -> Result<(), Diagnostic> {
+    ) -> Result<bool, Diagnostic> {
         let span = self.places.span_of(self.select);
         let mut window: Option<Spanned<WindowSpec>> = None;
         let mut keys: Vec<String> = Vec::new();
@@ -315,9 +343,7 @@ impl<'a> Query<'a> {
         }
         natural.extend(aggregates.list.iter().map(|(n, _)| n.clone()));
         let same = outputs.iter().map(|(n, _)| n.get_ref()).eq(natural.iter())
-            && outputs.iter().all(|(n, e)| {
-                n.get_ref() == e.get_ref() || aggregates.list.iter().any(|(a, _)| a == n.get_ref())
-            });
+            && outputs.iter().all(|(n, e)| n.get_ref() == e.get_ref());
 
         let natural_keys = keys.clone();
         let mut w = transform(if running { "aggregate" } else { "window" }, span.clone());
@@ -390,7 +416,18 @@ impl<'a> Query<'a> {
             t.columns = Some(Spanned::new(span.clone(), columns));
             steps.push(("select", Spanned::new(span, t)));
         }
-        Ok(())
+        Ok(changelog)
+    }
+
+    /// Whether the select list passes a changelog's `op` on (`*`, or `op`
+    /// named).
+    fn keeps_op(&self) -> bool {
+        self.select.projection.iter().any(|item| match item {
+            SelectItem::Wildcard(_) => true,
+            SelectItem::UnnamedExpr(Expr::Identifier(i)) => i.value == "op",
+            SelectItem::ExprWithAlias { alias, .. } => alias.value == "op",
+            _ => false,
+        })
     }
 
     /// `tumble(ts, size)`, `hop(ts, slide, size)`, `session(ts, gap)`.

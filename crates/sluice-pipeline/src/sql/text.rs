@@ -4,7 +4,8 @@
 
 use crate::config::diag::{Diagnostic, Span};
 use datafusion::sql::sqlparser::ast::{self, Expr, Statement, Value};
-use datafusion::sql::sqlparser::tokenizer::Location;
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 use toml::Spanned;
 
 /// `WATERMARK FOR field AS field - lag`: the event-time field and the lag.
@@ -66,6 +67,12 @@ impl Places {
             starts,
             base,
         }
+    }
+
+    /// The byte offset of a tokenizer's location (the start of the text
+    /// when it has none).
+    pub(super) fn at(&self, at: Location) -> usize {
+        self.offset(at).unwrap_or(self.base)
     }
 
     /// The byte offset of a 1-based line and column (in characters).
@@ -130,95 +137,135 @@ impl Places {
 }
 
 /// `WATERMARK FOR field AS field - INTERVAL '2' SECOND` inside a `CREATE
-/// TABLE`'s column list (the parser does not know it): each clause is
-/// blanked out of the text (spaces, so places stay), and returned with the
-/// offset it was at.
-pub(super) fn watermark_clauses(text: &str) -> Result<(String, Vec<Clause>), Diagnostic> {
-    let upper = text.to_ascii_uppercase();
-    let mut out = text.to_string();
+/// TABLE`'s column list (the parser does not know it). The clauses are
+/// found among the tokens (not in comments or strings), blanked out of the
+/// text with the comma before them (one space per character, line breaks
+/// kept, so that the parser's lines and columns stay those of the file),
+/// and returned with the offset each was at.
+pub(super) fn watermark_clauses(
+    text: &str,
+    places: &Places,
+) -> Result<(String, Vec<Clause>), Diagnostic> {
+    // A text that does not tokenize is the parser's to report.
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, text).tokenize_with_location() else {
+        return Ok((text.to_string(), Vec::new()));
+    };
+    let tokens: Vec<&TokenWithSpan> = tokens
+        .iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+        .collect();
+    let word = |i: usize, name: &str| {
+        tokens.get(i).is_some_and(
+            |t| matches!(&t.token, Token::Word(w) if w.value.eq_ignore_ascii_case(name)),
+        )
+    };
+    let mut blanked: Vec<char> = text.chars().collect();
     let mut found = Vec::new();
-    let mut from = 0;
-    while let Some(at) = upper[from..].find("WATERMARK FOR ").map(|i| from + i) {
-        // The clause runs to the `)` or `,` that closes it, outside quotes
-        // and parentheses.
-        let mut depth = 0i32;
-        let mut quoted = false;
-        let mut end = text.len();
-        for (i, c) in text[at..].char_indices() {
-            match c {
-                '\'' => quoted = !quoted,
-                '(' if !quoted => depth += 1,
-                ')' if !quoted && depth == 0 => {
-                    end = at + i;
-                    break;
-                }
-                ')' if !quoted => depth -= 1,
-                ',' if !quoted && depth == 0 => {
-                    end = at + i;
-                    break;
-                }
-                _ => {}
+    let (mut depth, mut in_create) = (0i32, false);
+    let mut i = 0;
+    while i < tokens.len() {
+        match &tokens[i].token {
+            Token::SemiColon => (depth, in_create) = (0, false),
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            Token::Word(_) if word(i, "TABLE") && i > 0 && word(i - 1, "CREATE") => {
+                in_create = true
             }
-        }
-        let clause = &text[at..end];
-        let wrong = || {
-            Diagnostic::at(
-                at..end,
-                "write the watermark as WATERMARK FOR ts AS ts - INTERVAL '2' SECOND",
-            )
-        };
-        let rest = clause["WATERMARK FOR ".len()..].trim_start();
-        let field_at = end - clause.len() + (clause.len() - rest.len());
-        let field: String = rest
-            .chars()
-            .take_while(|c| c.is_alphanumeric() || *c == '_')
-            .collect();
-        let after = rest[field.len()..].trim_start();
-        let Some(expr) = after
-            .strip_prefix("AS ")
-            .or_else(|| after.strip_prefix("as "))
-        else {
-            return Err(wrong());
-        };
-        let expr = expr.trim();
-        let lag = match expr.strip_prefix(field.as_str()).map(str::trim_start) {
-            Some("") => "0s".to_string(),
-            Some(rest) => {
-                let interval = rest.strip_prefix('-').ok_or_else(wrong)?.trim();
-                interval_text(interval).ok_or_else(wrong)?
+            Token::Word(_)
+                if in_create && depth == 1 && word(i, "WATERMARK") && word(i + 1, "FOR") =>
+            {
+                let end = clause_end(&tokens, i);
+                let at = places.at(tokens[i].span.start);
+                let end_at = tokens
+                    .get(end)
+                    .map_or(text.len(), |t| places.at(t.span.start));
+                let clause = Clause {
+                    at,
+                    watermark: watermark(&tokens[i + 2..end], places)
+                        .ok_or_else(|| {
+                            Diagnostic::at(
+                                at..end_at,
+                                "write the watermark as WATERMARK FOR ts AS ts - INTERVAL '2' SECOND",
+                            )
+                        })
+                        .map(|(field, lag)| (field, Spanned::new(at..end_at, lag)))?,
+                };
+                let from = match tokens.get(i.wrapping_sub(1)).map(|t| &t.token) {
+                    Some(Token::Comma) => tokens[i - 1].span.start,
+                    _ => tokens[i].span.start,
+                };
+                let until = tokens.get(end).map(|t| t.span.start);
+                blank(&mut blanked, text, from, until);
+                found.push(clause);
+                i = end;
+                continue;
             }
-            None => return Err(wrong()),
-        };
-        if field.is_empty() {
-            return Err(wrong());
+            _ => {}
         }
-        // A comma before the clause goes too (the clause ends the list).
-        let start = previous_comma(&text[..at]).unwrap_or(at);
-        out.replace_range(start..end, &" ".repeat(end - start));
-        found.push(Clause {
-            at,
-            watermark: (
-                Spanned::new(field_at..field_at + field.len(), field),
-                Spanned::new(at..end, lag),
-            ),
-        });
-        from = end;
+        i += 1;
     }
-    Ok((out, found))
+    Ok((blanked.into_iter().collect(), found))
 }
 
-/// Where the comma at the end of `before` is, past blanks and `--`
-/// comments.
-fn previous_comma(before: &str) -> Option<usize> {
-    let mut text = before;
-    loop {
-        let trimmed = text.trim_end();
-        if trimmed.ends_with(',') {
-            return Some(trimmed.len() - 1);
+/// The index of the `,` or `)` that ends the clause starting at `start`.
+fn clause_end(tokens: &[&TokenWithSpan], start: usize) -> usize {
+    let mut depth = 0;
+    for (j, t) in tokens.iter().enumerate().skip(start) {
+        match t.token {
+            Token::LParen => depth += 1,
+            Token::RParen if depth == 0 => return j,
+            Token::RParen => depth -= 1,
+            Token::Comma if depth == 0 => return j,
+            _ => {}
         }
-        let line_start = trimmed.rfind('\n').map_or(0, |i| i + 1);
-        let comment = trimmed[line_start..].find("--")?;
-        text = &trimmed[..line_start + comment];
+    }
+    tokens.len()
+}
+
+/// `field AS field [- interval]`: the field (with its place) and the lag.
+fn watermark(tokens: &[&TokenWithSpan], places: &Places) -> Option<(Spanned<String>, String)> {
+    let name = |t: Option<&&TokenWithSpan>| match t.map(|t| &t.token) {
+        Some(Token::Word(w)) => Some(w.value.clone()),
+        _ => None,
+    };
+    let field = name(tokens.first())?;
+    let is_as = name(tokens.get(1)).is_some_and(|w| w.eq_ignore_ascii_case("AS"));
+    if !is_as || name(tokens.get(2))? != field {
+        return None;
+    }
+    let lag = match tokens.get(3).map(|t| &t.token) {
+        None => "0s".to_string(),
+        Some(Token::Minus) => {
+            let rest: Vec<String> = tokens[4..].iter().map(|t| t.token.to_string()).collect();
+            interval_text(&rest.join(" "))?
+        }
+        Some(_) => return None,
+    };
+    let span = places.at(tokens[0].span.start)..places.at(tokens[0].span.end);
+    Some((Spanned::new(span, field), lag))
+}
+
+/// Blanks the characters from `from` to `until` (a token's start; the end
+/// of the text when `None`), keeping line breaks.
+fn blank(chars: &mut [char], text: &str, from: Location, until: Option<Location>) {
+    let (mut line, mut column) = (1u64, 1u64);
+    let mut on = false;
+    for (c, original) in chars.iter_mut().zip(text.chars()) {
+        let here = Location { line, column };
+        if here == from {
+            on = true;
+        }
+        if until == Some(here) {
+            break;
+        }
+        if on && original != '\n' && original != '\r' {
+            *c = ' ';
+        }
+        if original == '\n' {
+            (line, column) = (line + 1, 1);
+        } else {
+            column += 1;
+        }
     }
 }
 

@@ -80,8 +80,28 @@ fn one(
         stream: translated.from.get_ref().clone(),
         event_time,
         lateness: t.allowed_lateness.clone(),
+        changelog: false,
     };
-    Ok(translated.transforms(t.name.get_ref(), &over)?.transforms)
+    let mut transforms = translated.transforms(t.name.get_ref(), &over)?.transforms;
+    if transforms.is_empty() {
+        // `SELECT * FROM x`: the transform's name is a stream of x's rows.
+        let pass = TransformSpec {
+            name: t.name.clone(),
+            kind: Spanned::new(t.kind.span(), "filter".to_string()),
+            from: Some(Spanned::new(query.span(), over.stream.clone())),
+            predicate: Some(Spanned::new(query.span(), "true".to_string())),
+            columns: None,
+            key: None,
+            window: None,
+            aggregates: None,
+            allowed_lateness: None,
+            when: None,
+            emit: None,
+            query: None,
+        };
+        transforms.push(Spanned::new(query.span(), pass));
+    }
+    Ok(transforms)
 }
 
 /// Where a TOML string's content starts: after its quotes (and the line

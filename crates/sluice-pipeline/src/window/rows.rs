@@ -284,8 +284,10 @@ impl WindowOp {
         let rows = batch.num_rows();
         // A window's rows are at its last instant; a running aggregate's at
         // the latest event time it took.
+        // (The watermark, restored from a checkpoint, keeps it from going
+        // back after a restart.)
         let time = if running {
-            self.latest
+            self.latest.max(self.watermark)
         } else {
             pane.end.saturating_sub(1)
         };
