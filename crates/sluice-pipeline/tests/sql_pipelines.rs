@@ -17,17 +17,7 @@ const INPUT: &str = r#"{"k":"a","v":1.0,"ts":0}
 /// Runs `sql` over [`INPUT`] (as `in.jsonl`); returns the rows written to
 /// `out.jsonl`.
 fn rows(sql: &str) -> Vec<Value> {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("in.jsonl"), INPUT).unwrap();
-    let plan =
-        load_str(sql, Path::new("p.sql"), dir.path(), None).unwrap_or_else(|e| panic!("{e}"));
-    let watch = progress(&plan);
-    run(plan, &watch).unwrap();
-    let text = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
-    let mut rows: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let mut rows = rows_in_order(sql);
     rows.sort_by_key(|r| r.to_string());
     rows
 }

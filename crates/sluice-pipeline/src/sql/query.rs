@@ -517,7 +517,7 @@ impl<'a> Query<'a> {
 }
 
 /// A transform of `kind` with nothing else set.
-fn transform(kind: &str, span: Span) -> TransformSpec {
+pub(super) fn transform(kind: &str, span: Span) -> TransformSpec {
     TransformSpec {
         name: Spanned::new(span.clone(), String::new()),
         kind: Spanned::new(span, kind.to_string()),

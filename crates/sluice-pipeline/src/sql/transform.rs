@@ -85,20 +85,10 @@ fn one(
     let mut transforms = translated.transforms(t.name.get_ref(), &over)?.transforms;
     if transforms.is_empty() {
         // `SELECT * FROM x`: the transform's name is a stream of x's rows.
-        let pass = TransformSpec {
-            name: t.name.clone(),
-            kind: Spanned::new(t.kind.span(), "filter".to_string()),
-            from: Some(Spanned::new(query.span(), over.stream.clone())),
-            predicate: Some(Spanned::new(query.span(), "true".to_string())),
-            columns: None,
-            key: None,
-            window: None,
-            aggregates: None,
-            allowed_lateness: None,
-            when: None,
-            emit: None,
-            query: None,
-        };
+        let mut pass = super::query::transform("filter", query.span());
+        pass.name = t.name.clone();
+        pass.from = Some(Spanned::new(query.span(), over.stream.clone()));
+        pass.predicate = Some(Spanned::new(query.span(), "true".to_string()));
         transforms.push(Spanned::new(query.span(), pass));
     }
     Ok(transforms)

@@ -112,6 +112,30 @@ impl Pane {
     fn groups(&self) -> usize {
         self.keys.num_rows()
     }
+
+    /// The group of `key`, added if new.
+    fn group(&mut self, key: arrow::row::Row<'_>) -> u32 {
+        if let Some(&group) = self.index.get(key.data()) {
+            return group;
+        }
+        let group = self.keys.num_rows() as u32;
+        self.index.insert(key.data().into(), group);
+        self.keys.push(key);
+        self.emitted.push(0);
+        group
+    }
+
+    /// Marks `group` as updated since the pane fired (once).
+    fn touch(&mut self, group: u32) {
+        let g = group as usize;
+        if self.dirty_mark.len() <= g {
+            self.dirty_mark.resize(g + 1, false);
+        }
+        if !self.dirty_mark[g] {
+            self.dirty_mark[g] = true;
+            self.dirty.push(group);
+        }
+    }
 }
 
 /// The rows of one batch that fall in one pane.

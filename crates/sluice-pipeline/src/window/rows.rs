@@ -53,26 +53,9 @@ impl WindowOp {
                             })
                         }
                     };
-                    let key = keys.row(row);
-                    let group = match pane.index.get(key.data()) {
-                        Some(&group) => group,
-                        None => {
-                            let group = pane.keys.num_rows() as u32;
-                            pane.index.insert(key.data().into(), group);
-                            pane.keys.push(key);
-                            pane.emitted.push(0);
-                            group
-                        }
-                    };
+                    let group = pane.group(keys.row(row));
                     if pane.fired {
-                        let g = group as usize;
-                        if pane.dirty_mark.len() <= g {
-                            pane.dirty_mark.resize(g + 1, false);
-                        }
-                        if !pane.dirty_mark[g] {
-                            pane.dirty_mark[g] = true;
-                            pane.dirty.push(group);
-                        }
+                        pane.touch(group);
                     }
                     let slot = match touched.iter().position(|t| t.start == start) {
                         Some(i) => i,
@@ -161,26 +144,9 @@ impl WindowOp {
         };
         let mut groups = Vec::with_capacity(n);
         for row in 0..n {
-            let key = keys.row(row);
-            let group = match pane.index.get(key.data()) {
-                Some(&group) => group,
-                None => {
-                    let group = pane.keys.num_rows() as u32;
-                    pane.index.insert(key.data().into(), group);
-                    pane.keys.push(key);
-                    pane.emitted.push(0);
-                    group
-                }
-            };
-            let g = group as usize;
-            if pane.dirty_mark.len() <= g {
-                pane.dirty_mark.resize(g + 1, false);
-            }
-            if !pane.dirty_mark[g] {
-                pane.dirty_mark[g] = true;
-                pane.dirty.push(group);
-            }
-            groups.push(g);
+            let group = pane.group(keys.row(row));
+            pane.touch(group);
+            groups.push(group as usize);
         }
         let total = pane.groups();
         for (acc, values) in pane.accs.iter_mut().zip(args) {
