@@ -223,12 +223,17 @@ fn what_a_sql_pipeline_refuses_is_said_at_its_place() {
         (
             "INSERT INTO out SELECT k, count(*) AS _agg0 FROM r GROUP BY tumble(ts, INTERVAL '1' SECOND), k;",
             "p.sql:3:39:",
-            "`_agg` are the translator's own",
+            "are the translator's own",
         ),
         (
             "CREATE VIEW totals AS SELECT k, count(*) AS n FROM r GROUP BY k;\nINSERT INTO out SELECT sum(n) AS all_n FROM totals;",
             "p.sql:4:45:",
             "`totals` is a changelog",
+        ),
+        (
+            "CREATE VIEW totals AS SELECT k, count(*) AS n FROM r GROUP BY k;\nCREATE VIEW plain AS SELECT k, n FROM totals;\nINSERT INTO out SELECT sum(n) AS all_n FROM plain;",
+            "p.sql:5:45:",
+            "`plain` is a changelog",
         ),
         (
             "INSERT INTO out SELECT * FROM r ORDER BY v;",
@@ -580,4 +585,28 @@ fn a_keyless_window_behind_a_keyed_one_sums_every_worker_and_zero_lateness_is_no
             GROUP BY tumble(ts, INTERVAL '10' SECOND), k HAVING count(*) > 2;",
     );
     assert_eq!(got, json(r#"{"k":"a","n":4}"#));
+}
+
+#[test]
+fn a_watermark_clause_first_in_its_list_or_in_create_or_replace_is_read() {
+    for create in [
+        "CREATE TABLE r (WATERMARK FOR ts AS ts - INTERVAL '0' SECOND, k VARCHAR, v DOUBLE, ts BIGINT)",
+        "CREATE OR REPLACE TABLE r (k VARCHAR, v DOUBLE, ts BIGINT, WATERMARK FOR ts AS ts)",
+    ] {
+        let got = rows(&format!(
+            "{create} WITH (connector = 'file', path = 'in.jsonl');
+            CREATE TABLE out WITH (connector = 'file', path = 'out.jsonl');
+            INSERT INTO out SELECT k, count(*) AS n FROM r GROUP BY tumble(ts, INTERVAL '10' SECOND), k;"
+        ));
+        assert_eq!(got, json(r#"{"k":"a","n":4}
+{"k":"b","n":2}"#), "{create}");
+    }
+}
+
+#[test]
+fn a_projection_may_name_a_column_like_agg_when_it_is_not_a_hidden_name() {
+    let got = rows(&format!(
+        "{TABLES}INSERT INTO out SELECT k AS _aggregate_key FROM r WHERE v > 9;"
+    ));
+    assert_eq!(got, json(r#"{"_aggregate_key":"a"}"#));
 }

@@ -171,7 +171,8 @@ impl<'a> Query<'a> {
         let changelog = if group.is_empty() && !aggregates {
             self.projection(&mut steps)?;
             // A changelog stays one while its op column passes on.
-            over.changelog && self.keeps_op()
+            // Whatever it keeps, its rows still come from a changelog.
+            over.changelog
         } else {
             if over.changelog {
                 return Err(unsupported(
@@ -230,22 +231,10 @@ impl<'a> Query<'a> {
                 return Ok(());
             }
         }
-        if let Some(having) = &self.select.having {
-            return Err(Diagnostic::at(
-                self.places.span_of(having),
-                "HAVING needs a GROUP BY with a window",
-            ));
-        }
         let span = self.places.span_of(self.select);
         let mut columns = Expressions::new();
         for item in items {
             let (name, expr) = self.named(item)?;
-            if let Some(aggregate) = first_aggregate(expr) {
-                return Err(Diagnostic::at(
-                    self.places.span_of(expr),
-                    format!("`{aggregate}` needs a window: GROUP BY tumble(ts, INTERVAL '10' SECOND), keys (an aggregate over the whole stream, which would update forever, is not supported yet)"),
-                ));
-            }
             insert_column(
                 &mut columns,
                 name,
@@ -263,10 +252,6 @@ impl<'a> Query<'a> {
         match item {
             SelectItem::UnnamedExpr(expr @ Expr::Identifier(ident)) => Ok((Spanned::new(self.places.ident(ident), ident.value.clone()), expr)),
             SelectItem::UnnamedExpr(expr) => Err(Diagnostic::at(self.places.span_of(expr), format!("name the column: `{expr} AS a_name`"))),
-            SelectItem::ExprWithAlias { alias, .. } if alias.value.starts_with("_agg") => Err(Diagnostic::at(
-                self.places.ident(alias),
-                "names starting with `_agg` are the translator's own: choose another",
-            )),
             SelectItem::ExprWithAlias { expr, alias } => Ok((Spanned::new(self.places.ident(alias), alias.value.clone()), expr)),
             other => Err(Diagnostic::at(
                 self.places.span_of(other),
@@ -313,6 +298,12 @@ impl<'a> Query<'a> {
         let mut outputs: Vec<(Spanned<String>, Spanned<String>)> = Vec::new();
         for item in &self.select.projection {
             let (name, expr) = self.named(item)?;
+            if is_hidden(name.get_ref()) {
+                return Err(Diagnostic::at(
+                    name.span(),
+                    "names like `_agg0` are the translator's own (hidden aggregates): choose another",
+                ));
+            }
             let expr_span = self.places.span_of(expr);
             let text = match expr {
                 Expr::Function(f) if is_aggregate(f) => aggregates.named(name.get_ref(), expr),
@@ -417,17 +408,6 @@ impl<'a> Query<'a> {
             steps.push(("select", Spanned::new(span, t)));
         }
         Ok(changelog)
-    }
-
-    /// Whether the select list passes a changelog's `op` on (`*`, or `op`
-    /// named).
-    fn keeps_op(&self) -> bool {
-        self.select.projection.iter().any(|item| match item {
-            SelectItem::Wildcard(_) => true,
-            SelectItem::UnnamedExpr(Expr::Identifier(i)) => i.value == "op",
-            SelectItem::ExprWithAlias { alias, .. } => alias.value == "op",
-            _ => false,
-        })
     }
 
     /// `tumble(ts, size)`, `hop(ts, slide, size)`, `session(ts, gap)`.
@@ -547,6 +527,12 @@ fn insert_column(
     }
     columns.insert(name.into_inner(), expr);
     Ok(())
+}
+
+/// A name the translator gives a hidden aggregate: `_agg` and digits.
+fn is_hidden(name: &str) -> bool {
+    name.strip_prefix("_agg")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// A column used outside an aggregate that is not a key (its name).

@@ -161,16 +161,19 @@ pub(super) fn watermark_clauses(
     };
     let mut blanked: Vec<char> = text.chars().collect();
     let mut found = Vec::new();
-    let (mut depth, mut in_create) = (0i32, false);
+    // A statement that starts with CREATE and names TABLE
+    // (`CREATE [OR REPLACE] [TEMPORARY] TABLE`).
+    let (mut depth, mut in_create, mut starts_create) = (0i32, false, false);
     let mut i = 0;
     while i < tokens.len() {
+        if i == 0 || matches!(tokens[i - 1].token, Token::SemiColon) {
+            starts_create = word(i, "CREATE");
+        }
         match &tokens[i].token {
             Token::SemiColon => (depth, in_create) = (0, false),
             Token::LParen => depth += 1,
             Token::RParen => depth -= 1,
-            Token::Word(_) if word(i, "TABLE") && i > 0 && word(i - 1, "CREATE") => {
-                in_create = true
-            }
+            Token::Word(_) if starts_create && depth == 0 && word(i, "TABLE") => in_create = true,
             Token::Word(_)
                 if in_create && depth == 1 && word(i, "WATERMARK") && word(i + 1, "FOR") =>
             {
@@ -190,11 +193,15 @@ pub(super) fn watermark_clauses(
                         })
                         .map(|(field, lag)| (field, Spanned::new(at..end_at, lag)))?,
                 };
-                let from = match tokens.get(i.wrapping_sub(1)).map(|t| &t.token) {
-                    Some(Token::Comma) => tokens[i - 1].span.start,
-                    _ => tokens[i].span.start,
+                // With the comma before it, or (first in the list) after it.
+                let (from, until) = match tokens.get(i.wrapping_sub(1)).map(|t| &t.token) {
+                    Some(Token::Comma) => (tokens[i - 1].span.start, end),
+                    _ if matches!(tokens.get(end).map(|t| &t.token), Some(Token::Comma)) => {
+                        (tokens[i].span.start, end + 1)
+                    }
+                    _ => (tokens[i].span.start, end),
                 };
-                let until = tokens.get(end).map(|t| t.span.start);
+                let until = tokens.get(until).map(|t| t.span.start);
                 blank(&mut blanked, text, from, until);
                 found.push(clause);
                 i = end;

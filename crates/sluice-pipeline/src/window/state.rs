@@ -1,13 +1,13 @@
 //! The state of a window operator in a checkpoint, and back.
 //!
-//! Format (version 2), all integers little-endian:
+//! Format (version 3, `VERSION`), all integers little-endian:
 //! `version u64, watermark i64`, then the panes of time windows
 //! (`count u64`, then per pane: `start i64, end i64, fired u8, dirty count
 //! u64 and u32 groups, emitted count u64 and u32 rows emitted per group,
 //! widths, batch`), then the open sessions (own columns: start, end, fired,
 //! dirty, emitted) and the count windows (`rows u64`, then `widths, batch`
-//! if there are rows). A state of version 1 (before windows wrote a
-//! changelog) is refused as damaged: discard it and start over (`--fresh`).
+//! if there are rows). A state of an earlier version is refused as
+//! damaged: discard it and start over (`--fresh`).
 //! A batch is an Arrow IPC stream of one record batch: the key columns,
 //! the window's own columns, then the intermediate state of every
 //! aggregate (DataFusion's `state`, restored with `merge_batch`); `widths`
@@ -28,7 +28,10 @@ use sluice_core::window::{Lateness, SessionSet};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-const VERSION: u64 = 2;
+/// 2: rows emitted per group and session (changelogs). 3: a window without
+/// keys behind an exchange gathers its rows on one instance; a state of 2
+/// may hold partial windows on every instance, so it is not read.
+const VERSION: u64 = 3;
 
 impl WindowOp {
     /// The operator's state, after everything before the barrier.
