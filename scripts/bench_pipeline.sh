@@ -9,15 +9,7 @@ cd "$(dirname "$0")/.."
 events="${1:-10000000}"
 workers="${2:-1}"
 dir="target/bench-pipeline"
-mkdir -p "$dir"
-cargo build --release --quiet -p sluice-cli
-sluice=target/release/sluice
-input="$dir/input-$events.jsonl"
-if [ ! -s "$input" ]; then
-  echo "writing $input ..."
-  "$sluice" run benches/pipelines/make_input.toml \
-    --set source.events="$events" --set "sink.source.path=$(pwd)/$input" 2>/dev/null
-fi
+source scripts/lib/bench_input.sh
 echo "input: $(du -h "$input" | cut -f1), $events lines"
 /usr/bin/env time -f "%e %U %S %M" -o "$dir/time.txt" \
   "$sluice" run benches/pipelines/filter_window.toml --workers "$workers" \

@@ -12,14 +12,7 @@ events="${1:-10000000}"
 runs="${2:-2}"
 dir="target/bench-pipeline"
 mkdir -p "$dir/sql"
-cargo build --release --quiet -p sluice-cli
-sluice=target/release/sluice
-input="$dir/input-$events.jsonl"
-if [ ! -s "$input" ]; then
-  echo "writing $input ..."
-  "$sluice" run benches/pipelines/make_input.toml \
-    --set source.events="$events" --set "sink.source.path=$(pwd)/$input" 2>/dev/null
-fi
+source scripts/lib/bench_input.sh
 sed -e "s|'input.jsonl'|'$(pwd)/$input'|" \
     -e "s|'per_sensor.jsonl'|'$(pwd)/$dir/sql/per_sensor.jsonl'|" \
     -e "s|'dead_letter.jsonl'|'$(pwd)/$dir/sql/dead_letter.jsonl'|" \

@@ -222,10 +222,7 @@ impl File<'_> {
                 "a table written to takes no column list: its columns are the query's",
             ));
         }
-        let mut settings = Settings::default();
-        for (key, (key_span, value)) in options {
-            settings.insert(Spanned::new(key_span, key), value);
-        }
+        let settings = settings_of(options);
         self.sinks.push(Spanned::new(
             span.clone(),
             SinkSpec {
@@ -553,10 +550,7 @@ fn source_spec(table: &Table) -> Result<SourceSpec, Diagnostic> {
             .collect();
         Spanned::new(first.span().start..end, fields)
     });
-    let mut settings = Settings::default();
-    for (key, (key_span, value)) in options {
-        settings.insert(Spanned::new(key_span, key), value);
-    }
+    let settings = settings_of(options);
     Ok(SourceSpec {
         kind,
         format,
@@ -567,6 +561,15 @@ fn source_spec(table: &Table) -> Result<SourceSpec, Diagnostic> {
         rate,
         settings,
     })
+}
+
+/// What is left of a table's settings, for its connector to read.
+fn settings_of(options: IndexMap<String, (Span, Spanned<toml::Value>)>) -> Settings {
+    let mut settings = Settings::default();
+    for (key, (key_span, value)) in options {
+        settings.insert(Spanned::new(key_span, key), value);
+    }
+    settings
 }
 
 /// The table's `connector`, taken out of its settings.
