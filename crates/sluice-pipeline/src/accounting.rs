@@ -117,7 +117,7 @@ impl Tally {
 pub struct Accounting {
     /// Rows each stream carried (`source`, and each transform's output).
     streams: IndexMap<String, Arc<Count>>,
-    transforms: IndexMap<String, (Kind, String, Arc<TransformCounts>)>,
+    transforms: IndexMap<String, (Kind, Vec<String>, Arc<TransformCounts>)>,
     /// Readers of the input: each judges every decoded record once.
     readers: u32,
     processed: Count,
@@ -128,8 +128,8 @@ pub struct Accounting {
 
 impl Accounting {
     /// The counts of a run whose input has `readers` readers, with
-    /// `transforms` (name, kind, the stream it reads) in the plan's order.
-    pub fn new(readers: usize, transforms: &[(String, Kind, String)]) -> Self {
+    /// `transforms` (name, kind, the streams it reads) in the plan's order.
+    pub fn new(readers: usize, transforms: &[(String, Kind, Vec<String>)]) -> Self {
         let readers = readers.max(1) as u32;
         let mut streams = IndexMap::new();
         streams.insert("source".to_string(), Arc::default());
@@ -279,9 +279,9 @@ impl Accounting {
         expect("stream source: rows = decoded".into(), source, decoded);
         let (mut late_rows, mut dead_rows) = (0, decode_dead);
         for (name, (kind, from, c)) in &self.transforms {
-            let upstream = self.rows_of(from);
+            let upstream = from.iter().map(|f| self.rows_of(f)).sum();
             expect(
-                format!("transform {name}: in = rows of `{from}`"),
+                format!("transform {name}: in = rows of `{}`", from.join("` + `")),
                 c.rows_in.get(),
                 upstream,
             );

@@ -38,6 +38,7 @@ pub mod fault;
 #[cfg(not(feature = "fault-injection"))]
 mod fault;
 mod format;
+mod join;
 mod operators;
 mod output;
 mod plan;

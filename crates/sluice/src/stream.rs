@@ -336,6 +336,87 @@ impl<T: Send + 'static> Stream<T> {
         self.exchange(Arc::new(route), policy)
     }
 
+    /// Sends the events of this stream and of `other` to the worker
+    /// `route(event) % workers` picks, on one new stage with one instance
+    /// per worker: each instance reads both streams, and its watermark is
+    /// the minimum of theirs (for operators of two inputs, like joins).
+    ///
+    /// ```
+    /// use sluice::prelude::*;
+    /// let p = Pipeline::new();
+    /// let odd = p.source(IterSource::new([1u64, 3]));
+    /// let even = p.source(IterSource::new([2u64, 4]));
+    /// let both = odd.exchange_with(even, |x: &u64| *x, FlushPolicy::Forward);
+    /// let out = both.collect();
+    /// p.run()?;
+    /// let mut all = out.take();
+    /// all.sort();
+    /// assert_eq!(all, vec![1, 2, 3, 4]);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn exchange_with(
+        self,
+        other: Stream<T>,
+        route: impl Fn(&T) -> u64 + Send + Sync + 'static,
+        policy: FlushPolicy,
+    ) -> Stream<T> {
+        assert!(
+            Rc::ptr_eq(&self.plan, &other.plan),
+            "exchange_with: both streams belong to one pipeline"
+        );
+        let route: Arc<dyn Fn(&T) -> u64 + Send + Sync> = Arc::new(route);
+        let (edge_name, stage, workers) = {
+            let mut plan = self.plan.borrow_mut();
+            let workers = plan.settings.workers;
+            (
+                plan.next_name(&format!("{}-join", self.stage)),
+                plan.next_name("stage"),
+                workers,
+            )
+        };
+        let (left, right) = (self.connect, other.connect);
+        let left_senders = self.parallelism;
+        let senders = self.parallelism + other.parallelism;
+        let stage_name = stage.clone();
+        Stream {
+            plan: self.plan,
+            stage,
+            exact_len: None,
+            parallelism: workers,
+            source_stage: false,
+            connect: Box::new(move |downs, builder| {
+                let (ends, receivers) = exchange::<T>(
+                    &edge_name,
+                    policy,
+                    builder.settings.channel_capacity,
+                    builder.settings.clock.clone(),
+                    senders,
+                    downs.len(),
+                    route,
+                )
+                .map_err(|error| BuildError::InvalidBatching {
+                    edge: edge_name.clone(),
+                    error,
+                })?;
+                for (worker, (receiver, down)) in receivers.into_iter().zip(downs).enumerate() {
+                    builder.executor.spawn_receiver(
+                        &format!("{stage_name}[{worker}]"),
+                        worker,
+                        receiver,
+                        down,
+                    );
+                }
+                let mut ends: Vec<Box<dyn Operator<T>>> = ends
+                    .into_iter()
+                    .map(|e| Box::new(e) as Box<dyn Operator<T>>)
+                    .collect();
+                let rest = ends.split_off(left_senders);
+                left(ends, builder)?;
+                right(rest, builder)
+            }),
+        }
+    }
+
     /// Sends every event to the worker its key hashes to.
     pub(crate) fn exchange_by_key<K: Hash + 'static>(
         self,

@@ -4,6 +4,7 @@
 //! counted, each restored from the checkpoint it resumes from), and
 //! attaches the sinks to their streams.
 
+mod join;
 mod options;
 pub(crate) mod restore;
 pub(crate) mod sink;
@@ -79,10 +80,10 @@ impl<'a> DataflowBuilder<'a> {
             .iter()
             .map(|t| {
                 let kind = match t.operation {
-                    Operation::Window(_) => Kind::Window,
+                    Operation::Window(_) | Operation::Join(_) => Kind::Window,
                     _ => Kind::Row,
                 };
-                (t.name.clone(), kind, t.from.clone())
+                (t.name.clone(), kind, t.inputs().map(String::from).collect())
             })
             .collect();
         let accounting = Arc::new(Accounting::new(plan.subscribers("source"), &transforms));
@@ -309,6 +310,15 @@ impl<'a> DataflowBuilder<'a> {
                 })
             }
             Operation::Window(window) => self.add_window(&name, input, window, counted)?,
+            Operation::Join(join) => {
+                let right = self.branch(&join.right)?;
+                let counted = Counted {
+                    judge: (join.left == "source" || join.right == "source")
+                        .then(|| self.accounting.clone()),
+                    ..counted
+                };
+                self.add_join(&name, input, right, join, counted)?
+            }
         };
         self.add_stream(&t.name, out);
         Ok(())

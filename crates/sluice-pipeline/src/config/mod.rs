@@ -153,6 +153,13 @@ pub struct TransformSpec {
     pub emit: Option<Spanned<Expressions>>,
     /// `sql`: one SELECT over an earlier stream (docs/sql.md).
     pub query: Option<Spanned<String>>,
+    /// `join`: the right input stream (`from` is the left).
+    pub right: Option<Spanned<String>>,
+    /// `join`: left key columns to the right key columns they equal.
+    pub on: Option<Spanned<Expressions>>,
+    /// `join`: the range of the right row's time minus the left row's,
+    /// like `["-10s", "10s"]`.
+    pub between: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `key = "sensor"` or `key = ["sensor", "site"]`.

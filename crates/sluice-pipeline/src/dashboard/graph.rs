@@ -58,7 +58,7 @@ pub(super) fn graph_of(plan: &Plan) -> Graph {
             .map_or(0, |n| n.depth)
     };
     for t in &plan.transforms {
-        let depth = depth_of(&nodes, &t.from) + 1;
+        let depth = t.inputs().map(|i| depth_of(&nodes, i)).max().unwrap_or(0) + 1;
         let what = match &t.operation {
             Operation::Window(w) => window_label(&w.kind),
             _ => t.kind.clone(),
@@ -70,11 +70,13 @@ pub(super) fn graph_of(plan: &Plan) -> Graph {
             output: Some(t.name.clone()),
             depth,
         });
-        edges.push(Edge {
-            from: producer(&nodes, &t.from),
-            to: t.name.clone(),
-            stream: t.from.clone(),
-        });
+        for input in t.inputs() {
+            edges.push(Edge {
+                from: producer(&nodes, input),
+                to: t.name.clone(),
+                stream: input.to_string(),
+            });
+        }
     }
     let deepest = nodes.iter().map(|n| n.depth).max().unwrap_or(0);
     for reserved in ["late", "dead_letter"] {

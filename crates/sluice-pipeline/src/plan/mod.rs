@@ -19,6 +19,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 mod execution;
+mod join;
 mod sink;
 mod source;
 mod transform;
@@ -86,6 +87,8 @@ pub enum Operation {
     Select(Vec<ScalarExpr>),
     /// Keyed windows.
     Window(Arc<WindowPlan>),
+    /// Pairs of rows of two streams with equal keys, close in time.
+    Join(Arc<crate::join::JoinPlan>),
     /// Where `when` holds, emits `emit` (or the row).
     Rule {
         /// The trigger.
@@ -109,6 +112,17 @@ pub struct TransformPlan {
     pub schema: SchemaRef,
     /// A one-line description for `validate`.
     pub describe: String,
+}
+
+impl TransformPlan {
+    /// The streams it reads: `from`, and a join's right input.
+    pub fn inputs(&self) -> impl Iterator<Item = &str> {
+        let right = match &self.operation {
+            Operation::Join(join) => Some(join.right.as_str()),
+            _ => None,
+        };
+        std::iter::once(self.from.as_str()).chain(right)
+    }
 }
 
 /// One sink.
@@ -149,7 +163,10 @@ impl Plan {
 
     /// How many transforms and sinks read `stream`.
     pub fn subscribers(&self, stream: &str) -> usize {
-        self.transforms.iter().filter(|t| t.from == stream).count()
+        self.transforms
+            .iter()
+            .map(|t| t.inputs().filter(|i| *i == stream).count())
+            .sum::<usize>()
             + self.sinks.iter().filter(|s| s.from == stream).count()
     }
 
@@ -194,7 +211,15 @@ impl Plan {
         );
         let _ = writeln!(out, "\ntransforms:");
         for t in &self.transforms {
-            let _ = writeln!(out, "  {} <- {}: {} {}", t.name, t.from, t.kind, t.describe);
+            let inputs: Vec<&str> = t.inputs().collect();
+            let _ = writeln!(
+                out,
+                "  {} <- {}: {} {}",
+                t.name,
+                inputs.join(", "),
+                t.kind,
+                t.describe
+            );
         }
         let _ = writeln!(out, "\nsinks:");
         for s in &self.sinks {

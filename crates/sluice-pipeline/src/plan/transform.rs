@@ -46,6 +46,9 @@ pub(super) fn transform(
         ("when", span_of(&t.when)),
         ("emit", span_of(&t.emit)),
         ("query", span_of(&t.query)),
+        ("right", span_of(&t.right)),
+        ("on", span_of(&t.on)),
+        ("between", span_of(&t.between)),
     ];
     let kind = t.kind.get_ref().clone();
     let (operation, schema, describe) = match kind.as_str() {
@@ -73,12 +76,16 @@ pub(super) fn transform(
             only(&t.kind, &given, &["key", "aggregates"])?;
             window(t, &name, &input, &sql)?
         }
+        "join" => {
+            only(&t.kind, &given, &["right", "on", "between"])?;
+            super::join::join(t, &name, &from, schemas)?
+        }
         other => {
             return Err(at(
                 t.kind.span(),
                 format!(
                     "transform type \"{other}\" is not known; use \"filter\", \"select\", \
-                     \"window\", \"aggregate\", \"rule\" or \"sql\""
+                     \"window\", \"aggregate\", \"join\", \"rule\" or \"sql\""
                 ),
             ))
         }

@@ -511,6 +511,9 @@ pub(super) fn transform(kind: &str, span: Span) -> TransformSpec {
         when: None,
         emit: None,
         query: None,
+        right: None,
+        on: None,
+        between: None,
     }
 }
 

@@ -1,0 +1,626 @@
+//! Joins of two streams on equal keys within a range of event time: the
+//! right row's time minus the left row's lies in `[lower, upper]`.
+//!
+//! An interval join is that range as written; a windowed join of two
+//! windowed aggregates is the range `[0, 0]` (rows of one window share its
+//! time); a join with a time-to-live is `[-ttl, ttl]`. Each instance holds
+//! the rows of both sides whose partners may still come, indexed by key:
+//! a row arriving is matched against the other side's rows, then kept. A
+//! pair is made once, when its later row arrives, so the output is an
+//! append stream of pairs whose time is the later of the two.
+//!
+//! The watermark (the minimum of both inputs') drops a left row once it
+//! passes the row's time plus `upper`, a right row once it passes its time
+//! minus `lower`: no row that is not late can match them any more. A row
+//! behind the watermark goes to the reserved `late` stream.
+
+use crate::checkpoint::Checkpointing;
+use crate::operators::Counted;
+use crate::rows::Rows;
+use crate::side_outputs::{Reserved, ReservedHandle};
+use crate::telemetry::LateEvent;
+use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, UInt32Array, UInt64Array};
+use arrow::compute::{cast, interleave_record_batch};
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use arrow::row::{RowConverter, Rows as KeyRows, SortField};
+use sluice::{Batch, Operator, OperatorError, OperatorResult, Timestamp};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+type Fast = ahash::RandomState;
+
+/// The version of a join's checkpointed state.
+const VERSION: u64 = 1;
+
+/// A checked join: its inputs, keys and time range.
+#[derive(Debug)]
+pub struct JoinPlan {
+    /// The transform's name.
+    pub name: String,
+    /// The left input stream.
+    pub left: String,
+    /// The right input stream.
+    pub right: String,
+    /// Key columns of the left input.
+    pub left_keys: Vec<usize>,
+    /// Key columns of the right input, pairwise equal to the left's.
+    pub right_keys: Vec<usize>,
+    /// The type both sides' keys are compared in.
+    pub key_types: Vec<DataType>,
+    /// The least the right row's time minus the left row's may be (ms).
+    pub lower: i64,
+    /// The most it may be (ms).
+    pub upper: i64,
+    /// The left input's schema.
+    pub left_schema: SchemaRef,
+    /// The right input's schema.
+    pub right_schema: SchemaRef,
+    /// The output: the left's columns, then the right's.
+    pub schema: SchemaRef,
+}
+
+fn failed(error: impl std::fmt::Display) -> OperatorError {
+    OperatorError::Failed(error.to_string().into())
+}
+
+impl JoinPlan {
+    fn converter(&self) -> Result<RowConverter, OperatorError> {
+        RowConverter::new(self.key_types.iter().cloned().map(SortField::new).collect())
+            .map_err(failed)
+    }
+
+    /// The keys of `rows` of one side, in the types both sides compare in.
+    fn keys(
+        &self,
+        right: bool,
+        rows: &Rows,
+        converter: &RowConverter,
+    ) -> Result<KeyRows, OperatorError> {
+        let columns = if right {
+            &self.right_keys
+        } else {
+            &self.left_keys
+        };
+        let arrays = columns
+            .iter()
+            .zip(&self.key_types)
+            .map(|(&c, t)| cast(rows.batch.column(c), t))
+            .collect::<Result<Vec<ArrayRef>, _>>()
+            .map_err(failed)?;
+        converter.convert_columns(&arrays).map_err(failed)
+    }
+
+    /// Whether row `row`'s key has a null (which equals nothing).
+    fn null_key(&self, right: bool, rows: &Rows, row: usize) -> bool {
+        let columns = if right {
+            &self.right_keys
+        } else {
+            &self.left_keys
+        };
+        columns.iter().any(|&c| rows.batch.column(c).is_null(row))
+    }
+}
+
+/// A chunk of rows of one side, bound for one worker.
+#[derive(Debug, Clone)]
+pub struct Sided {
+    /// From the right input (else the left).
+    pub right: bool,
+    /// The worker its keys hash to.
+    pub worker: u64,
+    /// The rows.
+    pub rows: Rows,
+}
+
+/// Tags the chunks of one side and splits them by the hash of their keys
+/// over the workers.
+pub struct SplitSide {
+    plan: Arc<JoinPlan>,
+    right: bool,
+    workers: usize,
+    converter: RowConverter,
+    down: Box<dyn Operator<Sided>>,
+    out: Batch<Sided>,
+}
+
+impl SplitSide {
+    /// Splits the `right` (or left) side of `plan` over `workers`.
+    pub fn new(
+        plan: Arc<JoinPlan>,
+        right: bool,
+        workers: usize,
+        down: Box<dyn Operator<Sided>>,
+    ) -> Result<Self, OperatorError> {
+        Ok(Self {
+            converter: plan.converter()?,
+            plan,
+            right,
+            workers: workers.max(1),
+            down,
+            out: Batch::new(),
+        })
+    }
+}
+
+/// A hasher that is the same in every process (for routing).
+fn stable_hash(bytes: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+        .hash_one(bytes)
+}
+
+impl Operator<Rows> for SplitSide {
+    fn on_batch(&mut self, batch: &mut Batch<Rows>) -> OperatorResult {
+        self.out.clear();
+        for (rows, time) in batch.drain() {
+            if self.workers == 1 {
+                self.out.push(
+                    Sided {
+                        right: self.right,
+                        worker: 0,
+                        rows,
+                    },
+                    time,
+                );
+                continue;
+            }
+            let keys = self.plan.keys(self.right, &rows, &self.converter)?;
+            let mut per_worker: Vec<Vec<u32>> = vec![Vec::new(); self.workers];
+            for (row, key) in keys.iter().enumerate() {
+                let worker = (stable_hash(key.as_ref()) % self.workers as u64) as usize;
+                per_worker[worker].push(row as u32);
+            }
+            for (worker, indices) in per_worker.into_iter().enumerate() {
+                if indices.is_empty() {
+                    continue;
+                }
+                let part = if indices.len() == rows.len() {
+                    rows.clone()
+                } else {
+                    rows.take(&UInt32Array::from(indices)).map_err(failed)?
+                };
+                let time = part.max_time().unwrap_or(time);
+                self.out.push(
+                    Sided {
+                        right: self.right,
+                        worker: worker as u64,
+                        rows: part,
+                    },
+                    time,
+                );
+            }
+        }
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        self.down.on_batch(&mut self.out)
+    }
+    fn downstream(&mut self) -> Option<&mut dyn sluice::Signals> {
+        Some(&mut self.down)
+    }
+}
+
+/// A kept row: its chunk, its row there, its time.
+#[derive(Debug, Clone, Copy)]
+struct Kept {
+    chunk: u64,
+    row: u32,
+    time: i64,
+}
+
+/// The rows of one side that may still match.
+#[derive(Default)]
+struct Held {
+    chunks: HashMap<u64, (Rows, usize), Fast>,
+    index: HashMap<Box<[u8]>, Vec<Kept>, Fast>,
+    /// Keys by the watermark that drops their oldest row.
+    due: BTreeMap<i64, Vec<Box<[u8]>>>,
+    next: u64,
+}
+
+impl Held {
+    fn add_chunk(&mut self, rows: Rows) -> u64 {
+        let id = self.next;
+        self.next += 1;
+        self.chunks.insert(id, (rows, 0));
+        id
+    }
+
+    fn keep(&mut self, key: &[u8], kept: Kept, drop_at: i64) {
+        if let Some((_, live)) = self.chunks.get_mut(&kept.chunk) {
+            *live += 1;
+        }
+        self.index.entry(key.into()).or_default().push(kept);
+        self.due.entry(drop_at).or_default().push(key.into());
+    }
+
+    /// Drops the rows whose `time + margin` is behind `watermark`.
+    fn expire(&mut self, watermark: i64, margin: i64) {
+        let later = self.due.split_off(&watermark);
+        let due = std::mem::replace(&mut self.due, later);
+        for key in due.into_values().flatten() {
+            let Some(kept) = self.index.get_mut(&key) else {
+                continue;
+            };
+            let chunks = &mut self.chunks;
+            kept.retain(|k| {
+                let live = k.time.saturating_add(margin) >= watermark;
+                if !live {
+                    if let Some((_, n)) = chunks.get_mut(&k.chunk) {
+                        *n -= 1;
+                        if *n == 0 {
+                            chunks.remove(&k.chunk);
+                        }
+                    }
+                }
+                live
+            });
+            if kept.is_empty() {
+                self.index.remove(&key);
+            }
+        }
+        self.chunks.retain(|_, (_, n)| *n > 0);
+    }
+
+    /// Every kept row, in one batch (for a checkpoint).
+    fn gather(&self) -> Result<Option<Rows>, OperatorError> {
+        let ids: Vec<u64> = self.chunks.keys().copied().collect();
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        let at: HashMap<u64, usize> = ids.iter().enumerate().map(|(i, &c)| (c, i)).collect();
+        let batches: Vec<&RecordBatch> = ids.iter().map(|c| &self.chunks[c].0.batch).collect();
+        let mut picks = Vec::new();
+        let mut times = Vec::new();
+        for k in self.index.values().flatten() {
+            picks.push((at[&k.chunk], k.row as usize));
+            times.push(k.time);
+        }
+        let batch = interleave_record_batch(&batches, &picks).map_err(failed)?;
+        let n = batch.num_rows();
+        Ok(Some(Rows::new(
+            batch,
+            Int64Array::from(times),
+            UInt64Array::from(vec![0; n]),
+        )))
+    }
+}
+
+/// The join of one worker.
+pub struct JoinOp {
+    plan: Arc<JoinPlan>,
+    converter: RowConverter,
+    left: Held,
+    right: Held,
+    watermark: Timestamp,
+    reserved: ReservedHandle,
+    counting: Counted,
+    /// Whether each side reads the source (its rows are judged).
+    judged: (bool, bool),
+    checkpoint: Option<(Arc<Checkpointing>, String)>,
+    late: Vec<LateEvent>,
+    out: Batch<Rows>,
+    down: Box<dyn Operator<Rows>>,
+}
+
+impl JoinOp {
+    /// A join of `plan` feeding `down`.
+    pub fn new(
+        plan: Arc<JoinPlan>,
+        reserved: Arc<Reserved>,
+        down: Box<dyn Operator<Rows>>,
+    ) -> Result<Self, OperatorError> {
+        Ok(Self {
+            converter: plan.converter()?,
+            judged: (plan.left == "source", plan.right == "source"),
+            plan,
+            left: Held::default(),
+            right: Held::default(),
+            watermark: Timestamp::MIN,
+            reserved: ReservedHandle::new(reserved),
+            counting: Counted::default(),
+            checkpoint: None,
+            late: Vec::new(),
+            out: Batch::new(),
+            down,
+        })
+    }
+
+    /// Counts its rows in `counting`.
+    pub fn counted(mut self, counting: Counted) -> Self {
+        self.counting = counting;
+        self
+    }
+
+    /// Reports its state to `checkpointing` at every barrier, under `key`.
+    pub fn with_checkpoints(mut self, checkpointing: Arc<Checkpointing>, key: String) -> Self {
+        checkpointing.register();
+        self.checkpoint = Some((checkpointing, key));
+        self
+    }
+
+    /// How long past its time a row of each side is kept.
+    fn margins(&self) -> (i64, i64) {
+        (self.plan.upper, self.plan.lower.saturating_neg())
+    }
+
+    /// Matches a chunk of one side against the other and keeps its rows.
+    fn chunk(&mut self, right: bool, rows: Rows) -> Result<Option<Rows>, OperatorError> {
+        let n = rows.len();
+        self.counting.counts.rows_in.add(n as u64);
+        let keys = self.plan.keys(right, &rows, &self.converter)?;
+        let (lower, upper) = (self.plan.lower, self.plan.upper);
+        let (left_margin, right_margin) = self.margins();
+        let watermark = self.watermark;
+        let mut accepted = Vec::with_capacity(n);
+        let mut late = Vec::new();
+        // Pairs as (left chunk, row), (right chunk, row), time.
+        let mut pairs: Vec<(Kept, Kept)> = Vec::new();
+        let (own, other, margin) = if right {
+            (&mut self.right, &self.left, right_margin)
+        } else {
+            (&mut self.left, &self.right, left_margin)
+        };
+        let id = own.add_chunk(rows.clone());
+        for (row, key) in keys.iter().enumerate() {
+            let time = rows.times.value(row);
+            if time < watermark {
+                late.push(row);
+                continue;
+            }
+            accepted.push(rows.lines.value(row));
+            if self.plan.null_key(right, &rows, row) {
+                continue;
+            }
+            let this = Kept {
+                chunk: id,
+                row: row as u32,
+                time,
+            };
+            if let Some(partners) = other.index.get(key.as_ref()) {
+                for p in partners {
+                    let (l, r) = if right { (*p, this) } else { (this, *p) };
+                    let d = r.time.saturating_sub(l.time);
+                    if (lower..=upper).contains(&d) {
+                        pairs.push((l, r));
+                    }
+                }
+            }
+            let drop_at = time.saturating_add(margin).saturating_add(1);
+            own.keep(key.as_ref(), this, drop_at);
+        }
+        own.chunks.retain(|_, (_, live)| *live > 0);
+        self.counting.counts.aggregated.add(accepted.len() as u64);
+        self.counting.counts.late.add(late.len() as u64);
+        if let Some(judge) = &self.counting.judge {
+            if (right && self.judged.1) || (!right && self.judged.0) {
+                judge.refused(late.iter().map(|&r| rows.lines.value(r)), false);
+                judge.accepted(accepted.into_iter());
+            }
+        }
+        for row in late {
+            let time = rows.times.value(row);
+            let (from, to) = if right {
+                (time.saturating_sub(upper), time.saturating_sub(lower))
+            } else {
+                (time.saturating_add(lower), time.saturating_add(upper))
+            };
+            self.late.push(LateEvent {
+                transform: self.plan.name.clone(),
+                line: rows.lines.value(row),
+                event_time: time,
+                watermark,
+                window: (from, to.saturating_add(1)),
+                lateness: 0,
+                reason: format!(
+                    "join {}: the row came after the watermark {watermark} passed its time; \
+                     the rows it could join with are no longer held",
+                    self.plan.name
+                ),
+                record: crate::format::row_json(&rows.batch, row),
+            });
+        }
+        if pairs.is_empty() {
+            return Ok(None);
+        }
+        self.pairs(&pairs).map(Some)
+    }
+
+    /// The output rows of `pairs`.
+    fn pairs(&self, pairs: &[(Kept, Kept)]) -> Result<Rows, OperatorError> {
+        let side = |held: &Held, kept: &mut dyn Iterator<Item = Kept>| {
+            let mut at: HashMap<u64, usize> = HashMap::new();
+            let mut batches: Vec<&RecordBatch> = Vec::new();
+            let picks: Vec<(usize, usize)> = kept
+                .map(|k| {
+                    let i = *at.entry(k.chunk).or_insert_with(|| {
+                        batches.push(&held.chunks[&k.chunk].0.batch);
+                        batches.len() - 1
+                    });
+                    (i, k.row as usize)
+                })
+                .collect();
+            interleave_record_batch(&batches, &picks).map_err(failed)
+        };
+        let left = side(&self.left, &mut pairs.iter().map(|(l, _)| *l))?;
+        let right = side(&self.right, &mut pairs.iter().map(|(_, r)| *r))?;
+        let mut columns = left.columns().to_vec();
+        columns.extend(right.columns().iter().cloned());
+        let batch = RecordBatch::try_new(self.plan.schema.clone(), columns).map_err(failed)?;
+        let times = Int64Array::from_iter_values(pairs.iter().map(|(l, r)| l.time.max(r.time)));
+        let n = batch.num_rows();
+        Ok(Rows::new(batch, times, UInt64Array::from(vec![0; n])))
+    }
+
+    fn flush(&mut self) -> OperatorResult {
+        if !self.late.is_empty() {
+            self.reserved.late(&self.late);
+            self.late.clear();
+        }
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let result = self.down.on_batch(&mut self.out);
+        self.out.clear();
+        result
+    }
+
+    /// The rows held, the watermark, as bytes.
+    fn snapshot(&self) -> Result<Vec<u8>, OperatorError> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&self.watermark.to_le_bytes());
+        for (held, schema) in [
+            (&self.left, &self.plan.left_schema),
+            (&self.right, &self.plan.right_schema),
+        ] {
+            let mut ipc = Vec::new();
+            if let Some(rows) = held.gather()? {
+                let mut fields = schema.fields().to_vec();
+                fields.push(Arc::new(arrow::datatypes::Field::new(
+                    "_time",
+                    DataType::Int64,
+                    false,
+                )));
+                let with_times = Arc::new(arrow::datatypes::Schema::new(fields));
+                let mut columns = rows.batch.columns().to_vec();
+                columns.push(Arc::new(rows.times.clone()));
+                let batch = RecordBatch::try_new(with_times.clone(), columns).map_err(failed)?;
+                let mut writer = StreamWriter::try_new(&mut ipc, &with_times).map_err(failed)?;
+                writer.write(&batch).map_err(failed)?;
+                writer.finish().map_err(failed)?;
+            }
+            out.extend_from_slice(&(ipc.len() as u64).to_le_bytes());
+            out.extend_from_slice(&ipc);
+        }
+        Ok(out)
+    }
+
+    /// Loads a state [`JoinOp::snapshot`] wrote.
+    pub fn restore(&mut self, state: &[u8]) -> Result<(), OperatorError> {
+        let damaged = || failed("the join's state is cut short");
+        let mut at = 0usize;
+        let word = |at: &mut usize| -> Result<[u8; 8], OperatorError> {
+            let bytes = state.get(*at..*at + 8).ok_or_else(damaged)?;
+            *at += 8;
+            Ok(bytes.try_into().unwrap_or_default())
+        };
+        let version = u64::from_le_bytes(word(&mut at)?);
+        if version != VERSION {
+            return Err(failed(format!(
+                "the join's state is version {version}; this build reads version {VERSION}"
+            )));
+        }
+        self.watermark = i64::from_le_bytes(word(&mut at)?);
+        for right in [false, true] {
+            let len = u64::from_le_bytes(word(&mut at)?) as usize;
+            let bytes = state.get(at..at.saturating_add(len)).ok_or_else(damaged)?;
+            at += len;
+            if bytes.is_empty() {
+                continue;
+            }
+            let reader = StreamReader::try_new(bytes, None).map_err(failed)?;
+            for batch in reader {
+                let batch = batch.map_err(failed)?;
+                let last = batch.num_columns() - 1;
+                let times = batch
+                    .column(last)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .cloned()
+                    .ok_or_else(damaged)?;
+                let schema = if right {
+                    &self.plan.right_schema
+                } else {
+                    &self.plan.left_schema
+                };
+                let columns = batch.columns()[..last].to_vec();
+                let data = RecordBatch::try_new(schema.clone(), columns).map_err(failed)?;
+                let n = data.num_rows();
+                let rows = Rows::new(data, times, UInt64Array::from(vec![0; n]));
+                self.hold(right, rows)?;
+            }
+        }
+        if at != state.len() {
+            return Err(failed("the join's state has bytes after its end"));
+        }
+        Ok(())
+    }
+
+    /// Keeps rows restored from a checkpoint.
+    fn hold(&mut self, right: bool, rows: Rows) -> Result<(), OperatorError> {
+        let keys = self.plan.keys(right, &rows, &self.converter)?;
+        let (left_margin, right_margin) = self.margins();
+        let (own, margin) = if right {
+            (&mut self.right, right_margin)
+        } else {
+            (&mut self.left, left_margin)
+        };
+        let id = own.add_chunk(rows.clone());
+        for (row, key) in keys.iter().enumerate() {
+            let time = rows.times.value(row);
+            let kept = Kept {
+                chunk: id,
+                row: row as u32,
+                time,
+            };
+            own.keep(
+                key.as_ref(),
+                kept,
+                time.saturating_add(margin).saturating_add(1),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Operator<Sided> for JoinOp {
+    fn on_batch(&mut self, batch: &mut Batch<Sided>) -> OperatorResult {
+        for (sided, _) in batch.drain() {
+            if sided.rows.is_empty() {
+                continue;
+            }
+            if let Some(rows) = self.chunk(sided.right, sided.rows)? {
+                let time = rows.max_time().unwrap_or(i64::MIN);
+                self.out.push(rows, time);
+            }
+        }
+        self.flush()
+    }
+
+    fn on_watermark(&mut self, watermark: Timestamp) -> OperatorResult {
+        if watermark <= self.watermark {
+            return Ok(());
+        }
+        self.watermark = watermark;
+        let (left_margin, right_margin) = self.margins();
+        self.left.expire(watermark, left_margin);
+        self.right.expire(watermark, right_margin);
+        self.flush()?;
+        self.down.on_watermark(watermark)
+    }
+
+    fn on_barrier(&mut self, barrier: sluice::Barrier) -> OperatorResult {
+        self.flush()?;
+        self.reserved.release();
+        if let Some((checkpointing, key)) = self.checkpoint.clone() {
+            let state = self.snapshot()?;
+            checkpointing
+                .report(barrier.id, vec![(key, state)])
+                .map_err(|e| OperatorError::Failed(Box::new(e)))?;
+        }
+        self.down.on_barrier(barrier)
+    }
+
+    fn on_end(&mut self) -> OperatorResult {
+        self.flush()?;
+        self.reserved.release();
+        self.down.on_end()
+    }
+
+    fn downstream(&mut self) -> Option<&mut dyn sluice::Signals> {
+        Some(&mut self.down)
+    }
+}
