@@ -1,6 +1,7 @@
 //! SQL expressions and aggregates, compiled by DataFusion and evaluated on
 //! Arrow record batches.
 
+mod join;
 pub(crate) mod moments;
 mod pipeline;
 mod query;

@@ -5,7 +5,7 @@
 //! text, so that errors say `file:line:col` and the rest of the layer
 //! (compiling, running, checkpoints) is the same for both.
 
-use super::query::{Over, Query, Translated};
+use super::query::{Over, Query, Times, Translated};
 use super::text::{literal, watermark_clauses, watermarks_by_statement, Places, Watermark};
 use crate::config::diag::{Diagnostic, Span};
 use crate::config::{ExecutionSpec, PipelineSpec, Settings, SinkSpec, SourceSpec, TransformSpec};
@@ -32,6 +32,7 @@ pub fn parse(text: &str, stem: &str) -> Result<PipelineSpec, Diagnostic> {
         execution: ExecutionSpec::default(),
         tables: IndexMap::new(),
         streams: IndexMap::new(),
+        ttl: None,
         source: None,
         transforms: Vec::new(),
         sinks: Vec::new(),
@@ -65,9 +66,11 @@ struct File<'a> {
     name: Spanned<String>,
     execution: ExecutionSpec,
     tables: IndexMap<String, Table>,
-    /// Views and reserved streams: the stream each names.
-    /// Views: the stream each names, and whether it is a changelog.
-    streams: IndexMap<String, (String, bool)>,
+    /// Views: the stream each names, whether it is a changelog, and its
+    /// time columns.
+    streams: IndexMap<String, (String, bool, Times)>,
+    /// `SET state.ttl`: how long a join keeps rows without a time bound.
+    ttl: Option<i64>,
     /// The table read, and the event-time field and allowed lateness it
     /// gives the windows over it.
     source: Option<String>,
@@ -165,7 +168,7 @@ impl File<'_> {
                         ),
                     ));
                 }
-                let (stream, _) = self.query(query, target.get_ref())?;
+                let (stream, _, _) = self.query(query, target.get_ref())?;
                 self.sink(&target, stream, span)?;
             }
             Statement::Set(ast::Set::SingleAssignment {
@@ -236,25 +239,35 @@ impl File<'_> {
 
     /// Translates a query into transforms named after `base`; returns the
     /// stream it makes.
-    fn query(&mut self, query: &ast::Query, base: &str) -> Result<(String, bool), Diagnostic> {
+    fn query(
+        &mut self,
+        query: &ast::Query,
+        base: &str,
+    ) -> Result<(String, bool, Times), Diagnostic> {
         let translated = Query::new(self.places, query)?;
         let over = self.read(&translated.from)?;
+        let right = match &translated.join {
+            Some(join) => Some(self.read(&join.right)?),
+            None => None,
+        };
         let Translated {
             transforms,
             stream,
             changelog,
-        } = translated.transforms(base, &over)?;
+            times,
+        } = translated.transforms(base, &over, right.as_ref())?;
         self.transforms.extend(transforms);
-        Ok((stream, changelog))
+        Ok((stream, changelog, times))
     }
 
     /// The stream a query's `FROM` names, with what windows over it take
     /// from the source table.
     fn read(&mut self, from: &Spanned<String>) -> Result<Over, Diagnostic> {
         let name = from.get_ref();
-        if let Some((stream, changelog)) = self.streams.get(name) {
+        if let Some((stream, changelog, times)) = self.streams.get(name) {
             let mut over = self.over(stream.clone());
             over.changelog = *changelog;
+            over.times = times.clone();
             return Ok(over);
         }
         if is_reserved(name) {
@@ -263,6 +276,8 @@ impl File<'_> {
                 event_time: None,
                 lateness: None,
                 changelog: false,
+                times: Times::new(),
+                ttl: self.ttl,
             });
         }
         let Some(table) = self.tables.get_mut(name) else {
@@ -285,7 +300,9 @@ impl File<'_> {
         }
         table.read = true;
         self.source = Some(name.clone());
-        Ok(self.over("source".to_string()))
+        let mut over = self.over("source".to_string());
+        over.times = over.event_time.iter().map(|t| (t.clone(), 0)).collect();
+        Ok(over)
     }
 
     /// What windows over `stream` take from the source table: its event
@@ -315,6 +332,8 @@ impl File<'_> {
             event_time,
             lateness,
             changelog: false,
+            times: Times::new(),
+            ttl: self.ttl,
         }
     }
 
@@ -352,10 +371,21 @@ impl File<'_> {
             "execution.batch_interval" => self.execution.batch_interval = Some(text().ok_or_else(|| wrong("a duration in quotes"))?),
             "execution.batch_size" => self.execution.batch_size = Some(number().ok_or_else(|| wrong("a number"))?),
             "execution.workers" => self.execution.workers = Some(number().ok_or_else(|| wrong("a number"))?),
+            "state.ttl" => {
+                let ttl = text().ok_or_else(|| wrong("a duration in quotes, like '1h'"))?;
+                let d = match crate::config::duration(&ttl, "state.ttl") {
+                    Ok(d) => d,
+                    Err(crate::config::diag::Failure::Invalid(d)) => return Err(d),
+                    Err(crate::config::diag::Failure::Runtime(e)) => {
+                        return Err(Diagnostic::at(ttl.span(), e.to_string()))
+                    }
+                };
+                self.ttl = Some(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            }
             _ => {
                 return Err(Diagnostic::at(
                     self.places.span_of(variable),
-                    format!("unknown setting `{name}`: SET takes pipeline.name, execution.mode, execution.target_latency, execution.batch_size, execution.batch_interval or execution.workers"),
+                    format!("unknown setting `{name}`: SET takes pipeline.name, execution.mode, execution.target_latency, execution.batch_size, execution.batch_interval, execution.workers or state.ttl"),
                 ))
             }
         }

@@ -17,10 +17,12 @@ use toml::Spanned;
 
 /// A query, checked for what a stream can run.
 pub(super) struct Query<'a> {
-    places: &'a Places,
-    select: &'a ast::Select,
-    /// The table or view it reads.
+    pub(super) places: &'a Places,
+    pub(super) select: ast::Select,
+    /// The table or view it reads (a join's left one).
     pub from: Spanned<String>,
+    /// `JOIN ... ON ...`: the second table or view, and how rows pair.
+    pub join: Option<super::join::JoinClause>,
 }
 
 /// The transforms of a query and the stream they end in.
@@ -29,7 +31,14 @@ pub(super) struct Translated {
     pub stream: String,
     /// Its rows are a changelog (`op`, `revision`).
     pub changelog: bool,
+    /// Its columns that hold each row's event time plus an offset (ms).
+    pub times: Times,
 }
+
+/// Columns that hold each row's event time plus an offset in ms: the
+/// source's event-time column (0), a window's `window_end` (+1, as a
+/// window's rows are timed at its last millisecond).
+pub(super) type Times = Vec<(String, i64)>;
 
 /// What the windows over a stream take from its source table.
 pub(super) struct Over {
@@ -42,6 +51,11 @@ pub(super) struct Over {
     /// The stream is a changelog: aggregating it again would count each
     /// update as a new row.
     pub changelog: bool,
+    /// Its columns that hold the event time (plus an offset).
+    pub times: Times,
+    /// `SET state.ttl`: how long a join keeps a row without a time bound
+    /// (ms).
+    pub ttl: Option<i64>,
 }
 
 fn unsupported(span: Span, what: &str) -> Diagnostic {
@@ -97,12 +111,16 @@ impl<'a> Query<'a> {
                 "a SELECT reads one table or view in FROM",
             ));
         };
-        if let Some(join) = from.joins.first() {
-            return Err(unsupported(
-                places.span_of(join),
-                "joins are not supported yet",
-            ));
-        }
+        let join = match from.joins.as_slice() {
+            [] => None,
+            [join] => Some(super::join::JoinClause::new(places, join, &from.relation)?),
+            [_, second, ..] => {
+                return Err(unsupported(
+                    places.span_of(second),
+                    "one JOIN per SELECT: join the result of a view with the third table",
+                ))
+            }
+        };
         let TableFactor::Table {
             name, alias, args, ..
         } = &from.relation
@@ -119,10 +137,10 @@ impl<'a> Query<'a> {
                 "table functions are not supported: write windows in GROUP BY, like GROUP BY tumble(ts, INTERVAL '10' SECOND), key",
             ));
         }
-        if let Some(alias) = alias {
+        if let (Some(alias), None) = (alias, &join) {
             return Err(unsupported(
                 places.span_of(alias),
-                "table aliases are not supported: name columns without a prefix",
+                "table aliases are for joins: name columns without a prefix",
             ));
         }
         let [part] = name.0.as_slice() else {
@@ -133,16 +151,31 @@ impl<'a> Query<'a> {
         };
         Ok(Self {
             places,
-            select,
+            select: select.as_ref().clone(),
             from: Spanned::new(name_span, ident.value.clone()),
+            join,
         })
     }
 
     /// The transforms, named after `base` (the last one is `base`), over
     /// `over`.
-    pub fn transforms(&self, base: &str, over: &Over) -> Result<Translated, Diagnostic> {
-        let mut steps: Vec<(&str, Spanned<TransformSpec>)> = Vec::new();
-        let select = self.select;
+    pub fn transforms(
+        &self,
+        base: &str,
+        over: &Over,
+        right: Option<&Over>,
+    ) -> Result<Translated, Diagnostic> {
+        let mut steps: Steps = Vec::new();
+        if let (Some(join), Some(right)) = (&self.join, right) {
+            let (query, joined) = join.translate(self, over, right, &mut steps)?;
+            return query.finish(base, &joined, steps);
+        }
+        self.finish(base, over, steps)
+    }
+
+    /// The steps after a join (or all of them), chained from `over`.
+    fn finish(&self, base: &str, over: &Over, mut steps: Steps) -> Result<Translated, Diagnostic> {
+        let select = &self.select;
         if let Some(condition) = &select.selection {
             let span = self.places.span_of(condition);
             if let Some(aggregate) = first_aggregate(condition) {
@@ -156,7 +189,7 @@ impl<'a> Query<'a> {
             GroupByExpr::Expressions(exprs, modifiers) if modifiers.is_empty() => exprs,
             _ => {
                 return Err(unsupported(
-                    self.places.span_of(select),
+                    self.places.span_of(&self.select),
                     "GROUP BY takes a window and key columns",
                 ))
             }
@@ -168,8 +201,9 @@ impl<'a> Query<'a> {
                 }
                 _ => false,
             });
+        let mut times = over.times.clone();
         let changelog = if group.is_empty() && !aggregates {
-            self.projection(&mut steps)?;
+            times = self.projection(&mut steps, &times)?;
             // A changelog stays one while its op column passes on.
             // Whatever it keeps, its rows still come from a changelog.
             over.changelog
@@ -186,11 +220,13 @@ impl<'a> Query<'a> {
             }
             if !aggregates {
                 return Err(Diagnostic::at(
-                    self.places.span_of(select),
+                    self.places.span_of(&self.select),
                     "a GROUP BY needs at least one aggregate in the SELECT list, like count(*) AS n",
                 ));
             }
-            self.grouped(group, over, &mut steps)?
+            let (changelog, grouped_times) = self.grouped(group, over, &mut steps)?;
+            times = grouped_times;
+            changelog
         };
         let count = steps.len();
         let mut from = over.stream.clone();
@@ -212,14 +248,12 @@ impl<'a> Query<'a> {
             transforms,
             stream: from,
             changelog,
+            times,
         })
     }
 
     /// A SELECT without GROUP BY: `*`, or a select of named columns.
-    fn projection(
-        &self,
-        steps: &mut Vec<(&str, Spanned<TransformSpec>)>,
-    ) -> Result<(), Diagnostic> {
+    fn projection(&self, steps: &mut Steps, times: &Times) -> Result<Times, Diagnostic> {
         let items = &self.select.projection;
         if let [SelectItem::Wildcard(options)] = items.as_slice() {
             let plain = options.opt_exclude.is_none()
@@ -228,13 +262,15 @@ impl<'a> Query<'a> {
                 && options.opt_rename.is_none()
                 && options.opt_ilike.is_none();
             if plain {
-                return Ok(());
+                return Ok(times.clone());
             }
         }
-        let span = self.places.span_of(self.select);
+        let span = self.places.span_of(&self.select);
         let mut columns = Expressions::new();
+        let mut carried = Times::new();
         for item in items {
             let (name, expr) = self.named(item)?;
+            carried.extend(carries(expr, name.get_ref(), times));
             insert_column(
                 &mut columns,
                 name,
@@ -244,7 +280,7 @@ impl<'a> Query<'a> {
         let mut t = transform("select", span.clone());
         t.columns = Some(Spanned::new(span.clone(), columns));
         steps.push(("select", Spanned::new(span, t)));
-        Ok(())
+        Ok(carried)
     }
 
     /// An item's output name and expression; expressions need `AS name`.
@@ -266,9 +302,9 @@ impl<'a> Query<'a> {
         &self,
         group: &[Expr],
         over: &Over,
-        steps: &mut Vec<(&str, Spanned<TransformSpec>)>,
-    ) -> Result<bool, Diagnostic> {
-        let span = self.places.span_of(self.select);
+        steps: &mut Steps,
+    ) -> Result<(bool, Times), Diagnostic> {
+        let span = self.places.span_of(&self.select);
         let mut window: Option<Spanned<WindowSpec>> = None;
         let mut keys: Vec<String> = Vec::new();
         for expr in group {
@@ -388,6 +424,19 @@ impl<'a> Query<'a> {
             }
             None => {}
         }
+        // A window's rows are timed at its last millisecond: its end is
+        // the time plus one. A running aggregate's are not (no column).
+        let times: Times = if running {
+            Times::new()
+        } else if same {
+            vec![("window_end".to_string(), 1)]
+        } else {
+            outputs
+                .iter()
+                .filter(|(_, text)| text.get_ref() == "window_end")
+                .map(|(name, _)| (name.get_ref().clone(), 1))
+                .collect()
+        };
         if !same {
             let mut columns = Expressions::new();
             for (name, text) in outputs {
@@ -407,7 +456,7 @@ impl<'a> Query<'a> {
             t.columns = Some(Spanned::new(span.clone(), columns));
             steps.push(("select", Spanned::new(span, t)));
         }
-        Ok(changelog)
+        Ok((changelog, times))
     }
 
     /// `tumble(ts, size)`, `hop(ts, slide, size)`, `session(ts, gap)`.
@@ -494,6 +543,20 @@ impl<'a> Query<'a> {
             },
         })
     }
+}
+
+/// The steps of a query: each a name suffix and its transform.
+pub(super) type Steps = Vec<(&'static str, Spanned<TransformSpec>)>;
+
+/// The time columns a select item `name = expr` carries from `times`.
+fn carries(expr: &Expr, name: &str, times: &Times) -> Option<(String, i64)> {
+    let Expr::Identifier(ident) = expr else {
+        return None;
+    };
+    times
+        .iter()
+        .find(|(column, _)| *column == ident.value)
+        .map(|(_, offset)| (name.to_string(), *offset))
 }
 
 /// A transform of `kind` with nothing else set.

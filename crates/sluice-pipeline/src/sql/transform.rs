@@ -60,6 +60,9 @@ fn one(
         ("aggregates", t.aggregates.as_ref().map(Spanned::span)),
         ("when", t.when.as_ref().map(Spanned::span)),
         ("emit", t.emit.as_ref().map(Spanned::span)),
+        ("right", t.right.as_ref().map(Spanned::span)),
+        ("on", t.on.as_ref().map(Spanned::span)),
+        ("between", t.between.as_ref().map(Spanned::span)),
     ];
     if let Some((key, Some(span))) = others.into_iter().find(|(_, s)| s.is_some()) {
         return Err(Diagnostic::at(
@@ -76,13 +79,20 @@ fn one(
         .and_then(|mut p| p.parse_query())
         .map_err(|e| places.parser_error(&e.to_string()))?;
     let translated = Query::new(&places, &parsed)?;
-    let over = Over {
-        stream: translated.from.get_ref().clone(),
-        event_time,
+    // A stream's column named as the source's event time holds it.
+    let over = |stream: &Spanned<String>| Over {
+        stream: stream.get_ref().clone(),
+        event_time: event_time.clone(),
         lateness: t.allowed_lateness.clone(),
         changelog: false,
+        times: event_time.iter().map(|e| (e.clone(), 0)).collect(),
+        ttl: None,
     };
-    let mut transforms = translated.transforms(t.name.get_ref(), &over)?.transforms;
+    let right = translated.join.as_ref().map(|j| over(&j.right));
+    let over = over(&translated.from);
+    let mut transforms = translated
+        .transforms(t.name.get_ref(), &over, right.as_ref())?
+        .transforms;
     if transforms.is_empty() {
         // `SELECT * FROM x`: the transform's name is a stream of x's rows.
         let mut pass = super::query::transform("filter", query.span());

@@ -145,7 +145,8 @@ impl Replayable for GeneratorSource {
 /// Nexmark events (people, auctions, bids) as rows of one flat schema:
 /// `kind`, `person` (the person, seller or bidder), `auction`, `price`
 /// (cents: a bid's price, an auction's initial bid), `category`, `channel`,
-/// `city`, `state`, `ts`; fields that don't apply to a kind are null.
+/// `city`, `state`, `name` (a person's), `expires` (an auction's end, epoch
+/// ms), `ts`; fields that don't apply to a kind are null.
 pub struct NexmarkRows {
     events: sluice_connectors::nexmark::NexmarkSource,
     buffer: Batch<sluice_connectors::nexmark::Event>,
@@ -179,6 +180,8 @@ impl NexmarkRows {
             Field::new("channel", DataType::Utf8, true),
             Field::new("city", DataType::Utf8, true),
             Field::new("state", DataType::Utf8, true),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("expires", DataType::Int64, true),
             Field::new("ts", DataType::Int64, false),
         ]))
     }
@@ -186,7 +189,7 @@ impl NexmarkRows {
 
 impl Source<Rows> for NexmarkRows {
     fn poll(&mut self, out: &mut Batch<Rows>, _max: usize) -> Result<SourceStatus, BoxError> {
-        use arrow::array::{StringBuilder, UInt64Builder};
+        use arrow::array::{Int64Builder, StringBuilder, UInt64Builder};
         use sluice_connectors::nexmark::Event;
         self.buffer.clear();
         let status = self.events.poll(&mut self.buffer, self.chunk_rows)?;
@@ -200,6 +203,8 @@ impl Source<Rows> for NexmarkRows {
             let mut channel = StringBuilder::new();
             let mut city = StringBuilder::new();
             let mut state = StringBuilder::new();
+            let mut name = StringBuilder::new();
+            let mut expires = Int64Builder::new();
             let mut ts = Vec::with_capacity(n);
             for event in self.buffer.items() {
                 ts.push(event.date_time());
@@ -213,6 +218,8 @@ impl Source<Rows> for NexmarkRows {
                         channel.append_null();
                         city.append_value(p.city());
                         state.append_value(p.state());
+                        name.append_value(p.name());
+                        expires.append_null();
                     }
                     Event::Auction(a) => {
                         kind.append_value("auction");
@@ -223,6 +230,8 @@ impl Source<Rows> for NexmarkRows {
                         channel.append_null();
                         city.append_null();
                         state.append_null();
+                        name.append_null();
+                        expires.append_value(a.expires);
                     }
                     Event::Bid(b) => {
                         kind.append_value("bid");
@@ -233,6 +242,8 @@ impl Source<Rows> for NexmarkRows {
                         channel.append_value(b.channel_name());
                         city.append_null();
                         state.append_null();
+                        name.append_null();
+                        expires.append_null();
                     }
                 }
             }
@@ -248,6 +259,8 @@ impl Source<Rows> for NexmarkRows {
                     Arc::new(channel.finish()),
                     Arc::new(city.finish()),
                     Arc::new(state.finish()),
+                    Arc::new(name.finish()),
+                    Arc::new(expires.finish()),
                     Arc::new(times.clone()),
                 ],
             )?;
