@@ -174,7 +174,8 @@ path = "out/dead_letter.jsonl"
 /// The same kind of dataflow written in SQL: a filter; tumbling, session
 /// and sliding windows (all with the source table's allowed lateness, so
 /// their rows are changelogs); a running aggregate without a window; a
-/// filter and select for the alerts; both reserved streams.
+/// filter and select for the alerts; a join of two views within a time
+/// range; both reserved streams.
 fn sql_pipeline(input: &Path, workers: usize) -> String {
     format!(
         r#"SET execution.batch_size = 1000;
@@ -209,6 +210,15 @@ INSERT INTO totals_file
     SELECT sensor, count(*) AS n, max(temperature) AS hi FROM valid GROUP BY sensor;
 INSERT INTO late_file SELECT * FROM late;
 INSERT INTO dead_letter_file SELECT * FROM dead_letter;
+
+CREATE TABLE swings_file WITH (connector = 'file', path = 'out/swings.jsonl');
+CREATE VIEW warm AS SELECT sensor, temperature, ts FROM valid WHERE temperature > 30;
+CREATE VIEW cold AS SELECT sensor, temperature, ts FROM valid WHERE temperature < 0;
+INSERT INTO swings_file
+    SELECT w.sensor, w.ts AS warm_at, c.ts AS cold_at, w.temperature - c.temperature AS swing
+    FROM warm AS w JOIN cold AS c
+      ON w.sensor = c.sensor
+     AND c.ts BETWEEN w.ts - INTERVAL '2' SECOND AND w.ts + INTERVAL '2' SECOND;
 "#,
         input = input.display()
     )
@@ -391,7 +401,10 @@ fn compare(
             lines > 0 || name == "hot.jsonl",
             "{name} is empty: a weak test"
         );
-        if exact {
+        // A join makes a pair when its later row comes: which of two rows
+        // that come close together is later depends on how the workers
+        // took turns, so the order of pairs may differ, not the pairs.
+        if exact && !name.starts_with("swings") {
             if expected != found {
                 return Err(format!(
                     "{name} differs from the uninterrupted run ({} vs {} bytes)",
@@ -577,6 +590,15 @@ fn the_harness_catches_a_restart_from_scratch_of_a_sql_pipeline() {
         error.contains("did not resume from its last checkpoint"),
         "{error}"
     );
+}
+
+/// ... and a join that forgets the rows it held at a restart: the pairs of
+/// a row before the checkpoint and one after it are missing.
+#[test]
+fn the_harness_catches_a_join_that_forgets_its_state() {
+    let error = crash_and_compare_in(Written::Sql, 1, 4, "forget-join-state")
+        .expect_err("the harness passed");
+    assert!(error.contains("swings.jsonl"), "{error}");
 }
 
 /// The harness fails a run that restarts from nothing instead of resuming,

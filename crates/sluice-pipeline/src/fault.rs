@@ -39,6 +39,8 @@ pub enum Fault {
     /// A session window does not delete a session that a late event merged
     /// into another: its old row stays in the changelog.
     KeepMergedSessions,
+    /// A join restored from a checkpoint starts without the rows it held.
+    ForgetJoinState,
 }
 
 impl Fault {
@@ -54,6 +56,7 @@ impl Fault {
             Fault::SkipPartitionResume => "skip-partition-resume",
             Fault::Miscount => "miscount",
             Fault::KeepMergedSessions => "keep-merged-sessions",
+            Fault::ForgetJoinState => "forget-join-state",
         }
     }
 }
