@@ -6,6 +6,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod nexmark;
+pub mod sql;
 
 use sluice::prelude::*;
 use sluice::watermark::WatermarkStrategy;

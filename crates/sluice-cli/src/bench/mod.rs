@@ -6,6 +6,7 @@ mod adaptive;
 mod latency;
 mod report;
 mod scaling;
+mod sql;
 mod workloads;
 
 use anyhow::{bail, Context, Result};
@@ -37,6 +38,18 @@ pub enum Workload {
     NexmarkQ7,
     /// Nexmark q8: persons who sold in the 10 s window they joined in.
     NexmarkQ8,
+    /// Nexmark q0 written in SQL (examples/nexmark/q0.sql), rows to a file.
+    NexmarkSqlQ0,
+    /// Nexmark q1 written in SQL.
+    NexmarkSqlQ1,
+    /// Nexmark q2 written in SQL.
+    NexmarkSqlQ2,
+    /// Nexmark q3 written in SQL (a join bounded by state.ttl).
+    NexmarkSqlQ3,
+    /// Nexmark q7 written in SQL (a window joined back to the bids).
+    NexmarkSqlQ7,
+    /// Nexmark q8 written in SQL (a join of two windowed views).
+    NexmarkSqlQ8,
     /// Event mode at an offered rate: source -> rule -> handler -> sink, with
     /// per-event latency in an HDR histogram.
     Latency,
@@ -61,6 +74,19 @@ impl Workload {
             Workload::NexmarkQ5 => "q5",
             Workload::NexmarkQ7 => "q7",
             Workload::NexmarkQ8 => "q8",
+            _ => return None,
+        })
+    }
+
+    /// The Nexmark query name, for Nexmark queries written in SQL.
+    fn nexmark_sql_query(self) -> Option<&'static str> {
+        Some(match self {
+            Workload::NexmarkSqlQ0 => "q0",
+            Workload::NexmarkSqlQ1 => "q1",
+            Workload::NexmarkSqlQ2 => "q2",
+            Workload::NexmarkSqlQ3 => "q3",
+            Workload::NexmarkSqlQ7 => "q7",
+            Workload::NexmarkSqlQ8 => "q8",
             _ => return None,
         })
     }
@@ -162,6 +188,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         Workload::W0 => workloads::w0(args, &mut report)?,
         Workload::W1 => workloads::w1(args, &mut report)?,
         Workload::Latency => latency::run(args, &mut report)?,
+        other if other.nexmark_sql_query().is_some() => {
+            sql::run(
+                args,
+                other.nexmark_sql_query().unwrap_or_default(),
+                &mut report,
+            )?;
+        }
         other => {
             let query = other.nexmark_query().context("not a Nexmark workload")?;
             workloads::nexmark(args, query, &mut report)?;
