@@ -824,3 +824,93 @@ path = "out.jsonl"
     let message = toml_rows(&bad).unwrap_err();
     assert!(message.contains("`hi` has no column `kk`"), "{message}");
 }
+
+/// Runs `sql` over [`INPUT`] with `files` beside it; the rows written to
+/// `out.jsonl`, or the error.
+fn rows_with(sql: &str, files: &[(&str, &str)]) -> Result<Vec<Value>, String> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.jsonl"), INPUT).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let plan = load_str(sql, Path::new("p.sql"), dir.path(), None).map_err(|e| e.to_string())?;
+    let watch = progress(&plan);
+    run(plan, &watch).map_err(|e| e.to_string())?;
+    let text = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
+    Ok(json(&text))
+}
+
+const NAMES: (&str, &str) = ("names.csv", "k,label\na,alpha\na,first\nb,beta\nc,gamma\n");
+
+#[test]
+fn a_lookup_join_pairs_each_row_with_the_rows_of_a_file_read_at_start() {
+    let sql = format!(
+        "{TABLES}CREATE TABLE names WITH (connector = 'file', path = 'names.csv');
+INSERT INTO out SELECT r.ts, n.label FROM r JOIN names AS n ON r.k = n.k WHERE r.v < 6;"
+    );
+    // a@0, a@100, b@200, a@2700 pass the filter; a has two labels.
+    let expected = r#"{"ts":0,"label":"alpha"}
+{"ts":0,"label":"first"}
+{"ts":100,"label":"alpha"}
+{"ts":100,"label":"first"}
+{"ts":200,"label":"beta"}
+{"ts":2700,"label":"alpha"}
+{"ts":2700,"label":"first"}"#;
+    assert_eq!(rows_with(&sql, &[NAMES]).unwrap(), json(expected));
+    // The rest of ON filters the pairs; a window counts them per label.
+    let sql = format!(
+        "{TABLES}CREATE TABLE names WITH (connector = 'file', path = 'names.csv');
+INSERT INTO out SELECT n.label, count(*) AS c FROM r JOIN names AS n ON n.k = r.k AND n.label <> 'first'
+GROUP BY tumble(r.ts, INTERVAL '10' SECOND), n.label;"
+    );
+    assert_eq!(
+        rows_with(&sql, &[NAMES]).unwrap(),
+        json(
+            r#"{"label":"alpha","c":4}
+{"label":"beta","c":2}"#
+        )
+    );
+}
+
+#[test]
+fn a_lookup_table_is_a_file_and_says_what_is_wrong_with_it() {
+    let lookup = |options: &str| {
+        format!(
+            "{TABLES}CREATE TABLE names WITH ({options});
+INSERT INTO out SELECT r.ts, n.label FROM r JOIN names AS n ON r.k = n.k;"
+        )
+    };
+    let cases = [
+        (
+            lookup("connector = 'file', path = 'names.csv', event_time = 'ts'"),
+            "p.sql:3:66:",
+            "`event_time` does not apply to a lookup table",
+        ),
+        (
+            lookup("connector = 'nexmark', events = 10"),
+            "p.sql:3:38:",
+            "its connector is 'file'",
+        ),
+        (
+            lookup("connector = 'file', path = 'missing.csv'"),
+            "p.sql:3:53:",
+            "cannot read the lookup table",
+        ),
+        (
+            format!(
+                "{TABLES}CREATE TABLE names WITH (connector = 'file', path = 'names.csv');
+INSERT INTO out SELECT r.ts FROM r JOIN names AS n ON r.k = n.key;"
+            ),
+            "p.sql:4:61:",
+            "the table `names` has no column `key`; it has: k, label",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (sql, place, words) in &cases {
+        let message = rows_with(sql, &[NAMES]).unwrap_err();
+        if !(message.starts_with(place) && message.contains(words)) {
+            wrong.push(format!("expected {place} ... {words}\n  got {message}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

@@ -110,7 +110,7 @@ impl DataflowBuilder<'_> {
 }
 
 /// An operator that drops everything (to check a join can be built).
-struct Discard;
+pub(super) struct Discard;
 
 impl sluice::Operator<Rows> for Discard {
     fn on_batch(&mut self, _batch: &mut sluice::Batch<Rows>) -> sluice::OperatorResult {

@@ -80,7 +80,9 @@ impl<'a> DataflowBuilder<'a> {
             .iter()
             .map(|t| {
                 let kind = match t.operation {
-                    Operation::Window(_) | Operation::Join(_) => Kind::Window,
+                    Operation::Window(_) | Operation::Join(_) | Operation::Lookup(_) => {
+                        Kind::Window
+                    }
                     _ => Kind::Row,
                 };
                 (t.name.clone(), kind, t.inputs().map(String::from).collect())
@@ -318,6 +320,17 @@ impl<'a> DataflowBuilder<'a> {
                     ..counted
                 };
                 self.add_join(&name, input, right, join, counted)?
+            }
+            Operation::Lookup(lookup) => {
+                let lookup = lookup.clone();
+                crate::join::LookupOp::new(lookup.clone(), Box::new(crate::build::join::Discard))
+                    .map_err(|e| Error::Bug(format!("{name}: {e}")))?;
+                input.operator(move |down, _| {
+                    match crate::join::LookupOp::new(lookup.clone(), down) {
+                        Ok(op) => Box::new(op.counted(counted.clone())),
+                        Err(e) => unreachable!("checked above: {e}"),
+                    }
+                })
             }
         };
         self.add_stream(&t.name, out);

@@ -160,6 +160,22 @@ pub struct TransformSpec {
     /// `join`: the range of the right row's time minus the left row's,
     /// like `["-10s", "10s"]`.
     pub between: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `lookup`: the table looked up, read whole at start.
+    pub table: Option<Spanned<LookupTableSpec>>,
+}
+
+/// `table = { path = "products.csv" }`: a file read whole when the
+/// pipeline starts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupTableSpec {
+    /// The file, against the pipeline file's folder.
+    pub path: Spanned<String>,
+    /// `jsonl` or `csv`; by default from the extension.
+    pub format: Option<Spanned<String>>,
+    /// What its columns are called after the lookup (`name.column`); by
+    /// default the file's name without its extension.
+    pub name: Option<Spanned<String>>,
 }
 
 /// `key = "sensor"` or `key = ["sensor", "site"]`.

@@ -20,6 +20,7 @@ use toml::Spanned;
 
 mod execution;
 mod join;
+mod lookup;
 mod sink;
 mod source;
 mod transform;
@@ -89,6 +90,8 @@ pub enum Operation {
     Window(Arc<WindowPlan>),
     /// Pairs of rows of two streams with equal keys, close in time.
     Join(Arc<crate::join::JoinPlan>),
+    /// Pairs of a stream's rows with the rows of a table read at start.
+    Lookup(Arc<crate::join::LookupPlan>),
     /// Where `when` holds, emits `emit` (or the row).
     Rule {
         /// The trigger.
@@ -418,7 +421,7 @@ fn compile(
     let mut transforms = Vec::new();
     let mut previous = "source".to_string();
     for t in &spec.transforms {
-        let plan = transform(t.get_ref(), &previous, &schemas, functions)?;
+        let plan = transform(t.get_ref(), &previous, &schemas, functions, base)?;
         previous = plan.name.clone();
         schemas.insert(plan.name.clone(), plan.schema.clone());
         transforms.push(plan);

@@ -31,6 +31,7 @@ pub(super) fn transform(
     previous: &str,
     schemas: &IndexMap<String, SchemaRef>,
     functions: &Functions,
+    base: &Path,
 ) -> Result<TransformPlan, Failure> {
     let name = stream_name(t, schemas)?;
     let from = input_stream(t, previous, schemas)?;
@@ -49,6 +50,7 @@ pub(super) fn transform(
         ("right", span_of(&t.right)),
         ("on", span_of(&t.on)),
         ("between", span_of(&t.between)),
+        ("table", span_of(&t.table)),
     ];
     let kind = t.kind.get_ref().clone();
     let (operation, schema, describe) = match kind.as_str() {
@@ -80,12 +82,16 @@ pub(super) fn transform(
             only(&t.kind, &given, &["right", "on", "between"])?;
             super::join::join(t, &name, &from, schemas)?
         }
+        "lookup" => {
+            only(&t.kind, &given, &["table", "on"])?;
+            super::lookup::lookup(t, &name, &from, schemas, base)?
+        }
         other => {
             return Err(at(
                 t.kind.span(),
                 format!(
                     "transform type \"{other}\" is not known; use \"filter\", \"select\", \
-                     \"window\", \"aggregate\", \"join\", \"rule\" or \"sql\""
+                     \"window\", \"aggregate\", \"join\", \"lookup\", \"rule\" or \"sql\""
                 ),
             ))
         }

@@ -5,10 +5,10 @@
 //! named `stream.column`, and the query's `alias.column` are rewritten to
 //! them.
 
-use super::query::{transform, Over, Query, Steps, Times};
+use super::query::{transform, Over, Query, Steps, Times, Translated};
 use super::text::{interval_text, Places};
 use crate::config::diag::{Diagnostic, Span};
-use crate::config::Expressions;
+use crate::config::{Expressions, LookupTableSpec};
 use datafusion::sql::sqlparser::ast::{
     self, BinaryOperator, Expr, Ident, JoinConstraint, JoinOperator, SelectItem, TableFactor,
 };
@@ -173,8 +173,8 @@ impl JoinClause {
         let mut bounds = Bounds::default();
         let mut rest: Vec<Expr> = Vec::new();
         for c in conjuncts {
-            let at = places.span_of(c);
-            if let Some((l, r)) = self.key(c, left, right) {
+            if let Some((l, r, right_column)) = self.key(c, left, right) {
+                let at = places.span_of(right_column);
                 if keys.contains_key(&l) {
                     rest.push(c.clone());
                 } else {
@@ -246,18 +246,7 @@ impl JoinClause {
             vec![between(lower), between(upper)],
         ));
         steps.push(("join", Spanned::new(self.span.clone(), join)));
-        if let Some(first) = rest.first() {
-            let at = places.span_of(first);
-            let mut condition = rest
-                .iter()
-                .cloned()
-                .reduce(|a, b| compare(&a, BinaryOperator::And, &b))
-                .unwrap_or_else(|| first.clone());
-            self.qualify(places, &mut condition, streams)?;
-            let mut filter = transform("filter", at.clone());
-            filter.predicate = Some(Spanned::new(at.clone(), condition.to_string()));
-            steps.push(("on", Spanned::new(at, filter)));
-        }
+        self.filter_rest(places, &rest, streams, steps)?;
         let mut select = query.select.clone();
         self.rename(places, &mut select, streams)?;
         // A pair's time is the later of its rows'. A side's time columns
@@ -292,9 +281,122 @@ impl JoinClause {
         Ok((query, joined))
     }
 
+    /// What is left of ON, as a filter after the join.
+    fn filter_rest(
+        &self,
+        places: &Places,
+        rest: &[Expr],
+        streams: [&str; 2],
+        steps: &mut Steps,
+    ) -> Result<(), Diagnostic> {
+        let Some(first) = rest.first() else {
+            return Ok(());
+        };
+        let at = places.span_of(first);
+        let mut condition = rest
+            .iter()
+            .cloned()
+            .reduce(|a, b| compare(&a, BinaryOperator::And, &b))
+            .unwrap_or_else(|| first.clone());
+        self.qualify(places, &mut condition, streams)?;
+        let mut filter = transform("filter", at.clone());
+        filter.predicate = Some(Spanned::new(at.clone(), condition.to_string()));
+        steps.push(("on", Spanned::new(at, filter)));
+        Ok(())
+    }
+
+    /// A lookup join of the stream `left` against `table`, read whole at
+    /// start: the equalities of ON are its keys, the rest a filter after
+    /// it. Each row keeps its time.
+    pub fn lookup(
+        &self,
+        query: &Query<'_>,
+        base: &str,
+        left: &Over,
+        table: Spanned<LookupTableSpec>,
+    ) -> Result<Translated, Diagnostic> {
+        let places = query.places;
+        if left.changelog {
+            return Err(Diagnostic::at(
+                query.from.span(),
+                format!(
+                    "`{}` is a changelog: looking it up is not supported; look up the stream it is made from",
+                    query.from.get_ref()
+                ),
+            ));
+        }
+        let table_name = self.right.get_ref().clone();
+        let streams = [left.stream.as_str(), table_name.as_str()];
+        let mut conjuncts = Vec::new();
+        flatten(&self.on, &mut conjuncts);
+        let mut keys = Expressions::new();
+        let mut rest = Vec::new();
+        for c in conjuncts {
+            let pair = match c {
+                Expr::BinaryOp {
+                    left: a,
+                    op: BinaryOperator::Eq,
+                    right: b,
+                } => match (self.column(a), self.column(b)) {
+                    (Some((Side::Left, l)), Some((Side::Right, r))) => Some((l, r, b)),
+                    (Some((Side::Right, r)), Some((Side::Left, l))) => Some((l, r, a)),
+                    _ => None,
+                },
+                _ => None,
+            };
+            match pair {
+                Some((l, r, at)) if !keys.contains_key(&l) => {
+                    keys.insert(l, Spanned::new(places.span_of(at.as_ref()), r));
+                }
+                _ => rest.push(c.clone()),
+            }
+        }
+        if keys.is_empty() {
+            return Err(Diagnostic::at(
+                places.span_of(&self.on),
+                format!(
+                    "a lookup join needs an equality of a column of each side in ON, like {}.product = {}.id",
+                    self.left_alias, self.right_alias
+                ),
+            ));
+        }
+        let mut steps = Steps::new();
+        let mut lookup = transform("lookup", self.span.clone());
+        lookup.on = Some(Spanned::new(places.span_of(&self.on), keys));
+        lookup.table = Some(table);
+        steps.push(("lookup", Spanned::new(self.span.clone(), lookup)));
+        self.filter_rest(places, &rest, streams, &mut steps)?;
+        let mut select = query.select.clone();
+        self.rename(places, &mut select, streams)?;
+        let joined = Over {
+            stream: left.stream.clone(),
+            event_time: None,
+            lateness: left.lateness.clone(),
+            changelog: false,
+            times: left
+                .times
+                .iter()
+                .map(|(c, o)| (format!("{}.{c}", streams[0]), *o))
+                .collect(),
+            ttl: None,
+        };
+        let query = Query {
+            places,
+            select,
+            from: query.from.clone(),
+            join: None,
+        };
+        query.finish(base, &joined, steps)
+    }
+
     /// `l.x = r.y` of columns that are not both event times: the key pair
     /// (left column, right column).
-    fn key(&self, e: &Expr, left: &Over, right: &Over) -> Option<(String, String)> {
+    fn key<'e>(
+        &self,
+        e: &'e Expr,
+        left: &Over,
+        right: &Over,
+    ) -> Option<(String, String, &'e Expr)> {
         let Expr::BinaryOp {
             left: a,
             op: BinaryOperator::Eq,
@@ -305,16 +407,16 @@ impl JoinClause {
         };
         let (sa, ca) = self.column(a)?;
         let (sb, cb) = self.column(b)?;
-        let (l, r) = match (sa, sb) {
-            (Side::Left, Side::Right) => (ca, cb),
-            (Side::Right, Side::Left) => (cb, ca),
+        let (l, r, right_column) = match (sa, sb) {
+            (Side::Left, Side::Right) => (ca, cb, b.as_ref()),
+            (Side::Right, Side::Left) => (cb, ca, a.as_ref()),
             _ => return None,
         };
         let timed = |over: &Over, c: &str| over.times.iter().any(|(t, _)| t == c);
         if timed(left, &l) && timed(right, &r) {
             return None;
         }
-        Some((l, r))
+        Some((l, r, right_column))
     }
 
     /// `alias.column`: its side and column.

@@ -8,7 +8,9 @@
 use super::query::{Over, Query, Times, Translated};
 use super::text::{literal, watermark_clauses, watermarks_by_statement, Places, Watermark};
 use crate::config::diag::{Diagnostic, Span};
-use crate::config::{ExecutionSpec, PipelineSpec, Settings, SinkSpec, SourceSpec, TransformSpec};
+use crate::config::{
+    ExecutionSpec, LookupTableSpec, PipelineSpec, Settings, SinkSpec, SourceSpec, TransformSpec,
+};
 use datafusion::sql::sqlparser::ast::{
     self, ColumnDef, CreateTableOptions, Expr, ObjectName, SqlOption, Statement,
 };
@@ -246,18 +248,93 @@ impl File<'_> {
     ) -> Result<(String, bool, Times), Diagnostic> {
         let translated = Query::new(self.places, query)?;
         let over = self.read(&translated.from)?;
-        let right = match &translated.join {
-            Some(join) => Some(self.read(&join.right)?),
+        let lookup = match &translated.join {
+            Some(join) => self.lookup_table(&join.right)?,
             None => None,
+        };
+        let right = match (&translated.join, &lookup) {
+            (Some(join), None) => Some(self.read(&join.right)?),
+            _ => None,
         };
         let Translated {
             transforms,
             stream,
             changelog,
             times,
-        } = translated.transforms(base, &over, right.as_ref())?;
+        } = match (&translated.join, lookup) {
+            (Some(join), Some(table)) => join.lookup(&translated, base, &over, table)?,
+            _ => translated.transforms(base, &over, right.as_ref())?,
+        };
         self.transforms.extend(transforms);
         Ok((stream, changelog, times))
+    }
+
+    /// The table a join reads whole at start, when `name` is one: a file
+    /// table other than the source (a lookup join).
+    fn lookup_table(
+        &mut self,
+        name: &Spanned<String>,
+    ) -> Result<Option<Spanned<LookupTableSpec>>, Diagnostic> {
+        let key = name.get_ref();
+        if self.streams.contains_key(key) || self.source.as_ref() == Some(key) {
+            return Ok(None);
+        }
+        let Some(table) = self.tables.get_mut(key) else {
+            return Ok(None);
+        };
+        if table.written {
+            return Err(Diagnostic::at(
+                name.span(),
+                format!("`{key}` is written by an INSERT: a table is read or written, not both"),
+            ));
+        }
+        let text = |value: &Spanned<toml::Value>, what: &str| match value.get_ref() {
+            toml::Value::String(s) => Ok(Spanned::new(value.span(), s.clone())),
+            _ => Err(Diagnostic::at(
+                value.span(),
+                format!("`{what}`: a string in quotes"),
+            )),
+        };
+        let mut path = None;
+        let mut format = None;
+        for (option, (option_span, value)) in &table.options {
+            match option.as_str() {
+                "connector" if value.get_ref().as_str() == Some("file") => {}
+                "connector" => {
+                    return Err(Diagnostic::at(
+                        value.span(),
+                        format!("`{key}` is joined as a lookup table, read whole at start: its connector is 'file' (a second streaming source is not supported)"),
+                    ))
+                }
+                "path" => path = Some(text(value, "path")?),
+                "format" => format = Some(text(value, "format")?),
+                other => {
+                    return Err(Diagnostic::at(
+                        option_span.clone(),
+                        format!("`{other}` does not apply to a lookup table (`{key}`, read whole at start): it takes connector = 'file', path and format"),
+                    ))
+                }
+            }
+        }
+        if table.watermark.is_some() || !table.columns.is_empty() {
+            return Err(Diagnostic::at(
+                table.span.clone(),
+                format!("`{key}` is a lookup table: its columns come from the file; remove the column list"),
+            ));
+        }
+        let path = path.ok_or_else(|| {
+            Diagnostic::at(
+                table.span.clone(),
+                format!("the lookup table `{key}` needs its file: path = 'products.csv'"),
+            )
+        })?;
+        table.read = true;
+        let spec = LookupTableSpec {
+            path,
+            format,
+            name: Some(name.clone()),
+        };
+        Ok(Some(Spanned::new(table.span.clone(), spec)))
     }
 
     /// The stream a query's `FROM` names, with what windows over it take

@@ -174,7 +174,12 @@ impl<'a> Query<'a> {
     }
 
     /// The steps after a join (or all of them), chained from `over`.
-    fn finish(&self, base: &str, over: &Over, mut steps: Steps) -> Result<Translated, Diagnostic> {
+    pub(super) fn finish(
+        &self,
+        base: &str,
+        over: &Over,
+        mut steps: Steps,
+    ) -> Result<Translated, Diagnostic> {
         let select = &self.select;
         if let Some(condition) = &select.selection {
             let span = self.places.span_of(condition);
@@ -577,6 +582,7 @@ pub(super) fn transform(kind: &str, span: Span) -> TransformSpec {
         right: None,
         on: None,
         between: None,
+        table: None,
     }
 }
 
