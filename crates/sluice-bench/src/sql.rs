@@ -8,7 +8,7 @@ use serde_json::Value;
 use sluice_connectors::nexmark::{Event, NexmarkSource, STATES};
 
 /// The queries written in SQL.
-pub const QUERIES: [&str; 6] = ["q0", "q1", "q2", "q3", "q7", "q8"];
+pub const QUERIES: [&str; 7] = ["q0", "q1", "q2", "q3", "q5", "q7", "q8"];
 
 /// How many events each file generates as written (`events = ...`).
 pub const EVENTS: u64 = 100_000;
@@ -20,6 +20,7 @@ pub fn text(query: &str) -> Option<&'static str> {
         "q1" => include_str!("../../../examples/nexmark/q1.sql"),
         "q2" => include_str!("../../../examples/nexmark/q2.sql"),
         "q3" => include_str!("../../../examples/nexmark/q3.sql"),
+        "q5" => include_str!("../../../examples/nexmark/q5.sql"),
         "q7" => include_str!("../../../examples/nexmark/q7.sql"),
         "q8" => include_str!("../../../examples/nexmark/q8.sql"),
         _ => return None,
@@ -59,6 +60,9 @@ pub fn row_value(query: &str, row: &Value) -> Option<u64> {
                 + 13 * state;
             person.wrapping_add(unsigned(row, "id")?)
         }
+        "q5" => unsigned(row, "auction")?
+            .wrapping_mul(1000)
+            .wrapping_add(unsigned(row, "num")?),
         "q7" => unsigned(row, "auction")?
             .wrapping_add(unsigned(row, "price")?)
             .wrapping_add(unsigned(row, "bidder")?)

@@ -46,6 +46,8 @@ pub enum Workload {
     NexmarkSqlQ2,
     /// Nexmark q3 written in SQL (a join bounded by state.ttl).
     NexmarkSqlQ3,
+    /// Nexmark q5 written in SQL (a window over windows, joined back).
+    NexmarkSqlQ5,
     /// Nexmark q7 written in SQL (a window joined back to the bids).
     NexmarkSqlQ7,
     /// Nexmark q8 written in SQL (a join of two windowed views).
@@ -85,6 +87,7 @@ impl Workload {
             Workload::NexmarkSqlQ1 => "q1",
             Workload::NexmarkSqlQ2 => "q2",
             Workload::NexmarkSqlQ3 => "q3",
+            Workload::NexmarkSqlQ5 => "q5",
             Workload::NexmarkSqlQ7 => "q7",
             Workload::NexmarkSqlQ8 => "q8",
             _ => return None,

@@ -325,11 +325,34 @@ impl<'a> Query<'a> {
                 _ => return Err(Diagnostic::at(at, "GROUP BY takes key columns and one window: tumble(ts, size), hop(ts, slide, size) or session(ts, gap)")),
             }
         }
+        // GROUP BY a time column of a windowed view (its window_end, say):
+        // the rows of each of its windows share one time, and are
+        // aggregated when the watermark passes it, by a window of one
+        // millisecond (a window over windows, as Nexmark q5 takes).
+        let cascade = window.is_none()
+            && keys
+                .iter()
+                .any(|k| over.times.iter().any(|(column, _)| column == k));
+        if cascade {
+            let name = |n: &str| Spanned::new(span.clone(), n.to_string());
+            window = Some(Spanned::new(
+                span.clone(),
+                WindowSpec {
+                    kind: name("tumbling"),
+                    size: Some(Spanned::new(
+                        span.clone(),
+                        toml::Value::String("1ms".to_string()),
+                    )),
+                    slide: None,
+                    gap: None,
+                },
+            ));
+        }
         // Without a window: a running aggregate, whose rows are a changelog.
         let running = window.is_none();
         let changelog = running || over.lateness.is_some();
         let mut passing: HashSet<String> = keys.iter().cloned().collect();
-        if !running {
+        if !running && !cascade {
             passing.extend(["window_start".to_string(), "window_end".to_string()]);
         }
         if changelog {
@@ -431,15 +454,31 @@ impl<'a> Query<'a> {
         }
         // A window's rows are timed at its last millisecond: its end is
         // the time plus one. A running aggregate's are not (no column).
-        let times: Times = if running {
-            Times::new()
-        } else if same {
-            vec![("window_end".to_string(), 1)]
+        // Over windows, the time columns of the windows grouped by keep
+        // their offsets.
+        let timed = |text: &str| -> Option<i64> {
+            if running {
+                None
+            } else if cascade {
+                over.times
+                    .iter()
+                    .find(|(column, _)| column == text)
+                    .map(|(_, offset)| *offset)
+            } else {
+                (text == "window_end").then_some(1)
+            }
+        };
+        let times: Times = if same {
+            natural
+                .iter()
+                .filter_map(|n| timed(n).map(|o| (n.clone(), o)))
+                .collect()
         } else {
             outputs
                 .iter()
-                .filter(|(_, text)| text.get_ref() == "window_end")
-                .map(|(name, _)| (name.get_ref().clone(), 1))
+                .filter_map(|(name, text)| {
+                    timed(text.get_ref()).map(|o| (name.get_ref().clone(), o))
+                })
                 .collect()
         };
         if !same {
