@@ -71,36 +71,43 @@ impl JoinPlan {
             .map_err(failed)
     }
 
-    /// The keys of `rows` of one side, in the types both sides compare in.
+    /// The keys of `rows` of one side, in the types both sides compare in,
+    /// and whether each has a null (a null equals nothing; so does a value
+    /// the cast could not convert).
     fn keys(
         &self,
         right: bool,
         rows: &Rows,
         converter: &RowConverter,
-    ) -> Result<KeyRows, OperatorError> {
+    ) -> Result<(KeyRows, Vec<bool>), OperatorError> {
         let columns = if right {
             &self.right_keys
         } else {
             &self.left_keys
         };
-        let arrays = columns
-            .iter()
-            .zip(&self.key_types)
-            .map(|(&c, t)| cast(rows.batch.column(c), t))
-            .collect::<Result<Vec<ArrayRef>, _>>()
-            .map_err(failed)?;
-        converter.convert_columns(&arrays).map_err(failed)
+        key_rows(rows.batch.columns(), columns, &self.key_types, converter)
     }
+}
 
-    /// Whether row `row`'s key has a null (which equals nothing).
-    fn null_key(&self, right: bool, rows: &Rows, row: usize) -> bool {
-        let columns = if right {
-            &self.right_keys
-        } else {
-            &self.left_keys
-        };
-        columns.iter().any(|&c| rows.batch.column(c).is_null(row))
-    }
+/// The row-format keys of `columns` of a batch cast to `types`, and which
+/// rows have a null among them.
+fn key_rows(
+    batch: &[ArrayRef],
+    columns: &[usize],
+    types: &[DataType],
+    converter: &RowConverter,
+) -> Result<(KeyRows, Vec<bool>), OperatorError> {
+    let arrays = columns
+        .iter()
+        .zip(types)
+        .map(|(&c, t)| cast(&batch[c], t))
+        .collect::<Result<Vec<ArrayRef>, _>>()
+        .map_err(failed)?;
+    let n = arrays.first().map_or(0, |a| a.len());
+    let nulls = (0..n)
+        .map(|row| arrays.iter().any(|a| a.is_null(row)))
+        .collect();
+    Ok((converter.convert_columns(&arrays).map_err(failed)?, nulls))
 }
 
 /// A chunk of rows of one side, bound for one worker.
@@ -166,7 +173,7 @@ impl Operator<Rows> for SplitSide {
                 );
                 continue;
             }
-            let keys = self.plan.keys(self.right, &rows, &self.converter)?;
+            let (keys, _) = self.plan.keys(self.right, &rows, &self.converter)?;
             let mut per_worker: Vec<Vec<u32>> = vec![Vec::new(); self.workers];
             for (row, key) in keys.iter().enumerate() {
                 let worker = (stable_hash(key.as_ref()) % self.workers as u64) as usize;
@@ -236,11 +243,14 @@ impl Held {
         self.due.entry(drop_at).or_default().push(key.into());
     }
 
-    /// Drops the rows whose `time + margin` is behind `watermark`.
+    /// Drops the rows whose `time + margin` is behind `watermark` (their
+    /// drop time, `time + margin + 1`, is at or before it).
     fn expire(&mut self, watermark: i64, margin: i64) {
-        let later = self.due.split_off(&watermark);
+        let later = self.due.split_off(&watermark.saturating_add(1));
         let due = std::mem::replace(&mut self.due, later);
-        for key in due.into_values().flatten() {
+        let keys: std::collections::HashSet<Box<[u8]>, Fast> =
+            due.into_values().flatten().collect();
+        for key in keys {
             let Some(kept) = self.index.get_mut(&key) else {
                 continue;
             };
@@ -261,7 +271,6 @@ impl Held {
                 self.index.remove(&key);
             }
         }
-        self.chunks.retain(|_, (_, n)| *n > 0);
     }
 
     /// Every kept row, in one batch (for a checkpoint).
@@ -350,7 +359,7 @@ impl JoinOp {
     fn chunk(&mut self, right: bool, rows: Rows) -> Result<Option<Rows>, OperatorError> {
         let n = rows.len();
         self.counting.counts.rows_in.add(n as u64);
-        let keys = self.plan.keys(right, &rows, &self.converter)?;
+        let (keys, nulls) = self.plan.keys(right, &rows, &self.converter)?;
         let (lower, upper) = (self.plan.lower, self.plan.upper);
         let (left_margin, right_margin) = self.margins();
         let watermark = self.watermark;
@@ -371,7 +380,7 @@ impl JoinOp {
                 continue;
             }
             accepted.push(rows.lines.value(row));
-            if self.plan.null_key(right, &rows, row) {
+            if nulls[row] {
                 continue;
             }
             let this = Kept {
@@ -391,7 +400,9 @@ impl JoinOp {
             let drop_at = time.saturating_add(margin).saturating_add(1);
             own.keep(key.as_ref(), this, drop_at);
         }
-        own.chunks.retain(|_, (_, live)| *live > 0);
+        if own.chunks.get(&id).is_some_and(|(_, live)| *live == 0) {
+            own.chunks.remove(&id);
+        }
         self.counting.counts.aggregated.add(accepted.len() as u64);
         self.counting.counts.late.add(late.len() as u64);
         if let Some(judge) = &self.counting.judge {
@@ -530,7 +541,7 @@ impl JoinOp {
             let reader = StreamReader::try_new(bytes, None).map_err(failed)?;
             for batch in reader {
                 let batch = batch.map_err(failed)?;
-                let last = batch.num_columns() - 1;
+                let last = batch.num_columns().checked_sub(1).ok_or_else(damaged)?;
                 let times = batch
                     .column(last)
                     .as_any()
@@ -557,7 +568,7 @@ impl JoinOp {
 
     /// Keeps rows restored from a checkpoint.
     fn hold(&mut self, right: bool, rows: Rows) -> Result<(), OperatorError> {
-        let keys = self.plan.keys(right, &rows, &self.converter)?;
+        let (keys, _) = self.plan.keys(right, &rows, &self.converter)?;
         let (left_margin, right_margin) = self.margins();
         let (own, margin) = if right {
             (&mut self.right, right_margin)
@@ -659,16 +670,10 @@ impl LookupPlan {
     ) -> Result<HashMap<Box<[u8]>, Vec<u32>, Fast>, OperatorError> {
         let converter = RowConverter::new(key_types.iter().cloned().map(SortField::new).collect())
             .map_err(failed)?;
-        let arrays = keys
-            .iter()
-            .zip(key_types)
-            .map(|(&c, t)| cast(table.column(c), t))
-            .collect::<Result<Vec<ArrayRef>, _>>()
-            .map_err(failed)?;
-        let rows = converter.convert_columns(&arrays).map_err(failed)?;
+        let (rows, nulls) = key_rows(table.columns(), keys, key_types, &converter)?;
         let mut index: HashMap<Box<[u8]>, Vec<u32>, Fast> = HashMap::default();
         for (row, key) in rows.iter().enumerate() {
-            if keys.iter().any(|&c| table.column(c).is_null(row)) {
+            if nulls[row] {
                 continue;
             }
             index
@@ -714,23 +719,15 @@ impl LookupOp {
     }
 
     fn chunk(&self, rows: &Rows) -> Result<Option<Rows>, OperatorError> {
-        let arrays = self
-            .plan
-            .keys
-            .iter()
-            .zip(&self.plan.key_types)
-            .map(|(&c, t)| cast(rows.batch.column(c), t))
-            .collect::<Result<Vec<ArrayRef>, _>>()
-            .map_err(failed)?;
-        let keys = self.converter.convert_columns(&arrays).map_err(failed)?;
+        let (keys, nulls) = key_rows(
+            rows.batch.columns(),
+            &self.plan.keys,
+            &self.plan.key_types,
+            &self.converter,
+        )?;
         let (mut mine, mut theirs) = (Vec::new(), Vec::new());
         for (row, key) in keys.iter().enumerate() {
-            if self
-                .plan
-                .keys
-                .iter()
-                .any(|&c| rows.batch.column(c).is_null(row))
-            {
+            if nulls[row] {
                 continue;
             }
             if let Some(matches) = self.plan.index.get(key.as_ref()) {

@@ -897,9 +897,9 @@ fn cases() -> Vec<Case> {
         case(
             "transform: transform type is not known",
             GEN,
-            &[(29, r#"type = "window""#, r#"type = "join""#)],
+            &[(29, r#"type = "window""#, r#"type = "merge""#)],
             29,
-            &[r#"transform type "join" is not known"#],
+            &[r#"transform type "merge" is not known"#],
         ),
         // ---- window ----
         case(

@@ -183,7 +183,7 @@ fn what_a_sql_pipeline_refuses_is_said_at_its_place() {
         (
             "INSERT INTO out SELECT k, count(*) AS n FROM r GROUP BY tumble(v, INTERVAL '1' SECOND), k;",
             "p.sql:3:64:",
-            "windows are on the source's event time, `ts`",
+            "a window runs on each row's event time, which `ts` holds here",
         ),
         (
             "INSERT INTO out SELECT k, count(*) AS n FROM r GROUP BY tumble(ts, 5), k;",
@@ -559,14 +559,52 @@ INSERT INTO out SELECT k, 'WATERMARK FOR x' AS note FROM r
 
 #[test]
 fn a_keyless_window_behind_a_keyed_one_sums_every_worker_and_zero_lateness_is_no_changelog() {
-    // per_k runs on two workers (keyed); the total per window gathers both.
+    // per_k runs on two workers (keyed); the total per window gathers both:
+    // a keyless window over it (TOML windows run on each row's time, and a
+    // window's rows are timed at its last millisecond).
+    let toml = r#"name = "totals"
+[source]
+type = "file"
+path = "in.jsonl"
+event_time = "ts"
+
+[execution]
+workers = 2
+
+[[transform]]
+name = "per_k"
+type = "window"
+key = "k"
+window = { type = "tumbling", size = "1s" }
+aggregates = { n = "count(*)" }
+
+[[transform]]
+name = "out"
+type = "window"
+window = { type = "tumbling", size = "1s" }
+aggregates = { total = "sum(n)" }
+
+[[sink]]
+from = "out"
+type = "file"
+path = "out.jsonl"
+"#;
+    assert_eq!(
+        toml_rows(toml).unwrap(),
+        json(
+            r#"{"window_start":0,"window_end":1000,"total":3}
+{"window_start":1000,"window_end":2000,"total":1}
+{"window_start":2000,"window_end":3000,"total":2}"#
+        )
+    );
+    // In SQL: grouped by per_k's window bounds (a window over windows).
     let got = rows(&format!(
         "SET execution.workers = 2;
         {TABLES}CREATE VIEW per_k AS
             SELECT k, window_start, window_end, count(*) AS n
             FROM r GROUP BY tumble(ts, INTERVAL '1' SECOND), k;
         INSERT INTO out SELECT window_start, sum(n) AS total FROM per_k
-            GROUP BY tumble(ts, INTERVAL '1' SECOND);"
+            GROUP BY window_start, window_end;"
     ));
     assert_eq!(
         got,
@@ -651,16 +689,29 @@ fn an_interval_join_pairs_rows_of_equal_keys_within_its_range() {
 
 #[test]
 fn a_join_with_a_time_to_live_a_filter_in_on_and_a_window_over_it() {
-    // Without a time condition, SET state.ttl bounds the join; the rest of
-    // ON filters the pairs; a window counts them.
+    // With one time bound, SET state.ttl stands in for the other; the rest
+    // of ON filters the pairs; a window counts them, on the time of the
+    // later row of each pair (the hi row: it is never the earlier).
     let sql = format!(
         "{TABLES}SET state.ttl = '1h';
 {SIDES}CREATE VIEW pairs AS
-    SELECT l.k, l.ts, h.v FROM lo AS l JOIN hi AS h ON l.k = h.k AND h.v > l.v * 4;
+    SELECT l.k, h.ts, h.v FROM lo AS l JOIN hi AS h ON l.k = h.k AND h.ts >= l.ts AND h.v > l.v * 4;
 INSERT INTO out SELECT k, count(*) AS n FROM pairs GROUP BY tumble(ts, INTERVAL '10' SECOND), k;"
     );
-    // a: lo 1, 3, 2 with hi 10: 10 > 4, 10 <= 12, 10 > 8; b has no lo rows.
-    assert_eq!(rows(&sql), json(r#"{"k":"a","n":2}"#));
+    // a: lo 1@0, 3@100 before hi 10@1500: 10 > 4, 10 <= 12; b has no lo rows.
+    assert_eq!(rows(&sql), json(r#"{"k":"a","n":1}"#));
+    // Without a time condition the pairs are timed by the later row, which
+    // neither side's column holds: a window over them is refused.
+    let sql = format!(
+        "{TABLES}SET state.ttl = '1h';
+{SIDES}CREATE VIEW pairs AS SELECT l.k, l.ts FROM lo AS l JOIN hi AS h ON l.k = h.k;
+INSERT INTO out SELECT k, count(*) AS n FROM pairs GROUP BY tumble(ts, INTERVAL '10' SECOND), k;"
+    );
+    let message = error(&sql);
+    assert!(
+        message.starts_with("p.sql:7:68:") && message.contains("no column of this stream holds it"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -913,4 +964,115 @@ INSERT INTO out SELECT r.ts FROM r JOIN names AS n ON r.k = n.key;"
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn where_over_a_changelog_deletes_the_keys_that_stop_passing() {
+    // Applying the filtered changelog holds what filtering the applied one
+    // holds, for a filter that drops early rows and one that drops late
+    // ones, event by event and in one chunk.
+    for mode in ["event", "micro-batch"] {
+        let totals = |filter: &str| {
+            rows_in_order(&format!(
+                "SET execution.mode = '{mode}';
+                {TABLES}CREATE VIEW totals AS SELECT k, sum(v) AS total FROM r GROUP BY k;
+                INSERT INTO out SELECT * FROM totals{filter};"
+            ))
+        };
+        let all = upserts(&totals(""), "k");
+        for (filter, keep) in [
+            (" WHERE total < 10", (|t: f64| t < 10.0) as fn(f64) -> bool),
+            (" WHERE total > 4", |t: f64| t > 4.0),
+        ] {
+            let got = totals(filter);
+            let expected: std::collections::BTreeMap<String, Value> = all
+                .iter()
+                .filter(|(_, row)| keep(row["total"].as_f64().unwrap()))
+                .map(|(k, row)| (k.clone(), row.clone()))
+                .collect();
+            let held = upserts(&got, "k");
+            let totals_of = |m: &std::collections::BTreeMap<String, Value>| {
+                m.iter()
+                    .map(|(k, r)| (k.clone(), r["total"].clone()))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(
+                totals_of(&held),
+                totals_of(&expected),
+                "{mode}{filter}: {got:?}"
+            );
+        }
+    }
+    // Event by event, a's total goes 1, 4, 14, 16 and b's 5, 12: under
+    // `total < 10`, the updates to 14, 16 and 12 come out as deletes.
+    let got = rows_in_order(&format!(
+        "SET execution.mode = 'event';
+        {TABLES}CREATE VIEW totals AS SELECT k, sum(v) AS total FROM r GROUP BY k;
+        INSERT INTO out SELECT * FROM totals WHERE total < 10;"
+    ));
+    let ops: Vec<(String, String, f64)> = got
+        .iter()
+        .map(|r| {
+            (
+                r["k"].as_str().unwrap().to_string(),
+                r["op"].as_str().unwrap().to_string(),
+                r["total"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String, f64)> = [
+        ("a", "insert", 1.0),
+        ("a", "update", 4.0),
+        ("b", "insert", 5.0),
+        ("a", "delete", 14.0),
+        ("b", "delete", 12.0),
+        ("a", "delete", 16.0),
+    ]
+    .iter()
+    .map(|(k, op, t)| (k.to_string(), op.to_string(), *t))
+    .collect();
+    assert_eq!(ops, expected);
+}
+
+#[test]
+fn a_toml_window_or_join_over_a_changelog_is_refused() {
+    let text = |last: &str| {
+        format!(
+            r#"name = "c"
+[source]
+type = "file"
+path = "in.jsonl"
+event_time = "ts"
+
+[[transform]]
+name = "totals"
+type = "aggregate"
+key = "k"
+aggregates = {{ total = "sum(v)" }}
+
+[[transform]]
+name = "again"
+{last}
+
+[[sink]]
+from = "again"
+type = "file"
+path = "out.jsonl"
+"#
+        )
+    };
+    let message = toml_rows(&text(
+        "type = \"window\"\nwindow = { type = \"tumbling\", size = \"1s\" }\naggregates = { n = \"count(*)\" }",
+    ))
+    .unwrap_err();
+    assert!(
+        message.starts_with("p.toml:15:8:")
+            && message.contains("aggregating it would count every update again"),
+        "{message}"
+    );
+    let message = toml_rows(&text(
+        "type = \"join\"\nfrom = \"source\"\nright = \"totals\"\non = { k = \"k\" }\nbetween = [\"0s\", \"1s\"]",
+    ))
+    .unwrap_err();
+    assert!(message.contains("`totals` is a changelog"), "{message}");
 }

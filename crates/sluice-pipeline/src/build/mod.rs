@@ -279,6 +279,16 @@ impl<'a> DataflowBuilder<'a> {
                     )
                 })
             }
+            Operation::ChangelogFilter { predicate, op } => {
+                let (predicate, op) = (predicate.clone(), *op);
+                input.operator(move |down, _| {
+                    Box::new(
+                        FilterOp::new(name.clone(), predicate.clone(), reserved.clone(), down)
+                            .on_changelog(op)
+                            .counted(counted.clone()),
+                    )
+                })
+            }
             Operation::Select(columns) => {
                 let (columns, schema) = (columns.clone(), t.schema.clone());
                 input.operator(move |down, _| {

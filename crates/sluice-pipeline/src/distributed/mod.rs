@@ -250,7 +250,8 @@ pub fn run(load: LoadPlan, options: &DistributedOptions) -> Result<DistributedSu
         .find(|t| matches!(t.operation, crate::plan::Operation::Join(_)))
     {
         return Err(Error::refused(format!(
-            "transform `{}` is a join: a distributed run splits the input by partition, so the              rows of a pair may reach different processes; run the pipeline in one process",
+            "transform `{}` is a join: a distributed run splits the input by partition, so the \
+             rows of a pair may reach different processes; run the pipeline in one process",
             join.name
         )));
     }

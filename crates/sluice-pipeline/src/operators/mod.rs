@@ -109,6 +109,9 @@ pub struct FilterOp {
     counted: Counted,
     /// Test-only fault: the first rows filtered out are not counted.
     miscount: bool,
+    /// Over a changelog, its `op` column: a failing update or delete passes
+    /// on as a delete.
+    changelog_op: Option<usize>,
 }
 
 impl FilterOp {
@@ -127,7 +130,16 @@ impl FilterOp {
             out: Batch::new(),
             counted: Counted::default(),
             miscount: crate::fault::on(Fault::Miscount, std::path::Path::new("")),
+            changelog_op: None,
         }
+    }
+
+    /// Filters a changelog whose `op` is column `op`: a row that fails the
+    /// predicate deletes its key's row downstream (its `op` becomes
+    /// `delete`), unless it is an insert, which is dropped.
+    pub fn on_changelog(mut self, op: usize) -> Self {
+        self.changelog_op = Some(op);
+        self
     }
 
     /// Counts its rows in `counted`.
@@ -145,6 +157,39 @@ fn keep_false(rows: &Rows, mask: &ArrayRef) -> Result<Rows, OperatorError> {
     let not_true: arrow::array::BooleanArray = mask.iter().map(|v| Some(v != Some(true))).collect();
     rows.filter(&not_true)
         .map_err(|e| OperatorError::Failed(e.to_string().into()))
+}
+
+/// The rows of a changelog `rows` where `mask` is true, and the updates
+/// and deletes where it is not, as deletes (column `op`).
+fn retract_failing(rows: &Rows, mask: &ArrayRef, op: usize) -> Result<Rows, OperatorError> {
+    use arrow::array::{BooleanArray, StringArray};
+    let failed = |e: arrow::error::ArrowError| OperatorError::Failed(e.to_string().into());
+    let mask = mask
+        .as_boolean_opt()
+        .ok_or_else(|| OperatorError::Failed("a predicate did not return a boolean".into()))?;
+    let ops = rows
+        .batch
+        .column(op)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| OperatorError::Failed("a changelog's op is not text".into()))?;
+    let passes: Vec<bool> = mask.iter().map(|v| v == Some(true)).collect();
+    let keep: BooleanArray = passes
+        .iter()
+        .zip(ops.iter())
+        .map(|(&pass, op)| Some(pass || op != Some("insert")))
+        .collect();
+    let kept = rows.filter(&keep).map_err(failed)?;
+    let new_ops: StringArray = passes
+        .iter()
+        .zip(ops.iter())
+        .filter(|(pass, op)| **pass || *op != Some("insert"))
+        .map(|(&pass, op)| if pass { op } else { Some("delete") })
+        .collect();
+    let mut columns = kept.batch.columns().to_vec();
+    columns[op] = Arc::new(new_ops);
+    let batch = RecordBatch::try_new(kept.batch.schema(), columns).map_err(failed)?;
+    Ok(Rows { batch, ..kept })
 }
 
 /// The rows of `rows` where `mask` (a boolean column) is true.
@@ -172,7 +217,10 @@ impl Operator<Rows> for FilterOp {
             let Some(mask) = columns.first() else {
                 continue;
             };
-            let kept = keep_true(&rows, mask)?;
+            let kept = match self.changelog_op {
+                Some(op) => retract_failing(&rows, mask, op)?,
+                None => keep_true(&rows, mask)?,
+            };
             let filtered = (rows.len() - kept.len()) as u64;
             // The fault: the first rows dropped vanish from the counts.
             if !(filtered > 0 && std::mem::take(&mut self.miscount)) {

@@ -44,7 +44,13 @@ pub(super) fn join(
         )
     })?;
     let right_name = right.get_ref().as_str();
-    if matches!(right_name, "late" | "dead_letter") || !schemas.contains_key(right_name) {
+    if matches!(right_name, "late" | "dead_letter") {
+        return Err(at(
+            right.span(),
+            format!("`{right_name}` is a reserved stream that only sinks can read"),
+        ));
+    }
+    if !schemas.contains_key(right_name) {
         return Err(at(
             right.span(),
             format!(
@@ -60,6 +66,16 @@ pub(super) fn join(
         ));
     }
     let (left_schema, right_schema) = (schemas[from].clone(), schemas[right_name].clone());
+    for (stream, schema) in [(from, &left_schema), (right_name, &right_schema)] {
+        if super::is_changelog(schema) {
+            return Err(at(
+                t.kind.span(),
+                format!(
+                    "`{stream}` is a changelog (rows with op and revision, which update earlier                      rows): joining it is not supported; join the streams it is made from"
+                ),
+            ));
+        }
+    }
     let on = t.on.as_ref().ok_or_else(|| {
         at(
             t.name.span(),

@@ -80,8 +80,14 @@ pub(super) fn lookup(
             .unwrap_or("table")
             .to_string(),
     };
-    let table = read_table(spec, base)?;
     let input = schemas[from].clone();
+    if super::is_changelog(&input) {
+        return Err(at(
+            t.kind.span(),
+            format!("`{from}` is a changelog (rows with op and revision): looking it up is not supported; look up the stream it is made from"),
+        ));
+    }
+    let table = read_table(spec, base)?;
     let on = t.on.as_ref().ok_or_else(|| {
         at(
             t.name.span(),

@@ -30,6 +30,22 @@ use sink::sink;
 use source::source;
 use transform::transform;
 
+/// Whether rows of `schema` are a changelog: they carry `op` (insert,
+/// update, delete) and `revision`, as a window with an allowed lateness
+/// and a running aggregate write them (docs/concepts.md).
+pub fn is_changelog(schema: &Schema) -> bool {
+    let has = |name: &str, types: &[DataType]| {
+        schema
+            .field_with_name(name)
+            .is_ok_and(|f| types.contains(f.data_type()))
+    };
+    has("op", &[DataType::Utf8])
+        && has(
+            "revision",
+            &[DataType::UInt32, DataType::UInt64, DataType::Int64],
+        )
+}
+
 /// Names no transform may take: the source's stream and the reserved ones.
 pub const RESERVED: [&str; 3] = ["source", "late", "dead_letter"];
 
@@ -84,6 +100,15 @@ pub struct SourcePlan {
 pub enum Operation {
     /// Keeps rows where the predicate holds.
     Filter(ScalarExpr),
+    /// A filter of a changelog: a row that fails the predicate deletes
+    /// what its key's earlier rows set (its `op` becomes `delete`), unless
+    /// it is an insert (there is nothing to delete).
+    ChangelogFilter {
+        /// The predicate.
+        predicate: ScalarExpr,
+        /// The `op` column.
+        op: usize,
+    },
     /// New columns.
     Select(Vec<ScalarExpr>),
     /// Keyed windows.

@@ -200,6 +200,18 @@ fn filter(t: &TransformSpec, input: &SchemaRef, sql: &SqlContext) -> Result<Comp
         .as_ref()
         .ok_or_else(|| missing(t, "where", "where = \"temperature > 0\""))?;
     let c = condition(sql, p, "where")?;
+    if super::is_changelog(input) {
+        let op = input.index_of("op").unwrap_or_default();
+        let describe = format!(
+            "where {} (a changelog: an update or delete that fails it deletes its key's row)",
+            p.get_ref()
+        );
+        return Ok((
+            Operation::ChangelogFilter { predicate: c, op },
+            input.clone(),
+            describe,
+        ));
+    }
     let describe = format!("where {}", p.get_ref());
     Ok((Operation::Filter(c), input.clone(), describe))
 }
@@ -245,6 +257,15 @@ fn window(
     input: &SchemaRef,
     sql: &SqlContext,
 ) -> Result<Compiled, Failure> {
+    if super::is_changelog(input) {
+        return Err(at(
+            t.kind.span(),
+            format!(
+                "`{}` reads a changelog (rows with op and revision, which update earlier                  rows): aggregating it would count every update again; aggregate the                  stream it is made from",
+                t.name.get_ref()
+            ),
+        ));
+    }
     // A running aggregate is one window over all of time that emits what
     // each batch changed.
     let running = t.kind.get_ref() == "aggregate";

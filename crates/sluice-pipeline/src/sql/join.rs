@@ -204,7 +204,7 @@ impl JoinClause {
             return Err(Diagnostic::at(
                 places.span_of(&self.on),
                 format!(
-                    "a join needs an equality of a column of each side in ON, like {}.id = {}.id",
+                    "a join needs an equality of a column of each side in ON (besides their event times), like {}.id = {}.id",
                     self.left_alias, self.right_alias
                 ),
             ));
@@ -212,9 +212,13 @@ impl JoinClause {
         let ttl = left.ttl.or(right.ttl);
         let (lower, upper) = match (bounds.lower, bounds.upper) {
             (Some(l), Some(u)) => (l, u),
-            (l, u) if ttl.is_some() => {
+            // The time to live stands in for a missing bound, on the
+            // side of the one given.
+            (Some(l), None) if ttl.is_some() => (l, l.max(0).saturating_add(ttl.unwrap_or(0))),
+            (None, Some(u)) if ttl.is_some() => (u.min(0).saturating_sub(ttl.unwrap_or(0)), u),
+            (None, None) if ttl.is_some() => {
                 let ttl = ttl.unwrap_or_default();
-                (l.unwrap_or(-ttl), u.unwrap_or(ttl))
+                (ttl.saturating_neg(), ttl)
             }
             _ => {
                 return Err(Diagnostic::at(
@@ -251,18 +255,25 @@ impl JoinClause {
         self.rename(places, &mut select, streams)?;
         // A pair's time is the later of its rows'. A side's time columns
         // hold it when that side's row is never the earlier one.
-        let mut times = Times::new();
-        let prefixed = |over: &Over, stream: &str| -> Times {
-            over.times
-                .iter()
-                .map(|(c, o)| (format!("{stream}.{c}"), *o))
-                .collect()
+        let mut times = Some(Times::new());
+        let prefixed = |over: &Over, stream: &str| -> Option<Times> {
+            over.times.as_ref().map(|times| {
+                times
+                    .iter()
+                    .map(|(c, o)| (format!("{stream}.{c}"), *o))
+                    .collect()
+            })
         };
-        if upper <= 0 {
-            times.extend(prefixed(left, streams[0]));
-        }
-        if lower >= 0 {
-            times.extend(prefixed(right, streams[1]));
+        for (holds, over, stream) in [
+            (upper <= 0, left, streams[0]),
+            (lower >= 0, right, streams[1]),
+        ] {
+            if holds {
+                times = times.zip(prefixed(over, stream)).map(|(mut a, b)| {
+                    a.extend(b);
+                    a
+                });
+            }
         }
         let joined = Over {
             stream: left.stream.clone(),
@@ -373,11 +384,12 @@ impl JoinClause {
             event_time: None,
             lateness: left.lateness.clone(),
             changelog: false,
-            times: left
-                .times
-                .iter()
-                .map(|(c, o)| (format!("{}.{c}", streams[0]), *o))
-                .collect(),
+            times: left.times.as_ref().map(|times| {
+                times
+                    .iter()
+                    .map(|(c, o)| (format!("{}.{c}", streams[0]), *o))
+                    .collect()
+            }),
             ttl: None,
         };
         let query = Query {
@@ -412,7 +424,7 @@ impl JoinClause {
             (Side::Right, Side::Left) => (cb, ca, a.as_ref()),
             _ => return None,
         };
-        let timed = |over: &Over, c: &str| over.times.iter().any(|(t, _)| t == c);
+        let timed = |over: &Over, c: &str| over.times.iter().flatten().any(|(t, _)| t == c);
         if timed(left, &l) && timed(right, &r) {
             return None;
         }
@@ -450,8 +462,8 @@ impl JoinClause {
         // `a op b` with a on the left side reads l.t + ka op r.t + kb,
         // that is d (op reversed) ka - kb.
         let (c, op) = match (sa, sb) {
-            (Side::Left, Side::Right) => (ka - kb, reverse(op)),
-            (Side::Right, Side::Left) => (kb - ka, Some(op.clone())),
+            (Side::Left, Side::Right) => (ka.saturating_sub(kb), reverse(op)),
+            (Side::Right, Side::Left) => (kb.saturating_sub(ka), Some(op.clone())),
             _ => return false,
         };
         match op {
@@ -484,12 +496,12 @@ impl JoinClause {
                     _ => return None,
                 };
                 let (side, k) = self.time(a, left, right)?;
-                Some((side, k.saturating_add(sign * interval_ms(b)?)))
+                Some((side, k.saturating_add(interval_ms(b)?.saturating_mul(sign))))
             }
             _ => {
                 let (side, column) = self.column(e)?;
                 let over = if side == Side::Left { left } else { right };
-                let (_, offset) = over.times.iter().find(|(c, _)| *c == column)?;
+                let (_, offset) = over.times.iter().flatten().find(|(c, _)| *c == column)?;
                 Some((side, *offset))
             }
         }
@@ -521,7 +533,12 @@ impl JoinClause {
                     } else {
                         streams[1]
                     };
-                    let mut ident = Ident::with_quote('"', format!("{stream}.{}", c.value));
+                    // Unquoted, a name is lower-cased, as DataFusion does.
+                    let column = match c.quote_style {
+                        Some(_) => c.value.clone(),
+                        None => c.value.to_lowercase(),
+                    };
+                    let mut ident = Ident::with_quote('"', format!("{stream}.{column}"));
                     ident.span = c.span;
                     *e = Expr::Identifier(ident);
                 }

@@ -70,7 +70,7 @@ struct File<'a> {
     tables: IndexMap<String, Table>,
     /// Views: the stream each names, whether it is a changelog, and its
     /// time columns.
-    streams: IndexMap<String, (String, bool, Times)>,
+    streams: IndexMap<String, (String, bool, Option<Times>)>,
     /// `SET state.ttl`: how long a join keeps rows without a time bound.
     ttl: Option<i64>,
     /// The table read, and the event-time field and allowed lateness it
@@ -245,7 +245,7 @@ impl File<'_> {
         &mut self,
         query: &ast::Query,
         base: &str,
-    ) -> Result<(String, bool, Times), Diagnostic> {
+    ) -> Result<(String, bool, Option<Times>), Diagnostic> {
         let translated = Query::new(self.places, query)?;
         let over = self.read(&translated.from)?;
         let lookup = match &translated.join {
@@ -345,6 +345,12 @@ impl File<'_> {
             let mut over = self.over(stream.clone());
             over.changelog = *changelog;
             over.times = times.clone();
+            // The source's event time, if the view still holds it.
+            if let (Some(times), Some(event_time)) = (&over.times, &over.event_time) {
+                if !times.iter().any(|(c, o)| c == event_time && *o == 0) {
+                    over.event_time = None;
+                }
+            }
             return Ok(over);
         }
         if is_reserved(name) {
@@ -353,7 +359,7 @@ impl File<'_> {
                 event_time: None,
                 lateness: None,
                 changelog: false,
-                times: Times::new(),
+                times: None,
                 ttl: self.ttl,
             });
         }
@@ -378,7 +384,7 @@ impl File<'_> {
         table.read = true;
         self.source = Some(name.clone());
         let mut over = self.over("source".to_string());
-        over.times = over.event_time.iter().map(|t| (t.clone(), 0)).collect();
+        over.times = over.event_time.as_ref().map(|t| vec![(t.clone(), 0)]);
         Ok(over)
     }
 
@@ -409,7 +415,7 @@ impl File<'_> {
             event_time,
             lateness,
             changelog: false,
-            times: Times::new(),
+            times: None,
             ttl: self.ttl,
         }
     }

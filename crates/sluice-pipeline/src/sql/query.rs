@@ -31,8 +31,9 @@ pub(super) struct Translated {
     pub stream: String,
     /// Its rows are a changelog (`op`, `revision`).
     pub changelog: bool,
-    /// Its columns that hold each row's event time plus an offset (ms).
-    pub times: Times,
+    /// Its columns that hold each row's event time plus an offset (ms),
+    /// when known.
+    pub times: Option<Times>,
 }
 
 /// Columns that hold each row's event time plus an offset in ms: the
@@ -51,8 +52,9 @@ pub(super) struct Over {
     /// The stream is a changelog: aggregating it again would count each
     /// update as a new row.
     pub changelog: bool,
-    /// Its columns that hold the event time (plus an offset).
-    pub times: Times,
+    /// Its columns that hold the event time (plus an offset), when known
+    /// (none known: a window over it cannot name its time).
+    pub times: Option<Times>,
     /// `SET state.ttl`: how long a join keeps a row without a time bound
     /// (ms).
     pub ttl: Option<i64>,
@@ -258,7 +260,11 @@ impl<'a> Query<'a> {
     }
 
     /// A SELECT without GROUP BY: `*`, or a select of named columns.
-    fn projection(&self, steps: &mut Steps, times: &Times) -> Result<Times, Diagnostic> {
+    fn projection(
+        &self,
+        steps: &mut Steps,
+        times: &Option<Times>,
+    ) -> Result<Option<Times>, Diagnostic> {
         let items = &self.select.projection;
         if let [SelectItem::Wildcard(options)] = items.as_slice() {
             let plain = options.opt_exclude.is_none()
@@ -275,7 +281,11 @@ impl<'a> Query<'a> {
         let mut carried = Times::new();
         for item in items {
             let (name, expr) = self.named(item)?;
-            carried.extend(carries(expr, name.get_ref(), times));
+            carried.extend(
+                times
+                    .as_ref()
+                    .and_then(|t| carries(expr, name.get_ref(), t)),
+            );
             insert_column(
                 &mut columns,
                 name,
@@ -285,7 +295,7 @@ impl<'a> Query<'a> {
         let mut t = transform("select", span.clone());
         t.columns = Some(Spanned::new(span.clone(), columns));
         steps.push(("select", Spanned::new(span, t)));
-        Ok(carried)
+        Ok(times.as_ref().map(|_| carried))
     }
 
     /// An item's output name and expression; expressions need `AS name`.
@@ -308,7 +318,7 @@ impl<'a> Query<'a> {
         group: &[Expr],
         over: &Over,
         steps: &mut Steps,
-    ) -> Result<(bool, Times), Diagnostic> {
+    ) -> Result<(bool, Option<Times>), Diagnostic> {
         let span = self.places.span_of(&self.select);
         let mut window: Option<Spanned<WindowSpec>> = None;
         let mut keys: Vec<String> = Vec::new();
@@ -332,7 +342,7 @@ impl<'a> Query<'a> {
         let cascade = window.is_none()
             && keys
                 .iter()
-                .any(|k| over.times.iter().any(|(column, _)| column == k));
+                .any(|k| over.times.iter().flatten().any(|(column, _)| column == k));
         if cascade {
             let name = |n: &str| Spanned::new(span.clone(), n.to_string());
             window = Some(Spanned::new(
@@ -462,6 +472,7 @@ impl<'a> Query<'a> {
             } else if cascade {
                 over.times
                     .iter()
+                    .flatten()
                     .find(|(column, _)| column == text)
                     .map(|(_, offset)| *offset)
             } else {
@@ -500,6 +511,13 @@ impl<'a> Query<'a> {
             t.columns = Some(Spanned::new(span.clone(), columns));
             steps.push(("select", Spanned::new(span, t)));
         }
+        // A window's times are known; over windows of unknown times, only
+        // its own window_end.
+        let times = if cascade && over.times.is_none() {
+            None
+        } else {
+            Some(times)
+        };
         Ok((changelog, times))
     }
 
@@ -539,13 +557,32 @@ impl<'a> Query<'a> {
                 format!("the first argument names the event-time column: {usage}"),
             ));
         };
-        if let Some(event_time) = &over.event_time {
-            if &time.value != event_time {
+        match (&over.times, &over.event_time) {
+            (Some(times), _) => {
+                if !times.iter().any(|(c, o)| *c == time.value && *o == 0) {
+                    let holding: Vec<String> = times
+                        .iter()
+                        .filter(|(_, o)| *o == 0)
+                        .map(|(c, _)| format!("`{c}`"))
+                        .collect();
+                    let message = if holding.is_empty() {
+                        format!("a window runs on each row's event time, and no column of this stream holds it (a join's pair is timed by the later of its rows, a window's rows by their window's last millisecond): select the time into the view, like l.ts when the right row is never earlier, or window the stream it is made from")
+                    } else {
+                        format!(
+                            "a window runs on each row's event time, which {} holds here; name it",
+                            holding.join(", ")
+                        )
+                    };
+                    return Err(Diagnostic::at(self.places.ident(time), message));
+                }
+            }
+            (None, Some(event_time)) if &time.value != event_time => {
                 return Err(Diagnostic::at(
                     self.places.ident(time),
                     format!("windows are on the source's event time, `{event_time}`; name it here (set another with the source table's event_time)"),
                 ));
             }
+            _ => {}
         }
         let duration = |e: &Expr| -> Result<Spanned<String>, Diagnostic> {
             let span = self.places.span_of(e);

@@ -85,7 +85,7 @@ fn one(
         event_time: event_time.clone(),
         lateness: t.allowed_lateness.clone(),
         changelog: false,
-        times: event_time.iter().map(|e| (e.clone(), 0)).collect(),
+        times: event_time.as_ref().map(|e| vec![(e.clone(), 0)]),
         ttl: None,
     };
     let right = translated.join.as_ref().map(|j| over(&j.right));
