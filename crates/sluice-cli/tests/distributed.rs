@@ -83,6 +83,38 @@ replicas = {replicas}
     path
 }
 
+/// The same pipeline written in SQL.
+fn sql_pipeline(dir: &Path, url: &str) -> PathBuf {
+    let text = format!(
+        r#"SET pipeline.name = 'fleet';
+SET execution.batch_size = 64;
+SET execution.batch_interval = '20ms';
+
+CREATE TABLE readings (sensor VARCHAR, temperature DOUBLE, ts BIGINT) WITH (
+    connector = 'nats', url = '{url}', stream = 'readings', subject = 'readings.*',
+    partitions = {PARTITIONS}, replicas = 1, event_time = 'ts', end = 'caught-up',
+    lease_ttl = '2s', max_ack_pending = 5000
+);
+CREATE TABLE per_sensor WITH (
+    connector = 'nats', url = '{url}', subject = 'results.per_sensor.{{sensor}}',
+    stream = 'results', replicas = 1
+);
+CREATE TABLE dead WITH (
+    connector = 'nats', url = '{url}', subject = 'results.dead_letter', stream = 'results',
+    replicas = 1
+);
+
+INSERT INTO per_sensor
+    SELECT sensor, window_start, window_end, count(*) AS readings, sum(temperature) AS total
+    FROM readings GROUP BY tumble(ts, INTERVAL '1' SECOND), sensor;
+INSERT INTO dead SELECT * FROM dead_letter;
+"#
+    );
+    let path = dir.join("fleet.sql");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 fn sluice(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
     command.args(args);
@@ -265,6 +297,27 @@ fn two_processes_split_the_partitions_and_publish_everything_once() {
     a_parts.extend(&b_parts);
     a_parts.sort();
     assert_eq!(a_parts, (0..u64::from(PARTITIONS)).collect::<Vec<_>>());
+    check_outputs(&server.url(), &expected);
+}
+
+/// A SQL pipeline file runs distributed as its TOML twin does.
+#[test]
+fn a_sql_pipeline_splits_the_partitions_and_publishes_everything_once() {
+    let _serial = one_at_a_time();
+    let server = NatsServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = sql_pipeline(dir.path(), &server.url());
+    let expected = publish_input(&server.url(), &path, 4_000);
+    let a = start(&path, "worker-1");
+    let b = start(&path, "worker-2");
+    let (a_ok, a_err) = finish(a, Duration::from_secs(120));
+    let (b_ok, b_err) = finish(b, Duration::from_secs(120));
+    assert!(a_ok, "worker-1 failed:\n{a_err}");
+    assert!(b_ok, "worker-2 failed:\n{b_err}");
+    let mut parts = completed_partitions(&a_err);
+    parts.extend(completed_partitions(&b_err));
+    parts.sort();
+    assert_eq!(parts, (0..u64::from(PARTITIONS)).collect::<Vec<_>>());
     check_outputs(&server.url(), &expected);
 }
 
