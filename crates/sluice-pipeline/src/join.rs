@@ -217,75 +217,116 @@ struct Kept {
     time: i64,
 }
 
-/// The rows of one side that may still match.
+/// A chunk of one side's rows, held while one of its rows may still pair.
+struct Chunk {
+    rows: Rows,
+    keys: KeyRows,
+    /// The rows kept (not late, no null key), with their keys' hashes.
+    kept: Vec<(u32, u64)>,
+}
+
+/// The rows of one side that may still pair, by the hash of their keys.
 #[derive(Default)]
 struct Held {
-    chunks: HashMap<u64, (Rows, usize), Fast>,
-    index: HashMap<Box<[u8]>, Vec<Kept>, Fast>,
-    /// Keys by the watermark that drops their oldest row.
-    due: BTreeMap<i64, Vec<Box<[u8]>>>,
+    chunks: HashMap<u64, Chunk, Fast>,
+    /// A key's hash to the rows kept with it (keys that share a hash are
+    /// told apart by comparing them).
+    index: HashMap<u64, Vec<Kept>, Fast>,
+    /// Chunks by the watermark that drops them: the one past their latest
+    /// row's range (a row held longer pairs with nothing out of range: the
+    /// range is checked at every match).
+    due: BTreeMap<i64, Vec<u64>>,
+    hasher: Fast,
     next: u64,
 }
 
 impl Held {
-    fn add_chunk(&mut self, rows: Rows) -> u64 {
+    /// The id the next chunk held gets.
+    fn next_id(&mut self) -> u64 {
         let id = self.next;
         self.next += 1;
-        self.chunks.insert(id, (rows, 0));
         id
     }
 
-    fn keep(&mut self, key: &[u8], kept: Kept, drop_at: i64) {
-        if let Some((_, live)) = self.chunks.get_mut(&kept.chunk) {
-            *live += 1;
-        }
-        self.index.entry(key.into()).or_default().push(kept);
-        self.due.entry(drop_at).or_default().push(key.into());
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
     }
 
-    /// Drops the rows whose `time + margin` is behind `watermark` (their
-    /// drop time, `time + margin + 1`, is at or before it).
-    fn expire(&mut self, watermark: i64, margin: i64) {
+    /// The rows kept with `key`.
+    fn partners<'h>(&'h self, key: arrow::row::Row<'h>) -> impl Iterator<Item = Kept> + 'h {
+        let hash = self.hash(key.as_ref());
+        self.index
+            .get(&hash)
+            .into_iter()
+            .flatten()
+            .filter(move |k| {
+                self.chunks
+                    .get(&k.chunk)
+                    .is_some_and(|c| c.keys.row(k.row as usize) == key)
+            })
+            .copied()
+    }
+
+    /// Holds chunk `id`'s rows `kept` (row, time) until the watermark
+    /// reaches `drop_at`.
+    fn hold(&mut self, id: u64, rows: Rows, keys: KeyRows, kept: &[(u32, i64)], drop_at: i64) {
+        if kept.is_empty() {
+            return;
+        }
+        let mut hashed = Vec::with_capacity(kept.len());
+        for &(row, time) in kept {
+            let hash = self.hash(keys.row(row as usize).as_ref());
+            self.index.entry(hash).or_default().push(Kept {
+                chunk: id,
+                row,
+                time,
+            });
+            hashed.push((row, hash));
+        }
+        self.chunks.insert(
+            id,
+            Chunk {
+                rows,
+                keys,
+                kept: hashed,
+            },
+        );
+        self.due.entry(drop_at).or_default().push(id);
+    }
+
+    /// Drops the chunks whose drop time is at or before `watermark`.
+    fn expire(&mut self, watermark: i64) {
         let later = self.due.split_off(&watermark.saturating_add(1));
         let due = std::mem::replace(&mut self.due, later);
-        let keys: std::collections::HashSet<Box<[u8]>, Fast> =
-            due.into_values().flatten().collect();
-        for key in keys {
-            let Some(kept) = self.index.get_mut(&key) else {
+        for id in due.into_values().flatten() {
+            let Some(chunk) = self.chunks.remove(&id) else {
                 continue;
             };
-            let chunks = &mut self.chunks;
-            kept.retain(|k| {
-                let live = k.time.saturating_add(margin) >= watermark;
-                if !live {
-                    if let Some((_, n)) = chunks.get_mut(&k.chunk) {
-                        *n -= 1;
-                        if *n == 0 {
-                            chunks.remove(&k.chunk);
-                        }
+            for (_, hash) in chunk.kept {
+                if let Some(kept) = self.index.get_mut(&hash) {
+                    kept.retain(|k| k.chunk != id);
+                    if kept.is_empty() {
+                        self.index.remove(&hash);
                     }
                 }
-                live
-            });
-            if kept.is_empty() {
-                self.index.remove(&key);
             }
         }
     }
 
     /// Every kept row, in one batch (for a checkpoint).
     fn gather(&self) -> Result<Option<Rows>, OperatorError> {
-        let ids: Vec<u64> = self.chunks.keys().copied().collect();
-        if ids.is_empty() {
+        if self.chunks.is_empty() {
             return Ok(None);
         }
-        let at: HashMap<u64, usize> = ids.iter().enumerate().map(|(i, &c)| (c, i)).collect();
-        let batches: Vec<&RecordBatch> = ids.iter().map(|c| &self.chunks[c].0.batch).collect();
+        let mut batches: Vec<&RecordBatch> = Vec::with_capacity(self.chunks.len());
         let mut picks = Vec::new();
         let mut times = Vec::new();
-        for k in self.index.values().flatten() {
-            picks.push((at[&k.chunk], k.row as usize));
-            times.push(k.time);
+        for chunk in self.chunks.values() {
+            batches.push(&chunk.rows.batch);
+            for &(row, _) in &chunk.kept {
+                picks.push((batches.len() - 1, row as usize));
+                times.push(chunk.rows.times.value(row as usize));
+            }
         }
         let batch = interleave_record_batch(&batches, &picks).map_err(failed)?;
         let n = batch.num_rows();
@@ -365,6 +406,8 @@ impl JoinOp {
         let watermark = self.watermark;
         let mut accepted = Vec::with_capacity(n);
         let mut late = Vec::new();
+        let mut kept: Vec<(u32, i64)> = Vec::with_capacity(n);
+        let mut latest = i64::MIN;
         // Pairs as (left chunk, row), (right chunk, row), time.
         let mut pairs: Vec<(Kept, Kept)> = Vec::new();
         let (own, other, margin) = if right {
@@ -372,7 +415,7 @@ impl JoinOp {
         } else {
             (&mut self.left, &self.right, left_margin)
         };
-        let id = own.add_chunk(rows.clone());
+        let id = own.next_id();
         for (row, key) in keys.iter().enumerate() {
             let time = rows.times.value(row);
             if time < watermark {
@@ -388,21 +431,18 @@ impl JoinOp {
                 row: row as u32,
                 time,
             };
-            if let Some(partners) = other.index.get(key.as_ref()) {
-                for p in partners {
-                    let (l, r) = if right { (*p, this) } else { (this, *p) };
-                    let d = r.time.saturating_sub(l.time);
-                    if (lower..=upper).contains(&d) {
-                        pairs.push((l, r));
-                    }
+            for p in other.partners(key) {
+                let (l, r) = if right { (p, this) } else { (this, p) };
+                let d = r.time.saturating_sub(l.time);
+                if (lower..=upper).contains(&d) {
+                    pairs.push((l, r));
                 }
             }
-            let drop_at = time.saturating_add(margin).saturating_add(1);
-            own.keep(key.as_ref(), this, drop_at);
+            kept.push((row as u32, time));
+            latest = latest.max(time);
         }
-        if own.chunks.get(&id).is_some_and(|(_, live)| *live == 0) {
-            own.chunks.remove(&id);
-        }
+        let drop_at = latest.saturating_add(margin).saturating_add(1);
+        own.hold(id, rows.clone(), keys, &kept, drop_at);
         self.counting.counts.aggregated.add(accepted.len() as u64);
         self.counting.counts.late.add(late.len() as u64);
         if let Some(judge) = &self.counting.judge {
@@ -447,7 +487,7 @@ impl JoinOp {
             let picks: Vec<(usize, usize)> = kept
                 .map(|k| {
                     let i = *at.entry(k.chunk).or_insert_with(|| {
-                        batches.push(&held.chunks[&k.chunk].0.batch);
+                        batches.push(&held.chunks[&k.chunk].rows.batch);
                         batches.len() - 1
                     });
                     (i, k.row as usize)
@@ -568,27 +608,26 @@ impl JoinOp {
 
     /// Keeps rows restored from a checkpoint.
     fn hold(&mut self, right: bool, rows: Rows) -> Result<(), OperatorError> {
-        let (keys, _) = self.plan.keys(right, &rows, &self.converter)?;
+        let (keys, nulls) = self.plan.keys(right, &rows, &self.converter)?;
         let (left_margin, right_margin) = self.margins();
         let (own, margin) = if right {
             (&mut self.right, right_margin)
         } else {
             (&mut self.left, left_margin)
         };
-        let id = own.add_chunk(rows.clone());
-        for (row, key) in keys.iter().enumerate() {
-            let time = rows.times.value(row);
-            let kept = Kept {
-                chunk: id,
-                row: row as u32,
-                time,
-            };
-            own.keep(
-                key.as_ref(),
-                kept,
-                time.saturating_add(margin).saturating_add(1),
-            );
-        }
+        let kept: Vec<(u32, i64)> = (0..rows.len())
+            .filter(|&row| !nulls[row])
+            .map(|row| (row as u32, rows.times.value(row)))
+            .collect();
+        let latest = kept.iter().map(|(_, t)| *t).max().unwrap_or(i64::MIN);
+        let id = own.next_id();
+        own.hold(
+            id,
+            rows,
+            keys,
+            &kept,
+            latest.saturating_add(margin).saturating_add(1),
+        );
         Ok(())
     }
 }
@@ -612,9 +651,8 @@ impl Operator<Sided> for JoinOp {
             return Ok(());
         }
         self.watermark = watermark;
-        let (left_margin, right_margin) = self.margins();
-        self.left.expire(watermark, left_margin);
-        self.right.expire(watermark, right_margin);
+        self.left.expire(watermark);
+        self.right.expire(watermark);
         self.flush()?;
         self.down.on_watermark(watermark)
     }
