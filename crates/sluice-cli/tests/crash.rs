@@ -175,7 +175,8 @@ path = "out/dead_letter.jsonl"
 /// and sliding windows (all with the source table's allowed lateness, so
 /// their rows are changelogs); a running aggregate without a window; a
 /// filter and select for the alerts; a join of two views within a time
-/// range; both reserved streams.
+/// range; an aggregate of the running aggregate's changelog; both reserved
+/// streams.
 fn sql_pipeline(input: &Path, workers: usize) -> String {
     format!(
         r#"SET execution.batch_size = 1000;
@@ -206,8 +207,11 @@ INSERT INTO sliding_file
     SELECT sensor, window_end, avg(temperature) AS mean, max(temperature) - min(temperature) AS spread
     FROM valid GROUP BY hop(ts, INTERVAL '5' SECOND, INTERVAL '20' SECOND), sensor;
 INSERT INTO hot_file SELECT sensor, window_end, 'hot' AS level FROM per_sensor WHERE hi > 39.5;
-INSERT INTO totals_file
+CREATE VIEW totals AS
     SELECT sensor, count(*) AS n, max(temperature) AS hi FROM valid GROUP BY sensor;
+INSERT INTO totals_file SELECT * FROM totals;
+CREATE TABLE overall_file WITH (connector = 'file', path = 'out/overall.jsonl');
+INSERT INTO overall_file SELECT count(*) AS sensors, sum(n) AS readings FROM totals;
 INSERT INTO late_file SELECT * FROM late;
 INSERT INTO dead_letter_file SELECT * FROM dead_letter;
 
@@ -599,6 +603,15 @@ fn the_harness_catches_a_join_that_forgets_its_state() {
     let error = crash_and_compare_in(Written::Sql, 1, 4, "forget-join-state")
         .expect_err("the harness passed");
     assert!(error.contains("swings.jsonl"), "{error}");
+}
+
+/// ... and an aggregate of a changelog that forgets the rows it held at a
+/// restart: their earlier values are never taken back out.
+#[test]
+fn the_harness_catches_an_aggregate_of_a_changelog_that_forgets_its_state() {
+    let error = crash_and_compare_in(Written::Sql, 1, 4, "forget-changelog-state")
+        .expect_err("the harness passed");
+    assert!(error.contains("overall.jsonl"), "{error}");
 }
 
 /// The harness fails a run that restarts from nothing instead of resuming,

@@ -1,4 +1,4 @@
-//! Nexmark q0-q3, q5, q7 and q8 written in SQL (`examples/nexmark/`) give the
+//! Nexmark q0-q5, q7 and q8 written in SQL (`examples/nexmark/`) give the
 //! results of the typed queries on the same generated events: their rows
 //! reduce to the typed queries' checksums (`sluice_bench::sql`), on one
 //! worker, on several in small chunks, and event by event.
@@ -78,6 +78,11 @@ fn q2_selects_the_bids_of_every_123rd_auction() {
 #[test]
 fn q3_joins_auctions_with_their_sellers() {
     check("q3", &SPLITS);
+}
+
+#[test]
+fn q4_averages_each_auction_s_closing_price_per_category() {
+    check("q4", &SPLITS);
 }
 
 #[test]

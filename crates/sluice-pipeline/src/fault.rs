@@ -41,6 +41,9 @@ pub enum Fault {
     KeepMergedSessions,
     /// A join restored from a checkpoint starts without the rows it held.
     ForgetJoinState,
+    /// An aggregate of a changelog restored from a checkpoint starts
+    /// without the rows it held.
+    ForgetChangelogState,
 }
 
 impl Fault {
@@ -57,6 +60,7 @@ impl Fault {
             Fault::Miscount => "miscount",
             Fault::KeepMergedSessions => "keep-merged-sessions",
             Fault::ForgetJoinState => "forget-join-state",
+            Fault::ForgetChangelogState => "forget-changelog-state",
         }
     }
 }

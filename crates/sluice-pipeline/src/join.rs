@@ -680,6 +680,9 @@ impl Operator<Sided> for JoinOp {
     }
 }
 
+/// A lookup table's rows by key (Arrow's row format).
+pub type TableIndex = HashMap<Box<[u8]>, Vec<u32>, Fast>;
+
 /// A checked lookup join: a stream against a table read whole at start.
 #[derive(Debug)]
 pub struct LookupPlan {
@@ -694,7 +697,7 @@ pub struct LookupPlan {
     /// The table's rows.
     pub table: RecordBatch,
     /// The table's rows by key (Arrow's row format of `key_types`).
-    pub index: HashMap<Box<[u8]>, Vec<u32>, Fast>,
+    pub index: TableIndex,
     /// The output: the stream's columns, then the table's.
     pub schema: SchemaRef,
 }
@@ -705,7 +708,7 @@ impl LookupPlan {
         table: &RecordBatch,
         keys: &[usize],
         key_types: &[DataType],
-    ) -> Result<HashMap<Box<[u8]>, Vec<u32>, Fast>, OperatorError> {
+    ) -> Result<TableIndex, OperatorError> {
         let converter = RowConverter::new(key_types.iter().cloned().map(SortField::new).collect())
             .map_err(failed)?;
         let (rows, nulls) = key_rows(table.columns(), keys, key_types, &converter)?;

@@ -26,6 +26,7 @@
 mod accounting;
 mod adaptive;
 mod build;
+mod changelog;
 mod checkpoint;
 mod config;
 mod connectors;

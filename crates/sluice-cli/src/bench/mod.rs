@@ -46,6 +46,9 @@ pub enum Workload {
     NexmarkSqlQ2,
     /// Nexmark q3 written in SQL (a join bounded by state.ttl).
     NexmarkSqlQ3,
+    /// Nexmark q4 written in SQL (a join, a running maximum, an average of
+    /// that changelog).
+    NexmarkSqlQ4,
     /// Nexmark q5 written in SQL (a window over windows, joined back).
     NexmarkSqlQ5,
     /// Nexmark q7 written in SQL (a window joined back to the bids).
@@ -87,6 +90,7 @@ impl Workload {
             Workload::NexmarkSqlQ1 => "q1",
             Workload::NexmarkSqlQ2 => "q2",
             Workload::NexmarkSqlQ3 => "q3",
+            Workload::NexmarkSqlQ4 => "q4",
             Workload::NexmarkSqlQ5 => "q5",
             Workload::NexmarkSqlQ7 => "q7",
             Workload::NexmarkSqlQ8 => "q8",

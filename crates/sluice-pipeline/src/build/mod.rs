@@ -80,9 +80,10 @@ impl<'a> DataflowBuilder<'a> {
             .iter()
             .map(|t| {
                 let kind = match t.operation {
-                    Operation::Window(_) | Operation::Join(_) | Operation::Lookup(_) => {
-                        Kind::Window
-                    }
+                    Operation::Window(_)
+                    | Operation::Join(_)
+                    | Operation::Lookup(_)
+                    | Operation::Retract(_) => Kind::Window,
                     _ => Kind::Row,
                 };
                 (t.name.clone(), kind, t.inputs().map(String::from).collect())
@@ -331,6 +332,7 @@ impl<'a> DataflowBuilder<'a> {
                 };
                 self.add_join(&name, input, right, join, counted)?
             }
+            Operation::Retract(plan) => self.add_retract(&name, input, plan, counted)?,
             Operation::Lookup(lookup) => {
                 let lookup = lookup.clone();
                 crate::join::LookupOp::new(lookup.clone(), Box::new(crate::build::join::Discard))

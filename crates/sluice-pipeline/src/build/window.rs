@@ -3,6 +3,7 @@
 //! each restored from the checkpoint the run resumes from.
 
 use super::DataflowBuilder;
+use crate::changelog::{RetractOp, RetractPlan};
 use crate::error::{Error, Result};
 use crate::operators::{Counted, Routed, SplitByKey};
 use crate::rows::Rows;
@@ -72,6 +73,67 @@ impl DataflowBuilder<'_> {
                 Ok(op) => Box::new(op),
                 Err(e) => unreachable!("checked by window_states: {e}"),
             }
+        }))
+    }
+
+    /// Adds the aggregate of a changelog `name` on `input`, on one
+    /// instance (an update may move a row from one group to another, so
+    /// every group is on one worker).
+    pub(super) fn add_retract(
+        &mut self,
+        name: &str,
+        input: Stream<Rows>,
+        plan: &Arc<RetractPlan>,
+        counted: Counted,
+    ) -> Result<Stream<Rows>> {
+        let policy = if self.plan.execution.event_mode {
+            FlushPolicy::EachEvent
+        } else {
+            FlushPolicy::Forward
+        };
+        let input = if input.parallelism() > 1 {
+            input.exchange_by(|_: &Rows| 0, policy)
+        } else {
+            input
+        };
+        let key = format!("aggregate/{name}/0");
+        let state = self
+            .restored
+            .as_ref()
+            .map(|s| s.get(&key).map(<[u8]>::to_vec));
+        let mut check = RetractOp::new(plan.clone(), Box::new(Discard))
+            .map_err(|e| Error::Bug(format!("{name}: {e}")))?;
+        match &state {
+            Some(Some(state)) => check.restore(state).map_err(|e| {
+                Error::damaged(format!(
+                    "{name}: the checkpointed state cannot be loaded: {e}"
+                ))
+            })?,
+            Some(None) => {
+                return Err(Error::damaged(format!(
+                    "{name}: the checkpoint has no state for `{key}`: the state is damaged"
+                )))
+            }
+            None => {}
+        }
+        let (plan, checkpointing) = (plan.clone(), self.checkpointing.clone());
+        Ok(input.operator(move |down, instance| {
+            let op = match RetractOp::new(plan.clone(), down) {
+                Ok(op) => op.counted(counted.clone()),
+                Err(e) => unreachable!("checked above: {e}"),
+            };
+            let mut op = match &checkpointing {
+                Some(c) => {
+                    op.with_checkpoints(c.clone(), format!("aggregate/{}/{instance}", plan.name))
+                }
+                None => op,
+            };
+            if let Some(Some(state)) = &state {
+                if let Err(e) = op.restore(state) {
+                    unreachable!("checked above: {e}");
+                }
+            }
+            Box::new(op)
         }))
     }
 

@@ -162,6 +162,9 @@ pub struct TransformSpec {
     pub between: Option<Spanned<Vec<Spanned<String>>>>,
     /// `lookup`: the table looked up, read whole at start.
     pub table: Option<Spanned<LookupTableSpec>>,
+    /// `aggregate` of a changelog: the columns that identify its rows (an
+    /// update replaces the earlier row of its key, a delete removes it).
+    pub changelog_key: Option<Spanned<KeySpec>>,
 }
 
 /// `table = { path = "products.csv" }`: a file read whole when the

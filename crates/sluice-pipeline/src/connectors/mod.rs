@@ -189,6 +189,15 @@ pub trait SinkConnector: fmt::Debug + Send + Sync {
         None
     }
 
+    /// Why this target cannot take a changelog (rows that update earlier
+    /// ones, with `op` and `revision`), if it cannot. A target that writes
+    /// rows as they come takes one, its `op` column written like any other
+    /// (every sink so far); one that applies rows to a table must apply
+    /// updates and deletes, or say here that it does not.
+    fn refuses_changelog(&self) -> Option<String> {
+        None
+    }
+
     /// The settings of a NATS sink, if it is one.
     #[cfg(feature = "nats")]
     fn nats(&self) -> Option<&NatsTarget> {

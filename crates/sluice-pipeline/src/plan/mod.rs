@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use toml::Spanned;
 
+mod changelog;
 mod execution;
 mod join;
 mod lookup;
@@ -117,6 +118,8 @@ pub enum Operation {
     Join(Arc<crate::join::JoinPlan>),
     /// Pairs of a stream's rows with the rows of a table read at start.
     Lookup(Arc<crate::join::LookupPlan>),
+    /// A running aggregate of a changelog, taking updated values back out.
+    Retract(Arc<crate::changelog::RetractPlan>),
     /// Where `when` holds, emits `emit` (or the row).
     Rule {
         /// The trigger.

@@ -51,6 +51,7 @@ pub(super) fn transform(
         ("on", span_of(&t.on)),
         ("between", span_of(&t.between)),
         ("table", span_of(&t.table)),
+        ("changelog_key", span_of(&t.changelog_key)),
     ];
     let kind = t.kind.get_ref().clone();
     let (operation, schema, describe) = match kind.as_str() {
@@ -75,7 +76,7 @@ pub(super) fn transform(
             window(t, &name, &input, &sql)?
         }
         "aggregate" => {
-            only(&t.kind, &given, &["key", "aggregates"])?;
+            only(&t.kind, &given, &["key", "aggregates", "changelog_key"])?;
             window(t, &name, &input, &sql)?
         }
         "join" => {
@@ -258,12 +259,25 @@ fn window(
     sql: &SqlContext,
 ) -> Result<Compiled, Failure> {
     if super::is_changelog(input) {
+        if let (true, Some(by)) = (t.kind.get_ref() == "aggregate", &t.changelog_key) {
+            return super::changelog::aggregate(t, name, input, sql, by);
+        }
         return Err(at(
             t.kind.span(),
             format!(
-                "`{}` reads a changelog (rows with op and revision, which update earlier                  rows): aggregating it would count every update again; aggregate the                  stream it is made from",
+                "`{}` reads a changelog (rows with op and revision, which update earlier \
+                 rows): aggregating it would count every update again; aggregate the stream \
+                 it is made from, or, with type = \"aggregate\", name the columns that \
+                 identify its rows in changelog_key",
                 t.name.get_ref()
             ),
+        ));
+    }
+    if let Some(by) = &t.changelog_key {
+        return Err(at(
+            by.span(),
+            "`changelog_key` is for an aggregate of a changelog, and this input is not one (it \
+             has no op and revision columns): remove it",
         ));
     }
     // A running aggregate is one window over all of time that emits what
@@ -448,17 +462,17 @@ fn window_kind(t: &TransformSpec) -> Result<WindowKind, Failure> {
 }
 
 /// A window's key columns.
-struct WindowKeys {
+pub(super) struct WindowKeys {
     /// Their indexes in the input.
-    keys: Vec<usize>,
+    pub(super) keys: Vec<usize>,
     /// How rows encode them.
-    sort_fields: Vec<SortField>,
+    pub(super) sort_fields: Vec<SortField>,
     /// The output's first fields.
-    out_fields: Vec<Field>,
+    pub(super) out_fields: Vec<Field>,
 }
 
 /// The window's key columns, checked against its input.
-fn window_keys(
+pub(super) fn window_keys(
     t: &TransformSpec,
     input: &SchemaRef,
     key_fields: &[String],
@@ -491,7 +505,7 @@ fn window_keys(
 }
 
 /// The window's aggregates, each a new output field after `out_fields`.
-fn window_aggregates(
+pub(super) fn window_aggregates(
     t: &TransformSpec,
     sql: &SqlContext,
     out_fields: &mut Vec<Field>,

@@ -282,6 +282,7 @@ impl JoinClause {
             changelog: false,
             times,
             ttl: None,
+            changelog_key: None,
         };
         let query = Query {
             places,
@@ -391,6 +392,7 @@ impl JoinClause {
                     .collect()
             }),
             ttl: None,
+            changelog_key: None,
         };
         let query = Query {
             places,

@@ -317,6 +317,29 @@ impl AggregateExpr {
         self.aggregate.create_accumulator().map_err(clean)
     }
 
+    /// A new, empty accumulator that can take any value it was given back
+    /// out (`retract_batch`): of `count`, `sum` and `avg`. Others are
+    /// refused: a minimum or maximum cannot give a value back without
+    /// keeping every value.
+    pub fn retracting_accumulator(&self) -> Result<Box<dyn Accumulator>> {
+        let name = self.aggregate.fun().name().to_lowercase();
+        if !["count", "sum", "avg", "mean"].contains(&name.as_str()) {
+            return Err(Error::sql(format!(
+                "`{}` cannot take an updated value back out of its result; over a changelog, \
+                 use count, sum or avg",
+                self.sql
+            )));
+        }
+        let acc = self.aggregate.create_sliding_accumulator().map_err(clean)?;
+        if !acc.supports_retract_batch() {
+            return Err(Error::sql(format!(
+                "`{}` cannot take an updated value back out of its result",
+                self.sql
+            )));
+        }
+        Ok(acc)
+    }
+
     /// A new, empty accumulator of many groups at once (vectorised by
     /// group index); aggregates without one get DataFusion's adapter.
     pub fn groups_accumulator(&self) -> Result<Box<dyn GroupsAccumulator>> {

@@ -63,6 +63,15 @@ struct Table {
     written: bool,
 }
 
+/// A view: the stream it names, whether it is a changelog (and the columns
+/// that identify its rows), and its time columns.
+struct View {
+    stream: String,
+    changelog: bool,
+    changelog_key: Option<Vec<String>>,
+    times: Option<Times>,
+}
+
 struct File<'a> {
     places: &'a Places,
     name: Spanned<String>,
@@ -70,7 +79,7 @@ struct File<'a> {
     tables: IndexMap<String, Table>,
     /// Views: the stream each names, whether it is a changelog, and its
     /// time columns.
-    streams: IndexMap<String, (String, bool, Option<Times>)>,
+    streams: IndexMap<String, View>,
     /// `SET state.ttl`: how long a join keeps rows without a time bound.
     ttl: Option<i64>,
     /// The table read, and the event-time field and allowed lateness it
@@ -170,7 +179,7 @@ impl File<'_> {
                         ),
                     ));
                 }
-                let (stream, _, _) = self.query(query, target.get_ref())?;
+                let stream = self.query(query, target.get_ref())?.stream;
                 self.sink(&target, stream, span)?;
             }
             Statement::Set(ast::Set::SingleAssignment {
@@ -241,11 +250,7 @@ impl File<'_> {
 
     /// Translates a query into transforms named after `base`; returns the
     /// stream it makes.
-    fn query(
-        &mut self,
-        query: &ast::Query,
-        base: &str,
-    ) -> Result<(String, bool, Option<Times>), Diagnostic> {
+    fn query(&mut self, query: &ast::Query, base: &str) -> Result<View, Diagnostic> {
         let translated = Query::new(self.places, query)?;
         let over = self.read(&translated.from)?;
         let lookup = match &translated.join {
@@ -261,12 +266,18 @@ impl File<'_> {
             stream,
             changelog,
             times,
+            changelog_key,
         } = match (&translated.join, lookup) {
             (Some(join), Some(table)) => join.lookup(&translated, base, &over, table)?,
             _ => translated.transforms(base, &over, right.as_ref())?,
         };
         self.transforms.extend(transforms);
-        Ok((stream, changelog, times))
+        Ok(View {
+            stream,
+            changelog,
+            changelog_key,
+            times,
+        })
     }
 
     /// The table a join reads whole at start, when `name` is one: a file
@@ -341,10 +352,11 @@ impl File<'_> {
     /// from the source table.
     fn read(&mut self, from: &Spanned<String>) -> Result<Over, Diagnostic> {
         let name = from.get_ref();
-        if let Some((stream, changelog, times)) = self.streams.get(name) {
-            let mut over = self.over(stream.clone());
-            over.changelog = *changelog;
-            over.times = times.clone();
+        if let Some(view) = self.streams.get(name) {
+            let mut over = self.over(view.stream.clone());
+            over.changelog = view.changelog;
+            over.changelog_key = view.changelog_key.clone();
+            over.times = view.times.clone();
             // The source's event time, if the view still holds it.
             if let (Some(times), Some(event_time)) = (&over.times, &over.event_time) {
                 if !times.iter().any(|(c, o)| c == event_time && *o == 0) {
@@ -361,6 +373,7 @@ impl File<'_> {
                 changelog: false,
                 times: None,
                 ttl: self.ttl,
+                changelog_key: None,
             });
         }
         let Some(table) = self.tables.get_mut(name) else {
@@ -417,6 +430,7 @@ impl File<'_> {
             changelog: false,
             times: None,
             ttl: self.ttl,
+            changelog_key: None,
         }
     }
 

@@ -34,6 +34,8 @@ pub(super) struct Translated {
     /// Its columns that hold each row's event time plus an offset (ms),
     /// when known.
     pub times: Option<Times>,
+    /// A changelog's columns that identify its rows, when known.
+    pub changelog_key: Option<Vec<String>>,
 }
 
 /// Columns that hold each row's event time plus an offset in ms: the
@@ -58,6 +60,9 @@ pub(super) struct Over {
     /// `SET state.ttl`: how long a join keeps a row without a time bound
     /// (ms).
     pub ttl: Option<i64>,
+    /// A changelog's columns that identify its rows, when known (an
+    /// aggregate of it takes a row's earlier values back out).
+    pub changelog_key: Option<Vec<String>>,
 }
 
 fn unsupported(span: Span, what: &str) -> Diagnostic {
@@ -209,30 +214,29 @@ impl<'a> Query<'a> {
                 _ => false,
             });
         let mut times = over.times.clone();
+        let changelog_key;
         let changelog = if group.is_empty() && !aggregates {
-            times = self.projection(&mut steps, &times)?;
+            let before = steps.len();
+            times = self.projection(&mut steps, &times, over.changelog)?;
+            // The columns that identify a changelog's rows, where they pass.
+            changelog_key = match (&over.changelog_key, steps.len() > before) {
+                (Some(key), false) => Some(key.clone()),
+                (Some(key), true) => self.carried_names(key),
+                (None, _) => None,
+            };
             // A changelog stays one while its op column passes on.
             // Whatever it keeps, its rows still come from a changelog.
             over.changelog
         } else {
-            if over.changelog {
-                return Err(unsupported(
-                    self.from.span(),
-                    &format!(
-                        "`{}` is a changelog (its rows update earlier ones): aggregating it would \
-                         count every update again; aggregate the stream it is made from",
-                        self.from.get_ref()
-                    ),
-                ));
-            }
             if !aggregates {
                 return Err(Diagnostic::at(
                     self.places.span_of(&self.select),
                     "a GROUP BY needs at least one aggregate in the SELECT list, like count(*) AS n",
                 ));
             }
-            let (changelog, grouped_times) = self.grouped(group, over, &mut steps)?;
+            let (changelog, grouped_times, key) = self.grouped(group, over, &mut steps)?;
             times = grouped_times;
+            changelog_key = key;
             changelog
         };
         let count = steps.len();
@@ -256,7 +260,28 @@ impl<'a> Query<'a> {
             stream: from,
             changelog,
             times,
+            changelog_key: changelog_key.filter(|_| changelog),
         })
+    }
+
+    /// The names the select list gives `columns` (each passed on as a
+    /// plain column), if it passes them all.
+    fn carried_names(&self, columns: &[String]) -> Option<Vec<String>> {
+        columns
+            .iter()
+            .map(|column| {
+                self.select.projection.iter().find_map(|item| match item {
+                    SelectItem::UnnamedExpr(Expr::Identifier(i)) if i.value == *column => {
+                        Some(column.clone())
+                    }
+                    SelectItem::ExprWithAlias {
+                        expr: Expr::Identifier(i),
+                        alias,
+                    } if i.value == *column => Some(alias.value.clone()),
+                    _ => None,
+                })
+            })
+            .collect()
     }
 
     /// A SELECT without GROUP BY: `*`, or a select of named columns.
@@ -264,6 +289,7 @@ impl<'a> Query<'a> {
         &self,
         steps: &mut Steps,
         times: &Option<Times>,
+        changelog: bool,
     ) -> Result<Option<Times>, Diagnostic> {
         let items = &self.select.projection;
         if let [SelectItem::Wildcard(options)] = items.as_slice() {
@@ -292,6 +318,17 @@ impl<'a> Query<'a> {
                 Spanned::new(self.places.span_of(expr), expr.to_string()),
             )?;
         }
+        // A changelog's rows keep saying what they change.
+        if changelog {
+            for column in ["op", "revision"] {
+                if !columns.contains_key(column) {
+                    columns.insert(
+                        column.to_string(),
+                        Spanned::new(span.clone(), column.to_string()),
+                    );
+                }
+            }
+        }
         let mut t = transform("select", span.clone());
         t.columns = Some(Spanned::new(span.clone(), columns));
         steps.push(("select", Spanned::new(span, t)));
@@ -318,7 +355,7 @@ impl<'a> Query<'a> {
         group: &[Expr],
         over: &Over,
         steps: &mut Steps,
-    ) -> Result<(bool, Option<Times>), Diagnostic> {
+    ) -> Result<Grouped, Diagnostic> {
         let span = self.places.span_of(&self.select);
         let mut window: Option<Spanned<WindowSpec>> = None;
         let mut keys: Vec<String> = Vec::new();
@@ -360,6 +397,24 @@ impl<'a> Query<'a> {
         }
         // Without a window: a running aggregate, whose rows are a changelog.
         let running = window.is_none();
+        // Over a changelog, only a running aggregate whose input's rows are
+        // identified: it takes a row's earlier values back out.
+        let retract_by = match (over.changelog, running, &over.changelog_key) {
+            (false, _, _) => None,
+            (true, true, Some(key)) => Some(key.clone()),
+            (true, _, _) => {
+                return Err(unsupported(
+                    self.from.span(),
+                    &format!(
+                        "`{}` is a changelog (its rows update earlier ones): aggregating it \
+                         would count every update again; aggregate the stream it is made from, \
+                         or keep the columns that identify its rows (its GROUP BY keys) and \
+                         GROUP BY without a window",
+                        self.from.get_ref()
+                    ),
+                ))
+            }
+        };
         let changelog = running || over.lateness.is_some();
         let mut passing: HashSet<String> = keys.iter().cloned().collect();
         if !running && !cascade {
@@ -422,6 +477,7 @@ impl<'a> Query<'a> {
         if !running {
             w.allowed_lateness = over.lateness.clone();
         }
+        w.changelog_key = retract_by.map(|key| Spanned::new(span.clone(), KeySpec::Many(key)));
         steps.push((
             if running { "aggregate" } else { "window" },
             Spanned::new(span.clone(), w),
@@ -492,6 +548,10 @@ impl<'a> Query<'a> {
                 })
                 .collect()
         };
+        let output_names: Vec<(String, String)> = outputs
+            .iter()
+            .map(|(n, t)| (n.get_ref().clone(), t.get_ref().clone()))
+            .collect();
         if !same {
             let mut columns = Expressions::new();
             for (name, text) in outputs {
@@ -518,7 +578,26 @@ impl<'a> Query<'a> {
         } else {
             Some(times)
         };
-        Ok((changelog, times))
+        // The output's columns that identify its rows: the keys (and a
+        // window's bounds), under the names the select list gives them.
+        let mut identity = natural_keys.clone();
+        if !running && !cascade {
+            identity.extend(["window_start".to_string(), "window_end".to_string()]);
+        }
+        let key = if same {
+            Some(identity)
+        } else {
+            identity
+                .iter()
+                .map(|k| {
+                    output_names
+                        .iter()
+                        .find(|(_, text)| text == k || text.trim_matches('"') == k)
+                        .map(|(name, _)| name.clone())
+                })
+                .collect()
+        };
+        Ok((changelog, times, key))
     }
 
     /// `tumble(ts, size)`, `hop(ts, slide, size)`, `session(ts, gap)`.
@@ -558,23 +637,21 @@ impl<'a> Query<'a> {
             ));
         };
         match (&over.times, &over.event_time) {
-            (Some(times), _) => {
-                if !times.iter().any(|(c, o)| *c == time.value && *o == 0) {
-                    let holding: Vec<String> = times
-                        .iter()
-                        .filter(|(_, o)| *o == 0)
-                        .map(|(c, _)| format!("`{c}`"))
-                        .collect();
-                    let message = if holding.is_empty() {
-                        format!("a window runs on each row's event time, and no column of this stream holds it (a join's pair is timed by the later of its rows, a window's rows by their window's last millisecond): select the time into the view, like l.ts when the right row is never earlier, or window the stream it is made from")
-                    } else {
-                        format!(
-                            "a window runs on each row's event time, which {} holds here; name it",
-                            holding.join(", ")
-                        )
-                    };
-                    return Err(Diagnostic::at(self.places.ident(time), message));
-                }
+            (Some(times), _) if !times.iter().any(|(c, o)| *c == time.value && *o == 0) => {
+                let holding: Vec<String> = times
+                    .iter()
+                    .filter(|(_, o)| *o == 0)
+                    .map(|(c, _)| format!("`{c}`"))
+                    .collect();
+                let message = if holding.is_empty() {
+                    "a window runs on each row's event time, and no column of this stream holds it (a join's pair is timed by the later of its rows, a window's rows by their window's last millisecond): select the time into the view, like l.ts when the right row is never earlier, or window the stream it is made from".to_string()
+                } else {
+                    format!(
+                        "a window runs on each row's event time, which {} holds here; name it",
+                        holding.join(", ")
+                    )
+                };
+                return Err(Diagnostic::at(self.places.ident(time), message));
             }
             (None, Some(event_time)) if &time.value != event_time => {
                 return Err(Diagnostic::at(
@@ -626,6 +703,10 @@ impl<'a> Query<'a> {
     }
 }
 
+/// What a grouped query makes: whether its rows are a changelog, its time
+/// columns, and (a changelog's) the columns that identify its rows.
+type Grouped = (bool, Option<Times>, Option<Vec<String>>);
+
 /// The steps of a query: each a name suffix and its transform.
 pub(super) type Steps = Vec<(&'static str, Spanned<TransformSpec>)>;
 
@@ -659,6 +740,7 @@ pub(super) fn transform(kind: &str, span: Span) -> TransformSpec {
         on: None,
         between: None,
         table: None,
+        changelog_key: None,
     }
 }
 

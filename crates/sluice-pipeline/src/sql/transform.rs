@@ -87,6 +87,7 @@ fn one(
         changelog: false,
         times: event_time.as_ref().map(|e| vec![(e.clone(), 0)]),
         ttl: None,
+        changelog_key: None,
     };
     let right = translated.join.as_ref().map(|j| over(&j.right));
     let over = over(&translated.from);

@@ -1,0 +1,518 @@
+//! A running aggregate of a changelog: each row replaces the earlier row of
+//! its changelog key (an update) or removes it (a delete), so the aggregate
+//! takes the earlier row's values back out of its group (`retract_batch`)
+//! before it adds the new ones. Its own output is a changelog per group
+//! (insert, update, and delete when a group loses its last row).
+//!
+//! Only aggregates that can take values back out are accepted (`count`,
+//! `sum`, `avg`, and the others whose DataFusion accumulator retracts any
+//! value): a maximum cannot, without every value kept.
+
+use crate::checkpoint::Checkpointing;
+use crate::operators::Counted;
+use crate::rows::Rows;
+use crate::sql::AggregateExpr;
+use arrow::array::{
+    Array, ArrayRef, BinaryArray, BooleanArray, Int64Array, RecordBatch, StringArray, UInt32Array,
+    UInt64Array,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use arrow::row::{RowConverter, SortField};
+use datafusion::logical_expr::Accumulator;
+use datafusion::scalar::ScalarValue;
+use sluice::{Batch, Operator, OperatorError, OperatorResult, Timestamp};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+type Fast = ahash::RandomState;
+
+/// The version of the checkpointed state.
+const VERSION: u64 = 1;
+
+fn failed(error: impl std::fmt::Display) -> OperatorError {
+    OperatorError::Failed(error.to_string().into())
+}
+
+/// A checked aggregate of a changelog.
+pub struct RetractPlan {
+    /// The transform's name.
+    pub name: String,
+    /// The group key columns of the input.
+    pub keys: Vec<usize>,
+    /// Their types.
+    pub key_fields: Vec<SortField>,
+    /// The columns that identify a row of the changelog read.
+    pub by: Vec<usize>,
+    /// Their types.
+    pub by_fields: Vec<SortField>,
+    /// The input's `op` column.
+    pub op: usize,
+    /// Output names and aggregates (each can retract).
+    pub aggregates: Vec<(String, AggregateExpr)>,
+    /// keys, `op`, `revision`, aggregates.
+    pub output: SchemaRef,
+}
+
+impl RetractPlan {
+    /// A new accumulator of aggregate `i` that can take values back out.
+    pub fn accumulator(&self, i: usize) -> Result<Box<dyn Accumulator>, OperatorError> {
+        self.aggregates[i]
+            .1
+            .retracting_accumulator()
+            .map_err(failed)
+    }
+}
+
+/// One group: its accumulators, the rows in it, its next revision.
+struct Group {
+    accs: Vec<Box<dyn Accumulator>>,
+    rows: u64,
+    revision: u32,
+    emitted: bool,
+}
+
+/// The latest row of a changelog key: its group and its aggregates'
+/// argument values.
+struct Held {
+    group: Box<[u8]>,
+    args: Vec<Vec<ScalarValue>>,
+}
+
+/// The aggregate of a changelog, on one instance.
+pub struct RetractOp {
+    plan: Arc<RetractPlan>,
+    /// The group keys' converter (none without keys: one group).
+    keys: Option<RowConverter>,
+    by: RowConverter,
+    rows: HashMap<Box<[u8]>, Held, Fast>,
+    groups: HashMap<Box<[u8]>, Group, Fast>,
+    touched: indexmap::IndexSet<Box<[u8]>, Fast>,
+    latest: i64,
+    watermark: i64,
+    counting: Counted,
+    checkpoint: Option<(Arc<Checkpointing>, String)>,
+    out: Batch<Rows>,
+    down: Box<dyn Operator<Rows>>,
+}
+
+impl RetractOp {
+    /// An aggregate of `plan` feeding `down`.
+    pub fn new(
+        plan: Arc<RetractPlan>,
+        down: Box<dyn Operator<Rows>>,
+    ) -> Result<Self, OperatorError> {
+        Ok(Self {
+            keys: if plan.keys.is_empty() {
+                None
+            } else {
+                Some(RowConverter::new(plan.key_fields.clone()).map_err(failed)?)
+            },
+            by: RowConverter::new(plan.by_fields.clone()).map_err(failed)?,
+            plan,
+            rows: HashMap::default(),
+            groups: HashMap::default(),
+            touched: indexmap::IndexSet::default(),
+            latest: i64::MIN,
+            watermark: i64::MIN,
+            counting: Counted::default(),
+            checkpoint: None,
+            out: Batch::new(),
+            down,
+        })
+    }
+
+    /// Counts its rows in `counting`.
+    pub fn counted(mut self, counting: Counted) -> Self {
+        self.counting = counting;
+        self
+    }
+
+    /// Reports its state to `checkpointing` at every barrier, under `key`.
+    pub fn with_checkpoints(mut self, checkpointing: Arc<Checkpointing>, key: String) -> Self {
+        checkpointing.register();
+        self.checkpoint = Some((checkpointing, key));
+        self
+    }
+
+    fn group(&mut self, key: &[u8]) -> Result<&mut Group, OperatorError> {
+        if !self.groups.contains_key(key) {
+            let accs = (0..self.plan.aggregates.len())
+                .map(|i| self.plan.accumulator(i))
+                .collect::<Result<_, _>>()?;
+            self.groups.insert(
+                key.into(),
+                Group {
+                    accs,
+                    rows: 0,
+                    revision: 0,
+                    emitted: false,
+                },
+            );
+        }
+        self.groups
+            .get_mut(key)
+            .ok_or_else(|| failed("a group vanished"))
+    }
+
+    /// Adds (or, with `retract`, takes out) one row's argument values.
+    fn apply(&mut self, group: &[u8], args: &[Vec<ScalarValue>], retract: bool) -> OperatorResult {
+        let entry = self.group(group)?;
+        for (acc, values) in entry.accs.iter_mut().zip(args) {
+            let arrays = values
+                .iter()
+                .map(ScalarValue::to_array)
+                .collect::<Result<Vec<ArrayRef>, _>>()
+                .map_err(failed)?;
+            if retract {
+                acc.retract_batch(&arrays).map_err(failed)?;
+            } else {
+                acc.update_batch(&arrays).map_err(failed)?;
+            }
+        }
+        if retract {
+            entry.rows = entry.rows.saturating_sub(1);
+        } else {
+            entry.rows += 1;
+        }
+        if !self.touched.contains(group) {
+            self.touched.insert(group.into());
+        }
+        Ok(())
+    }
+
+    fn chunk(&mut self, rows: &Rows) -> OperatorResult {
+        let columns = |indices: &[usize]| -> Vec<ArrayRef> {
+            indices
+                .iter()
+                .map(|&c| rows.batch.column(c).clone())
+                .collect()
+        };
+        let keys = match &self.keys {
+            Some(converter) => Some(
+                converter
+                    .convert_columns(&columns(&self.plan.keys))
+                    .map_err(failed)?,
+            ),
+            None => None,
+        };
+        let by = self
+            .by
+            .convert_columns(&columns(&self.plan.by))
+            .map_err(failed)?;
+        let ops = rows
+            .batch
+            .column(self.plan.op)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .cloned()
+            .ok_or_else(|| failed("a changelog's op is not text"))?;
+        let args: Vec<Vec<ArrayRef>> = self
+            .plan
+            .aggregates
+            .iter()
+            .map(|(_, a)| a.arguments(&rows.batch))
+            .collect::<Result<_, _>>()
+            .map_err(failed)?;
+        for row in 0..rows.len() {
+            self.latest = self.latest.max(rows.times.value(row));
+            let id: Box<[u8]> = by.row(row).as_ref().into();
+            if let Some(old) = self.rows.remove(&id) {
+                self.apply(&old.group, &old.args, true)?;
+            }
+            if ops.is_valid(row) && ops.value(row) == "delete" {
+                continue;
+            }
+            let values = args
+                .iter()
+                .map(|arrays| {
+                    arrays
+                        .iter()
+                        .map(|a| ScalarValue::try_from_array(a, row))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(failed)?;
+            let group: Box<[u8]> = keys
+                .as_ref()
+                .map_or_else(|| Box::from([]), |k| k.row(row).as_ref().into());
+            self.apply(&group, &values, false)?;
+            self.rows.insert(
+                id,
+                Held {
+                    group,
+                    args: values,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// The rows of the groups this batch changed.
+    fn emit(&mut self) -> OperatorResult {
+        if self.touched.is_empty() {
+            return Ok(());
+        }
+        let touched = std::mem::take(&mut self.touched);
+        let mut key_rows = Vec::with_capacity(touched.len());
+        let (mut ops, mut revisions) = (Vec::new(), Vec::new());
+        let mut values: Vec<Vec<ScalarValue>> = vec![Vec::new(); self.plan.aggregates.len()];
+        for key in &touched {
+            let Some(group) = self.groups.get_mut(key) else {
+                continue;
+            };
+            let op = match (group.rows, group.emitted) {
+                (0, false) => {
+                    self.groups.remove(key);
+                    continue;
+                }
+                (0, true) => "delete",
+                (_, false) => "insert",
+                (_, true) => "update",
+            };
+            for (acc, out) in group.accs.iter_mut().zip(values.iter_mut()) {
+                out.push(acc.evaluate().map_err(failed)?);
+            }
+            ops.push(op);
+            revisions.push(group.revision);
+            group.revision += 1;
+            group.emitted = true;
+            key_rows.push(key.clone());
+            if op == "delete" {
+                self.groups.remove(key);
+            }
+        }
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let mut columns = match &self.keys {
+            Some(converter) => {
+                let parser = converter.parser();
+                converter
+                    .convert_rows(key_rows.iter().map(|k| parser.parse(k)))
+                    .map_err(failed)?
+            }
+            None => Vec::new(),
+        };
+        columns.push(Arc::new(StringArray::from(ops)));
+        columns.push(Arc::new(UInt32Array::from(revisions)));
+        for (i, vals) in values.into_iter().enumerate() {
+            let ty = self
+                .plan
+                .output
+                .field(self.plan.keys.len() + 2 + i)
+                .data_type();
+            let array = ScalarValue::iter_to_array(vals).map_err(failed)?;
+            let array = if array.data_type() == ty {
+                array
+            } else {
+                arrow::compute::cast(&array, ty).map_err(failed)?
+            };
+            columns.push(array);
+        }
+        let batch = RecordBatch::try_new(self.plan.output.clone(), columns).map_err(failed)?;
+        let n = batch.num_rows();
+        let time = self.latest.max(self.watermark);
+        let rows = Rows::new(
+            batch,
+            Int64Array::from(vec![time; n]),
+            UInt64Array::from(vec![0; n]),
+        );
+        self.out.clear();
+        self.out.push(rows, time);
+        self.down.on_batch(&mut self.out)
+    }
+
+    /// The latest row of every changelog key, and each group's revision.
+    fn snapshot(&self) -> Result<Vec<u8>, OperatorError> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&self.latest.to_le_bytes());
+        let ids: Vec<&[u8]> = self.rows.keys().map(AsRef::as_ref).collect();
+        let groups: Vec<&[u8]> = self.rows.values().map(|h| h.group.as_ref()).collect();
+        let mut fields = vec![
+            Field::new("by", DataType::Binary, false),
+            Field::new("group", DataType::Binary, false),
+        ];
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(BinaryArray::from(ids)),
+            Arc::new(BinaryArray::from(groups)),
+        ];
+        if let Some(first) = self.rows.values().next() {
+            for (j, args) in first.args.iter().enumerate() {
+                for k in 0..args.len() {
+                    let values = self.rows.values().map(|h| h.args[j][k].clone());
+                    let array = ScalarValue::iter_to_array(values).map_err(failed)?;
+                    fields.push(Field::new(
+                        format!("a{j}_{k}"),
+                        array.data_type().clone(),
+                        true,
+                    ));
+                    columns.push(array);
+                }
+            }
+        }
+        write_ipc(&mut out, fields, columns)?;
+        let names: Vec<&[u8]> = self.groups.keys().map(AsRef::as_ref).collect();
+        let revisions: Vec<u32> = self.groups.values().map(|g| g.revision).collect();
+        let emitted: Vec<bool> = self.groups.values().map(|g| g.emitted).collect();
+        write_ipc(
+            &mut out,
+            vec![
+                Field::new("group", DataType::Binary, false),
+                Field::new("revision", DataType::UInt32, false),
+                Field::new("emitted", DataType::Boolean, false),
+            ],
+            vec![
+                Arc::new(BinaryArray::from(names)),
+                Arc::new(UInt32Array::from(revisions)),
+                Arc::new(BooleanArray::from(emitted)),
+            ],
+        )?;
+        Ok(out)
+    }
+
+    /// Loads a state [`RetractOp::snapshot`] wrote: the rows are added
+    /// again to fresh groups, which then take their revisions back.
+    pub fn restore(&mut self, state: &[u8]) -> Result<(), OperatorError> {
+        let damaged = || failed("the aggregate's state is cut short");
+        let header = state.get(..16).ok_or_else(damaged)?;
+        let version = u64::from_le_bytes(header[..8].try_into().map_err(failed)?);
+        if version != VERSION {
+            return Err(failed(format!(
+                "the aggregate's state is version {version}; this build reads version {VERSION}"
+            )));
+        }
+        self.latest = i64::from_le_bytes(header[8..].try_into().map_err(failed)?);
+        if crate::fault::on(
+            crate::fault::Fault::ForgetChangelogState,
+            std::path::Path::new(""),
+        ) {
+            return Ok(());
+        }
+        let mut at = 16;
+        let held = read_ipc(state, &mut at)?;
+        let meta = read_ipc(state, &mut at)?;
+        if at != state.len() {
+            return Err(failed("the aggregate's state has bytes after its end"));
+        }
+        let binary = |batch: &RecordBatch, i: usize| {
+            batch
+                .column(i)
+                .as_any()
+                .downcast_ref::<BinaryArray>()
+                .cloned()
+                .ok_or_else(damaged)
+        };
+        let widths: Vec<usize> = self
+            .plan
+            .aggregates
+            .iter()
+            .map(|(_, a)| a.args.len())
+            .collect();
+        for batch in &held {
+            let (ids, groups) = (binary(batch, 0)?, binary(batch, 1)?);
+            if batch.num_columns() != 2 + widths.iter().sum::<usize>() {
+                return Err(damaged());
+            }
+            for row in 0..batch.num_rows() {
+                let mut column = 2;
+                let mut args = Vec::with_capacity(widths.len());
+                for &width in &widths {
+                    let mut values = Vec::with_capacity(width);
+                    for _ in 0..width {
+                        values.push(
+                            ScalarValue::try_from_array(batch.column(column), row)
+                                .map_err(failed)?,
+                        );
+                        column += 1;
+                    }
+                    args.push(values);
+                }
+                let group: Box<[u8]> = groups.value(row).into();
+                self.apply(&group, &args, false)?;
+                self.rows
+                    .insert(ids.value(row).into(), Held { group, args });
+            }
+        }
+        self.touched.clear();
+        for batch in &meta {
+            let names = binary(batch, 0)?;
+            let revisions = batch
+                .column(1)
+                .as_any()
+                .downcast_ref::<UInt32Array>()
+                .cloned()
+                .ok_or_else(damaged)?;
+            let emitted = batch
+                .column(2)
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .cloned()
+                .ok_or_else(damaged)?;
+            for row in 0..batch.num_rows() {
+                let group = self.group(names.value(row))?;
+                group.revision = revisions.value(row);
+                group.emitted = emitted.value(row);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_ipc(out: &mut Vec<u8>, fields: Vec<Field>, columns: Vec<ArrayRef>) -> OperatorResult {
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), columns).map_err(failed)?;
+    let mut ipc = Vec::new();
+    let mut writer = StreamWriter::try_new(&mut ipc, &schema).map_err(failed)?;
+    writer.write(&batch).map_err(failed)?;
+    writer.finish().map_err(failed)?;
+    drop(writer);
+    out.extend_from_slice(&(ipc.len() as u64).to_le_bytes());
+    out.extend_from_slice(&ipc);
+    Ok(())
+}
+
+fn read_ipc(state: &[u8], at: &mut usize) -> Result<Vec<RecordBatch>, OperatorError> {
+    let damaged = || failed("the aggregate's state is cut short");
+    let len = state.get(*at..*at + 8).ok_or_else(damaged)?;
+    let len = u64::from_le_bytes(len.try_into().map_err(failed)?) as usize;
+    *at += 8;
+    let bytes = state.get(*at..at.saturating_add(len)).ok_or_else(damaged)?;
+    *at += len;
+    StreamReader::try_new(bytes, None)
+        .map_err(failed)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(failed)
+}
+
+impl Operator<Rows> for RetractOp {
+    fn on_batch(&mut self, batch: &mut Batch<Rows>) -> OperatorResult {
+        for (rows, _) in batch.drain() {
+            self.counting.counts.rows_in.add(rows.len() as u64);
+            self.counting.counts.aggregated.add(rows.len() as u64);
+            self.chunk(&rows)?;
+        }
+        self.emit()
+    }
+
+    fn on_watermark(&mut self, watermark: Timestamp) -> OperatorResult {
+        self.watermark = self.watermark.max(watermark);
+        self.down.on_watermark(watermark)
+    }
+
+    fn on_barrier(&mut self, barrier: sluice::Barrier) -> OperatorResult {
+        if let Some((checkpointing, key)) = self.checkpoint.clone() {
+            let state = self.snapshot()?;
+            checkpointing
+                .report(barrier.id, vec![(key, state)])
+                .map_err(|e| OperatorError::Failed(Box::new(e)))?;
+        }
+        self.down.on_barrier(barrier)
+    }
+
+    fn downstream(&mut self) -> Option<&mut dyn sluice::Signals> {
+        Some(&mut self.down)
+    }
+}
