@@ -1,7 +1,7 @@
 -- Nexmark q3, local item suggestion: who sells in category 10 in a few
 -- states. Nexmark's join of auctions and people keeps every row (a seller
--- may come after the auction); here each row is kept an hour of event time
--- (SET state.ttl), longer than the whole generated run, so the result is
+-- may come after the auction); here each row is kept a day of event time
+-- (SET state.ttl), longer than any generated run here, so the result is
 -- the same. The generator writes states in lower case.
 --   SELECT P.name, P.city, P.state, A.id
 --   FROM auction AS A INNER JOIN person AS P ON A.seller = P.id
@@ -9,7 +9,7 @@
 CREATE TABLE nexmark WITH (connector = 'nexmark', events = 100000, event_time = 'ts');
 CREATE TABLE results WITH (connector = 'file', path = 'out/q3.jsonl');
 
-SET state.ttl = '1h';
+SET state.ttl = '1d';
 
 -- The generator's flat rows: an auction's seller is its `person`.
 CREATE VIEW auction AS SELECT * FROM nexmark WHERE kind = 'auction';

@@ -211,7 +211,8 @@ CREATE VIEW totals AS
     SELECT sensor, count(*) AS n, max(temperature) AS hi FROM valid GROUP BY sensor;
 INSERT INTO totals_file SELECT * FROM totals;
 CREATE TABLE overall_file WITH (connector = 'file', path = 'out/overall.jsonl');
-INSERT INTO overall_file SELECT count(*) AS sensors, sum(n) AS readings FROM totals;
+INSERT INTO overall_file
+    SELECT count(*) AS sensors, sum(n) AS readings, avg(hi) AS mean_hi FROM totals;
 INSERT INTO late_file SELECT * FROM late;
 INSERT INTO dead_letter_file SELECT * FROM dead_letter;
 

@@ -302,7 +302,10 @@ impl Held {
             let Some(chunk) = self.chunks.remove(&id) else {
                 continue;
             };
-            for (_, hash) in chunk.kept {
+            // Once per key of the chunk, however many of its rows share it.
+            let hashes: std::collections::HashSet<u64, Fast> =
+                chunk.kept.iter().map(|(_, hash)| *hash).collect();
+            for hash in hashes {
                 if let Some(kept) = self.index.get_mut(&hash) {
                     kept.retain(|k| k.chunk != id);
                     if kept.is_empty() {

@@ -117,15 +117,18 @@ impl DataflowBuilder<'_> {
             None => {}
         }
         let (plan, checkpointing) = (plan.clone(), self.checkpointing.clone());
+        // Every row goes to the first instance; the others stay empty, take
+        // no part in checkpoints and hold no state.
         Ok(input.operator(move |down, instance| {
             let op = match RetractOp::new(plan.clone(), down) {
                 Ok(op) => op.counted(counted.clone()),
                 Err(e) => unreachable!("checked above: {e}"),
             };
+            if instance > 0 {
+                return Box::new(op);
+            }
             let mut op = match &checkpointing {
-                Some(c) => {
-                    op.with_checkpoints(c.clone(), format!("aggregate/{}/{instance}", plan.name))
-                }
+                Some(c) => op.with_checkpoints(c.clone(), format!("aggregate/{}/0", plan.name)),
                 None => op,
             };
             if let Some(Some(state)) = &state {

@@ -244,14 +244,16 @@ pub fn run(load: LoadPlan, options: &DistributedOptions) -> Result<DistributedSu
         .ok_or_else(|| Error::refused("a distributed run needs a nats source"))?
         .clone();
     check_sinks(&plan, options.guarantee)?;
-    if let Some(join) = plan
-        .transforms
-        .iter()
-        .find(|t| matches!(t.operation, crate::plan::Operation::Join(_)))
-    {
+    if let Some(join) = plan.transforms.iter().find(|t| {
+        matches!(
+            t.operation,
+            crate::plan::Operation::Join(_) | crate::plan::Operation::Retract(_)
+        )
+    }) {
         return Err(Error::refused(format!(
-            "transform `{}` is a join: a distributed run splits the input by partition, so the \
-             rows of a pair may reach different processes; run the pipeline in one process",
+            "transform `{}` is a join or an aggregate of a changelog: a distributed run splits \
+             the input by partition, so the rows it brings together may reach different \
+             processes; run the pipeline in one process",
             join.name
         )));
     }

@@ -39,12 +39,7 @@ pub(super) fn aggregate(
         by_columns.push(index);
         by_fields.push(SortField::new(f.data_type().clone()));
     }
-    if by_columns.is_empty() {
-        return Err(at(
-            by.span(),
-            "name the columns that identify a row of the changelog",
-        ));
-    }
+    // No columns: the changelog has one row (an aggregate without keys).
     for column in ["op", "revision"] {
         if out_fields.iter().any(|f| f.name() == column) {
             return Err(at(

@@ -71,7 +71,8 @@ pub(super) fn join(
             return Err(at(
                 t.kind.span(),
                 format!(
-                    "`{stream}` is a changelog (rows with op and revision, which update earlier                      rows): joining it is not supported; join the streams it is made from"
+                    "`{stream}` is a changelog (rows with op and revision, which update earlier \
+                     rows): joining it is not supported; join the streams it is made from"
                 ),
             ));
         }

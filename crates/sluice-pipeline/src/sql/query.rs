@@ -377,9 +377,12 @@ impl<'a> Query<'a> {
         // aggregated when the watermark passes it, by a window of one
         // millisecond (a window over windows, as Nexmark q5 takes).
         let cascade = window.is_none()
-            && keys
-                .iter()
-                .any(|k| over.times.iter().flatten().any(|(column, _)| column == k));
+            && keys.iter().any(|k| {
+                over.times
+                    .iter()
+                    .flatten()
+                    .any(|(column, offset)| column == k && *offset == 1)
+            });
         if cascade {
             let name = |n: &str| Spanned::new(span.clone(), n.to_string());
             window = Some(Spanned::new(
