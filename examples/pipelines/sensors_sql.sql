@@ -41,7 +41,8 @@ CREATE VIEW per_sensor AS
 INSERT INTO per_sensor_file SELECT * FROM per_sensor;
 
 INSERT INTO alerts
-    SELECT sensor, max_temp, 'critical' AS level FROM per_sensor WHERE max_temp > 80;
+    SELECT sensor, window_start, window_end, max_temp, 'critical' AS level
+    FROM per_sensor WHERE max_temp > 80;
 
 -- The reserved streams: events beyond the allowed lateness, and records
 -- that could not be read.

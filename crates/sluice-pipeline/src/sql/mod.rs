@@ -323,7 +323,10 @@ impl AggregateExpr {
     /// keeping every value.
     pub fn retracting_accumulator(&self) -> Result<Box<dyn Accumulator>> {
         let name = self.aggregate.fun().name().to_lowercase();
-        if !["count", "sum", "avg", "mean"].contains(&name.as_str()) {
+        // A DISTINCT aggregate's state holds each value once, not how many
+        // rows hold it: taking one row out would take the value out.
+        if self.aggregate.is_distinct() || !["count", "sum", "avg", "mean"].contains(&name.as_str())
+        {
             return Err(Error::sql(format!(
                 "`{}` cannot take an updated value back out of its result; over a changelog, \
                  use count, sum or avg",
