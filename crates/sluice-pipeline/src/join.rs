@@ -230,8 +230,9 @@ struct Chunk {
 struct Held {
     chunks: HashMap<u64, Chunk, Fast>,
     /// A key's hash to the rows kept with it (keys that share a hash are
-    /// told apart by comparing them).
-    index: HashMap<u64, Vec<Kept>, Fast>,
+    /// told apart by comparing them). Most keys hold one row: it is kept
+    /// inline, without an allocation.
+    index: HashMap<u64, smallvec::SmallVec<[Kept; 1]>, Fast>,
     /// Chunks by the watermark that drops them: the one past their latest
     /// row's range (a row held longer pairs with nothing out of range: the
     /// range is checked at every match).
