@@ -40,6 +40,7 @@ pub mod fault;
 mod fault;
 mod format;
 mod join;
+mod lookup;
 mod operators;
 mod output;
 mod plan;

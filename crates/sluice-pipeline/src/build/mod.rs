@@ -335,10 +335,10 @@ impl<'a> DataflowBuilder<'a> {
             Operation::Retract(plan) => self.add_retract(&name, input, plan, counted)?,
             Operation::Lookup(lookup) => {
                 let lookup = lookup.clone();
-                crate::join::LookupOp::new(lookup.clone(), Box::new(crate::build::join::Discard))
+                crate::lookup::LookupOp::new(lookup.clone(), Box::new(crate::build::join::Discard))
                     .map_err(|e| Error::Bug(format!("{name}: {e}")))?;
                 input.operator(move |down, _| {
-                    match crate::join::LookupOp::new(lookup.clone(), down) {
+                    match crate::lookup::LookupOp::new(lookup.clone(), down) {
                         Ok(op) => Box::new(op.counted(counted.clone())),
                         Err(e) => unreachable!("checked above: {e}"),
                     }

@@ -4,7 +4,7 @@
 use super::*;
 use crate::config::LookupTableSpec;
 use crate::format::Format;
-use crate::join::LookupPlan;
+use crate::lookup::LookupPlan;
 use arrow::array::RecordBatch;
 use datafusion::logical_expr::type_coercion::binary::comparison_coercion;
 

@@ -117,7 +117,7 @@ pub enum Operation {
     /// Pairs of rows of two streams with equal keys, close in time.
     Join(Arc<crate::join::JoinPlan>),
     /// Pairs of a stream's rows with the rows of a table read at start.
-    Lookup(Arc<crate::join::LookupPlan>),
+    Lookup(Arc<crate::lookup::LookupPlan>),
     /// A running aggregate of a changelog, taking updated values back out.
     Retract(Arc<crate::changelog::RetractPlan>),
     /// Where `when` holds, emits `emit` (or the row).

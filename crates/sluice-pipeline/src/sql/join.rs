@@ -5,10 +5,10 @@
 //! named `stream.column`, and the query's `alias.column` are rewritten to
 //! them.
 
-use super::query::{transform, Over, Query, Steps, Times, Translated};
+use super::query::{transform, Over, Query, Steps, Times};
 use super::text::{interval_text, Places};
 use crate::config::diag::{Diagnostic, Span};
-use crate::config::{Expressions, LookupTableSpec};
+use crate::config::Expressions;
 use datafusion::sql::sqlparser::ast::{
     self, BinaryOperator, Expr, Ident, JoinConstraint, JoinOperator, SelectItem, TableFactor,
 };
@@ -20,10 +20,10 @@ use toml::Spanned;
 pub(super) struct JoinClause {
     /// The right table or view.
     pub right: Spanned<String>,
-    left_alias: String,
-    right_alias: String,
-    on: Expr,
-    span: Span,
+    pub(super) left_alias: String,
+    pub(super) right_alias: String,
+    pub(super) on: Expr,
+    pub(super) span: Span,
 }
 
 /// A table in FROM or JOIN: its name and what the query calls it.
@@ -64,7 +64,7 @@ fn table(places: &Places, factor: &TableFactor) -> Result<(Spanned<String>, Stri
 
 /// A side of a join: left or right.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
+pub(super) enum Side {
     Left,
     Right,
 }
@@ -294,7 +294,7 @@ impl JoinClause {
     }
 
     /// What is left of ON, as a filter after the join.
-    fn filter_rest(
+    pub(super) fn filter_rest(
         &self,
         places: &Places,
         rest: &[Expr],
@@ -315,92 +315,6 @@ impl JoinClause {
         filter.predicate = Some(Spanned::new(at.clone(), condition.to_string()));
         steps.push(("on", Spanned::new(at, filter)));
         Ok(())
-    }
-
-    /// A lookup join of the stream `left` against `table`, read whole at
-    /// start: the equalities of ON are its keys, the rest a filter after
-    /// it. Each row keeps its time.
-    pub fn lookup(
-        &self,
-        query: &Query<'_>,
-        base: &str,
-        left: &Over,
-        table: Spanned<LookupTableSpec>,
-    ) -> Result<Translated, Diagnostic> {
-        let places = query.places;
-        if left.changelog {
-            return Err(Diagnostic::at(
-                query.from.span(),
-                format!(
-                    "`{}` is a changelog: looking it up is not supported; look up the stream it is made from",
-                    query.from.get_ref()
-                ),
-            ));
-        }
-        let table_name = self.right.get_ref().clone();
-        let streams = [left.stream.as_str(), table_name.as_str()];
-        let mut conjuncts = Vec::new();
-        flatten(&self.on, &mut conjuncts);
-        let mut keys = Expressions::new();
-        let mut rest = Vec::new();
-        for c in conjuncts {
-            let pair = match c {
-                Expr::BinaryOp {
-                    left: a,
-                    op: BinaryOperator::Eq,
-                    right: b,
-                } => match (self.column(a), self.column(b)) {
-                    (Some((Side::Left, l)), Some((Side::Right, r))) => Some((l, r, b)),
-                    (Some((Side::Right, r)), Some((Side::Left, l))) => Some((l, r, a)),
-                    _ => None,
-                },
-                _ => None,
-            };
-            match pair {
-                Some((l, r, at)) if !keys.contains_key(&l) => {
-                    keys.insert(l, Spanned::new(places.span_of(at.as_ref()), r));
-                }
-                _ => rest.push(c.clone()),
-            }
-        }
-        if keys.is_empty() {
-            return Err(Diagnostic::at(
-                places.span_of(&self.on),
-                format!(
-                    "a lookup join needs an equality of a column of each side in ON, like {}.product = {}.id",
-                    self.left_alias, self.right_alias
-                ),
-            ));
-        }
-        let mut steps = Steps::new();
-        let mut lookup = transform("lookup", self.span.clone());
-        lookup.on = Some(Spanned::new(places.span_of(&self.on), keys));
-        lookup.table = Some(table);
-        steps.push(("lookup", Spanned::new(self.span.clone(), lookup)));
-        self.filter_rest(places, &rest, streams, &mut steps)?;
-        let mut select = query.select.clone();
-        self.rename(places, &mut select, streams)?;
-        let joined = Over {
-            stream: left.stream.clone(),
-            event_time: None,
-            lateness: left.lateness.clone(),
-            changelog: false,
-            times: left.times.as_ref().map(|times| {
-                times
-                    .iter()
-                    .map(|(c, o)| (format!("{}.{c}", streams[0]), *o))
-                    .collect()
-            }),
-            ttl: None,
-            changelog_key: None,
-        };
-        let query = Query {
-            places,
-            select,
-            from: query.from.clone(),
-            join: None,
-        };
-        query.finish(base, &joined, steps)
     }
 
     /// `l.x = r.y` of columns that are not both event times: the key pair
@@ -434,7 +348,7 @@ impl JoinClause {
     }
 
     /// `alias.column`: its side and column.
-    fn column(&self, e: &Expr) -> Option<(Side, String)> {
+    pub(super) fn column(&self, e: &Expr) -> Option<(Side, String)> {
         match e {
             Expr::Nested(inner) => self.column(inner),
             Expr::CompoundIdentifier(parts) => match parts.as_slice() {
@@ -565,7 +479,7 @@ impl JoinClause {
 
     /// Renames the columns of the SELECT list, WHERE and GROUP BY; a
     /// select item `a.x` keeps the name `x`.
-    fn rename(
+    pub(super) fn rename(
         &self,
         places: &Places,
         select: &mut ast::Select,
@@ -613,7 +527,7 @@ impl JoinClause {
 }
 
 /// The conjuncts of `e` (`a AND b AND c`).
-fn flatten<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
+pub(super) fn flatten<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
     match e {
         Expr::BinaryOp {
             left,

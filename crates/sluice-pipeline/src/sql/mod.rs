@@ -1,12 +1,16 @@
 //! SQL expressions and aggregates, compiled by DataFusion and evaluated on
 //! Arrow record batches.
 
+mod aggregates;
 mod join;
+mod lookup;
 pub(crate) mod moments;
 mod pipeline;
 mod query;
+mod table;
 mod text;
 mod transform;
+mod window;
 
 pub(crate) use pipeline::parse as parse_pipeline;
 pub(crate) use transform::expand as expand_queries;

@@ -6,11 +6,10 @@
 //! (compiling, running, checkpoints) is the same for both.
 
 use super::query::{Over, Query, Times, Translated};
+use super::table::{settings_of, source_spec, take_connector, Column, Table};
 use super::text::{literal, watermark_clauses, watermarks_by_statement, Places, Watermark};
 use crate::config::diag::{Diagnostic, Span};
-use crate::config::{
-    ExecutionSpec, LookupTableSpec, PipelineSpec, Settings, SinkSpec, SourceSpec, TransformSpec,
-};
+use crate::config::{ExecutionSpec, LookupTableSpec, PipelineSpec, SinkSpec, TransformSpec};
 use datafusion::sql::sqlparser::ast::{
     self, ColumnDef, CreateTableOptions, Expr, ObjectName, SqlOption, Statement,
 };
@@ -47,20 +46,6 @@ pub fn parse(text: &str, stem: &str) -> Result<PipelineSpec, Diagnostic> {
         file.statement(statement, watermark)?;
     }
     file.finish()
-}
-
-/// A column of a `CREATE TABLE`: its name and type.
-type Column = (Spanned<String>, Spanned<String>);
-
-/// A `CREATE TABLE`: its place, columns and settings.
-struct Table {
-    span: Span,
-    columns: Vec<Column>,
-    options: IndexMap<String, (Span, Spanned<toml::Value>)>,
-    /// `WATERMARK FOR ts AS ts - INTERVAL ...`: the field and the lag.
-    watermark: Option<Watermark>,
-    read: bool,
-    written: bool,
 }
 
 /// A view: the stream it names, whether it is a changelog (and the columns
@@ -611,111 +596,6 @@ impl File<'_> {
             transforms: self.transforms,
             sinks: self.sinks,
         })
-    }
-}
-
-/// The source table as a `[source]`: the keys every source takes, the
-/// rest for its connector.
-fn source_spec(table: &Table) -> Result<SourceSpec, Diagnostic> {
-    let mut options = table.options.clone();
-    let kind = take_connector(&mut options, &table.span)?;
-    let mut text = |key: &str| -> Result<Option<Spanned<String>>, Diagnostic> {
-        match options.shift_remove(key) {
-            None => Ok(None),
-            Some((_, value)) => match value.get_ref() {
-                toml::Value::String(s) => Ok(Some(Spanned::new(value.span(), s.clone()))),
-                _ => Err(Diagnostic::at(
-                    value.span(),
-                    format!("`{key}`: a string in quotes"),
-                )),
-            },
-        }
-    };
-    let format = text("format")?;
-    let mut event_time = text("event_time")?;
-    let mut lag = text("watermark")?;
-    let idle_timeout = text("idle_timeout")?;
-    text("allowed_lateness")?;
-    if let Some((field, by)) = &table.watermark {
-        if let Some(given) = &event_time {
-            return Err(Diagnostic::at(
-                given.span(),
-                "the WATERMARK clause names the event time already: remove `event_time`",
-            ));
-        }
-        if let Some(given) = &lag {
-            return Err(Diagnostic::at(
-                given.span(),
-                "the WATERMARK clause gives the lag already: remove `watermark`",
-            ));
-        }
-        event_time = Some(field.clone());
-        lag = Some(by.clone());
-    }
-    let rate = match options.shift_remove("rate") {
-        None => None,
-        Some((_, value)) => match value.get_ref() {
-            toml::Value::Float(r) => Some(Spanned::new(value.span(), *r)),
-            toml::Value::Integer(r) => Some(Spanned::new(value.span(), *r as f64)),
-            _ => {
-                return Err(Diagnostic::at(
-                    value.span(),
-                    "`rate`: a number of records per second",
-                ))
-            }
-        },
-    };
-    let schema = table.columns.first().map(|(first, _)| {
-        let end = table
-            .columns
-            .last()
-            .map_or(first.span().end, |(_, t)| t.span().end);
-        let fields = table
-            .columns
-            .iter()
-            .map(|(n, t)| (n.get_ref().clone(), t.clone()))
-            .collect();
-        Spanned::new(first.span().start..end, fields)
-    });
-    let settings = settings_of(options);
-    Ok(SourceSpec {
-        kind,
-        format,
-        schema,
-        event_time,
-        max_out_of_orderness: lag,
-        idle_timeout,
-        rate,
-        settings,
-    })
-}
-
-/// What is left of a table's settings, for its connector to read.
-fn settings_of(options: IndexMap<String, (Span, Spanned<toml::Value>)>) -> Settings {
-    let mut settings = Settings::default();
-    for (key, (key_span, value)) in options {
-        settings.insert(Spanned::new(key_span, key), value);
-    }
-    settings
-}
-
-/// The table's `connector`, taken out of its settings.
-fn take_connector(
-    options: &mut IndexMap<String, (Span, Spanned<toml::Value>)>,
-    span: &Span,
-) -> Result<Spanned<String>, Diagnostic> {
-    match options.shift_remove("connector") {
-        Some((_, value)) => match value.get_ref() {
-            toml::Value::String(s) => Ok(Spanned::new(value.span(), s.clone())),
-            _ => Err(Diagnostic::at(
-                value.span(),
-                "`connector`: a name in quotes, like 'file'",
-            )),
-        },
-        None => Err(Diagnostic::at(
-            span.clone(),
-            "a table needs its connector: WITH (connector = 'file', ...)",
-        )),
     }
 }
 

@@ -3,16 +3,13 @@
 //! window (aggregates inside expressions computed by the window, the
 //! expressions by a select after it), `HAVING` a filter after the window.
 
-use super::text::{interval_text, literal, Places};
+use super::aggregates::{first_aggregate, is_aggregate, is_hidden, Aggregates, NotGrouped};
+use super::text::Places;
+use super::window::window_kind;
 use crate::config::diag::{Diagnostic, Span};
 use crate::config::{Expressions, KeySpec, TransformSpec, WindowSpec};
-use datafusion::sql::sqlparser::ast::{
-    self, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, SelectItem,
-    SetExpr, TableFactor,
-};
+use datafusion::sql::sqlparser::ast::{self, Expr, GroupByExpr, SelectItem, SetExpr, TableFactor};
 use std::collections::HashSet;
-use std::ops::ControlFlow;
-use std::sync::OnceLock;
 use toml::Spanned;
 
 /// A query, checked for what a stream can run.
@@ -602,110 +599,7 @@ impl<'a> Query<'a> {
         };
         Ok((changelog, times, key))
     }
-
-    /// `tumble(ts, size)`, `hop(ts, slide, size)`, `session(ts, gap)`.
-    fn window(&self, f: &ast::Function, over: &Over) -> Result<WindowSpec, Diagnostic> {
-        let at = self.places.span_of(f);
-        let kind = window_kind(f).unwrap_or_default();
-        let FunctionArguments::List(list) = &f.args else {
-            return Err(Diagnostic::at(
-                at,
-                format!("{kind}(ts, ...) takes the event-time column and durations"),
-            ));
-        };
-        let args: Vec<&Expr> = list
-            .args
-            .iter()
-            .map(|a| match a {
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Ok(e),
-                _ => Err(Diagnostic::at(
-                    at.clone(),
-                    format!("{kind}(..) takes plain arguments"),
-                )),
-            })
-            .collect::<Result<_, _>>()?;
-        let wanted = if kind == "hop" { 3 } else { 2 };
-        let usage = match kind {
-            "tumble" => "tumble(ts, INTERVAL '10' SECOND)",
-            "hop" => "hop(ts, INTERVAL '5' SECOND, INTERVAL '10' SECOND) (slide, then size)",
-            _ => "session(ts, INTERVAL '30' SECOND) (the gap)",
-        };
-        if args.len() != wanted {
-            return Err(Diagnostic::at(at, format!("write it as {usage}")));
-        }
-        let Expr::Identifier(time) = args[0] else {
-            return Err(Diagnostic::at(
-                self.places.span_of(args[0]),
-                format!("the first argument names the event-time column: {usage}"),
-            ));
-        };
-        match (&over.times, &over.event_time) {
-            (Some(times), _) if !times.iter().any(|(c, o)| *c == time.value && *o == 0) => {
-                let holding: Vec<String> = times
-                    .iter()
-                    .filter(|(_, o)| *o == 0)
-                    .map(|(c, _)| format!("`{c}`"))
-                    .collect();
-                let message = if holding.is_empty() {
-                    "a window runs on each row's event time, and no column of this stream holds it (a join's pair is timed by the later of its rows, a window's rows by their window's last millisecond): select the time into the view, like l.ts when the right row is never earlier, or window the stream it is made from".to_string()
-                } else {
-                    format!(
-                        "a window runs on each row's event time, which {} holds here; name it",
-                        holding.join(", ")
-                    )
-                };
-                return Err(Diagnostic::at(self.places.ident(time), message));
-            }
-            (None, Some(event_time)) if &time.value != event_time => {
-                return Err(Diagnostic::at(
-                    self.places.ident(time),
-                    format!("windows are on the source's event time, `{event_time}`; name it here (set another with the source table's event_time)"),
-                ));
-            }
-            _ => {}
-        }
-        let duration = |e: &Expr| -> Result<Spanned<String>, Diagnostic> {
-            let span = self.places.span_of(e);
-            let text = match e {
-                Expr::Interval(_) => interval_text(&e.to_string()),
-                _ => match literal(e) {
-                    Some(toml::Value::String(s)) => Some(s),
-                    _ => None,
-                },
-            };
-            text.map(|t| Spanned::new(span.clone(), t)).ok_or_else(|| {
-                Diagnostic::at(
-                    span,
-                    format!("a duration: INTERVAL '10' SECOND, or '10s'; {usage}"),
-                )
-            })
-        };
-        let size =
-            |d: Spanned<String>| Some(Spanned::new(d.span(), toml::Value::String(d.into_inner())));
-        let name = |n: &str| Spanned::new(at.clone(), n.to_string());
-        Ok(match kind {
-            "tumble" => WindowSpec {
-                kind: name("tumbling"),
-                size: size(duration(args[1])?),
-                slide: None,
-                gap: None,
-            },
-            "hop" => WindowSpec {
-                kind: name("sliding"),
-                slide: Some(duration(args[1])?),
-                size: size(duration(args[2])?),
-                gap: None,
-            },
-            _ => WindowSpec {
-                kind: name("session"),
-                gap: Some(duration(args[1])?),
-                size: None,
-                slide: None,
-            },
-        })
-    }
 }
-
 /// What a grouped query makes: whether its rows are a changelog, its time
 /// columns, and (a changelog's) the columns that identify its rows.
 type Grouped = (bool, Option<Times>, Option<Vec<String>>);
@@ -760,121 +654,4 @@ fn insert_column(
     }
     columns.insert(name.into_inner(), expr);
     Ok(())
-}
-
-/// A name the translator gives a hidden aggregate: `_agg` and digits.
-fn is_hidden(name: &str) -> bool {
-    name.strip_prefix("_agg")
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// A column used outside an aggregate that is not a key (its name).
-struct NotGrouped(String);
-
-/// The aggregates a window computes: named by the select list's alias, or
-/// hidden (`_agg0`, ...) where they sit inside an expression.
-#[derive(Default)]
-struct Aggregates {
-    list: Vec<(String, String)>,
-}
-
-impl Aggregates {
-    /// An aggregate that is a whole select item, named `name`.
-    fn named(&mut self, name: &str, expr: &Expr) -> String {
-        self.list.push((name.to_string(), expr.to_string()));
-        name.to_string()
-    }
-
-    /// The name of the column that holds `call`, added if new.
-    fn column(&mut self, call: String) -> String {
-        if let Some((name, _)) = self.list.iter().find(|(_, c)| *c == call) {
-            return name.clone();
-        }
-        let name = format!("_agg{}", self.list.len());
-        self.list.push((name.clone(), call));
-        name
-    }
-
-    /// `expr` over the window's output: each aggregate call replaced by
-    /// its column. A column outside an aggregate that is not in `passing`
-    /// is the error.
-    fn rewrite(&mut self, expr: &Expr, passing: &HashSet<String>) -> Result<String, NotGrouped> {
-        let mut expr = expr.clone();
-        // Children are visited before their parent: the aggregate calls
-        // first, then, over what is left, the columns.
-        let _ = ast::visit_expressions_mut(&mut expr, |e| {
-            if let Expr::Function(f) = e {
-                if is_aggregate(f) {
-                    let column = self.column(f.to_string());
-                    *e = Expr::Identifier(Ident::new(column));
-                }
-            }
-            ControlFlow::<()>::Continue(())
-        });
-        let mut bad = None;
-        let _ = ast::visit_expressions(&expr, |e| {
-            let name = match e {
-                Expr::Identifier(ident) => ident.value.clone(),
-                Expr::CompoundIdentifier(parts) => parts
-                    .iter()
-                    .map(|p| p.value.clone())
-                    .collect::<Vec<_>>()
-                    .join("."),
-                _ => return ControlFlow::Continue(()),
-            };
-            let known = passing.contains(&name) || self.list.iter().any(|(n, _)| *n == name);
-            if known {
-                ControlFlow::Continue(())
-            } else {
-                bad = Some(name);
-                ControlFlow::Break(())
-            }
-        });
-        match bad {
-            Some(bad) => Err(NotGrouped(bad)),
-            None => Ok(expr.to_string()),
-        }
-    }
-}
-
-/// `tumble`, `hop` or `session`, if `f` is a window.
-fn window_kind(f: &ast::Function) -> Option<&'static str> {
-    let name = f.name.to_string().to_lowercase();
-    ["tumble", "hop", "session"]
-        .into_iter()
-        .find(|k| *k == name)
-}
-
-/// The first aggregate call in `expr`, as written.
-fn first_aggregate(expr: &Expr) -> Option<String> {
-    let mut found = None;
-    let _ = ast::visit_expressions(expr, |e| {
-        if let Expr::Function(f) = e {
-            if is_aggregate(f) {
-                found = Some(f.to_string());
-                return ControlFlow::Break(());
-            }
-        }
-        ControlFlow::Continue(())
-    });
-    found
-}
-
-/// Whether `f` calls an aggregate function (DataFusion's, and Sluice's own).
-fn is_aggregate(f: &ast::Function) -> bool {
-    static NAMES: OnceLock<HashSet<String>> = OnceLock::new();
-    let names = NAMES.get_or_init(|| {
-        let ctx = datafusion::prelude::SessionContext::new();
-        for function in super::moments::functions() {
-            ctx.register_udaf(function);
-        }
-        let state = ctx.state();
-        let mut names = HashSet::new();
-        for udaf in state.aggregate_functions().values() {
-            names.insert(udaf.name().to_lowercase());
-            names.extend(udaf.aliases().iter().map(|a| a.to_lowercase()));
-        }
-        names
-    });
-    names.contains(&f.name.to_string().to_lowercase())
 }
