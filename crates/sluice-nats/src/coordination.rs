@@ -47,8 +47,16 @@ impl Group {
             member: member.to_string(),
             ttl,
         };
-        group.heartbeat()?;
-        Ok(group)
+        // The first heartbeat may meet a leader election of the bucket's
+        // stream (a node of the cluster lost): tried again for a TTL.
+        let deadline = Instant::now() + ttl.max(Duration::from_secs(5));
+        loop {
+            match group.heartbeat() {
+                Ok(()) => return Ok(group),
+                Err(error) if Instant::now() >= deadline => return Err(error),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
     }
 
     /// This process's name in the group.
