@@ -15,11 +15,11 @@
 //! behind the watermark goes to the reserved `late` stream.
 
 use crate::checkpoint::Checkpointing;
-use crate::operators::Counted;
+use crate::operators::{split_by_worker, Counted};
 use crate::rows::Rows;
 use crate::side_outputs::{Reserved, ReservedHandle};
 use crate::telemetry::LateEvent;
-use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, UInt32Array, UInt64Array};
+use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, UInt64Array};
 use arrow::compute::{cast, interleave_record_batch};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::ipc::reader::StreamReader;
@@ -151,13 +151,6 @@ impl SplitSide {
     }
 }
 
-/// A hasher that is the same in every process (for routing).
-fn stable_hash(bytes: &[u8]) -> u64 {
-    use std::hash::BuildHasher;
-    std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-        .hash_one(bytes)
-}
-
 impl Operator<Rows> for SplitSide {
     fn on_batch(&mut self, batch: &mut Batch<Rows>) -> OperatorResult {
         self.out.clear();
@@ -174,25 +167,13 @@ impl Operator<Rows> for SplitSide {
                 continue;
             }
             let (keys, _) = self.plan.keys(self.right, &rows, &self.converter)?;
-            let mut per_worker: Vec<Vec<u32>> = vec![Vec::new(); self.workers];
-            for (row, key) in keys.iter().enumerate() {
-                let worker = (stable_hash(key.as_ref()) % self.workers as u64) as usize;
-                per_worker[worker].push(row as u32);
-            }
-            for (worker, indices) in per_worker.into_iter().enumerate() {
-                if indices.is_empty() {
-                    continue;
-                }
-                let part = if indices.len() == rows.len() {
-                    rows.clone()
-                } else {
-                    rows.take(&UInt32Array::from(indices)).map_err(failed)?
-                };
+            for (worker, part) in split_by_worker(&rows, &keys, self.workers)? {
                 let time = part.max_time().unwrap_or(time);
+                let right = self.right;
                 self.out.push(
                     Sided {
-                        right: self.right,
-                        worker: worker as u64,
+                        right,
+                        worker,
                         rows: part,
                     },
                     time,

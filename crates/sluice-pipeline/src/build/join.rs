@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::join::{JoinOp, JoinPlan, Sided, SplitSide};
 use crate::operators::Counted;
 use crate::rows::Rows;
-use sluice::{FlushPolicy, Stream};
+use sluice::Stream;
 use std::sync::Arc;
 
 impl DataflowBuilder<'_> {
@@ -21,11 +21,7 @@ impl DataflowBuilder<'_> {
         counted: Counted,
     ) -> Result<Stream<Rows>> {
         let exec = &self.plan.execution;
-        let policy = if exec.event_mode {
-            FlushPolicy::EachEvent
-        } else {
-            FlushPolicy::Forward
-        };
+        let policy = self.exchange_policy();
         let workers = exec.workers;
         // Checked once here, so that the operators below can be built.
         JoinOp::new(join.clone(), self.reserved.clone(), Box::new(Discard))

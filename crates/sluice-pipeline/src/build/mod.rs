@@ -253,6 +253,16 @@ impl<'a> DataflowBuilder<'a> {
         self.streams.insert(name.to_string(), branches);
     }
 
+    /// How an exchange in front of a keyed operator batches: event by event
+    /// in event mode, else as the chunks come.
+    fn exchange_policy(&self) -> sluice::FlushPolicy {
+        if self.plan.execution.event_mode {
+            sluice::FlushPolicy::EachEvent
+        } else {
+            sluice::FlushPolicy::Forward
+        }
+    }
+
     /// A branch of stream `name` for one more reader.
     fn branch(&mut self, name: &str) -> Result<Stream<Rows>> {
         self.streams

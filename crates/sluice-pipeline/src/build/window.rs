@@ -9,7 +9,7 @@ use crate::operators::{Counted, Routed, SplitByKey};
 use crate::rows::Rows;
 use crate::window::{WindowOp, WindowPlan};
 use arrow::row::RowConverter;
-use sluice::{FlushPolicy, Stream};
+use sluice::Stream;
 use std::sync::Arc;
 
 impl DataflowBuilder<'_> {
@@ -22,11 +22,7 @@ impl DataflowBuilder<'_> {
         counted: Counted,
     ) -> Result<Stream<Rows>> {
         let exec = &self.plan.execution;
-        let policy = if exec.event_mode {
-            FlushPolicy::EachEvent
-        } else {
-            FlushPolicy::Forward
-        };
+        let policy = self.exchange_policy();
         // Without a key there is one group per window: no exchange while
         // the input is one instance; behind an earlier exchange, every
         // instance sends its rows to the first, which holds the group.
@@ -86,11 +82,7 @@ impl DataflowBuilder<'_> {
         plan: &Arc<RetractPlan>,
         counted: Counted,
     ) -> Result<Stream<Rows>> {
-        let policy = if self.plan.execution.event_mode {
-            FlushPolicy::EachEvent
-        } else {
-            FlushPolicy::Forward
-        };
+        let policy = self.exchange_policy();
         let input = if input.parallelism() > 1 {
             input.exchange_by(|_: &Rows| 0, policy)
         } else {

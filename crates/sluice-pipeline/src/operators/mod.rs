@@ -478,6 +478,35 @@ fn stable_hash(bytes: &[u8]) -> u64 {
         .hash_one(bytes)
 }
 
+/// The rows of `rows` by the worker of `workers` their `keys` hash to (the
+/// chunk itself when every row goes to one).
+pub fn split_by_worker(
+    rows: &Rows,
+    keys: &arrow::row::Rows,
+    workers: usize,
+) -> Result<Vec<(u64, Rows)>, OperatorError> {
+    let workers = workers.max(1);
+    let mut per_worker: Vec<Vec<u32>> = vec![Vec::new(); workers];
+    for (row, key) in keys.iter().enumerate() {
+        let worker = (stable_hash(key.as_ref()) % workers as u64) as usize;
+        per_worker[worker].push(row as u32);
+    }
+    let mut parts = Vec::new();
+    for (worker, indices) in per_worker.into_iter().enumerate() {
+        if indices.is_empty() {
+            continue;
+        }
+        let part = if indices.len() == rows.len() {
+            rows.clone()
+        } else {
+            rows.take(&UInt32Array::from(indices))
+                .map_err(|e| OperatorError::Failed(e.to_string().into()))?
+        };
+        parts.push((worker as u64, part));
+    }
+    Ok(parts)
+}
+
 impl Operator<Rows> for SplitByKey {
     fn on_batch(&mut self, batch: &mut Batch<Rows>) -> OperatorResult {
         self.out.clear();
@@ -491,28 +520,8 @@ impl Operator<Rows> for SplitByKey {
                 .converter
                 .convert_columns(&columns)
                 .map_err(|e| OperatorError::Failed(e.to_string().into()))?;
-            let mut per_worker: Vec<Vec<u32>> = vec![Vec::new(); self.workers];
-            for (row, key) in keys.iter().enumerate() {
-                let worker = (stable_hash(key.as_ref()) % self.workers as u64) as usize;
-                per_worker[worker].push(row as u32);
-            }
-            for (worker, indices) in per_worker.into_iter().enumerate() {
-                if indices.is_empty() {
-                    continue;
-                }
-                let part = if indices.len() == rows.len() {
-                    rows.clone()
-                } else {
-                    rows.take(&UInt32Array::from(indices))
-                        .map_err(|e| OperatorError::Failed(e.to_string().into()))?
-                };
-                self.out.push(
-                    Routed {
-                        worker: worker as u64,
-                        rows: part,
-                    },
-                    time,
-                );
+            for (worker, rows) in split_by_worker(&rows, &keys, self.workers)? {
+                self.out.push(Routed { worker, rows }, time);
             }
         }
         if self.out.is_empty() {
