@@ -97,12 +97,29 @@ pub fn apply<'r>(rows: impl IntoIterator<Item = &'r Value>, key: &str) -> Vec<&'
     held.into_values().collect()
 }
 
+/// A result row without the fields its query's value needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadRow {
+    /// The query.
+    pub query: String,
+    /// The row, as JSON.
+    pub row: String,
+}
+
+impl std::fmt::Display for UnreadRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: a row without its fields: {}", self.query, self.row)
+    }
+}
+
+impl std::error::Error for UnreadRow {}
+
 /// The checksum of `rows` of `query` (all of them, for a changelog), or
 /// the first row it cannot read.
 pub fn checksum<'r>(
     query: &str,
     rows: impl IntoIterator<Item = &'r Value>,
-) -> Result<QueryChecksum, String> {
+) -> Result<QueryChecksum, UnreadRow> {
     let rows: Vec<&Value> = if is_changelog(query) {
         apply(rows, "category")
     } else {
@@ -110,8 +127,10 @@ pub fn checksum<'r>(
     };
     let mut sum = QueryChecksum::default();
     for row in rows {
-        let value = row_value(query, row)
-            .ok_or_else(|| format!("{query}: a row without its fields: {row}"))?;
+        let value = row_value(query, row).ok_or_else(|| UnreadRow {
+            query: query.to_string(),
+            row: row.to_string(),
+        })?;
         sum.merge(&QueryChecksum {
             rows: 1,
             checksum: value,

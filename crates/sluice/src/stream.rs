@@ -234,17 +234,35 @@ impl<T: Send + 'static> Stream<T> {
         route: Arc<dyn Fn(&T) -> u64 + Send + Sync>,
         policy: FlushPolicy,
     ) -> Stream<T> {
+        self.exchange_from(None, route, policy)
+    }
+
+    /// The exchange of this stream, and of `other` when given (one stage
+    /// fed by both; its senders are this stream's instances, then the
+    /// other's).
+    fn exchange_from(
+        self,
+        other: Option<Stream<T>>,
+        route: Arc<dyn Fn(&T) -> u64 + Send + Sync>,
+        policy: FlushPolicy,
+    ) -> Stream<T> {
+        let what = if other.is_some() { "join" } else { "exchange" };
         let (edge_name, stage, workers) = {
             let mut plan = self.plan.borrow_mut();
             let workers = plan.settings.workers;
             (
-                plan.next_name(&format!("{}-exchange", self.stage)),
+                plan.next_name(&format!("{}-{what}", self.stage)),
                 plan.next_name("stage"),
                 workers,
             )
         };
+        let left_senders = self.parallelism;
+        let (right, right_senders) = match other {
+            Some(other) => (Some(other.connect), other.parallelism),
+            None => (None, 0),
+        };
         let upstream = self.connect;
-        let senders = self.parallelism;
+        let senders = left_senders + right_senders;
         let stage_name = stage.clone();
         Stream {
             plan: self.plan,
@@ -274,12 +292,16 @@ impl<T: Send + 'static> Stream<T> {
                         down,
                     );
                 }
-                upstream(
-                    ends.into_iter()
-                        .map(|e| Box::new(e) as Box<dyn Operator<T>>)
-                        .collect(),
-                    builder,
-                )
+                let mut ends: Vec<Box<dyn Operator<T>>> = ends
+                    .into_iter()
+                    .map(|e| Box::new(e) as Box<dyn Operator<T>>)
+                    .collect();
+                let rest = ends.split_off(left_senders);
+                upstream(ends, builder)?;
+                match right {
+                    Some(right) => right(rest, builder),
+                    None => Ok(()),
+                }
             }),
         }
     }
@@ -364,57 +386,7 @@ impl<T: Send + 'static> Stream<T> {
             Rc::ptr_eq(&self.plan, &other.plan),
             "exchange_with: both streams belong to one pipeline"
         );
-        let route: Arc<dyn Fn(&T) -> u64 + Send + Sync> = Arc::new(route);
-        let (edge_name, stage, workers) = {
-            let mut plan = self.plan.borrow_mut();
-            let workers = plan.settings.workers;
-            (
-                plan.next_name(&format!("{}-join", self.stage)),
-                plan.next_name("stage"),
-                workers,
-            )
-        };
-        let (left, right) = (self.connect, other.connect);
-        let left_senders = self.parallelism;
-        let senders = self.parallelism + other.parallelism;
-        let stage_name = stage.clone();
-        Stream {
-            plan: self.plan,
-            stage,
-            exact_len: None,
-            parallelism: workers,
-            source_stage: false,
-            connect: Box::new(move |downs, builder| {
-                let (ends, receivers) = exchange::<T>(
-                    &edge_name,
-                    policy,
-                    builder.settings.channel_capacity,
-                    builder.settings.clock.clone(),
-                    senders,
-                    downs.len(),
-                    route,
-                )
-                .map_err(|error| BuildError::InvalidBatching {
-                    edge: edge_name.clone(),
-                    error,
-                })?;
-                for (worker, (receiver, down)) in receivers.into_iter().zip(downs).enumerate() {
-                    builder.executor.spawn_receiver(
-                        &format!("{stage_name}[{worker}]"),
-                        worker,
-                        receiver,
-                        down,
-                    );
-                }
-                let mut ends: Vec<Box<dyn Operator<T>>> = ends
-                    .into_iter()
-                    .map(|e| Box::new(e) as Box<dyn Operator<T>>)
-                    .collect();
-                let rest = ends.split_off(left_senders);
-                left(ends, builder)?;
-                right(rest, builder)
-            }),
-        }
+        self.exchange_from(Some(other), Arc::new(route), policy)
     }
 
     /// Sends every event to the worker its key hashes to.

@@ -54,11 +54,11 @@ fn measure(
         // A chunk at a time: q0 writes millions of rows (a changelog is
         // applied whole).
         if rows.len() == 65_536 && !sql::is_changelog(query) {
-            got.merge(&sql::checksum(query, &rows).map_err(anyhow::Error::msg)?);
+            got.merge(&sql::checksum(query, &rows)?);
             rows.clear();
         }
     }
-    got.merge(&sql::checksum(query, &rows).map_err(anyhow::Error::msg)?);
+    got.merge(&sql::checksum(query, &rows)?);
     let want = sql::reference(query, args.events).context("no reference")?;
     report.check_exact("result_rows", got.rows, want.rows);
     report.check_exact("checksum", got.checksum, want.checksum);
