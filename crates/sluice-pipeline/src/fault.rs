@@ -44,6 +44,10 @@ pub enum Fault {
     /// An aggregate of a changelog restored from a checkpoint starts
     /// without the rows it held.
     ForgetChangelogState,
+    /// A postgres sink that appends leaves in the table what it committed
+    /// after the checkpoint a run resumes from.
+    #[cfg(feature = "postgres")]
+    SkipPostgresUndo,
 }
 
 impl Fault {
@@ -61,6 +65,8 @@ impl Fault {
             Fault::KeepMergedSessions => "keep-merged-sessions",
             Fault::ForgetJoinState => "forget-join-state",
             Fault::ForgetChangelogState => "forget-changelog-state",
+            #[cfg(feature = "postgres")]
+            Fault::SkipPostgresUndo => "skip-postgres-undo",
         }
     }
 }

@@ -44,6 +44,16 @@ impl Durable {
         }
     }
 
+    /// An output of `length` (bytes, or rows) that is already durable (a
+    /// database committed it).
+    pub fn written(length: u64) -> Self {
+        Self {
+            length,
+            file: None,
+            wait: None,
+        }
+    }
+
     /// An output of `length` (bytes, or messages) that is durable once
     /// `wait` returns.
     pub fn after(length: u64, wait: impl FnOnce() -> Result<()> + Send + 'static) -> Self {

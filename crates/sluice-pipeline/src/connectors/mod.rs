@@ -15,7 +15,8 @@
 //! - `crate::output`: what every sink writes through (`RowWriter`);
 //! - [`file`]: files (JSON lines, CSV, Parquet), stdin and stdout;
 //! - [`generator`]: generated inputs; [`paced`]: a rate limit on any source;
-//! - [`nats`]: NATS JetStream, partitioned, for distributed runs.
+//! - [`nats`]: NATS JetStream, partitioned, for distributed runs;
+//! - [`postgres`]: PostgreSQL tables, appended to or upserted.
 //!
 //! Connectors read their tables from [`crate::config`] and never import the
 //! plan: each holds its own settings type.
@@ -25,6 +26,8 @@ pub mod generator;
 #[cfg(feature = "nats")]
 pub mod nats;
 pub mod paced;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod replay;
 
 use crate::checkpoint::Guarantee;
@@ -62,6 +65,8 @@ pub const SINKS: &[SinkType] = &[
     file::FILE_SINK,
     #[cfg(feature = "nats")]
     nats::SINK,
+    #[cfg(feature = "postgres")]
+    postgres::SINK,
 ];
 
 /// A source connector in the registry.
@@ -313,6 +318,10 @@ pub enum Kind {
     Integer,
     /// A table (`schema`), checked where it is read.
     Table,
+    /// `true` or `false`.
+    Bool,
+    /// A name, or a list of names (`key = "id"`, `key = ["a", "b"]`).
+    Names,
 }
 
 /// Checks that every value given has the type of its key.
@@ -323,10 +332,40 @@ fn check_types(settings: &crate::config::Settings, keys: &[Key]) -> Result<(), F
             Kind::Unsigned => settings.get::<u64>(key).map(drop)?,
             Kind::Unsigned32 => settings.get::<u32>(key).map(drop)?,
             Kind::Integer => settings.get::<i64>(key).map(drop)?,
+            Kind::Bool => settings.get::<bool>(key).map(drop)?,
+            Kind::Names => names(settings, key).map(drop)?,
             Kind::Table => {}
         }
     }
     Ok(())
+}
+
+/// A key's names: one name, or a list of them (at least one, none empty).
+pub fn names(
+    settings: &crate::config::Settings,
+    key: &str,
+) -> Result<Option<toml::Spanned<Vec<String>>>, Failure> {
+    let Some(value) = settings.get::<toml::Value>(key)? else {
+        return Ok(None);
+    };
+    let span = value.span();
+    let list: Option<Vec<String>> = match value.into_inner() {
+        toml::Value::String(name) => Some(vec![name]),
+        toml::Value::Array(items) => items
+            .into_iter()
+            .map(|i| i.as_str().map(String::from))
+            .collect(),
+        _ => None,
+    };
+    match list {
+        Some(list) if !list.is_empty() && list.iter().all(|n| !n.is_empty()) => {
+            Ok(Some(toml::Spanned::new(span, list)))
+        }
+        _ => Err(at(
+            span,
+            format!("`{key}` takes a name or a list of names: {key} = \"id\" or {key} = [\"a\", \"b\"]"),
+        )),
+    }
 }
 
 /// The schema a source's table gives (`schema = { field = "type", ... }`).
