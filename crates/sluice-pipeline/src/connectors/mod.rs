@@ -340,7 +340,9 @@ fn check_types(settings: &crate::config::Settings, keys: &[Key]) -> Result<(), F
     Ok(())
 }
 
-/// A key's names: one name, or a list of them (at least one, none empty).
+/// A key's names: one name, a list of them, or names separated by commas
+/// (`"a, b"`, as a SQL table's settings give them); at least one, none
+/// empty.
 pub fn names(
     settings: &crate::config::Settings,
     key: &str,
@@ -350,7 +352,9 @@ pub fn names(
     };
     let span = value.span();
     let list: Option<Vec<String>> = match value.into_inner() {
-        toml::Value::String(name) => Some(vec![name]),
+        toml::Value::String(names) => {
+            Some(names.split(',').map(|n| n.trim().to_string()).collect())
+        }
         toml::Value::Array(items) => items
             .into_iter()
             .map(|i| i.as_str().map(String::from))
@@ -363,7 +367,9 @@ pub fn names(
         }
         _ => Err(at(
             span,
-            format!("`{key}` takes a name or a list of names: {key} = \"id\" or {key} = [\"a\", \"b\"]"),
+            format!(
+                "`{key}` takes a name or a list of names: {key} = \"id\" or {key} = [\"a\", \"b\"]"
+            ),
         )),
     }
 }

@@ -197,9 +197,15 @@ mod tests {
         let schema = Schema::new(vec![
             Field::new("k", DataType::Utf8, false),
             Field::new("op", DataType::Utf8, false),
-            Field::new("t", DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None), false),
+            Field::new(
+                "t",
+                DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
+                false,
+            ),
         ]);
-        let upsert = Mode::Upsert { key: vec!["k".into()] };
+        let upsert = Mode::Upsert {
+            key: vec!["k".into()],
+        };
         let names: Vec<String> = columns(&schema, &upsert)
             .unwrap()
             .into_iter()

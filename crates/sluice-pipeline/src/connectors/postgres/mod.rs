@@ -90,7 +90,11 @@ impl SinkConnector for PostgresTarget {
         match &self.mode {
             Mode::Append => format!("postgres table {} (append)", self.table),
             Mode::Upsert { key } => {
-                format!("postgres table {} (upsert by {})", self.table, key.join(", "))
+                format!(
+                    "postgres table {} (upsert by {})",
+                    self.table,
+                    key.join(", ")
+                )
             }
         }
     }

@@ -74,7 +74,10 @@ pub(super) fn sink(t: &SinkTable<'_>) -> Result<Box<dyn SinkConnector>, Failure>
         (_, None) => Mode::Append,
         (_, Some(key)) => {
             if let Some(schema) = t.schema {
-                let missing = key.get_ref().iter().find(|k| schema.field_with_name(k).is_err());
+                let missing = key
+                    .get_ref()
+                    .iter()
+                    .find(|k| schema.field_with_name(k).is_err());
                 if let Some(missing) = missing {
                     return Err(at(
                         key.span(),
