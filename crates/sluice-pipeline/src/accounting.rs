@@ -244,13 +244,15 @@ impl Accounting {
 
     /// Whether the counts add up, at the end of a run whose source counted
     /// `input`; `sinks` are (label, stream, rows emitted) of the sinks,
-    /// `reserved` the records the `late` and `dead_letter` streams took.
-    /// One line per mismatch.
+    /// `reserved` the records the `late` and `dead_letter` streams took,
+    /// `gave_up` the rows sinks gave up on (dead letters too). One line per
+    /// mismatch.
     pub fn check(
         &self,
         input: &SourceCounters,
         sinks: &[(String, String, u64)],
         reserved: (u64, u64),
+        gave_up: u64,
     ) -> Vec<String> {
         let mut wrong = Vec::new();
         let mut expect = |what: String, left: u64, right: u64| {
@@ -319,9 +321,9 @@ impl Accounting {
             late_rows,
         );
         expect(
-            "stream dead_letter: records = dead letters of the input and transforms".into(),
+            "stream dead_letter: records = dead letters of the input, transforms and sinks".into(),
             reserved.1,
-            dead_rows,
+            dead_rows + gave_up,
         );
         if let Some(tally) = &self.tally {
             let open = tally.lock().unwrap_or_else(|p| p.into_inner()).open.len();

@@ -252,6 +252,7 @@ fn check_accounting(
         counters,
         &sinks,
         (reserved.late.count(), reserved.dead_letter.count()),
+        reserved.sinks_gave_up(),
     );
     if wrong.is_empty() {
         return Ok(());

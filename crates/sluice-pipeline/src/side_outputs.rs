@@ -138,6 +138,9 @@ pub struct Reserved {
     hold: AtomicBool,
     /// The dashboard's figures, when it is on.
     watch: OnceLock<Arc<dyn Telemetry>>,
+    /// Rows that sinks gave up on (an HTTP receiver that kept refusing
+    /// them), counted as the sinks hand them over.
+    sinks_gave_up: AtomicU64,
 }
 
 impl Default for Reserved {
@@ -168,6 +171,7 @@ impl Reserved {
             late: ReservedStream::new("late", Arc::new(late)),
             hold: AtomicBool::new(false),
             watch: OnceLock::new(),
+            sinks_gave_up: AtomicU64::new(0),
         }
     }
 
@@ -203,6 +207,19 @@ impl Reserved {
             "late" => Some(&self.late),
             _ => None,
         }
+    }
+
+    /// Adds the dead letters of rows a sink gave up on. A sink holds them
+    /// until its checkpoint (as stages hold theirs until a barrier).
+    pub fn dead_from_sink(&self, letters: &[DeadLetter]) {
+        self.sinks_gave_up
+            .fetch_add(letters.len() as u64, Ordering::Relaxed);
+        self.dead(letters);
+    }
+
+    /// Rows that sinks gave up on, so far.
+    pub fn sinks_gave_up(&self) -> u64 {
+        self.sinks_gave_up.load(Ordering::Relaxed)
     }
 
     /// Adds dead letters.

@@ -138,9 +138,11 @@ impl<'a> DataflowBuilder<'a> {
             let key = format!("sink/{i}");
             opened(&key, sink.target.as_ref());
             let length = committed_length(self.restored.as_ref(), &key)?;
-            let writer = sink
-                .target
-                .open_at(self.plan.stream_schema(&sink.from), length)?;
+            let writer = sink.target.open_with_dead_letters(
+                self.plan.stream_schema(&sink.from),
+                length,
+                &self.reserved,
+            )?;
             let mut sink_op = RowSink::new(writer, count);
             if sink.from == "source" {
                 sink_op = sink_op.judging(self.accounting.clone());

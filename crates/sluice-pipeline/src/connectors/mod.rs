@@ -16,13 +16,16 @@
 //! - [`file`]: files (JSON lines, CSV, Parquet), stdin and stdout;
 //! - [`generator`]: generated inputs; [`paced`]: a rate limit on any source;
 //! - [`nats`]: NATS JetStream, partitioned, for distributed runs;
-//! - [`postgres`]: PostgreSQL tables, appended to or upserted.
+//! - [`postgres`]: PostgreSQL tables, appended to or upserted;
+//! - [`http`]: rows POSTed to a URL.
 //!
 //! Connectors read their tables from [`crate::config`] and never import the
 //! plan: each holds its own settings type.
 
 pub mod file;
 pub mod generator;
+#[cfg(feature = "http")]
+pub mod http;
 #[cfg(feature = "nats")]
 pub mod nats;
 pub mod paced;
@@ -67,6 +70,8 @@ pub const SINKS: &[SinkType] = &[
     nats::SINK,
     #[cfg(feature = "postgres")]
     postgres::SINK,
+    #[cfg(feature = "http")]
+    http::SINK,
 ];
 
 /// A source connector in the registry.
@@ -172,6 +177,19 @@ pub trait SinkConnector: fmt::Debug + Send + Sync {
     /// when given (after a checkpoint): what it holds beyond it was written
     /// after the checkpoint and is cut off. The error names the target.
     fn open_at(&self, schema: SchemaRef, length: Option<u64>) -> Result<Box<dyn RowWriter>>;
+
+    /// Opens the target as [`SinkConnector::open_at`] does, for a stream
+    /// other than `late` and `dead_letter`, with where the rows go that it
+    /// gives up on (`Reserved::dead_from_sink`, at its checkpoints and at
+    /// the end). A sink that never gives up a row keeps this default.
+    fn open_with_dead_letters(
+        &self,
+        schema: SchemaRef,
+        length: Option<u64>,
+        _dead_letters: &Arc<Reserved>,
+    ) -> Result<Box<dyn RowWriter>> {
+        self.open_at(schema, length)
+    }
 
     /// The target's name, for reports.
     fn describe(&self) -> String;
