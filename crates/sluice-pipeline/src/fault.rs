@@ -48,6 +48,10 @@ pub enum Fault {
     /// after the checkpoint a run resumes from.
     #[cfg(feature = "postgres")]
     SkipPostgresUndo,
+    /// An http source answers 202 as soon as it has queued a request's
+    /// records, before a checkpoint holds them.
+    #[cfg(feature = "http")]
+    HttpAnswerEarly,
 }
 
 impl Fault {
@@ -67,6 +71,8 @@ impl Fault {
             Fault::ForgetChangelogState => "forget-changelog-state",
             #[cfg(feature = "postgres")]
             Fault::SkipPostgresUndo => "skip-postgres-undo",
+            #[cfg(feature = "http")]
+            Fault::HttpAnswerEarly => "http-answer-early",
         }
     }
 }

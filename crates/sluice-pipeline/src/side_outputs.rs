@@ -186,6 +186,11 @@ impl Reserved {
         self.watch.get()
     }
 
+    /// Whether checkpoints are on: records are held until barriers.
+    pub fn holds(&self) -> bool {
+        self.hold.load(Ordering::SeqCst)
+    }
+
     /// With checkpoints, each operator holds its records until it passes a
     /// barrier (see [`ReservedHandle`]).
     pub fn hold_until_barriers(&self) {

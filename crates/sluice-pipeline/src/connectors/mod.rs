@@ -59,6 +59,8 @@ pub const SOURCES: &[SourceType] = &[
     generator::FORMULA,
     #[cfg(feature = "nats")]
     nats::SOURCE,
+    #[cfg(feature = "http")]
+    http::SOURCE,
 ];
 
 /// Every sink connector, by its `type =`: adding one is a folder and a line

@@ -1,12 +1,20 @@
-//! `type = "http"`: a sink that POSTs rows to a URL (a webhook called when
-//! a rule fires, a service's bulk endpoint).
+//! `type = "http"`: a source that takes records POSTed to a server, and a
+//! sink that POSTs rows to a URL (a webhook called when a rule fires, a
+//! service's bulk endpoint).
 //!
+//! - [`source`]: the server: records answered once durable, backpressure
+//!   as 429, idempotency keys remembered;
 //! - [`sink`]: the writer: requests with an idempotency key, retries with
 //!   backoff, dead letters once the retries run out.
 
 mod sink;
+mod source;
 
-use super::{Key, Kind, SinkConnector, SinkTable, SinkType};
+use super::replay::ReplayableSource;
+use super::{
+    CompiledSource, Key, Kind, Opening, SinkConnector, SinkTable, SinkType, SourceConnector,
+    SourceTable, SourceType,
+};
 use crate::checkpoint::Guarantee;
 use crate::config::diag::{at, Failure};
 use crate::config::duration;
@@ -17,6 +25,166 @@ use arrow::datatypes::SchemaRef;
 use std::sync::Arc;
 use std::time::Duration;
 use toml::Spanned;
+
+/// `type = "http"` as a source.
+pub const SOURCE: SourceType = SourceType {
+    name: "http",
+    keys: &[
+        Key("format", Kind::Text),
+        Key("schema", Kind::Table),
+        Key("listen", Kind::Text),
+        Key("path", Kind::Text),
+        Key("token_env", Kind::Text),
+        Key("max_body", Kind::Unsigned),
+        Key("max_pending", Kind::Unsigned),
+        Key("end_after_idle", Kind::Text),
+    ],
+    compile: source_table,
+};
+
+/// A server that takes records POSTed to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSourcePlan {
+    /// The address it listens on (loopback by default).
+    pub listen: std::net::SocketAddr,
+    /// The path records are POSTed to.
+    pub path: String,
+    /// The bearer token requests must carry, if any (read from the
+    /// environment variable `token_env` names when the file is loaded).
+    pub token: Option<String>,
+    /// The largest body taken, in bytes (larger: 413).
+    pub max_body: usize,
+    /// Rows that may wait to be processed before requests are answered
+    /// 429.
+    pub max_pending: usize,
+    /// End the input once no request has come for this long (and every
+    /// request is answered); by default the source runs until stopped.
+    pub end_after_idle: Option<Duration>,
+}
+
+/// An http source, as the registry holds it.
+#[derive(Debug, Clone)]
+pub struct HttpSourceConnector(pub HttpSourcePlan);
+
+impl SourceConnector for HttpSourceConnector {
+    fn open(&self, at: &Opening<'_>) -> Result<Box<dyn ReplayableSource>> {
+        let decoder = crate::format::TextDecoder::new(
+            crate::format::Format::Jsonl,
+            at.schema.clone(),
+            at.time.clone(),
+            format!("http:{}{}", self.0.listen, self.0.path),
+        );
+        Ok(Box::new(source::HttpSource::open(
+            &self.0,
+            decoder,
+            at.counters.clone(),
+            crate::side_outputs::ReservedHandle::new(at.reserved.clone()),
+            at.reserved.holds(),
+            at.batch_interval.max(Duration::from_millis(1)),
+        )?))
+    }
+
+    fn describe(&self) -> String {
+        format!("http server at {}{}", self.0.listen, self.0.path)
+    }
+
+    fn label(&self) -> String {
+        format!("http {}{}", self.0.listen, self.0.path)
+    }
+
+    fn identity(&self) -> String {
+        // The token and limits do not change results.
+        format!("http {}{}", self.0.listen, self.0.path)
+    }
+}
+
+/// Checks and compiles an http source's table:
+///
+/// ```toml
+/// [source]
+/// type = "http"
+/// listen = "127.0.0.1:8080"
+/// path = "/ingest"
+/// schema = { sensor = "string", temperature = "float", ts = "int" }
+/// event_time = "ts"
+/// ```
+fn source_table(t: &SourceTable<'_>) -> Result<CompiledSource, Failure> {
+    if let Some(f) = &t.spec.format {
+        if f.get_ref() != "jsonl" && f.get_ref() != "json" {
+            return Err(at(
+                f.span(),
+                format!(
+                    "format \"{}\": an http source takes JSON (lines, or an array): \
+                     format = \"jsonl\"",
+                    f.get_ref()
+                ),
+            ));
+        }
+    }
+    let fields = t.required_schema("a request that has not come yet")?;
+    let listen = match t.get::<String>("listen")? {
+        None => std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
+        Some(l) => l.get_ref().parse().map_err(|_| {
+            at(
+                l.span(),
+                format!(
+                    "listen \"{}\" is not an address and port: listen = \"127.0.0.1:8080\" \
+                     (\"0.0.0.0:8080\" takes requests from other machines)",
+                    l.get_ref()
+                ),
+            )
+        })?,
+    };
+    let path = match t.get::<String>("path")? {
+        None => "/ingest".to_string(),
+        Some(p) if p.get_ref().starts_with('/') && !p.get_ref().contains(['{', '}', '*']) => {
+            p.into_inner()
+        }
+        Some(p) => {
+            return Err(at(
+                p.span(),
+                "path is a plain path that starts with /: path = \"/ingest\"",
+            ))
+        }
+    };
+    let token = match t.get::<String>("token_env")? {
+        None => None,
+        Some(name) => match std::env::var(name.get_ref()) {
+            Ok(token) if !token.is_empty() => Some(token),
+            _ => {
+                return Err(at(
+                    name.span(),
+                    format!(
+                        "the environment variable {} that token_env names is not set: set it \
+                         to the bearer token requests must carry",
+                        name.get_ref()
+                    ),
+                ))
+            }
+        },
+    };
+    let count = |key: &str, default: usize| -> Result<usize, Failure> {
+        match t.get::<u64>(key)? {
+            None => Ok(default),
+            Some(n) if *n.get_ref() == 0 => Err(at(n.span(), format!("{key} must be at least 1"))),
+            Some(n) => Ok(usize::try_from(*n.get_ref()).unwrap_or(usize::MAX)),
+        }
+    };
+    Ok(CompiledSource {
+        connector: Arc::new(HttpSourceConnector(HttpSourcePlan {
+            listen,
+            path,
+            token,
+            max_body: count("max_body", 10 << 20)?,
+            max_pending: count("max_pending", 100_000)?,
+            end_after_idle: t
+                .get::<String>("end_after_idle")?
+                .map(|d| duration(&d, "`end_after_idle`"))
+                .transpose()?,
+        })),
+        schema: crate::format::explicit_schema(&fields),
+    })
+}
 
 /// `type = "http"` as a sink.
 pub const SINK: SinkType = SinkType {
