@@ -48,6 +48,10 @@ pub enum Fault {
     /// after the checkpoint a run resumes from.
     #[cfg(feature = "postgres")]
     SkipPostgresUndo,
+    /// A postgres-cdc source moves its slot as soon as it has read the
+    /// changes, before a checkpoint holds them.
+    #[cfg(feature = "postgres")]
+    CdcAdvanceEarly,
     /// An http source answers 202 as soon as it has queued a request's
     /// records, before a checkpoint holds them.
     #[cfg(feature = "http")]
@@ -71,6 +75,8 @@ impl Fault {
             Fault::ForgetChangelogState => "forget-changelog-state",
             #[cfg(feature = "postgres")]
             Fault::SkipPostgresUndo => "skip-postgres-undo",
+            #[cfg(feature = "postgres")]
+            Fault::CdcAdvanceEarly => "cdc-advance-early",
             #[cfg(feature = "http")]
             Fault::HttpAnswerEarly => "http-answer-early",
         }

@@ -61,6 +61,8 @@ pub const SOURCES: &[SourceType] = &[
     nats::SOURCE,
     #[cfg(feature = "http")]
     http::SOURCE,
+    #[cfg(feature = "postgres")]
+    postgres::CDC_SOURCE,
 ];
 
 /// Every sink connector, by its `type =`: adding one is a folder and a line

@@ -1,7 +1,10 @@
 //! `type = "postgres"` as a sink: rows appended to a table, or upserted by
-//! key, exactly once across crashes.
+//! key, exactly once across crashes; and `type = "postgres-cdc"`, a source
+//! of a table's changes (see [`cdc`]).
 //!
-//! - [`table`]: checking and compiling the sink's table;
+//! - [`table`]: checking and compiling the tables of both;
+//! - [`cdc`], [`pgoutput`]: the change source and the replication messages
+//!   it reads;
 //! - [`columns`]: Arrow types as PostgreSQL's, and rows as `COPY` text;
 //! - [`sink`]: the writer, its transactions and its recovery.
 //!
@@ -13,11 +16,14 @@
 //! or lets the replay write it again (upsert: writing a key's row twice
 //! leaves it as once). docs/connectors.md has the guarantee and its limits.
 
+pub mod cdc;
 mod columns;
+mod pgoutput;
 mod sink;
 mod table;
 
-use super::{Key, Kind, SinkConnector, SinkType};
+use super::replay::ReplayableSource;
+use super::{Key, Kind, Opening, SinkConnector, SinkType, SourceConnector, SourceType};
 use crate::checkpoint::Guarantee;
 use crate::error::{Error, Result};
 use crate::output::RowWriter;
@@ -40,6 +46,73 @@ pub const SINK: SinkType = SinkType {
     ],
     compile: table::sink,
 };
+
+/// `type = "postgres-cdc"`: a table's changes.
+pub const CDC_SOURCE: SourceType = SourceType {
+    name: "postgres-cdc",
+    keys: &[
+        Key("schema", Kind::Table),
+        Key("url", Kind::Text),
+        Key("table", Kind::Text),
+        Key("slot", Kind::Text),
+        Key("publication", Kind::Text),
+        Key("end_after_idle", Kind::Text),
+    ],
+    compile: table::cdc_source,
+};
+
+/// The field that holds a change's commit time: the event time.
+pub const COMMIT_TIME: &str = "commit_time";
+
+/// A postgres-cdc source, as the registry holds it.
+#[derive(Debug, Clone)]
+pub struct Cdc(pub cdc::CdcPlan);
+
+impl SourceConnector for Cdc {
+    fn open(&self, at: &Opening<'_>) -> Result<Box<dyn ReplayableSource>> {
+        let decoder = crate::format::TextDecoder::new(
+            crate::format::Format::Jsonl,
+            at.schema.clone(),
+            at.time.clone(),
+            format!("postgres-cdc:{}", self.0.table),
+        );
+        Ok(Box::new(cdc::CdcSource::open(
+            &self.0,
+            decoder,
+            at.counters.clone(),
+            crate::side_outputs::ReservedHandle::new(at.reserved.clone()),
+            at.reserved.holds(),
+            at.chunk_rows,
+            at.batch_interval.max(Duration::from_millis(10)),
+        )?))
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "postgres changes of {} (slot {}, publication {})",
+            self.0.table, self.0.slot, self.0.publication
+        )
+    }
+
+    fn label(&self) -> String {
+        format!("postgres-cdc {}", self.0.table)
+    }
+
+    fn default_time_field(&self) -> Option<&str> {
+        Some(COMMIT_TIME)
+    }
+
+    fn identity(&self) -> String {
+        // The server's address does not change results.
+        format!(
+            "{:?}",
+            cdc::CdcPlan {
+                url: String::new(),
+                ..self.0.clone()
+            }
+        )
+    }
+}
 
 /// The table that records what each sink has committed.
 pub const PROGRESS_TABLE: &str = "sluice_progress";

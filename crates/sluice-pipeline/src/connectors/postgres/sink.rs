@@ -429,7 +429,7 @@ impl RowWriter for PostgresWriter {
 }
 
 /// A connection with timestamps read and written in UTC.
-fn connect(url: &str) -> Result<Client> {
+pub(super) fn connect(url: &str) -> Result<Client> {
     let mut config: postgres::Config = url
         .parse()
         .map_err(|e| Error::output("the connection string is not valid").caused_by(e))?;

@@ -3,7 +3,7 @@
 use super::{columns, Mode, PostgresTarget};
 use crate::config::diag::{at, Failure};
 use crate::config::duration;
-use crate::connectors::{names, SinkConnector, SinkTable};
+use crate::connectors::{names, CompiledSource, SinkConnector, SinkTable, SourceTable};
 use crate::format;
 use std::time::Duration;
 use toml::Spanned;
@@ -124,4 +124,79 @@ pub(super) fn sink(t: &SinkTable<'_>) -> Result<Box<dyn SinkConnector>, Failure>
         flush_interval: time("flush_interval", Duration::from_secs(1))?,
         retry_for: time("retry_for", Duration::from_secs(60))?,
     }))
+}
+
+/// A table's changes:
+///
+/// ```toml
+/// [source]
+/// type = "postgres-cdc"
+/// url = "postgresql://sluice@127.0.0.1:5432/shop"
+/// table = "orders"
+/// schema = { id = "int", product = "string", amount = "float" }
+/// ```
+pub(super) fn cdc_source(t: &SourceTable<'_>) -> Result<CompiledSource, Failure> {
+    let url = t.need("url", "postgresql://sluice@127.0.0.1:5432/shop")?;
+    if let Err(e) = url.get_ref().parse::<postgres::Config>() {
+        return Err(at(
+            url.span(),
+            format!("`url` is not a PostgreSQL connection string ({e})"),
+        ));
+    }
+    let table = t.need("table", "orders")?;
+    if columns::quoted_name(table.get_ref()).is_none() {
+        return Err(at(table.span(), "table is a name, or schema.name"));
+    }
+    let fields = t.required_schema("a change stream")?;
+    let reserved = ["op", "lsn", super::COMMIT_TIME];
+    if let Some((name, _)) = fields
+        .iter()
+        .find(|(n, _)| reserved.contains(&n.as_str()) || n.starts_with("before_"))
+    {
+        return Err(at(
+            t.span(),
+            format!(
+                "schema field `{name}`: op, lsn, commit_time and before_* are the change's own \
+                 fields; rename the column in a view of the table"
+            ),
+        ));
+    }
+    let qualified = if table.get_ref().contains('.') {
+        table.get_ref().clone()
+    } else {
+        format!("public.{}", table.get_ref())
+    };
+    let base = qualified.replace('.', "_");
+    let mut schema = vec![
+        ("op".to_string(), arrow::datatypes::DataType::Utf8),
+        ("lsn".to_string(), arrow::datatypes::DataType::Int64),
+        (
+            super::COMMIT_TIME.to_string(),
+            arrow::datatypes::DataType::Int64,
+        ),
+    ];
+    schema.extend(fields.iter().cloned());
+    schema.extend(
+        fields
+            .iter()
+            .map(|(n, d)| (format!("before_{n}"), d.clone())),
+    );
+    Ok(CompiledSource {
+        connector: std::sync::Arc::new(super::Cdc(super::cdc::CdcPlan {
+            url: url.into_inner(),
+            table: qualified,
+            slot: t
+                .get::<String>("slot")?
+                .map_or_else(|| format!("sluice_{base}"), Spanned::into_inner),
+            publication: t
+                .get::<String>("publication")?
+                .map_or_else(|| format!("sluice_{base}"), Spanned::into_inner),
+            columns: fields.into_iter().map(|(n, _)| n).collect(),
+            end_after_idle: t
+                .get::<String>("end_after_idle")?
+                .map(|d| duration(&d, "`end_after_idle`"))
+                .transpose()?,
+        })),
+        schema: format::explicit_schema(&schema),
+    })
 }

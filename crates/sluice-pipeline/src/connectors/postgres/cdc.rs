@@ -1,0 +1,424 @@
+//! `type = "postgres-cdc"`: a table's inserts, updates and deletes, read
+//! through a logical replication slot (`pgoutput`) with SQL
+//! (`pg_logical_slot_peek_binary_changes`), whole transactions at a time.
+//!
+//! Each change is a row: `op` (`insert`, `update`, `delete`), `lsn` (where
+//! its transaction ends), `commit_time` (epoch milliseconds: the event
+//! time), the new values in the table's columns and the old ones, when the
+//! server sends them, in `before_COLUMN`. The slot's confirmed position
+//! moves (`pg_replication_slot_advance`) only once a checkpoint that holds
+//! the changes has committed, so a recovery reads again what the
+//! checkpoint does not hold: exactly once, with the checkpoint.
+
+use super::pgoutput::{self, lsn_text, Message, Value};
+use crate::connectors::replay::{push, Replayable, SourceCounters};
+use crate::error::{Error, Result};
+use crate::format::TextDecoder;
+use crate::rows::Rows;
+use crate::side_outputs::ReservedHandle;
+use postgres::Client;
+use sluice::{Batch, BoxError, Source, SourceStatus};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Microseconds from 1970-01-01 to 2000-01-01 (PostgreSQL's epoch).
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// A change source's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CdcPlan {
+    /// The connection string.
+    pub url: String,
+    /// The table, `schema.name`.
+    pub table: String,
+    /// The replication slot (created if missing).
+    pub slot: String,
+    /// The publication (created for the table if missing).
+    pub publication: String,
+    /// The table's columns the source reads, with whether each is a
+    /// boolean or a number (written as such in the JSON it decodes).
+    pub columns: Vec<String>,
+    /// End the input once no change has come for this long.
+    pub end_after_idle: Option<Duration>,
+}
+
+/// Reads a table's changes.
+pub(crate) struct CdcSource {
+    plan: CdcPlan,
+    client: Client,
+    decoder: TextDecoder,
+    counters: std::sync::Arc<SourceCounters>,
+    reserved: ReservedHandle,
+    /// Checkpoints are on: the slot moves only after they commit.
+    durable: bool,
+    chunk_rows: usize,
+    interval: Duration,
+    /// The end of the last transaction emitted.
+    emitted: u64,
+    /// Rows a peek returns before the first transaction not yet emitted.
+    behind: usize,
+    /// The positions of checkpoints taken and not yet committed.
+    positions: Mutex<VecDeque<u64>>,
+    /// The table's columns by relation id: for each column the source
+    /// reads, its index in the relation's row and its type OID.
+    relations: HashMap<u32, Vec<(usize, u32)>>,
+    /// Changes numbered from the start of this run (dead letters' lines).
+    changes: u64,
+    last_change_at: Instant,
+    /// An error found after changes that came before it.
+    failed: Option<Error>,
+}
+
+impl CdcSource {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn open(
+        plan: &CdcPlan,
+        decoder: TextDecoder,
+        counters: std::sync::Arc<SourceCounters>,
+        reserved: ReservedHandle,
+        durable: bool,
+        chunk_rows: usize,
+        interval: Duration,
+    ) -> Result<Self> {
+        let context = |what: &str, e: postgres::Error| {
+            let error = Error::input(format!("postgres-cdc {}: {what}", plan.table));
+            match e.as_db_error() {
+                Some(db) => error.caused_by(db.to_string()),
+                None => error.caused_by(e),
+            }
+        };
+        let mut client = super::sink::connect(&plan.url)
+            .map_err(|e| e.context(format!("postgres-cdc {}", plan.table)))?;
+        let exists = |client: &mut Client, sql: &str, name: &str| {
+            client
+                .query_one(sql, &[&name])
+                .map(|row| row.get::<_, bool>(0))
+        };
+        if !exists(
+            &mut client,
+            "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)",
+            &plan.publication,
+        )
+        .map_err(|e| context("cannot read the publications", e))?
+        {
+            let table = super::columns::quoted_name(&plan.table)
+                .ok_or_else(|| Error::input(format!("table \"{}\"", plan.table)))?;
+            client
+                .batch_execute(&format!(
+                    "CREATE PUBLICATION {} FOR TABLE {table}",
+                    super::columns::ident(&plan.publication)
+                ))
+                .map_err(|e| context("cannot create the publication", e))?;
+        }
+        if !exists(
+            &mut client,
+            "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
+            &plan.slot,
+        )
+        .map_err(|e| context("cannot read the replication slots", e))?
+        {
+            client
+                .execute(
+                    "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+                    &[&plan.slot],
+                )
+                .map_err(|e| {
+                    context(
+                        "cannot create the replication slot (the server needs wal_level = \
+                         logical, and the user the REPLICATION privilege)",
+                        e,
+                    )
+                })?;
+        }
+        Ok(Self {
+            plan: plan.clone(),
+            client,
+            decoder,
+            counters,
+            reserved,
+            durable,
+            chunk_rows: chunk_rows.max(1),
+            interval,
+            emitted: 0,
+            behind: 0,
+            positions: Mutex::new(VecDeque::new()),
+            relations: HashMap::new(),
+            changes: 0,
+            last_change_at: Instant::now(),
+            failed: None,
+        })
+    }
+
+    /// Peeks at the slot: the JSON lines of the transactions not yet
+    /// emitted (whole ones), and the end of the last of them.
+    fn peek(&mut self) -> Result<(Vec<String>, u64)> {
+        let mut limit = self.behind + self.chunk_rows;
+        loop {
+            let rows = self
+                .client
+                .query(
+                    "SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, \
+                     'proto_version', '1', 'publication_names', $3)",
+                    &[
+                        &self.plan.slot,
+                        &i32::try_from(limit).unwrap_or(i32::MAX),
+                        &self.plan.publication,
+                    ],
+                )
+                .map_err(|e| {
+                    Error::input(format!(
+                        "postgres-cdc {}: cannot read the slot",
+                        self.plan.table
+                    ))
+                    .caused_by(e)
+                })?;
+            let returned = rows.len();
+            let (mut lines, mut end, mut behind) = (Vec::new(), self.emitted, 0);
+            let (mut txn, mut txn_rows, mut time) = (Vec::new(), 0, 0);
+            for row in rows {
+                let data: Vec<u8> = row.get(0);
+                txn_rows += 1;
+                match pgoutput::parse(&data).ok_or_else(|| {
+                    Error::input(format!(
+                        "postgres-cdc {}: a replication message cannot be read",
+                        self.plan.table
+                    ))
+                })? {
+                    Message::Begin { commit_time } => {
+                        time = (commit_time + PG_EPOCH_MICROS).div_euclid(1000);
+                        txn.clear();
+                    }
+                    Message::Relation(r) => {
+                        if let Err(e) = self.relation(r) {
+                            // What came before is emitted; the error at the
+                            // next poll.
+                            if lines.is_empty() {
+                                return Err(e);
+                            }
+                            self.failed = Some(e);
+                            self.behind = behind;
+                            return Ok((lines, end));
+                        }
+                    }
+                    Message::Insert { relation, new } => {
+                        txn.extend(self.change(relation, "insert", None, Some(&new), time))
+                    }
+                    Message::Update { relation, old, new } => txn.extend(self.change(
+                        relation,
+                        "update",
+                        old.as_deref(),
+                        Some(&new),
+                        time,
+                    )),
+                    Message::Delete { relation, old } => {
+                        txn.extend(self.change(relation, "delete", Some(&old), None, time))
+                    }
+                    Message::Truncate => {
+                        return Err(Error::input(format!(
+                            "postgres-cdc {}: the table was truncated, which a change stream \
+                             of rows cannot carry; start the pipeline over",
+                            self.plan.table
+                        )))
+                    }
+                    Message::Commit { end_lsn } => {
+                        if end_lsn > end {
+                            for mut change in txn.drain(..) {
+                                change.insert("lsn".into(), end_lsn.into());
+                                lines.push(serde_json::Value::Object(change).to_string());
+                            }
+                            end = end_lsn;
+                        } else {
+                            behind += txn_rows;
+                        }
+                        txn.clear();
+                        txn_rows = 0;
+                    }
+                    Message::Other => {}
+                }
+            }
+            if end > self.emitted || returned < limit {
+                self.behind = behind;
+                return Ok((lines, end));
+            }
+            // Every transaction returned was emitted already: ask for more.
+            limit = limit.saturating_mul(2);
+        }
+    }
+
+    /// Notes a table's columns; a change of the columns the source reads
+    /// is an error that says which.
+    fn relation(&mut self, r: pgoutput::Relation) -> Result<()> {
+        if r.name != self.plan.table {
+            return Ok(());
+        }
+        let mut read = Vec::new();
+        for column in &self.plan.columns {
+            let Some(index) = r.columns.iter().position(|(name, _)| name == column) else {
+                let has: Vec<&str> = r.columns.iter().map(|(n, _)| n.as_str()).collect();
+                return Err(Error::input(format!(
+                    "postgres-cdc {}: the table's columns changed mid-stream: it has no column \
+                     `{column}` any more (it has: {}); give the source's schema the columns the \
+                     table has now and start over",
+                    self.plan.table,
+                    has.join(", ")
+                )));
+            };
+            read.push((index, r.columns[index].1));
+        }
+        self.relations.insert(r.id, read);
+        Ok(())
+    }
+
+    /// A change as a JSON object (its `lsn` still to add), if it is of the
+    /// table.
+    fn change(
+        &self,
+        relation: u32,
+        op: &str,
+        old: Option<&[Value]>,
+        new: Option<&[Value]>,
+        time: i64,
+    ) -> Option<serde_json::Map<String, serde_json::Value>> {
+        let columns = self.relations.get(&relation)?;
+        let mut object = serde_json::Map::new();
+        object.insert("op".into(), op.into());
+        object.insert("commit_time".into(), time.into());
+        for (name, (index, oid)) in self.plan.columns.iter().zip(columns) {
+            let value = |row: Option<&[Value]>| match row.and_then(|r| r.get(*index)) {
+                Some(Value::Text(text)) => json_value(text, *oid),
+                _ => serde_json::Value::Null,
+            };
+            object.insert(name.clone(), value(new));
+            object.insert(format!("before_{name}"), value(old));
+        }
+        Some(object)
+    }
+
+    /// Moves the slot's confirmed position to `lsn`.
+    fn advance(&mut self, lsn: u64) -> Result<()> {
+        if lsn == 0 {
+            return Ok(());
+        }
+        self.client
+            .execute(
+                "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)",
+                &[&self.plan.slot, &lsn_text(lsn)],
+            )
+            .map_err(|e| {
+                Error::input(format!(
+                    "postgres-cdc {}: cannot advance the slot",
+                    self.plan.table
+                ))
+                .caused_by(e)
+            })?;
+        self.behind = 0;
+        Ok(())
+    }
+}
+
+/// A value in PostgreSQL's text form as JSON: booleans and numbers as
+/// such, anything else as a string.
+fn json_value(text: &str, oid: u32) -> serde_json::Value {
+    match oid {
+        16 => serde_json::Value::Bool(text == "t"),
+        20 | 21 | 23 | 26 | 700 | 701 | 1700 => text
+            .parse::<serde_json::Number>()
+            .map_or_else(|_| text.into(), serde_json::Value::Number),
+        _ => text.into(),
+    }
+}
+
+impl Source<Rows> for CdcSource {
+    fn poll(&mut self, out: &mut Batch<Rows>, _max: usize) -> Result<SourceStatus, BoxError> {
+        if let Some(error) = self.failed.take() {
+            return Err(error.into());
+        }
+        let (lines, end) = self.peek()?;
+        if lines.is_empty() {
+            if end > self.emitted {
+                // Transactions of other tables, or without changes.
+                self.emitted = end;
+            } else if let Some(idle) = self.plan.end_after_idle {
+                if self.last_change_at.elapsed() >= idle {
+                    return Ok(SourceStatus::Exhausted);
+                }
+            }
+            std::thread::sleep(self.interval);
+            return Ok(SourceStatus::Idle);
+        }
+        self.last_change_at = Instant::now();
+        let mut region = Vec::new();
+        let mut numbered = Vec::with_capacity(lines.len());
+        for line in &lines {
+            self.changes += 1;
+            let start = region.len();
+            region.extend_from_slice(line.as_bytes());
+            numbered.push((self.changes, start..region.len()));
+            region.push(b'\n');
+        }
+        self.counters
+            .read
+            .fetch_add(lines.len() as u64, Ordering::Relaxed);
+        self.counters
+            .bytes
+            .fetch_add(region.len() as u64, Ordering::Relaxed);
+        let decoded = self.decoder.decode(&region, &numbered);
+        self.counters
+            .decoded_into(decoded.rows.as_ref(), &decoded.dead);
+        self.reserved.dead(&decoded.dead);
+        if let Some(rows) = decoded.rows {
+            push(out, rows);
+        }
+        self.emitted = end;
+        let early = crate::fault::on(
+            crate::fault::Fault::CdcAdvanceEarly,
+            std::path::Path::new("postgres-cdc"),
+        );
+        if !self.durable || early {
+            self.advance(end)?;
+        }
+        Ok(SourceStatus::Ready)
+    }
+
+    /// A poll waits for changes (a batch interval when there are none).
+    fn blocking(&self) -> bool {
+        true
+    }
+}
+
+impl Replayable for CdcSource {
+    fn position(&self) -> serde_json::Value {
+        self.positions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(self.emitted);
+        serde_json::json!({ "lsn": self.emitted })
+    }
+
+    fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
+        self.emitted = position["lsn"].as_u64().ok_or_else(|| {
+            Error::damaged(format!(
+                "a postgres-cdc position without an lsn: {position}"
+            ))
+        })?;
+        Ok(())
+    }
+
+    fn release_reserved(&self) {
+        self.reserved.release();
+    }
+
+    fn committed(&mut self) -> Result<()> {
+        let lsn = self
+            .positions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front();
+        match lsn {
+            Some(lsn) => self.advance(lsn),
+            None => Ok(()),
+        }
+    }
+}
