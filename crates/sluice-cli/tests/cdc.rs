@@ -205,3 +205,40 @@ fn a_column_that_goes_away_mid_stream_is_reported_by_name() {
     );
     assert_eq!(output(dir.path()), ["insert 1 1.5"]);
 }
+
+#[test]
+fn a_snapshot_starts_with_the_tables_rows_then_its_changes() {
+    let pg = Postgres::start();
+    let mut client = pg.client();
+    for statement in [
+        "CREATE TABLE readings (id int PRIMARY KEY, sensor text, temperature float8)",
+        "INSERT INTO readings VALUES (1, 'a', 1.5), (2, 'b', 2.5)",
+    ] {
+        client.batch_execute(statement).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = pipeline(dir.path(), &pg.url());
+    let text = fs::read_to_string(&file)
+        .unwrap()
+        .replace("end_after_idle", "snapshot = true\nend_after_idle");
+    fs::write(&file, text).unwrap();
+    let run = start(&file, &dir.path().join("state"), "");
+    // The slot exists once the snapshot is in the output.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while output(dir.path()).len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    client
+        .batch_execute("UPDATE readings SET temperature = 9.5 WHERE id = 2")
+        .unwrap();
+    let out = run.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        output(dir.path()),
+        ["insert 1 1.5", "insert 2 2.5", "update 2 9.5"]
+    );
+}

@@ -42,6 +42,9 @@ pub struct CdcPlan {
     pub columns: Vec<String>,
     /// End the input once no change has come for this long.
     pub end_after_idle: Option<Duration>,
+    /// Start with the table's rows as inserts (a run that starts from
+    /// nothing; a resumed run has read them).
+    pub snapshot: bool,
 }
 
 /// Reads a table's changes.
@@ -69,6 +72,8 @@ pub(crate) struct CdcSource {
     last_change_at: Instant,
     /// An error found after changes that came before it.
     failed: Option<Error>,
+    /// The table's rows are still to be read as inserts.
+    snapshot: bool,
 }
 
 impl CdcSource {
@@ -148,6 +153,7 @@ impl CdcSource {
             changes: 0,
             last_change_at: Instant::now(),
             failed: None,
+            snapshot: plan.snapshot,
         })
     }
 
@@ -296,6 +302,52 @@ impl CdcSource {
         Some(object)
     }
 
+    /// The table's rows as inserts (`lsn` 0, the time of reading as their
+    /// commit time), read in one query after the slot exists: a change
+    /// committed between the slot's making and this query is in both.
+    fn snapshot(&mut self) -> Result<Vec<String>> {
+        let table = super::columns::quoted_name(&self.plan.table)
+            .ok_or_else(|| Error::input(format!("table \"{}\"", self.plan.table)))?;
+        let columns: Vec<String> = self
+            .plan
+            .columns
+            .iter()
+            .map(|c| super::columns::ident(c))
+            .collect();
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "SELECT row_to_json(t)::text FROM (SELECT {} FROM {table}) t",
+                    columns.join(", ")
+                ),
+                &[],
+            )
+            .map_err(|e| {
+                Error::input(format!(
+                    "postgres-cdc {}: cannot read the table's rows",
+                    self.plan.table
+                ))
+                .caused_by(e)
+            })?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let mut lines = Vec::with_capacity(rows.len());
+        for row in rows {
+            let text: String = row.get(0);
+            let mut object: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&text).map_err(|e| {
+                    Error::input(format!("postgres-cdc {}: a row", self.plan.table)).caused_by(e)
+                })?;
+            object.insert("op".into(), "insert".into());
+            object.insert("lsn".into(), 0.into());
+            object.insert("commit_time".into(), now.into());
+            lines.push(serde_json::Value::Object(object).to_string());
+        }
+        Ok(lines)
+    }
+
     /// Moves the slot's confirmed position to `lsn`.
     fn advance(&mut self, lsn: u64) -> Result<()> {
         if lsn == 0 {
@@ -335,7 +387,12 @@ impl Source<Rows> for CdcSource {
         if let Some(error) = self.failed.take() {
             return Err(error.into());
         }
-        let (lines, end) = self.peek()?;
+        let (lines, end) = if std::mem::take(&mut self.snapshot) {
+            // One chunk, so that no checkpoint falls inside it.
+            (self.snapshot()?, self.emitted)
+        } else {
+            self.peek()?
+        };
         if lines.is_empty() {
             if end > self.emitted {
                 // Transactions of other tables, or without changes.

@@ -57,6 +57,7 @@ pub const CDC_SOURCE: SourceType = SourceType {
         Key("slot", Kind::Text),
         Key("publication", Kind::Text),
         Key("end_after_idle", Kind::Text),
+        Key("snapshot", Kind::Bool),
     ],
     compile: table::cdc_source,
 };

@@ -196,6 +196,7 @@ pub(super) fn cdc_source(t: &SourceTable<'_>) -> Result<CompiledSource, Failure>
                 .get::<String>("end_after_idle")?
                 .map(|d| duration(&d, "`end_after_idle`"))
                 .transpose()?,
+            snapshot: t.get::<bool>("snapshot")?.is_some_and(|s| *s.get_ref()),
         })),
         schema: format::explicit_schema(&schema),
     })
