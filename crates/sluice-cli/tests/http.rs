@@ -164,7 +164,7 @@ fn batches_carry_headers_and_a_slow_receiver_is_tried_again_under_the_same_key()
                 retry_after: None,
             };
         }
-        if request.key == "hot-0" && n == 0 {
+        if request.key == "hot-0-9" && n == 0 {
             std::thread::sleep(std::time::Duration::from_millis(1500));
         }
         Answer {
@@ -182,16 +182,26 @@ fn batches_carry_headers_and_a_slow_receiver_is_tried_again_under_the_same_key()
     let accepted = receiver.accepted.lock().unwrap().clone();
     // The slow first try was sent again: the receiver saw its key twice
     // (and may accept both, which is what the key is for).
-    assert_eq!(receiver.tries.lock().unwrap()["hot-0"], 2);
-    let keys: Vec<&str> = accepted.iter().map(|r| r.key.as_str()).collect();
-    let want: Vec<String> = (0..alerts.len())
-        .step_by(10)
-        .map(|i| format!("hot-{i}"))
+    assert_eq!(receiver.tries.lock().unwrap()["hot-0-9"], 2);
+    // Requests of 10 rows, whatever the batches the rows came in, each key
+    // naming its rows' range; the last holds the rest.
+    let mut ranges: Vec<(usize, usize)> = accepted
+        .iter()
+        .map(|r| {
+            let mut parts = r.key.strip_prefix("hot-").unwrap().split('-');
+            let first: usize = parts.next().unwrap().parse().unwrap();
+            let last = parts.next().map_or(first, |l| l.parse().unwrap());
+            assert_eq!(r.body.lines().count(), last - first + 1, "{}", r.key);
+            (first, last)
+        })
         .collect();
-    let mut sorted: Vec<&str> = keys.clone();
-    sorted.sort_by_key(|k| k[4..].parse::<usize>().unwrap());
-    sorted.dedup();
-    assert_eq!(sorted, want);
+    ranges.sort_unstable();
+    ranges.dedup();
+    let want: Vec<(usize, usize)> = (0..alerts.len())
+        .step_by(10)
+        .map(|i| (i, (i + 9).min(alerts.len() - 1)))
+        .collect();
+    assert_eq!(ranges, want);
     let mut seen = std::collections::HashSet::new();
     let rows: Vec<String> = accepted
         .iter()

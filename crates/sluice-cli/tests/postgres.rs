@@ -409,14 +409,17 @@ fn kill_and_compare(kills: usize, faults: &str) -> Result<(), String> {
     }
     let mut client = pg.client();
     for (table, order) in [("rows", "sensor, ts"), ("windows", "sensor, window_start")] {
-        let got = rows(
+        // Sorted as text: rows of equal keys come in any order.
+        let mut got = rows(
             &mut client,
             &format!("SELECT * FROM {table} ORDER BY {order}"),
         );
-        let want = rows(
+        let mut want = rows(
             &mut client,
             &format!("SELECT * FROM ref_{table} ORDER BY {order}"),
         );
+        got.sort();
+        want.sort();
         if got != want {
             let (g, w): (BTreeSet<_>, BTreeSet<_>) = (got.iter().collect(), want.iter().collect());
             return Err(format!(

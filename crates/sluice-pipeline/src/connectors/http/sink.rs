@@ -30,8 +30,16 @@ pub(crate) struct HttpWriter {
     next: u64,
     /// Dead letters held until the next checkpoint.
     gave_up: Vec<DeadLetter>,
+    /// Rows (JSON) not yet sent: a request takes `batch_rows` of them,
+    /// whatever the batches they came in; fewer at a checkpoint, at the
+    /// end, and when the oldest has waited `FLUSH_INTERVAL`.
+    held: Vec<Vec<u8>>,
+    held_since: std::time::Instant,
     buf: Vec<u8>,
 }
+
+/// How long rows wait for a request to fill.
+const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 impl HttpWriter {
     pub(crate) fn open(
@@ -51,6 +59,8 @@ impl HttpWriter {
             dead_letters,
             next: length.unwrap_or(0),
             gave_up: Vec::new(),
+            held: Vec::new(),
+            held_since: std::time::Instant::now(),
             buf: Vec::new(),
         })
     }
@@ -79,7 +89,12 @@ impl HttpWriter {
         } else {
             "application/json"
         };
-        let key = format!("{}-{first}", self.target.id);
+        // A request's key names its rows: a replay that groups them
+        // otherwise sends other keys (repeats, never losses).
+        let key = match rows.len() {
+            1 => format!("{}-{first}", self.target.id),
+            n => format!("{}-{first}-{}", self.target.id, first + n as u64 - 1),
+        };
         let mut backoff = Duration::from_millis(100);
         let mut reason = String::new();
         for attempt in 0..=self.target.retries {
@@ -125,6 +140,28 @@ impl HttpWriter {
         ))
     }
 
+    /// Sends the first `n` rows held, `batch_rows` a request; the rows of
+    /// a request given up on become dead letters.
+    fn send_held(&mut self, n: usize) {
+        let rows: Vec<Vec<u8>> = self.held.drain(..n).collect();
+        self.held_since = std::time::Instant::now();
+        for request in rows.chunks(self.target.batch_rows) {
+            let slices: Vec<&[u8]> = request.iter().map(Vec::as_slice).collect();
+            if let Some(reason) = self.send(&slices, self.next) {
+                let origin = format!("sink http:{}", self.target.url);
+                for (i, row) in request.iter().enumerate() {
+                    self.gave_up.push(DeadLetter {
+                        origin: origin.clone(),
+                        line: self.next + i as u64,
+                        reason: reason.clone(),
+                        record: String::from_utf8_lossy(row).into_owned(),
+                    });
+                }
+            }
+            self.next += request.len() as u64;
+        }
+    }
+
     /// Hands the dead letters held to `dead_letter`.
     fn release(&mut self) -> Result<()> {
         if self.gave_up.is_empty() {
@@ -164,34 +201,30 @@ impl RowWriter for HttpWriter {
             .write(batch)
             .and_then(|()| writer.finish())
             .map_err(|e| Error::output(format!("http sink {}", self.target.url)).caused_by(e))?;
-        let buf = std::mem::take(&mut self.buf);
-        let rows: Vec<&[u8]> = buf
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .collect();
-        for request in rows.chunks(self.target.batch_rows) {
-            if let Some(reason) = self.send(request, self.next) {
-                let origin = format!("sink http:{}", self.target.url);
-                for (i, row) in request.iter().enumerate() {
-                    self.gave_up.push(DeadLetter {
-                        origin: origin.clone(),
-                        line: self.next + i as u64,
-                        reason: reason.clone(),
-                        record: String::from_utf8_lossy(row).into_owned(),
-                    });
-                }
-            }
-            self.next += request.len() as u64;
+        if self.held.is_empty() {
+            self.held_since = std::time::Instant::now();
         }
-        self.buf = buf;
+        self.held.extend(
+            self.buf
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(<[u8]>::to_vec),
+        );
+        let full = self.held.len() / self.target.batch_rows * self.target.batch_rows;
+        self.send_held(full);
+        if !self.held.is_empty() && self.held_since.elapsed() >= FLUSH_INTERVAL {
+            self.send_held(self.held.len());
+        }
         Ok(())
     }
 
     fn finish(&mut self) -> Result<()> {
+        self.send_held(self.held.len());
         self.release()
     }
 
     fn checkpoint(&mut self) -> Result<Durable> {
+        self.send_held(self.held.len());
         self.release()?;
         Ok(Durable::written(self.next))
     }

@@ -36,12 +36,17 @@ const REASONS: usize = 10;
 /// again with one of them is answered without taking its records again.
 const KEPT_KEYS: usize = 10_000;
 
-/// The records of one request, decoded.
+/// The records of one request, decoded; counted when emitted (a request
+/// queued when the run stops was never read).
 struct Chunk {
     rows: Option<Rows>,
     dead: Vec<DeadLetter>,
     /// The number of records taken so far, this request's included.
     end: u64,
+    /// Records in the request.
+    records: u64,
+    /// Its body's size.
+    bytes: u64,
 }
 
 /// What the server and the source share.
@@ -71,6 +76,8 @@ struct Queue {
     keys: VecDeque<(String, u64)>,
     /// Records a committed checkpoint holds.
     durable: u64,
+    /// The input has ended (or the source is gone): requests get 503.
+    closed: bool,
 }
 
 impl Queue {
@@ -97,8 +104,10 @@ pub(crate) struct HttpSource {
     /// The positions of the checkpoints taken and not yet committed.
     positions: Mutex<VecDeque<u64>>,
     interval: Duration,
+    /// The socket, until the server starts on the first poll.
+    listener: Option<std::net::TcpListener>,
     /// Stops the server when dropped.
-    _stop: oneshot::Sender<()>,
+    stop: Option<oneshot::Sender<()>>,
 }
 
 impl HttpSource {
@@ -119,6 +128,7 @@ impl HttpSource {
                 active_at: Instant::now(),
                 keys: VecDeque::new(),
                 durable: 0,
+                closed: false,
             }),
             arrived: Condvar::new(),
             decoder: Mutex::new(decoder),
@@ -132,11 +142,29 @@ impl HttpSource {
         listener
             .set_nonblocking(true)
             .map_err(|e| Error::input("http source").caused_by(e))?;
+        Ok(Self {
+            shared,
+            reserved,
+            emitted: 0,
+            positions: Mutex::new(VecDeque::new()),
+            interval,
+            listener: Some(listener),
+            stop: None,
+        })
+    }
+
+    /// Starts serving on the first poll: after a resumed run has sought
+    /// to its position (the records and keys a checkpoint holds).
+    fn serve(&mut self) -> Result<()> {
+        let Some(listener) = self.listener.take() else {
+            return Ok(());
+        };
         let (stop, stopped) = oneshot::channel::<()>();
+        let plan = &self.shared.plan;
         let app = axum::Router::new()
             .route(&plan.path, axum::routing::post(ingest))
             .layer(DefaultBodyLimit::max(plan.max_body))
-            .with_state(shared.clone());
+            .with_state(self.shared.clone());
         std::thread::Builder::new()
             .name("sluice-http-source".into())
             .spawn(move || {
@@ -159,14 +187,21 @@ impl HttpSource {
                 });
             })
             .map_err(|e| Error::input("http source: cannot start its thread").caused_by(e))?;
-        Ok(Self {
-            shared,
-            reserved,
-            emitted: 0,
-            positions: Mutex::new(VecDeque::new()),
-            interval,
-            _stop: stop,
-        })
+        self.stop = Some(stop);
+        Ok(())
+    }
+
+    /// Takes no more requests; those waiting are answered 503.
+    fn close(&self) {
+        let mut state = lock(&self.shared.state);
+        state.closed = true;
+        state.waiting.clear();
+    }
+}
+
+impl Drop for HttpSource {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
@@ -185,6 +220,9 @@ async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
             )
                 .into_response();
         }
+    }
+    if lock(&shared.state).closed {
+        return stopped();
     }
     if lock(&shared.state).pending >= shared.plan.max_pending {
         return (
@@ -241,15 +279,10 @@ async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
             .enumerate()
             .map(|(i, range)| (first + i as u64, range))
             .collect();
+        if state.closed {
+            return stopped();
+        }
         let decoded = decoder.decode(&region, &numbered);
-        let counters = &shared.counters;
-        counters
-            .read
-            .fetch_add(numbered.len() as u64, Ordering::Relaxed);
-        counters
-            .bytes
-            .fetch_add(body.len() as u64, Ordering::Relaxed);
-        counters.decoded_into(decoded.rows.as_ref(), &decoded.dead);
         state.taken += numbered.len() as u64;
         let taken = decoded.rows.as_ref().map_or(0, Rows::len);
         let answer = serde_json::json!({
@@ -265,6 +298,8 @@ async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
             rows: decoded.rows,
             dead: decoded.dead,
             end,
+            records: numbered.len() as u64,
+            bytes: body.len() as u64,
         });
         state.active_at = Instant::now();
         if let Some(key) = key {
@@ -346,11 +381,13 @@ fn records(body: &[u8]) -> std::result::Result<(Vec<u8>, Vec<Range<usize>>), Str
 
 impl Source<Rows> for HttpSource {
     fn poll(&mut self, out: &mut Batch<Rows>, max: usize) -> Result<SourceStatus, BoxError> {
+        self.serve()?;
         let mut state = lock(&self.shared.state);
         if state.chunks.is_empty() {
             let idle_end = self.shared.plan.end_after_idle;
             if let Some(idle) = idle_end {
                 if state.waiting.is_empty() && state.active_at.elapsed() >= idle {
+                    state.closed = true;
                     return Ok(SourceStatus::Exhausted);
                 }
             }
@@ -363,6 +400,7 @@ impl Source<Rows> for HttpSource {
         }
         let mut rows = 0;
         let mut dead = Vec::new();
+        let counters = &self.shared.counters;
         while rows < max.max(1) {
             let Some(chunk) = state.chunks.pop_front() else {
                 break;
@@ -371,6 +409,9 @@ impl Source<Rows> for HttpSource {
             state.pending -= n;
             rows += n;
             self.emitted = chunk.end;
+            counters.read.fetch_add(chunk.records, Ordering::Relaxed);
+            counters.bytes.fetch_add(chunk.bytes, Ordering::Relaxed);
+            counters.decoded_into(chunk.rows.as_ref(), &chunk.dead);
             dead.extend(chunk.dead);
             if let Some(r) = chunk.rows {
                 push(out, r);

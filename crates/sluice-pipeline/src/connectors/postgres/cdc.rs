@@ -74,6 +74,11 @@ pub(crate) struct CdcSource {
     failed: Option<Error>,
     /// The table's rows are still to be read as inserts.
     snapshot: bool,
+    /// Where the slot's confirmed position was last moved.
+    confirmed: u64,
+    /// A resumed run checks on its first poll that the slot has not moved
+    /// past its checkpoint.
+    check_slot: bool,
 }
 
 impl CdcSource {
@@ -154,6 +159,8 @@ impl CdcSource {
             last_change_at: Instant::now(),
             failed: None,
             snapshot: plan.snapshot,
+            confirmed: 0,
+            check_slot: false,
         })
     }
 
@@ -174,11 +181,13 @@ impl CdcSource {
                     ],
                 )
                 .map_err(|e| {
-                    Error::input(format!(
-                        "postgres-cdc {}: cannot read the slot",
-                        self.plan.table
-                    ))
-                    .caused_by(e)
+                    super::sink::sql_error(
+                        &format!(
+                            "postgres-cdc {}: cannot read the slot {}",
+                            self.plan.table, self.plan.slot
+                        ),
+                        e,
+                    )
                 })?;
             let returned = rows.len();
             let (mut lines, mut end, mut behind) = (Vec::new(), self.emitted, 0);
@@ -221,7 +230,9 @@ impl CdcSource {
                     Message::Delete { relation, old } => {
                         txn.extend(self.change(relation, "delete", Some(&old), None, time))
                     }
-                    Message::Truncate => {
+                    Message::Truncate { relations }
+                        if !relations.iter().any(|r| self.relations.contains_key(r)) => {}
+                    Message::Truncate { .. } => {
                         return Err(Error::input(format!(
                             "postgres-cdc {}: the table was truncated, which a change stream \
                              of rows cannot carry; start the pipeline over",
@@ -296,7 +307,11 @@ impl CdcSource {
                 Some(Value::Text(text)) => json_value(text, *oid),
                 _ => serde_json::Value::Null,
             };
-            object.insert(name.clone(), value(new));
+            // A TOASTed value an update leaves unchanged is not repeated:
+            // the old row has it with REPLICA IDENTITY FULL.
+            let unchanged = matches!(new.and_then(|r| r.get(*index)), Some(Value::Unchanged));
+            let after = if unchanged { value(old) } else { value(new) };
+            object.insert(name.clone(), after);
             object.insert(format!("before_{name}"), value(old));
         }
         Some(object)
@@ -348,24 +363,67 @@ impl CdcSource {
         Ok(lines)
     }
 
+    /// Fails if the slot has moved past what the checkpoint holds: the
+    /// changes in between are gone.
+    fn check_slot(&mut self) -> Result<()> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT (confirmed_flush_lsn - '0/0'::pg_lsn)::text FROM pg_replication_slots \
+                 WHERE slot_name = $1",
+                &[&self.plan.slot],
+            )
+            .map_err(|e| {
+                super::sink::sql_error(
+                    &format!(
+                        "postgres-cdc {}: the slot {}",
+                        self.plan.table, self.plan.slot
+                    ),
+                    e,
+                )
+            })?;
+        let confirmed: u64 = row
+            .get::<_, Option<String>>(0)
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
+        if confirmed > self.emitted {
+            return Err(Error::damaged(format!(
+                "postgres-cdc {}: the slot {} has moved past this pipeline's checkpoint (to {}, \
+                 the checkpoint holds {}): the changes in between are gone. Something else \
+                 read the slot, or it was made again",
+                self.plan.table,
+                self.plan.slot,
+                lsn_text(confirmed),
+                lsn_text(self.emitted)
+            )));
+        }
+        Ok(())
+    }
+
     /// Moves the slot's confirmed position to `lsn`.
     fn advance(&mut self, lsn: u64) -> Result<()> {
         if lsn == 0 {
             return Ok(());
         }
+        // Never back: a slot that is ahead stays where it is.
         self.client
             .execute(
-                "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)",
+                "SELECT pg_replication_slot_advance(slot_name, \
+                 greatest($2::text::pg_lsn, confirmed_flush_lsn)) \
+                 FROM pg_replication_slots WHERE slot_name = $1",
                 &[&self.plan.slot, &lsn_text(lsn)],
             )
             .map_err(|e| {
-                Error::input(format!(
-                    "postgres-cdc {}: cannot advance the slot",
-                    self.plan.table
-                ))
-                .caused_by(e)
+                super::sink::sql_error(
+                    &format!(
+                        "postgres-cdc {}: cannot advance the slot {}",
+                        self.plan.table, self.plan.slot
+                    ),
+                    e,
+                )
             })?;
         self.behind = 0;
+        self.confirmed = self.confirmed.max(lsn);
         Ok(())
     }
 }
@@ -387,6 +445,9 @@ impl Source<Rows> for CdcSource {
         if let Some(error) = self.failed.take() {
             return Err(error.into());
         }
+        if std::mem::take(&mut self.check_slot) {
+            self.check_slot()?;
+        }
         let (lines, end) = if std::mem::take(&mut self.snapshot) {
             // One chunk, so that no checkpoint falls inside it.
             (self.snapshot()?, self.emitted)
@@ -394,11 +455,13 @@ impl Source<Rows> for CdcSource {
             self.peek()?
         };
         if lines.is_empty() {
-            if end > self.emitted {
-                // Transactions of other tables, or without changes.
-                self.emitted = end;
-            } else if let Some(idle) = self.plan.end_after_idle {
-                if self.last_change_at.elapsed() >= idle {
+            // Transactions of other tables, or without changes.
+            self.emitted = self.emitted.max(end);
+            if let Some(idle) = self.plan.end_after_idle {
+                // With checkpoints, the end waits for one that holds
+                // everything emitted, so that the slot moves past it.
+                let confirmed = !self.durable || self.confirmed >= self.emitted;
+                if self.last_change_at.elapsed() >= idle && confirmed {
                     return Ok(SourceStatus::Exhausted);
                 }
             }
@@ -460,6 +523,11 @@ impl Replayable for CdcSource {
                 "a postgres-cdc position without an lsn: {position}"
             ))
         })?;
+        // A resumed run has read the snapshot: it is one chunk, and the
+        // first barrier comes after it.
+        self.snapshot = false;
+        self.confirmed = self.emitted;
+        self.check_slot = true;
         Ok(())
     }
 

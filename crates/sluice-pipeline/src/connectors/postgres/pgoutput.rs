@@ -45,7 +45,10 @@ pub enum Message {
         old: Vec<Value>,
     },
     /// Tables emptied.
-    Truncate,
+    Truncate {
+        /// Their ids.
+        relations: Vec<u32>,
+    },
     /// Anything else (types, origins, logical messages): not needed.
     Other,
 }
@@ -139,7 +142,15 @@ pub fn parse(data: &[u8]) -> Option<Message> {
                 old: r.tuple()?,
             }
         }
-        b'T' => Message::Truncate,
+        b'T' => {
+            let n = r.u32()?;
+            r.u8()?; // options
+            let mut relations = Vec::new();
+            for _ in 0..n {
+                relations.push(r.u32()?);
+            }
+            Message::Truncate { relations }
+        }
         _ => Message::Other,
     })
 }

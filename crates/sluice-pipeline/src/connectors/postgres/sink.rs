@@ -346,7 +346,13 @@ impl Failed {
                 None => true,
                 Some(db) => {
                     let code = db.code().code();
-                    code.starts_with("08")
+                    // 23505 on the progress row: a commit whose answer was
+                    // lost may still have been finishing; the progress
+                    // table is asked again.
+                    let progress_row = code == "23505"
+                        && db.constraint() == Some(&format!("{PROGRESS_TABLE}_pkey"));
+                    progress_row
+                        || code.starts_with("08")
                         || ["57P01", "57P02", "57P03", "40001", "40P01"].contains(&code)
                 }
             },
@@ -391,8 +397,8 @@ fn write(client: &mut Client, s: &Statements, text: &str, end: u64) -> Result<()
     Ok(tx.commit()?)
 }
 
-/// An error of the server, with what the sink was doing.
-fn sql_error(what: &str, e: postgres::Error) -> Error {
+/// An error of the server, with what was being done.
+pub(super) fn sql_error(what: &str, e: postgres::Error) -> Error {
     let error = Error::output(what);
     match e.as_db_error() {
         Some(db) => error.caused_by(db.to_string()),

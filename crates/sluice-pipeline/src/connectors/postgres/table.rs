@@ -166,7 +166,16 @@ pub(super) fn cdc_source(t: &SourceTable<'_>) -> Result<CompiledSource, Failure>
     } else {
         format!("public.{}", table.get_ref())
     };
-    let base = qualified.replace('.', "_");
+    // A slot's name: lower-case letters, digits and underscores, at most
+    // 63 bytes.
+    let base: String = qualified
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9') => c,
+            _ => '_',
+        })
+        .take(56)
+        .collect();
     let mut schema = vec![
         ("op".to_string(), arrow::datatypes::DataType::Utf8),
         ("lsn".to_string(), arrow::datatypes::DataType::Int64),
