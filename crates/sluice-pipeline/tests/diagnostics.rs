@@ -16,8 +16,9 @@
 //!   `DFSchema::try_from(Schema)`, which does not check field names in
 //!   DataFusion 55 and so cannot fail.
 //!
-//! NATS sources and sinks are covered: loading a pipeline only checks their
-//! settings and connects to no server.
+//! NATS, PostgreSQL and HTTP sources and sinks are covered: loading a
+//! pipeline only checks their settings, connects to no server and starts
+//! none (`service_cases`).
 
 use sluice_pipeline::load_str;
 use sluice_pipeline::Error;
@@ -151,12 +152,53 @@ from = "source"
 type = "stdout"
 "#;
 
-const BASES: [(&str, &str); 5] = [
+/// An http source, a postgres sink and an http sink (loading connects to
+/// nothing and starts no server).
+const SERVICES: &str = r#"name = "diag"
+
+[source]
+type = "http"
+listen = "127.0.0.1:8080"
+schema = { sensor = "string", temperature = "float64", ts = "int64" }
+event_time = "ts"
+
+[[sink]]
+from = "source"
+type = "postgres"
+url = "postgresql://sluice@127.0.0.1:5432/shop"
+table = "readings"
+key = ["sensor", "ts"]
+create = true
+
+[[sink]]
+from = "source"
+type = "http"
+url = "http://127.0.0.1:9000/hook"
+batch_rows = 10
+"#;
+
+/// A postgres-cdc source.
+const CDC: &str = r#"name = "diag"
+
+[source]
+type = "postgres-cdc"
+url = "postgresql://sluice@127.0.0.1:5432/shop"
+table = "orders"
+schema = { id = "int64", product = "string" }
+
+[[sink]]
+from = "source"
+type = "stdout"
+"#;
+
+const BASES: [(&str, &str); 7] = [
     ("GEN", GEN),
     ("JSONL", JSONL),
     ("CSV", CSV),
     ("STDIN", STDIN),
     ("NATS", NATS),
+    ("SERVICES", SERVICES),
+    ("CDC", CDC),
 ];
 
 /// The inputs the file sources read, in a fresh folder (the `base` of
@@ -1332,6 +1374,121 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+/// The cases of the postgres and http connectors.
+fn service_cases() -> Vec<Case> {
+    let listen = r#"listen = "127.0.0.1:8080""#;
+    let schema = r#"schema = { sensor = "string", temperature = "float64", ts = "int64" }"#;
+    vec![
+        case(
+            "http source: listen is not an address",
+            SERVICES,
+            &[(5, listen, r#"listen = "localhost""#)],
+            5,
+            &["is not an address and port"],
+        ),
+        case(
+            "http source: a schema is needed",
+            SERVICES,
+            &[(6, schema, "")],
+            4,
+            &["needs `schema"],
+        ),
+        case(
+            "http source: the token's variable is not set",
+            SERVICES,
+            &[(5, listen, r#"token_env = "SLUICE_DIAG_NO_SUCH_TOKEN""#)],
+            5,
+            &["SLUICE_DIAG_NO_SUCH_TOKEN", "is not set"],
+        ),
+        case(
+            "postgres sink: the url is not a connection string",
+            SERVICES,
+            &[(
+                12,
+                r#"url = "postgresql://sluice@127.0.0.1:5432/shop""#,
+                r#"url = "postgresql://sluice@127.0.0.1:port/shop""#,
+            )],
+            12,
+            &["not a PostgreSQL connection string"],
+        ),
+        case(
+            "postgres sink: a table's name has three parts",
+            SERVICES,
+            &[(13, r#"table = "readings""#, r#"table = "a.b.c""#)],
+            13,
+            &["not a table's name"],
+        ),
+        case(
+            "postgres sink: the key names no field",
+            SERVICES,
+            &[(
+                14,
+                r#"key = ["sensor", "ts"]"#,
+                r#"key = ["sensor", "tss"]"#,
+            )],
+            14,
+            &["key `tss`", "no such field"],
+        ),
+        case(
+            "postgres sink: a key with mode append",
+            SERVICES,
+            &[(15, "create = true", r#"mode = "append""#)],
+            14,
+            &["applies to mode = \"upsert\""],
+        ),
+        case(
+            "postgres sink: an unknown mode",
+            SERVICES,
+            &[(15, "create = true", r#"mode = "merge""#)],
+            15,
+            &["mode \"merge\" is not known"],
+        ),
+        case(
+            "http sink: not an http url",
+            SERVICES,
+            &[(
+                20,
+                r#"url = "http://127.0.0.1:9000/hook""#,
+                r#"url = "ftp://x/y""#,
+            )],
+            20,
+            &["not an http:// or https:// address"],
+        ),
+        case(
+            "http sink: no rows a request",
+            SERVICES,
+            &[(21, "batch_rows = 10", "batch_rows = 0")],
+            21,
+            &["batch_rows must be at least 1"],
+        ),
+        case(
+            "http sink: a format it does not send",
+            SERVICES,
+            &[(21, "batch_rows = 10", r#"format = "csv""#)],
+            21,
+            &["format \"csv\"", "\"json\""],
+        ),
+        case(
+            "postgres-cdc: a column named as a change's own field",
+            CDC,
+            &[(
+                7,
+                r#"schema = { id = "int64", product = "string" }"#,
+                r#"schema = { id = "int64", op = "string" }"#,
+            )],
+            4,
+            &["schema field `op`", "own fields"],
+        ),
+        case(
+            "postgres-cdc: the table is needed",
+            CDC,
+            &[(6, r#"table = "orders""#, "")],
+            4,
+            &["needs `table`"],
+        ),
+    ]
+}
+
 /// Why `case` fails, if it does.
 fn check(case: &Case, base: &Path) -> Result<(), String> {
     let error = match load_str(&case.text, Path::new("p.toml"), base, None) {
@@ -1374,7 +1531,8 @@ fn every_base_pipeline_loads() {
 #[test]
 fn every_diagnostic_points_at_its_line_and_says_what_is_wrong() {
     let dir = inputs();
-    let cases = cases();
+    let mut cases = cases();
+    cases.extend(service_cases());
     let mut names = HashSet::new();
     let mut failures = Vec::new();
     for case in &cases {
