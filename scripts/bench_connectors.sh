@@ -103,7 +103,7 @@ from = "per_sensor"
 type = "file"
 path = "per_sensor.jsonl"
 TOML
-run "http source (1,000/request)" "$dir/http.toml" 1 &
+run "http source, 1000 a request" "$dir/http.toml" 1 &
 python3 - "$port" "$rows" <<'PY'
 import http.client, multiprocessing, sys, time
 port, rows = int(sys.argv[1]), int(sys.argv[2])
