@@ -1,6 +1,8 @@
 //! The http sink against receivers the tests run (`support/receiver.rs`):
 //! every row arrives with its idempotency key through failed tries, a slow
-//! receiver and refused rows (which go to `dead_letter`, counted).
+//! receiver and refused rows (which go to `dead_letter`, counted); through
+//! SIGKILLs, a receiver that keeps one row per key holds every row once (and
+//! a sink that numbers its rows from 0 again on resume is caught).
 
 mod support;
 
@@ -214,4 +216,115 @@ fn batches_carry_headers_and_a_slow_receiver_is_tried_again_under_the_same_key()
     alerts_sorted.sort();
     assert_eq!(rows_sorted, alerts_sorted);
     assert!(lines(&dir.path().join("out/dead_letter.jsonl")).is_empty());
+}
+
+/// Every reading POSTed, one a request, to a receiver that takes 5 ms a
+/// request, while the run is killed `kills` times; then run to its end.
+/// Ok if each key names one row, and the rows of the keys are the input's.
+/// A replay must have happened (a key sent twice), or the test tested
+/// nothing.
+fn kill_while_posting(kills: u64, faults: &str) -> Result<(), String> {
+    let receiver = Receiver::start(Box::new(|_, _| {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        Answer {
+            status: 200,
+            retry_after: None,
+        }
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let file = pipeline(dir.path(), &receiver.url, "");
+    // Chunks of 10 rows: barriers pass between them, so checkpoints hold
+    // some of the rows sent.
+    let text = fs::read_to_string(&file).unwrap().replace(
+        "from = \"alerts\"\ntype = \"http\"",
+        "from = \"source\"\ntype = \"http\"",
+    ) + "\n[execution]\nbatch_size = 10\n";
+    fs::write(&file, text).unwrap();
+    let state = dir.path().join("state");
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("run")
+            .arg(&file)
+            .args(["--checkpoint-interval", "100ms", "--state-dir"])
+            .arg(&state)
+            .env("SLUICE_FAULT", faults)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    for k in 0..kills {
+        let mut run = start();
+        std::thread::sleep(std::time::Duration::from_millis(600 + (k * 137) % 400));
+        let _ = run.kill();
+        let _ = run.wait();
+    }
+    if !start().wait().unwrap().success() {
+        return Err("the last run failed".into());
+    }
+    let mut by_key: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        std::collections::BTreeMap::new();
+    for request in receiver.accepted.lock().unwrap().iter() {
+        by_key
+            .entry(request.key.clone())
+            .or_default()
+            .insert(request.body.clone());
+    }
+    if let Some((key, bodies)) = by_key.iter().find(|(_, b)| b.len() > 1) {
+        return Err(format!("key {key} named {} different rows", bodies.len()));
+    }
+    let requests = receiver.accepted.lock().unwrap().len();
+    if requests == by_key.len() {
+        return Err("no key was sent twice: no replay was tested".into());
+    }
+    let mut got: Vec<String> = by_key
+        .values()
+        .flat_map(|b| {
+            b.iter()
+                .map(|r| r.trim_start_matches('[').trim_end_matches(']').to_string())
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = lines(&dir.path().join("input.jsonl"))
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.to_string()
+        })
+        .collect();
+    want.sort();
+    let got: Vec<String> = got
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<serde_json::Value>(r)
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let mut got = got;
+    got.sort();
+    if got != want {
+        return Err(format!(
+            "{} rows by key, {} in the input",
+            got.len(),
+            want.len()
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn through_sigkills_each_key_names_one_row_and_every_row_arrives() {
+    kill_while_posting(3, "").unwrap();
+}
+
+#[test]
+fn the_kill_test_catches_a_resumed_sink_that_numbers_its_rows_again() {
+    let outcome = kill_while_posting(3, "http-sink-renumber");
+    assert!(
+        outcome
+            .as_ref()
+            .is_err_and(|e| e.contains("different rows")),
+        "{outcome:?}"
+    );
 }

@@ -56,6 +56,10 @@ pub enum Fault {
     /// records, before a checkpoint holds them.
     #[cfg(feature = "http")]
     HttpAnswerEarly,
+    /// A resumed http sink numbers its rows from 0 again, not from its
+    /// checkpoint: a replay's keys name other rows.
+    #[cfg(feature = "http")]
+    HttpSinkRenumber,
 }
 
 impl Fault {
@@ -79,6 +83,8 @@ impl Fault {
             Fault::CdcAdvanceEarly => "cdc-advance-early",
             #[cfg(feature = "http")]
             Fault::HttpAnswerEarly => "http-answer-early",
+            #[cfg(feature = "http")]
+            Fault::HttpSinkRenumber => "http-sink-renumber",
         }
     }
 }

@@ -57,7 +57,14 @@ impl HttpWriter {
             target: target.clone(),
             agent,
             dead_letters,
-            next: length.unwrap_or(0),
+            next: if crate::fault::on(
+                crate::fault::Fault::HttpSinkRenumber,
+                std::path::Path::new("http"),
+            ) {
+                0
+            } else {
+                length.unwrap_or(0)
+            },
             gave_up: Vec::new(),
             held: Vec::new(),
             held_since: std::time::Instant::now(),
