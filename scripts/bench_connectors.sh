@@ -10,7 +10,8 @@
 #   (http.client, keep-alive, two processes) into a pipeline that counts them.
 #
 # Each prints rows per second of the run (its own `seconds`, without the idle
-# wait that ends the sources) and per CPU-second of the sluice process.
+# wait that ends the sources) and per CPU-second of the sluice process. Needs
+# GNU time (`apt-get install time`).
 #
 #   scripts/bench_connectors.sh [ROWS]      # default 1,000,000; SLUICE_BIN picks the binary
 set -euo pipefail
@@ -90,7 +91,7 @@ type = "http"
 listen = "127.0.0.1:$port"
 schema = { sensor = "string", temperature = "float", ts = "int" }
 event_time = "ts"
-end_after_idle = "1s"
+end_after_idle = "3s"
 max_body = 1000000
 [[transform]]
 name = "per_sensor"
@@ -103,7 +104,8 @@ from = "per_sensor"
 type = "file"
 path = "per_sensor.jsonl"
 TOML
-run "http source, 1000 a request" "$dir/http.toml" 1 &
+run "http source, 1000 a request" "$dir/http.toml" 3 &
+http_run=$!
 python3 - "$port" "$rows" <<'PY'
 import http.client, multiprocessing, sys, time
 port, rows = int(sys.argv[1]), int(sys.argv[2])
@@ -126,4 +128,4 @@ def client(part):
 with multiprocessing.Pool(2) as pool:
     pool.map(client, [0, 1])
 PY
-wait
+wait "$http_run"

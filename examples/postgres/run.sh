@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 sluice_bin="${SLUICE_BIN:-target/release/sluice}"
-[ -x "$sluice_bin" ] || cargo build --release -q -p sluice-cli
+if [ -z "${SLUICE_BIN:-}" ] && [ ! -x "$sluice_bin" ]; then cargo build --release -q -p sluice-cli; fi
 source scripts/lib/postgres.sh
 pg_start
 psql postgres -c "CREATE DATABASE shop"

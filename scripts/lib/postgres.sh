@@ -18,6 +18,7 @@ pg_start() {
   fi
   pg_dir=$(mktemp -d)
   pg_as_owner=()
+  on_exit pg_cleanup
   if [ "$(id -u)" -eq 0 ]; then
     chown postgres "$pg_dir"
     pg_as_owner=(runuser -u postgres --)
@@ -31,7 +32,6 @@ unix_socket_directories = '$pg_dir'
 wal_level = logical
 CONF
   "${pg_as_owner[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w start > /dev/null
-  on_exit pg_cleanup
 }
 
 pg_cleanup() {

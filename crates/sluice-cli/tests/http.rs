@@ -253,9 +253,18 @@ fn kill_while_posting(kills: u64, faults: &str) -> Result<(), String> {
             .spawn()
             .unwrap()
     };
+    // Each kill comes once the receiver has taken 30 more requests (and a
+    // moment more), however slow the machine.
     for k in 0..kills {
         let mut run = start();
-        std::thread::sleep(std::time::Duration::from_millis(600 + (k * 137) % 400));
+        let before = receiver.accepted.lock().unwrap().len();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while receiver.accepted.lock().unwrap().len() < before + 30
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        std::thread::sleep(std::time::Duration::from_millis((k * 37) % 100));
         let _ = run.kill();
         let _ = run.wait();
     }

@@ -150,7 +150,11 @@ impl HttpWriter {
     /// Sends the first `n` rows held, `batch_rows` a request; the rows of
     /// a request given up on become dead letters.
     fn send_held(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
         let rows: Vec<Vec<u8>> = self.held.drain(..n).collect();
+        // The rows left came after those sent: their wait starts now.
         self.held_since = std::time::Instant::now();
         for request in rows.chunks(self.target.batch_rows) {
             let slices: Vec<&[u8]> = request.iter().map(Vec::as_slice).collect();

@@ -188,6 +188,8 @@ impl HttpSource {
             })
             .map_err(|e| Error::input("http source: cannot start its thread").caused_by(e))?;
         self.stop = Some(stop);
+        // Idle time counts from when requests can come.
+        lock(&self.shared.state).active_at = Instant::now();
         Ok(())
     }
 
@@ -239,6 +241,9 @@ async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
     if let Some(key) = &key {
         let repeat = {
             let mut state = lock(&shared.state);
+            if state.closed {
+                return stopped();
+            }
             state.taken_with(key).map(|end| {
                 state.active_at = Instant::now();
                 let durable = !shared.durable || end <= state.durable;

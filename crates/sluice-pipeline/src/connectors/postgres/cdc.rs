@@ -79,6 +79,9 @@ pub(crate) struct CdcSource {
     /// A resumed run checks on its first poll that the slot has not moved
     /// past its checkpoint.
     check_slot: bool,
+    /// The end of the last transaction that gave rows (or the snapshot's
+    /// position): the end of the input waits until the slot is there.
+    data_end: u64,
 }
 
 impl CdcSource {
@@ -142,7 +145,7 @@ impl CdcSource {
                     )
                 })?;
         }
-        Ok(Self {
+        let mut source = Self {
             plan: plan.clone(),
             client,
             decoder,
@@ -161,7 +164,15 @@ impl CdcSource {
             snapshot: plan.snapshot,
             confirmed: 0,
             check_slot: false,
-        })
+            data_end: 0,
+        };
+        // A fresh run starts where the slot is: a checkpoint taken before
+        // the first change holds that position, not 0.
+        let slot = source.slot_position()?;
+        source.emitted = slot;
+        source.confirmed = slot;
+        source.data_end = slot;
+        Ok(source)
     }
 
     /// Peeks at the slot: the JSON lines of the transactions not yet
@@ -169,17 +180,19 @@ impl CdcSource {
     fn peek(&mut self) -> Result<(Vec<String>, u64)> {
         let mut limit = self.behind + self.chunk_rows;
         loop {
+            let (slot, publication) = (self.plan.slot.clone(), self.plan.publication.clone());
             let rows = self
-                .client
-                .query(
-                    "SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, \
-                     'proto_version', '1', 'publication_names', $3)",
-                    &[
-                        &self.plan.slot,
-                        &i32::try_from(limit).unwrap_or(i32::MAX),
-                        &self.plan.publication,
-                    ],
-                )
+                .on_slot(|client| {
+                    client.query(
+                        "SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, \
+                         'proto_version', '1', 'publication_names', $3)",
+                        &[
+                            &slot,
+                            &i32::try_from(limit).unwrap_or(i32::MAX),
+                            &publication,
+                        ],
+                    )
+                })
                 .map_err(|e| {
                     super::sink::sql_error(
                         &format!(
@@ -233,11 +246,19 @@ impl CdcSource {
                     Message::Truncate { relations }
                         if !relations.iter().any(|r| self.relations.contains_key(r)) => {}
                     Message::Truncate { .. } => {
-                        return Err(Error::input(format!(
+                        let error = Error::input(format!(
                             "postgres-cdc {}: the table was truncated, which a change stream \
                              of rows cannot carry; start the pipeline over",
                             self.plan.table
-                        )))
+                        ));
+                        // What came before is emitted; the error at the
+                        // next poll.
+                        if lines.is_empty() {
+                            return Err(error);
+                        }
+                        self.failed = Some(error);
+                        self.behind = behind;
+                        return Ok((lines, end));
                     }
                     Message::Commit { end_lsn } => {
                         if end_lsn > end {
@@ -366,6 +387,26 @@ impl CdcSource {
     /// Fails if the slot has moved past what the checkpoint holds: the
     /// changes in between are gone.
     fn check_slot(&mut self) -> Result<()> {
+        let confirmed = self.slot_position()?;
+        if confirmed > self.emitted {
+            return Err(Error::damaged(format!(
+                "postgres-cdc {}: the slot {} has moved past this pipeline's checkpoint (to {}, \
+                 the checkpoint holds {}): the changes in between are gone. Something else \
+                 read the slot, or it was made again",
+                self.plan.table,
+                self.plan.slot,
+                lsn_text(confirmed),
+                lsn_text(self.emitted)
+            )));
+        }
+        // The checkpoint has committed: the slot may move to it (a run
+        // killed before its `committed()` left it behind).
+        self.confirmed = confirmed;
+        self.advance(self.emitted)
+    }
+
+    /// The slot's confirmed position.
+    fn slot_position(&mut self) -> Result<u64> {
         let row = self
             .client
             .query_one(
@@ -382,22 +423,31 @@ impl CdcSource {
                     e,
                 )
             })?;
-        let confirmed: u64 = row
+        Ok(row
             .get::<_, Option<String>>(0)
             .and_then(|t| t.parse().ok())
-            .unwrap_or(0);
-        if confirmed > self.emitted {
-            return Err(Error::damaged(format!(
-                "postgres-cdc {}: the slot {} has moved past this pipeline's checkpoint (to {}, \
-                 the checkpoint holds {}): the changes in between are gone. Something else \
-                 read the slot, or it was made again",
-                self.plan.table,
-                self.plan.slot,
-                lsn_text(confirmed),
-                lsn_text(self.emitted)
-            )));
+            .unwrap_or(0))
+    }
+
+    /// Runs `f` on the slot; while the slot is in use by another session
+    /// (55006: the server has not yet seen that a killed run's connection
+    /// is gone, or its last read is finishing), tries again for a minute.
+    fn on_slot<T>(
+        &mut self,
+        mut f: impl FnMut(&mut Client) -> std::result::Result<T, postgres::Error>,
+    ) -> std::result::Result<T, postgres::Error> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match f(&mut self.client) {
+                Err(e)
+                    if Instant::now() < deadline
+                        && e.code() == Some(&postgres::error::SqlState::OBJECT_IN_USE) =>
+                {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                outcome => return outcome,
+            }
         }
-        Ok(())
     }
 
     /// Moves the slot's confirmed position to `lsn`.
@@ -406,22 +456,24 @@ impl CdcSource {
             return Ok(());
         }
         // Never back: a slot that is ahead stays where it is.
-        self.client
-            .execute(
+        let slot = self.plan.slot.clone();
+        self.on_slot(|client| {
+            client.execute(
                 "SELECT pg_replication_slot_advance(slot_name, \
                  greatest($2::text::pg_lsn, confirmed_flush_lsn)) \
                  FROM pg_replication_slots WHERE slot_name = $1",
-                &[&self.plan.slot, &lsn_text(lsn)],
+                &[&slot, &lsn_text(lsn)],
             )
-            .map_err(|e| {
-                super::sink::sql_error(
-                    &format!(
-                        "postgres-cdc {}: cannot advance the slot {}",
-                        self.plan.table, self.plan.slot
-                    ),
-                    e,
-                )
-            })?;
+        })
+        .map_err(|e| {
+            super::sink::sql_error(
+                &format!(
+                    "postgres-cdc {}: cannot advance the slot {}",
+                    self.plan.table, self.plan.slot
+                ),
+                e,
+            )
+        })?;
         self.behind = 0;
         self.confirmed = self.confirmed.max(lsn);
         Ok(())
@@ -460,7 +512,7 @@ impl Source<Rows> for CdcSource {
             if let Some(idle) = self.plan.end_after_idle {
                 // With checkpoints, the end waits for one that holds
                 // everything emitted, so that the slot moves past it.
-                let confirmed = !self.durable || self.confirmed >= self.emitted;
+                let confirmed = !self.durable || self.confirmed >= self.data_end;
                 if self.last_change_at.elapsed() >= idle && confirmed {
                     return Ok(SourceStatus::Exhausted);
                 }
@@ -492,6 +544,7 @@ impl Source<Rows> for CdcSource {
             push(out, rows);
         }
         self.emitted = end;
+        self.data_end = end;
         let early = crate::fault::on(
             crate::fault::Fault::CdcAdvanceEarly,
             std::path::Path::new("postgres-cdc"),
@@ -526,7 +579,7 @@ impl Replayable for CdcSource {
         // A resumed run has read the snapshot: it is one chunk, and the
         // first barrier comes after it.
         self.snapshot = false;
-        self.confirmed = self.emitted;
+        self.data_end = self.emitted;
         self.check_slot = true;
         Ok(())
     }

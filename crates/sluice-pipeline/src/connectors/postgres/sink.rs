@@ -223,11 +223,13 @@ impl PostgresWriter {
         }
         let statements = self.statements();
         let deadline = Instant::now() + self.target.retry_for;
+        let mut retried = false;
         loop {
             let client = self.client()?;
             match write(client, &statements, &text, end) {
                 Ok(()) => break,
-                Err(e) if e.transient() && Instant::now() < deadline => {
+                Err(e) if e.transient(retried) && Instant::now() < deadline => {
+                    retried = true;
                     // The commit may have happened before the connection
                     // was lost: the progress table says.
                     self.client = None;
@@ -339,7 +341,7 @@ impl Failed {
     /// Whether writing again on a new connection may succeed: the
     /// connection was lost, the server restarts, or the transaction lost a
     /// race with another.
-    fn transient(&self) -> bool {
+    fn transient(&self, retried: bool) -> bool {
         match self {
             Failed::Io(_) => true,
             Failed::Sql(e) => match e.as_db_error() {
@@ -349,7 +351,8 @@ impl Failed {
                     // 23505 on the progress row: a commit whose answer was
                     // lost may still have been finishing; the progress
                     // table is asked again.
-                    let progress_row = code == "23505"
+                    let progress_row = retried
+                        && code == "23505"
                         && db.constraint() == Some(&format!("{PROGRESS_TABLE}_pkey"));
                     progress_row
                         || code.starts_with("08")
