@@ -193,15 +193,7 @@ impl CdcSource {
                         ],
                     )
                 })
-                .map_err(|e| {
-                    super::sink::sql_error(
-                        &format!(
-                            "postgres-cdc {}: cannot read the slot {}",
-                            self.plan.table, self.plan.slot
-                        ),
-                        e,
-                    )
-                })?;
+                .map_err(|e| slot_error(&self.plan, "cannot read the slot", e))?;
             let returned = rows.len();
             let (mut lines, mut end, mut behind) = (Vec::new(), self.emitted, 0);
             let (mut txn, mut txn_rows, mut time) = (Vec::new(), 0, 0);
@@ -414,15 +406,7 @@ impl CdcSource {
                  WHERE slot_name = $1",
                 &[&self.plan.slot],
             )
-            .map_err(|e| {
-                super::sink::sql_error(
-                    &format!(
-                        "postgres-cdc {}: the slot {}",
-                        self.plan.table, self.plan.slot
-                    ),
-                    e,
-                )
-            })?;
+            .map_err(|e| slot_error(&self.plan, "the slot", e))?;
         Ok(row
             .get::<_, Option<String>>(0)
             .and_then(|t| t.parse().ok())
@@ -465,19 +449,19 @@ impl CdcSource {
                 &[&slot, &lsn_text(lsn)],
             )
         })
-        .map_err(|e| {
-            super::sink::sql_error(
-                &format!(
-                    "postgres-cdc {}: cannot advance the slot {}",
-                    self.plan.table, self.plan.slot
-                ),
-                e,
-            )
-        })?;
+        .map_err(|e| slot_error(&self.plan, "cannot advance the slot", e))?;
         self.behind = 0;
         self.confirmed = self.confirmed.max(lsn);
         Ok(())
     }
+}
+
+/// An error of the server about the slot, with what was being done.
+fn slot_error(plan: &CdcPlan, what: &str, e: postgres::Error) -> Error {
+    super::sink::sql_error(
+        &format!("postgres-cdc {}: {what} {}", plan.table, plan.slot),
+        e,
+    )
 }
 
 /// A value in PostgreSQL's text form as JSON: booleans and numbers as
