@@ -233,7 +233,8 @@ fn start(path: &Path, member: &str) -> Child {
     .unwrap()
 }
 
-/// Waits for `child` (at most `limit`); its exit status and stderr.
+/// Waits for `child` (at most `limit`, then kills it); whether it
+/// succeeded, and its stderr.
 fn finish(mut child: Child, limit: Duration) -> (bool, String) {
     let started = Instant::now();
     loop {
@@ -249,11 +250,17 @@ fn finish(mut child: Child, limit: Duration) -> (bool, String) {
             return (status.success(), stderr);
         }
         if started.elapsed() > limit {
+            // A failure, told with what the run said: the caller shows it
+            // beside the other processes' (a hang in one can come from
+            // another).
             let _ = child.kill();
             let out = child.wait_with_output().unwrap();
-            panic!(
-                "the run did not end within {limit:?}:\n{}",
-                String::from_utf8_lossy(&out.stderr)
+            return (
+                false,
+                format!(
+                    "the run did not end within {limit:?}:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                ),
             );
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -288,8 +295,10 @@ fn two_processes_split_the_partitions_and_publish_everything_once() {
     let b = start(&path, "worker-2");
     let (a_ok, a_err) = finish(a, Duration::from_secs(120));
     let (b_ok, b_err) = finish(b, Duration::from_secs(120));
-    assert!(a_ok, "worker-1 failed:\n{a_err}");
-    assert!(b_ok, "worker-2 failed:\n{b_err}");
+    assert!(
+        a_ok && b_ok,
+        "worker-1 (succeeded: {a_ok}):\n{a_err}\nworker-2 (succeeded: {b_ok}):\n{b_err}"
+    );
 
     let (mut a_parts, b_parts) = (completed_partitions(&a_err), completed_partitions(&b_err));
     assert!(!a_parts.is_empty(), "worker-1 ran no partition:\n{a_err}");
@@ -312,8 +321,10 @@ fn a_sql_pipeline_splits_the_partitions_and_publishes_everything_once() {
     let b = start(&path, "worker-2");
     let (a_ok, a_err) = finish(a, Duration::from_secs(120));
     let (b_ok, b_err) = finish(b, Duration::from_secs(120));
-    assert!(a_ok, "worker-1 failed:\n{a_err}");
-    assert!(b_ok, "worker-2 failed:\n{b_err}");
+    assert!(
+        a_ok && b_ok,
+        "worker-1 (succeeded: {a_ok}):\n{a_err}\nworker-2 (succeeded: {b_ok}):\n{b_err}"
+    );
     let mut parts = completed_partitions(&a_err);
     parts.extend(completed_partitions(&b_err));
     parts.sort();
@@ -471,8 +482,10 @@ fn a_cluster_node_killed_mid_run_loses_nothing() {
     // partitions then wait out the TTL and move): generous bounds.
     let (a_ok, a_err) = finish(a, Duration::from_secs(180));
     let (b_ok, b_err) = finish(b, Duration::from_secs(180));
-    assert!(a_ok, "worker-1 failed:\n{a_err}");
-    assert!(b_ok, "worker-2 failed:\n{b_err}");
+    assert!(
+        a_ok && b_ok,
+        "worker-1 (succeeded: {a_ok}):\n{a_err}\nworker-2 (succeeded: {b_ok}):\n{b_err}"
+    );
     check_outputs(&urls, &expected);
 }
 
