@@ -115,11 +115,15 @@ pub fn copy_text(
     for row in 0..batch.num_rows() {
         if let Some(first) = seq {
             let _ = write!(out, "{}\t", first + row as u64);
-            match &ops {
-                Some(f) if !f.value(row).to_string().is_empty() => {
-                    push_value(out, &f.value(row).to_string());
-                }
-                _ => out.push_str("\\N"),
+            // One formatting of `op` per row, into the reused buffer.
+            value.clear();
+            if let Some(f) = &ops {
+                let _ = write!(value, "{}", f.value(row));
+            }
+            if value.is_empty() {
+                out.push_str("\\N");
+            } else {
+                push_value(out, &value);
             }
             out.push('\t');
         }
