@@ -60,6 +60,10 @@ pub enum Fault {
     /// checkpoint: a replay's keys name other rows.
     #[cfg(feature = "http")]
     HttpSinkRenumber,
+    /// A resumed kafka sink does not read back what it wrote after its
+    /// checkpoint: the replay writes those records again.
+    #[cfg(feature = "kafka")]
+    KafkaSinkNoSkip,
 }
 
 impl Fault {
@@ -85,6 +89,8 @@ impl Fault {
             Fault::HttpAnswerEarly => "http-answer-early",
             #[cfg(feature = "http")]
             Fault::HttpSinkRenumber => "http-sink-renumber",
+            #[cfg(feature = "kafka")]
+            Fault::KafkaSinkNoSkip => "kafka-sink-no-skip",
         }
     }
 }

@@ -28,6 +28,9 @@ pub struct Durable {
     pub(crate) length: u64,
     pub(crate) file: Option<(File, PathBuf)>,
     pub(crate) wait: Option<Wait>,
+    /// What else the output needs to resume (a Kafka sink: where its
+    /// records since the checkpoint start), recorded after the length.
+    pub(crate) state: Vec<u8>,
 }
 
 /// What makes an output durable that is not a file (waiting for a broker's
@@ -41,6 +44,7 @@ impl Durable {
             length: 0,
             file: None,
             wait: None,
+            state: Vec::new(),
         }
     }
 
@@ -51,6 +55,7 @@ impl Durable {
             length,
             file: None,
             wait: None,
+            state: Vec::new(),
         }
     }
 
@@ -61,18 +66,30 @@ impl Durable {
             length,
             file: None,
             wait: Some(Box::new(wait)),
+            state: Vec::new(),
         }
     }
 
-    /// Waits until the output is durable up to its length; returns it.
-    pub fn sync(self) -> Result<u64> {
+    /// The output, with `state` recorded beside its length in the
+    /// checkpoint (given back to the sink on resuming: `Resume::state`).
+    pub fn with_state(mut self, state: Vec<u8>) -> Self {
+        self.state = state;
+        self
+    }
+
+    /// Waits until the output is durable up to its length; returns what
+    /// the checkpoint records of it: the length (8 bytes, little-endian),
+    /// then its state.
+    pub fn sync(self) -> Result<Vec<u8>> {
         if let Some((file, path)) = self.file {
             sync_file(&file, &path)?;
         }
         if let Some(wait) = self.wait {
             wait()?;
         }
-        Ok(self.length)
+        let mut record = self.length.to_le_bytes().to_vec();
+        record.extend_from_slice(&self.state);
+        Ok(record)
     }
 }
 

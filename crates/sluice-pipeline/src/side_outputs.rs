@@ -103,11 +103,8 @@ impl ReservedStream {
         }
         let mut lengths = Vec::new();
         for (i, (writer, _)) in lock(&self.writers).iter_mut().enumerate() {
-            let length = writer.checkpoint()?.sync()?;
-            lengths.push((
-                format!("reserved/{}/{i}", self.name),
-                length.to_le_bytes().to_vec(),
-            ));
+            let record = writer.checkpoint()?.sync()?;
+            lengths.push((format!("reserved/{}/{i}", self.name), record));
         }
         Ok(lengths)
     }

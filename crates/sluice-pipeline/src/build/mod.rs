@@ -23,7 +23,7 @@ use crate::plan::{Operation, Plan, TransformPlan};
 use crate::rows::Rows;
 use crate::side_outputs::Reserved;
 use crate::telemetry::Telemetry;
-use restore::committed_length;
+use restore::committed_resume;
 use sluice::watermark::WatermarkStrategy;
 use sluice::{Pipeline, Stream};
 use std::collections::HashMap;
@@ -131,17 +131,21 @@ impl<'a> DataflowBuilder<'a> {
                 let key = format!("reserved/{}/{n}", stream.name());
                 *n += 1;
                 opened(&key, sink.target.as_ref());
-                let length = committed_length(self.restored.as_ref(), &key)?;
-                stream.subscribe(sink.target.open_at(stream.schema(), length)?, count);
+                let resume = committed_resume(self.restored.as_ref(), &key)?;
+                stream.subscribe(
+                    sink.target
+                        .open_resuming(stream.schema(), resume.as_ref(), None)?,
+                    count,
+                );
                 continue;
             }
             let key = format!("sink/{i}");
             opened(&key, sink.target.as_ref());
-            let length = committed_length(self.restored.as_ref(), &key)?;
-            let writer = sink.target.open_with_dead_letters(
+            let resume = committed_resume(self.restored.as_ref(), &key)?;
+            let writer = sink.target.open_resuming(
                 self.plan.stream_schema(&sink.from),
-                length,
-                &self.reserved,
+                resume.as_ref(),
+                Some(&self.reserved),
             )?;
             let mut sink_op = RowSink::new(writer, count);
             if sink.from == "source" {

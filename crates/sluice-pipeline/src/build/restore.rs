@@ -7,6 +7,7 @@ use crate::checkpoint;
 use crate::checkpoint::{
     CheckpointStore, Checkpointing, Guarantee, Snapshot, StateLocation, Store,
 };
+use crate::connectors::Resume;
 use crate::error::{Error, Result};
 use crate::plan::Operation;
 use crate::plan::Plan;
@@ -80,8 +81,9 @@ fn check_guarantee(plan: &Plan, guarantee: Guarantee) -> Result<()> {
     Ok(())
 }
 
-/// The length of output `key` in `restored`, if the run resumes.
-pub(crate) fn committed_length(restored: Option<&Snapshot>, key: &str) -> Result<Option<u64>> {
+/// Where output `key` resumes in `restored` (its length and state), if the
+/// run resumes.
+pub(crate) fn committed_resume(restored: Option<&Snapshot>, key: &str) -> Result<Option<Resume>> {
     let Some(snapshot) = restored else {
         return Ok(None);
     };
@@ -90,10 +92,14 @@ pub(crate) fn committed_length(restored: Option<&Snapshot>, key: &str) -> Result
             "the checkpoint has no length for `{key}`: the state is damaged"
         ))
     })?;
-    let bytes: [u8; 8] = bytes
-        .try_into()
-        .map_err(|_| Error::damaged(format!("the checkpointed length of `{key}` is damaged")))?;
-    Ok(Some(u64::from_le_bytes(bytes)))
+    let length: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| Error::damaged(format!("the checkpointed length of `{key}` is damaged")))?;
+    Ok(Some(Resume {
+        length: u64::from_le_bytes(length),
+        state: bytes[8..].to_vec(),
+    }))
 }
 
 /// What identifies a pipeline's state: its source (with all its settings),

@@ -106,9 +106,9 @@ impl Sink<Rows> for RowSink {
             std::thread::Builder::new()
                 .name("sluice-sync".into())
                 .spawn(move || {
-                    let reported = durable.sync().and_then(|length| {
-                        checkpointing.report(barrier.id, vec![(key, length.to_le_bytes().to_vec())])
-                    });
+                    let reported = durable
+                        .sync()
+                        .and_then(|record| checkpointing.report(barrier.id, vec![(key, record)]));
                     if let Err(error) = reported {
                         checkpointing.fail(error);
                     }

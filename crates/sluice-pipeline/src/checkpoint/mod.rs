@@ -322,7 +322,7 @@ impl Store {
                 .iter()
                 .filter(|(key, _)| key.starts_with("sink/") || key.starts_with("reserved/"))
                 .filter_map(|(key, value)| {
-                    let bytes: [u8; 8] = value.as_slice().try_into().ok()?;
+                    let bytes: [u8; 8] = value.get(..8)?.try_into().ok()?;
                     Some((key.clone(), u64::from_le_bytes(bytes)))
                 })
                 .collect(),

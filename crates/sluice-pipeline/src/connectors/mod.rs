@@ -17,7 +17,8 @@
 //! - [`generator`]: generated inputs; [`paced`]: a rate limit on any source;
 //! - [`nats`]: NATS JetStream, partitioned, for distributed runs;
 //! - [`postgres`]: PostgreSQL tables, appended to or upserted;
-//! - [`http`]: rows POSTed to a URL.
+//! - [`http`]: rows POSTed to a URL;
+//! - [`kafka`]: Kafka topics, read by offset and written exactly once.
 //!
 //! Connectors read their tables from [`crate::config`] and never import the
 //! plan: each holds its own settings type.
@@ -26,6 +27,8 @@ pub mod file;
 pub mod generator;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 #[cfg(feature = "nats")]
 pub mod nats;
 pub mod paced;
@@ -63,6 +66,8 @@ pub const SOURCES: &[SourceType] = &[
     http::SOURCE,
     #[cfg(feature = "postgres")]
     postgres::CDC_SOURCE,
+    #[cfg(feature = "kafka")]
+    kafka::SOURCE,
 ];
 
 /// Every sink connector, by its `type =`: adding one is a folder and a line
@@ -76,6 +81,8 @@ pub const SINKS: &[SinkType] = &[
     postgres::SINK,
     #[cfg(feature = "http")]
     http::SINK,
+    #[cfg(feature = "kafka")]
+    kafka::SINK,
 ];
 
 /// A source connector in the registry.
@@ -195,6 +202,24 @@ pub trait SinkConnector: fmt::Debug + Send + Sync {
         self.open_at(schema, length)
     }
 
+    /// Opens the target for rows of `schema`, resuming where a checkpoint
+    /// left it (`resume`: its length, and the state it recorded), with
+    /// where the rows go that it gives up on (none for `late` and
+    /// `dead_letter`). A sink that records nothing beside its length keeps
+    /// this default.
+    fn open_resuming(
+        &self,
+        schema: SchemaRef,
+        resume: Option<&Resume>,
+        dead_letters: Option<&Arc<Reserved>>,
+    ) -> Result<Box<dyn RowWriter>> {
+        let length = resume.map(|r| r.length);
+        match dead_letters {
+            Some(dead_letters) => self.open_with_dead_letters(schema, length, dead_letters),
+            None => self.open_at(schema, length),
+        }
+    }
+
     /// The target's name, for reports.
     fn describe(&self) -> String;
 
@@ -236,6 +261,15 @@ pub trait SinkConnector: fmt::Debug + Send + Sync {
     fn nats_mut(&mut self) -> Option<&mut NatsTarget> {
         None
     }
+}
+
+/// Where a sink resumes after a checkpoint.
+#[derive(Debug, Clone, Default)]
+pub struct Resume {
+    /// Its length (bytes, rows or messages: the sink says).
+    pub length: u64,
+    /// What else it recorded at the checkpoint (`Durable::with_state`).
+    pub state: Vec<u8>,
 }
 
 /// The connector of a source's table, with the table's keys checked: each

@@ -80,6 +80,7 @@ fn durable(synced: &Synced, path: &Path) -> Result<Durable> {
         length: synced.1.load(Ordering::Relaxed),
         file: Some((file, path.to_path_buf())),
         wait: None,
+        state: Vec::new(),
     })
 }
 

@@ -1,0 +1,542 @@
+//! The kafka source and sink against a real Kafka-compatible broker (a
+//! private `tansu` each test starts, `support/kafka.rs`): windows read from
+//! a topic and written to another equal an independent reference; runs
+//! killed with SIGKILL and restarted leave every record in the output
+//! topics exactly once (and with the sink's read-back switched off, a
+//! test-only fault, the same test finds the repeats); bad records become
+//! dead letters that say where they were; a broker restart mid-run loses
+//! nothing; the start offsets and the group's committed offsets.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::time::{Duration, Instant};
+use support::kafka::{Broker, Produce};
+use support::run::{run_to_end, Run};
+
+/// A reading: sensor, temperature, event time.
+type Reading = (String, i64, i64);
+
+/// `n` readings of 8 sensors, 200 a second of event time, in time order;
+/// about one in ten has a negative temperature (filtered out).
+fn readings(n: i64) -> Vec<Reading> {
+    (0..n)
+        .map(|i| {
+            (
+                format!("s{}", i % 8),
+                (i * 37) % 100 - 10,
+                1_700_000_000_000 + i * 5,
+            )
+        })
+        .collect()
+}
+
+/// Makes topic `readings` of 4 partitions and produces `input` to it,
+/// keyed by sensor (each sensor's readings in one partition, in order).
+fn produce_readings(broker: &Broker, input: &[Reading]) {
+    broker.create_topic("readings", 4);
+    let values: Vec<String> = input
+        .iter()
+        .map(|(s, t, ts)| format!("{{\"sensor\":\"{s}\",\"temperature\":{t},\"ts\":{ts}}}"))
+        .collect();
+    let records: Vec<Produce<'_>> = input
+        .iter()
+        .zip(&values)
+        .map(|((sensor, ..), value)| Produce {
+            partition: None,
+            key: Some(sensor),
+            value,
+            timestamp: None,
+        })
+        .collect();
+    broker.produce("readings", &records);
+}
+
+/// Readings with a temperature of 0 or more, to topic `valid`; per-sensor
+/// one-second windows (count and sum) to topic `windows`.
+fn pipeline(brokers: &str, extra_source: &str) -> String {
+    format!(
+        r#"
+name = "kafka_windows"
+
+[source]
+type = "kafka"
+brokers = "{brokers}"
+topic = "readings"
+end = "caught-up"
+event_time = "ts"
+schema = {{ sensor = "string", temperature = "int", ts = "int" }}
+{extra_source}
+
+[execution]
+batch_size = 64
+
+[[transform]]
+name = "valid"
+type = "filter"
+where = "temperature >= 0"
+
+[[transform]]
+name = "per_sensor"
+type = "window"
+key = ["sensor"]
+window = {{ type = "tumbling", size = "1s" }}
+aggregates = {{ n = "count(*)", total = "sum(temperature)" }}
+
+[[sink]]
+from = "valid"
+type = "kafka"
+brokers = "{brokers}"
+topic = "valid"
+key = "sensor"
+partitions = 3
+
+[[sink]]
+from = "per_sensor"
+type = "kafka"
+brokers = "{brokers}"
+topic = "windows"
+key = "sensor"
+partitions = 2
+"#
+    )
+}
+
+/// The readings the filter keeps (with how many times each), and each
+/// window's count and sum.
+type Expected = (
+    BTreeMap<Reading, usize>,
+    BTreeMap<(String, i64), (i64, i64)>,
+);
+
+/// The reference: the readings the filter keeps, and the windows' counts
+/// and sums, each with how many times it should be there (once).
+fn expected(input: &[Reading]) -> Expected {
+    let mut valid = BTreeMap::new();
+    let mut windows: BTreeMap<(String, i64), (i64, i64)> = BTreeMap::new();
+    for r in input.iter().filter(|r| r.1 >= 0) {
+        *valid.entry(r.clone()).or_insert(0) += 1;
+        let w = windows
+            .entry((r.0.clone(), r.2 - r.2.rem_euclid(1000)))
+            .or_default();
+        w.0 += 1;
+        w.1 += r.1;
+    }
+    (valid, windows)
+}
+
+/// What the output topics hold: each reading with how many times it is
+/// there, and each window's rows (more than one is a repeat).
+type Output = (
+    BTreeMap<Reading, usize>,
+    BTreeMap<(String, i64), Vec<(i64, i64)>>,
+);
+
+/// What the output topics hold, and the numbers each writer gave its
+/// records (`sluice-writer`, `sluice-seq` headers).
+fn output_and_numbers(broker: &Broker) -> (Output, BTreeMap<String, Vec<u64>>) {
+    let valid_records = broker.read_all("valid");
+    let window_records = broker.read_all("windows");
+    let mut numbers: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for r in valid_records.iter().chain(&window_records) {
+        let header = |name: &str| {
+            r.headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("no header {name}: {r:?}"))
+        };
+        numbers
+            .entry(header("sluice-writer"))
+            .or_default()
+            .push(header("sluice-seq").parse().unwrap());
+    }
+    let mut valid = BTreeMap::new();
+    for r in valid_records {
+        let v: serde_json::Value = serde_json::from_str(&r.value).unwrap();
+        let sensor = v["sensor"].as_str().unwrap().to_string();
+        assert_eq!(r.key.as_deref(), Some(sensor.as_str()), "{r:?}");
+        let reading = (
+            sensor,
+            v["temperature"].as_i64().unwrap(),
+            v["ts"].as_i64().unwrap(),
+        );
+        *valid.entry(reading).or_insert(0) += 1;
+    }
+    let mut windows: BTreeMap<(String, i64), Vec<(i64, i64)>> = BTreeMap::new();
+    for r in window_records {
+        let v: serde_json::Value = serde_json::from_str(&r.value).unwrap();
+        windows
+            .entry((
+                v["sensor"].as_str().unwrap().to_string(),
+                v["window_start"].as_i64().unwrap(),
+            ))
+            .or_default()
+            .push((v["n"].as_i64().unwrap(), v["total"].as_i64().unwrap()));
+    }
+    ((valid, windows), numbers)
+}
+
+fn output(broker: &Broker) -> Output {
+    output_and_numbers(broker).0
+}
+
+/// Where the output differs from the reference, if it does: losses and
+/// repeats counted apart.
+fn compare(input: &[Reading], got: &Output) -> Result<(), String> {
+    let (valid, windows) = expected(input);
+    let mut problems = Vec::new();
+    let missing = valid.keys().filter(|r| !got.0.contains_key(*r)).count();
+    let repeated: usize = got.0.values().filter(|n| **n > 1).map(|n| n - 1).sum();
+    let foreign = got.0.keys().filter(|r| !valid.contains_key(*r)).count();
+    if missing + repeated + foreign > 0 {
+        problems.push(format!(
+            "topic valid: {missing} readings missing, {repeated} repeated, {foreign} not in \
+             the input (of {})",
+            valid.len()
+        ));
+    }
+    let missing = windows.keys().filter(|w| !got.1.contains_key(*w)).count();
+    let repeated: usize = got.1.values().map(|rows| rows.len() - 1).sum();
+    let wrong = windows
+        .iter()
+        .filter(|(w, want)| {
+            got.1
+                .get(*w)
+                .is_some_and(|rows| rows.iter().any(|r| r != *want))
+        })
+        .count();
+    if missing + repeated + wrong > 0 {
+        problems.push(format!(
+            "topic windows: {missing} windows missing, {repeated} repeated, {wrong} wrong (of {})",
+            windows.len()
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+#[test]
+fn windows_read_from_a_topic_and_written_to_another_equal_the_reference() {
+    let t = Instant::now();
+    let broker = Broker::start();
+    println!("broker up: {:?}", t.elapsed());
+    let input = readings(4_000);
+    produce_readings(&broker, &input);
+    println!("produced: {:?}", t.elapsed());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.toml");
+    fs::write(&file, pipeline(&broker.brokers(), "")).unwrap();
+    let said = run_to_end(&file, &[]);
+    println!("ran: {:?}\n{said}", t.elapsed());
+    let (got, numbers) = output_and_numbers(&broker);
+    println!("read: {:?}", t.elapsed());
+    assert!(got.1.len() >= 150, "{} windows\n{said}", got.1.len());
+    compare(&input, &got).unwrap();
+
+    // Each record names its writer and its number: 0, 1, ... per writer.
+    assert_eq!(
+        numbers.keys().collect::<Vec<_>>(),
+        ["per_sensor", "valid"],
+        "writers"
+    );
+    for (writer, mut seqs) in numbers {
+        seqs.sort_unstable();
+        let n = seqs.len() as u64;
+        assert!(
+            seqs.into_iter().eq(0..n),
+            "{writer}: numbers are not 0..{n}"
+        );
+    }
+}
+
+/// Runs the pipeline with checkpoints, killed with SIGKILL `kills` times
+/// at moments after a checkpoint, then to its end; compares the output
+/// topics with the reference.
+fn kill_and_compare(kills: usize, faults: &str) -> Result<(), String> {
+    let broker = Broker::start();
+    let input = readings(6_000);
+    produce_readings(&broker, &input);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.toml");
+    fs::write(&file, pipeline(&broker.brokers(), "")).unwrap();
+    let state = dir.path().join("state");
+    let state = state.to_str().unwrap();
+    let args = [
+        "--verbose",
+        "--checkpoint-interval",
+        "100ms",
+        "--state-dir",
+        state,
+    ];
+    let started = Instant::now();
+    let mut seed = 0x5EED_u64 ^ started.elapsed().as_nanos() as u64;
+    let (mut killed, mut runs) = (0, 0);
+    loop {
+        runs += 1;
+        assert!(runs <= kills * 4 + 10, "no completion after {runs} runs");
+        let mut run = Run::start(&file, &args, faults);
+        if killed < kills {
+            // A checkpoint after records were read: outputs are being
+            // written, and some will be past the checkpoint at the kill.
+            let deadline = Instant::now() + Duration::from_secs(120);
+            let mut committed = false;
+            while !committed && Instant::now() < deadline {
+                if !run.wait_for(" committed: ", Duration::from_secs(60)) {
+                    break;
+                }
+                committed = run.said.last().is_some_and(|line| {
+                    line.split(" committed: ")
+                        .nth(1)
+                        .and_then(|rest| rest.split(' ').next())
+                        .and_then(|n| n.parse::<u64>().ok())
+                        .is_some_and(|n| n > 0)
+                });
+            }
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            if committed {
+                std::thread::sleep(Duration::from_millis((seed >> 33) % 400));
+            }
+            if run.kill() {
+                killed += 1;
+                continue;
+            }
+            let (ok, said) = run.finish();
+            if !ok {
+                return Err(format!("a run failed: {said}"));
+            }
+            break; // it ended before the kill
+        }
+        let (ok, said) = run.finish();
+        if !ok {
+            return Err(format!("the last run failed: {said}"));
+        }
+        break;
+    }
+    println!("{killed} kills in {runs} runs");
+    if killed == 0 {
+        return Err("no run was killed: the test tested nothing".into());
+    }
+    compare(&input, &output(&broker))
+}
+
+#[test]
+fn output_topics_survive_sigkill_exactly_once() {
+    kill_and_compare(6, "").unwrap();
+}
+
+#[test]
+fn the_kill_test_catches_a_sink_that_does_not_read_back_what_it_wrote() {
+    let outcome = kill_and_compare(4, "kafka-sink-no-skip");
+    assert!(
+        outcome.as_ref().is_err_and(|e| e.contains("repeated")),
+        "{outcome:?}"
+    );
+}
+
+#[test]
+fn a_broker_restart_mid_run_loses_and_repeats_nothing() {
+    let mut broker = Broker::start();
+    let input = readings(4_000);
+    produce_readings(&broker, &input);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.toml");
+    // Paced, so that the broker goes away while the run reads and writes.
+    fs::write(&file, pipeline(&broker.brokers(), "rate = 1000")).unwrap();
+    let state = dir.path().join("state");
+    let args = [
+        "--verbose",
+        "--checkpoint-interval",
+        "200ms",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ];
+    let mut run = Run::start(&file, &args, "");
+    assert!(
+        run.wait_for(" committed: ", Duration::from_secs(120)),
+        "no checkpoint before the restart"
+    );
+    broker.restart(Duration::from_secs(2));
+    let (ok, said) = run.finish();
+    assert!(
+        ok,
+        "the run failed across the broker's restart:\n{said}\n{}",
+        broker.log()
+    );
+    compare(&input, &output(&broker)).unwrap();
+}
+
+#[test]
+fn bad_records_become_dead_letters_that_say_where_they_were() {
+    let broker = Broker::start();
+    broker.create_topic("mixed", 2);
+    let values = [
+        r#"{"sensor":"a","temperature":1,"ts":1000}"#,
+        "not json",
+        r#"{"sensor":"b","temperature":"warm","ts":2000}"#,
+        r#"{"sensor":"c","temperature":3,"ts":3000}"#,
+    ];
+    let records: Vec<Produce<'_>> = values
+        .iter()
+        .map(|value| Produce {
+            partition: Some(1),
+            key: None,
+            value,
+            timestamp: None,
+        })
+        .collect();
+    broker.produce("mixed", &records);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.toml");
+    fs::write(
+        &file,
+        format!(
+            r#"
+name = "bad"
+[source]
+type = "kafka"
+brokers = "{}"
+topic = "mixed"
+end = "caught-up"
+event_time = "ts"
+schema = {{ sensor = "string", temperature = "int", ts = "int" }}
+
+[[sink]]
+from = "source"
+type = "file"
+path = "out/good.jsonl"
+
+[[sink]]
+from = "dead_letter"
+type = "file"
+path = "out/dead.jsonl"
+"#,
+            broker.brokers()
+        ),
+    )
+    .unwrap();
+    let said = run_to_end(&file, &[]);
+    let good = fs::read_to_string(dir.path().join("out/good.jsonl")).unwrap();
+    assert_eq!(good.lines().count(), 2, "{good}\n{said}");
+    let dead: Vec<serde_json::Value> = fs::read_to_string(dir.path().join("out/dead.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let places: Vec<(String, i64)> = dead
+        .iter()
+        .map(|d| {
+            (
+                d["origin"].as_str().unwrap().to_string(),
+                d["line"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        places,
+        [
+            ("kafka:mixed/1".to_string(), 1),
+            ("kafka:mixed/1".to_string(), 2)
+        ],
+        "{dead:?}"
+    );
+    assert!(said.contains("dead_letter"), "{said}");
+}
+
+#[test]
+fn raw_records_with_their_timestamps_from_a_time_and_from_the_groups_offsets() {
+    let broker = Broker::start();
+    broker.create_topic("lines", 1);
+    let texts: Vec<String> = (0..100).map(|i| format!("line {i}")).collect();
+    let records: Vec<Produce<'_>> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, value)| Produce {
+            partition: None,
+            key: Some("k"),
+            value,
+            timestamp: Some(1_800_000_000_000 + i as i64 * 1000),
+        })
+        .collect();
+    broker.produce("lines", &records);
+    let dir = tempfile::tempdir().unwrap();
+    let run = |start: &str, out: &str| -> Vec<serde_json::Value> {
+        let file = dir.path().join(format!("{out}.toml"));
+        fs::write(
+            &file,
+            format!(
+                r#"
+name = "raw"
+[source]
+type = "kafka"
+brokers = "{}"
+topic = "lines"
+format = "raw"
+start = "{start}"
+end = "caught-up"
+group = "readers"
+
+[[sink]]
+from = "source"
+type = "file"
+path = "out/{out}.jsonl"
+"#,
+                broker.brokers()
+            ),
+        )
+        .unwrap();
+        // With checkpoints: their commits also commit the group's offsets.
+        let state = dir.path().join(format!("state-{out}"));
+        run_to_end(
+            &file,
+            &[
+                "--state-dir",
+                state.to_str().unwrap(),
+                "--checkpoint-interval",
+                "100ms",
+            ],
+        );
+        fs::read_to_string(dir.path().join(format!("out/{out}.jsonl")))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    // From a time: the 40 records at or after it, with their timestamps.
+    let rows = run("2027-01-15T08:00:00Z", "from_time");
+    let at = chrono_ms("2027-01-15T08:00:00Z");
+    let first = (at - 1_800_000_000_000) / 1000;
+    assert_eq!(rows.len() as i64, 100 - first, "{rows:?}");
+    assert_eq!(rows[0]["value"], format!("line {first}"));
+    assert_eq!(rows[0]["key"], "k");
+    assert_eq!(rows[0]["kafka_time"], at);
+    // The run committed its offsets to group `readers`: a run that starts
+    // from them reads nothing more.
+    let rows = run("committed", "from_committed");
+    assert!(rows.is_empty(), "{rows:?}");
+}
+
+/// Epoch milliseconds of an RFC 3339 time (whole seconds, UTC).
+fn chrono_ms(text: &str) -> i64 {
+    // 2027-01-15T08:00:00Z: days from the civil date.
+    let (date, time) = text.trim_end_matches('Z').split_once('T').unwrap();
+    let d: Vec<i64> = date.split('-').map(|p| p.parse().unwrap()).collect();
+    let t: Vec<i64> = time.split(':').map(|p| p.parse().unwrap()).collect();
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    ((days * 24 + t[0]) * 60 + t[1]) * 60_000 + t[2] * 1000
+}

@@ -1,0 +1,95 @@
+//! `sluice run` as a child process: to its end, or started and read line
+//! by line from its stderr (to kill it at a moment the test chooses).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Runs `sluice run FILE ARGS` to its end; panics with what it said if it
+/// fails. Its stderr.
+pub fn run_to_end(file: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("run")
+        .arg(file)
+        .args(args)
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "sluice run failed:\n{stderr}");
+    stderr
+}
+
+/// A running `sluice run`: its stderr, line by line as it comes.
+pub struct Run {
+    pub child: Child,
+    pub lines: mpsc::Receiver<String>,
+    /// What it said that [`Run::wait_for`] read.
+    pub said: Vec<String>,
+}
+
+impl Run {
+    /// Starts `sluice run FILE ARGS` with `SLUICE_FAULT=faults`.
+    pub fn start(file: &Path, args: &[&str], faults: &str) -> Run {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("run")
+            .arg(file)
+            .args(args)
+            .env("SLUICE_FAULT", faults)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Run {
+            child,
+            lines,
+            said: Vec::new(),
+        }
+    }
+
+    /// Waits for a line that contains `text`, for up to `within`; false if
+    /// the run said nothing such in time (or ended).
+    pub fn wait_for(&mut self, text: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(text);
+                    self.said.push(line);
+                    if found {
+                        return true;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    /// Kills it with SIGKILL; true if the signal ended it (it had not
+    /// ended by itself).
+    pub fn kill(&mut self) -> bool {
+        use std::os::unix::process::ExitStatusExt;
+        let _ = self.child.kill();
+        let status = self.child.wait().unwrap();
+        status.signal() == Some(9)
+    }
+
+    /// Waits for its end; its exit status and everything it said.
+    pub fn finish(mut self) -> (bool, String) {
+        let status = self.child.wait().unwrap();
+        self.said.extend(self.lines.iter());
+        (status.success(), self.said.join("\n"))
+    }
+}

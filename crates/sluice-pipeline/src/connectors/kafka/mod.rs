@@ -1,0 +1,244 @@
+//! `type = "kafka"`: a source that reads topics of a Kafka (or
+//! Kafka-compatible) broker, and a sink that writes rows to a topic, both
+//! exactly once with Sluice's checkpoints on any broker (no transactions).
+//!
+//! - [`source`]: every partition of the topics, read by offset; the offsets
+//!   are the source's position in a checkpoint (a resumed run reads on
+//!   from there), and committed to the consumer group once that checkpoint
+//!   has, for monitoring tools. The watermark follows the slowest partition
+//!   that still has records to give.
+//! - [`sink`]: rows produced with headers that name the writer and number
+//!   its records; at each checkpoint the sink waits for every delivery and
+//!   records where its records after the checkpoint will start in each
+//!   partition. A resumed sink reads its records after the checkpoint back
+//!   and skips the replay's records that are already there.
+//! - [`client`]: settings and metadata calls both use; [`table`] checks
+//!   and compiles their tables.
+//!
+//! docs/kafka.md has the settings, the guarantees and their conditions.
+
+mod client;
+mod sink;
+mod source;
+mod table;
+
+use super::replay::ReplayableSource;
+use super::{Key, Kind, Opening, Resume, SinkConnector, SinkType, SourceConnector, SourceType};
+use crate::checkpoint::Guarantee;
+use crate::error::{Error, Result};
+use crate::output::RowWriter;
+use crate::side_outputs::Reserved;
+use arrow::datatypes::SchemaRef;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `type = "kafka"` as a source.
+pub const SOURCE: SourceType = SourceType {
+    name: "kafka",
+    keys: &[
+        Key("format", Kind::Text),
+        Key("schema", Kind::Table),
+        Key("brokers", Kind::Text),
+        Key("topic", Kind::Names),
+        Key("start", Kind::Text),
+        Key("end", Kind::Text),
+        Key("group", Kind::Text),
+        Key("properties", Kind::Table),
+    ],
+    compile: table::source,
+};
+
+/// `type = "kafka"` as a sink.
+pub const SINK: SinkType = SinkType {
+    name: "kafka",
+    keys: &[
+        Key("brokers", Kind::Text),
+        Key("topic", Kind::Text),
+        Key("format", Kind::Text),
+        Key("key", Kind::Text),
+        Key("headers", Kind::Table),
+        Key("id", Kind::Text),
+        Key("partitions", Kind::Unsigned32),
+        Key("replicas", Kind::Unsigned32),
+        Key("properties", Kind::Table),
+    ],
+    compile: table::sink,
+};
+
+/// The field that holds a record's Kafka timestamp (epoch milliseconds)
+/// when the source has no `event_time`: the event time.
+pub const KAFKA_TIME: &str = "kafka_time";
+
+/// The header that names the sink that wrote a record.
+pub const WRITER_HEADER: &str = "sluice-writer";
+/// The header that numbers a sink's records.
+pub const SEQUENCE_HEADER: &str = "sluice-seq";
+
+/// How long a call to the broker (metadata, offsets) may take before it
+/// is tried again.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the broker may be unreachable before a run fails.
+const RETRY_FOR: Duration = Duration::from_secs(60);
+
+/// What a record's value holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload {
+    /// One JSON object.
+    Json,
+    /// One CSV line, without a header.
+    Csv,
+    /// Text, taken as it is: the rows have `key` and `value`.
+    Raw,
+}
+
+/// Where a source starts reading a partition it has no checkpoint for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// The oldest record the broker keeps.
+    Earliest,
+    /// After the newest record: only what comes from now on.
+    Latest,
+    /// Where the consumer group's committed offset says (the earliest
+    /// where it has none).
+    Committed,
+    /// The first record at or after this time (epoch milliseconds).
+    Time(i64),
+}
+
+/// A Kafka source: topics read partition by partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSourcePlan {
+    /// The brokers to start from (`host:port`, comma-separated).
+    pub brokers: String,
+    /// The topics read.
+    pub topics: Vec<String>,
+    /// What the records hold.
+    pub payload: Payload,
+    /// Where a partition without a checkpoint starts.
+    pub start: Start,
+    /// End once every partition has read what it held when the run first
+    /// started (otherwise read forever).
+    pub end_when_caught_up: bool,
+    /// The consumer group the offsets are committed to after each
+    /// checkpoint (for monitoring; Sluice resumes from its checkpoint).
+    pub group: String,
+    /// More settings for the client (librdkafka's names:
+    /// `security.protocol`, `fetch.max.bytes`, ...).
+    pub properties: Vec<(String, String)>,
+    /// Event times from the record's timestamp (no `event_time` field):
+    /// the source adds it to each row as `kafka_time`.
+    pub record_time: bool,
+}
+
+impl KafkaSourcePlan {
+    /// The settings that change results: without the brokers (a cluster
+    /// may be listed otherwise), the group and the client's settings.
+    fn identity(&self) -> KafkaSourcePlan {
+        KafkaSourcePlan {
+            brokers: String::new(),
+            group: String::new(),
+            properties: Vec::new(),
+            ..self.clone()
+        }
+    }
+}
+
+/// A kafka source, as the registry holds it.
+#[derive(Debug, Clone)]
+pub struct KafkaSourceConnector(pub KafkaSourcePlan);
+
+impl SourceConnector for KafkaSourceConnector {
+    fn open(&self, at: &Opening<'_>) -> Result<Box<dyn ReplayableSource>> {
+        Ok(Box::new(source::KafkaSource::new(self.0.clone(), at)?))
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "kafka topic {} at {} ({})",
+            self.0.topics.join(", "),
+            self.0.brokers,
+            match self.0.payload {
+                Payload::Json => "JSON",
+                Payload::Csv => "CSV",
+                Payload::Raw => "raw text",
+            }
+        )
+    }
+
+    fn label(&self) -> String {
+        format!("kafka {}", self.0.topics.join(","))
+    }
+
+    fn default_time_field(&self) -> Option<&str> {
+        self.0.record_time.then_some(KAFKA_TIME)
+    }
+
+    fn identity(&self) -> String {
+        format!("{:?}", self.0.identity())
+    }
+}
+
+/// A topic rows are written to.
+#[derive(Debug, Clone)]
+pub struct KafkaTarget {
+    /// The brokers to start from.
+    pub brokers: String,
+    /// The topic, created with `partitions` and `replicas` if missing.
+    pub topic: String,
+    /// A record's value: one JSON object, or one CSV line.
+    pub payload: Payload,
+    /// The column whose value is the record's key (records of one key go
+    /// to one partition); none: no key.
+    pub key: Option<String>,
+    /// Headers every record carries.
+    pub headers: Vec<(String, String)>,
+    /// The writer's name in its records' `sluice-writer` header: unique
+    /// among the writers of the topic (default: the pipeline's stream).
+    pub id: String,
+    /// Partitions of a topic it creates.
+    pub partitions: i32,
+    /// Copies of each record, for a topic it creates.
+    pub replicas: i32,
+    /// More settings for the client.
+    pub properties: Vec<(String, String)>,
+}
+
+impl SinkConnector for KafkaTarget {
+    fn open_at(&self, schema: SchemaRef, length: Option<u64>) -> Result<Box<dyn RowWriter>> {
+        let resume = length.map(|length| Resume {
+            length,
+            state: Vec::new(),
+        });
+        self.open_resuming(schema, resume.as_ref(), None)
+    }
+
+    fn open_resuming(
+        &self,
+        schema: SchemaRef,
+        resume: Option<&Resume>,
+        _dead_letters: Option<&Arc<Reserved>>,
+    ) -> Result<Box<dyn RowWriter>> {
+        Ok(Box::new(sink::KafkaWriter::open(self, schema, resume)?))
+    }
+
+    fn describe(&self) -> String {
+        format!("kafka topic {} at {}", self.topic, self.brokers)
+    }
+
+    fn label(&self) -> String {
+        format!("kafka:{}", self.topic)
+    }
+
+    fn refuses(&self, _guarantee: Guarantee) -> Option<Error> {
+        None
+    }
+
+    fn refuses_distributed(&self, _guarantee: Guarantee) -> Option<Error> {
+        Some(Error::refused(format!(
+            "kafka:{}: a distributed run (nats source) cannot write a kafka sink yet; run the \
+             pipeline in one process",
+            self.topic
+        )))
+    }
+}

@@ -1,0 +1,503 @@
+//! The kafka sink's writer: each row a record, numbered in its headers;
+//! every delivery awaited at a checkpoint, which records where the
+//! writer's next records will start in each partition; a resumed writer
+//! reads its records after the checkpoint back and skips the replay's rows
+//! that are already there.
+//!
+//! The skip matches records by key and value, as many times as each is
+//! there: the replay may give the rows in another order (partitions read
+//! at other paces), and exactly once holds whenever it gives the same rows
+//! (docs/kafka.md says when it does).
+
+use super::client;
+use super::{KafkaTarget, Payload, CALL_TIMEOUT, RETRY_FOR, SEQUENCE_HEADER, WRITER_HEADER};
+use crate::connectors::Resume;
+use crate::error::{Error, Result};
+use crate::output::{Durable, RowWriter};
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{DeliveryResult, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// What a kafka sink records at a checkpoint, besides its length.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    /// The number of the next record.
+    next: u64,
+    /// Per partition, the offset after the writer's last record before the
+    /// checkpoint (or where the partition ended when the writer first
+    /// opened it): its records after the checkpoint lie beyond. While
+    /// `pending` is not empty, where it was when those were read back.
+    tail: BTreeMap<i32, i64>,
+    /// The numbers of records a recovery read back that the replay has not
+    /// given again yet (they were written before a crash, for input after
+    /// this checkpoint): a recovery from here reads them back too.
+    #[serde(default)]
+    pending: Vec<u64>,
+}
+
+/// Records delivered since the last checkpoint: the last offset in each
+/// partition, and the first failure.
+#[derive(Default)]
+struct Delivered {
+    last: BTreeMap<i32, i64>,
+    failed: Option<String>,
+}
+
+/// The producer's context: it hears of every delivery.
+#[derive(Default)]
+struct Deliveries(Mutex<Delivered>);
+
+impl Deliveries {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Delivered> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        let mut delivered = self.lock();
+        match result {
+            Ok(message) => {
+                let last = delivered.last.entry(message.partition()).or_insert(-1);
+                *last = (*last).max(message.offset());
+            }
+            Err((error, message)) => {
+                delivered
+                    .failed
+                    .get_or_insert_with(|| format!("partition {}: {error}", message.partition()));
+            }
+        }
+    }
+}
+
+/// A record's key and value.
+type Record = (Option<Vec<u8>>, Vec<u8>);
+
+pub(crate) struct KafkaWriter {
+    target: KafkaTarget,
+    producer: BaseProducer<Deliveries>,
+    state: State,
+    /// Records of this writer already in the topic that the replay gives
+    /// again, with their numbers (one per time each is there): skipped.
+    replayed: HashMap<Record, Vec<u64>>,
+    replayed_left: u64,
+    /// Where `State::tail` goes once nothing read back is pending.
+    ahead: BTreeMap<i32, i64>,
+    buf: Vec<u8>,
+}
+
+impl KafkaWriter {
+    /// Opens the topic (creating it if missing); a resumed writer first
+    /// reads back what it wrote after its checkpoint.
+    pub(crate) fn open(
+        target: &KafkaTarget,
+        _schema: SchemaRef,
+        resume: Option<&Resume>,
+    ) -> Result<Self> {
+        let topic = &target.topic;
+        let consumer = client::consumer(&target.brokers, None, &target.properties, true)?;
+        let partitions = match client::partitions(&consumer, &target.brokers, topic)? {
+            Some(n) => n,
+            None => {
+                client::create_topic(
+                    &target.brokers,
+                    &target.properties,
+                    topic,
+                    target.partitions,
+                    target.replicas,
+                )?;
+                wait_for_topic(&consumer, target)?
+            }
+        };
+        let mut state = match resume {
+            Some(r) if !r.state.is_empty() => serde_json::from_slice(&r.state).map_err(|e| {
+                Error::damaged(format!(
+                    "the checkpointed state of kafka sink `{}` is damaged ({e})",
+                    target.id
+                ))
+            })?,
+            Some(r) => State {
+                next: r.length,
+                ..State::default()
+            },
+            None => State::default(),
+        };
+        let mut replayed = HashMap::new();
+        let mut replayed_left = 0;
+        let resumed = resume.is_some_and(|r| !r.state.is_empty());
+        let mut ranges = Vec::new();
+        for partition in 0..partitions {
+            let (low, high) = client::watermarks(&consumer, topic, partition)?;
+            if !resumed
+                || crate::fault::on(
+                    crate::fault::Fault::KafkaSinkNoSkip,
+                    std::path::Path::new("kafka"),
+                )
+            {
+                // Records from now on lie beyond the partition's end.
+                state.tail.insert(partition, high);
+                continue;
+            }
+            let start = state.tail.get(&partition).copied().unwrap_or(low).max(low);
+            if start < high {
+                ranges.push((partition, start, high));
+            }
+        }
+        let pending: std::collections::HashSet<u64> =
+            std::mem::take(&mut state.pending).into_iter().collect();
+        let wanted = |seq: u64| seq >= state.next || pending.contains(&seq);
+        let mut next = state.next;
+        for (record, seq) in read_back(&consumer, target, &ranges, wanted)? {
+            next = next.max(seq + 1);
+            replayed.entry(record).or_insert_with(Vec::new).push(seq);
+            replayed_left += 1;
+        }
+        state.next = next;
+        let ahead = state.tail.clone();
+        let mut config = client::config(&target.brokers, &target.properties);
+        config
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set(
+                "message.timeout.ms",
+                (RETRY_FOR * 2).as_millis().to_string(),
+            );
+        if !target.properties.iter().any(|(k, _)| k == "partitioner") {
+            // Keys go where Kafka's own clients put them.
+            config.set("partitioner", "murmur2_random");
+        }
+        if !target.properties.iter().any(|(k, _)| k == "linger.ms") {
+            config.set("linger.ms", "5");
+        }
+        let producer: BaseProducer<Deliveries> = config
+            .create_with_context(Deliveries::default())
+            .map_err(|e| {
+                Error::output(format!(
+                    "cannot make a Kafka producer for {}",
+                    target.brokers
+                ))
+                .caused_by(e)
+            })?;
+        Ok(Self {
+            target: target.clone(),
+            producer,
+            state,
+            replayed,
+            replayed_left,
+            ahead,
+            buf: Vec::new(),
+        })
+    }
+
+    /// The rows of `batch` as one value each.
+    fn values(&mut self, batch: &RecordBatch) -> Result<Vec<std::ops::Range<usize>>> {
+        let what = || format!("kafka sink `{}`", self.target.id);
+        self.buf.clear();
+        let encode = |buf: &mut Vec<u8>, batch: &RecordBatch| match self.target.payload {
+            Payload::Csv => {
+                let mut writer = arrow::csv::WriterBuilder::new()
+                    .with_header(false)
+                    .build(&mut *buf);
+                writer.write(batch)
+            }
+            _ => {
+                let mut writer = arrow::json::LineDelimitedWriter::new(&mut *buf);
+                writer.write(batch).and_then(|()| writer.finish())
+            }
+        };
+        encode(&mut self.buf, batch).map_err(|e| Error::output(what()).caused_by(e))?;
+        let mut ranges = lines(&self.buf);
+        if ranges.len() != batch.num_rows() {
+            // A CSV value with a newline in it: one row at a time.
+            self.buf.clear();
+            ranges.clear();
+            for row in 0..batch.num_rows() {
+                let start = self.buf.len();
+                encode(&mut self.buf, &batch.slice(row, 1))
+                    .map_err(|e| Error::output(what()).caused_by(e))?;
+                let mut end = self.buf.len();
+                while end > start && matches!(self.buf[end - 1], b'\n' | b'\r') {
+                    end -= 1;
+                }
+                ranges.push(start..end);
+            }
+        }
+        Ok(ranges)
+    }
+
+    /// Fails if a delivery has failed.
+    fn check(&self) -> Result<()> {
+        match self.producer.context().lock().failed.clone() {
+            None => Ok(()),
+            Some(reason) => Err(Error::output(format!(
+                "kafka sink `{}`: a record could not be delivered to topic `{}` ({reason}); \
+                 the run resumes from its last checkpoint without repeating what the topic \
+                 already holds",
+                self.target.id, self.target.topic
+            ))),
+        }
+    }
+
+    /// Waits until every record handed to the producer is delivered.
+    fn flush(&mut self) -> Result<()> {
+        self.producer.flush(RETRY_FOR * 2).map_err(|e| {
+            Error::output(format!(
+                "kafka sink `{}`: records to topic `{}` were not delivered",
+                self.target.id, self.target.topic
+            ))
+            .caused_by(e)
+        })?;
+        self.check()
+    }
+}
+
+/// The ranges of the lines in `buf` (without their ends).
+fn lines(buf: &[u8]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, byte) in buf.iter().enumerate() {
+        if *byte == b'\n' {
+            let mut end = i;
+            if end > start && buf[end - 1] == b'\r' {
+                end -= 1;
+            }
+            out.push(start..end);
+            start = i + 1;
+        }
+    }
+    if start < buf.len() {
+        out.push(start..buf.len());
+    }
+    out
+}
+
+/// The partitions of a topic just created, once the broker shows them.
+fn wait_for_topic(consumer: &rdkafka::consumer::BaseConsumer, target: &KafkaTarget) -> Result<i32> {
+    let deadline = Instant::now() + CALL_TIMEOUT;
+    loop {
+        if let Some(n) = client::partitions(consumer, &target.brokers, &target.topic)? {
+            return Ok(n);
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::output(format!(
+                "Kafka topic `{}` was created at {} but does not show",
+                target.topic, target.brokers
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The records of `target`'s writer in each `(partition, start, high)`
+/// range whose numbers are `wanted` (written after the checkpoint, or
+/// pending at it), with their numbers.
+fn read_back(
+    consumer: &rdkafka::consumer::BaseConsumer,
+    target: &KafkaTarget,
+    ranges: &[(i32, i64, i64)],
+    wanted: impl Fn(u64) -> bool,
+) -> Result<Vec<(Record, u64)>> {
+    let topic = &target.topic;
+    let what = || {
+        format!(
+            "kafka sink `{}`: cannot read back what it wrote to topic `{topic}` after its \
+             checkpoint",
+            target.id
+        )
+    };
+    if ranges.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut list = TopicPartitionList::new();
+    // Per partition: the next offset to read and the end.
+    let mut next: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
+    for &(partition, start, high) in ranges {
+        list.add_partition_offset(topic, partition, Offset::Offset(start))
+            .map_err(|e| Error::output(what()).caused_by(e))?;
+        next.insert(partition, (start, high));
+    }
+    consumer
+        .assign(&list)
+        .map_err(|e| Error::output(what()).caused_by(e))?;
+    let mut found = Vec::new();
+    let mut quiet_since = Instant::now();
+    while next.values().any(|(at, high)| at < high) {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                quiet_since = Instant::now();
+                let Some((at, high)) = next.get_mut(&message.partition()) else {
+                    continue;
+                };
+                if message.offset() < *at || *at >= *high {
+                    continue;
+                }
+                *at = message.offset() + 1;
+                if message.offset() >= *high {
+                    continue;
+                }
+                if let Some(seq) = sequence(&message, &target.id).filter(|s| wanted(*s)) {
+                    let record = (
+                        message.key().map(<[u8]>::to_vec),
+                        message.payload().unwrap_or_default().to_vec(),
+                    );
+                    found.push((record, seq));
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                // Every record to the partition's end has come (records the
+                // broker deleted, by compaction, leave holes in offsets).
+                if let Some((at, high)) = next.get_mut(&partition) {
+                    *at = *high;
+                }
+            }
+            Some(Err(_)) | None if quiet_since.elapsed() > RETRY_FOR => {
+                return Err(Error::output(what()));
+            }
+            _ => {}
+        }
+    }
+    Ok(found)
+}
+
+/// The number `writer` gave `message`, if `writer` wrote it.
+fn sequence(message: &impl Message, writer: &str) -> Option<u64> {
+    let headers = message.headers()?;
+    let mut ours = false;
+    let mut seq = None;
+    for header in headers.iter() {
+        match header.key {
+            WRITER_HEADER => ours = header.value == Some(writer.as_bytes()),
+            SEQUENCE_HEADER => {
+                seq = header
+                    .value
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .and_then(|v| v.parse().ok());
+            }
+            _ => {}
+        }
+    }
+    seq.filter(|_| ours)
+}
+
+impl RowWriter for KafkaWriter {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let ranges = self.values(batch)?;
+        let keys = match &self.target.key {
+            None => None,
+            Some(name) => Some(key_values(batch, name, &self.target.id)?),
+        };
+        for (row, range) in ranges.into_iter().enumerate() {
+            let value = &self.buf[range];
+            let key = keys.as_ref().and_then(|k| k[row].as_deref());
+            if self.replayed_left > 0 {
+                let record = (key.map(<[u8]>::to_vec), value.to_vec());
+                if let Some(seqs) = self.replayed.get_mut(&record) {
+                    if seqs.pop().is_some() {
+                        self.replayed_left -= 1;
+                        continue;
+                    }
+                }
+            }
+            let seq = self.state.next.to_string();
+            let mut headers = OwnedHeaders::new_with_capacity(2 + self.target.headers.len())
+                .insert(Header {
+                    key: WRITER_HEADER,
+                    value: Some(self.target.id.as_bytes()),
+                })
+                .insert(Header {
+                    key: SEQUENCE_HEADER,
+                    value: Some(seq.as_bytes()),
+                });
+            for (name, text) in &self.target.headers {
+                headers = headers.insert(Header {
+                    key: name.as_str(),
+                    value: Some(text.as_bytes()),
+                });
+            }
+            let mut record = BaseRecord::to(&self.target.topic)
+                .payload(value)
+                .headers(headers);
+            if let Some(key) = key {
+                record = record.key(key);
+            }
+            loop {
+                match self.producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        // The producer's queue is full: wait for deliveries.
+                        record = back;
+                        self.producer.poll(Duration::from_millis(50));
+                        self.check()?;
+                    }
+                    Err((error, _)) => {
+                        return Err(Error::output(format!(
+                            "kafka sink `{}`: cannot produce to topic `{}`",
+                            self.target.id, self.target.topic
+                        ))
+                        .caused_by(error))
+                    }
+                }
+            }
+            self.state.next += 1;
+        }
+        self.producer.poll(Duration::ZERO);
+        self.check()
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.flush()?;
+        if self.replayed_left > 0 {
+            eprintln!(
+                "warning: kafka sink `{}`: {} records written to topic `{}` before the crash \
+                 were not given again by the replay; they stay in the topic",
+                self.target.id, self.replayed_left, self.target.topic
+            );
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&mut self) -> Result<Durable> {
+        self.flush()?;
+        let last = std::mem::take(&mut self.producer.context().lock().last);
+        for (partition, offset) in last {
+            self.ahead.insert(partition, offset + 1);
+        }
+        self.state.pending = self.replayed.values().flatten().copied().collect();
+        self.state.pending.sort_unstable();
+        if self.state.pending.is_empty() {
+            self.state.tail = self.ahead.clone();
+        }
+        let state = serde_json::to_vec(&self.state)
+            .map_err(|e| Error::output("cannot record a kafka sink's state").caused_by(e))?;
+        Ok(Durable::written(self.state.next).with_state(state))
+    }
+}
+
+/// Each row's key: the value of column `name` as text (none when null).
+fn key_values(batch: &RecordBatch, name: &str, id: &str) -> Result<Vec<Option<Vec<u8>>>> {
+    let column = batch.column_by_name(name).ok_or_else(|| {
+        Error::output(format!(
+            "kafka sink `{id}`: the stream has no field `{name}` for the key"
+        ))
+    })?;
+    let options = arrow::util::display::FormatOptions::default();
+    let formatter = arrow::util::display::ArrayFormatter::try_new(column.as_ref(), &options)
+        .map_err(|e| Error::output(format!("kafka sink `{id}`: key `{name}`")).caused_by(e))?;
+    Ok((0..batch.num_rows())
+        .map(|row| (!column.is_null(row)).then(|| formatter.value(row).to_string().into_bytes()))
+        .collect())
+}

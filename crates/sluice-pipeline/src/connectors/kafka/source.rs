@@ -1,0 +1,641 @@
+//! Every partition of a source's topics, read by offset: a consumer per
+//! topic, given its partitions (no subscription, so no rebalancing moves
+//! them), each from its checkpointed offset.
+
+use super::client::{self, failed};
+use super::{KafkaSourcePlan, Payload, Start, CALL_TIMEOUT, RETRY_FOR};
+use crate::connectors::replay::{Replayable, SourceCounters};
+use crate::connectors::Opening;
+use crate::error::{Error, Result};
+use crate::format::{DeadLetter, EventTime, Format, TextDecoder};
+use crate::rows::Rows;
+use crate::side_outputs::ReservedHandle;
+use arrow::array::UInt64Array;
+use arrow::datatypes::SchemaRef;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use sluice::{Batch, BoxError, Source, SourceStatus};
+use std::collections::VecDeque;
+use std::io::Write;
+use std::ops::Range;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Where a partition is, in a checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Position {
+    topic: String,
+    partition: i32,
+    /// The offset of the next record to read.
+    next: i64,
+    /// With `end = "caught-up"`: the offset after the last record it held
+    /// when the run first started.
+    end: Option<i64>,
+}
+
+/// One partition being read.
+struct Part {
+    /// Its topic, as an index into the plan's topics (and the consumers).
+    topic: usize,
+    partition: i32,
+    next: i64,
+    end: Option<i64>,
+    /// The latest event time it has given: the watermark waits for the
+    /// slowest partition that still has records.
+    max_time: i64,
+    /// It has read all the broker holds (no record since it said so).
+    at_end: bool,
+    decoder: TextDecoder,
+    /// Records read and not yet decoded, one per line.
+    region: Vec<u8>,
+    lines: Vec<(u64, Range<usize>)>,
+    /// Records that could not become a line (no value, not text).
+    dead: Vec<DeadLetter>,
+}
+
+impl Part {
+    fn finished(&self) -> bool {
+        self.end.is_some_and(|end| self.next >= end)
+    }
+}
+
+/// A kafka source: every partition of its topics.
+pub struct KafkaSource {
+    plan: KafkaSourcePlan,
+    schema: SchemaRef,
+    time: EventTime,
+    /// One per topic, made when the first poll opens the partitions.
+    consumers: Vec<BaseConsumer>,
+    /// Sorted by topic, then partition; `first[t]` is topic `t`'s first.
+    parts: Vec<Part>,
+    first: Vec<usize>,
+    /// The positions a resumed run starts from.
+    seeked: Vec<Position>,
+    opened: bool,
+    chunk_rows: usize,
+    interval: Duration,
+    waiting_since: Option<Instant>,
+    /// Records read and not yet emitted.
+    pending: usize,
+    /// Which consumer is polled next (several topics take turns).
+    turn: usize,
+    /// The positions of checkpoints in flight, committed to the consumer
+    /// group once their checkpoint has.
+    to_commit: Mutex<VecDeque<Vec<Position>>>,
+    /// Reads have failed since then (the broker is unreachable).
+    failing_since: Option<Instant>,
+    /// The latest time chunks have carried.
+    told_time: i64,
+    /// Checkpoints are on: a caught-up end waits for one that holds every
+    /// partition's end, so that the group's offsets say so too.
+    durable: bool,
+    /// A checkpoint that holds every partition's end has committed.
+    end_committed: bool,
+    done: bool,
+    reserved: ReservedHandle,
+    counters: Arc<SourceCounters>,
+}
+
+impl KafkaSource {
+    /// The source of `plan`'s topics, opened (its partitions assigned) at
+    /// its first poll, after a resumed run has sought.
+    pub fn new(plan: KafkaSourcePlan, at: &Opening<'_>) -> Result<Self> {
+        Ok(Self {
+            plan,
+            schema: at.schema.clone(),
+            time: at.time.clone(),
+            consumers: Vec::new(),
+            parts: Vec::new(),
+            first: Vec::new(),
+            seeked: Vec::new(),
+            opened: false,
+            chunk_rows: at.chunk_rows.max(1),
+            interval: at.batch_interval.max(Duration::from_millis(1)),
+            waiting_since: None,
+            pending: 0,
+            turn: 0,
+            to_commit: Mutex::new(VecDeque::new()),
+            failing_since: None,
+            told_time: i64::MIN,
+            durable: at.reserved.holds(),
+            end_committed: false,
+            done: false,
+            reserved: ReservedHandle::new(at.reserved.clone()),
+            counters: at.counters.clone(),
+        })
+    }
+
+    /// Assigns every partition of every topic to its consumer, at its
+    /// checkpointed offset or where `start` says.
+    fn open(&mut self) -> Result<()> {
+        let brokers = self.plan.brokers.clone();
+        let format = match self.plan.payload {
+            Payload::Csv => Format::Csv,
+            Payload::Json | Payload::Raw => Format::Jsonl,
+        };
+        for (t, topic) in self.plan.topics.iter().enumerate() {
+            let consumer = client::consumer(
+                &brokers,
+                Some(&self.plan.group),
+                &self.plan.properties,
+                true,
+            )?;
+            let count = client::partitions(&consumer, &brokers, topic)?.ok_or_else(|| {
+                Error::input(format!(
+                    "Kafka topic `{topic}` does not exist at {brokers}: create it, or check \
+                     `topic` and `brokers`"
+                ))
+            })?;
+            let committed = match self.plan.start {
+                Start::Committed => Some(self.committed_offsets(&consumer, topic, count)?),
+                _ => None,
+            };
+            let times = match self.plan.start {
+                Start::Time(ms) => Some(self.offsets_at(&consumer, topic, count, ms)?),
+                _ => None,
+            };
+            self.first.push(self.parts.len());
+            let mut assignment = TopicPartitionList::new();
+            for partition in 0..count {
+                let (low, high) = client::watermarks(&consumer, topic, partition)?;
+                let seeked = self
+                    .seeked
+                    .iter()
+                    .find(|p| p.topic == *topic && p.partition == partition);
+                let (next, end) = match seeked {
+                    Some(p) => (p.next, p.end),
+                    None => {
+                        let next = match self.plan.start {
+                            Start::Earliest => low,
+                            Start::Latest => high,
+                            Start::Committed => committed
+                                .as_ref()
+                                .and_then(|c| c[partition as usize])
+                                .unwrap_or(low),
+                            Start::Time(_) => times
+                                .as_ref()
+                                .and_then(|t| t[partition as usize])
+                                .unwrap_or(high),
+                        };
+                        (next, self.plan.end_when_caught_up.then_some(high))
+                    }
+                };
+                if next < low {
+                    return Err(Error::input(format!(
+                        "Kafka topic `{topic}`, partition {partition}: the run resumes at offset \
+                         {next}, but the broker keeps records from offset {low} on (retention \
+                         deleted the others before they were read). Start afresh, or keep \
+                         records longer"
+                    )));
+                }
+                assignment
+                    .add_partition_offset(topic, partition, Offset::Offset(next))
+                    .map_err(|e| failed(format!("cannot assign Kafka topic `{topic}`"), e))?;
+                self.parts.push(Part {
+                    topic: t,
+                    partition,
+                    next,
+                    end,
+                    max_time: i64::MIN,
+                    at_end: false,
+                    decoder: TextDecoder::new(
+                        format,
+                        self.schema.clone(),
+                        self.time.clone(),
+                        format!("kafka:{topic}/{partition}"),
+                    ),
+                    region: Vec::new(),
+                    lines: Vec::new(),
+                    dead: Vec::new(),
+                });
+            }
+            consumer
+                .assign(&assignment)
+                .map_err(|e| failed(format!("cannot assign Kafka topic `{topic}`"), e))?;
+            self.consumers.push(consumer);
+        }
+        self.opened = true;
+        Ok(())
+    }
+
+    /// The group's committed offset of each partition of `topic`.
+    fn committed_offsets(
+        &self,
+        consumer: &BaseConsumer,
+        topic: &str,
+        count: i32,
+    ) -> Result<Vec<Option<i64>>> {
+        let mut list = TopicPartitionList::new();
+        for p in 0..count {
+            list.add_partition(topic, p);
+        }
+        let answer = client::retried(
+            || {
+                format!(
+                    "cannot read the committed offsets of group `{}`",
+                    self.plan.group
+                )
+            },
+            || consumer.committed_offsets(list.clone(), CALL_TIMEOUT),
+        )?;
+        Ok((0..count)
+            .map(
+                |p| match answer.find_partition(topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(n)) => Some(n),
+                    _ => None,
+                },
+            )
+            .collect())
+    }
+
+    /// The offset of each partition's first record at or after `ms`.
+    fn offsets_at(
+        &self,
+        consumer: &BaseConsumer,
+        topic: &str,
+        count: i32,
+        ms: i64,
+    ) -> Result<Vec<Option<i64>>> {
+        let mut list = TopicPartitionList::new();
+        for p in 0..count {
+            list.add_partition_offset(topic, p, Offset::Offset(ms))
+                .map_err(|e| failed("cannot ask for offsets by time", e))?;
+        }
+        let answer = client::retried(
+            || format!("cannot read the offsets of Kafka topic `{topic}` by time"),
+            || consumer.offsets_for_times(list.clone(), CALL_TIMEOUT),
+        )?;
+        Ok((0..count)
+            .map(
+                |p| match answer.find_partition(topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(n)) => Some(n),
+                    _ => None,
+                },
+            )
+            .collect())
+    }
+
+    fn positions(&self) -> Vec<Position> {
+        if !self.opened {
+            return self.seeked.clone();
+        }
+        self.parts
+            .iter()
+            .map(|p| Position {
+                topic: self.plan.topics[p.topic].clone(),
+                partition: p.partition,
+                next: p.next,
+                end: p.end,
+            })
+            .collect()
+    }
+
+    /// The time the watermark may follow: the slowest partition that still
+    /// has records to give (one at its end, or finished, holds nothing
+    /// back); the latest of all once every one is at its end.
+    fn watermark_time(&self) -> i64 {
+        let holding = self
+            .parts
+            .iter()
+            .filter(|p| !p.at_end && !p.finished())
+            .map(|p| p.max_time)
+            .min();
+        holding.unwrap_or_else(|| {
+            self.parts
+                .iter()
+                .map(|p| p.max_time)
+                .max()
+                .unwrap_or(i64::MIN)
+        })
+    }
+
+    /// Decodes what each partition read, as a chunk of rows per partition.
+    fn emit(&mut self, out: &mut Batch<Rows>) {
+        let several = self.parts.len() > 1;
+        let mut chunks = Vec::new();
+        for (index, part) in self.parts.iter_mut().enumerate() {
+            if !part.dead.is_empty() {
+                self.counters.decoded_into(None, &part.dead);
+                self.reserved.dead(&part.dead);
+                part.dead.clear();
+            }
+            if part.lines.is_empty() {
+                continue;
+            }
+            let decoded = part.decoder.decode(&part.region, &part.lines);
+            part.region.clear();
+            part.lines.clear();
+            self.counters
+                .decoded_into(decoded.rows.as_ref(), &decoded.dead);
+            self.reserved.dead(&decoded.dead);
+            let Some(mut rows) = decoded.rows else {
+                continue;
+            };
+            if let Some(time) = rows.max_time() {
+                part.max_time = part.max_time.max(time);
+            }
+            if several {
+                // Lines name records in the run's accounting: offsets of
+                // different partitions must not meet.
+                let lines: UInt64Array = rows
+                    .lines
+                    .values()
+                    .iter()
+                    .map(|offset| ((index as u64) << 40) | offset)
+                    .collect();
+                rows.lines = lines;
+            }
+            chunks.push(rows);
+        }
+        let time = self.watermark_time();
+        self.told_time = self.told_time.max(time);
+        for rows in chunks {
+            out.push(rows, time);
+        }
+        self.pending = 0;
+        self.waiting_since = None;
+    }
+}
+
+/// No rows: a chunk that only carries a time for the watermark.
+fn empty_rows(schema: &SchemaRef) -> Rows {
+    Rows::new(
+        arrow::array::RecordBatch::new_empty(schema.clone()),
+        arrow::array::Int64Array::from(Vec::<i64>::new()),
+        UInt64Array::from(Vec::<u64>::new()),
+    )
+}
+
+/// Takes `message` into its partition's lines; false if it was not
+/// taken (a repeat, or past the partition's end).
+fn take(
+    part: &mut Part,
+    message: &BorrowedMessage<'_>,
+    payload: Payload,
+    record_time: bool,
+) -> bool {
+    let offset = message.offset();
+    if offset < part.next || part.end.is_some_and(|end| offset >= end) {
+        return false;
+    }
+    part.next = offset + 1;
+    part.at_end = false;
+    let stamp = message.timestamp().to_millis().unwrap_or(0);
+    let start = part.region.len();
+    let value = message.payload();
+    let dead = |reason: &str| DeadLetter {
+        origin: format!("kafka:{}/{}", message.topic(), message.partition()),
+        line: offset as u64,
+        reason: reason.to_string(),
+        record: value
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default(),
+    };
+    match (payload, value) {
+        (Payload::Raw, _) => {
+            let key = message.key().map(std::str::from_utf8).transpose();
+            let text = value.map(std::str::from_utf8).transpose();
+            let (Ok(key), Ok(value)) = (key, text) else {
+                part.dead
+                    .push(dead("the record's key or value is not UTF-8 text"));
+                return true;
+            };
+            let record = serde_json::json!({ "key": key, "value": value });
+            let _ = serde_json::to_writer(&mut part.region, &record);
+            if record_time {
+                // `{...}` -> `{...,"kafka_time":N}`
+                part.region.pop();
+                let _ = write!(part.region, ",\"{}\":{stamp}}}", super::KAFKA_TIME);
+            }
+        }
+        (_, None) => {
+            part.dead.push(dead(
+                "the record has no value (a tombstone): there is no row to read",
+            ));
+            return true;
+        }
+        (Payload::Json, Some(value)) => {
+            let body = value.trim_ascii_start();
+            match (record_time, body.first()) {
+                (true, Some(b'{')) => {
+                    let _ = write!(part.region, "{{\"{}\":{stamp},", super::KAFKA_TIME);
+                    let rest = &body[1..];
+                    if rest.trim_ascii_start().first() == Some(&b'}') {
+                        part.region.pop();
+                    }
+                    part.region.extend_from_slice(rest);
+                }
+                _ => part.region.extend_from_slice(value),
+            }
+        }
+        (Payload::Csv, Some(value)) => {
+            let line = value.trim_ascii_end();
+            part.region.extend_from_slice(line);
+            if record_time {
+                let _ = write!(part.region, ",{stamp}");
+            }
+        }
+    }
+    // A value's newlines are whitespace (JSON) or would cut a record
+    // (CSV): lines end records.
+    for byte in &mut part.region[start..] {
+        if *byte == b'\n' || *byte == b'\r' {
+            *byte = b' ';
+        }
+    }
+    part.lines.push((offset as u64, start..part.region.len()));
+    part.region.push(b'\n');
+    true
+}
+
+impl Source<Rows> for KafkaSource {
+    /// A poll waits for records from the broker (up to the batch
+    /// interval): a thread of its own.
+    fn blocking(&self) -> bool {
+        true
+    }
+
+    fn poll(&mut self, out: &mut Batch<Rows>, _max: usize) -> Result<SourceStatus, BoxError> {
+        if self.done {
+            if self.durable && !self.end_committed {
+                std::thread::sleep(Duration::from_millis(5));
+                return Ok(SourceStatus::Idle);
+            }
+            return Ok(SourceStatus::Exhausted);
+        }
+        if !self.opened {
+            self.open()?;
+        }
+        let payload = self.plan.payload;
+        let record_time = self.plan.record_time;
+        loop {
+            if self.pending >= self.chunk_rows {
+                break;
+            }
+            if !self.parts.is_empty() && self.parts.iter().all(Part::finished) {
+                self.done = true;
+                break;
+            }
+            if self.parts.is_empty() {
+                self.done = true;
+                break;
+            }
+            let wait = match self.waiting_since {
+                None => self.interval,
+                Some(since) => self.interval.saturating_sub(since.elapsed()),
+            };
+            let many = self.consumers.len() > 1;
+            let t = self.turn % self.consumers.len();
+            self.turn = self.turn.wrapping_add(1);
+            let timeout = if many {
+                wait.min(Duration::from_millis(5))
+            } else {
+                wait
+            };
+            let first = self.first[t];
+            let count = self.first.get(t + 1).copied().unwrap_or(self.parts.len()) - first;
+            match self.consumers[t].poll(timeout) {
+                Some(Ok(message)) => {
+                    self.failing_since = None;
+                    let p = message.partition();
+                    if p < 0 || p as usize >= count {
+                        continue;
+                    }
+                    let part = &mut self.parts[first + p as usize];
+                    let bytes = message.payload().map_or(0, <[u8]>::len) as u64;
+                    if take(part, &message, payload, record_time) {
+                        self.pending += 1;
+                        self.counters.read.fetch_add(1, Ordering::Relaxed);
+                        self.counters.bytes.fetch_add(bytes, Ordering::Relaxed);
+                        self.waiting_since.get_or_insert_with(Instant::now);
+                    }
+                    continue;
+                }
+                Some(Err(KafkaError::PartitionEOF(p))) if p >= 0 && (p as usize) < count => {
+                    self.parts[first + p as usize].at_end = true;
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => {}
+                Some(Err(error @ KafkaError::MessageConsumptionFatal(_))) => {
+                    return Err(failed(
+                        format!("cannot read Kafka topic `{}`", self.plan.topics[t]),
+                        error,
+                    )
+                    .into());
+                }
+                Some(Err(error)) => {
+                    // The broker is unreachable (a restart): the client
+                    // connects again by itself.
+                    let since = *self.failing_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > RETRY_FOR {
+                        return Err(failed(
+                            format!(
+                                "cannot read Kafka topic `{}` for {RETRY_FOR:?}",
+                                self.plan.topics[t]
+                            ),
+                            error,
+                        )
+                        .into());
+                    }
+                }
+                None => {}
+            }
+            if self.pending == 0 {
+                if !many || self.turn.is_multiple_of(self.consumers.len()) {
+                    // Nothing came. Partitions that reached their end no
+                    // longer hold the watermark back: an empty chunk says
+                    // so.
+                    let time = self.watermark_time();
+                    if time > self.told_time {
+                        self.told_time = time;
+                        out.push(empty_rows(&self.schema), time);
+                        return Ok(SourceStatus::Ready);
+                    }
+                    return Ok(SourceStatus::Idle);
+                }
+            } else if wait.is_zero() {
+                break;
+            }
+        }
+        self.emit(out);
+        Ok(if out.is_empty() {
+            SourceStatus::Idle
+        } else {
+            SourceStatus::Ready
+        })
+    }
+}
+
+impl Replayable for KafkaSource {
+    fn position(&self) -> serde_json::Value {
+        // Called when a checkpoint is taken: its commit to the group waits.
+        let positions = self.positions();
+        self.to_commit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(positions.clone());
+        serde_json::json!({ "partitions": positions })
+    }
+
+    fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
+        let positions: Vec<Position> = serde_json::from_value(position["partitions"].clone())
+            .map_err(|e| {
+                Error::damaged(format!(
+                    "the checkpointed position of the kafka source is damaged ({e})"
+                ))
+            })?;
+        self.seeked = positions;
+        self.consumers.clear();
+        self.parts.clear();
+        self.first.clear();
+        self.opened = false;
+        Ok(())
+    }
+
+    fn release_reserved(&self) {
+        self.reserved.release();
+    }
+
+    fn resize(&mut self, rows: usize, wait: Duration) {
+        self.chunk_rows = rows.max(1);
+        self.interval = wait.max(Duration::from_millis(1));
+    }
+
+    fn committed(&mut self) -> Result<()> {
+        let positions = self
+            .to_commit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front();
+        let Some(positions) = positions else {
+            return Ok(());
+        };
+        if self.done
+            && positions.len() == self.parts.len()
+            && positions
+                .iter()
+                .all(|p| p.end.is_some_and(|end| p.next >= end))
+        {
+            self.end_committed = true;
+        }
+        // For monitoring tools (consumer lag): a commit that fails is
+        // harmless, the next one covers it; Sluice resumes from its own
+        // checkpoint.
+        for (t, topic) in self.plan.topics.iter().enumerate() {
+            let Some(consumer) = self.consumers.get(t) else {
+                continue;
+            };
+            let mut list = TopicPartitionList::new();
+            for p in positions.iter().filter(|p| p.topic == *topic) {
+                let _ = list.add_partition_offset(topic, p.partition, Offset::Offset(p.next));
+            }
+            if list.count() > 0 {
+                let _ = consumer.commit(&list, CommitMode::Async);
+            }
+        }
+        Ok(())
+    }
+}

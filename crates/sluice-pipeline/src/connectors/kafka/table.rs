@@ -1,0 +1,284 @@
+//! Checking and compiling the tables of kafka sources and sinks.
+
+use super::{
+    KafkaSourceConnector, KafkaSourcePlan, KafkaTarget, Payload, Start, KAFKA_TIME,
+    SEQUENCE_HEADER, WRITER_HEADER,
+};
+use crate::config::diag::{at, Failure, Span};
+use crate::connectors::{names, CompiledSource, SinkConnector, SinkTable, SourceTable};
+use crate::format;
+use arrow::datatypes::DataType;
+use std::sync::Arc;
+use toml::Spanned;
+
+/// Topics read by offset, and the schema of their records (given: a topic
+/// is not read ahead to infer one).
+///
+/// ```toml
+/// [source]
+/// type = "kafka"
+/// brokers = "127.0.0.1:9092"
+/// topic = "readings"
+/// schema = { sensor = "string", temperature = "float", ts = "int" }
+/// event_time = "ts"
+/// ```
+pub(super) fn source(t: &SourceTable<'_>) -> Result<CompiledSource, Failure> {
+    let brokers = brokers(t.need("brokers", "127.0.0.1:9092")?)?;
+    let topics = names(&t.spec.settings, "topic")?
+        .ok_or_else(|| {
+            at(
+                t.span(),
+                "a kafka source needs `topic`: topic = \"readings\" (or a list: topic = [\"a\", \"b\"])",
+            )
+        })?
+        .into_inner();
+    let payload = match &t.spec.format {
+        None => Payload::Json,
+        Some(f) => match f.get_ref().as_str() {
+            "jsonl" | "json" => Payload::Json,
+            "csv" => Payload::Csv,
+            "raw" => Payload::Raw,
+            other => {
+                return Err(at(
+                    f.span(),
+                    format!(
+                        "format \"{other}\" is not one a kafka source reads; use \"jsonl\" (a \
+                         JSON object per record), \"csv\" (a CSV line per record, no header) \
+                         or \"raw\" (text: rows of `key` and `value`)"
+                    ),
+                ))
+            }
+        },
+    };
+    let mut fields = match payload {
+        Payload::Raw => {
+            if let Some(schema) = &t.spec.schema {
+                return Err(at(
+                    schema.span(),
+                    "format \"raw\" gives rows of `key` and `value` (text): remove `schema`, \
+                     or read JSON or CSV records with format = \"jsonl\" or \"csv\"",
+                ));
+            }
+            vec![
+                ("key".to_string(), DataType::Utf8),
+                ("value".to_string(), DataType::Utf8),
+            ]
+        }
+        _ => t.required_schema("a topic")?,
+    };
+    let start = match t.get::<String>("start")? {
+        None => Start::Earliest,
+        Some(s) => start(&s)?,
+    };
+    let end_when_caught_up = match t.get::<String>("end")? {
+        None => false,
+        Some(end) => match end.get_ref().as_str() {
+            "never" => false,
+            "caught-up" => true,
+            other => {
+                return Err(at(
+                    end.span(),
+                    format!(
+                        "end = \"{other}\" is not known; use \"never\" (read forever) or \
+                         \"caught-up\" (end once what the topics held at the start is read)"
+                    ),
+                ))
+            }
+        },
+    };
+    let record_time = t.spec.event_time.is_none();
+    if record_time {
+        if fields.iter().any(|(name, _)| name == KAFKA_TIME) {
+            return Err(at(
+                t.span(),
+                format!(
+                    "the schema has a field `{KAFKA_TIME}`, the name the record's timestamp \
+                     takes without `event_time`: rename the field, or say event_time = \
+                     \"{KAFKA_TIME}\""
+                ),
+            ));
+        }
+        fields.push((KAFKA_TIME.to_string(), DataType::Int64));
+    }
+    let group = t.get::<String>("group")?.map_or_else(
+        || format!("sluice-{}", topics.join("-")),
+        Spanned::into_inner,
+    );
+    Ok(CompiledSource {
+        connector: Arc::new(KafkaSourceConnector(KafkaSourcePlan {
+            brokers,
+            topics,
+            payload,
+            start,
+            end_when_caught_up,
+            group,
+            properties: properties(t.get::<toml::Table>("properties")?)?,
+            record_time,
+        })),
+        schema: format::explicit_schema(&fields),
+    })
+}
+
+/// A topic rows are written to.
+///
+/// ```toml
+/// [[sink]]
+/// from = "per_minute"
+/// type = "kafka"
+/// brokers = "127.0.0.1:9092"
+/// topic = "readings-per-minute"
+/// key = "sensor"
+/// ```
+pub(super) fn sink(t: &SinkTable<'_>) -> Result<Box<dyn SinkConnector>, Failure> {
+    let brokers = brokers(t.need("brokers", "127.0.0.1:9092")?)?;
+    let topic = t.need("topic", "alerts")?.into_inner();
+    let payload = match t.get::<String>("format")? {
+        None => Payload::Json,
+        Some(f) => match f.get_ref().as_str() {
+            "jsonl" | "json" => Payload::Json,
+            "csv" => Payload::Csv,
+            other => {
+                return Err(at(
+                    f.span(),
+                    format!(
+                        "format \"{other}\" is not one a kafka sink writes; use \"jsonl\" (a \
+                         JSON object per record) or \"csv\" (a CSV line per record)"
+                    ),
+                ))
+            }
+        },
+    };
+    let key = t.get::<String>("key")?;
+    // `late` and `dead_letter` (no schema here) are checked when written.
+    if let (Some(key), Some(schema)) = (&key, t.schema) {
+        if schema.field_with_name(key.get_ref()).is_err() {
+            return Err(at(
+                key.span(),
+                format!(
+                    "key `{}`: stream `{}` has no such field; fields: {}",
+                    key.get_ref(),
+                    t.spec.from.get_ref(),
+                    format::field_names(schema)
+                ),
+            ));
+        }
+    }
+    let mut headers = Vec::new();
+    if let Some(table) = t.get::<toml::Table>("headers")? {
+        for (name, value) in table.get_ref() {
+            let Some(value) = value.as_str() else {
+                return Err(at(
+                    table.span(),
+                    format!("header `{name}`: its value is a string in quotes"),
+                ));
+            };
+            if name == WRITER_HEADER || name == SEQUENCE_HEADER {
+                return Err(at(
+                    table.span(),
+                    format!(
+                        "header `{name}` is the one Sluice numbers its records with: rename it"
+                    ),
+                ));
+            }
+            headers.push((name.clone(), value.to_string()));
+        }
+    }
+    let count = |key: &str| -> Result<i32, Failure> {
+        match t.get::<u32>(key)? {
+            None => Ok(1),
+            Some(n) if *n.get_ref() == 0 || *n.get_ref() > 100_000 => {
+                Err(at(n.span(), format!("{key} must be between 1 and 100000")))
+            }
+            Some(n) => Ok(i32::try_from(*n.get_ref()).unwrap_or(1)),
+        }
+    };
+    Ok(Box::new(KafkaTarget {
+        brokers,
+        topic,
+        payload,
+        key: key.map(Spanned::into_inner),
+        headers,
+        id: t
+            .get::<String>("id")?
+            .map_or_else(|| t.spec.from.get_ref().clone(), Spanned::into_inner),
+        partitions: count("partitions")?,
+        replicas: count("replicas")?,
+        properties: properties(t.get::<toml::Table>("properties")?)?,
+    }))
+}
+
+/// `host:port` servers, separated by commas.
+fn brokers(given: Spanned<String>) -> Result<String, Failure> {
+    let list = given.get_ref();
+    let good = !list.is_empty()
+        && list.split(',').all(|b| {
+            let b = b.trim();
+            b.rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+        });
+    if !good {
+        return Err(at(
+            given.span(),
+            format!(
+                "brokers \"{list}\" is not a list of host:port: brokers = \"127.0.0.1:9092\" \
+                 (several: \"a:9092,b:9092\")"
+            ),
+        ));
+    }
+    Ok(given.into_inner())
+}
+
+/// `start = "earliest" | "latest" | "committed" | an RFC 3339 time`.
+fn start(given: &Spanned<String>) -> Result<Start, Failure> {
+    Ok(match given.get_ref().as_str() {
+        "earliest" => Start::Earliest,
+        "latest" => Start::Latest,
+        "committed" => Start::Committed,
+        other => match chrono::DateTime::parse_from_rfc3339(other) {
+            Ok(time) => Start::Time(time.timestamp_millis()),
+            Err(_) => {
+                return Err(at(
+                    given.span(),
+                    format!(
+                        "start = \"{other}\" is not known; use \"earliest\", \"latest\", \
+                         \"committed\" (the consumer group's offsets) or a time: start = \
+                         \"2026-12-01T00:00:00Z\""
+                    ),
+                ))
+            }
+        },
+    })
+}
+
+/// The client's extra settings: strings, numbers or booleans, by
+/// librdkafka's names.
+fn properties(table: Option<Spanned<toml::Table>>) -> Result<Vec<(String, String)>, Failure> {
+    let Some(table) = table else {
+        return Ok(Vec::new());
+    };
+    let span: Span = table.span();
+    let mut out = Vec::new();
+    for (name, value) in table.into_inner() {
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(n) => n.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            _ => {
+                return Err(at(
+                    span,
+                    format!("property `{name}`: its value is a string, a number or a boolean"),
+                ))
+            }
+        };
+        if super::client::OWNED.contains(&name.as_str()) {
+            return Err(at(
+                span,
+                format!(
+                    "property `{name}` is set by Sluice (its guarantees rest on it): remove it"
+                ),
+            ));
+        }
+        out.push((name, value));
+    }
+    Ok(out)
+}
