@@ -6,9 +6,7 @@
 # with `on_exit`). PostgreSQL's server package provides the programs
 # (`apt-get install postgresql`), or SLUICE_PG_BIN names their folder.
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 pg_start() {
   pg_bin="${SLUICE_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2> /dev/null | sort -V | tail -n 1)}"
@@ -43,10 +41,3 @@ pg_url() { echo "postgresql://sluice@127.0.0.1:$pg_port/$1"; }
 
 # psql DB ARGS...: psql on database DB of the private server, quietly.
 psql() { "$pg_bin/psql" -q -X -v ON_ERROR_STOP=1 "$(pg_url "$1")" "${@:2}"; }
-
-# on_exit COMMAND: runs COMMAND when the script exits, after those added before.
-exit_commands=()
-on_exit() {
-  exit_commands+=("$1")
-  trap 'for c in "${exit_commands[@]}"; do $c; done' EXIT
-}

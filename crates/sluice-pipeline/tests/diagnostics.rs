@@ -191,13 +191,32 @@ from = "source"
 type = "stdout"
 "#;
 
-const BASES: [(&str, &str); 7] = [
+/// A kafka source and sink (loading connects to nothing).
+const KAFKA: &str = r#"name = "diag"
+
+[source]
+type = "kafka"
+brokers = "127.0.0.1:9092"
+topic = "readings"
+schema = { sensor = "string", temperature = "float64", ts = "int64" }
+event_time = "ts"
+
+[[sink]]
+from = "source"
+type = "kafka"
+brokers = "127.0.0.1:9092"
+topic = "copy"
+key = "sensor"
+"#;
+
+const BASES: [(&str, &str); 8] = [
     ("GEN", GEN),
     ("JSONL", JSONL),
     ("CSV", CSV),
     ("STDIN", STDIN),
     ("NATS", NATS),
     ("SERVICES", SERVICES),
+    ("KAFKA", KAFKA),
     ("CDC", CDC),
 ];
 
@@ -568,9 +587,9 @@ fn cases() -> Vec<Case> {
         case(
             "source: source type is not known",
             GEN,
-            &[(4, r#"type = "generator""#, r#"type = "kafka""#)],
+            &[(4, r#"type = "generator""#, r#"type = "kinesis""#)],
             4,
-            &[r#"source type "kafka" is not known"#],
+            &[r#"source type "kinesis" is not known"#],
         ),
         case(
             "source: the source needs event_time",
@@ -1262,9 +1281,9 @@ fn cases() -> Vec<Case> {
         case(
             "sink: sink type is not known",
             GEN,
-            &[(45, r#"type = "stdout""#, r#"type = "kafka""#)],
+            &[(45, r#"type = "stdout""#, r#"type = "kinesis""#)],
             45,
-            &[r#"sink type "kafka" is not known"#],
+            &[r#"sink type "kinesis" is not known"#],
         ),
         // ---- spec.rs: TOML and serde errors ----
         case(
@@ -1478,6 +1497,62 @@ fn service_cases() -> Vec<Case> {
             )],
             4,
             &["schema field `op`", "own fields"],
+        ),
+        case(
+            "kafka source: brokers are not host:port",
+            KAFKA,
+            &[(5, r#"brokers = "127.0.0.1:9092""#, r#"brokers = "kafka-1""#)],
+            5,
+            &["is not a list of host:port"],
+        ),
+        case(
+            "kafka source: a start it does not know",
+            KAFKA,
+            &[(8, r#"event_time = "ts""#, r#"start = "yesterday""#)],
+            8,
+            &["start = \"yesterday\" is not known", "\"earliest\""],
+        ),
+        case(
+            "kafka source: a topic listed twice",
+            KAFKA,
+            &[(6, r#"topic = "readings""#, r#"topic = ["a", "a"]"#)],
+            4,
+            &["topic `a` is listed twice"],
+        ),
+        case(
+            "kafka source: raw records take no schema",
+            KAFKA,
+            &[(8, r#"event_time = "ts""#, r#"format = "raw""#)],
+            7,
+            &[
+                "format \"raw\" gives rows of `key` and `value`",
+                "remove `schema`",
+            ],
+        ),
+        case(
+            "kafka sink: the key is not a field",
+            KAFKA,
+            &[(15, r#"key = "sensor""#, r#"key = "room""#)],
+            15,
+            &["key `room`", "has no such field", "fields: sensor"],
+        ),
+        case(
+            "kafka sink: a property Sluice sets itself",
+            KAFKA,
+            &[(
+                15,
+                r#"key = "sensor""#,
+                r#"properties = { "enable.idempotence" = false }"#,
+            )],
+            15,
+            &["`enable.idempotence` is set by Sluice"],
+        ),
+        case(
+            "kafka sink: a format it does not write",
+            KAFKA,
+            &[(15, r#"key = "sensor""#, r#"format = "parquet""#)],
+            15,
+            &["format \"parquet\" is not one a kafka sink writes"],
         ),
         case(
             "postgres-cdc: the table is needed",

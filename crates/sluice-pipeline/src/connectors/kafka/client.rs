@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 /// Client settings Sluice sets itself: its guarantees rest on them.
 pub(super) const OWNED: &[&str] = &[
     "bootstrap.servers",
+    "metadata.broker.list",
+    "isolation.level",
+    "transactional.id",
     "group.id",
     "enable.auto.commit",
     "enable.auto.offset.store",
@@ -62,7 +65,10 @@ pub(super) fn consumer(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", if eof { "true" } else { "false" })
-        .set("auto.offset.reset", "error");
+        .set("auto.offset.reset", "error")
+        // Every record, also those of transactions still open: Sluice
+        // writes none, and a read-back must not stop before its own.
+        .set("isolation.level", "read_uncommitted");
     config.set("group.id", group.unwrap_or("sluice-reader"));
     config
         .create()

@@ -154,10 +154,11 @@ impl SourceConnector for KafkaSourceConnector {
     }
 
     fn describe(&self) -> String {
+        // Without the brokers: a cluster may be listed otherwise between
+        // runs (this text is part of the state's fingerprint).
         format!(
-            "kafka topic {} at {} ({})",
+            "kafka topic {} ({})",
             self.0.topics.join(", "),
-            self.0.brokers,
             match self.0.payload {
                 Payload::Json => "JSON",
                 Payload::Csv => "CSV",
@@ -223,7 +224,19 @@ impl SinkConnector for KafkaTarget {
     }
 
     fn describe(&self) -> String {
-        format!("kafka topic {} at {}", self.topic, self.brokers)
+        // What names the writer's records in the topic, not the brokers:
+        // this text is part of the state's fingerprint, and a resumed
+        // writer must find its records by the same id, key and format.
+        format!(
+            "kafka topic {} (writer {}, key {}, {})",
+            self.topic,
+            self.id,
+            self.key.as_deref().unwrap_or("none"),
+            match self.payload {
+                Payload::Csv => "CSV",
+                _ => "JSON",
+            }
+        )
     }
 
     fn label(&self) -> String {

@@ -130,18 +130,25 @@ impl KafkaWriter {
                     target.id
                 ))
             })?,
-            Some(r) => State {
-                next: r.length,
-                ..State::default()
-            },
+            Some(_) => {
+                return Err(Error::damaged(format!(
+                    "the checkpoint has no state for kafka sink `{}` (where its records after \
+                     the checkpoint start): the state is damaged",
+                    target.id
+                )))
+            }
             None => State::default(),
         };
         let mut replayed = HashMap::new();
         let mut replayed_left = 0;
-        let resumed = resume.is_some_and(|r| !r.state.is_empty());
+        let resumed = resume.is_some();
         let mut ranges = Vec::new();
+        // Where the partitions end now: once what was read back has been
+        // given again, the writer's records after a checkpoint lie beyond.
+        let mut ahead = BTreeMap::new();
         for partition in 0..partitions {
             let (low, high) = client::watermarks(&consumer, topic, partition)?;
+            ahead.insert(partition, high);
             if !resumed
                 || crate::fault::on(
                     crate::fault::Fault::KafkaSinkNoSkip,
@@ -162,12 +169,11 @@ impl KafkaWriter {
         let wanted = |seq: u64| seq >= state.next || pending.contains(&seq);
         let mut next = state.next;
         for (record, seq) in read_back(&consumer, target, &ranges, wanted)? {
-            next = next.max(seq + 1);
+            next = next.max(seq.saturating_add(1));
             replayed.entry(record).or_insert_with(Vec::new).push(seq);
             replayed_left += 1;
         }
         state.next = next;
-        let ahead = state.tail.clone();
         let mut config = client::config(&target.brokers, &target.properties);
         config
             .set("acks", "all")
@@ -364,8 +370,14 @@ fn read_back(
                     *at = *high;
                 }
             }
-            Some(Err(_)) | None if quiet_since.elapsed() > RETRY_FOR => {
-                return Err(Error::output(what()));
+            Some(Err(error)) if quiet_since.elapsed() > RETRY_FOR => {
+                return Err(Error::output(what()).caused_by(error));
+            }
+            None if quiet_since.elapsed() > RETRY_FOR => {
+                return Err(Error::output(format!(
+                    "{}: no record came for {RETRY_FOR:?}",
+                    what()
+                )));
             }
             _ => {}
         }
@@ -500,4 +512,47 @@ fn key_values(batch: &RecordBatch, name: &str, id: &str) -> Result<Vec<Option<Ve
     Ok((0..batch.num_rows())
         .map(|row| (!column.is_null(row)).then(|| formatter.value(row).to_string().into_bytes()))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::message::{OwnedMessage, Timestamp};
+
+    fn message(headers: &[(&str, &str)]) -> OwnedMessage {
+        let mut owned = OwnedHeaders::new();
+        for (k, v) in headers {
+            owned = owned.insert(Header {
+                key: k,
+                value: Some(v.as_bytes()),
+            });
+        }
+        OwnedMessage::new(
+            None,
+            None,
+            "t".into(),
+            Timestamp::NotAvailable,
+            0,
+            0,
+            Some(owned),
+        )
+    }
+
+    #[test]
+    fn a_record_is_the_writers_when_it_names_it_and_has_a_number() {
+        let ours = message(&[("sluice-writer", "w"), ("sluice-seq", "42"), ("x", "y")]);
+        assert_eq!(sequence(&ours, "w"), Some(42));
+        assert_eq!(sequence(&ours, "other"), None);
+        assert_eq!(sequence(&message(&[("sluice-seq", "42")]), "w"), None);
+        let bad = message(&[("sluice-writer", "w"), ("sluice-seq", "x")]);
+        assert_eq!(sequence(&bad, "w"), None);
+        assert_eq!(sequence(&message(&[]), "w"), None);
+    }
+
+    #[test]
+    fn lines_are_split_without_their_ends() {
+        let buf = b"a\r\nbb\n\nc";
+        let parts: Vec<&[u8]> = lines(buf).into_iter().map(|r| &buf[r]).collect();
+        assert_eq!(parts, [&b"a"[..], b"bb", b"", b"c"]);
+    }
 }

@@ -14,7 +14,8 @@ use arrow::array::UInt64Array;
 use arrow::datatypes::SchemaRef;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::Message;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use sluice::{Batch, BoxError, Source, SourceStatus};
@@ -166,8 +167,11 @@ impl KafkaSource {
                     .seeked
                     .iter()
                     .find(|p| p.topic == *topic && p.partition == partition);
+                let resumed = !self.seeked.is_empty();
                 let (next, end) = match seeked {
                     Some(p) => (p.next, p.end),
+                    // A partition added since the checkpoint: all of it.
+                    None if resumed => (low, self.plan.end_when_caught_up.then_some(high)),
                     None => {
                         let next = match self.plan.start {
                             Start::Earliest => low,
@@ -186,10 +190,18 @@ impl KafkaSource {
                 };
                 if next < low {
                     return Err(Error::input(format!(
-                        "Kafka topic `{topic}`, partition {partition}: the run resumes at offset \
+                        "Kafka topic `{topic}`, partition {partition}: the run starts at offset \
                          {next}, but the broker keeps records from offset {low} on (retention \
                          deleted the others before they were read). Start afresh, or keep \
                          records longer"
+                    )));
+                }
+                if next > high {
+                    return Err(Error::input(format!(
+                        "Kafka topic `{topic}`, partition {partition}: the run starts at offset \
+                         {next}, past the partition's end ({high}): the topic was made anew, \
+                         or the group's offsets are another topic's. Start afresh, or say \
+                         start = \"earliest\""
                     )));
                 }
                 assignment
@@ -279,6 +291,14 @@ impl KafkaSource {
             .collect())
     }
 
+    /// Stops fetching partition `p` of topic `t`: it has read to its end.
+    fn pause(&self, t: usize, p: i32) {
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&self.plan.topics[t], p);
+        // Records fetched past the end are skipped anyway.
+        let _ = self.consumers[t].pause(&list);
+    }
+
     fn positions(&self) -> Vec<Position> {
         if !self.opened {
             return self.seeked.clone();
@@ -352,7 +372,9 @@ impl KafkaSource {
             chunks.push(rows);
         }
         let time = self.watermark_time();
-        self.told_time = self.told_time.max(time);
+        if !chunks.is_empty() {
+            self.told_time = self.told_time.max(time);
+        }
         for rows in chunks {
             out.push(rows, time);
         }
@@ -372,12 +394,7 @@ fn empty_rows(schema: &SchemaRef) -> Rows {
 
 /// Takes `message` into its partition's lines; false if it was not
 /// taken (a repeat, or past the partition's end).
-fn take(
-    part: &mut Part,
-    message: &BorrowedMessage<'_>,
-    payload: Payload,
-    record_time: bool,
-) -> bool {
+fn take(part: &mut Part, message: &impl Message, payload: Payload, record_time: bool) -> bool {
     let offset = message.offset();
     if offset < part.next || part.end.is_some_and(|end| offset >= end) {
         return false;
@@ -513,12 +530,40 @@ impl Source<Rows> for KafkaSource {
                         self.counters.bytes.fetch_add(bytes, Ordering::Relaxed);
                         self.waiting_since.get_or_insert_with(Instant::now);
                     }
-                    continue;
+                    let finished = part.finished();
+                    drop(message);
+                    if finished {
+                        self.pause(t, p);
+                    }
+                    if !wait.is_zero() {
+                        continue;
+                    }
+                    break;
                 }
                 Some(Err(KafkaError::PartitionEOF(p))) if p >= 0 && (p as usize) < count => {
-                    self.parts[first + p as usize].at_end = true;
+                    self.failing_since = None;
+                    let part = &mut self.parts[first + p as usize];
+                    part.at_end = true;
+                    // Every record to the partition's end has come: what
+                    // lies between is not data (transaction markers,
+                    // records compacted away).
+                    if let Some(end) = part.end {
+                        part.next = part.next.max(end);
+                    }
+                    if part.finished() {
+                        self.pause(t, p);
+                    }
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => {}
+                Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
+                    return Err(Error::input(format!(
+                        "Kafka topic `{}`: the broker no longer has the records at a \
+                         partition's offset (retention deleted them before they were read). \
+                         Start afresh, or keep records longer",
+                        self.plan.topics[t]
+                    ))
+                    .into());
+                }
                 Some(Err(error @ KafkaError::MessageConsumptionFatal(_))) => {
                     return Err(failed(
                         format!("cannot read Kafka topic `{}`", self.plan.topics[t]),
@@ -613,8 +658,7 @@ impl Replayable for KafkaSource {
         let Some(positions) = positions else {
             return Ok(());
         };
-        if self.done
-            && positions.len() == self.parts.len()
+        if positions.len() == self.parts.len()
             && positions
                 .iter()
                 .all(|p| p.end.is_some_and(|end| p.next >= end))
@@ -637,5 +681,121 @@ impl Replayable for KafkaSource {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use rdkafka::message::{OwnedMessage, Timestamp};
+
+    fn part(format: Format) -> Part {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("kafka_time", DataType::Int64, true),
+        ]));
+        let time = EventTime::new(&schema, "kafka_time").unwrap();
+        Part {
+            topic: 0,
+            partition: 2,
+            next: 10,
+            end: Some(20),
+            max_time: i64::MIN,
+            at_end: false,
+            decoder: TextDecoder::new(format, schema, time, "kafka:t/2".into()),
+            region: Vec::new(),
+            lines: Vec::new(),
+            dead: Vec::new(),
+        }
+    }
+
+    fn message(value: Option<&[u8]>, offset: i64) -> OwnedMessage {
+        OwnedMessage::new(
+            value.map(<[u8]>::to_vec),
+            Some(b"k".to_vec()),
+            "t".into(),
+            Timestamp::CreateTime(1_000),
+            2,
+            offset,
+            None,
+        )
+    }
+
+    fn text(part: &Part) -> String {
+        String::from_utf8(part.region.clone()).unwrap()
+    }
+
+    #[test]
+    fn a_record_becomes_a_line_with_its_timestamp_and_offset() {
+        let mut p = part(Format::Jsonl);
+        let json = message(Some(b"{\"a\":1,\n\"b\":2}"), 10);
+        assert!(take(&mut p, &json, Payload::Json, true));
+        assert!(take(
+            &mut p,
+            &message(Some(b" { } "), 11),
+            Payload::Json,
+            true
+        ));
+        assert_eq!(
+            text(&p),
+            "{\"kafka_time\":1000,\"a\":1, \"b\":2}\n{\"kafka_time\":1000 } \n"
+        );
+        assert_eq!(p.lines.iter().map(|l| l.0).collect::<Vec<_>>(), [10, 11]);
+        assert_eq!(p.next, 12);
+
+        let mut p = part(Format::Csv);
+        assert!(take(
+            &mut p,
+            &message(Some(b"7\r\n"), 10),
+            Payload::Csv,
+            true
+        ));
+        assert_eq!(text(&p), "7,1000\n");
+
+        let mut p = part(Format::Jsonl);
+        let raw = message(Some("caf\u{e9}".as_bytes()), 10);
+        assert!(take(&mut p, &raw, Payload::Raw, true));
+        assert_eq!(
+            text(&p),
+            "{\"key\":\"k\",\"value\":\"caf\u{e9}\",\"kafka_time\":1000}\n"
+        );
+    }
+
+    #[test]
+    fn repeats_and_records_past_the_end_are_not_taken_and_bad_ones_are_dead_letters() {
+        let mut p = part(Format::Jsonl);
+        assert!(!take(
+            &mut p,
+            &message(Some(b"{}"), 9),
+            Payload::Json,
+            false
+        ));
+        assert!(!take(
+            &mut p,
+            &message(Some(b"{}"), 20),
+            Payload::Json,
+            false
+        ));
+        assert!(p.lines.is_empty());
+        assert!(take(&mut p, &message(None, 12), Payload::Json, false));
+        assert!(take(
+            &mut p,
+            &message(Some(&[0xff, 0xfe]), 13),
+            Payload::Raw,
+            false
+        ));
+        let dead: Vec<(String, u64)> = p.dead.iter().map(|d| (d.origin.clone(), d.line)).collect();
+        assert_eq!(
+            dead,
+            [("kafka:t/2".to_string(), 12), ("kafka:t/2".to_string(), 13)]
+        );
+        assert!(
+            p.dead[0].reason.contains("tombstone"),
+            "{}",
+            p.dead[0].reason
+        );
+        assert!(p.dead[1].reason.contains("UTF-8"), "{}", p.dead[1].reason);
+        assert_eq!(p.next, 14);
     }
 }

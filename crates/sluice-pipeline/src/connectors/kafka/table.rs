@@ -32,6 +32,16 @@ pub(super) fn source(t: &SourceTable<'_>) -> Result<CompiledSource, Failure> {
             )
         })?
         .into_inner();
+    if let Some(again) = topics
+        .iter()
+        .enumerate()
+        .find(|(i, topic)| topics[..*i].contains(topic))
+    {
+        return Err(at(
+            t.span(),
+            format!("topic `{}` is listed twice: list each topic once", again.1),
+        ));
+    }
     let payload = match &t.spec.format {
         None => Payload::Json,
         Some(f) => match f.get_ref().as_str() {
@@ -93,8 +103,8 @@ pub(super) fn source(t: &SourceTable<'_>) -> Result<CompiledSource, Failure> {
                 t.span(),
                 format!(
                     "the schema has a field `{KAFKA_TIME}`, the name the record's timestamp \
-                     takes without `event_time`: rename the field, or say event_time = \
-                     \"{KAFKA_TIME}\""
+                     takes without `event_time`: rename the field, or give `event_time` \
+                     the field that holds each record's time"
                 ),
             ));
         }
