@@ -45,11 +45,16 @@ pub(super) fn config(brokers: &str, properties: &[(String, String)]) -> ClientCo
 /// A consumer that reads partitions it is given (no subscription, no
 /// rebalancing), in `group` for committing offsets when given (librdkafka
 /// wants a group even to read: one that is never committed to otherwise).
+/// It reads the records of committed transactions only (a source: records
+/// a transactional producer aborted are not input), or every record
+/// (`uncommitted`: a sink reading back its own, which are in no
+/// transaction, must not stop at another writer's open one). Its offsets
+/// and watermarks follow the same choice.
 pub(super) fn consumer(
     brokers: &str,
     group: Option<&str>,
     properties: &[(String, String)],
-    eof: bool,
+    uncommitted: bool,
 ) -> Result<BaseConsumer> {
     let mut config = config(brokers, properties);
     if !properties
@@ -64,11 +69,16 @@ pub(super) fn consumer(
     config
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", if eof { "true" } else { "false" })
+        .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "error")
-        // Every record, also those of transactions still open: Sluice
-        // writes none, and a read-back must not stop before its own.
-        .set("isolation.level", "read_uncommitted");
+        .set(
+            "isolation.level",
+            if uncommitted {
+                "read_uncommitted"
+            } else {
+                "read_committed"
+            },
+        );
     config.set("group.id", group.unwrap_or("sluice-reader"));
     config
         .create()

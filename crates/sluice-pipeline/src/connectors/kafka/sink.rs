@@ -366,8 +366,13 @@ fn read_back(
             Some(Err(KafkaError::PartitionEOF(partition))) => {
                 // Every record to the partition's end has come (records the
                 // broker deleted, by compaction, leave holes in offsets).
-                if let Some((at, high)) = next.get_mut(&partition) {
-                    *at = *high;
+                if let Some((at, high)) = next.get_mut(&partition).filter(|(a, h)| a < h) {
+                    // Once the broker's end is past the range (a new
+                    // leader's may lag behind it).
+                    let (_, end) = client::watermarks(consumer, topic, partition)?;
+                    if end >= *high {
+                        *at = *high;
+                    }
                 }
             }
             Some(Err(error)) if quiet_since.elapsed() > RETRY_FOR => {

@@ -143,7 +143,7 @@ impl KafkaSource {
                 &brokers,
                 Some(&self.plan.group),
                 &self.plan.properties,
-                true,
+                false,
             )?;
             let count = client::partitions(&consumer, &brokers, topic)?.ok_or_else(|| {
                 Error::input(format!(
@@ -542,14 +542,23 @@ impl Source<Rows> for KafkaSource {
                 }
                 Some(Err(KafkaError::PartitionEOF(p))) if p >= 0 && (p as usize) < count => {
                     self.failing_since = None;
-                    let part = &mut self.parts[first + p as usize];
-                    part.at_end = true;
+                    let index = first + p as usize;
+                    self.parts[index].at_end = true;
                     // Every record to the partition's end has come: what
-                    // lies between is not data (transaction markers,
-                    // records compacted away).
-                    if let Some(end) = part.end {
-                        part.next = part.next.max(end);
+                    // lies between `next` and a caught-up end is not data
+                    // (transaction markers, records compacted away), once
+                    // the broker's end is past it (a new leader's may lag).
+                    if let Some(end) = self.parts[index]
+                        .end
+                        .filter(|e| *e > self.parts[index].next)
+                    {
+                        let (_, high) =
+                            client::watermarks(&self.consumers[t], &self.plan.topics[t], p)?;
+                        if high >= end {
+                            self.parts[index].next = end;
+                        }
                     }
+                    let part = &self.parts[index];
                     if part.finished() {
                         self.pause(t, p);
                     }
@@ -658,7 +667,9 @@ impl Replayable for KafkaSource {
         let Some(positions) = positions else {
             return Ok(());
         };
-        if positions.len() == self.parts.len()
+        if self.opened
+            && !positions.is_empty()
+            && positions.len() == self.parts.len()
             && positions
                 .iter()
                 .all(|p| p.end.is_some_and(|end| p.next >= end))
