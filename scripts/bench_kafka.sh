@@ -25,7 +25,7 @@ on_exit "rm -rf $work"
 cpu() { awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat"; }
 # Runs a command; prints "wall cpu" (its own CPU seconds, children included).
 timed() { /usr/bin/time -f "%e %U %S" -o "$work/time" "$@" > /dev/null 2> "$work/stderr" || { cat "$work/stderr" >&2; return 1; }
-  awk '{ printf "%s %.2f", $1, $2 + $3 }' "$work/time"; }
+  awk '{ printf "%s %.2f\n", $1, $2 + $3 }' "$work/time"; }
 row() { # name records wall cpu broker_before broker_after
   awk -v name="$1" -v n="$2" -v wall="$3" -v cpu="$4" -v b0="$5" -v b1="$6" 'BEGIN {
     printf "| %s | %d | %.2f | %.0f | %.2f | %.0f | %.2f |\n", name, n, wall, n / wall, cpu, (cpu > 0 ? n / cpu : 0), b1 - b0 }'
@@ -92,7 +92,8 @@ import sys
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 brokers, n = sys.argv[1], int(sys.argv[2])
-AdminClient({"bootstrap.servers": brokers}).create_topics([NewTopic("plain", 4, 1)])["plain"].result()
+admin = AdminClient({"bootstrap.servers": brokers})
+admin.create_topics([NewTopic("plain", 4, 1)])["plain"].result()
 p = Producer({"bootstrap.servers": brokers, "linger.ms": 5, "acks": "all", "enable.idempotence": True})
 for i in range(n):
     while True:

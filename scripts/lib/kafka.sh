@@ -28,18 +28,19 @@ kafka_start() {
     > broker.log 2>&1) &
   kafka_pid=$!
   on_exit kafka_cleanup
+  # Indexed once it answers (its tables made): the broker fails on a
+  # database locked while it makes them.
   for _ in $(seq 600); do
     if ! kill -0 "$kafka_pid" 2> /dev/null; then break; fi
-    if python3 - "$kafka_dir/topics.db" 2> /dev/null <<'PY'
+    if python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2> /dev/null \
+      && python3 - "$kafka_dir/topics.db" 2> /dev/null <<'PY'
 import sqlite3, sys
 c = sqlite3.connect(sys.argv[1], timeout=30)
 c.execute("create index if not exists sluice_header_record on header (topition, offset_id)")
 c.commit()
 PY
     then
-      if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $port), 1)" 2> /dev/null; then
-        return 0
-      fi
+      return 0
     fi
     sleep 0.1
   done
