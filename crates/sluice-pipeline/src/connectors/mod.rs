@@ -565,6 +565,26 @@ impl SourceTable<'_> {
         }
     }
 
+    /// `end = "never" | "caught-up"` of a source that may read forever:
+    /// whether it ends once it has read what `what` held at the start.
+    #[cfg_attr(not(any(feature = "nats", feature = "kafka")), allow(dead_code))]
+    pub fn ends_when_caught_up(&self, what: &str) -> Result<bool, Failure> {
+        let Some(end) = self.get::<String>("end")? else {
+            return Ok(false);
+        };
+        match end.get_ref().as_str() {
+            "never" => Ok(false),
+            "caught-up" => Ok(true),
+            other => Err(at(
+                end.span(),
+                format!(
+                    "end = \"{other}\" is not known; use \"never\" (read forever) or \
+                     \"caught-up\" (end once what {what} held at the start is read)"
+                ),
+            )),
+        }
+    }
+
     /// The schema the table gives (`schema = { field = "type", ... }`).
     pub fn schema(&self) -> Option<&[(String, DataType)]> {
         self.schema.as_deref()

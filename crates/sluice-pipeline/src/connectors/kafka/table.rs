@@ -80,22 +80,7 @@ pub(super) fn source(t: &SourceTable<'_>) -> Result<CompiledSource, Failure> {
         None => Start::Earliest,
         Some(s) => start(&s)?,
     };
-    let end_when_caught_up = match t.get::<String>("end")? {
-        None => false,
-        Some(end) => match end.get_ref().as_str() {
-            "never" => false,
-            "caught-up" => true,
-            other => {
-                return Err(at(
-                    end.span(),
-                    format!(
-                        "end = \"{other}\" is not known; use \"never\" (read forever) or \
-                         \"caught-up\" (end once what the topics held at the start is read)"
-                    ),
-                ))
-            }
-        },
-    };
+    let end_when_caught_up = t.ends_when_caught_up("the topics")?;
     let record_time = t.spec.event_time.is_none();
     if record_time {
         if fields.iter().any(|(name, _)| name == KAFKA_TIME) {

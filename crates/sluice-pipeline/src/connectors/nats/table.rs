@@ -42,22 +42,7 @@ pub(super) fn source(t: &SourceTable<'_>) -> Result<CompiledSource, Failure> {
         Some(m) => *m.get_ref(),
         None => 100_000,
     };
-    let end_when_caught_up = match t.get::<String>("end")? {
-        None => false,
-        Some(end) => match end.get_ref().as_str() {
-            "never" => false,
-            "caught-up" => true,
-            other => {
-                return Err(at(
-                    end.span(),
-                    format!(
-                        "end = \"{other}\" is not known; use \"never\" (read forever) or \
-                         \"caught-up\" (end once what the stream held at the start is read)"
-                    ),
-                ))
-            }
-        },
-    };
+    let end_when_caught_up = t.ends_when_caught_up("the stream")?;
     let lease_ttl = match t.get::<String>("lease_ttl")? {
         Some(d) if duration(&d, "lease_ttl")? < Duration::from_millis(500) => {
             return Err(at(d.span(), "lease_ttl must be at least 500ms"));
