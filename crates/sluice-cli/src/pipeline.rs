@@ -44,12 +44,12 @@ pub struct RunArgs {
     /// takes a last checkpoint and exits 0.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
-    /// Time between checkpoints (default 10s with --state-dir, 1s for a
-    /// nats source).
+    /// Time between checkpoints (default 10s with --state-dir, 1s in a
+    /// distributed run).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     checkpoint_interval: Option<Duration>,
-    /// Discards the state in --state-dir (for a nats source: the state of
-    /// every partition in NATS) and starts over.
+    /// Discards the state in --state-dir (in a distributed run: the state
+    /// of every partition in NATS) and starts over.
     #[arg(long)]
     fresh: bool,
     /// What a checkpointed run promises: exactly-once (files only),
@@ -58,7 +58,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "GUARANTEE", default_value = "exactly-once", value_parser = Guarantee::parse)]
     guarantee: Guarantee,
     /// This process's name among the processes of a distributed run (a
-    /// nats source); unique among them. Default: host name and process id.
+    /// nats source, or a kafka source with `coordination`); unique among
+    /// them. Default: host name and process id.
     #[arg(long, value_name = "NAME")]
     member: Option<String>,
     /// Serves a live dashboard (a web page and a JSON API) at this address:
@@ -195,14 +196,15 @@ pub fn run(args: &RunArgs) -> ExitCode {
     for warning in &plan.warnings {
         eprintln!("warning: {warning}");
     }
-    if args.state_dir.is_none() && sluice_pipeline::distributed::nats_source(&plan).is_none() {
+    let distributed = sluice_pipeline::distributed::coordination(&plan).is_some();
+    if args.state_dir.is_none() && !distributed {
         for (flag, given) in [
             ("--fresh", args.fresh),
             ("--guarantee", args.guarantee != Guarantee::ExactlyOnce),
             ("--checkpoint-interval", args.checkpoint_interval.is_some()),
         ] {
             if given {
-                eprintln!("error: {flag} needs --state-dir (or a nats source)");
+                eprintln!("error: {flag} needs --state-dir (or a distributed run)");
                 return ExitCode::from(INVALID);
             }
         }
@@ -242,11 +244,11 @@ pub fn run(args: &RunArgs) -> ExitCode {
             Some(watch)
         }
     };
-    if sluice_pipeline::distributed::nats_source(&plan).is_some() {
+    if distributed {
         if args.state_dir.is_some() || watch.is_some() {
             eprintln!(
-                "error: a pipeline with a nats source keeps its state in NATS and runs \
-                 without --state-dir or --ui"
+                "error: a distributed run (a nats source, or a kafka source with \
+                 `coordination`) keeps its state in NATS and runs without --state-dir or --ui"
             );
             return ExitCode::from(INVALID);
         }
@@ -378,8 +380,8 @@ pub fn run(args: &RunArgs) -> ExitCode {
     code
 }
 
-/// `sluice run` of a pipeline with a nats source: this process's share of
-/// a distributed run.
+/// `sluice run` of a pipeline with a nats source (or a kafka source with
+/// `coordination`): this process's share of a distributed run.
 fn run_distributed(args: &RunArgs, workers: Option<usize>) -> ExitCode {
     use sluice_pipeline::distributed::{self, DistributedOptions};
     let member = args.member.clone().unwrap_or_else(|| {

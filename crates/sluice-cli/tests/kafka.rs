@@ -540,3 +540,140 @@ fn chrono_ms(text: &str) -> i64 {
     let days = era * 146_097 + doe - 719_468;
     ((days * 24 + t[0]) * 60 + t[1]) * 60_000 + t[2] * 1000
 }
+
+/// The readings of topic `readings` of 8 partitions: sensor `sK` in
+/// partition K (each partition one sensor, in time order).
+fn produce_to_eight_partitions(broker: &Broker, input: &[Reading]) {
+    broker.create_topic("readings", 8);
+    let values: Vec<String> = input
+        .iter()
+        .map(|(s, t, ts)| format!("{{\"sensor\":\"{s}\",\"temperature\":{t},\"ts\":{ts}}}"))
+        .collect();
+    let records: Vec<Produce<'_>> = input
+        .iter()
+        .zip(&values)
+        .map(|((sensor, ..), value)| Produce {
+            partition: Some(sensor[1..].parse().unwrap()),
+            key: Some(sensor),
+            value,
+            timestamp: None,
+        })
+        .collect();
+    broker.produce("readings", &records);
+}
+
+/// The `summary:` line of a distributed run's stderr.
+fn summary(said: &str) -> serde_json::Value {
+    let line = said
+        .lines()
+        .find_map(|l| l.strip_prefix("summary: "))
+        .unwrap_or_else(|| panic!("no summary in:\n{said}"));
+    serde_json::from_str(line).unwrap()
+}
+
+/// Two `sluice run` processes share the 8 partitions of the input topic
+/// (members, leases and checkpoints in NATS); the first is killed with
+/// SIGKILL once one of its partitions has committed a checkpoint that read
+/// records. The second takes its partitions over from their checkpoints
+/// and finishes them; the output topics are compared with the reference,
+/// and each partition's writers must have numbered their records 0..n-1.
+fn two_processes_one_killed(faults: &str) -> Result<(), String> {
+    let nats = sluice_nats::server::NatsServer::start().unwrap();
+    let broker = Broker::start();
+    let input = readings(8_000);
+    produce_to_eight_partitions(&broker, &input);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.toml");
+    // Paced (per partition), so that the kill comes in the middle.
+    let extra = format!(
+        "coordination = \"{}\"\nlease_ttl = \"6s\"\nrate = 150",
+        nats.url()
+    );
+    fs::write(&file, pipeline(&broker.brokers(), &extra)).unwrap();
+    let args = |member| {
+        [
+            "--member",
+            member,
+            "--verbose",
+            "--checkpoint-interval",
+            "200ms",
+        ]
+    };
+    let mut a = Run::start(&file, &args("a"), "");
+    let b = Run::start(&file, &args("b"), faults);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut read_and_committed = false;
+    while !read_and_committed && Instant::now() < deadline {
+        if !a.wait_for(" committed: ", Duration::from_secs(60)) {
+            break;
+        }
+        read_and_committed = a.said.last().is_some_and(|line| {
+            line.split(" committed: ")
+                .nth(1)
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|n| n.parse::<u64>().ok())
+                .is_some_and(|n| n > 0)
+        });
+    }
+    if !read_and_committed {
+        let (_, said) = a.finish_within(Duration::from_secs(1));
+        return Err(format!(
+            "a committed no checkpoint that read records:\n{said}"
+        ));
+    }
+    let wait = Instant::now().elapsed().subsec_nanos() % 400;
+    std::thread::sleep(Duration::from_millis(u64::from(wait)));
+    assert!(a.kill(), "a ended before the kill:\n{}", a.said.join("\n"));
+    let taken: Vec<&String> = a.said.iter().filter(|l| l.contains(": taken")).collect();
+    let (ok, said) = b.finish_within(Duration::from_secs(300));
+    assert!(ok, "b failed:\n{said}");
+    let summary = summary(&said);
+    let partitions = summary["partitions"].as_array().unwrap();
+    let completed: std::collections::BTreeSet<u64> = partitions
+        .iter()
+        .filter(|p| p["outcome"] == "completed")
+        .map(|p| p["partition"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        completed.len(),
+        8,
+        "b did not complete every partition (a took {taken:?}):\n{said}"
+    );
+    let resumed = partitions
+        .iter()
+        .filter(|p| p["resumed_from"].as_u64().is_some_and(|c| c > 1))
+        .count();
+    assert!(
+        resumed > 0,
+        "b resumed no partition from a checkpoint of a's that read records:\n{said}"
+    );
+    let (got, numbers) = output_and_numbers(&broker);
+    compare(&input, &got)?;
+    // A writer per sink and partition, each numbering its records 0..n-1.
+    assert_eq!(numbers.len(), 16, "writers: {:?}", numbers.keys());
+    for (writer, mut seqs) in numbers {
+        seqs.sort_unstable();
+        let n = seqs.len() as u64;
+        assert!(
+            seqs.into_iter().eq(0..n),
+            "{writer}: numbers are not 0..{n}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn two_processes_split_eight_partitions_and_a_killed_one_loses_and_repeats_nothing() {
+    two_processes_one_killed("").unwrap();
+}
+
+/// The same, with the survivor's sinks not reading back what the killed
+/// process wrote after its checkpoints: the repeats are found.
+#[test]
+fn the_two_process_kill_test_catches_a_takeover_that_does_not_read_back() {
+    let outcome = two_processes_one_killed("kafka-sink-no-skip");
+    assert!(
+        outcome.as_ref().is_err_and(|e| e.contains("repeated")),
+        "{outcome:?}"
+    );
+}

@@ -6,9 +6,9 @@ use crate::build::restore::{self, Restored};
 pub use crate::build::{progress, Progress, RunOptions};
 use crate::build::{Dataflow, DataflowBuilder, SinkCount};
 use crate::checkpoint::{Checkpointing, StateLocation};
-#[cfg(feature = "nats")]
-pub use crate::connectors::nats::PartitionContext;
 use crate::connectors::replay::SourceCounters;
+#[cfg(feature = "nats")]
+pub use crate::connectors::PartitionContext;
 use crate::error::{Error, Result};
 use crate::plan::Plan;
 use crate::side_outputs::Reserved;

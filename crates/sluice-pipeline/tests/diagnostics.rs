@@ -1530,6 +1530,42 @@ fn service_cases() -> Vec<Case> {
             ],
         ),
         case(
+            "kafka source: coordination is not NATS servers",
+            KAFKA,
+            &[(
+                8,
+                r#"event_time = "ts""#,
+                "event_time = \"ts\"\ncoordination = \"http://127.0.0.1:4222\"",
+            )],
+            9,
+            &[
+                "coordination names the NATS servers",
+                "nats://127.0.0.1:4222",
+            ],
+        ),
+        case(
+            "kafka source: a lease shorter than 3s",
+            KAFKA,
+            &[(
+                8,
+                r#"event_time = "ts""#,
+                "event_time = \"ts\"\ncoordination = \"nats://127.0.0.1:4222\"\nlease_ttl = \"1s\"",
+            )],
+            10,
+            &["lease_ttl of a kafka source must be at least 3s"],
+        ),
+        case(
+            "kafka source: a lease without coordination",
+            KAFKA,
+            &[(
+                8,
+                r#"event_time = "ts""#,
+                "event_time = \"ts\"\nlease_ttl = \"5s\"",
+            )],
+            9,
+            &["give `coordination` too"],
+        ),
+        case(
             "kafka sink: the key is not a field",
             KAFKA,
             &[(15, r#"key = "sensor""#, r#"key = "room""#)],

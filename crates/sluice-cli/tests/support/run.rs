@@ -86,6 +86,27 @@ impl Run {
         status.signal() == Some(9)
     }
 
+    /// Waits for its end, for up to `limit` (then kills it and says so);
+    /// whether it succeeded, and everything it said.
+    pub fn finish_within(mut self, limit: Duration) -> (bool, String) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.child.try_wait().unwrap().is_some() {
+                return self.finish();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let (_, said) = self.finish();
+                return (false, format!("it did not end within {limit:?}:\n{said}"));
+            }
+            // What it says meanwhile, so that its pipe never fills.
+            while let Ok(line) = self.lines.try_recv() {
+                self.said.push(line);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Waits for its end; its exit status and everything it said.
     pub fn finish(mut self) -> (bool, String) {
         let status = self.child.wait().unwrap();

@@ -178,6 +178,10 @@ impl<'a> DataflowBuilder<'a> {
             adaptive: exec.target_latency.is_some(),
             reserved: &self.reserved,
             counters: &self.counters,
+            first_checkpoint_at_once: self
+                .checkpointing
+                .as_ref()
+                .is_some_and(|c| c.is_first_at_once()),
             #[cfg(feature = "nats")]
             partition: self.options.partition.as_ref(),
         })?;

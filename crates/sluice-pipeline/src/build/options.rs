@@ -2,9 +2,9 @@
 //! partition of a distributed run; and what it shows while it goes.
 
 use crate::checkpoint::CheckpointConfig;
-#[cfg(feature = "nats")]
-use crate::connectors::nats::PartitionContext;
 use crate::connectors::replay::SourceCounters;
+#[cfg(feature = "nats")]
+use crate::connectors::PartitionContext;
 use crate::plan::Plan;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -18,7 +18,7 @@ pub struct RunOptions {
     pub stop: Arc<AtomicBool>,
     /// The dashboard's figures, when it is on.
     pub watch: Option<Arc<dyn crate::telemetry::Telemetry>>,
-    /// The partition this run reads, in a distributed run (a nats source).
+    /// The partition this run reads, in a distributed run.
     #[cfg(feature = "nats")]
     pub partition: Option<PartitionContext>,
 }

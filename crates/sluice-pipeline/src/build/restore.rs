@@ -54,7 +54,7 @@ pub(crate) fn open(
         return Ok(Restored::AlreadyCompleted(done.id));
     }
     reserved.hold_until_barriers();
-    let checkpointing = Checkpointing::new(
+    let mut checkpointing = Checkpointing::new(
         store,
         config.interval,
         reserved.clone(),
@@ -62,6 +62,9 @@ pub(crate) fn open(
         options.stop.clone(),
     )
     .logging(config.log.clone());
+    if snapshot.is_none() && plan.sinks.iter().any(|s| s.target.checkpoint_at_start()) {
+        checkpointing = checkpointing.first_at_once();
+    }
     Ok(Restored::Ready {
         checkpointing: Some(Arc::new(checkpointing)),
         snapshot,

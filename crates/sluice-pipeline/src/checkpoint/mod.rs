@@ -433,6 +433,23 @@ impl Checkpointing {
         }
     }
 
+    /// Takes the first checkpoint at the first poll, before the source has
+    /// given anything: for sinks that append to what outlives the run (a
+    /// Kafka topic), whose writes of a run that never committed a
+    /// checkpoint a restart could not find again.
+    pub fn first_at_once(self) -> Self {
+        self.quiet_until.store(0, Ordering::Relaxed);
+        self
+    }
+
+    /// Whether the first checkpoint is taken at once (before the source
+    /// has given anything).
+    pub fn is_first_at_once(&self) -> bool {
+        self.restored.is_none()
+            && self.count() == 0
+            && self.quiet_until.load(Ordering::Relaxed) == 0
+    }
+
     /// Says on stderr when each checkpoint commits (records read, state
     /// size, time from barrier to commit), after `prefix`.
     pub fn logging(mut self, prefix: Option<String>) -> Self {

@@ -45,7 +45,7 @@ use crate::output::RowWriter;
 use crate::side_outputs::Reserved;
 use arrow::datatypes::{DataType, SchemaRef};
 #[cfg(feature = "nats")]
-use nats::{NatsSourcePlan, NatsTarget, PartitionContext};
+use nats::{NatsClaim, NatsSourcePlan, NatsTarget};
 use replay::{ReplayableSource, SourceCounters};
 use std::fmt;
 use std::path::Path;
@@ -169,10 +169,22 @@ pub trait SourceConnector: fmt::Debug + Send + Sync {
         None
     }
 
-    /// The settings of a NATS source (a distributed run), if it is one.
+    /// The settings of a NATS source, if it is one.
     #[cfg(feature = "nats")]
     fn nats(&self) -> Option<&NatsSourcePlan> {
         None
+    }
+
+    /// Where the processes of a distributed run of this source meet, if it
+    /// runs as one (a nats source; a kafka source with `coordination`).
+    fn coordination(&self) -> Option<Coordination> {
+        None
+    }
+
+    /// How many partitions a distributed run shares out (the broker is
+    /// asked where the source does not say).
+    fn partition_count(&self) -> Result<u32> {
+        Ok(1)
     }
 
     /// The settings that identify the pipeline's state, as text for its
@@ -256,11 +268,82 @@ pub trait SinkConnector: fmt::Debug + Send + Sync {
         None
     }
 
-    /// The settings of a NATS sink, to set its message ids.
-    #[cfg(feature = "nats")]
-    fn nats_mut(&mut self) -> Option<&mut NatsTarget> {
-        None
+    /// Whether a run that starts afresh takes its first checkpoint before
+    /// reading anything: a sink that appends to what outlives the run, and
+    /// finds its own writes after a crash from what a checkpoint recorded,
+    /// could not find those of a run that never committed one.
+    fn checkpoint_at_start(&self) -> bool {
+        false
     }
+
+    /// Makes this sink the writer of one partition of a distributed run
+    /// (its message ids, its writer's name, its fence). A sink that
+    /// `refuses_distributed` nothing and needs nothing keeps this default.
+    fn in_partition(&mut self, _claim: &SinkClaim) {}
+}
+
+/// Where the processes of a distributed run meet: NATS JetStream key-value
+/// buckets hold the group's members, the partitions' leases and their
+/// checkpoints (docs/distributed.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Coordination {
+    /// The NATS servers (`nats://host:4222`, comma-separated).
+    pub url: String,
+    /// How long a lease or member lives unrenewed: how soon a dead
+    /// process's partitions are taken over.
+    pub lease_ttl: Duration,
+    /// Copies of the buckets.
+    pub replicas: usize,
+}
+
+/// Whether the process that runs a partition still owns it: false once its
+/// lease has gone unrenewed for too long (another process may take it
+/// over), after which it must not write.
+#[derive(Clone)]
+pub struct Fence(Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl Fence {
+    /// A fence that asks `holds`.
+    pub fn new(holds: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        Self(Arc::new(holds))
+    }
+
+    /// Whether the partition is still this process's.
+    pub fn holds(&self) -> bool {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for Fence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Fence")
+    }
+}
+
+/// What the writer of one partition of a distributed run is told.
+#[derive(Debug, Clone)]
+pub struct SinkClaim {
+    /// The partition.
+    pub partition: u32,
+    /// Unique to this sink, partition and state: `GROUP.EPOCH.pP.sI`
+    /// (`--fresh` starts a new epoch).
+    pub prefix: String,
+    /// Whether the partition is still this process's.
+    pub fence: Fence,
+    /// The lease's time to live: what a record handed to a client must be
+    /// written (or given up) within, once the fence no longer holds.
+    pub lease_ttl: Duration,
+}
+
+/// What the run of one partition of a distributed run opens its source
+/// with.
+#[cfg(feature = "nats")]
+#[derive(Clone, Debug)]
+pub struct PartitionContext {
+    /// The partition.
+    pub partition: u32,
+    /// What a nats source reads it with.
+    pub nats: Option<NatsClaim>,
 }
 
 /// Where a sink resumes after a checkpoint.
@@ -660,6 +743,10 @@ pub struct Opening<'a> {
     pub reserved: &'a Arc<Reserved>,
     /// The source's counters.
     pub counters: &'a Arc<SourceCounters>,
+    /// The first checkpoint is taken at the first poll: a source that can
+    /// gives nothing until it has committed (see
+    /// [`SinkConnector::checkpoint_at_start`]).
+    pub first_checkpoint_at_once: bool,
     /// The partition to read, in a distributed run.
     #[cfg(feature = "nats")]
     pub partition: Option<&'a PartitionContext>,

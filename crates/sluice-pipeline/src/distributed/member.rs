@@ -5,8 +5,8 @@
 use super::PartitionRun;
 use super::{group_name, DistributedOptions, DistributedSummary, LoadPlan, PartitionOutcome};
 use crate::connectors::nats::partition_completed;
+use crate::connectors::Coordination;
 use crate::error::{Error, Result};
-use crate::plan::NatsSourcePlan;
 use crate::run::RunOutcome;
 use sluice_nats::coordination::{Group, Lease};
 use sluice_nats::kv::Bucket;
@@ -25,15 +25,26 @@ struct Running {
     stopping: Option<PartitionOutcome>,
     /// When its lease was found lost.
     lost_at: Option<Instant>,
+    /// When it started.
+    started: Instant,
     thread: JoinHandle<Result<RunOutcome>>,
 }
+
+/// How many times in a row a partition's run may fail (a broker that does
+/// not answer in time) and be started again from its last checkpoint
+/// before the process gives up; a run that lasted [`FAILURES_FORGOTTEN`]
+/// starts the count afresh.
+const RESTARTS: u32 = 3;
+const FAILURES_FORGOTTEN: Duration = Duration::from_secs(60);
 
 /// This process in the group.
 pub(super) struct Member<'a> {
     load: LoadPlan,
     options: &'a DistributedOptions,
-    /// The source's settings.
-    pub(super) nats: NatsSourcePlan,
+    /// Where the group meets.
+    pub(super) coordination: Coordination,
+    /// The partitions shared out.
+    partitions: u32,
     group_name: String,
     /// The partitions' checkpoints.
     state: Bucket,
@@ -50,6 +61,8 @@ pub(super) struct Member<'a> {
     /// Runs whose lease was lost and that did not end within the TTL: the
     /// partition is not taken again here while one still runs.
     abandoned: BTreeMap<u32, JoinHandle<Result<RunOutcome>>>,
+    /// The runs of a partition that failed in a row.
+    failures: BTreeMap<u32, u32>,
 }
 
 impl<'a> Member<'a> {
@@ -58,12 +71,13 @@ impl<'a> Member<'a> {
     pub(super) fn join(
         load: LoadPlan,
         options: &'a DistributedOptions,
-        nats: NatsSourcePlan,
+        coordination: Coordination,
+        partitions: u32,
         name: &str,
     ) -> Result<Self> {
-        let client = NatsClient::shared(&nats.url)?;
+        let client = NatsClient::shared(&coordination.url)?;
         let group_name = group_name(name);
-        let replicas = nats.stream.replicas;
+        let replicas = coordination.replicas;
         let bucket = format!("{group_name}_state");
         let state = Bucket::open(&client, &bucket, Duration::ZERO, replicas)?;
         if options.fresh {
@@ -75,7 +89,7 @@ impl<'a> Member<'a> {
             &client,
             &group_name,
             &options.member,
-            nats.lease_ttl,
+            coordination.lease_ttl,
             replicas,
         )?;
         Ok(Member {
@@ -86,7 +100,8 @@ impl<'a> Member<'a> {
             },
             load,
             options,
-            nats,
+            coordination,
+            partitions,
             group_name,
             state,
             group,
@@ -95,6 +110,7 @@ impl<'a> Member<'a> {
             failure: None,
             last_members: Vec::new(),
             abandoned: BTreeMap::new(),
+            failures: BTreeMap::new(),
         })
     }
 
@@ -123,7 +139,7 @@ impl<'a> Member<'a> {
     /// within the TTL (they cannot commit any more: their checkpoints are
     /// fenced).
     pub(super) fn abandon_overdue(&mut self) {
-        let ttl = self.nats.lease_ttl;
+        let ttl = self.coordination.lease_ttl;
         let overdue: Vec<u32> = self
             .running
             .iter()
@@ -184,8 +200,23 @@ impl<'a> Member<'a> {
                 self.summary.add(partition, PartitionOutcome::Lost, None);
             }
             Err(e) => {
-                let e = e.context(format_args!("partition {partition}"));
-                self.failure.get_or_insert(e);
+                if run.started.elapsed() > FAILURES_FORGOTTEN {
+                    self.failures.remove(&partition);
+                }
+                let failures = self.failures.entry(partition).or_default();
+                *failures += 1;
+                if *failures > RESTARTS || run.stopping.is_some() {
+                    let e = e.context(format_args!("partition {partition}"));
+                    self.failure.get_or_insert(e);
+                } else {
+                    // Its lease is given back below and taken again at the
+                    // next tick: the run resumes from its last checkpoint.
+                    eprintln!(
+                        "partition {partition}: failed ({e}); it starts again from its last \
+                         checkpoint (failure {failures} of {RESTARTS} in a row)"
+                    );
+                    self.summary.add(partition, PartitionOutcome::Failed, None);
+                }
             }
         }
         // A completed run deleted its own consumer (`PartitionRun::run`).
@@ -211,7 +242,7 @@ impl<'a> Member<'a> {
                     eprintln!(
                         "partition {partition}: the lease was lost (not renewed within {:?}); \
                          another process takes it over from its last checkpoint",
-                        self.nats.lease_ttl
+                        self.coordination.lease_ttl
                     );
                 }
                 continue;
@@ -230,8 +261,7 @@ impl<'a> Member<'a> {
     /// Takes the partitions that are this member's and free, and starts
     /// their runs.
     pub(super) fn take_owned(&mut self, members: &[String]) -> Result<()> {
-        let partitions = self.nats.stream.partitions;
-        for partition in rendezvous::owned(members, self.group.member(), partitions) {
+        for partition in rendezvous::owned(members, self.group.member(), self.partitions) {
             if self.running.contains_key(&partition)
                 || self.completed.contains(&partition)
                 || self.abandoned.contains_key(&partition)
@@ -270,6 +300,7 @@ impl<'a> Member<'a> {
             group: self.group_name.clone(),
             interval: self.options.checkpoint_interval,
             guarantee: self.options.guarantee,
+            lease_ttl: self.coordination.lease_ttl,
             stop: stop.clone(),
             log: self.options.log,
         };
@@ -282,6 +313,7 @@ impl<'a> Member<'a> {
             stop,
             stopping: None,
             lost_at: None,
+            started: Instant::now(),
             thread,
         })
     }
@@ -293,7 +325,7 @@ impl<'a> Member<'a> {
 
     /// Whether every partition has completed, here or elsewhere.
     pub(super) fn all_completed(&self) -> bool {
-        (0..self.nats.stream.partitions).all(|partition| {
+        (0..self.partitions).all(|partition| {
             self.completed.contains(&partition)
                 || partition_completed(&self.state, partition).unwrap_or(false)
         })

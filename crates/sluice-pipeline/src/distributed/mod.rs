@@ -1,6 +1,8 @@
-//! A distributed run: the same pipeline (with a `nats` source) started as
-//! any number of `sluice run` processes, on one machine or many, that share
-//! its partitions through NATS JetStream.
+//! A distributed run: the same pipeline (with a `nats` source, or a
+//! `kafka` source with `coordination`) started as any number of `sluice
+//! run` processes, on one machine or many, that share its partitions
+//! through NATS JetStream (a nats source's partitions; a kafka source's:
+//! every partition of its topics).
 //!
 //! Each process joins the pipeline's group (a heartbeat in a key-value
 //! bucket), computes by rendezvous hashing which partitions it should own
@@ -8,14 +10,16 @@
 //! dataflow of its own (one worker: a partition's order is what makes its
 //! replay exact). A partition's checkpoints go to the state bucket, fenced
 //! by compare-and-set (`connectors::nats::PartitionStore`); its input is
-//! acknowledged only once a checkpoint covering it has committed; its sinks
-//! publish with message ids that a replay repeats, so the streams drop the
-//! repeats. When a member joins, the partitions it wins are handed over at
+//! acknowledged only once a checkpoint covering it has committed (a kafka
+//! source's offsets are in the checkpoint); its sinks publish with message
+//! ids that a replay repeats, so the streams drop the repeats (a kafka
+//! sink's writer of each partition reads its records back instead). When a member joins, the partitions it wins are handed over at
 //! a checkpoint; when one dies, its leases expire within the TTL and the
 //! others take its partitions over from their last checkpoints.
 
 use crate::checkpoint::{CheckpointConfig, Guarantee, StateLocation};
-use crate::connectors::nats::{CutLog, PartitionStore};
+use crate::connectors::nats::{CutLog, NatsClaim, PartitionStore};
+use crate::connectors::{Coordination, Fence, SinkClaim};
 use crate::error::{Error, Fix, Result};
 use crate::plan::{NatsSourcePlan, Plan};
 use crate::run::{self, PartitionContext, RunOptions, RunOutcome, Summary};
@@ -85,6 +89,9 @@ pub enum PartitionOutcome {
     /// The lease expired under this process; another took the partition
     /// over from its last checkpoint.
     Lost,
+    /// It failed (a broker did not answer in time); the run starts again
+    /// from its last checkpoint, here or elsewhere.
+    Failed,
 }
 
 impl std::fmt::Display for PartitionOutcome {
@@ -94,6 +101,7 @@ impl std::fmt::Display for PartitionOutcome {
             PartitionOutcome::HandedOver => "handed over",
             PartitionOutcome::Stopped => "stopped",
             PartitionOutcome::Lost => "lost",
+            PartitionOutcome::Failed => "failed",
         })
     }
 }
@@ -168,6 +176,12 @@ pub fn nats_source(plan: &Plan) -> Option<&NatsSourcePlan> {
     plan.source.connector.nats()
 }
 
+/// Where the processes of a distributed run of `plan` meet, if `plan`
+/// runs as one (a nats source, a kafka source with `coordination`).
+pub fn coordination(plan: &Plan) -> Option<Coordination> {
+    plan.source.connector.coordination()
+}
+
 /// Creates what the pipeline reads and writes, if missing: the input
 /// stream with its partitioning, and the sinks' streams. Producers must
 /// not publish before the input stream exists (nothing would keep their
@@ -209,8 +223,8 @@ fn check_sinks(plan: &Plan, guarantee: Guarantee) -> Result<()> {
 /// Checks that each nats sink's stream remembers message ids longer than
 /// a replay can reach back: the checkpoint interval, the lease TTL (a
 /// takeover) and the time requests are retried through a failover.
-fn check_duplicate_windows(plan: &Plan, nats: &NatsSourcePlan, interval: Duration) -> Result<()> {
-    let reach = interval + nats.lease_ttl * 2 + Duration::from_secs(30);
+fn check_duplicate_windows(plan: &Plan, lease_ttl: Duration, interval: Duration) -> Result<()> {
+    let reach = interval + lease_ttl * 2 + Duration::from_secs(30);
     for sink in &plan.sinks {
         let Some(target) = sink.target.nats() else {
             continue;
@@ -240,9 +254,11 @@ fn check_duplicate_windows(plan: &Plan, nats: &NatsSourcePlan, interval: Duratio
 pub fn run(load: LoadPlan, options: &DistributedOptions) -> Result<DistributedSummary> {
     let started = Instant::now();
     let plan = load()?;
-    let nats = nats_source(&plan)
-        .ok_or_else(|| Error::refused("a distributed run needs a nats source"))?
-        .clone();
+    let coordination = coordination(&plan).ok_or_else(|| {
+        Error::refused(
+            "a distributed run needs a nats source, or a kafka source with `coordination`",
+        )
+    })?;
     check_sinks(&plan, options.guarantee)?;
     if let Some(join) = plan.transforms.iter().find(|t| {
         matches!(
@@ -257,10 +273,15 @@ pub fn run(load: LoadPlan, options: &DistributedOptions) -> Result<DistributedSu
             join.name
         )));
     }
-    setup(&plan)?;
-    check_duplicate_windows(&plan, &nats, options.checkpoint_interval)?;
-    let mut member = Member::join(load, options, nats, &plan.name)?;
-    let tick = (member.nats.lease_ttl / 4).max(Duration::from_millis(100));
+    if nats_source(&plan).is_some() {
+        setup(&plan)?;
+    }
+    check_duplicate_windows(&plan, coordination.lease_ttl, options.checkpoint_interval)?;
+    // Every process must share out the same partitions: a source whose
+    // partitions change while its group runs is read as it was at the start.
+    let partitions = plan.source.connector.partition_count()?;
+    let mut member = Member::join(load, options, coordination, partitions, &plan.name)?;
+    let tick = (member.coordination.lease_ttl / 4).max(Duration::from_millis(100));
     // A moment first, so that processes started together see each other
     // before they take partitions.
     std::thread::sleep(tick.min(Duration::from_millis(500)));
@@ -301,6 +322,7 @@ struct PartitionRun {
     group: String,
     interval: Duration,
     guarantee: Guarantee,
+    lease_ttl: Duration,
     stop: Arc<AtomicBool>,
     log: bool,
 }
@@ -310,9 +332,6 @@ impl PartitionRun {
         let mut plan = (self.load)()?;
         // A partition is one worker: its order is what its replay repeats.
         plan.execution.workers = 1;
-        let nats = nats_source(&plan)
-            .ok_or_else(|| Error::refused("a distributed run needs a nats source"))?
-            .clone();
         let partition = self.partition;
         let store = PartitionStore::claim(
             &self.state,
@@ -321,33 +340,46 @@ impl PartitionRun {
             self.lease.clone(),
         )?;
         let epoch = store.epoch();
+        let lease = self.lease.clone();
+        let fence = Fence::new(move || lease.is_valid());
         for (i, sink) in plan.sinks.iter_mut().enumerate() {
-            if let Some(target) = sink.target.nats_mut() {
-                target.id_prefix = format!("{}.{epoch}.p{partition}.s{i}", self.group);
-            }
+            sink.target.in_partition(&SinkClaim {
+                partition,
+                prefix: format!("{}.{epoch}.p{partition}.s{i}", self.group),
+                fence: fence.clone(),
+                lease_ttl: self.lease_ttl,
+            });
         }
-        let client = NatsClient::shared(&nats.url)?;
-        // A consumer of its own per claim: an earlier owner's pulls go to
-        // its own consumer (deleted here), never to this one.
-        let durable = format!("{}_p{partition}_r{}", self.group, self.lease.revision());
-        let log = CutLog::claim(&self.state, partition, &self.lease, &durable, || {
-            if nats.end_when_caught_up {
-                client
-                    .last_sequence(&nats.stream.name)
-                    .map(Some)
-                    .map_err(Error::from)
-            } else {
-                Ok(None)
-            }
-        })?;
-        if let Some(previous) = log.previous_consumer() {
-            let _ = client.delete_consumer(&nats.stream.name, previous);
-        }
-        let context = PartitionContext {
+        let mut context = PartitionContext {
             partition,
-            durable: durable.clone(),
-            log: Arc::new(Mutex::new(Some(log))),
+            nats: None,
         };
+        // A nats source's consumer, and its log of cuts, per claim.
+        let mut nats_reader = None;
+        if let Some(nats) = nats_source(&plan).cloned() {
+            let client = NatsClient::shared(&nats.url)?;
+            // A consumer of its own per claim: an earlier owner's pulls go
+            // to its own consumer (deleted here), never to this one.
+            let durable = format!("{}_p{partition}_r{}", self.group, self.lease.revision());
+            let log = CutLog::claim(&self.state, partition, &self.lease, &durable, || {
+                if nats.end_when_caught_up {
+                    client
+                        .last_sequence(&nats.stream.name)
+                        .map(Some)
+                        .map_err(Error::from)
+                } else {
+                    Ok(None)
+                }
+            })?;
+            if let Some(previous) = log.previous_consumer() {
+                let _ = client.delete_consumer(&nats.stream.name, previous);
+            }
+            context.nats = Some(NatsClaim {
+                durable: durable.clone(),
+                log: Arc::new(Mutex::new(Some(log))),
+            });
+            nats_reader = Some((client, nats.stream.name.clone(), durable));
+        }
         let progress = run::progress(&plan);
         let options = RunOptions {
             checkpoints: Some(CheckpointConfig {
@@ -361,9 +393,10 @@ impl PartitionRun {
             watch: None,
             partition: Some(context),
         };
-        let stream = nats.stream.name.clone();
         let outcome = run::run_with(plan, &progress, &options)?;
-        if let run::RunOutcome::Completed(_) = &outcome {
+        if let (run::RunOutcome::Completed(_), Some((client, stream, durable))) =
+            (&outcome, nats_reader)
+        {
             // Completed: nobody reads the partition again.
             let _ = client.delete_consumer(&stream, &durable);
         }

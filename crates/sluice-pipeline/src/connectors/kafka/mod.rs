@@ -23,7 +23,10 @@ mod source;
 mod table;
 
 use super::replay::ReplayableSource;
-use super::{Key, Kind, Opening, Resume, SinkConnector, SinkType, SourceConnector, SourceType};
+use super::{
+    Coordination, Key, Kind, Opening, Resume, SinkClaim, SinkConnector, SinkType, SourceConnector,
+    SourceType,
+};
 use crate::checkpoint::Guarantee;
 use crate::error::{Error, Result};
 use crate::output::RowWriter;
@@ -44,6 +47,9 @@ pub const SOURCE: SourceType = SourceType {
         Key("end", Kind::Text),
         Key("group", Kind::Text),
         Key("properties", Kind::Table),
+        Key("coordination", Kind::Text),
+        Key("lease_ttl", Kind::Text),
+        Key("coordination_replicas", Kind::Unsigned32),
     ],
     compile: table::source,
 };
@@ -129,18 +135,40 @@ pub struct KafkaSourcePlan {
     /// Event times from the record's timestamp (no `event_time` field):
     /// the source adds it to each row as `kafka_time`.
     pub record_time: bool,
+    /// Where the processes of a distributed run meet, if it runs as one:
+    /// they share the topics' partitions.
+    pub coordination: Option<Coordination>,
 }
 
 impl KafkaSourcePlan {
     /// The settings that change results: without the brokers (a cluster
-    /// may be listed otherwise), the group and the client's settings.
+    /// may be listed otherwise), the group, the client's settings and
+    /// where a distributed run meets.
     fn identity(&self) -> KafkaSourcePlan {
         KafkaSourcePlan {
             brokers: String::new(),
             group: String::new(),
             properties: Vec::new(),
+            coordination: None,
             ..self.clone()
         }
+    }
+
+    /// The partitions of every topic, asked of the broker.
+    fn partition_count(&self) -> Result<u32> {
+        let consumer = client::consumer(&self.brokers, None, &self.properties, false)?;
+        let mut count = 0u32;
+        for topic in &self.topics {
+            let n = client::partitions(&consumer, &self.brokers, topic)?.ok_or_else(|| {
+                Error::input(format!(
+                    "Kafka topic `{topic}` does not exist at {}: create it, or check `topic` \
+                     and `brokers`",
+                    self.brokers
+                ))
+            })?;
+            count += n.max(0) as u32;
+        }
+        Ok(count)
     }
 }
 
@@ -175,6 +203,14 @@ impl SourceConnector for KafkaSourceConnector {
         self.0.record_time.then_some(KAFKA_TIME)
     }
 
+    fn coordination(&self) -> Option<Coordination> {
+        self.0.coordination.clone()
+    }
+
+    fn partition_count(&self) -> Result<u32> {
+        self.0.partition_count()
+    }
+
     fn identity(&self) -> String {
         format!("{:?}", self.0.identity())
     }
@@ -203,6 +239,11 @@ pub struct KafkaTarget {
     pub replicas: i32,
     /// More settings for the client.
     pub properties: Vec<(String, String)>,
+    /// In a distributed run, the partition it writes for: whether it is
+    /// still this process's (it writes nothing once not), and the lease's
+    /// time to live (records handed to the client are written or given up
+    /// within a third of it).
+    pub claim: Option<SinkClaim>,
 }
 
 impl SinkConnector for KafkaTarget {
@@ -248,10 +289,19 @@ impl SinkConnector for KafkaTarget {
     }
 
     fn refuses_distributed(&self, _guarantee: Guarantee) -> Option<Error> {
-        Some(Error::refused(format!(
-            "kafka:{}: a distributed run (nats source) cannot write a kafka sink yet; run the \
-             pipeline in one process",
-            self.topic
-        )))
+        None
+    }
+
+    fn checkpoint_at_start(&self) -> bool {
+        // Where its records will start is known durably only once a
+        // checkpoint holds it.
+        true
+    }
+
+    fn in_partition(&mut self, claim: &SinkClaim) {
+        // A writer per partition: each numbers its own records, and reads
+        // back its own after a takeover.
+        self.id = format!("{}.p{}", self.id, claim.partition);
+        self.claim = Some(claim.clone());
     }
 }

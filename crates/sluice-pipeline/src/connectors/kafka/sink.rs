@@ -174,14 +174,20 @@ impl KafkaWriter {
             replayed_left += 1;
         }
         state.next = next;
+        // In a distributed run, a record handed to the client is written or
+        // given up within a third of the lease's time to live: the writer
+        // stops handing records over at two thirds (its fence), so none of
+        // its records can land after another process has taken the
+        // partition over (at the full time to live) and read back.
+        let delivery = match &target.claim {
+            Some(claim) => claim.lease_ttl / 3,
+            None => RETRY_FOR * 2,
+        };
         let mut config = client::config(&target.brokers, &target.properties);
         config
             .set("acks", "all")
             .set("enable.idempotence", "true")
-            .set(
-                "message.timeout.ms",
-                (RETRY_FOR * 2).as_millis().to_string(),
-            );
+            .set("message.timeout.ms", delivery.as_millis().to_string());
         if !target.properties.iter().any(|(k, _)| k == "partitioner") {
             // Keys go where Kafka's own clients put them.
             config.set("partitioner", "murmur2_random");
@@ -412,6 +418,18 @@ fn sequence(message: &impl Message, writer: &str) -> Option<u64> {
 
 impl RowWriter for KafkaWriter {
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if let Some(claim) = &self.target.claim {
+            if !claim.fence.holds() {
+                return Err(Error::Fenced {
+                    partition: claim.partition,
+                    why: format!(
+                        "kafka sink `{}` writes no more: its partition's lease was not renewed \
+                         in time, and another process may have taken it over",
+                        self.target.id
+                    ),
+                });
+            }
+        }
         let ranges = self.values(batch)?;
         let keys = match &self.target.key {
             None => None,

@@ -67,11 +67,17 @@ impl Part {
 /// A kafka source: every partition of its topics.
 pub struct KafkaSource {
     plan: KafkaSourcePlan,
+    /// The one partition this run reads, in a distributed run: its index
+    /// among the partitions of the topics, in the order listed.
+    only: Option<u32>,
+    /// The topics it reads partitions of (the consumers' topics).
+    topics: Vec<String>,
     schema: SchemaRef,
     time: EventTime,
     /// One per topic, made when the first poll opens the partitions.
     consumers: Vec<BaseConsumer>,
-    /// Sorted by topic, then partition; `first[t]` is topic `t`'s first.
+    /// Sorted by topic, then partition; `first[t]` is the first of
+    /// `topics[t]`.
     parts: Vec<Part>,
     first: Vec<usize>,
     /// The positions a resumed run starts from.
@@ -96,6 +102,9 @@ pub struct KafkaSource {
     durable: bool,
     /// A checkpoint that holds every partition's end has committed.
     end_committed: bool,
+    /// Nothing is read until the first checkpoint, taken at the first poll,
+    /// has committed.
+    awaiting_first: bool,
     done: bool,
     reserved: ReservedHandle,
     counters: Arc<SourceCounters>,
@@ -105,8 +114,14 @@ impl KafkaSource {
     /// The source of `plan`'s topics, opened (its partitions assigned) at
     /// its first poll, after a resumed run has sought.
     pub fn new(plan: KafkaSourcePlan, at: &Opening<'_>) -> Result<Self> {
+        #[cfg(feature = "nats")]
+        let only = at.partition.map(|c| c.partition);
+        #[cfg(not(feature = "nats"))]
+        let only = None;
         Ok(Self {
             plan,
+            only,
+            topics: Vec::new(),
             schema: at.schema.clone(),
             time: at.time.clone(),
             consumers: Vec::new(),
@@ -124,21 +139,25 @@ impl KafkaSource {
             told_time: i64::MIN,
             durable: at.reserved.holds(),
             end_committed: false,
+            awaiting_first: at.first_checkpoint_at_once,
             done: false,
             reserved: ReservedHandle::new(at.reserved.clone()),
             counters: at.counters.clone(),
         })
     }
 
-    /// Assigns every partition of every topic to its consumer, at its
-    /// checkpointed offset or where `start` says.
+    /// Assigns every partition of every topic (or the one of a distributed
+    /// run) to its consumer, at its checkpointed offset or where `start`
+    /// says.
     fn open(&mut self) -> Result<()> {
         let brokers = self.plan.brokers.clone();
         let format = match self.plan.payload {
             Payload::Csv => Format::Csv,
             Payload::Json | Payload::Raw => Format::Jsonl,
         };
-        for (t, topic) in self.plan.topics.iter().enumerate() {
+        // The index of a topic's first partition among all of them.
+        let mut counted = 0u32;
+        for topic in &self.plan.topics {
             let consumer = client::consumer(
                 &brokers,
                 Some(&self.plan.group),
@@ -151,6 +170,14 @@ impl KafkaSource {
                      `topic` and `brokers`"
                 ))
             })?;
+            let read: Vec<i32> = (0..count)
+                .filter(|p| self.only.is_none_or(|only| only == counted + *p as u32))
+                .collect();
+            counted += count.max(0) as u32;
+            if read.is_empty() {
+                continue;
+            }
+            let t = self.topics.len();
             let committed = match self.plan.start {
                 Start::Committed => Some(self.committed_offsets(&consumer, topic, count)?),
                 _ => None,
@@ -161,7 +188,7 @@ impl KafkaSource {
             };
             self.first.push(self.parts.len());
             let mut assignment = TopicPartitionList::new();
-            for partition in 0..count {
+            for partition in read {
                 let (low, high) = client::watermarks(&consumer, topic, partition)?;
                 let seeked = self
                     .seeked
@@ -229,9 +256,52 @@ impl KafkaSource {
                 .assign(&assignment)
                 .map_err(|e| failed(format!("cannot assign Kafka topic `{topic}`"), e))?;
             self.consumers.push(consumer);
+            self.topics.push(topic.clone());
+        }
+        if let Some(only) = self.only.filter(|_| self.parts.is_empty()) {
+            return Err(Error::input(format!(
+                "Kafka topics {} have {counted} partitions, and this run was given partition \
+                 {only} of them: partitions were removed since the group started. Stop every \
+                 process of the group, and start them again",
+                self.plan.topics.join(", ")
+            )));
         }
         self.opened = true;
         Ok(())
+    }
+
+    /// Partition `p` of `topics[t]` has given every record the broker
+    /// holds.
+    fn reached_end(&mut self, t: usize, p: i32) -> Result<()> {
+        let Some(index) = self.part_of(t, p) else {
+            return Ok(());
+        };
+        let part = &mut self.parts[index];
+        part.at_end = true;
+        // Every record to the partition's end has come: what lies between
+        // `next` and a caught-up end is not data (transaction markers,
+        // records compacted away), once the broker's end is past it (a new
+        // leader's may lag).
+        if let Some(end) = part.end.filter(|e| *e > part.next) {
+            let (_, high) = client::watermarks(&self.consumers[t], &self.topics[t], p)?;
+            if high >= end {
+                part.next = end;
+            }
+        }
+        if part.finished() {
+            self.pause(t, p);
+        }
+        Ok(())
+    }
+
+    /// The index in `parts` of partition `p` of `topics[t]`, if it is read.
+    fn part_of(&self, t: usize, p: i32) -> Option<usize> {
+        let first = self.first[t];
+        let end = self.first.get(t + 1).copied().unwrap_or(self.parts.len());
+        self.parts[first..end]
+            .binary_search_by_key(&p, |part| part.partition)
+            .ok()
+            .map(|i| first + i)
     }
 
     /// The group's committed offset of each partition of `topic`.
@@ -294,7 +364,7 @@ impl KafkaSource {
     /// Stops fetching partition `p` of topic `t`: it has read to its end.
     fn pause(&self, t: usize, p: i32) {
         let mut list = TopicPartitionList::new();
-        list.add_partition(&self.plan.topics[t], p);
+        list.add_partition(&self.topics[t], p);
         // Records fetched past the end are skipped anyway.
         let _ = self.consumers[t].pause(&list);
     }
@@ -306,7 +376,7 @@ impl KafkaSource {
         self.parts
             .iter()
             .map(|p| Position {
-                topic: self.plan.topics[p.topic].clone(),
+                topic: self.topics[p.topic].clone(),
                 partition: p.partition,
                 next: p.next,
                 end: p.end,
@@ -487,6 +557,11 @@ impl Source<Rows> for KafkaSource {
         if !self.opened {
             self.open()?;
         }
+        if self.awaiting_first {
+            // The first checkpoint holds where every partition starts.
+            std::thread::sleep(Duration::from_millis(2));
+            return Ok(SourceStatus::Idle);
+        }
         let payload = self.plan.payload;
         let record_time = self.plan.record_time;
         loop {
@@ -513,16 +588,14 @@ impl Source<Rows> for KafkaSource {
             } else {
                 wait
             };
-            let first = self.first[t];
-            let count = self.first.get(t + 1).copied().unwrap_or(self.parts.len()) - first;
             match self.consumers[t].poll(timeout) {
                 Some(Ok(message)) => {
                     self.failing_since = None;
                     let p = message.partition();
-                    if p < 0 || p as usize >= count {
+                    let Some(index) = self.part_of(t, p) else {
                         continue;
-                    }
-                    let part = &mut self.parts[first + p as usize];
+                    };
+                    let part = &mut self.parts[index];
                     let bytes = message.payload().map_or(0, <[u8]>::len) as u64;
                     if take(part, &message, payload, record_time) {
                         self.pending += 1;
@@ -540,42 +613,22 @@ impl Source<Rows> for KafkaSource {
                     }
                     break;
                 }
-                Some(Err(KafkaError::PartitionEOF(p))) if p >= 0 && (p as usize) < count => {
+                Some(Err(KafkaError::PartitionEOF(p))) => {
                     self.failing_since = None;
-                    let index = first + p as usize;
-                    self.parts[index].at_end = true;
-                    // Every record to the partition's end has come: what
-                    // lies between `next` and a caught-up end is not data
-                    // (transaction markers, records compacted away), once
-                    // the broker's end is past it (a new leader's may lag).
-                    if let Some(end) = self.parts[index]
-                        .end
-                        .filter(|e| *e > self.parts[index].next)
-                    {
-                        let (_, high) =
-                            client::watermarks(&self.consumers[t], &self.plan.topics[t], p)?;
-                        if high >= end {
-                            self.parts[index].next = end;
-                        }
-                    }
-                    let part = &self.parts[index];
-                    if part.finished() {
-                        self.pause(t, p);
-                    }
+                    self.reached_end(t, p)?;
                 }
-                Some(Err(KafkaError::PartitionEOF(_))) => {}
                 Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
                     return Err(Error::input(format!(
                         "Kafka topic `{}`: the broker no longer has the records at a \
                          partition's offset (retention deleted them before they were read). \
                          Start afresh, or keep records longer",
-                        self.plan.topics[t]
+                        self.topics[t]
                     ))
                     .into());
                 }
                 Some(Err(error @ KafkaError::MessageConsumptionFatal(_))) => {
                     return Err(failed(
-                        format!("cannot read Kafka topic `{}`", self.plan.topics[t]),
+                        format!("cannot read Kafka topic `{}`", self.topics[t]),
                         error,
                     )
                     .into());
@@ -588,7 +641,7 @@ impl Source<Rows> for KafkaSource {
                         return Err(failed(
                             format!(
                                 "cannot read Kafka topic `{}` for {RETRY_FOR:?}",
-                                self.plan.topics[t]
+                                self.topics[t]
                             ),
                             error,
                         )
@@ -643,6 +696,7 @@ impl Replayable for KafkaSource {
             })?;
         self.seeked = positions;
         self.consumers.clear();
+        self.topics.clear();
         self.parts.clear();
         self.first.clear();
         self.opened = false;
@@ -664,6 +718,7 @@ impl Replayable for KafkaSource {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .pop_front();
+        self.awaiting_first = false;
         let Some(positions) = positions else {
             return Ok(());
         };
@@ -679,10 +734,7 @@ impl Replayable for KafkaSource {
         // For monitoring tools (consumer lag): a commit that fails is
         // harmless, the next one covers it; Sluice resumes from its own
         // checkpoint.
-        for (t, topic) in self.plan.topics.iter().enumerate() {
-            let Some(consumer) = self.consumers.get(t) else {
-                continue;
-            };
+        for (topic, consumer) in self.topics.iter().zip(&self.consumers) {
             let mut list = TopicPartitionList::new();
             for p in positions.iter().filter(|p| p.topic == *topic) {
                 let _ = list.add_partition_offset(topic, p.partition, Offset::Offset(p.next));

@@ -5,10 +5,14 @@ use super::{
     SEQUENCE_HEADER, WRITER_HEADER,
 };
 use crate::config::diag::{at, Failure, Span};
-use crate::connectors::{names, CompiledSource, SinkConnector, SinkTable, SourceTable};
+use crate::config::duration;
+use crate::connectors::{
+    names, CompiledSource, Coordination, SinkConnector, SinkTable, SourceTable,
+};
 use crate::format;
 use arrow::datatypes::DataType;
 use std::sync::Arc;
+use std::time::Duration;
 use toml::Spanned;
 
 /// Topics read by offset, and the schema of their records (given: a topic
@@ -109,6 +113,7 @@ pub(super) fn source(t: &SourceTable<'_>) -> Result<CompiledSource, Failure> {
             group,
             properties: properties(t.get::<toml::Table>("properties")?)?,
             record_time,
+            coordination: coordination(t)?,
         })),
         schema: format::explicit_schema(&fields),
     })
@@ -199,6 +204,76 @@ pub(super) fn sink(t: &SinkTable<'_>) -> Result<Box<dyn SinkConnector>, Failure>
         partitions: count("partitions")?,
         replicas: count("replicas")?,
         properties: properties(t.get::<toml::Table>("properties")?)?,
+        claim: None,
+    }))
+}
+
+/// Where the processes of a distributed run meet, when the source says:
+/// `coordination` (NATS servers), `lease_ttl`, `coordination_replicas`.
+fn coordination(t: &SourceTable<'_>) -> Result<Option<Coordination>, Failure> {
+    let url = t.get::<String>("coordination")?;
+    let ttl = t.get::<String>("lease_ttl")?;
+    let replicas = t.get::<u32>("coordination_replicas")?;
+    let Some(url) = url else {
+        if let Some(given) = ttl
+            .as_ref()
+            .map(Spanned::span)
+            .or(replicas.map(|r| r.span()))
+        {
+            return Err(at(
+                given,
+                "lease_ttl and coordination_replicas are settings of a distributed run: give \
+                 `coordination` too (the NATS servers where its processes meet, \
+                 coordination = \"nats://127.0.0.1:4222\"), or remove them",
+            ));
+        }
+        return Ok(None);
+    };
+    if !cfg!(feature = "nats") {
+        return Err(at(
+            url.span(),
+            "this build of Sluice has no NATS client (feature `nats`), which distributed runs \
+             meet through: build it with the feature, or remove `coordination`",
+        ));
+    }
+    if !url
+        .get_ref()
+        .split(',')
+        .all(|u| u.trim().starts_with("nats://"))
+    {
+        return Err(at(
+            url.span(),
+            "coordination names the NATS servers where the processes of a distributed run \
+             meet: coordination = \"nats://127.0.0.1:4222\" (several separated by commas)",
+        ));
+    }
+    let lease_ttl = match ttl {
+        // A third of it is how long a record handed to the client may take
+        // to be written: too short and a busy broker fails the run.
+        Some(d) if duration(&d, "lease_ttl")? < Duration::from_secs(3) => {
+            return Err(at(
+                d.span(),
+                "lease_ttl of a kafka source must be at least 3s (records a writer has handed \
+                 to the client must be written within a third of it)",
+            ));
+        }
+        Some(d) => duration(&d, "lease_ttl")?,
+        None => Duration::from_secs(10),
+    };
+    let replicas = match replicas {
+        Some(r) if !(1..=5).contains(r.get_ref()) => {
+            return Err(at(
+                r.span(),
+                "coordination_replicas must be between 1 and 5",
+            ));
+        }
+        Some(r) => *r.get_ref() as usize,
+        None => 1,
+    };
+    Ok(Some(Coordination {
+        url: url.into_inner(),
+        lease_ttl,
+        replicas,
     }))
 }
 

@@ -20,7 +20,10 @@
 //! - [`table`] checks and compiles the tables of both.
 
 use super::replay::ReplayableSource;
-use super::{Key, Kind, Opening, SinkConnector, SinkType, SourceConnector, SourceType};
+use super::{
+    Coordination, Key, Kind, Opening, SinkClaim, SinkConnector, SinkType, SourceConnector,
+    SourceType,
+};
 use crate::checkpoint::Guarantee;
 use crate::error::{Error, Fix, Result};
 use crate::output::RowWriter;
@@ -105,21 +108,18 @@ pub struct NatsSourcePlan {
 /// `event_time`.
 pub const NATS_TIME: &str = "nats_time";
 
-/// What the run of one partition of a nats source needs besides the plan.
+/// What the run of one partition of a nats source reads it with.
 #[derive(Clone)]
-pub struct PartitionContext {
-    /// The partition.
-    pub partition: u32,
+pub struct NatsClaim {
     /// The durable consumer that reads it.
     pub durable: String,
     /// Its log of partial cuts, claimed for this run.
     pub log: std::sync::Arc<Mutex<Option<CutLog>>>,
 }
 
-impl std::fmt::Debug for PartitionContext {
+impl std::fmt::Debug for NatsClaim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PartitionContext")
-            .field("partition", &self.partition)
+        f.debug_struct("NatsClaim")
             .field("durable", &self.durable)
             .finish()
     }
@@ -172,6 +172,18 @@ impl SourceConnector for Nats {
         Some(&self.0)
     }
 
+    fn coordination(&self) -> Option<Coordination> {
+        Some(Coordination {
+            url: self.0.url.clone(),
+            lease_ttl: self.0.lease_ttl,
+            replicas: self.0.stream.replicas,
+        })
+    }
+
+    fn partition_count(&self) -> Result<u32> {
+        Ok(self.0.stream.partitions)
+    }
+
     fn identity(&self) -> String {
         format!("{:?}", Nats(self.0.identity()))
     }
@@ -210,14 +222,14 @@ impl SinkConnector for NatsTarget {
         Some(self)
     }
 
-    fn nats_mut(&mut self) -> Option<&mut NatsTarget> {
-        Some(self)
+    fn in_partition(&mut self, claim: &SinkClaim) {
+        self.id_prefix = claim.prefix.clone();
     }
 }
 
 /// Opens the source of the partition a distributed run gave this run.
 fn open(settings: &NatsSourcePlan, at: &Opening<'_>) -> Result<Box<dyn ReplayableSource>> {
-    let context = at.partition.ok_or_else(|| {
+    let context = at.partition.filter(|c| c.nats.is_some()).ok_or_else(|| {
         Error::refused(
             "a nats source is read by a distributed run, partition by partition: `sluice run` \
              starts one (sluice_pipeline::distributed::run)",
@@ -229,7 +241,11 @@ fn open(settings: &NatsSourcePlan, at: &Opening<'_>) -> Result<Box<dyn Replayabl
              timing, so a replay could not cut the same chunks",
         ));
     }
-    let log = lock(&context.log)
+    let claim = context
+        .nats
+        .as_ref()
+        .ok_or_else(|| Error::nats("no claim"))?;
+    let log = lock(&claim.log)
         .take()
         .ok_or_else(|| Error::nats("the partition's cut log is already in use"))?;
     let decoder = crate::format::TextDecoder::new(
@@ -244,7 +260,7 @@ fn open(settings: &NatsSourcePlan, at: &Opening<'_>) -> Result<Box<dyn Replayabl
     Ok(Box::new(NatsSource::new(
         settings.clone(),
         context.partition,
-        context.durable.clone(),
+        claim.durable.clone(),
         log,
         decoder,
         at.chunk_rows,
