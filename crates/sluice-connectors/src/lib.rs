@@ -7,6 +7,7 @@
 //! - [`FormulaSource`]: the shared W0/W1 benchmark stream, from its
 //!   integer formula, in any number of partitions;
 //! - [`nexmark::NexmarkSource`]: Nexmark persons, auctions and bids;
+//! - `kafka::KafkaSource` (feature `kafka`): records of Kafka topics;
 //! - [`CollectSink`]: gathers results in memory, to read after the run;
 //! - [`StdoutSink`]: one line per event on standard output.
 //!
@@ -31,6 +32,8 @@ mod collect;
 mod formula;
 mod generator;
 mod iter;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod nexmark;
 mod stdout;
 

@@ -191,6 +191,14 @@ impl Lease {
         !self.is_lost() && renewed.elapsed() < self.ttl * 2 / 3
     }
 
+    /// True while the lease was renewed less than `within` ago (and was
+    /// never lost): a stricter [`Lease::is_valid`] for writers that must
+    /// stop early enough for what they handed over to land in time.
+    pub fn renewed_within(&self, within: Duration) -> bool {
+        let renewed = *self.renewed.lock().unwrap_or_else(|p| p.into_inner());
+        !self.is_lost() && renewed.elapsed() < within.min(self.ttl * 2 / 3)
+    }
+
     /// True once a renewal found the lease gone.
     pub fn is_lost(&self) -> bool {
         self.lost.load(Ordering::SeqCst)

@@ -260,6 +260,17 @@ impl Error {
         }
     }
 
+    /// The error may pass if the run starts again from its last
+    /// checkpoint: a broker or server that did not answer in time, an
+    /// output not written (as opposed to a damaged state, a refusal or a
+    /// bug).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self.inner(),
+            Error::Input(_) | Error::Output(_) | Error::Nats(_)
+        )
+    }
+
     /// This process lost the partition it ran.
     pub fn is_fenced(&self) -> bool {
         matches!(self.inner(), Error::Fenced { .. })

@@ -1544,15 +1544,15 @@ fn service_cases() -> Vec<Case> {
             ],
         ),
         case(
-            "kafka source: a lease shorter than 3s",
+            "kafka source: a lease shorter than 500ms",
             KAFKA,
             &[(
                 8,
                 r#"event_time = "ts""#,
-                "event_time = \"ts\"\ncoordination = \"nats://127.0.0.1:4222\"\nlease_ttl = \"1s\"",
+                "event_time = \"ts\"\ncoordination = \"nats://127.0.0.1:4222\"\nlease_ttl = \"100ms\"",
             )],
             10,
-            &["lease_ttl of a kafka source must be at least 3s"],
+            &["lease_ttl must be at least 500ms"],
         ),
         case(
             "kafka source: a lease without coordination",

@@ -433,10 +433,11 @@ impl Checkpointing {
         }
     }
 
-    /// Takes the first checkpoint at the first poll, before the source has
-    /// given anything: for sinks that append to what outlives the run (a
-    /// Kafka topic), whose writes of a run that never committed a
-    /// checkpoint a restart could not find again.
+    /// Takes the first checkpoint at the first poll (before the source has
+    /// given anything, if its first poll gives nothing: the kafka source's
+    /// does not, and then waits for the commit): for sinks that append to
+    /// what outlives the run (a Kafka topic), whose writes of a run that
+    /// never committed a checkpoint a restart could not find again.
     pub fn first_at_once(self) -> Self {
         self.quiet_until.store(0, Ordering::Relaxed);
         self

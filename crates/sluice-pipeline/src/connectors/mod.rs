@@ -276,6 +276,13 @@ pub trait SinkConnector: fmt::Debug + Send + Sync {
         false
     }
 
+    /// The shortest lease a distributed run may give its partitions when it
+    /// writes this sink (a writer whose records must land within a part of
+    /// it), if it asks for one.
+    fn least_lease_ttl(&self) -> Option<Duration> {
+        None
+    }
+
     /// Makes this sink the writer of one partition of a distributed run
     /// (its message ids, its writer's name, its fence). A sink that
     /// `refuses_distributed` nothing and needs nothing keeps this default.
@@ -297,8 +304,8 @@ pub struct Coordination {
 }
 
 /// Whether the process that runs a partition still owns it: false once its
-/// lease has gone unrenewed for too long (another process may take it
-/// over), after which it must not write.
+/// lease has gone unrenewed for half its time to live (another process may
+/// take it over once the whole has passed), after which it must not write.
 #[derive(Clone)]
 pub struct Fence(Arc<dyn Fn() -> bool + Send + Sync>);
 
@@ -330,8 +337,11 @@ pub struct SinkClaim {
     pub prefix: String,
     /// Whether the partition is still this process's.
     pub fence: Fence,
-    /// The lease's time to live: what a record handed to a client must be
-    /// written (or given up) within, once the fence no longer holds.
+    /// The lease's time to live. The fence falls once the lease has gone
+    /// unrenewed for half of it; another process takes the partition over
+    /// once all of it has passed. A writer that must not write after that
+    /// gives what it handed over a sixth of it to land (a third is left for
+    /// the clocks of the server and the process to differ).
     pub lease_ttl: Duration,
 }
 

@@ -30,10 +30,11 @@ struct Running {
     thread: JoinHandle<Result<RunOutcome>>,
 }
 
-/// How many times in a row a partition's run may fail (a broker that does
-/// not answer in time) and be started again from its last checkpoint
-/// before the process gives up; a run that lasted [`FAILURES_FORGOTTEN`]
-/// starts the count afresh.
+/// How many times in a row a partition's run may fail on a transient error
+/// (a broker that did not answer in time: `Error::is_transient`) and be
+/// started again from its last checkpoint before the process gives up; a
+/// run that lasted [`FAILURES_FORGOTTEN`], or completed, starts the count
+/// afresh.
 const RESTARTS: u32 = 3;
 const FAILURES_FORGOTTEN: Duration = Duration::from_secs(60);
 
@@ -182,6 +183,7 @@ impl<'a> Member<'a> {
                 let outcome = match &ended {
                     RunOutcome::Stopped(_) => run.stopping.unwrap_or(PartitionOutcome::Stopped),
                     RunOutcome::Completed(_) | RunOutcome::AlreadyCompleted(_) => {
+                        self.failures.remove(&partition);
                         self.completed.insert(partition);
                         PartitionOutcome::Completed
                     }
@@ -205,18 +207,23 @@ impl<'a> Member<'a> {
                 }
                 let failures = self.failures.entry(partition).or_default();
                 *failures += 1;
-                if *failures > RESTARTS || run.stopping.is_some() {
-                    let e = e.context(format_args!("partition {partition}"));
-                    self.failure.get_or_insert(e);
-                } else {
-                    // Its lease is given back below and taken again at the
-                    // next tick: the run resumes from its last checkpoint.
+                let handed_over = run.stopping == Some(PartitionOutcome::HandedOver);
+                let again = e.is_transient() && *failures <= RESTARTS && run.stopping.is_none();
+                if handed_over || again {
+                    // Its lease is left to expire (not given back): what
+                    // its writers handed over has the TTL to land before
+                    // the partition is taken again, here or elsewhere, and
+                    // resumed from its last checkpoint.
                     eprintln!(
                         "partition {partition}: failed ({e}); it starts again from its last \
-                         checkpoint (failure {failures} of {RESTARTS} in a row)"
+                         checkpoint once its lease has expired (failure {failures} of \
+                         {RESTARTS} in a row)"
                     );
                     self.summary.add(partition, PartitionOutcome::Failed, None);
+                    return;
                 }
+                let e = e.context(format_args!("partition {partition}"));
+                self.failure.get_or_insert(e);
             }
         }
         // A completed run deleted its own consumer (`PartitionRun::run`).

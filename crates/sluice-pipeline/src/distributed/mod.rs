@@ -211,10 +211,18 @@ pub fn setup(plan: &Plan) -> Result<Vec<String>> {
 
 /// Checks that every sink can be written by whichever process owns a
 /// partition: nats sinks, or stdout when repeats are accepted.
-fn check_sinks(plan: &Plan, guarantee: Guarantee) -> Result<()> {
+fn check_sinks(plan: &Plan, guarantee: Guarantee, lease_ttl: Duration) -> Result<()> {
     for sink in &plan.sinks {
         if let Some(refusal) = sink.target.refuses_distributed(guarantee) {
             return Err(refusal.context(format_args!("sink of `{}`", sink.from)));
+        }
+        if let Some(least) = sink.target.least_lease_ttl().filter(|l| lease_ttl < *l) {
+            return Err(Error::refused(format!(
+                "sink of `{}`: {} needs a lease_ttl of at least {least:?} in the source (it \
+                 is {lease_ttl:?}): what its writer hands over must land within a sixth of it",
+                sink.from,
+                sink.target.label()
+            )));
         }
     }
     Ok(())
@@ -259,7 +267,7 @@ pub fn run(load: LoadPlan, options: &DistributedOptions) -> Result<DistributedSu
             "a distributed run needs a nats source, or a kafka source with `coordination`",
         )
     })?;
-    check_sinks(&plan, options.guarantee)?;
+    check_sinks(&plan, options.guarantee, coordination.lease_ttl)?;
     if let Some(join) = plan.transforms.iter().find(|t| {
         matches!(
             t.operation,
@@ -340,8 +348,12 @@ impl PartitionRun {
             self.lease.clone(),
         )?;
         let epoch = store.epoch();
+        // Half the TTL: what a writer hands over before the fence falls
+        // has the rest to land, with a third of the TTL to spare for the
+        // server's clock (see `SinkClaim`).
         let lease = self.lease.clone();
-        let fence = Fence::new(move || lease.is_valid());
+        let ttl = self.lease_ttl;
+        let fence = Fence::new(move || lease.renewed_within(ttl / 2));
         for (i, sink) in plan.sinks.iter_mut().enumerate() {
             sink.target.in_partition(&SinkClaim {
                 partition,

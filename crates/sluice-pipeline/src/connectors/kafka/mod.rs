@@ -240,9 +240,9 @@ pub struct KafkaTarget {
     /// More settings for the client.
     pub properties: Vec<(String, String)>,
     /// In a distributed run, the partition it writes for: whether it is
-    /// still this process's (it writes nothing once not), and the lease's
-    /// time to live (records handed to the client are written or given up
-    /// within a third of it).
+    /// still this process's (it hands nothing over once not), and the
+    /// lease's time to live (records handed to the client are written or
+    /// given up within a sixth of it).
     pub claim: Option<SinkClaim>,
 }
 
@@ -290,6 +290,11 @@ impl SinkConnector for KafkaTarget {
 
     fn refuses_distributed(&self, _guarantee: Guarantee) -> Option<Error> {
         None
+    }
+
+    fn least_lease_ttl(&self) -> Option<Duration> {
+        // A sixth of it for deliveries: a second at least.
+        Some(Duration::from_secs(6))
     }
 
     fn checkpoint_at_start(&self) -> bool {

@@ -40,7 +40,7 @@ struct Position {
 
 /// One partition being read.
 struct Part {
-    /// Its topic, as an index into the plan's topics (and the consumers).
+    /// Its topic, as an index into the topics read (and the consumers).
     topic: usize,
     partition: i32,
     next: i64,
@@ -176,6 +176,20 @@ impl KafkaSource {
             counted += count.max(0) as u32;
             if read.is_empty() {
                 continue;
+            }
+            if let (Some(only), Some(seeked)) = (self.only, self.seeked.first()) {
+                // Partition `only` must be the one its checkpoint read: a
+                // partition added to a topic other than the last moves the
+                // numbers of those after it.
+                if seeked.topic != *topic || seeked.partition != read[0] {
+                    return Err(Error::input(format!(
+                        "partition {only} of this distributed run read Kafka topic `{}`, \
+                         partition {}, and is now topic `{topic}`, partition {}: partitions \
+                         were added to a topic other than the last listed. Add partitions to \
+                         the last topic only, or start the group afresh (--fresh)",
+                        seeked.topic, seeked.partition, read[0]
+                    )));
+                }
             }
             let t = self.topics.len();
             let committed = match self.plan.start {

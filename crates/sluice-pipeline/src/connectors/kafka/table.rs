@@ -248,14 +248,8 @@ fn coordination(t: &SourceTable<'_>) -> Result<Option<Coordination>, Failure> {
         ));
     }
     let lease_ttl = match ttl {
-        // A third of it is how long a record handed to the client may take
-        // to be written: too short and a busy broker fails the run.
-        Some(d) if duration(&d, "lease_ttl")? < Duration::from_secs(3) => {
-            return Err(at(
-                d.span(),
-                "lease_ttl of a kafka source must be at least 3s (records a writer has handed \
-                 to the client must be written within a third of it)",
-            ));
+        Some(d) if duration(&d, "lease_ttl")? < Duration::from_millis(500) => {
+            return Err(at(d.span(), "lease_ttl must be at least 500ms"));
         }
         Some(d) => duration(&d, "lease_ttl")?,
         None => Duration::from_secs(10),
