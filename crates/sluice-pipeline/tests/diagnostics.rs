@@ -1566,6 +1566,20 @@ fn service_cases() -> Vec<Case> {
             &["give `coordination` too"],
         ),
         case(
+            "kafka source: Avro records bring their fields",
+            KAFKA,
+            &[(8, r#"event_time = "ts""#, r#"format = "avro""#)],
+            7,
+            &["Avro records bring their fields", "remove `schema`"],
+        ),
+        case(
+            "kafka source: an Avro schema for JSON records",
+            KAFKA,
+            &[(8, r#"event_time = "ts""#, r#"avro_schema = "r.avsc""#)],
+            8,
+            &["avro_schema is the schema of Avro records"],
+        ),
+        case(
             "kafka sink: the key is not a field",
             KAFKA,
             &[(15, r#"key = "sensor""#, r#"key = "room""#)],

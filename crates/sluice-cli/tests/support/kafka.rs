@@ -40,7 +40,7 @@ pub struct Record {
 pub struct Produce<'a> {
     pub partition: Option<i32>,
     pub key: Option<&'a str>,
-    pub value: &'a str,
+    pub value: &'a [u8],
     pub timestamp: Option<i64>,
 }
 

@@ -47,6 +47,7 @@ pub const SOURCE: SourceType = SourceType {
         Key("end", Kind::Text),
         Key("group", Kind::Text),
         Key("properties", Kind::Table),
+        Key("avro_schema", Kind::Text),
         Key("coordination", Kind::Text),
         Key("lease_ttl", Kind::Text),
         Key("coordination_replicas", Kind::Unsigned32),
@@ -96,6 +97,12 @@ pub enum Payload {
     Csv,
     /// Text, taken as it is: the rows have `key` and `value`.
     Raw,
+    /// One Avro datum of the source's `avro_schema`; `confluent`: after
+    /// the 5 bytes of Confluent's framing (a zero and a schema id).
+    Avro {
+        /// The datum follows Confluent's framing.
+        confluent: bool,
+    },
 }
 
 /// Where a source starts reading a partition it has no checkpoint for.
@@ -135,6 +142,8 @@ pub struct KafkaSourcePlan {
     /// Event times from the record's timestamp (no `event_time` field):
     /// the source adds it to each row as `kafka_time`.
     pub record_time: bool,
+    /// The Avro schema of the records (its canonical form), with Avro.
+    pub avro_schema: Option<String>,
     /// Where the processes of a distributed run meet, if it runs as one:
     /// they share the topics' partitions.
     pub coordination: Option<Coordination>,
@@ -191,6 +200,8 @@ impl SourceConnector for KafkaSourceConnector {
                 Payload::Json => "JSON",
                 Payload::Csv => "CSV",
                 Payload::Raw => "raw text",
+                Payload::Avro { confluent: false } => "Avro",
+                Payload::Avro { confluent: true } => "Avro, Confluent's framing",
             }
         )
     }

@@ -67,6 +67,8 @@ impl Part {
 /// A kafka source: every partition of its topics.
 pub struct KafkaSource {
     plan: KafkaSourcePlan,
+    /// How records become lines.
+    reading: Reading,
     /// The one partition this run reads, in a distributed run: its index
     /// among the partitions of the topics, in the order listed.
     only: Option<u32>,
@@ -118,7 +120,20 @@ impl KafkaSource {
         let only = at.partition.map(|c| c.partition);
         #[cfg(not(feature = "nats"))]
         let only = None;
+        let avro = match &plan.avro_schema {
+            None => None,
+            Some(text) => Some(apache_avro::Schema::parse_str(text).map_err(|e| {
+                Error::refused(format!(
+                    "the kafka source's Avro schema does not parse: {e}"
+                ))
+            })?),
+        };
         Ok(Self {
+            reading: Reading {
+                payload: plan.payload,
+                record_time: plan.record_time,
+                avro,
+            },
             plan,
             only,
             topics: Vec::new(),
@@ -153,7 +168,7 @@ impl KafkaSource {
         let brokers = self.plan.brokers.clone();
         let format = match self.plan.payload {
             Payload::Csv => Format::Csv,
-            Payload::Json | Payload::Raw => Format::Jsonl,
+            Payload::Json | Payload::Raw | Payload::Avro { .. } => Format::Jsonl,
         };
         // The index of a topic's first partition among all of them.
         let mut counted = 0u32;
@@ -478,7 +493,21 @@ fn empty_rows(schema: &SchemaRef) -> Rows {
 
 /// Takes `message` into its partition's lines; false if it was not
 /// taken (a repeat, or past the partition's end).
-fn take(part: &mut Part, message: &impl Message, payload: Payload, record_time: bool) -> bool {
+/// How records become lines.
+struct Reading {
+    payload: Payload,
+    /// Each line gets the record's timestamp as `kafka_time`.
+    record_time: bool,
+    /// The records' schema, with Avro.
+    avro: Option<apache_avro::Schema>,
+}
+
+fn take(part: &mut Part, message: &impl Message, how: &Reading) -> bool {
+    let Reading {
+        payload,
+        record_time,
+        ..
+    } = *how;
     let offset = message.offset();
     if offset < part.next || part.end.is_some_and(|end| offset >= end) {
         return false;
@@ -533,6 +562,25 @@ fn take(part: &mut Part, message: &impl Message, payload: Payload, record_time: 
                 _ => part.region.extend_from_slice(value),
             }
         }
+        (Payload::Avro { confluent }, Some(value)) => {
+            let Some(row) = how
+                .avro
+                .as_ref()
+                .and_then(|schema| avro_row(schema, value, confluent))
+            else {
+                part.dead.push(dead(if confluent {
+                    "not an Avro datum of the source's avro_schema after Confluent's framing"
+                } else {
+                    "not an Avro datum of the source's avro_schema"
+                }));
+                return true;
+            };
+            let mut row = row;
+            if record_time {
+                row.insert(super::KAFKA_TIME.to_string(), stamp.into());
+            }
+            let _ = serde_json::to_writer(&mut part.region, &row);
+        }
         (Payload::Csv, Some(value)) => {
             let line = value.trim_ascii_end();
             part.region.extend_from_slice(line);
@@ -551,6 +599,31 @@ fn take(part: &mut Part, message: &impl Message, payload: Payload, record_time: 
     part.lines.push((offset as u64, start..part.region.len()));
     part.region.push(b'\n');
     true
+}
+
+/// The fields of an Avro datum of `schema` (after Confluent's 5-byte
+/// framing when `confluent`), as a JSON object; none if it is not one.
+fn avro_row(
+    schema: &apache_avro::Schema,
+    value: &[u8],
+    confluent: bool,
+) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let mut datum = value;
+    if confluent {
+        datum = match value {
+            [0, _, _, _, _, rest @ ..] => rest,
+            _ => return None,
+        };
+    }
+    let decoded = apache_avro::from_avro_datum(schema, &mut datum, None).ok()?;
+    if !datum.is_empty() {
+        // Bytes left over: not one datum of this schema.
+        return None;
+    }
+    match serde_json::Value::try_from(decoded).ok()? {
+        serde_json::Value::Object(row) => Some(row),
+        _ => None,
+    }
 }
 
 impl Source<Rows> for KafkaSource {
@@ -576,8 +649,7 @@ impl Source<Rows> for KafkaSource {
             std::thread::sleep(Duration::from_millis(2));
             return Ok(SourceStatus::Idle);
         }
-        let payload = self.plan.payload;
-        let record_time = self.plan.record_time;
+
         loop {
             if self.pending >= self.chunk_rows {
                 break;
@@ -611,7 +683,7 @@ impl Source<Rows> for KafkaSource {
                     };
                     let part = &mut self.parts[index];
                     let bytes = message.payload().map_or(0, <[u8]>::len) as u64;
-                    if take(part, &message, payload, record_time) {
+                    if take(part, &message, &self.reading) {
                         self.pending += 1;
                         self.counters.read.fetch_add(1, Ordering::Relaxed);
                         self.counters.bytes.fetch_add(bytes, Ordering::Relaxed);
@@ -799,6 +871,14 @@ mod tests {
         )
     }
 
+    fn reading(payload: Payload, record_time: bool) -> Reading {
+        Reading {
+            payload,
+            record_time,
+            avro: None,
+        }
+    }
+
     fn text(part: &Part) -> String {
         String::from_utf8(part.region.clone()).unwrap()
     }
@@ -807,12 +887,11 @@ mod tests {
     fn a_record_becomes_a_line_with_its_timestamp_and_offset() {
         let mut p = part(Format::Jsonl);
         let json = message(Some(b"{\"a\":1,\n\"b\":2}"), 10);
-        assert!(take(&mut p, &json, Payload::Json, true));
+        assert!(take(&mut p, &json, &reading(Payload::Json, true)));
         assert!(take(
             &mut p,
             &message(Some(b" { } "), 11),
-            Payload::Json,
-            true
+            &reading(Payload::Json, true),
         ));
         assert_eq!(
             text(&p),
@@ -825,18 +904,55 @@ mod tests {
         assert!(take(
             &mut p,
             &message(Some(b"7\r\n"), 10),
-            Payload::Csv,
-            true
+            &reading(Payload::Csv, true),
         ));
         assert_eq!(text(&p), "7,1000\n");
 
         let mut p = part(Format::Jsonl);
         let raw = message(Some("caf\u{e9}".as_bytes()), 10);
-        assert!(take(&mut p, &raw, Payload::Raw, true));
+        assert!(take(&mut p, &raw, &reading(Payload::Raw, true)));
         assert_eq!(
             text(&p),
             "{\"key\":\"k\",\"value\":\"caf\u{e9}\",\"kafka_time\":1000}\n"
         );
+    }
+
+    #[test]
+    fn an_avro_datum_becomes_a_json_line_and_one_that_is_not_a_dead_letter() {
+        use apache_avro::types::{Record, Value};
+        let schema = apache_avro::Schema::parse_str(
+            r#"{"type": "record", "name": "r", "fields": [
+                {"name": "sensor", "type": "string"},
+                {"name": "t", "type": ["null", "double"]},
+                {"name": "ts", "type": "long"}]}"#,
+        )
+        .unwrap();
+        let mut record = Record::new(&schema).unwrap();
+        record.put("sensor", "a");
+        record.put("t", Value::Union(1, Box::new(Value::Double(1.5))));
+        record.put("ts", 42_i64);
+        let datum = apache_avro::to_avro_datum(&schema, record).unwrap();
+        let mut framed = vec![0, 0, 0, 0, 7];
+        framed.extend_from_slice(&datum);
+        let avro = |confluent| Reading {
+            payload: Payload::Avro { confluent },
+            record_time: true,
+            avro: Some(schema.clone()),
+        };
+        let mut p = part(Format::Jsonl);
+        assert!(take(&mut p, &message(Some(&datum), 10), &avro(false)));
+        assert!(take(&mut p, &message(Some(&framed), 11), &avro(true)));
+        assert_eq!(
+            text(&p),
+            "{\"kafka_time\":1000,\"sensor\":\"a\",\"t\":1.5,\"ts\":42}\n".repeat(2)
+        );
+        // Framed read as plain, plain read as framed, a datum cut short.
+        assert!(take(&mut p, &message(Some(&framed), 12), &avro(false)));
+        assert!(take(&mut p, &message(Some(&datum), 13), &avro(true)));
+        assert!(take(&mut p, &message(Some(&datum[..2]), 14), &avro(false)));
+        let dead: Vec<u64> = p.dead.iter().map(|d| d.line).collect();
+        assert_eq!(dead, [12, 13, 14]);
+        assert!(p.dead[0].reason.contains("Avro"), "{}", p.dead[0].reason);
     }
 
     #[test]
@@ -845,22 +961,23 @@ mod tests {
         assert!(!take(
             &mut p,
             &message(Some(b"{}"), 9),
-            Payload::Json,
-            false
+            &reading(Payload::Json, false),
         ));
         assert!(!take(
             &mut p,
             &message(Some(b"{}"), 20),
-            Payload::Json,
-            false
+            &reading(Payload::Json, false),
         ));
         assert!(p.lines.is_empty());
-        assert!(take(&mut p, &message(None, 12), Payload::Json, false));
+        assert!(take(
+            &mut p,
+            &message(None, 12),
+            &reading(Payload::Json, false)
+        ));
         assert!(take(
             &mut p,
             &message(Some(&[0xff, 0xfe]), 13),
-            Payload::Raw,
-            false
+            &reading(Payload::Raw, false),
         ));
         let dead: Vec<(String, u64)> = p.dead.iter().map(|d| (d.origin.clone(), d.line)).collect();
         assert_eq!(

@@ -52,18 +52,23 @@ pub(super) fn source(t: &SourceTable<'_>) -> Result<CompiledSource, Failure> {
             "jsonl" | "json" => Payload::Json,
             "csv" => Payload::Csv,
             "raw" => Payload::Raw,
+            "avro" => Payload::Avro { confluent: false },
+            "avro-confluent" => Payload::Avro { confluent: true },
             other => {
                 return Err(at(
                     f.span(),
                     format!(
                         "format \"{other}\" is not one a kafka source reads; use \"jsonl\" (a \
-                         JSON object per record), \"csv\" (a CSV line per record, no header) \
-                         or \"raw\" (text: rows of `key` and `value`)"
+                         JSON object per record), \"csv\" (a CSV line per record, no header), \
+                         \"raw\" (text: rows of `key` and `value`), \"avro\" (an Avro datum of \
+                         `avro_schema`) or \"avro-confluent\" (the same after Confluent's 5-byte \
+                         framing)"
                     ),
                 ))
             }
         },
     };
+    let mut avro_schema = None;
     let mut fields = match payload {
         Payload::Raw => {
             if let Some(schema) = &t.spec.schema {
@@ -78,8 +83,22 @@ pub(super) fn source(t: &SourceTable<'_>) -> Result<CompiledSource, Failure> {
                 ("value".to_string(), DataType::Utf8),
             ]
         }
+        Payload::Avro { .. } => {
+            let (schema, fields) = avro(t)?;
+            avro_schema = Some(schema);
+            fields
+        }
         _ => t.required_schema("a topic")?,
     };
+    if let (Payload::Json | Payload::Csv | Payload::Raw, Some(given)) =
+        (payload, t.get::<String>("avro_schema")?)
+    {
+        return Err(at(
+            given.span(),
+            "avro_schema is the schema of Avro records: give format = \"avro\" (or \
+             \"avro-confluent\"), or remove it",
+        ));
+    }
     let start = match t.get::<String>("start")? {
         None => Start::Earliest,
         Some(s) => start(&s)?,
@@ -113,6 +132,7 @@ pub(super) fn source(t: &SourceTable<'_>) -> Result<CompiledSource, Failure> {
             group,
             properties: properties(t.get::<toml::Table>("properties")?)?,
             record_time,
+            avro_schema,
             coordination: coordination(t)?,
         })),
         schema: format::explicit_schema(&fields),
@@ -206,6 +226,77 @@ pub(super) fn sink(t: &SinkTable<'_>) -> Result<Box<dyn SinkConnector>, Failure>
         properties: properties(t.get::<toml::Table>("properties")?)?,
         claim: None,
     }))
+}
+
+/// The Avro schema a source's records are written with (`avro_schema`, a
+/// file of JSON relative to the pipeline file), as its canonical form, and
+/// the rows' fields it gives: a record of booleans, integers, floating
+/// point numbers, strings and enums (each may be a union with null).
+fn avro(t: &SourceTable<'_>) -> Result<(String, Vec<(String, DataType)>), Failure> {
+    use apache_avro::Schema;
+    if let Some(schema) = &t.spec.schema {
+        return Err(at(
+            schema.span(),
+            "Avro records bring their fields (`avro_schema`): remove `schema`",
+        ));
+    }
+    let given = t.need("avro_schema", "schemas/reading.avsc")?;
+    let path = t.base.join(given.get_ref());
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        at(
+            given.span(),
+            format!("cannot read the Avro schema {}: {e}", path.display()),
+        )
+    })?;
+    let schema = Schema::parse_str(&text).map_err(|e| {
+        at(
+            given.span(),
+            format!("{} is not an Avro schema: {e}", path.display()),
+        )
+    })?;
+    let Schema::Record(record) = &schema else {
+        return Err(at(
+            given.span(),
+            format!(
+                "{} is not the schema of a record (\"type\": \"record\"): a row is a record's \
+                 fields",
+                path.display()
+            ),
+        ));
+    };
+    let mut fields = Vec::new();
+    for field in &record.fields {
+        let mut inner = &field.schema;
+        if let Schema::Union(union) = inner {
+            let variants: Vec<&Schema> = union
+                .variants()
+                .iter()
+                .filter(|v| !matches!(v, Schema::Null))
+                .collect();
+            if let [one] = variants.as_slice() {
+                inner = one;
+            }
+        }
+        let data_type = match inner {
+            Schema::Boolean => DataType::Boolean,
+            Schema::Int | Schema::Long | Schema::TimestampMillis | Schema::Date => DataType::Int64,
+            Schema::Float | Schema::Double => DataType::Float64,
+            Schema::String | Schema::Enum(_) | Schema::Uuid => DataType::Utf8,
+            other => {
+                return Err(at(
+                    given.span(),
+                    format!(
+                        "field `{}` of the Avro schema is of a type rows do not hold ({other:?}): \
+                         fields are booleans, ints, longs, floats, doubles, strings or enums \
+                         (or a union of one with null)",
+                        field.name
+                    ),
+                ))
+            }
+        };
+        fields.push((field.name.clone(), data_type));
+    }
+    Ok((schema.canonical_form(), fields))
 }
 
 /// Where the processes of a distributed run meet, when the source says:
