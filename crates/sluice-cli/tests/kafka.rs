@@ -699,9 +699,10 @@ fn the_two_process_kill_test_catches_a_takeover_that_does_not_read_back() {
     );
 }
 
-/// The typed API reads a topic with `sluice::connectors::kafka::KafkaSource`:
-/// every reading of the 4 partitions once, with its event time from the
-/// record (`ts`), through a filter, against the reference.
+/// The typed API reads a topic with `sluice::connectors::kafka::KafkaSource`,
+/// its 4 partitions shared by 3 sources that read in parallel: every
+/// reading once, with its event time from the record (`ts`), through a
+/// filter, against the reference.
 #[test]
 fn the_typed_api_reads_every_record_of_a_topic_once() {
     use sluice::connectors::kafka::KafkaSource;
@@ -710,20 +711,27 @@ fn the_typed_api_reads_every_record_of_a_topic_once() {
     let broker = Broker::start();
     let input = readings(3_000);
     produce_readings(&broker, &input);
-    let source = KafkaSource::new(&broker.brokers(), &["readings"], |record| {
-        let v: serde_json::Value = serde_json::from_slice(record.value.unwrap_or_default())?;
-        let reading: Reading = (
-            v["sensor"].as_str().ok_or("no sensor")?.to_string(),
-            v["temperature"].as_i64().ok_or("no temperature")?,
-            v["ts"].as_i64().ok_or("no ts")?,
-        );
-        Ok(reading)
-    })
-    .unwrap()
-    .with_event_time(|r: &Reading| r.2)
-    .until_caught_up();
+    let brokers = broker.brokers();
+    let source = |share| {
+        KafkaSource::new(&brokers, &["readings"], |record| {
+            let v: serde_json::Value = serde_json::from_slice(record.value.unwrap_or_default())?;
+            let reading: Reading = (
+                v["sensor"].as_str().ok_or("no sensor")?.to_string(),
+                v["temperature"].as_i64().ok_or("no temperature")?,
+                v["ts"].as_i64().ok_or("no ts")?,
+            );
+            Ok(reading)
+        })
+        .unwrap()
+        .with_event_time(|r: &Reading| r.2)
+        .until_caught_up()
+        .share(share, 3)
+    };
     let pipeline = Pipeline::new();
-    let collected = pipeline.source(source).filter(|r| r.1 >= 0).collect();
+    let collected = pipeline
+        .partitioned_source(3, source)
+        .filter(|r| r.1 >= 0)
+        .collect();
     pipeline.run().unwrap();
     let mut got: BTreeMap<Reading, usize> = BTreeMap::new();
     for (reading, time) in collected.take_with_times() {

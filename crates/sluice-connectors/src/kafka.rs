@@ -24,11 +24,14 @@
 //! .until_caught_up();
 //! let mut batch = Batch::new();
 //! while readings.poll(&mut batch, 1024)? != SourceStatus::Exhausted {}
-//! println!("{} readings", batch.len());
+//! println!("{} readings", batch.len()); // every one: a poll appends up to 1024
 //! # Ok::<(), sluice_runtime::BoxError>(())
 //! ```
 //!
-//! In a pipeline: `Pipeline::new().source(readings)`, as any source.
+//! In a pipeline: `Pipeline::new().source(readings)`, as any source; or
+//! `partitioned_source(n, |i| source(i))` where `source(i)` makes a
+//! `KafkaSource` with `.share(i, n)`, to read the partitions in `n` stages
+//! at once.
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -85,6 +88,9 @@ pub struct KafkaSource<T> {
     event_time: Option<EventTime<T>>,
     start: Start,
     caught_up: bool,
+    /// Reads only the partitions whose index among all of the topics' is
+    /// `share.0` modulo `share.1`.
+    share: (usize, usize),
     /// One per topic (a partition's end says only its number), made at
     /// the first poll.
     consumers: Vec<BaseConsumer>,
@@ -117,6 +123,7 @@ impl<T> KafkaSource<T> {
             event_time: None,
             start: Start::Earliest,
             caught_up: false,
+            share: (0, 1),
             consumers: Vec::new(),
             opened: false,
             turn: 0,
@@ -136,6 +143,16 @@ impl<T> KafkaSource<T> {
     /// source opened.
     pub fn until_caught_up(mut self) -> Self {
         self.caught_up = true;
+        self
+    }
+
+    /// Reads share `index` of `shares` of the partitions (those whose
+    /// index among all of the topics', in the order given, is `index`
+    /// modulo `shares`): with `sluice::Pipeline::partitioned_source`, the
+    /// partitions spread over stages that read in parallel.
+    pub fn share(mut self, index: usize, shares: usize) -> Self {
+        let shares = shares.max(1);
+        self.share = (index % shares, shares);
         self
     }
 
@@ -171,6 +188,7 @@ impl<T> KafkaSource<T> {
         for (name, value) in &self.properties {
             config.set(name, value);
         }
+        let mut index = 0;
         for (t, topic) in self.topics.iter().enumerate() {
             let consumer: BaseConsumer = config.create()?;
             let mut assignment = TopicPartitionList::new();
@@ -189,6 +207,11 @@ impl<T> KafkaSource<T> {
                     )
                 })?;
             for partition in 0..partitions {
+                let mine = index % self.share.1 == self.share.0;
+                index += 1;
+                if !mine {
+                    continue;
+                }
                 let (low, high) = consumer.fetch_watermarks(topic, partition, CALL_TIMEOUT)?;
                 let next = match self.start {
                     Start::Earliest => low,
@@ -207,21 +230,31 @@ impl<T> KafkaSource<T> {
         Ok(())
     }
 
-    /// Partition `p` of topic `t` has given every record the broker holds:
-    /// what lies between its next offset and its end is not data
-    /// (transaction markers, records compacted away), once the broker's
-    /// end is past it.
-    fn reached_end(&mut self, t: usize, p: i32) -> Result<(), BoxError> {
-        let Some((next, Some(end))) = self.next.get(&(t, p)).copied() else {
-            return Ok(());
-        };
-        if next < end {
-            let (_, high) = self.consumers[t].fetch_watermarks(&self.topics[t], p, CALL_TIMEOUT)?;
-            if high >= end {
-                self.next.insert((t, p), (end, Some(end)));
+    /// Partition `p` of topic `t` has given every committed record the
+    /// broker holds (librdkafka says so at the last stable offset): what
+    /// lies between its next offset and its end is not data (transaction
+    /// markers, records compacted away, a transaction open at the start).
+    fn reached_end(&mut self, t: usize, p: i32) {
+        if let Some((next, Some(end))) = self.next.get_mut(&(t, p)) {
+            if *next < *end {
+                *next = *end;
             }
+            self.done_with(t, p);
         }
-        Ok(())
+    }
+
+    /// Stops fetching partition `p` of topic `t` once it has reached its
+    /// end.
+    fn done_with(&self, t: usize, p: i32) {
+        if self
+            .next
+            .get(&(t, p))
+            .is_some_and(|(next, end)| end.is_some_and(|e| *next >= e))
+        {
+            let mut list = TopicPartitionList::new();
+            list.add_partition(&self.topics[t], p);
+            let _ = self.consumers[t].pause(&list);
+        }
     }
 
     /// Whether every partition has been read to its end.
@@ -241,7 +274,13 @@ impl<T: Send> Source<T> for KafkaSource<T> {
         }
         let mut wait = POLL_WAIT / self.consumers.len().max(1) as u32;
         let mut quiet = 0;
-        while out.len() < max && quiet < self.consumers.len() {
+        let (first, started) = (out.len(), Instant::now());
+        // Up to `max` events, and no longer than a wait: the run's stop is
+        // looked at between polls.
+        while out.len() - first < max
+            && quiet < self.consumers.len()
+            && started.elapsed() < POLL_WAIT
+        {
             if self.finished() {
                 return Ok(SourceStatus::Exhausted);
             }
@@ -249,12 +288,14 @@ impl<T: Send> Source<T> for KafkaSource<T> {
             self.turn = self.turn.wrapping_add(1);
             let message = match self.consumers[t].poll(wait) {
                 None => {
+                    self.failing_since = None;
                     quiet += 1;
                     continue;
                 }
                 Some(Ok(message)) => message,
                 Some(Err(KafkaError::PartitionEOF(p))) => {
-                    self.reached_end(t, p)?;
+                    self.failing_since = None;
+                    self.reached_end(t, p);
                     continue;
                 }
                 Some(Err(error @ KafkaError::MessageConsumptionFatal(_))) => {
@@ -279,7 +320,13 @@ impl<T: Send> Source<T> for KafkaSource<T> {
                 continue;
             };
             let offset = message.offset();
-            if offset < *next || end.is_some_and(|end| offset >= end) {
+            if offset < *next {
+                continue;
+            }
+            if let Some(end) = end.filter(|end| offset >= *end) {
+                // Past where the partition ended at the start: done with it.
+                *next = end;
+                self.done_with(t, message.partition());
                 continue;
             }
             *next = offset + 1;

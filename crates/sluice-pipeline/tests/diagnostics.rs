@@ -1580,6 +1580,17 @@ fn service_cases() -> Vec<Case> {
             &["avro_schema is the schema of Avro records"],
         ),
         case(
+            "kafka sink: two writers of one name to one topic",
+            KAFKA,
+            &[(
+                15,
+                r#"key = "sensor""#,
+                "key = \"sensor\"\n\n[[sink]]\nfrom = \"source\"\ntype = \"kafka\"\nbrokers = \"127.0.0.1:9092\"\ntopic = \"copy\"",
+            )],
+            17,
+            &["another sink writes kafka topic `copy` at 127.0.0.1:9092 as writer `source` too", "`id`"],
+        ),
+        case(
             "kafka sink: the key is not a field",
             KAFKA,
             &[(15, r#"key = "sensor""#, r#"key = "room""#)],

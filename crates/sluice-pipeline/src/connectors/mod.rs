@@ -253,6 +253,12 @@ pub trait SinkConnector: fmt::Debug + Send + Sync {
         None
     }
 
+    /// What no other sink of the pipeline may write too, if anything: the
+    /// file it writes, a kafka writer's topic and name.
+    fn exclusive(&self) -> Option<String> {
+        self.path().map(|p| format!("file {}", p.display()))
+    }
+
     /// Why this target cannot take a changelog (rows that update earlier
     /// ones, with `op` and `revision`), if it cannot. A target that writes
     /// rows as they come takes one, its `op` column written like any other

@@ -454,9 +454,25 @@ fn compile(
         schemas.insert(plan.name.clone(), plan.schema.clone());
         transforms.push(plan);
     }
-    let mut sinks = Vec::new();
+    let mut sinks: Vec<SinkPlan> = Vec::new();
     for s in &spec.sinks {
-        sinks.push(sink(s.get_ref(), &schemas, base)?);
+        let plan = sink(s.get_ref(), &schemas, base)?;
+        if let Some(what) = plan.target.exclusive() {
+            if sinks
+                .iter()
+                .any(|o| o.target.exclusive().as_ref() == Some(&what))
+            {
+                return Err(at(
+                    s.span(),
+                    format!(
+                        "another sink writes {what} too: two writers of one target overwrite \
+                         each other or take each other's records for their own after a crash. \
+                         Give each its own (a kafka sink's `id`, a file's `path`)"
+                    ),
+                ));
+            }
+        }
+        sinks.push(plan);
     }
     if sinks.is_empty() {
         return Err(at(

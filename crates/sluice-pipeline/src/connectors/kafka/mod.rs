@@ -303,6 +303,13 @@ impl SinkConnector for KafkaTarget {
         None
     }
 
+    fn exclusive(&self) -> Option<String> {
+        Some(format!(
+            "kafka topic `{}` at {} as writer `{}`",
+            self.topic, self.brokers, self.id
+        ))
+    }
+
     fn least_lease_ttl(&self) -> Option<Duration> {
         // A sixth of it for deliveries: a second at least.
         Some(Duration::from_secs(6))

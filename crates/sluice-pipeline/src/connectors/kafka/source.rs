@@ -491,8 +491,6 @@ fn empty_rows(schema: &SchemaRef) -> Rows {
     )
 }
 
-/// Takes `message` into its partition's lines; false if it was not
-/// taken (a repeat, or past the partition's end).
 /// How records become lines.
 struct Reading {
     payload: Payload,
@@ -502,6 +500,8 @@ struct Reading {
     avro: Option<apache_avro::Schema>,
 }
 
+/// Takes `message` into its partition's lines; false if it was not
+/// taken (a repeat, or past the partition's end).
 fn take(part: &mut Part, message: &impl Message, how: &Reading) -> bool {
     let Reading {
         payload,
@@ -563,19 +563,17 @@ fn take(part: &mut Part, message: &impl Message, how: &Reading) -> bool {
             }
         }
         (Payload::Avro { confluent }, Some(value)) => {
-            let Some(row) = how
-                .avro
-                .as_ref()
-                .and_then(|schema| avro_row(schema, value, confluent))
-            else {
-                part.dead.push(dead(if confluent {
-                    "not an Avro datum of the source's avro_schema after Confluent's framing"
-                } else {
-                    "not an Avro datum of the source's avro_schema"
-                }));
-                return true;
+            let row = match &how.avro {
+                Some(schema) => avro_row(schema, value, confluent),
+                None => Err("the source has no Avro schema".into()),
             };
-            let mut row = row;
+            let mut row = match row {
+                Ok(row) => row,
+                Err(why) => {
+                    part.dead.push(dead(&why));
+                    return true;
+                }
+            };
             if record_time {
                 row.insert(super::KAFKA_TIME.to_string(), stamp.into());
             }
@@ -602,28 +600,60 @@ fn take(part: &mut Part, message: &impl Message, how: &Reading) -> bool {
 }
 
 /// The fields of an Avro datum of `schema` (after Confluent's 5-byte
-/// framing when `confluent`), as a JSON object; none if it is not one.
+/// framing when `confluent`), as a JSON object; why not, if it is not one.
 fn avro_row(
     schema: &apache_avro::Schema,
     value: &[u8],
     confluent: bool,
-) -> Option<serde_json::Map<String, serde_json::Value>> {
+) -> std::result::Result<serde_json::Map<String, serde_json::Value>, String> {
+    use apache_avro::types::Value;
     let mut datum = value;
     if confluent {
         datum = match value {
             [0, _, _, _, _, rest @ ..] => rest,
-            _ => return None,
+            _ => {
+                return Err(
+                    "the value does not start with Confluent's framing (a zero byte \
+                            and a 4-byte schema id)"
+                        .into(),
+                )
+            }
         };
     }
-    let decoded = apache_avro::from_avro_datum(schema, &mut datum, None).ok()?;
+    let decoded = apache_avro::from_avro_datum(schema, &mut datum, None)
+        .map_err(|e| format!("not an Avro datum of the source's avro_schema: {e}"))?;
     if !datum.is_empty() {
-        // Bytes left over: not one datum of this schema.
-        return None;
+        return Err(format!(
+            "not an Avro datum of the source's avro_schema: {} bytes are left over after one",
+            datum.len()
+        ));
     }
-    match serde_json::Value::try_from(decoded).ok()? {
-        serde_json::Value::Object(row) => Some(row),
-        _ => None,
+    let Value::Record(fields) = decoded else {
+        return Err("the Avro datum is not a record".into());
+    };
+    // The types the table allows (`table::avro`), each as JSON.
+    fn json(name: &str, value: Value) -> std::result::Result<serde_json::Value, String> {
+        let float = |f: f64| {
+            serde_json::Number::from_f64(f)
+                .map(serde_json::Value::Number)
+                .ok_or_else(|| format!("field `{name}` is {f}, which a row cannot hold yet"))
+        };
+        Ok(match value {
+            Value::Null => serde_json::Value::Null,
+            Value::Boolean(b) => b.into(),
+            Value::Int(i) | Value::Date(i) => i.into(),
+            Value::Long(l) | Value::TimestampMillis(l) => l.into(),
+            Value::Float(f) => float(f64::from(f))?,
+            Value::Double(f) => float(f)?,
+            Value::String(text) | Value::Enum(_, text) => text.into(),
+            Value::Union(_, inner) => json(name, *inner)?,
+            other => return Err(format!("field `{name}` holds {other:?}, not a row's type")),
+        })
     }
+    fields
+        .into_iter()
+        .map(|(name, value)| json(&name, value).map(|v| (name, v)))
+        .collect()
 }
 
 impl Source<Rows> for KafkaSource {

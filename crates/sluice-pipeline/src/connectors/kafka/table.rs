@@ -281,15 +281,16 @@ fn avro(t: &SourceTable<'_>) -> Result<(String, Vec<(String, DataType)>), Failur
             Schema::Boolean => DataType::Boolean,
             Schema::Int | Schema::Long | Schema::TimestampMillis | Schema::Date => DataType::Int64,
             Schema::Float | Schema::Double => DataType::Float64,
-            Schema::String | Schema::Enum(_) | Schema::Uuid => DataType::Utf8,
+            Schema::String | Schema::Enum(_) => DataType::Utf8,
             other => {
                 return Err(at(
                     given.span(),
                     format!(
-                        "field `{}` of the Avro schema is of a type rows do not hold ({other:?}): \
-                         fields are booleans, ints, longs, floats, doubles, strings or enums \
-                         (or a union of one with null)",
-                        field.name
+                        "field `{}` of the Avro schema is of a type rows do not hold ({:?}): \
+                         fields are booleans, ints, longs (timestamp-millis, date), floats, \
+                         doubles, strings or enums (or a union of one with null)",
+                        field.name,
+                        apache_avro::schema::SchemaKind::from(other)
                     ),
                 ))
             }
