@@ -706,6 +706,32 @@ impl SourceTable<'_> {
 }
 
 impl SinkTable<'_> {
+    /// A table of text values (`headers = { name = "value" }`), in the
+    /// order written; `refuse` says why a pair is not taken, if it is not.
+    pub fn text_table(
+        &self,
+        key: &str,
+        refuse: impl Fn(&str, &str) -> Option<String>,
+    ) -> Result<Vec<(String, String)>, Failure> {
+        let Some(table) = self.get::<toml::Table>(key)? else {
+            return Ok(Vec::new());
+        };
+        let mut pairs = Vec::new();
+        for (name, value) in table.get_ref() {
+            let Some(value) = value.as_str() else {
+                return Err(at(
+                    table.span(),
+                    format!("`{key}`: the value of `{name}` is a string in quotes"),
+                ));
+            };
+            if let Some(why) = refuse(name, value) {
+                return Err(at(table.span(), why));
+            }
+            pairs.push((name.clone(), value.to_string()));
+        }
+        Ok(pairs)
+    }
+
     /// The value of a connector's `key`, read as a `T`.
     pub fn get<T: serde::de::DeserializeOwned>(
         &self,

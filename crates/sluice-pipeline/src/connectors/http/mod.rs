@@ -309,26 +309,11 @@ fn sink_table(t: &SinkTable<'_>) -> Result<Box<dyn SinkConnector>, Failure> {
         Some(n) if *n.get_ref() == 0 => return Err(at(n.span(), "batch_rows must be at least 1")),
         Some(n) => usize::try_from(*n.get_ref()).unwrap_or(usize::MAX),
     };
-    let mut headers = Vec::new();
-    if let Some(table) = t.get::<toml::Table>("headers")? {
-        for (name, value) in table.get_ref() {
-            let Some(value) = value.as_str() else {
-                return Err(at(
-                    table.span(),
-                    format!("header `{name}`: its value is a string in quotes"),
-                ));
-            };
-            if ureq::http::HeaderName::try_from(name.as_str()).is_err()
-                || ureq::http::HeaderValue::try_from(value).is_err()
-            {
-                return Err(at(
-                    table.span(),
-                    format!("header `{name}` is not a valid HTTP header name and value"),
-                ));
-            }
-            headers.push((name.clone(), value.to_string()));
-        }
-    }
+    let headers = t.text_table("headers", |name, value| {
+        (ureq::http::HeaderName::try_from(name).is_err()
+            || ureq::http::HeaderValue::try_from(value).is_err())
+        .then(|| format!("header `{name}` is not a valid HTTP header name and value"))
+    })?;
     Ok(Box::new(HttpTarget {
         url: url.into_inner(),
         lines,

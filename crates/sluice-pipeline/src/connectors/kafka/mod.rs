@@ -12,12 +12,15 @@
 //!   records where its records after the checkpoint will start in each
 //!   partition. A resumed sink reads its records after the checkpoint back
 //!   and skips the replay's records that are already there.
+//! - [`record`]: one record as a line for the source's decoder (JSON,
+//!   CSV, raw text, Avro), or a dead letter;
 //! - [`client`]: settings and metadata calls both use; [`table`] checks
 //!   and compiles their tables.
 //!
 //! docs/kafka.md has the settings, the guarantees and their conditions.
 
 mod client;
+mod record;
 mod sink;
 mod source;
 mod table;

@@ -183,26 +183,11 @@ pub(super) fn sink(t: &SinkTable<'_>) -> Result<Box<dyn SinkConnector>, Failure>
             ));
         }
     }
-    let mut headers = Vec::new();
-    if let Some(table) = t.get::<toml::Table>("headers")? {
-        for (name, value) in table.get_ref() {
-            let Some(value) = value.as_str() else {
-                return Err(at(
-                    table.span(),
-                    format!("header `{name}`: its value is a string in quotes"),
-                ));
-            };
-            if name == WRITER_HEADER || name == SEQUENCE_HEADER {
-                return Err(at(
-                    table.span(),
-                    format!(
-                        "header `{name}` is the one Sluice numbers its records with: rename it"
-                    ),
-                ));
-            }
-            headers.push((name.clone(), value.to_string()));
-        }
-    }
+    let headers = t.text_table("headers", |name, _| {
+        (name == WRITER_HEADER || name == SEQUENCE_HEADER).then(|| {
+            format!("header `{name}` is the one Sluice numbers its records with: rename it")
+        })
+    })?;
     let count = |key: &str| -> Result<i32, Failure> {
         match t.get::<u32>(key)? {
             None => Ok(1),
