@@ -708,6 +708,7 @@ impl SourceTable<'_> {
 impl SinkTable<'_> {
     /// A table of text values (`headers = { name = "value" }`), in the
     /// order written; `refuse` says why a pair is not taken, if it is not.
+    #[cfg_attr(not(any(feature = "http", feature = "kafka")), allow(dead_code))]
     pub fn text_table(
         &self,
         key: &str,
