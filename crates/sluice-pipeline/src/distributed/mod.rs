@@ -49,7 +49,7 @@ pub struct DistributedOptions {
     /// of the whole group: a process started so while others run throws
     /// their progress away).
     pub fresh: bool,
-    /// What the run promises; exactly-once needs nats sinks.
+    /// What the run promises; exactly-once needs nats or kafka sinks.
     pub guarantee: Guarantee,
     /// Set (by a signal handler) to stop every partition at a checkpoint,
     /// give the leases back and leave.
@@ -210,7 +210,8 @@ pub fn setup(plan: &Plan) -> Result<Vec<String>> {
 }
 
 /// Checks that every sink can be written by whichever process owns a
-/// partition: nats sinks, or stdout when repeats are accepted.
+/// partition (nats and kafka sinks, or stdout when repeats are accepted),
+/// with a lease as long as it needs.
 fn check_sinks(plan: &Plan, guarantee: Guarantee, lease_ttl: Duration) -> Result<()> {
     for sink in &plan.sinks {
         if let Some(refusal) = sink.target.refuses_distributed(guarantee) {
