@@ -287,20 +287,7 @@ fn kill_and_compare(kills: usize, faults: &str) -> Result<(), String> {
         if killed < kills {
             // A checkpoint after records were read: outputs are being
             // written, and some will be past the checkpoint at the kill.
-            let deadline = Instant::now() + Duration::from_secs(120);
-            let mut committed = false;
-            while !committed && Instant::now() < deadline {
-                if !run.wait_for(" committed: ", Duration::from_secs(60)) {
-                    break;
-                }
-                committed = run.said.last().is_some_and(|line| {
-                    line.split(" committed: ")
-                        .nth(1)
-                        .and_then(|rest| rest.split(' ').next())
-                        .and_then(|n| n.parse::<u64>().ok())
-                        .is_some_and(|n| n > 0)
-                });
-            }
+            let committed = run.wait_for_checkpoint_that_read(Duration::from_secs(120));
             seed = seed
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
@@ -610,20 +597,7 @@ fn two_processes_one_killed(faults: &str) -> Result<(), String> {
     };
     let mut a = Run::start(&file, &args("a"), "");
     let b = Run::start(&file, &args("b"), faults);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut read_and_committed = false;
-    while !read_and_committed && Instant::now() < deadline {
-        if !a.wait_for(" committed: ", Duration::from_secs(60)) {
-            break;
-        }
-        read_and_committed = a.said.last().is_some_and(|line| {
-            line.split(" committed: ")
-                .nth(1)
-                .and_then(|rest| rest.split(' ').next())
-                .and_then(|n| n.parse::<u64>().ok())
-                .is_some_and(|n| n > 0)
-        });
-    }
+    let read_and_committed = a.wait_for_checkpoint_that_read(Duration::from_secs(120));
     if !read_and_committed {
         let (_, said) = a.finish_within(Duration::from_secs(1));
         let (_, b_said) = b.finish_within(Duration::from_secs(1));

@@ -77,6 +77,30 @@ impl Run {
         false
     }
 
+    /// Waits for a checkpoint that read records to commit (a `--verbose`
+    /// run's "checkpoint N committed: R records read" with R > 0), for up
+    /// to `within`; false if none did in time.
+    pub fn wait_for_checkpoint_that_read(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            if !self.wait_for(" committed: ", left) {
+                return false;
+            }
+            let read = self.said.last().and_then(|line| {
+                line.split(" committed: ")
+                    .nth(1)?
+                    .split(' ')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            });
+            if read.is_some_and(|n| n > 0) {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Kills it with SIGKILL; true if the signal ended it (it had not
     /// ended by itself).
     pub fn kill(&mut self) -> bool {
