@@ -35,7 +35,18 @@ fn readings(n: i64) -> Vec<Reading> {
 /// Makes topic `readings` of 4 partitions and produces `input` to it,
 /// keyed by sensor (each sensor's readings in one partition, in order).
 fn produce_readings(broker: &Broker, input: &[Reading]) {
-    broker.create_topic("readings", 4);
+    produce_to(broker, input, 4, |_| None);
+}
+
+/// Makes topic `readings` of `partitions` and produces `input` to it, keyed
+/// by sensor, each reading to the partition `partition` says (none: by key).
+fn produce_to(
+    broker: &Broker,
+    input: &[Reading],
+    partitions: i32,
+    partition: impl Fn(&str) -> Option<i32>,
+) {
+    broker.create_topic("readings", partitions);
     let values: Vec<String> = input
         .iter()
         .map(|(s, t, ts)| format!("{{\"sensor\":\"{s}\",\"temperature\":{t},\"ts\":{ts}}}"))
@@ -44,7 +55,7 @@ fn produce_readings(broker: &Broker, input: &[Reading]) {
         .iter()
         .zip(&values)
         .map(|((sensor, ..), value)| Produce {
-            partition: None,
+            partition: partition(sensor),
             key: Some(sensor),
             value: value.as_bytes(),
             timestamp: None,
@@ -535,22 +546,7 @@ fn chrono_ms(text: &str) -> i64 {
 /// The readings of topic `readings` of 8 partitions: sensor `sK` in
 /// partition K (each partition one sensor, in time order).
 fn produce_to_eight_partitions(broker: &Broker, input: &[Reading]) {
-    broker.create_topic("readings", 8);
-    let values: Vec<String> = input
-        .iter()
-        .map(|(s, t, ts)| format!("{{\"sensor\":\"{s}\",\"temperature\":{t},\"ts\":{ts}}}"))
-        .collect();
-    let records: Vec<Produce<'_>> = input
-        .iter()
-        .zip(&values)
-        .map(|((sensor, ..), value)| Produce {
-            partition: Some(sensor[1..].parse().unwrap()),
-            key: Some(sensor),
-            value: value.as_bytes(),
-            timestamp: None,
-        })
-        .collect();
-    broker.produce("readings", &records);
+    produce_to(broker, input, 8, |sensor| sensor[1..].parse().ok());
 }
 
 /// The `summary:` line of a distributed run's stderr.

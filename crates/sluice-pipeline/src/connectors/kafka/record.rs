@@ -110,12 +110,12 @@ pub(super) fn take(part: &mut Part, message: &impl Message, how: &Reading) -> bo
         (Payload::Avro { confluent }, Some(value)) => {
             let row = match &how.avro {
                 Some(schema) => avro_row(schema, value, confluent),
-                None => Err("the source has no Avro schema".into()),
+                None => Err(Rejected::NoSchema),
             };
             let mut row = match row {
                 Ok(row) => row,
                 Err(why) => {
-                    part.dead.push(dead(&why));
+                    part.dead.push(dead(&why.to_string()));
                     return true;
                 }
             };
@@ -144,44 +144,76 @@ pub(super) fn take(part: &mut Part, message: &impl Message, how: &Reading) -> bo
     true
 }
 
+/// Why a value is not a row of the source's Avro schema.
+#[derive(Debug)]
+enum Rejected {
+    NoSchema,
+    NoFraming,
+    NotDatum(apache_avro::Error),
+    LeftOver(usize),
+    NotRecord,
+    NotFinite { field: String, value: f64 },
+    NotRowType { field: String, value: String },
+}
+
+impl std::fmt::Display for Rejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rejected::NoSchema => f.write_str("the source has no Avro schema"),
+            Rejected::NoFraming => f.write_str(
+                "the value does not start with Confluent's framing (a zero byte and a 4-byte \
+                 schema id)",
+            ),
+            Rejected::NotDatum(e) => {
+                write!(f, "not an Avro datum of the source's avro_schema: {e}")
+            }
+            Rejected::LeftOver(n) => write!(
+                f,
+                "not an Avro datum of the source's avro_schema: {n} bytes are left over after one"
+            ),
+            Rejected::NotRecord => f.write_str("the Avro datum is not a record"),
+            Rejected::NotFinite { field, value } => {
+                write!(f, "field `{field}` is {value}, which a row cannot hold yet")
+            }
+            Rejected::NotRowType { field, value } => {
+                write!(f, "field `{field}` holds {value}, not a row's type")
+            }
+        }
+    }
+}
+
 /// The fields of an Avro datum of `schema` (after Confluent's 5-byte
 /// framing when `confluent`), as a JSON object; why not, if it is not one.
 fn avro_row(
     schema: &apache_avro::Schema,
     value: &[u8],
     confluent: bool,
-) -> std::result::Result<serde_json::Map<String, serde_json::Value>, String> {
+) -> std::result::Result<serde_json::Map<String, serde_json::Value>, Rejected> {
     use apache_avro::types::Value;
     let mut datum = value;
     if confluent {
         datum = match value {
             [0, _, _, _, _, rest @ ..] => rest,
-            _ => {
-                return Err(
-                    "the value does not start with Confluent's framing (a zero byte \
-                            and a 4-byte schema id)"
-                        .into(),
-                )
-            }
+            _ => return Err(Rejected::NoFraming),
         };
     }
-    let decoded = apache_avro::from_avro_datum(schema, &mut datum, None)
-        .map_err(|e| format!("not an Avro datum of the source's avro_schema: {e}"))?;
+    let decoded =
+        apache_avro::from_avro_datum(schema, &mut datum, None).map_err(Rejected::NotDatum)?;
     if !datum.is_empty() {
-        return Err(format!(
-            "not an Avro datum of the source's avro_schema: {} bytes are left over after one",
-            datum.len()
-        ));
+        return Err(Rejected::LeftOver(datum.len()));
     }
     let Value::Record(fields) = decoded else {
-        return Err("the Avro datum is not a record".into());
+        return Err(Rejected::NotRecord);
     };
     // The types the table allows (`table::avro`), each as JSON.
-    fn json(name: &str, value: Value) -> std::result::Result<serde_json::Value, String> {
-        let float = |f: f64| {
-            serde_json::Number::from_f64(f)
+    fn json(name: &str, value: Value) -> std::result::Result<serde_json::Value, Rejected> {
+        let float = |value: f64| {
+            serde_json::Number::from_f64(value)
                 .map(serde_json::Value::Number)
-                .ok_or_else(|| format!("field `{name}` is {f}, which a row cannot hold yet"))
+                .ok_or_else(|| Rejected::NotFinite {
+                    field: name.to_string(),
+                    value,
+                })
         };
         Ok(match value {
             Value::Null => serde_json::Value::Null,
@@ -192,7 +224,12 @@ fn avro_row(
             Value::Double(f) => float(f)?,
             Value::String(text) | Value::Enum(_, text) => text.into(),
             Value::Union(_, inner) => json(name, *inner)?,
-            other => return Err(format!("field `{name}` holds {other:?}, not a row's type")),
+            other => {
+                return Err(Rejected::NotRowType {
+                    field: name.to_string(),
+                    value: format!("{other:?}"),
+                })
+            }
         })
     }
     fields
