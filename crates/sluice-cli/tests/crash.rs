@@ -233,6 +233,10 @@ INSERT INTO swings_file
 #[derive(Clone, Copy)]
 enum Written {
     Toml,
+    /// The TOML pipeline without its count window, so that with several
+    /// workers its input is read by as many readers, in stripes (a count
+    /// window takes records in the order they come: one reader).
+    TomlReadInParallel,
     Sql,
 }
 
@@ -252,6 +256,20 @@ fn workspace_in(
     fs::create_dir_all(&dir).unwrap();
     match written {
         Written::Toml => fs::write(dir.join("p.toml"), pipeline(input, workers)).unwrap(),
+        Written::TomlReadInParallel => {
+            let text = pipeline(input, workers);
+            let count_window = text.find("[[transform]]\nname = \"every50\"").unwrap();
+            let after = count_window + text[count_window..].find("\n\n").unwrap() + 2;
+            let sink = text.find("[[sink]]\nfrom = \"every50\"").unwrap();
+            let after_sink = sink + text[sink..].find("\n\n").unwrap() + 2;
+            let text = format!(
+                "{}{}{}",
+                &text[..count_window],
+                &text[after..sink],
+                &text[after_sink..]
+            );
+            fs::write(dir.join("p.toml"), text).unwrap()
+        }
         Written::Sql => fs::write(dir.join("p.sql"), sql_pipeline(input, workers)).unwrap(),
     }
     dir
@@ -381,10 +399,43 @@ fn outputs(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     files
 }
 
-fn sorted_lines(bytes: &[u8]) -> Vec<&[u8]> {
-    let mut lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+/// The lines, sorted, with every decimal fraction to 10 significant
+/// digits: with several workers (and readers) partial aggregates meet in
+/// varying order, and a float sum's last digits with it.
+fn sorted_lines(bytes: &[u8]) -> Vec<String> {
+    let mut lines: Vec<String> = bytes
+        .split(|b| *b == b'\n')
+        .map(|line| rounded(&String::from_utf8_lossy(line)))
+        .collect();
     lines.sort_unstable();
     lines
+}
+
+/// `line` with each number that has a fraction to 10 significant digits.
+fn rounded(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut number = String::new();
+    let flush = |number: &mut String, out: &mut String| {
+        match number.parse::<f64>() {
+            Ok(x) if number.contains('.') => out.push_str(&format!("{x:.9e}")),
+            _ => out.push_str(number),
+        }
+        number.clear();
+    };
+    for c in line.chars() {
+        if c.is_ascii_digit()
+            || c == '.'
+            || (c == '-' && number.is_empty())
+            || "eE".contains(c) && !number.is_empty()
+        {
+            number.push(c);
+        } else {
+            flush(&mut number, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut number, &mut out);
+    out
 }
 
 fn compare(
@@ -578,6 +629,26 @@ fn one_worker_survives_sigkill_byte_for_byte() {
 #[test]
 fn two_workers_survive_sigkill_with_the_same_lines() {
     crash_and_compare(2, kills(10), "").unwrap();
+}
+
+/// Two readers, each reading stripes of the input file and checkpointing
+/// its own position: the same lines as an uninterrupted run.
+#[test]
+fn two_readers_survive_sigkill_with_the_same_lines() {
+    crash_and_compare_in(Written::TomlReadInParallel, 2, kills(10), "").unwrap();
+}
+
+/// The harness fails a resume whose second reader starts its stripes over
+/// (its records are read twice).
+#[test]
+fn the_harness_catches_a_reader_that_starts_over() {
+    let error = crash_and_compare_in(Written::TomlReadInParallel, 2, 4, "reader-starts-over")
+        .expect_err("the harness passed");
+    assert!(
+        error.contains("did not resume from its last checkpoint")
+            || error.contains("not the same lines"),
+        "{error}"
+    );
 }
 
 /// A SQL pipeline goes through the same plan, checkpoints and recovery.

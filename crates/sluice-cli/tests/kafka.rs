@@ -82,6 +82,9 @@ schema = {{ sensor = "string", temperature = "int", ts = "int" }}
 
 [execution]
 batch_size = 64
+# Two readers of the topic's partitions in one process (a distributed run's
+# partition has one).
+workers = 2
 
 [[transform]]
 name = "valid"

@@ -376,7 +376,9 @@ pub struct TransformReport {
     pub dead_letter: u64,
 }
 
-/// Counters a source keeps for the run's summary and progress bar.
+/// Counters a source keeps for the run's summary and progress bar. A
+/// source read by several readers keeps one per reader (for its position
+/// in checkpoints), each adding to the source's as well.
 #[derive(Debug, Default)]
 pub struct SourceCounters {
     /// Records read (decoded or not).
@@ -387,15 +389,51 @@ pub struct SourceCounters {
     pub dead_letter: AtomicU64,
     /// Bytes read, for the progress bar.
     pub bytes: AtomicU64,
+    /// The source's counters, when these are one reader's.
+    total: Option<Arc<SourceCounters>>,
 }
 
 impl SourceCounters {
+    /// Counters of one reader of the source counted by `total`.
+    pub fn reader(total: &Arc<SourceCounters>) -> Arc<SourceCounters> {
+        Arc::new(SourceCounters {
+            total: Some(total.clone()),
+            ..SourceCounters::default()
+        })
+    }
+
+    /// Adds `n` to the counter `field` picks, here and in the source's.
+    fn add(&self, field: fn(&SourceCounters) -> &AtomicU64, n: u64) {
+        field(self).fetch_add(n, Ordering::Relaxed);
+        if let Some(total) = &self.total {
+            total.add(field, n);
+        }
+    }
+
+    /// Counts `n` records read.
+    pub fn add_read(&self, n: u64) {
+        self.add(|c| &c.read, n);
+    }
+
+    /// Counts `n` records decoded into rows.
+    pub fn add_decoded(&self, n: u64) {
+        self.add(|c| &c.decoded, n);
+    }
+
+    /// Counts `n` records refused by the decoder.
+    pub fn add_dead_letter(&self, n: u64) {
+        self.add(|c| &c.dead_letter, n);
+    }
+
+    /// Counts `n` bytes read.
+    pub fn add_bytes(&self, n: u64) {
+        self.add(|c| &c.bytes, n);
+    }
+
     /// Counts what a decoder made of a region: `rows`, and `dead` records.
     pub fn decoded_into(&self, rows: Option<&Rows>, dead: &[crate::format::DeadLetter]) {
-        let decoded = rows.map_or(0, Rows::len) as u64;
-        self.decoded.fetch_add(decoded, Ordering::Relaxed);
-        self.dead_letter
-            .fetch_add(dead.len() as u64, Ordering::Relaxed);
+        self.add_decoded(rows.map_or(0, Rows::len) as u64);
+        self.add_dead_letter(dead.len() as u64);
     }
 }
 

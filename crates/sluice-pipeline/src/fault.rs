@@ -34,6 +34,10 @@ pub enum Fault {
     /// starts from its beginning instead of its last checkpoint.
     #[cfg(feature = "nats")]
     SkipPartitionResume,
+    /// A resumed run's readers of a source read in parallel, all but the
+    /// first, start their share of the input from its beginning instead of
+    /// their checkpointed positions.
+    ReaderStartsOver,
     /// A filter leaves the first rows it drops out of its counts.
     Miscount,
     /// A session window does not delete a session that a late event merged
@@ -77,6 +81,7 @@ impl Fault {
             Fault::SkipDirSync => "skip-dir-sync",
             #[cfg(feature = "nats")]
             Fault::SkipPartitionResume => "skip-partition-resume",
+            Fault::ReaderStartsOver => "reader-starts-over",
             Fault::Miscount => "miscount",
             Fault::KeepMergedSessions => "keep-merged-sessions",
             Fault::ForgetJoinState => "forget-join-state",

@@ -388,7 +388,9 @@ impl JoinOp {
         let (keys, nulls) = self.plan.keys(right, &rows, &self.converter)?;
         let (lower, upper) = (self.plan.lower, self.plan.upper);
         let (left_margin, right_margin) = self.margins();
-        let watermark = self.watermark;
+        // Judged as windows judge: against the watermark of the rows' reader
+        // when it read them, if later than the join's.
+        let watermark = self.watermark.max(rows.watermark);
         let mut accepted = Vec::with_capacity(n);
         let mut late = Vec::new();
         let mut kept: Vec<(u32, i64)> = Vec::with_capacity(n);

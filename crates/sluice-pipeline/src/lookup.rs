@@ -129,6 +129,7 @@ impl LookupOp {
             batch,
             times: left.times,
             lines: left.lines,
+            watermark: left.watermark,
             read_at: left.read_at,
         }))
     }

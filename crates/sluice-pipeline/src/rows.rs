@@ -19,6 +19,12 @@ pub struct Rows {
     /// Each row's line in the source (1-based; the row number for Parquet),
     /// for dead letters.
     pub lines: UInt64Array,
+    /// The watermark of the reader that read the rows, when it read them
+    /// (after the chunks before them; `i64::MIN` when not known): a window
+    /// judges lateness against it, or against its own if that is later.
+    /// So which events are late depends on their reader alone, not on how
+    /// far the source's other readers are.
+    pub watermark: i64,
     /// When the source read the chunk (for window results: the chunk
     /// whose watermark fired them). Set only when the dashboard is on, to
     /// measure end-to-end latency at the sinks.
@@ -34,6 +40,7 @@ impl Rows {
             batch,
             times,
             lines,
+            watermark: i64::MIN,
             read_at: None,
         }
     }
@@ -59,6 +66,7 @@ impl Rows {
             batch: filter_record_batch(&self.batch, mask)?,
             times: downcast(filter(&self.times, mask)?),
             lines: downcast(filter(&self.lines, mask)?),
+            watermark: self.watermark,
             read_at: self.read_at,
         })
     }
@@ -69,6 +77,7 @@ impl Rows {
             batch: take_record_batch(&self.batch, indices)?,
             times: downcast(take(&self.times, indices, None)?),
             lines: downcast(take(&self.lines, indices, None)?),
+            watermark: self.watermark,
             read_at: self.read_at,
         })
     }
@@ -79,6 +88,7 @@ impl Rows {
             batch: self.batch.slice(offset, len),
             times: self.times.slice(offset, len),
             lines: self.lines.slice(offset, len),
+            watermark: self.watermark,
             read_at: self.read_at,
         }
     }
@@ -89,6 +99,7 @@ impl Rows {
             batch,
             times: self.times.clone(),
             lines: self.lines.clone(),
+            watermark: self.watermark,
             read_at: self.read_at,
         }
     }

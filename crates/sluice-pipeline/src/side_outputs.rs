@@ -303,18 +303,21 @@ impl Reserved {
 /// stage after it passed barrier `n` must not be in checkpoint `n`'s
 /// committed length, or a replay from `n` would write it twice.
 ///
-/// What is held is kept per thread (a stage is a thread), in the order the
-/// operators of the stage produced it, and any of them releases it all: so
-/// the records come out in the same order as without checkpoints, whatever
-/// the barriers' timing, and a run of one worker resumed after a crash
-/// writes the same bytes as a run that never stopped.
+/// What is held is kept per stage (a worker runs several on its thread:
+/// one stage's records must not go out at another's barrier), in the order
+/// the operators of the stage produced it, and any of them releases it all: so
+/// one stage's records come out in the same order as without checkpoints,
+/// whatever the barriers' timing, and a run of one worker whose side outputs
+/// come from one stage, resumed after a crash, writes the same bytes as a run
+/// that never stopped. Records of several stages (a join's stage and the
+/// source's, say) are grouped by where each stage's barriers fell.
 pub struct ReservedHandle {
     shared: Arc<Reserved>,
     hold: bool,
 }
 
-/// Records held by the stages of this thread, per run.
-type Held = Vec<(usize, Vec<DeadLetter>, Vec<LateEvent>)>;
+/// Records held by the stages of this thread, per run and stage.
+type Held = Vec<((usize, usize), Vec<DeadLetter>, Vec<LateEvent>)>;
 
 thread_local! {
     static HELD: std::cell::RefCell<Held> = const { std::cell::RefCell::new(Vec::new()) };
@@ -328,7 +331,7 @@ impl ReservedHandle {
     }
 
     fn held<R>(&self, f: impl FnOnce(&mut Vec<DeadLetter>, &mut Vec<LateEvent>) -> R) -> R {
-        let id = Arc::as_ptr(&self.shared) as usize;
+        let id = (Arc::as_ptr(&self.shared) as usize, sluice::current_stage());
         HELD.with_borrow_mut(|held| {
             let at = match held.iter().position(|(i, _, _)| *i == id) {
                 Some(at) => at,

@@ -1544,6 +1544,24 @@ fn service_cases() -> Vec<Case> {
             ],
         ),
         case(
+            "kafka sink: message.timeout.ms is Sluice's",
+            KAFKA,
+            &[(
+                15,
+                r#"key = "sensor""#,
+                "key = \"sensor\"\nproperties = { \"message.timeout.ms\" = 1000 }",
+            )],
+            16,
+            &["property `message.timeout.ms` is set by Sluice"],
+        ),
+        case(
+            "kafka source: no readers",
+            KAFKA,
+            &[(8, r#"event_time = "ts""#, "event_time = \"ts\"\nreaders = 0")],
+            9,
+            &["readers = 0 reads nothing", "readers = 1"],
+        ),
+        case(
             "kafka source: a lease shorter than 500ms",
             KAFKA,
             &[(

@@ -305,6 +305,8 @@ struct Case {
     seed: u64,
     mode: Mode,
     workers: usize,
+    /// The file is read by one reader per worker (in stripes), not by one.
+    parallel: bool,
     ooo: Option<i64>,
     windows: Vec<WindowSpec>,
     input: String,
@@ -315,9 +317,10 @@ impl Case {
         self.ooo.unwrap_or(0)
     }
 
-    /// Lateness must not depend on how the source cuts chunks.
+    /// Lateness must not depend on how the source cuts chunks, nor on
+    /// how far each of its readers is.
     fn robust(&self) -> bool {
-        matches!(self.mode, Mode::Adaptive(_))
+        matches!(self.mode, Mode::Adaptive(_)) || self.parallel
     }
 
     /// Rows per chunk when they are known: 1 in event mode.
@@ -336,6 +339,13 @@ impl Case {
         );
         if let Some(ooo) = self.ooo {
             let _ = writeln!(out, "max_out_of_orderness = \"{ooo}ms\"");
+        }
+        if self.parallel {
+            // A reader per worker, whatever the file's size.
+            let _ = writeln!(out, "readers = {}", self.workers);
+        } else {
+            // One reader: events are judged in the file's order.
+            out.push_str("readers = 1\n");
         }
         out.push_str("\n[execution]\n");
         match self.mode {
@@ -473,6 +483,12 @@ fn generate(seed: u64) -> Case {
         }),
     };
     let workers = rng.between(1, 4) as usize;
+    // Several readers: each has its own watermark, and the windows' is the
+    // slowest one's, so which events are late depends on how far each
+    // reader is; count windows take events in arrival order, which mixes
+    // the readers'. Parallel cases are robust (no event is late, whatever
+    // the watermark) and have no count windows.
+    let parallel = workers > 1 && rng.chance(0.4);
     // Mean milliseconds between two records.
     let step: i64 = rng.pick(&[1, 3, 10, 30, 100]);
     let ooo = if rng.chance(0.2) {
@@ -486,7 +502,7 @@ fn generate(seed: u64) -> Case {
 
     let mut windows = Vec::new();
     for i in 0..rng.between(1, 4) {
-        let kind = match rng.below(4) {
+        let kind = match rng.below(if parallel { 3 } else { 4 }) {
             0 => Kind::Tumbling(rng.between(1, step * 100)),
             1 => {
                 let slide = rng.between(1, step * 40);
@@ -548,7 +564,7 @@ fn generate(seed: u64) -> Case {
         .map(|w| w.lateness())
         .min()
         .map(|lateness| ooo_ms + lateness);
-    let robust = matches!(mode, Mode::Adaptive(_));
+    let robust = matches!(mode, Mode::Adaptive(_)) || parallel;
 
     // Sometimes near the epoch, so that events far behind are before it.
     let t0: i64 = if rng.chance(0.15) {
@@ -577,7 +593,7 @@ fn generate(seed: u64) -> Case {
             match rng.below(100) {
                 0..=59 => clock,
                 60..=96 => clock - rng.between(0, safe_behind.unwrap_or(ooo_ms + reach)),
-                _ if i >= 20 && !time_windows.is_empty() => hopeless,
+                _ if i >= 20 && !time_windows.is_empty() && !parallel => hopeless,
                 _ => clock,
             }
         } else {
@@ -623,6 +639,7 @@ fn generate(seed: u64) -> Case {
         seed,
         mode,
         workers,
+        parallel,
         ooo,
         windows,
         input,
@@ -1596,10 +1613,15 @@ fn declarative_windows_equal_the_reference() {
         let before = (stats.records, stats.late, stats.dead, stats.deletes);
         let result = check(&case, &mut stats);
         eprintln!(
-            "case {i} seed {seed:#x}: {:?}, {} worker(s), {:?}: {} records, {} late, {} dead, \
+            "case {i} seed {seed:#x}: {:?}, {} worker(s){}, {:?}: {} records, {} late, {} dead, \
              {} deleted sessions, {:.2}s{}",
             case.mode,
             case.workers,
+            if case.parallel {
+                " reading in parallel"
+            } else {
+                ""
+            },
             case.windows.iter().map(|w| w.kind).collect::<Vec<_>>(),
             stats.records - before.0,
             stats.late - before.1,

@@ -125,6 +125,16 @@ struct Worker {
 
 thread_local! {
     static WORKER: RefCell<Option<Worker>> = const { RefCell::new(None) };
+    /// The stage whose turn this thread runs (0 outside a turn).
+    static CURRENT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The stage whose turn runs on this thread: a number that no other stage
+/// of the process has while this one lives, or 0 outside a worker's turn
+/// (on a thread of its own: the thread names the stage). For what an
+/// operator keeps per stage while a worker runs several on one thread.
+pub fn current_stage() -> usize {
+    CURRENT.get()
 }
 
 /// Holds the stage running on this thread back while `hold` holds: its
@@ -197,10 +207,13 @@ fn turn(index: usize) -> Option<Step> {
         Taken::Blocked => return Some(Step::Wait(None)),
         Taken::Stage(stage, outputs, mark) => (stage, outputs, mark),
     };
+    // The stage's address names it while it lives.
+    let outer = CURRENT.replace(&*stage as *const dyn Stage as *const () as usize);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         stage.step(&Outputs(&outputs))
-    }))
-    .unwrap_or_else(|panic| {
+    }));
+    CURRENT.set(outer);
+    let result = result.unwrap_or_else(|panic| {
         Err(RuntimeError::Panicked {
             stage: stage.name().to_string(),
             message: panic_message(&*panic),

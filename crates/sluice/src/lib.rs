@@ -60,6 +60,7 @@ pub use pipeline::{Pipeline, PipelineReport};
 pub use stream::Stream;
 
 pub use sluice_core::{aggregate, cut, Aggregate, Batch, Timestamp};
+pub use sluice_runtime::worker::current_stage;
 pub use sluice_runtime::{
     AdaptiveController, Barrier, BoxError, Clock, EdgeSnapshot, FlushPolicy, Observed, Operator,
     OperatorError, OperatorResult, RunReport, RuntimeError, Signals, SimulatedClock, Sink, Source,

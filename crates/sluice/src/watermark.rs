@@ -389,7 +389,18 @@ impl<T: Send + 'static> Stream<T> {
     /// # Ok::<(), sluice::Error>(())
     /// ```
     pub fn with_watermarks(self, strategy: WatermarkStrategy) -> Watermarked<T> {
-        if strategy.alignment.is_some() && !self.on_source_stage() {
+        self.with_watermarks_each(move |_| strategy)
+    }
+
+    /// Follows event times and emits watermarks per partition, partition
+    /// `i` by `strategy(i)` (a source's partitions resumed from different
+    /// event times). The alignment is partition 0's.
+    pub fn with_watermarks_each(
+        self,
+        strategy: impl Fn(usize) -> WatermarkStrategy + Send + Sync + 'static,
+    ) -> Watermarked<T> {
+        let alignment = strategy(0).alignment;
+        if alignment.is_some() && !self.on_source_stage() {
             self.plan()
                 .borrow_mut()
                 .add_error(crate::BuildError::AlignmentAfterSource);
@@ -398,6 +409,8 @@ impl<T: Send + 'static> Stream<T> {
         let rejected = side.stream(self.plan());
         let group = Arc::new(AlignmentGroup::new(self.parallelism()));
         let events = self.fuse_with_builder(move |down, instance, builder| {
+            let mut strategy = strategy(instance);
+            strategy.alignment = alignment;
             let rejected = match strategy.future_bound {
                 Some((_, FutureEvents::Reject)) => Some(side.sender(instance, builder)?),
                 _ => None,

@@ -161,7 +161,9 @@ fn pipeline_file(events: u64, workers: usize) -> Result<(Run, Vec<String>)> {
     let cpu = children_cpu_seconds()
         .zip(cpu_before)
         .map(|(after, before)| after - before);
-    let mut lines = read_lines(&output)?;
+    // Several readers add a window's partial sums in varying order: its
+    // floats are compared to 10 significant digits.
+    let mut lines: Vec<String> = read_lines(&output)?.iter().map(|l| rounded(l)).collect();
     lines.sort();
     Ok((
         Run {
@@ -172,6 +174,28 @@ fn pipeline_file(events: u64, workers: usize) -> Result<(Run, Vec<String>)> {
         },
         lines,
     ))
+}
+
+/// A JSON line with its fractional numbers to 10 significant digits.
+fn rounded(line: &str) -> String {
+    fn round(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Number(n) if n.is_f64() => {
+                let x = n.as_f64().unwrap_or(0.0);
+                *value = serde_json::Value::String(format!("{x:.9e}"));
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(round),
+            serde_json::Value::Object(fields) => fields.values_mut().for_each(round),
+            _ => {}
+        }
+    }
+    match serde_json::from_str::<serde_json::Value>(line) {
+        Ok(mut value) => {
+            round(&mut value);
+            value.to_string()
+        }
+        Err(_) => line.to_string(),
+    }
 }
 
 fn read_lines(path: &Path) -> Result<Vec<String>> {

@@ -16,7 +16,7 @@ use crate::accounting::{Accounting, Kind};
 use crate::build::sink::RowSink;
 use crate::checkpoint::{Checkpointing, Snapshot};
 use crate::connectors::replay::{Checkpointed, ReplayableSource, SourceCounters};
-use crate::connectors::{Opening, SinkConnector};
+use crate::connectors::{Opening, Reader, SinkConnector};
 use crate::error::{Error, Result};
 use crate::operators::{CountOp, Counted, FilterOp, ProjectOp};
 use crate::plan::{Operation, Plan, TransformPlan};
@@ -29,6 +29,9 @@ use sluice::{Pipeline, Stream};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+
+/// A reader of the source, opened and checkpointed.
+type OpenReader = Checkpointed<Box<dyn ReplayableSource>>;
 
 /// A sink's label, the stream it reads, and the rows it wrote.
 pub(crate) type SinkCount = (String, String, Arc<AtomicU64>);
@@ -165,11 +168,85 @@ impl<'a> DataflowBuilder<'a> {
         Ok(())
     }
 
-    /// Adds the source: opened by its connector, paced and steered when
-    /// the plan says so, checkpointed, resumed at its checkpointed position
-    /// with the watermark where it was.
+    /// Adds the source: opened by its connector (once per reader when it
+    /// reads in parallel), paced and steered when the plan says so,
+    /// checkpointed, resumed at its checkpointed position with the
+    /// watermark where it was.
     pub(crate) fn add_source(&mut self) -> Result<()> {
+        let readers = self.readers()?;
+        if let Some(c) = &self.checkpointing {
+            c.set_readers(readers);
+        }
+        let mut sources = Vec::with_capacity(readers);
+        let mut resumed = Vec::with_capacity(readers);
+        for index in 0..readers {
+            let (source, resume_from) = self.open_reader(Reader { index, readers })?;
+            sources.push(Some(source));
+            resumed.push(resume_from);
+        }
+        let mut strategy = WatermarkStrategy::bounded(self.plan.source.max_out_of_orderness);
+        if let Some(idle) = self.plan.source.idle_timeout {
+            strategy = strategy.with_idle_timeout(idle);
+        }
+        let source = if readers == 1 {
+            let source = sources.pop().flatten();
+            self.pipeline
+                .source(source.ok_or_else(|| Error::Bug("no reader".into()))?)
+        } else {
+            self.pipeline.partitioned_source(readers, |i| {
+                sources[i]
+                    .take()
+                    .unwrap_or_else(|| unreachable!("reader {i} taken twice"))
+            })
+        };
+        let stream = source
+            .with_watermarks_each(move |i| match resumed.get(i).copied().flatten() {
+                Some(max_seen) => strategy.resuming_from(max_seen),
+                None => strategy,
+            })
+            .events;
+        self.add_stream("source", stream);
+        Ok(())
+    }
+
+    /// How many readers read the source: as many as the checkpoint the run
+    /// resumes from had, else as many as the connector splits its input
+    /// into for the run's workers; one for a partition of a distributed
+    /// run, and one for a pipeline with a count window.
+    fn readers(&self) -> Result<usize> {
+        #[cfg(feature = "nats")]
+        if self.options.partition.is_some() {
+            return Ok(1);
+        }
+        if let Some(snapshot) = &self.restored {
+            let entries = snapshot.entries.keys();
+            let readers = entries.filter(|k| k.starts_with("source/")).count();
+            return Ok(readers.max(1));
+        }
+        // A count window takes records in the order they come: with
+        // several readers, the order of one key's records would mix theirs.
+        let in_order = self.plan.transforms.iter().any(|t| {
+            matches!(&t.operation, Operation::Window(w)
+                if matches!(w.kind, crate::window::WindowKind::Count { .. }))
+        });
+        let most = if in_order {
+            1
+        } else {
+            self.plan.execution.workers.max(1)
+        };
+        Ok(self.plan.source.connector.readers(most)?.clamp(1, most))
+    }
+
+    /// Opens one reader of the source, checkpointed, at its checkpointed
+    /// position if the run resumes; with the latest event time it had
+    /// emitted.
+    fn open_reader(&mut self, reader: Reader) -> Result<(OpenReader, Option<i64>)> {
         let exec = &self.plan.execution;
+        let counters = if reader.readers > 1 {
+            SourceCounters::reader(&self.counters)
+        } else {
+            self.counters.clone()
+        };
         let source = self.plan.source.connector.open(&Opening {
             schema: self.plan.source.schema.clone(),
             time: self.plan.source.time.clone(),
@@ -177,18 +254,20 @@ impl<'a> DataflowBuilder<'a> {
             batch_interval: exec.batch_interval,
             adaptive: exec.target_latency.is_some(),
             reserved: &self.reserved,
-            counters: &self.counters,
+            counters: &counters,
             first_checkpoint_at_once: self
                 .checkpointing
                 .as_ref()
                 .is_some_and(|c| c.is_first_at_once()),
             #[cfg(feature = "nats")]
             partition: self.options.partition.as_ref(),
+            reader,
         })?;
         let source: Box<dyn ReplayableSource> = match self.plan.source.rate {
+            // The rate is the source's: each reader takes its share.
             Some(rate) => Box::new(crate::connectors::paced::Paced::new(
                 source,
-                rate,
+                rate / reader.readers as f64,
                 exec.chunk_rows(),
             )),
             None => source,
@@ -197,27 +276,22 @@ impl<'a> DataflowBuilder<'a> {
             Some(target) => Box::new(crate::adaptive::AdaptiveChunks::new(source, target)),
             None => source,
         };
-        let mut source =
-            Checkpointed::new(source, self.checkpointing.clone()).counting(self.counters.clone());
+        let lag = self.plan.source.max_out_of_orderness.as_millis();
+        let mut source = Checkpointed::new(source, self.checkpointing.clone())
+            .reader(reader.index, reader.readers)
+            .stamping(i64::try_from(lag).unwrap_or(i64::MAX))
+            .counting(counters);
         let mut resume_from = None;
-        if let Some(snapshot) = &self.restored {
-            resume_from = source.restore(snapshot.get("source").unwrap_or_default())?;
-            self.skipped = source.read_before();
+        let starts_over = reader.index > 0
+            && crate::fault::on(
+                crate::fault::Fault::ReaderStartsOver,
+                std::path::Path::new(""),
+            );
+        if let Some(snapshot) = self.restored.as_ref().filter(|_| !starts_over) {
+            resume_from = source.restore(snapshot.get(source.key()).unwrap_or_default())?;
+            self.skipped += source.read_before();
         }
-        let mut strategy = WatermarkStrategy::bounded(self.plan.source.max_out_of_orderness);
-        if let Some(idle) = self.plan.source.idle_timeout {
-            strategy = strategy.with_idle_timeout(idle);
-        }
-        if let Some(max_seen) = resume_from {
-            strategy = strategy.resuming_from(max_seen);
-        }
-        let stream = self
-            .pipeline
-            .source(source)
-            .with_watermarks(strategy)
-            .events;
-        self.add_stream("source", stream);
-        Ok(())
+        Ok((source, resume_from))
     }
 
     /// Names `stream`: counts its rows (and shows them on the dashboard),

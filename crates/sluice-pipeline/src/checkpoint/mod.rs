@@ -365,6 +365,12 @@ struct Inner {
     in_flight: Option<InFlight>,
     next_id: u64,
     participants: usize,
+    /// Readers of the source still reading: each injects every barrier
+    /// and reports its position.
+    readers: usize,
+    /// The last positions of the readers that have finished, recorded in
+    /// every later checkpoint.
+    finished: Vec<(String, Vec<u8>)>,
     last: Option<Committed>,
     error: Option<Error>,
 }
@@ -388,6 +394,9 @@ pub struct Checkpointing {
     inner: Mutex<Inner>,
     stop: Arc<AtomicBool>,
     stop_barrier: AtomicU64,
+    /// The checkpoint in flight (0 when none): the readers that have not
+    /// injected it yet do so at their next poll.
+    flying: AtomicU64,
     /// Where `now_ms` counts from.
     epoch: Instant,
     /// No checkpoint is due before this (ms since `epoch`): the next one's
@@ -420,11 +429,14 @@ impl Checkpointing {
                 in_flight: None,
                 next_id: restored.unwrap_or(0) + 1,
                 participants: 0,
+                readers: 1,
+                finished: Vec::new(),
                 last: None,
                 error: None,
             }),
             stop,
             stop_barrier: AtomicU64::new(0),
+            flying: AtomicU64::new(0),
             epoch: Instant::now(),
             quiet_until: AtomicU64::new(interval.as_millis() as u64),
             failed: AtomicBool::new(false),
@@ -469,6 +481,28 @@ impl Checkpointing {
         self.lock().participants += 1;
     }
 
+    /// Says how many readers the source has (one by default): each
+    /// injects every barrier and reports its position. Set while the
+    /// dataflow is built, before the first barrier.
+    pub fn set_readers(&self, readers: usize) {
+        self.lock().readers = readers;
+    }
+
+    /// A reader has read all of its input: `entries` (its last position,
+    /// asked once it may finish) are recorded in every later checkpoint, and later barriers do not
+    /// wait for it. False while a checkpoint is in flight (the reader
+    /// finishes after it has committed, so that what its operators release
+    /// at the end is in no checkpoint that holds the position before it).
+    pub fn finish_reader(&self, entries: impl FnOnce() -> Vec<(String, Vec<u8>)>) -> bool {
+        let mut inner = self.lock();
+        if inner.in_flight.is_some() {
+            return false;
+        }
+        inner.readers = inner.readers.saturating_sub(1);
+        inner.finished.extend(entries());
+        true
+    }
+
     /// The checkpoint the run resumed from.
     pub fn restored(&self) -> Option<u64> {
         self.restored
@@ -479,10 +513,16 @@ impl Checkpointing {
         self.stop.load(Ordering::SeqCst)
     }
 
-    /// Called by the source after each poll: the number of a checkpoint to
-    /// start now, if one is due. The source then reports its position. An
-    /// error if a checkpoint failed: the run must stop.
-    pub fn due(&self) -> Result<Option<u64>> {
+    /// Called by each reader of the source after each poll, with the last
+    /// checkpoint it injected: the number of a checkpoint to inject now,
+    /// if one is in flight that it has not injected or one is due (then
+    /// it starts). The reader then reports its position. An error if a
+    /// checkpoint failed: the run must stop.
+    pub fn due(&self, injected: u64) -> Result<Option<u64>> {
+        let flying = self.flying.load(Ordering::SeqCst);
+        if flying > injected {
+            return Ok(Some(flying));
+        }
         // Called after every poll (every event, in event mode): no lock
         // until a checkpoint may be due.
         if !self.stopping() && self.now_ms() < self.quiet_until.load(Ordering::Relaxed) {
@@ -491,6 +531,9 @@ impl Checkpointing {
         let mut inner = self.lock();
         if let Some(error) = &inner.error {
             return Err(error.duplicate());
+        }
+        if let Some(flight) = inner.in_flight.as_ref().filter(|f| f.id > injected) {
+            return Ok(Some(flight.id));
         }
         if inner.in_flight.is_some() || self.stop_barrier.load(Ordering::SeqCst) != 0 {
             return Ok(None);
@@ -508,7 +551,15 @@ impl Checkpointing {
         if stopping {
             self.stop_barrier.store(id, Ordering::SeqCst);
         }
+        self.flying.store(id, Ordering::SeqCst);
         Ok(Some(id))
+    }
+
+    /// The checkpoint in flight, if the reader that last injected
+    /// `injected` has not injected it.
+    pub fn flying(&self, injected: u64) -> Option<u64> {
+        let flying = self.flying.load(Ordering::SeqCst);
+        (flying > injected).then_some(flying)
     }
 
     /// A participant could not do its part: no checkpoint commits any more,
@@ -516,6 +567,7 @@ impl Checkpointing {
     pub fn fail(&self, error: Error) {
         let mut inner = self.lock();
         inner.in_flight = None;
+        self.flying.store(0, Ordering::SeqCst);
         self.failed(&mut inner, error);
     }
 
@@ -547,7 +599,7 @@ impl Checkpointing {
         if let Some(error) = &inner.error {
             return Err(error.duplicate());
         }
-        let participants = inner.participants + 1; // the source reports too
+        let participants = inner.participants + inner.readers; // each reader reports too
         let Some(flight) = inner.in_flight.as_mut().filter(|f| f.id == id) else {
             return Err(Error::checkpoint(format!(
                 "checkpoint {id} is not in flight"
@@ -561,7 +613,9 @@ impl Checkpointing {
         let Some(flight) = inner.in_flight.take() else {
             return Ok(());
         };
+        self.flying.store(0, Ordering::SeqCst);
         let mut entries = flight.entries;
+        entries.extend(inner.finished.iter().cloned());
         match self.held.checkpoint() {
             Ok(lengths) => entries.extend(lengths),
             Err(error) => {
@@ -642,10 +696,16 @@ impl Checkpointing {
 }
 
 /// The records the source had read when it took the checkpoint of
-/// `entries` (its `source` entry says).
+/// `entries` (its readers' entries, `source` or `source/N`, say).
 pub fn records_read(entries: &BTreeMap<String, Vec<u8>>) -> Option<u64> {
-    let position: serde_json::Value = serde_json::from_slice(entries.get("source")?).ok()?;
-    position["read"].as_u64()
+    let mut read = None;
+    for (key, value) in entries {
+        if key == "source" || key.starts_with("source/") {
+            let position: serde_json::Value = serde_json::from_slice(value).ok()?;
+            *read.get_or_insert(0) += position["read"].as_u64()?;
+        }
+    }
+    read
 }
 
 /// A stable fingerprint of a text (FNV-1a, 64 bits), in hex.

@@ -118,6 +118,10 @@ pub struct SourceTable<'a> {
     pub spec: &'a SourceSpec,
     /// The folder that relative paths start from (the pipeline file's).
     pub base: &'a Path,
+    /// The pipeline's name (what names its state, and a kafka source's
+    /// consumer group by default).
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    pub pipeline: &'a str,
     /// The schema the table gives, checked.
     schema: Option<Vec<(String, DataType)>>,
 }
@@ -179,6 +183,15 @@ pub trait SourceConnector: fmt::Debug + Send + Sync {
     /// runs as one (a nats source; a kafka source with `coordination`).
     fn coordination(&self) -> Option<Coordination> {
         None
+    }
+
+    /// How many readers read it in parallel, at most `most` (the run's
+    /// workers; one when the pipeline needs its records in order): each is
+    /// opened with its [`Reader`] and reads its share of the input. One
+    /// unless the connector can split its input (files in stripes, Kafka
+    /// partitions). A resumed run keeps the number its checkpoint has.
+    fn readers(&self, _most: usize) -> Result<usize> {
+        Ok(1)
     }
 
     /// How many partitions a distributed run shares out (the broker is
@@ -434,11 +447,21 @@ pub fn check_sink(spec: &SinkSpec) -> Result<&'static SinkType, Failure> {
     Ok(connector)
 }
 
-/// Checks a source's table against the registry and compiles it.
-pub fn compile_source(spec: &SourceSpec, base: &Path) -> Result<CompiledSource, Failure> {
+/// Checks the source table of pipeline `pipeline` against the registry and
+/// compiles it.
+pub fn compile_source(
+    spec: &SourceSpec,
+    base: &Path,
+    pipeline: &str,
+) -> Result<CompiledSource, Failure> {
     let connector = check_source(spec)?;
     let schema = explicit_schema(spec)?;
-    (connector.compile)(&SourceTable { spec, base, schema })
+    (connector.compile)(&SourceTable {
+        spec,
+        base,
+        pipeline,
+        schema,
+    })
 }
 
 /// Checks a sink's table against the registry and compiles it for a stream
@@ -684,6 +707,20 @@ impl SourceTable<'_> {
         }
     }
 
+    /// `readers = N`: at most how many readers read the source in
+    /// parallel (1 reads it in order).
+    pub fn readers(&self) -> Result<Option<usize>, Failure> {
+        match self.get::<u64>("readers")? {
+            None => Ok(None),
+            Some(n) if *n.get_ref() == 0 => Err(at(
+                n.span(),
+                "readers = 0 reads nothing; say how many readers read the input in parallel \
+                 (readers = 1 reads it in order), or remove it for one per worker",
+            )),
+            Some(n) => Ok(Some(usize::try_from(*n.get_ref()).unwrap_or(usize::MAX))),
+        }
+    }
+
     /// The schema the table gives (`schema = { field = "type", ... }`).
     pub fn schema(&self) -> Option<&[(String, DataType)]> {
         self.schema.as_deref()
@@ -793,6 +830,32 @@ pub struct Opening<'a> {
     /// The partition to read, in a distributed run.
     #[cfg(feature = "nats")]
     pub partition: Option<&'a PartitionContext>,
+    /// Which of the source's readers this is.
+    pub reader: Reader,
+}
+
+/// One of the readers of a source read in parallel
+/// ([`SourceConnector::readers`]): reader `index` of `readers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reader {
+    /// Its number, from 0.
+    pub index: usize,
+    /// How many read the source.
+    pub readers: usize,
+}
+
+impl Reader {
+    /// The only reader of a source.
+    pub const ONLY: Reader = Reader {
+        index: 0,
+        readers: 1,
+    };
+
+    /// Whether the `n`-th of the parts it shares out in turn (a stripe, a
+    /// partition) is this reader's.
+    pub fn reads(&self, n: u64) -> bool {
+        n % self.readers as u64 == self.index as u64
+    }
 }
 
 #[cfg(test)]

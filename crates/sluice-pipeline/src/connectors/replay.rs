@@ -61,19 +61,31 @@ impl Replayable for Box<dyn ReplayableSource> {
 /// A source with checkpoints: after a poll, when one is due, it records
 /// its position and the latest event time it emitted (where the watermark
 /// goes on from) and injects a barrier. On a graceful stop it stops
-/// reading and injects a last barrier.
+/// reading and injects a last barrier. A source read by several readers
+/// has one per reader, each recording its own position (`source/N`) in
+/// every checkpoint.
 pub struct Checkpointed<S> {
     inner: S,
     checkpointing: Option<Arc<crate::checkpoint::Checkpointing>>,
+    /// Its entry in checkpoints: `source`, or `source/N` for reader `N`.
+    key: String,
+    /// The last checkpoint it injected.
+    injected: u64,
     max_time: i64,
-    /// The input is done: no more barriers.
+    /// The input is done: no more checkpoints start here.
     exhausted: bool,
+    /// The end is recorded (`Checkpointing::finish_reader`): no more
+    /// barriers.
+    finished: bool,
     /// The last checkpoint the source was told had committed.
     acknowledged: u64,
     /// Records read by this run, counted where they are framed.
     read: Option<Arc<SourceCounters>>,
     /// Records read before the checkpoint the run resumed from.
     read_before: u64,
+    /// The watermark's lag behind the latest event time, when rows are
+    /// stamped with the reader's watermark.
+    lag: Option<i64>,
 }
 
 impl<S: Replayable> Checkpointed<S> {
@@ -82,12 +94,38 @@ impl<S: Replayable> Checkpointed<S> {
         Self {
             inner,
             checkpointing,
+            key: "source".into(),
+            injected: 0,
             max_time: i64::MIN,
             exhausted: false,
+            finished: false,
             acknowledged: 0,
             read: None,
             read_before: 0,
+            lag: None,
         }
+    }
+
+    /// Makes it reader `index` of `readers` (its entry `source/N` when
+    /// there are several).
+    pub fn reader(mut self, index: usize, readers: usize) -> Self {
+        if readers > 1 {
+            self.key = format!("source/{index}");
+        }
+        self
+    }
+
+    /// Its entry in checkpoints.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Stamps each chunk with this reader's watermark when it reads it:
+    /// the latest event time of the chunks before, less `lag` ms (what the
+    /// watermark generator after it emits).
+    pub fn stamping(mut self, lag: i64) -> Self {
+        self.lag = Some(lag);
+        self
     }
 
     /// Records in each checkpoint how many records had been read, from
@@ -135,10 +173,17 @@ impl<S: Source<Rows> + Replayable> Source<Rows> for Checkpointed<S> {
         }
         if self.exhausted {
             // What the operators release at the end must not be in a
-            // checkpoint still in flight: end once it has committed.
-            if self.checkpointing.as_ref().is_some_and(|c| c.in_flight()) {
-                return Ok(SourceStatus::Idle);
+            // checkpoint still in flight: end once it has committed (its
+            // barrier injected first, if another reader started it). Later
+            // checkpoints record the last position.
+            if let Some(checkpointing) = &self.checkpointing {
+                if !self.finished
+                    && !checkpointing.finish_reader(|| vec![(self.key.clone(), self.position())])
+                {
+                    return Ok(SourceStatus::Idle);
+                }
             }
+            self.finished = true;
             self.inner.release_reserved();
             return Ok(SourceStatus::Exhausted);
         }
@@ -150,7 +195,14 @@ impl<S: Source<Rows> + Replayable> Source<Rows> for Checkpointed<S> {
             }
             return Ok(SourceStatus::Idle);
         }
+        let before = self.max_time;
         let status = self.inner.poll(out, max)?;
+        if let (Some(lag), false) = (self.lag, before == i64::MIN) {
+            let watermark = before.saturating_sub(lag);
+            for rows in out.parts_mut().0 {
+                rows.watermark = watermark;
+            }
+        }
         if let Some(time) = out.max_time() {
             self.max_time = self.max_time.max(time);
         }
@@ -174,27 +226,44 @@ impl<S: Source<Rows> + Replayable> Source<Rows> for Checkpointed<S> {
     }
 
     fn barrier(&mut self) -> Result<Option<sluice::Barrier>, BoxError> {
-        let Some(checkpointing) = self.checkpointing.as_ref().filter(|_| !self.exhausted) else {
+        let Some(checkpointing) = &self.checkpointing else {
             return Ok(None);
         };
-        let Some(id) = checkpointing.due()? else {
+        // At the end of its input a reader starts no checkpoint, and once
+        // it has finished it takes part in none; until then it injects one
+        // another reader started.
+        let due = if self.finished {
+            None
+        } else if self.exhausted {
+            checkpointing.flying(self.injected)
+        } else {
+            checkpointing.due(self.injected)?
+        };
+        let Some(id) = due else {
             return Ok(None);
         };
+        self.injected = id;
         self.inner.release_reserved();
+        checkpointing.report(id, vec![(self.key.clone(), self.position())])?;
+        Ok(Some(sluice::Barrier { id }))
+    }
+}
+
+impl<S: Replayable> Checkpointed<S> {
+    /// The position a checkpoint records: the inner source's, the latest
+    /// event time emitted, and the records read from the start.
+    fn position(&self) -> Vec<u8> {
         let read = self
             .read
             .as_ref()
             .map_or(0, |r| r.read.load(Ordering::Relaxed));
-        let position = serde_json::json!({
+        serde_json::json!({
             "inner": self.inner.position(),
             "max_time": self.max_time,
             "read": self.read_before + read,
-        });
-        checkpointing.report(
-            id,
-            vec![("source".into(), position.to_string().into_bytes())],
-        )?;
-        Ok(Some(sluice::Barrier { id }))
+        })
+        .to_string()
+        .into_bytes()
     }
 }
 

@@ -443,7 +443,7 @@ fn compile(
         connectors::check_sink(s.get_ref())?;
     }
     let execution = execution(spec, workers)?;
-    let source = source(spec.source.get_ref(), base)?;
+    let source = source(spec.source.get_ref(), base, spec.name.get_ref())?;
     let mut schemas: IndexMap<String, SchemaRef> = IndexMap::new();
     schemas.insert("source".into(), source.schema.clone());
     let mut transforms = Vec::new();

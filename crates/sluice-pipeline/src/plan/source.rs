@@ -6,8 +6,8 @@ use super::*;
 
 /// Compiles the source's table: its connector (from the registry, which
 /// checks the connector's keys) and the keys every source takes.
-pub(super) fn source(s: &SourceSpec, base: &Path) -> Result<SourcePlan, Failure> {
-    let compiled = connectors::compile_source(s, base)?;
+pub(super) fn source(s: &SourceSpec, base: &Path, pipeline: &str) -> Result<SourcePlan, Failure> {
+    let compiled = connectors::compile_source(s, base, pipeline)?;
     let (field, span) = match (&s.event_time, compiled.connector.default_time_field()) {
         (Some(f), _) => (f.get_ref().clone(), Some(f.span())),
         (None, Some(f)) => (f.to_string(), None),

@@ -182,6 +182,9 @@ pub struct WindowOp {
     plan: Arc<WindowPlan>,
     converter: RowConverter,
     watermark: i64,
+    /// What the chunk at hand is judged against: the later of the
+    /// watermark and its reader's when it read the chunk.
+    judging: i64,
     panes: BTreeMap<i64, Pane>,
     sessions: HashMap<Box<[u8]>, (OwnedRow, SessionSet<Open>)>,
     /// The keys of sessions by the watermark that concerns them: a
@@ -235,6 +238,7 @@ impl WindowOp {
             plan,
             converter,
             watermark: i64::MIN,
+            judging: i64::MIN,
             panes: BTreeMap::new(),
             sessions: HashMap::new(),
             session_due: BTreeMap::new(),
@@ -333,7 +337,7 @@ impl WindowOp {
             transform: self.plan.name.clone(),
             line: rows.lines.value(row),
             event_time: rows.times.value(row),
-            watermark: self.watermark,
+            watermark: self.judging,
             window,
             lateness: self.plan.lateness,
             reason,
@@ -572,6 +576,7 @@ impl Operator<Rows> for WindowOp {
             }
             self.counting.counts.rows_in.add(rows.len() as u64);
             let late_before = self.late.len();
+            self.judging = self.watermark.max(rows.watermark);
             let (rows, args) = self.arguments(rows);
             if rows.is_empty() {
                 continue;

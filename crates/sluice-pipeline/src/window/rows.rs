@@ -32,7 +32,7 @@ impl WindowOp {
             let t = rows.times.value(row);
             let mut accepted = false;
             for (start, end) in windows.assign(t) {
-                if !lateness.is_closed(end, self.watermark) {
+                if !lateness.is_closed(end, self.judging) {
                     // A window behind the watermark (fired, or opened by a
                     // late event) emits at the end of the batch.
                     self.late_updates |= end <= self.watermark;
@@ -80,7 +80,7 @@ impl WindowOp {
                     .assign(t)
                     .next()
                     .unwrap_or((t, t.saturating_add(size)));
-                let reason = match lateness.judge(window, self.watermark) {
+                let reason = match lateness.judge(window, self.judging) {
                     Some(late) => late.to_string(),
                     // Not reached: every event time has a window.
                     None => format!("no window of {size} ms holds event time {t}"),
@@ -278,7 +278,7 @@ impl WindowOp {
         for row in order {
             let row = row as usize;
             let (t, end) = sessions.assign(rows.times.value(row));
-            if let Some(late) = lateness.judge_session((t, end), self.watermark) {
+            if let Some(late) = lateness.judge_session((t, end), self.judging) {
                 self.late_event(rows, row, (t, end), late.to_string());
                 continue;
             }

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 #[cfg(feature = "parquet")]
 pub use parquet::ParquetSource;
-pub use source::{Bytes, TextSource};
+pub use source::{Bytes, Stripes, TextSource};
 
 /// The error for a Parquet file in a build without the `parquet` feature.
 #[cfg(not(feature = "parquet"))]
@@ -42,6 +42,7 @@ pub const FILE_SOURCE: SourceType = SourceType {
         Key("path", Kind::Text),
         Key("format", Kind::Text),
         Key("schema", Kind::Table),
+        Key("readers", Kind::Unsigned),
     ],
     compile: table::file_source,
 };
@@ -74,6 +75,9 @@ pub struct File {
     pub path: PathBuf,
     /// Its format.
     pub format: Format,
+    /// At most this many readers (`readers =`); one per worker when not
+    /// given.
+    pub readers: Option<usize>,
 }
 
 /// Standard input.
@@ -109,6 +113,7 @@ impl SourceConnector for File {
         if self.format == Format::Parquet {
             return Ok(Box::new(ParquetSource::open(
                 &self.path,
+                at.reader,
                 // Adaptive chunks are slices of batches of the largest size
                 // the controller picks.
                 if at.adaptive {
@@ -126,7 +131,33 @@ impl SourceConnector for File {
             Error::input(format!("cannot read {}", self.path.display())).caused_by(e)
         })?;
         let name = self.path.display().to_string();
-        Ok(text(at, Bytes::File(file), name, self.format))
+        let source = text(at, Bytes::File(file), name, self.format);
+        if at.reader.readers == 1 {
+            return Ok(source);
+        }
+        let (start, line) = self.first_record()?;
+        let len = self.total_bytes().unwrap_or(0);
+        Ok(Box::new(
+            (*source).striped(Stripes::new(at.reader, start, len), line)?,
+        ))
+    }
+
+    fn readers(&self, most: usize) -> Result<usize> {
+        // Unless the table says how many, a file has a reader per MiB at
+        // most (a smaller share costs more than it saves); a Parquet file
+        // one per row group at most (they are dealt to the readers).
+        let readers = match self.readers {
+            Some(readers) => readers.min(most),
+            None => {
+                let mib = self.total_bytes().unwrap_or(0) >> 20;
+                most.min(usize::try_from(mib).unwrap_or(usize::MAX).max(1))
+            }
+        };
+        #[cfg(feature = "parquet")]
+        if self.format == Format::Parquet {
+            return Ok(readers.min(ParquetSource::row_groups(&self.path)?.max(1)));
+        }
+        Ok(readers)
     }
 
     fn describe(&self) -> String {
@@ -141,6 +172,42 @@ impl SourceConnector for File {
 
     fn total_bytes(&self) -> Option<u64> {
         std::fs::metadata(&self.path).ok().map(|m| m.len())
+    }
+
+    fn identity(&self) -> String {
+        // Without `readers`: a resumed run keeps its checkpoint's readers.
+        format!(
+            "File {{ path: {:?}, format: {:?} }}",
+            self.path, self.format
+        )
+    }
+}
+
+impl File {
+    /// Where the first record starts, and its line: after the header of a
+    /// CSV file (its first line that is not blank).
+    fn first_record(&self) -> Result<(u64, u64)> {
+        if self.format != Format::Csv {
+            return Ok((0, 1));
+        }
+        use std::io::BufRead;
+        let file = std::fs::File::open(&self.path).map_err(|e| {
+            Error::input(format!("cannot read {}", self.path.display())).caused_by(e)
+        })?;
+        let mut reader = std::io::BufReader::new(file);
+        let (mut offset, mut line) = (0u64, 1u64);
+        let mut text = Vec::new();
+        loop {
+            text.clear();
+            let n = reader.read_until(b'\n', &mut text).map_err(|e| {
+                Error::input(format!("cannot read {}", self.path.display())).caused_by(e)
+            })?;
+            offset += n as u64;
+            line += 1;
+            if n == 0 || !text.iter().all(u8::is_ascii_whitespace) {
+                return Ok((offset, line));
+            }
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 use crate::connectors::replay::Replayable;
 use crate::connectors::replay::SourceCounters;
 use crate::connectors::replay::*;
+use crate::connectors::Reader;
 use crate::error::Error;
 use crate::error::Fix;
 use crate::error::Result;
@@ -26,7 +27,6 @@ use sluice::SourceStatus;
 use std::fs::File;
 use std::path::Path;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,37 +40,58 @@ pub struct ParquetSource {
     chunk_rows: usize,
     time: EventTime,
     origin: String,
-    next_row: u64,
+    /// Rows of this reader's row groups read so far (its position).
+    read: u64,
+    /// This reader's row groups: where each starts among the file's rows
+    /// (from 0), and its rows. Every row group when one reader reads it.
+    groups: Vec<(u64, u64)>,
     reserved: ReservedHandle,
     counters: Arc<SourceCounters>,
     path: String,
 }
 
 impl ParquetSource {
-    /// Opens `path`, decoding `read_rows` rows at a time and handing on
-    /// chunks of `chunk_rows`.
+    /// Opens `path` for `reader`, which reads the row groups dealt to it in
+    /// turn, decoding `read_rows` rows at a time and handing on chunks of
+    /// `chunk_rows`.
+    #[allow(clippy::too_many_arguments)]
     pub fn open(
         path: &std::path::Path,
+        reader: Reader,
         read_rows: usize,
         chunk_rows: usize,
         time: EventTime,
         reserved: Arc<Reserved>,
         counters: Arc<SourceCounters>,
     ) -> Result<Self> {
+        let unreadable =
+            |e| Error::input(format!("cannot read {} as Parquet", path.display())).caused_by(e);
         let file = std::fs::File::open(path)
             .map_err(|e| Error::input(format!("cannot read {}", path.display())).caused_by(e))?;
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .and_then(|b| b.with_batch_size(read_rows.max(1)).build())
-            .map_err(|e| {
-                Error::input(format!("cannot read {} as Parquet", path.display())).caused_by(e)
-            })?;
+        let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(unreadable)?;
+        let (mut groups, mut own, mut start) = (Vec::new(), Vec::new(), 0u64);
+        for (g, group) in builder.metadata().row_groups().iter().enumerate() {
+            let rows = group.num_rows().max(0) as u64;
+            if reader.reads(g as u64) {
+                groups.push((start, rows));
+                own.push(g);
+            }
+            start += rows;
+        }
+        let reader = builder
+            .with_row_groups(own)
+            .with_batch_size(read_rows.max(1))
+            .build()
+            .map_err(unreadable)?;
         Ok(Self {
             reader,
             held: None,
             chunk_rows: chunk_rows.max(1),
             time,
             origin: "source".into(),
-            next_row: 1,
+            read: 0,
+            groups,
             reserved: ReservedHandle::new(reserved),
             counters,
             path: path.display().to_string(),
@@ -113,8 +134,32 @@ impl ParquetSource {
                 }
             }
         }
-        self.next_row = rows + 1;
+        self.read = rows;
         Ok(())
+    }
+
+    /// The file's row numbers (from 1) of this reader's rows `from` to
+    /// `from + n`.
+    fn row_numbers(&self, from: u64, n: u64) -> Vec<u64> {
+        let mut numbers = Vec::with_capacity(n as usize);
+        let mut local = 0u64;
+        for &(start, rows) in &self.groups {
+            let (lo, hi) = (from.max(local), (from + n).min(local + rows));
+            numbers.extend((lo..hi.max(lo)).map(|r| start + (r - local) + 1));
+            local += rows;
+        }
+        numbers
+    }
+
+    /// How many row groups the Parquet file at `path` has.
+    pub fn row_groups(path: &std::path::Path) -> Result<usize> {
+        let file = std::fs::File::open(path)
+            .map_err(|e| Error::input(format!("cannot read {}", path.display())).caused_by(e))?;
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .map(|b| b.metadata().num_row_groups())
+            .map_err(|e| {
+                Error::input(format!("cannot read {} as Parquet", path.display())).caused_by(e)
+            })
     }
 
     /// The schema of a Parquet file.
@@ -140,9 +185,9 @@ impl Source<Rows> for ParquetSource {
             batch = batch.slice(0, self.chunk_rows);
         }
         let n = batch.num_rows() as u64;
-        self.counters.read.fetch_add(n, Ordering::Relaxed);
-        let lines: Vec<u64> = (self.next_row..self.next_row + n).collect();
-        self.next_row += n;
+        self.counters.add_read(n);
+        let lines = self.row_numbers(self.read, n);
+        self.read += n;
         let mut dead: Vec<DeadLetter> = Vec::new();
         let rows = with_times(
             &self.time,
@@ -163,7 +208,7 @@ impl Source<Rows> for ParquetSource {
 
 impl Replayable for ParquetSource {
     fn position(&self) -> serde_json::Value {
-        serde_json::json!({ "rows": self.next_row - 1 })
+        serde_json::json!({ "rows": self.read })
     }
     fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
         let rows = position["rows"]

@@ -5,6 +5,7 @@
 use crate::connectors::replay::Replayable;
 use crate::connectors::replay::SourceCounters;
 use crate::connectors::replay::*;
+use crate::connectors::Reader;
 use crate::error::Error;
 use crate::error::Result;
 use crate::format::TextDecoder;
@@ -89,6 +90,65 @@ pub struct TextSource {
     counters: Arc<SourceCounters>,
     path: String,
     lines: Vec<(u64, Range<usize>)>,
+    /// The stripes of a file read by several readers.
+    stripes: Option<Stripes>,
+}
+
+/// A file read by several readers in stripes: from `start` (after a CSV
+/// header) the file is cut into blocks of `block` bytes, dealt out in
+/// turn; a line is the reader's whose block holds its first byte. Blocks
+/// dealt in turn keep the readers at about the same place in the file, so
+/// the event times they read stay close (the windows' watermark is the
+/// slowest reader's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stripes {
+    /// Which reader this is.
+    pub reader: Reader,
+    /// Where the first block starts.
+    pub start: u64,
+    /// The size of a block.
+    pub block: u64,
+}
+
+impl Stripes {
+    /// The stripes of `len` bytes from `start` for `reader`: blocks of an
+    /// eighth of a reader's share, between 4 KiB and 4 MiB.
+    pub fn new(reader: Reader, start: u64, len: u64) -> Self {
+        let share = len.saturating_sub(start) / (reader.readers as u64 * 8);
+        Self {
+            reader,
+            start,
+            block: share.clamp(4 << 10, 4 << 20),
+        }
+    }
+
+    /// The block that holds `offset`.
+    fn block_of(&self, offset: u64) -> u64 {
+        offset.saturating_sub(self.start) / self.block
+    }
+
+    /// Whether a line starting at `offset` is this reader's.
+    fn owns(&self, offset: u64) -> bool {
+        offset >= self.start && self.reader.reads(self.block_of(offset))
+    }
+
+    /// The start of this reader's first block after `offset`'s.
+    fn next_own(&self, offset: u64) -> u64 {
+        let (b, n) = (self.block_of(offset), self.reader.readers as u64);
+        let own = b + (self.reader.index as u64 + n - b % n) % n;
+        let own = if own == b { b + n } else { own };
+        self.start + own * self.block
+    }
+
+    /// The end of the block that holds `offset`.
+    fn block_end(&self, offset: u64) -> u64 {
+        self.start + (self.block_of(offset) + 1) * self.block
+    }
+}
+
+/// The number of line ends in `data`.
+fn newlines(data: &[u8]) -> u64 {
+    data.iter().filter(|b| **b == b'\n').count() as u64
 }
 
 impl TextSource {
@@ -120,6 +180,60 @@ impl TextSource {
             counters,
             path,
             lines: Vec::new(),
+            stripes: None,
+        }
+    }
+
+    /// Reads only the lines of `stripes`, from its start, which is line
+    /// `line` of the file (after a CSV header: no line is skipped).
+    pub fn striped(mut self, stripes: Stripes, line: u64) -> Result<Self> {
+        if let Bytes::File(file) = &mut self.bytes {
+            use std::io::Seek;
+            file.seek(std::io::SeekFrom::Start(stripes.start))
+                .map_err(|e| Error::input(format!("cannot seek in {}", self.path)).caused_by(e))?;
+        }
+        self.base = stripes.start;
+        self.line = line;
+        self.skip = 0;
+        self.stripes = Some(stripes);
+        Ok(self)
+    }
+
+    /// Moves past the lines of the other readers' blocks, counting them,
+    /// to the start of this reader's next line (or the end of the input).
+    /// `start` stays at the start of a line.
+    fn skip_foreign(&mut self) -> Result<(), BoxError> {
+        let Some(stripes) = self.stripes else {
+            return Ok(());
+        };
+        loop {
+            let offset = self.base + self.start as u64;
+            if stripes.owns(offset) {
+                return Ok(());
+            }
+            // Lines that start before `target` are another reader's: go to
+            // the first line end at or after `target - 1`.
+            let target = stripes.next_own(offset);
+            let from = ((target - 1 - self.base) as usize).max(self.start);
+            let len = self.buf.len();
+            if let Some(nl) = self.buf.get(from..).and_then(|b| memchr::memchr(b'\n', b)) {
+                let end = from + nl + 1;
+                self.line += newlines(&self.buf[self.start..end]);
+                self.start = end;
+                continue;
+            }
+            // Not in the buffer yet: count up to its last line start.
+            if let Some(last) = memchr::memrchr(b'\n', &self.buf[self.start..from.min(len)]) {
+                let end = self.start + last + 1;
+                self.line += newlines(&self.buf[self.start..end]);
+                self.start = end;
+            }
+            if let More::End | More::Nothing = self.read_more()? {
+                // The rest of the input is other readers'.
+                self.line += newlines(&self.buf[self.start..]);
+                self.start = self.buf.len();
+                return Ok(());
+            }
         }
     }
 
@@ -149,7 +263,10 @@ impl TextSource {
                     }
                 };
                 self.buf.truncate(len + n);
-                self.counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
+                if self.stripes.is_none() {
+                    // A reader of stripes counts the bytes of its lines.
+                    self.counters.add_bytes(n as u64);
+                }
                 if n == 0 {
                     self.eof = true;
                     return Ok(More::End);
@@ -158,9 +275,7 @@ impl TextSource {
             }
             Bytes::Feed(rx) => match rx.try_recv() {
                 Ok(Ok(block)) => {
-                    self.counters
-                        .bytes
-                        .fetch_add(block.len() as u64, Ordering::Relaxed);
+                    self.counters.add_bytes(block.len() as u64);
                     self.buf.extend_from_slice(&block);
                     Ok(More::Read)
                 }
@@ -176,11 +291,17 @@ impl TextSource {
         }
     }
 
-    /// The complete, non-blank lines from `start`, counted up to `limit`.
-    fn complete_lines(&self, limit: usize) -> usize {
+    /// The complete, non-blank lines from `start` that start before
+    /// `stop` (an input offset), counted up to `limit`; and whether the
+    /// buffer reaches `stop`.
+    fn complete_lines(&self, limit: usize, stop: u64) -> (usize, bool) {
         let data = &self.buf[self.start..];
+        let first = self.base + self.start as u64;
         let (mut at, mut count) = (0, 0);
         for nl in memchr::memchr_iter(b'\n', data) {
+            if first + at as u64 >= stop {
+                return (count, true);
+            }
             if !is_blank(&data[at..nl]) {
                 count += 1;
                 if count >= limit {
@@ -189,17 +310,18 @@ impl TextSource {
             }
             at = nl + 1;
         }
-        count
+        (count, first + at as u64 >= stop)
     }
 
-    /// Finds up to `chunk_rows` complete lines from `start`; returns the
-    /// end of the last one (after its newline).
-    fn scan_lines(&mut self) -> usize {
+    /// Finds up to `chunk_rows` complete lines from `start` that start
+    /// before `stop` (an input offset); returns the end of the last one
+    /// (after its newline).
+    fn scan_lines(&mut self, stop: u64) -> usize {
         self.lines.clear();
         let mut at = self.start;
         let mut line = self.line;
         let data = &self.buf;
-        while self.lines.len() < self.chunk_rows {
+        while self.lines.len() < self.chunk_rows && self.base + (at as u64) < stop {
             let Some(nl) = memchr::memchr(b'\n', &data[at..]) else {
                 if self.eof && at < data.len() {
                     // The last line, without its newline.
@@ -250,10 +372,16 @@ impl Source<Rows> for TextSource {
         // Chunks end where `chunk_rows` records do, wherever reads end: a
         // run resumed from a checkpoint cuts the same chunks (unless the
         // adaptive mode resizes them, which follows timing).
+        self.skip_foreign()?;
+        // A reader of stripes reads to the end of the block it is in.
+        let stop = match self.stripes {
+            Some(stripes) => stripes.block_end(self.base + self.start as u64),
+            None => u64::MAX,
+        };
         let wanted = self.chunk_rows + self.skip;
         loop {
-            let complete = self.complete_lines(wanted);
-            if complete >= wanted || self.eof {
+            let (complete, stopped) = self.complete_lines(wanted, stop);
+            if complete >= wanted || stopped || self.eof {
                 break;
             }
             match self.read_more()? {
@@ -275,8 +403,11 @@ impl Source<Rows> for TextSource {
         }
         self.waiting_since = None;
         let region_start = self.start;
-        let end = self.scan_lines();
+        let end = self.scan_lines(stop);
         self.start = end;
+        if self.stripes.is_some() {
+            self.counters.add_bytes((end - region_start) as u64);
+        }
         if self.lines.is_empty() {
             return Ok(if self.eof && self.start >= self.buf.len() {
                 SourceStatus::Exhausted
@@ -291,9 +422,7 @@ impl Source<Rows> for TextSource {
             .iter()
             .map(|(n, r)| (*n, r.start - region_start..r.end - region_start))
             .collect();
-        self.counters
-            .read
-            .fetch_add(lines.len() as u64, Ordering::Relaxed);
+        self.counters.add_read(lines.len() as u64);
         let decoded = self.decoder.decode(region, &lines);
         self.counters
             .decoded_into(decoded.rows.as_ref(), &decoded.dead);
@@ -312,11 +441,18 @@ impl Replayable for TextSource {
     }
 
     fn position(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut position = serde_json::json!({
             "offset": self.base + self.start as u64,
             "line": self.line,
             "skip": self.skip,
-        })
+        });
+        if let Some(stripes) = &self.stripes {
+            position["stripes"] = serde_json::json!({
+                "start": stripes.start,
+                "block": stripes.block,
+            });
+        }
+        position
     }
 
     fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
@@ -328,6 +464,23 @@ impl Replayable for TextSource {
             })
         };
         let (offset, line, skip) = (field("offset")?, field("line")?, field("skip")?);
+        if let Some(stripes) = &mut self.stripes {
+            // The stripes the checkpoint's run cut (the file's length
+            // chose their size).
+            let cut = &position["stripes"];
+            match (cut["start"].as_u64(), cut["block"].as_u64()) {
+                (Some(start), Some(block)) if block > 0 => {
+                    stripes.start = start;
+                    stripes.block = block;
+                }
+                _ => {
+                    return Err(Error::damaged(
+                        "the checkpointed position of a reader of stripes has none: the \
+                         state is damaged",
+                    ))
+                }
+            }
+        }
         if let Bytes::File(file) = &mut self.bytes {
             use std::io::Seek;
             let len = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -341,7 +494,13 @@ impl Replayable for TextSource {
             }
             file.seek(std::io::SeekFrom::Start(offset))
                 .map_err(|e| Error::input(format!("cannot seek in {}", self.path)).caused_by(e))?;
-            self.counters.bytes.store(offset, Ordering::Relaxed);
+            match self.stripes {
+                // About this reader's share of what lies before.
+                Some(stripes) => self.counters.add_bytes(
+                    offset.saturating_sub(stripes.start) / stripes.reader.readers as u64,
+                ),
+                None => self.counters.bytes.store(offset, Ordering::Relaxed),
+            }
         }
         // Stdin cannot go back: reading goes on with what comes next.
         self.buf.clear();
@@ -355,5 +514,35 @@ impl Replayable for TextSource {
 
     fn release_reserved(&self) {
         self.reserved.release();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_offset_has_one_reader_and_next_own_is_its_next_block() {
+        for readers in 1..=5 {
+            let stripes: Vec<Stripes> = (0..readers)
+                .map(|index| Stripes {
+                    reader: Reader { index, readers },
+                    start: 7,
+                    block: 10,
+                })
+                .collect();
+            for offset in 7..400u64 {
+                let owners = stripes.iter().filter(|s| s.owns(offset)).count();
+                assert_eq!(owners, 1, "offset {offset} of {readers} readers");
+                for s in &stripes {
+                    let next = s.next_own(offset);
+                    assert!(next > offset && s.owns(next), "{s:?} {offset} -> {next}");
+                    // No block of its own between.
+                    let first = (s.block_end(offset)..next).find(|o| s.owns(*o));
+                    assert_eq!(first, None, "{s:?} {offset}");
+                }
+            }
+            assert!(stripes.iter().all(|s| !s.owns(6)));
+        }
     }
 }

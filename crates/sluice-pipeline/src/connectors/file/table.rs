@@ -30,7 +30,11 @@ pub(super) fn file_source(t: &SourceTable<'_>) -> Result<CompiledSource, Failure
     let time_field = t.spec.event_time.as_ref().map(|f| f.get_ref().as_str());
     let schema = input_schema(format, &path, t.schema(), time_field, path_value.span())?;
     Ok(CompiledSource {
-        connector: Arc::new(File { path, format }),
+        connector: Arc::new(File {
+            path,
+            format,
+            readers: t.readers()?,
+        }),
         schema,
     })
 }

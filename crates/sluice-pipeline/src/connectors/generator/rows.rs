@@ -21,7 +21,6 @@ use sluice::Batch;
 use sluice::BoxError;
 use sluice::Source;
 use sluice::SourceStatus;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -98,8 +97,8 @@ impl Source<Rows> for GeneratorSource {
         let lines = UInt64Array::from_iter_values(self.next + 1..=self.next + n);
         self.next += n;
         self.remaining -= n;
-        self.counters.read.fetch_add(n, Ordering::Relaxed);
-        self.counters.decoded.fetch_add(n, Ordering::Relaxed);
+        self.counters.add_read(n);
+        self.counters.add_decoded(n);
         let ts = Int64Array::from(times);
         let batch = RecordBatch::try_new(
             self.schema.clone(),
@@ -266,8 +265,8 @@ impl Source<Rows> for NexmarkRows {
             )?;
             let lines = UInt64Array::from_iter_values(self.next_line..self.next_line + n as u64);
             self.next_line += n as u64;
-            self.counters.read.fetch_add(n as u64, Ordering::Relaxed);
-            self.counters.decoded.fetch_add(n as u64, Ordering::Relaxed);
+            self.counters.add_read(n as u64);
+            self.counters.add_decoded(n as u64);
             push(out, Rows::new(batch, times, lines));
         }
         Ok(status)
@@ -366,8 +365,8 @@ impl Source<Rows> for FormulaRows {
         )?;
         let lines = UInt64Array::from_iter_values(self.next + 1..=self.next + n);
         self.next += n;
-        self.counters.read.fetch_add(n, Ordering::Relaxed);
-        self.counters.decoded.fetch_add(n, Ordering::Relaxed);
+        self.counters.add_read(n);
+        self.counters.add_decoded(n);
         push(out, Rows::new(batch, times, lines));
         Ok(SourceStatus::Ready)
     }

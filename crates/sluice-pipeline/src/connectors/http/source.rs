@@ -24,7 +24,6 @@ use axum::response::{IntoResponse, Response};
 use sluice::{Batch, BoxError, Source, SourceStatus};
 use std::collections::VecDeque;
 use std::ops::Range;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -414,8 +413,8 @@ impl Source<Rows> for HttpSource {
             state.pending -= n;
             rows += n;
             self.emitted = chunk.end;
-            counters.read.fetch_add(chunk.records, Ordering::Relaxed);
-            counters.bytes.fetch_add(chunk.bytes, Ordering::Relaxed);
+            counters.add_read(chunk.records);
+            counters.add_bytes(chunk.bytes);
             counters.decoded_into(chunk.rows.as_ref(), &chunk.dead);
             dead.extend(chunk.dead);
             if let Some(r) = chunk.rows {

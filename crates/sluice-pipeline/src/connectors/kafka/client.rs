@@ -25,8 +25,11 @@ pub(super) const OWNED: &[&str] = &[
     "enable.partition.eof",
     "auto.offset.reset",
     "acks",
+    "request.required.acks",
     "enable.idempotence",
     "max.in.flight.requests.per.connection",
+    "max.in.flight",
+    "auto.commit.enable",
 ];
 
 /// A client's settings: the brokers, then the table's `properties`.

@@ -54,6 +54,7 @@ pub const SOURCE: SourceType = SourceType {
         Key("coordination", Kind::Text),
         Key("lease_ttl", Kind::Text),
         Key("coordination_replicas", Kind::Unsigned32),
+        Key("readers", Kind::Unsigned),
     ],
     compile: table::source,
 };
@@ -186,7 +187,13 @@ impl KafkaSourcePlan {
 
 /// A kafka source, as the registry holds it.
 #[derive(Debug, Clone)]
-pub struct KafkaSourceConnector(pub KafkaSourcePlan);
+pub struct KafkaSourceConnector(
+    pub KafkaSourcePlan,
+    /// At most this many readers in one process (`readers =`); one per
+    /// worker when not given. Not part of the pipeline's identity: a
+    /// resumed run keeps its checkpoint's readers.
+    pub Option<usize>,
+);
 
 impl SourceConnector for KafkaSourceConnector {
     fn open(&self, at: &Opening<'_>) -> Result<Box<dyn ReplayableSource>> {
@@ -223,6 +230,17 @@ impl SourceConnector for KafkaSourceConnector {
 
     fn partition_count(&self) -> Result<u32> {
         self.0.partition_count()
+    }
+
+    fn readers(&self, most: usize) -> Result<usize> {
+        // A reader per worker, each reading every n-th partition; no more
+        // readers than partitions (a reader without any ends at once). A
+        // broker away at the start is asked again by each reader.
+        let most = self.1.unwrap_or(most).min(most);
+        Ok(match self.0.partition_count() {
+            Ok(partitions) => most.min(partitions.max(1) as usize),
+            Err(_) => most,
+        })
     }
 
     fn identity(&self) -> String {

@@ -6,7 +6,7 @@ use super::client::{self, failed};
 use super::record::{take, Part, Reading};
 use super::{KafkaSourcePlan, Payload, Start, CALL_TIMEOUT, RETRY_FOR};
 use crate::connectors::replay::{Replayable, SourceCounters};
-use crate::connectors::Opening;
+use crate::connectors::{Opening, Reader};
 use crate::error::{Error, Result};
 use crate::format::{EventTime, Format, TextDecoder};
 use crate::rows::Rows;
@@ -21,7 +21,6 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use sluice::{Batch, BoxError, Source, SourceStatus};
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -45,6 +44,9 @@ pub struct KafkaSource {
     /// The one partition this run reads, in a distributed run: its index
     /// among the partitions of the topics, in the order listed.
     only: Option<u32>,
+    /// Which of the source's readers this is: it reads the partitions
+    /// whose index among all of them is its in turn.
+    reader: Reader,
     /// The topics it reads partitions of (the consumers' topics).
     topics: Vec<String>,
     schema: SchemaRef,
@@ -57,6 +59,9 @@ pub struct KafkaSource {
     first: Vec<usize>,
     /// The positions a resumed run starts from.
     seeked: Vec<Position>,
+    /// The run resumed from a checkpoint (whose position for this reader
+    /// may list no partition).
+    resumed: bool,
     opened: bool,
     chunk_rows: usize,
     interval: Duration,
@@ -109,6 +114,7 @@ impl KafkaSource {
             },
             plan,
             only,
+            reader: at.reader,
             topics: Vec::new(),
             schema: at.schema.clone(),
             time: at.time.clone(),
@@ -116,6 +122,7 @@ impl KafkaSource {
             parts: Vec::new(),
             first: Vec::new(),
             seeked: Vec::new(),
+            resumed: false,
             opened: false,
             chunk_rows: at.chunk_rows.max(1),
             interval: at.batch_interval.max(Duration::from_millis(1)),
@@ -160,6 +167,8 @@ impl KafkaSource {
             })?;
             let read: Vec<i32> = (0..count)
                 .filter(|p| self.only.is_none_or(|only| only == counted + *p as u32))
+                // Dealt in turn by their index among all the topics'.
+                .filter(|p| self.reader.reads(u64::from(counted) + *p as u64))
                 .collect();
             counted += count.max(0) as u32;
             if read.is_empty() {
@@ -170,7 +179,7 @@ impl KafkaSource {
                 // partition added to a topic other than the last moves the
                 // numbers of those after it.
                 if seeked.topic != *topic || seeked.partition != read[0] {
-                    return Err(Error::input(format!(
+                    return Err(Error::refused(format!(
                         "partition {only} of this distributed run read Kafka topic `{}`, \
                          partition {}, and is now topic `{topic}`, partition {}: partitions \
                          were added to a topic other than the last listed. Add partitions to \
@@ -196,7 +205,7 @@ impl KafkaSource {
                     .seeked
                     .iter()
                     .find(|p| p.topic == *topic && p.partition == partition);
-                let resumed = !self.seeked.is_empty();
+                let resumed = self.resumed;
                 let (next, end) = match seeked {
                     Some(p) => (p.next, p.end),
                     // A partition added since the checkpoint: all of it.
@@ -218,7 +227,7 @@ impl KafkaSource {
                     }
                 };
                 if next < low {
-                    return Err(Error::input(format!(
+                    return Err(Error::refused(format!(
                         "Kafka topic `{topic}`, partition {partition}: the run starts at offset \
                          {next}, but the broker keeps records from offset {low} on (retention \
                          deleted the others before they were read). Start afresh, or keep \
@@ -226,7 +235,7 @@ impl KafkaSource {
                     )));
                 }
                 if next > high {
-                    return Err(Error::input(format!(
+                    return Err(Error::refused(format!(
                         "Kafka topic `{topic}`, partition {partition}: the run starts at offset \
                          {next}, past the partition's end ({high}): the topic was made anew, \
                          or the group's offsets are another topic's. Start afresh, or say \
@@ -260,8 +269,24 @@ impl KafkaSource {
             self.consumers.push(consumer);
             self.topics.push(topic.clone());
         }
+        // A partition this reader's checkpoint read that is not its own now
+        // (the numbers moved: partitions added to a topic other than the
+        // last) would be read twice, by another reader from its start.
+        let shared = self.only.is_none();
+        if let Some(moved) = self.seeked.iter().filter(|_| shared).find(|s| {
+            let t = self.topics.iter().position(|t| *t == s.topic);
+            t.and_then(|t| self.part_of(t, s.partition)).is_none()
+        }) {
+            return Err(Error::refused(format!(
+                "Kafka topic `{}`, partition {}: this run's checkpoint has it read by reader {} \
+                 of {}, and it is now another reader's or gone: partitions were added to a \
+                 topic other than the last listed, or removed. Add partitions to the last \
+                 topic only, or start afresh (--fresh)",
+                moved.topic, moved.partition, self.reader.index, self.reader.readers
+            )));
+        }
         if let Some(only) = self.only.filter(|_| self.parts.is_empty()) {
-            return Err(Error::input(format!(
+            return Err(Error::refused(format!(
                 "Kafka topics {} have {counted} partitions, and this run was given partition \
                  {only} of them: partitions were removed since the group started. Stop every \
                  process of the group, and start them again",
@@ -473,7 +498,8 @@ impl Source<Rows> for KafkaSource {
 
     fn poll(&mut self, out: &mut Batch<Rows>, _max: usize) -> Result<SourceStatus, BoxError> {
         if self.done {
-            if self.durable && !self.end_committed {
+            // A reader given no partition has no end to wait for.
+            if self.durable && !self.end_committed && !self.parts.is_empty() {
                 std::thread::sleep(Duration::from_millis(5));
                 return Ok(SourceStatus::Idle);
             }
@@ -523,8 +549,8 @@ impl Source<Rows> for KafkaSource {
                     let bytes = message.payload().map_or(0, <[u8]>::len) as u64;
                     if take(part, &message, &self.reading) {
                         self.pending += 1;
-                        self.counters.read.fetch_add(1, Ordering::Relaxed);
-                        self.counters.bytes.fetch_add(bytes, Ordering::Relaxed);
+                        self.counters.add_read(1);
+                        self.counters.add_bytes(bytes);
                         self.waiting_since.get_or_insert_with(Instant::now);
                     }
                     let finished = part.finished();
@@ -619,6 +645,7 @@ impl Replayable for KafkaSource {
                 ))
             })?;
         self.seeked = positions;
+        self.resumed = true;
         self.consumers.clear();
         self.topics.clear();
         self.parts.clear();

@@ -118,23 +118,31 @@ pub(super) fn source(t: &SourceTable<'_>) -> Result<CompiledSource, Failure> {
         }
         fields.push((KAFKA_TIME.to_string(), DataType::Int64));
     }
+    // By default a group per pipeline: two pipelines reading one topic
+    // do not mix their offsets in one group.
     let group = t.get::<String>("group")?.map_or_else(
-        || format!("sluice-{}", topics.join("-")),
+        || match t.pipeline {
+            "" => format!("sluice-{}", topics.join("-")),
+            name => format!("sluice-{name}"),
+        },
         Spanned::into_inner,
     );
     Ok(CompiledSource {
-        connector: Arc::new(KafkaSourceConnector(KafkaSourcePlan {
-            brokers,
-            topics,
-            payload,
-            start,
-            end_when_caught_up,
-            group,
-            properties: properties(t.get::<toml::Table>("properties")?)?,
-            record_time,
-            avro_schema,
-            coordination: coordination(t)?,
-        })),
+        connector: Arc::new(KafkaSourceConnector(
+            KafkaSourcePlan {
+                brokers,
+                topics,
+                payload,
+                start,
+                end_when_caught_up,
+                group,
+                properties: properties(t.get::<toml::Table>("properties")?, &[])?,
+                record_time,
+                avro_schema,
+                coordination: coordination(t)?,
+            },
+            t.readers()?,
+        )),
         schema: format::explicit_schema(&fields),
     })
 }
@@ -208,7 +216,13 @@ pub(super) fn sink(t: &SinkTable<'_>) -> Result<Box<dyn SinkConnector>, Failure>
             .map_or_else(|| t.spec.from.get_ref().clone(), Spanned::into_inner),
         partitions: count("partitions")?,
         replicas: count("replicas")?,
-        properties: properties(t.get::<toml::Table>("properties")?)?,
+        // How long a record may take to land is what the sink's guarantee
+        // rests on (deliveries awaited at checkpoints; in a distributed run,
+        // within a sixth of the lease).
+        properties: properties(
+            t.get::<toml::Table>("properties")?,
+            &["message.timeout.ms", "delivery.timeout.ms"],
+        )?,
         claim: None,
     }))
 }
@@ -392,8 +406,12 @@ fn start(given: &Spanned<String>) -> Result<Start, Failure> {
 }
 
 /// The client's extra settings: strings, numbers or booleans, by
-/// librdkafka's names.
-fn properties(table: Option<Spanned<toml::Table>>) -> Result<Vec<(String, String)>, Failure> {
+/// librdkafka's names; refusing those Sluice sets itself
+/// (`client::OWNED`, and `owned` for this side).
+fn properties(
+    table: Option<Spanned<toml::Table>>,
+    owned: &[&str],
+) -> Result<Vec<(String, String)>, Failure> {
     let Some(table) = table else {
         return Ok(Vec::new());
     };
@@ -411,7 +429,7 @@ fn properties(table: Option<Spanned<toml::Table>>) -> Result<Vec<(String, String
                 ))
             }
         };
-        if super::client::OWNED.contains(&name.as_str()) {
+        if super::client::OWNED.contains(&name.as_str()) || owned.contains(&name.as_str()) {
             return Err(at(
                 span,
                 format!(

@@ -22,7 +22,6 @@ use sluice_nats::PullReader;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::ops::Range;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -209,13 +208,9 @@ impl NatsSource {
             lines.push((message.sequence, start..self.region.len()));
             self.region.push(b'\n');
         }
+        self.counters.add_read(pending.len() as u64);
         self.counters
-            .read
-            .fetch_add(pending.len() as u64, Ordering::Relaxed);
-        self.counters.bytes.fetch_add(
-            pending.iter().map(|m| m.payload.len() as u64).sum(),
-            Ordering::Relaxed,
-        );
+            .add_bytes(pending.iter().map(|m| m.payload.len() as u64).sum());
         let decoded = self.decoder.decode(&self.region, &lines);
         self.counters
             .decoded_into(decoded.rows.as_ref(), &decoded.dead);

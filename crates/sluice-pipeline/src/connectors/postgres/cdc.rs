@@ -19,7 +19,6 @@ use crate::side_outputs::ReservedHandle;
 use postgres::Client;
 use sluice::{Batch, BoxError, Source, SourceStatus};
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -514,12 +513,8 @@ impl Source<Rows> for CdcSource {
             numbered.push((self.changes, start..region.len()));
             region.push(b'\n');
         }
-        self.counters
-            .read
-            .fetch_add(lines.len() as u64, Ordering::Relaxed);
-        self.counters
-            .bytes
-            .fetch_add(region.len() as u64, Ordering::Relaxed);
+        self.counters.add_read(lines.len() as u64);
+        self.counters.add_bytes(region.len() as u64);
         let decoded = self.decoder.decode(&region, &numbered);
         self.counters
             .decoded_into(decoded.rows.as_ref(), &decoded.dead);
