@@ -18,7 +18,7 @@ pub(crate) use transform::expand as expand_queries;
 use crate::error::{Error, Result};
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::compute::concat;
-use arrow::datatypes::{DataType, Field, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::tree_node::TreeNode;
 use datafusion::common::DFSchema;
 use datafusion::execution::context::ExecutionProps;
@@ -174,6 +174,7 @@ impl SqlContext {
         let field = aggregate.field();
         Ok(AggregateExpr {
             sql: sql.to_string(),
+            basic: Basic::of(&aggregate, &self.schema),
             args: aggregate.expressions(),
             data_type: field.data_type().clone(),
             aggregate,
@@ -312,7 +313,68 @@ pub struct AggregateExpr {
     pub data_type: DataType,
     /// The argument expressions, evaluated on input rows.
     pub args: Vec<Arc<dyn PhysicalExpr>>,
+    /// What it is when Sluice folds it itself (session windows).
+    pub basic: Option<Basic>,
     aggregate: Arc<AggregateFunctionExpr>,
+}
+
+/// An aggregate that session windows fold in flat vectors by session
+/// (`window/fold.rs`): `count`, or `sum`, `avg`, `min`, `max` of one
+/// 64-bit number column whose result has the column's type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Basic {
+    /// `count(*)` (`rows`: every row counts) or `count(x)` (non-null x).
+    Count {
+        /// Every row counts.
+        rows: bool,
+    },
+    /// `sum(x)`, x of this type.
+    Sum(DataType),
+    /// `avg(x)`, x a float.
+    Avg,
+    /// `min(x)`, x of this type.
+    Min(DataType),
+    /// `max(x)`, x of this type.
+    Max(DataType),
+}
+
+impl Basic {
+    /// What `aggregate` is, if basic, over rows of `schema`.
+    fn of(aggregate: &AggregateFunctionExpr, schema: &Schema) -> Option<Self> {
+        if aggregate.is_distinct() {
+            return None;
+        }
+        let name = aggregate.fun().name().to_lowercase();
+        let output = aggregate.field().data_type().clone();
+        let args = aggregate.expressions();
+        if name == "count" {
+            let rows = match args.as_slice() {
+                [] => true,
+                [arg] if arg.data_type(schema).ok()? != DataType::Null => false,
+                _ => return None,
+            };
+            return (output == DataType::Int64).then_some(Basic::Count { rows });
+        }
+        let [arg] = args.as_slice() else {
+            return None;
+        };
+        let input = arg.data_type(schema).ok()?;
+        if input != output
+            || !matches!(
+                input,
+                DataType::Int64 | DataType::UInt64 | DataType::Float64
+            )
+        {
+            return None;
+        }
+        match name.as_str() {
+            "sum" => Some(Basic::Sum(input)),
+            "avg" | "mean" if input == DataType::Float64 => Some(Basic::Avg),
+            "min" => Some(Basic::Min(input)),
+            "max" => Some(Basic::Max(input)),
+            _ => None,
+        }
+    }
 }
 
 impl AggregateExpr {

@@ -34,18 +34,6 @@ pub(super) fn update(accs: &mut Accs, arrays: &[Vec<ArrayRef>]) -> OperatorResul
     Ok(())
 }
 
-pub(super) fn merge(into: &mut Accs, from: Accs) -> OperatorResult {
-    for (a, mut b) in into.iter_mut().zip(from) {
-        let state = b.state().map_err(failed)?;
-        let arrays = state
-            .iter()
-            .map(|s| s.to_array().map_err(failed))
-            .collect::<Result<Vec<_>, _>>()?;
-        a.merge_batch(&arrays).map_err(failed)?;
-    }
-    Ok(())
-}
-
 pub(super) fn evaluate(accs: &mut Accs) -> Result<Vec<ScalarValue>, OperatorError> {
     accs.iter_mut()
         .map(|a| a.evaluate().map_err(failed))

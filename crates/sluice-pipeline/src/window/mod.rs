@@ -82,6 +82,7 @@ pub struct WindowPlan {
 }
 
 mod accumulate;
+mod fold;
 mod rows;
 mod state;
 
@@ -147,7 +148,8 @@ struct Touched {
 
 /// What a session keeps besides its bounds.
 struct Open {
-    accs: Accs,
+    /// Where its aggregates are, in [`fold::Slots`].
+    slot: u32,
     fired: bool,
     /// Rows emitted for it: the revision of its next row.
     emitted: u32,
@@ -164,6 +166,36 @@ struct Counted {
     n: u64,
     first: i64,
     last: i64,
+}
+
+/// Sessions that fired, as columns of their rows.
+struct FiredSessions {
+    keys: arrow::row::Rows,
+    starts: Vec<i64>,
+    ends: Vec<i64>,
+    revisions: Vec<u32>,
+    /// Where their values are.
+    slots: Vec<u32>,
+}
+
+impl FiredSessions {
+    fn new(converter: &RowConverter) -> Self {
+        Self {
+            keys: converter.empty_rows(0, 0),
+            starts: Vec::new(),
+            ends: Vec::new(),
+            revisions: Vec::new(),
+            slots: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, key: arrow::row::Row<'_>, start: i64, end: i64, revision: u32, slot: u32) {
+        self.keys.push(key);
+        self.starts.push(start);
+        self.ends.push(end);
+        self.revisions.push(revision);
+        self.slots.push(slot);
+    }
 }
 
 /// One result row before it is built into a batch.
@@ -186,13 +218,17 @@ pub struct WindowOp {
     /// watermark and its reader's when it read the chunk.
     judging: i64,
     panes: BTreeMap<i64, Pane>,
-    sessions: HashMap<Box<[u8]>, (OwnedRow, SessionSet<Open>)>,
+    sessions: HashMap<Box<[u8]>, (OwnedRow, SessionSet<Open>), Fast>,
     /// The keys of sessions by the watermark that concerns them: a
     /// session's end (it fires) and, once fired, its end plus the allowed
     /// lateness (it is dropped). A watermark visits only the keys due by
     /// it, not every key. Entries may be stale (a session that grew has a
     /// later one too); a visit that finds nothing due does nothing.
     session_due: BTreeMap<i64, Vec<Box<[u8]>>>,
+    /// The aggregates of the sessions.
+    slots: fold::Slots,
+    /// Result rows of sessions, sent after `pending`.
+    fired_sessions: Vec<Rows>,
     counts: HashMap<Box<[u8]>, Counted>,
     pending: Vec<Emission>,
     /// Result rows built column-wise (time windows).
@@ -234,14 +270,17 @@ impl WindowOp {
         down: Box<dyn Operator<Rows>>,
     ) -> crate::error::Result<Self> {
         let converter = RowConverter::new(plan.key_fields.clone()).map_err(crate::sql::clean)?;
+        let slots = fold::Slots::new(&plan.aggregates);
         Ok(Self {
             plan,
             converter,
             watermark: i64::MIN,
             judging: i64::MIN,
             panes: BTreeMap::new(),
-            sessions: HashMap::new(),
+            sessions: HashMap::default(),
             session_due: BTreeMap::new(),
+            slots,
+            fired_sessions: Vec::new(),
             counts: HashMap::new(),
             pending: Vec::new(),
             ready: Vec::new(),
@@ -375,6 +414,8 @@ impl WindowOp {
         };
         keys.sort_unstable();
         keys.dedup();
+        // The sessions that fire, as rows built at the end.
+        let mut fired = FiredSessions::new(&self.converter);
         for key in keys {
             let Some((owned, sessions)) = self.sessions.get_mut(&key) else {
                 continue;
@@ -391,20 +432,25 @@ impl WindowOp {
                     if drop_at > upto && !end_of_input {
                         drops.push(drop_at);
                     }
-                    let values = evaluate(&mut s.payload.accs)?;
-                    let revision = s.payload.emitted;
+                    fired.push(
+                        owned.row(),
+                        s.start,
+                        s.end,
+                        s.payload.emitted,
+                        s.payload.slot,
+                    );
                     s.payload.emitted += 1;
-                    self.pending.push(Emission {
-                        key: owned.clone(),
-                        start: s.start,
-                        end: s.end,
-                        values,
-                        change: Change::of(revision, false),
-                        revision,
-                    });
                 }
             }
-            sessions.retain(|s| !lateness.is_closed(s.end, upto) && !end_of_input);
+            let slots = &mut self.slots;
+            sessions.retain(|s| {
+                let keep = !lateness.is_closed(s.end, upto) && !end_of_input;
+                if !keep {
+                    // Read below, before any slot is taken again.
+                    slots.give_back(s.payload.slot);
+                }
+                keep
+            });
             if sessions.is_empty() {
                 self.sessions.remove(&key);
                 continue;
@@ -412,6 +458,11 @@ impl WindowOp {
             for at in drops {
                 self.session_due.entry(at).or_default().push(key.clone());
             }
+        }
+        if !fired.slots.is_empty() {
+            let values = self.slots.evaluate(&fired.slots)?;
+            let rows = self.session_batch(fired, values)?;
+            self.fired_sessions.push(rows);
         }
 
         if end_of_input {
@@ -446,6 +497,10 @@ impl WindowOp {
         if !self.pending.is_empty() {
             let emissions = std::mem::take(&mut self.pending);
             let rows = self.build(emissions)?;
+            let time = rows.max_time().unwrap_or(i64::MIN);
+            self.out.push(rows, time);
+        }
+        for rows in self.fired_sessions.drain(..) {
             let time = rows.max_time().unwrap_or(i64::MIN);
             self.out.push(rows, time);
         }
@@ -493,6 +548,58 @@ impl WindowOp {
         (rows, span)
     }
 
+    /// The rows of sessions that fired, their aggregates' `values`.
+    fn session_batch(
+        &self,
+        fired: FiredSessions,
+        values: Vec<ArrayRef>,
+    ) -> Result<Rows, OperatorError> {
+        let n = fired.starts.len();
+        let mut columns: Vec<ArrayRef> = if self.plan.keys.is_empty() {
+            Vec::new()
+        } else {
+            self.converter
+                .convert_rows(fired.keys.iter())
+                .map_err(failed)?
+        };
+        let ends = Int64Array::from(fired.ends);
+        columns.push(Arc::new(Int64Array::from(fired.starts)));
+        columns.push(Arc::new(ends.clone()));
+        if self.plan.changelog {
+            let ops = StringArray::from_iter_values(
+                fired
+                    .revisions
+                    .iter()
+                    .map(|&r| Change::of(r, false).as_str()),
+            );
+            columns.push(Arc::new(ops));
+            columns.push(Arc::new(UInt32Array::from(fired.revisions)));
+        }
+        columns.extend(values);
+        self.batch(columns, ends, n)
+    }
+
+    /// Result rows of `columns`, cast to the declared types, at the last
+    /// instant of their windows (`ends`).
+    fn batch(
+        &self,
+        mut columns: Vec<ArrayRef>,
+        ends: Int64Array,
+        n: usize,
+    ) -> Result<Rows, OperatorError> {
+        // Keep the declared types (an accumulator may return a wider one).
+        let fields = self.plan.output.fields();
+        for (column, field) in columns.iter_mut().zip(fields.iter()) {
+            if column.data_type() != field.data_type() {
+                *column = cast(column, field.data_type()).map_err(failed)?;
+            }
+        }
+        let batch = RecordBatch::try_new(self.plan.output.clone(), columns).map_err(failed)?;
+        // A result's event time is the last instant of its window.
+        let times = Int64Array::from_iter_values(ends.values().iter().map(|e| e.saturating_sub(1)));
+        Ok(Rows::new(batch, times, UInt64Array::from(vec![0u64; n])))
+    }
+
     fn build(&self, emissions: Vec<Emission>) -> Result<Rows, OperatorError> {
         let n = emissions.len();
         let mut columns: Vec<ArrayRef> = self
@@ -520,17 +627,7 @@ impl WindowOp {
             let array = ScalarValue::iter_to_array(values).map_err(failed)?;
             columns.push(array);
         }
-        // Keep the declared types (an accumulator may return a wider one).
-        let fields = self.plan.output.fields();
-        for (column, field) in columns.iter_mut().zip(fields.iter()) {
-            if column.data_type() != field.data_type() {
-                *column = cast(column, field.data_type()).map_err(failed)?;
-            }
-        }
-        let batch = RecordBatch::try_new(self.plan.output.clone(), columns).map_err(failed)?;
-        // A result's event time is the last instant of its window.
-        let times = Int64Array::from_iter_values(ends.values().iter().map(|e| e.saturating_sub(1)));
-        Ok(Rows::new(batch, times, UInt64Array::from(vec![0u64; n])))
+        self.batch(columns, ends, n)
     }
 }
 

@@ -15,6 +15,9 @@ use sluice_core::window::{Change, Lateness, SessionSet, SessionWindows, TimeWind
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// A session not yet given a slot.
+const NO_SLOT: u32 = u32::MAX;
+
 impl WindowOp {
     pub(super) fn time_rows(
         &mut self,
@@ -283,22 +286,21 @@ impl WindowOp {
                 continue;
             }
             self.aggregated += 1;
-            let mut accs = self.accumulators()?;
-            let one: Vec<Vec<ArrayRef>> = args
-                .iter()
-                .map(|a| a.iter().map(|c| c.slice(row, 1)).collect())
-                .collect();
-            update(&mut accs, &one)?;
             let key = keys.row(row);
-            let (_, list) = self
-                .sessions
-                .entry(key.data().into())
-                .or_insert_with(|| (key.owned(), SessionSet::default()));
+            if !self.sessions.contains_key(key.data()) {
+                let entry = (key.owned(), SessionSet::default());
+                self.sessions.insert(key.data().into(), entry);
+            }
+            let Some((_, list)) = self.sessions.get_mut(key.data()) else {
+                continue;
+            };
+            // Its slot: that of the first session it merges with, or a new
+            // one (below).
             let session = Session {
                 start: t,
                 end,
                 payload: Open {
-                    accs,
+                    slot: NO_SLOT,
                     fired: false,
                     emitted: 0,
                     dirty: false,
@@ -311,17 +313,32 @@ impl WindowOp {
             // rows emitted and latest values.
             let mut emitted_before: Vec<(i64, i64, u32, Vec<ScalarValue>)> = Vec::new();
             let changelog = self.plan.changelog && !self.keep_merged;
-            let merged = list.insert(session, |merged, mut s| {
+            let slots = &mut self.slots;
+            let merged = list.insert(session, |merged, s| {
                 merged.payload.fired |= s.payload.fired;
                 if !s.payload.fired || s.payload.dirty {
                     waiting = Some(waiting.map_or(s.end, |w| w.max(s.end)));
                 }
                 if changelog && s.payload.emitted > 0 {
-                    let values = evaluate(&mut s.payload.accs)?;
+                    slots.apply(args)?;
+                    let values = slots
+                        .evaluate(&[s.payload.slot])?
+                        .iter()
+                        .map(|a| ScalarValue::try_from_array(a, 0).map_err(failed))
+                        .collect::<Result<Vec<_>, _>>()?;
                     emitted_before.push((s.start, s.end, s.payload.emitted, values));
                 }
-                merge(&mut merged.payload.accs, s.payload.accs)
+                if merged.payload.slot == NO_SLOT {
+                    merged.payload.slot = s.payload.slot;
+                    Ok(())
+                } else {
+                    slots.merge(args, merged.payload.slot, s.payload.slot)
+                }
             })?;
+            if merged.payload.slot == NO_SLOT {
+                merged.payload.slot = slots.take();
+            }
+            slots.add(row, merged.payload.slot);
             merged.payload.dirty = merged.payload.fired;
             self.late_updates |= merged.payload.fired || merged.end <= self.watermark;
             // One that kept its bounds is updated in place; the others are
@@ -349,7 +366,7 @@ impl WindowOp {
                     .push(key.data().into());
             }
         }
-        Ok(())
+        self.slots.apply(args)
     }
 
     pub(super) fn count_rows(

@@ -79,7 +79,7 @@ impl WindowOp {
         let mut rows = Vec::new();
         let (mut starts, mut ends, mut fired, mut dirty) = (vec![], vec![], vec![], vec![]);
         let mut emitted: Vec<u32> = Vec::new();
-        let mut states = StateColumns::new(aggregates.len());
+        let mut slots: Vec<u32> = Vec::new();
         for key in &keys {
             let Some((owned, sessions)) = self.sessions.get_mut(key) else {
                 continue;
@@ -91,7 +91,7 @@ impl WindowOp {
                 fired.push(session.payload.fired);
                 dirty.push(session.payload.dirty);
                 emitted.push(session.payload.emitted);
-                states.add(&mut session.payload.accs, aggregates)?;
+                slots.push(session.payload.slot);
             }
         }
         let own: Vec<ArrayRef> = vec![
@@ -101,6 +101,7 @@ impl WindowOp {
             Arc::new(BooleanArray::from(dirty)),
             Arc::new(UInt32Array::from(emitted)),
         ];
+        let states = self.slots.state(&slots)?;
         self.write_rows(&mut out, &rows, own, states)?;
 
         let mut keys: Vec<Box<[u8]>> = self.counts.keys().cloned().collect();
@@ -123,7 +124,7 @@ impl WindowOp {
             Arc::new(Int64Array::from(firsts)),
             Arc::new(Int64Array::from(lasts)),
         ];
-        self.write_rows(&mut out, &rows, own, states)?;
+        self.write_rows(&mut out, &rows, own, states.finish()?)?;
         Ok(out.0)
     }
 
@@ -134,7 +135,7 @@ impl WindowOp {
         out: &mut Out,
         keys: &[OwnedRow],
         own: Vec<ArrayRef>,
-        states: StateColumns,
+        (widths, state): (Vec<usize>, Vec<ArrayRef>),
     ) -> Result<(), OperatorError> {
         out.u64(keys.len() as u64);
         if keys.is_empty() {
@@ -145,7 +146,6 @@ impl WindowOp {
             .convert_rows(keys.iter().map(|r| r.row()))
             .map_err(failed)?;
         columns.extend(own);
-        let (widths, state) = states.finish()?;
         columns.extend(state);
         out.widths(&widths);
         out.batch(columns)
@@ -264,7 +264,7 @@ impl WindowOp {
             .convert_columns(&columns[..k])
             .map_err(damaged)?;
         for (r, key) in keys.iter().enumerate() {
-            let accs = restore_accs(aggregates, &widths, &columns[k + width..], r)?;
+            let slot = self.slots.restore(&widths, &columns[k + width..], r)?;
             let (_, list) = self
                 .sessions
                 .entry(key.data().into())
@@ -284,7 +284,7 @@ impl WindowOp {
                 start: starts.value(r),
                 end: ends.value(r),
                 payload: Open {
-                    accs,
+                    slot,
                     fired: fired.value(r),
                     emitted: emitted.value(r),
                     dirty: dirty.value(r),
