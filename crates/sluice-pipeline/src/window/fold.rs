@@ -1,11 +1,13 @@
-//! The aggregates of session windows, by slot: every open session holds a
-//! slot, and each aggregate keeps the values of all slots in flat vectors
-//! (`count`, `sum`, `avg`, `min`, `max` of 64-bit numbers), or one
-//! DataFusion accumulator per slot for any other function.
+//! The aggregates of session and count windows, by slot: every open
+//! session (or count window being filled) holds a slot, and each aggregate
+//! keeps the values of all slots in flat vectors (`count`, `sum`, `avg`,
+//! `min`, `max` of 64-bit numbers), or one DataFusion accumulator per slot
+//! for any other function.
 //!
-//! A batch's rows are added to their sessions' slots in one pass per
-//! aggregate ([`Slots::add`], [`Slots::apply`]); a session that fires is
-//! read from its slot and its slot reused, so no event allocates. The
+//! A batch's rows are added to their windows' slots in one pass per
+//! aggregate ([`Slots::add`], [`Slots::apply`]); the windows that fire are
+//! read from their slots together and the slots reused, so no event
+//! allocates. The
 //! folds keep DataFusion's semantics (and its state columns, so a
 //! checkpoint reads back either way): sums wrap, floats are added in event
 //! order, minimum and maximum of floats follow `total_cmp` (NaN above

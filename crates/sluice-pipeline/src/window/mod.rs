@@ -21,7 +21,7 @@ use arrow::compute::cast;
 use arrow::datatypes::SchemaRef;
 use arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::common::ScalarValue;
-use datafusion::logical_expr::{Accumulator, GroupsAccumulator};
+use datafusion::logical_expr::GroupsAccumulator;
 use sluice::{Batch, Operator, OperatorError, OperatorResult, Timestamp};
 use sluice_core::window::{Change, Lateness, SessionSet};
 use std::collections::{BTreeMap, HashMap};
@@ -81,14 +81,9 @@ pub struct WindowPlan {
     pub output: SchemaRef,
 }
 
-mod accumulate;
 mod fold;
 mod rows;
 mod state;
-
-use accumulate::evaluate;
-
-type Accs = Vec<Box<dyn Accumulator>>;
 
 type Fast = ahash::RandomState;
 
@@ -160,16 +155,18 @@ struct Open {
 /// A session of a key: its bounds and what it keeps.
 type Session = sluice_core::window::Session<Open>;
 
+/// The count window of a key being filled.
 struct Counted {
     key: OwnedRow,
-    accs: Accs,
+    /// Where its aggregates are, in [`fold::Slots`].
+    slot: u32,
     n: u64,
     first: i64,
     last: i64,
 }
 
-/// Sessions that fired, as columns of their rows.
-struct FiredSessions {
+/// Windows that fired (sessions, count windows), as columns of their rows.
+struct Fired {
     keys: arrow::row::Rows,
     starts: Vec<i64>,
     ends: Vec<i64>,
@@ -178,7 +175,7 @@ struct FiredSessions {
     slots: Vec<u32>,
 }
 
-impl FiredSessions {
+impl Fired {
     fn new(converter: &RowConverter) -> Self {
         Self {
             keys: converter.empty_rows(0, 0),
@@ -227,8 +224,8 @@ pub struct WindowOp {
     session_due: BTreeMap<i64, Vec<Box<[u8]>>>,
     /// The aggregates of the sessions.
     slots: fold::Slots,
-    /// Result rows of sessions, sent after `pending`.
-    fired_sessions: Vec<Rows>,
+    /// Result rows of sessions and count windows, sent after `pending`.
+    fired: Vec<Rows>,
     counts: HashMap<Box<[u8]>, Counted>,
     pending: Vec<Emission>,
     /// Result rows built column-wise (time windows).
@@ -280,7 +277,7 @@ impl WindowOp {
             sessions: HashMap::default(),
             session_due: BTreeMap::new(),
             slots,
-            fired_sessions: Vec::new(),
+            fired: Vec::new(),
             counts: HashMap::new(),
             pending: Vec::new(),
             ready: Vec::new(),
@@ -313,14 +310,6 @@ impl WindowOp {
         checkpointing.register();
         self.checkpoint = Some((checkpointing, key));
         self
-    }
-
-    fn accumulators(&self) -> Result<Accs, OperatorError> {
-        self.plan
-            .aggregates
-            .iter()
-            .map(|(_, a)| a.accumulator().map_err(failed))
-            .collect()
     }
 
     /// Evaluates every aggregate's arguments; rows where one fails become
@@ -415,7 +404,7 @@ impl WindowOp {
         keys.sort_unstable();
         keys.dedup();
         // The sessions that fire, as rows built at the end.
-        let mut fired = FiredSessions::new(&self.converter);
+        let mut fired = Fired::new(&self.converter);
         for key in keys {
             let Some((owned, sessions)) = self.sessions.get_mut(&key) else {
                 continue;
@@ -459,27 +448,36 @@ impl WindowOp {
                 self.session_due.entry(at).or_default().push(key.clone());
             }
         }
-        if !fired.slots.is_empty() {
-            let values = self.slots.evaluate(&fired.slots)?;
-            let rows = self.session_batch(fired, values)?;
-            self.fired_sessions.push(rows);
-        }
+        // (Their slots stay with the sessions kept, or were given back.)
+        self.emit(fired, false)?;
 
         if end_of_input {
             let mut partial: Vec<(Box<[u8]>, Counted)> = self.counts.drain().collect();
             partial.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            for (_, mut counted) in partial {
-                let values = evaluate(&mut counted.accs)?;
-                self.pending.push(Emission {
-                    key: counted.key,
-                    start: counted.first,
-                    end: counted.last.saturating_add(1),
-                    values,
-                    change: Change::Insert,
-                    revision: 0,
-                });
+            let mut fired = Fired::new(&self.converter);
+            for (_, counted) in partial {
+                let end = counted.last.saturating_add(1);
+                fired.push(counted.key.row(), counted.first, end, 0, counted.slot);
+            }
+            self.emit(fired, true)?;
+        }
+        Ok(())
+    }
+
+    /// Builds the rows of windows that `fired`, to send after `pending`;
+    /// gives their slots back if they are `done`.
+    fn emit(&mut self, fired: Fired, done: bool) -> OperatorResult {
+        if fired.slots.is_empty() {
+            return Ok(());
+        }
+        let values = self.slots.evaluate(&fired.slots)?;
+        if done {
+            for &slot in &fired.slots {
+                self.slots.give_back(slot);
             }
         }
+        let rows = self.fired_batch(fired, values)?;
+        self.fired.push(rows);
         Ok(())
     }
 
@@ -500,7 +498,7 @@ impl WindowOp {
             let time = rows.max_time().unwrap_or(i64::MIN);
             self.out.push(rows, time);
         }
-        for rows in self.fired_sessions.drain(..) {
+        for rows in self.fired.drain(..) {
             let time = rows.max_time().unwrap_or(i64::MIN);
             self.out.push(rows, time);
         }
@@ -548,12 +546,8 @@ impl WindowOp {
         (rows, span)
     }
 
-    /// The rows of sessions that fired, their aggregates' `values`.
-    fn session_batch(
-        &self,
-        fired: FiredSessions,
-        values: Vec<ArrayRef>,
-    ) -> Result<Rows, OperatorError> {
+    /// The rows of windows that fired, their aggregates' `values`.
+    fn fired_batch(&self, fired: Fired, values: Vec<ArrayRef>) -> Result<Rows, OperatorError> {
         let n = fired.starts.len();
         let mut columns: Vec<ArrayRef> = if self.plan.keys.is_empty() {
             Vec::new()

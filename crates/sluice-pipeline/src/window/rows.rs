@@ -1,7 +1,6 @@
 //! How rows reach windows: time windows (tumbling, sliding) by pane,
 //! sessions that merge, count windows that fill; late rows refused.
 
-use super::accumulate::*;
 use super::*;
 use crate::rows::Rows;
 use arrow::array::{
@@ -386,23 +385,21 @@ impl WindowOp {
             }
             entry.push(row as u32);
         }
+        let mut filled = Fired::new(&self.converter);
         for key in order {
             let indices = &groups[key];
             let mut at = 0;
             while at < indices.len() {
                 if !self.counts.contains_key(key) {
-                    let accs = self.accumulators()?;
                     let first = indices[at] as usize;
-                    self.counts.insert(
-                        key.into(),
-                        Counted {
-                            key: keys.row(first).owned(),
-                            accs,
-                            n: 0,
-                            first: i64::MAX,
-                            last: i64::MIN,
-                        },
-                    );
+                    let counted = Counted {
+                        key: keys.row(first).owned(),
+                        slot: self.slots.take(),
+                        n: 0,
+                        first: i64::MAX,
+                        last: i64::MIN,
+                    };
+                    self.counts.insert(key.into(), counted);
                 }
                 let Some(counted) = self.counts.get_mut(key) else {
                     break;
@@ -410,30 +407,23 @@ impl WindowOp {
                 let room = (size - counted.n) as usize;
                 let run = &indices[at..(at + room).min(indices.len())];
                 at += run.len();
-                let arrays = take_args(args, run, rows.len())?;
-                update(&mut counted.accs, &arrays)?;
-                counted.n += run.len() as u64;
-                self.aggregated += run.len() as u64;
                 for &r in run {
+                    self.slots.add(r as usize, counted.slot);
                     let t = rows.times.value(r as usize);
                     counted.first = counted.first.min(t);
                     counted.last = counted.last.max(t);
                 }
+                counted.n += run.len() as u64;
+                self.aggregated += run.len() as u64;
                 if counted.n == size {
-                    if let Some(mut done) = self.counts.remove(key) {
-                        let values = evaluate(&mut done.accs)?;
-                        self.pending.push(Emission {
-                            key: done.key,
-                            start: done.first,
-                            end: done.last.saturating_add(1),
-                            values,
-                            change: Change::Insert,
-                            revision: 0,
-                        });
+                    if let Some(done) = self.counts.remove(key) {
+                        let end = done.last.saturating_add(1);
+                        filled.push(done.key.row(), done.first, end, 0, done.slot);
                     }
                 }
             }
         }
-        Ok(())
+        self.slots.apply(args)?;
+        self.emit(filled, true)
     }
 }

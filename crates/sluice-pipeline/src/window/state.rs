@@ -13,16 +13,14 @@
 //! aggregate (DataFusion's `state`, restored with `merge_batch`); `widths`
 //! says how many state columns each aggregate has.
 
-use super::{failed, Accs, Counted, Fast, Open, Pane, Session, WindowOp};
+use super::{failed, Counted, Fast, Open, Pane, Session, WindowOp};
 use crate::error::{Error, Result};
-use crate::sql::AggregateExpr;
 use arrow::array::{
     Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt32Array, UInt64Array,
 };
 use arrow::datatypes::{Field, Schema};
 use arrow::row::OwnedRow;
-use datafusion::common::ScalarValue;
-use datafusion::logical_expr::{Accumulator, EmitTo};
+use datafusion::logical_expr::EmitTo;
 use sluice::OperatorError;
 use sluice_core::window::{Lateness, SessionSet};
 use std::collections::HashMap;
@@ -108,7 +106,7 @@ impl WindowOp {
         keys.sort_unstable();
         let mut rows = Vec::new();
         let (mut ns, mut firsts, mut lasts) = (vec![], vec![], vec![]);
-        let mut states = StateColumns::new(aggregates.len());
+        let mut slots: Vec<u32> = Vec::new();
         for key in &keys {
             let Some(counted) = self.counts.get_mut(key) else {
                 continue;
@@ -117,14 +115,15 @@ impl WindowOp {
             ns.push(counted.n);
             firsts.push(counted.first);
             lasts.push(counted.last);
-            states.add(&mut counted.accs, aggregates)?;
+            slots.push(counted.slot);
         }
         let own: Vec<ArrayRef> = vec![
             Arc::new(UInt64Array::from(ns)),
             Arc::new(Int64Array::from(firsts)),
             Arc::new(Int64Array::from(lasts)),
         ];
-        self.write_rows(&mut out, &rows, own, states.finish()?)?;
+        let states = self.slots.state(&slots)?;
+        self.write_rows(&mut out, &rows, own, states)?;
         Ok(out.0)
     }
 
@@ -314,12 +313,12 @@ impl WindowOp {
             .convert_columns(&columns[..k])
             .map_err(damaged)?;
         for (r, key) in keys.iter().enumerate() {
-            let accs = restore_accs(aggregates, &widths, &columns[k + 3..], r)?;
+            let slot = self.slots.restore(&widths, &columns[k + 3..], r)?;
             self.counts.insert(
                 key.data().into(),
                 Counted {
                     key: key.owned(),
-                    accs,
+                    slot,
                     n: ns.value(r),
                     first: firsts.value(r),
                     last: lasts.value(r),
@@ -327,79 +326,6 @@ impl WindowOp {
             );
         }
         Ok(())
-    }
-}
-
-/// Row accumulators of row `r`, merged from state columns.
-fn restore_accs(
-    aggregates: &[(String, AggregateExpr)],
-    widths: &[usize],
-    state: &[ArrayRef],
-    r: usize,
-) -> Result<Accs> {
-    let mut accs: Accs = Vec::with_capacity(aggregates.len());
-    let mut at = 0;
-    for ((_, agg), &w) in aggregates.iter().zip(widths) {
-        let mut acc = agg.accumulator()?;
-        let columns = state
-            .get(at..at + w)
-            .ok_or_else(|| damaged("a window's state is short"))?;
-        let one: Vec<ArrayRef> = columns.iter().map(|c| c.slice(r, 1)).collect();
-        acc.merge_batch(&one).map_err(damaged)?;
-        accs.push(acc);
-        at += w;
-    }
-    Ok(accs)
-}
-
-/// The state values of row accumulators, gathered column by column.
-struct StateColumns {
-    /// Per aggregate, per state field, the values of every row.
-    values: Vec<Vec<Vec<ScalarValue>>>,
-}
-
-impl StateColumns {
-    fn new(aggregates: usize) -> Self {
-        Self {
-            values: vec![Vec::new(); aggregates],
-        }
-    }
-
-    /// Adds the state of `accs`, and refills them from it (taking the
-    /// state may consume it).
-    fn add(
-        &mut self,
-        accs: &mut Accs,
-        aggregates: &[(String, AggregateExpr)],
-    ) -> Result<(), OperatorError> {
-        for ((acc, (_, agg)), fields) in accs.iter_mut().zip(aggregates).zip(&mut self.values) {
-            let state = acc.state().map_err(failed)?;
-            let arrays = state
-                .iter()
-                .map(|s| s.to_array().map_err(failed))
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut kept: Box<dyn Accumulator> = agg.accumulator().map_err(failed)?;
-            kept.merge_batch(&arrays).map_err(failed)?;
-            *acc = kept;
-            if fields.is_empty() {
-                fields.resize(state.len(), Vec::new());
-            }
-            for (field, value) in fields.iter_mut().zip(state) {
-                field.push(value);
-            }
-        }
-        Ok(())
-    }
-
-    fn finish(self) -> Result<(Vec<usize>, Vec<ArrayRef>), OperatorError> {
-        let widths = self.values.iter().map(Vec::len).collect();
-        let mut columns = Vec::new();
-        for fields in self.values {
-            for values in fields {
-                columns.push(ScalarValue::iter_to_array(values).map_err(failed)?);
-            }
-        }
-        Ok((widths, columns))
     }
 }
 
