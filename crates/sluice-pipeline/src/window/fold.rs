@@ -9,9 +9,11 @@
 //! read from their slots together and the slots reused, so no event
 //! allocates. The
 //! folds keep DataFusion's semantics (and its state columns, so a
-//! checkpoint reads back either way): sums wrap, floats are added in event
-//! order, minimum and maximum of floats follow `total_cmp` (NaN above
-//! everything), nulls are skipped and an aggregate of no value is null.
+//! checkpoint reads back either way): sums wrap, floats are added one
+//! event at a time (in event order, but for an event that bridges sessions:
+//! their partial sums are added), minimum and maximum of floats follow
+//! `total_cmp` (NaN above everything), nulls are skipped and an aggregate
+//! of no value is null.
 
 use super::failed;
 use crate::sql::{AggregateExpr, Basic};
@@ -92,7 +94,6 @@ impl Slots {
     /// An empty slot.
     pub(super) fn take(&mut self) -> u32 {
         if let Some(slot) = self.free.pop() {
-            self.folds.iter_mut().for_each(|f| f.clear(slot as usize));
             return slot;
         }
         let slot = self.len as u32;
@@ -102,9 +103,10 @@ impl Slots {
         slot
     }
 
-    /// Gives `slot` back (its session is gone; none of its rows wait for
-    /// [`Slots::apply`]).
+    /// Empties `slot` and gives it back (its window is gone, read if it
+    /// fired; none of its rows wait for [`Slots::apply`]).
     pub(super) fn give_back(&mut self, slot: u32) {
+        self.folds.iter_mut().for_each(|f| f.clear(slot as usize));
         self.free.push(slot);
     }
 

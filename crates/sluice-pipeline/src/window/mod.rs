@@ -23,7 +23,7 @@ use arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::GroupsAccumulator;
 use sluice::{Batch, Operator, OperatorError, OperatorResult, Timestamp};
-use sluice_core::window::{Change, Lateness, SessionSet};
+use sluice_core::window::{Change, Lateness};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -82,6 +82,7 @@ pub struct WindowPlan {
 }
 
 mod fold;
+mod keyed;
 mod rows;
 mod state;
 
@@ -215,13 +216,8 @@ pub struct WindowOp {
     /// watermark and its reader's when it read the chunk.
     judging: i64,
     panes: BTreeMap<i64, Pane>,
-    sessions: HashMap<Box<[u8]>, (OwnedRow, SessionSet<Open>), Fast>,
-    /// The keys of sessions by the watermark that concerns them: a
-    /// session's end (it fires) and, once fired, its end plus the allowed
-    /// lateness (it is dropped). A watermark visits only the keys due by
-    /// it, not every key. Entries may be stale (a session that grew has a
-    /// later one too); a visit that finds nothing due does nothing.
-    session_due: BTreeMap<i64, Vec<Box<[u8]>>>,
+    /// The open sessions of every key, and when each key is due.
+    sessions: keyed::Keyed,
     /// The aggregates of the sessions.
     slots: fold::Slots,
     /// Result rows of sessions and count windows, sent after `pending`.
@@ -274,8 +270,7 @@ impl WindowOp {
             watermark: i64::MIN,
             judging: i64::MIN,
             panes: BTreeMap::new(),
-            sessions: HashMap::default(),
-            session_due: BTreeMap::new(),
+            sessions: keyed::Keyed::default(),
             slots,
             fired: Vec::new(),
             counts: HashMap::new(),
@@ -391,24 +386,17 @@ impl WindowOp {
         panes.retain(|_, pane| (running || !lateness.is_closed(pane.end, upto)) && !end_of_input);
         self.panes = panes;
 
-        let mut keys: Vec<Box<[u8]>> = if end_of_input || upto == i64::MAX {
-            self.session_due.clear();
-            self.sessions.keys().cloned().collect()
-        } else {
-            let later = self.session_due.split_off(&(upto + 1));
-            std::mem::replace(&mut self.session_due, later)
-                .into_values()
-                .flatten()
-                .collect()
-        };
-        keys.sort_unstable();
-        keys.dedup();
-        // The sessions that fire, as rows built at the end.
+        let ids = self
+            .sessions
+            .due_by(if end_of_input { i64::MAX } else { upto });
+        // The sessions that fire, as rows built at the end, and the slots
+        // of those that close.
         let mut fired = Fired::new(&self.converter);
-        for key in keys {
-            let Some((owned, sessions)) = self.sessions.get_mut(&key) else {
-                continue;
-            };
+        let mut closed: Vec<u32> = Vec::new();
+        let parser = self.converter.parser();
+        for id in ids {
+            let entry = self.sessions.entry(id);
+            let sessions = &mut entry.sessions;
             sessions.sort();
             // Sessions fired now and kept for late events: visited again
             // at their end plus the lateness, to drop them.
@@ -421,35 +409,31 @@ impl WindowOp {
                     if drop_at > upto && !end_of_input {
                         drops.push(drop_at);
                     }
-                    fired.push(
-                        owned.row(),
-                        s.start,
-                        s.end,
-                        s.payload.emitted,
-                        s.payload.slot,
-                    );
+                    let key = parser.parse(&entry.key);
+                    fired.push(key, s.start, s.end, s.payload.emitted, s.payload.slot);
                     s.payload.emitted += 1;
                 }
             }
-            let slots = &mut self.slots;
             sessions.retain(|s| {
                 let keep = !lateness.is_closed(s.end, upto) && !end_of_input;
                 if !keep {
-                    // Read below, before any slot is taken again.
-                    slots.give_back(s.payload.slot);
+                    // Given back once read, below.
+                    closed.push(s.payload.slot);
                 }
                 keep
             });
             if sessions.is_empty() {
-                self.sessions.remove(&key);
+                self.sessions.remove(id);
                 continue;
             }
             for at in drops {
-                self.session_due.entry(at).or_default().push(key.clone());
+                self.sessions.due_at(at, id);
             }
         }
-        // (Their slots stay with the sessions kept, or were given back.)
         self.emit(fired, false)?;
+        for slot in closed {
+            self.slots.give_back(slot);
+        }
 
         if end_of_input {
             let mut partial: Vec<(Box<[u8]>, Counted)> = self.counts.drain().collect();

@@ -10,7 +10,7 @@ use arrow::compute::cast;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use sluice::{OperatorError, OperatorResult};
-use sluice_core::window::{Change, Lateness, SessionSet, SessionWindows, TimeWindows};
+use sluice_core::window::{Change, Lateness, SessionWindows, TimeWindows};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -286,13 +286,8 @@ impl WindowOp {
             }
             self.aggregated += 1;
             let key = keys.row(row);
-            if !self.sessions.contains_key(key.data()) {
-                let entry = (key.owned(), SessionSet::default());
-                self.sessions.insert(key.data().into(), entry);
-            }
-            let Some((_, list)) = self.sessions.get_mut(key.data()) else {
-                continue;
-            };
+            let id = self.sessions.id(key.data());
+            let list = &mut self.sessions.entry(id).sessions;
             // Its slot: that of the first session it merges with, or a new
             // one (below).
             let session = Session {
@@ -306,7 +301,7 @@ impl WindowOp {
                 },
             };
             // The latest end among merged sessions still waiting to fire:
-            // each has its entry in `session_due` there already.
+            // each is due there already.
             let mut waiting: Option<i64> = None;
             // Sessions merged away after they emitted a row: their bounds,
             // rows emitted and latest values.
@@ -359,10 +354,8 @@ impl WindowOp {
                 }
             }
             if waiting != Some(merged.end) {
-                self.session_due
-                    .entry(merged.end)
-                    .or_default()
-                    .push(key.data().into());
+                let end = merged.end;
+                self.sessions.due_at(end, id);
             }
         }
         self.slots.apply(args)
@@ -404,7 +397,9 @@ impl WindowOp {
                 let Some(counted) = self.counts.get_mut(key) else {
                     break;
                 };
-                let room = (size - counted.n) as usize;
+                // (No room: a window restored fuller than `size` is now;
+                // it is emitted below as it is.)
+                let room = size.saturating_sub(counted.n) as usize;
                 let run = &indices[at..(at + room).min(indices.len())];
                 at += run.len();
                 for &r in run {
@@ -415,7 +410,7 @@ impl WindowOp {
                 }
                 counted.n += run.len() as u64;
                 self.aggregated += run.len() as u64;
-                if counted.n == size {
+                if counted.n >= size {
                     if let Some(done) = self.counts.remove(key) {
                         let end = done.last.saturating_add(1);
                         filled.push(done.key.row(), done.first, end, 0, done.slot);

@@ -19,10 +19,9 @@ use arrow::array::{
     Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt32Array, UInt64Array,
 };
 use arrow::datatypes::{Field, Schema};
-use arrow::row::OwnedRow;
 use datafusion::logical_expr::EmitTo;
 use sluice::OperatorError;
-use sluice_core::window::{Lateness, SessionSet};
+use sluice_core::window::Lateness;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -71,19 +70,15 @@ impl WindowOp {
         }
         self.panes = panes;
 
-        let mut keys: Vec<&Box<[u8]>> = self.sessions.keys().collect();
-        keys.sort_unstable();
-        let keys: Vec<Box<[u8]>> = keys.into_iter().cloned().collect();
-        let mut rows = Vec::new();
+        let mut rows = self.converter.empty_rows(0, 0);
         let (mut starts, mut ends, mut fired, mut dirty) = (vec![], vec![], vec![], vec![]);
         let mut emitted: Vec<u32> = Vec::new();
         let mut slots: Vec<u32> = Vec::new();
-        for key in &keys {
-            let Some((owned, sessions)) = self.sessions.get_mut(key) else {
-                continue;
-            };
-            for session in sessions.iter_mut() {
-                rows.push(owned.clone());
+        let parser = self.converter.parser();
+        for id in self.sessions.all() {
+            let entry = self.sessions.entry(id);
+            for session in entry.sessions.iter() {
+                rows.push(parser.parse(&entry.key));
                 starts.push(session.start);
                 ends.push(session.end);
                 fired.push(session.payload.fired);
@@ -104,14 +99,14 @@ impl WindowOp {
 
         let mut keys: Vec<Box<[u8]>> = self.counts.keys().cloned().collect();
         keys.sort_unstable();
-        let mut rows = Vec::new();
+        let mut rows = self.converter.empty_rows(0, 0);
         let (mut ns, mut firsts, mut lasts) = (vec![], vec![], vec![]);
         let mut slots: Vec<u32> = Vec::new();
         for key in &keys {
             let Some(counted) = self.counts.get_mut(key) else {
                 continue;
             };
-            rows.push(counted.key.clone());
+            rows.push(counted.key.row());
             ns.push(counted.n);
             firsts.push(counted.first);
             lasts.push(counted.last);
@@ -132,18 +127,15 @@ impl WindowOp {
     fn write_rows(
         &self,
         out: &mut Out,
-        keys: &[OwnedRow],
+        keys: &arrow::row::Rows,
         own: Vec<ArrayRef>,
         (widths, state): (Vec<usize>, Vec<ArrayRef>),
     ) -> Result<(), OperatorError> {
-        out.u64(keys.len() as u64);
-        if keys.is_empty() {
+        out.u64(keys.num_rows() as u64);
+        if keys.num_rows() == 0 {
             return Ok(());
         }
-        let mut columns = self
-            .converter
-            .convert_rows(keys.iter().map(|r| r.row()))
-            .map_err(failed)?;
+        let mut columns = self.converter.convert_rows(keys.iter()).map_err(failed)?;
         columns.extend(own);
         columns.extend(state);
         out.widths(&widths);
@@ -264,10 +256,7 @@ impl WindowOp {
             .map_err(damaged)?;
         for (r, key) in keys.iter().enumerate() {
             let slot = self.slots.restore(&widths, &columns[k + width..], r)?;
-            let (_, list) = self
-                .sessions
-                .entry(key.data().into())
-                .or_insert_with(|| (key.owned(), SessionSet::default()));
+            let id = self.sessions.id(key.data());
             // A fired session waits to be dropped; the others to fire.
             let (end, was_fired, is_dirty) = (ends.value(r), fired.value(r), dirty.value(r));
             let due = if was_fired && !is_dirty {
@@ -275,11 +264,8 @@ impl WindowOp {
             } else {
                 end
             };
-            self.session_due
-                .entry(due)
-                .or_default()
-                .push(key.data().into());
-            list.push(Session {
+            self.sessions.due_at(due, id);
+            self.sessions.entry(id).sessions.push(Session {
                 start: starts.value(r),
                 end: ends.value(r),
                 payload: Open {
