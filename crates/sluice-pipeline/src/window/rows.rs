@@ -275,18 +275,26 @@ impl WindowOp {
     ) -> OperatorResult {
         let lateness = Lateness::allowing(self.plan.lateness);
         let sessions = SessionWindows::with_gap(gap).map_err(failed)?;
+        // Rows are visited key by key (by entry, then event time); what
+        // they emit besides the sessions (deletes, late events) is put in
+        // the order of the keys' bytes after, as if visited in that order.
+        let ids: Vec<u32> = (0..rows.len())
+            .map(|r| self.sessions.id(keys.row(r).data()))
+            .collect();
         let mut order: Vec<u32> = (0..rows.len() as u32).collect();
-        order.sort_by_key(|&r| (keys.row(r as usize), rows.times.value(r as usize)));
+        order.sort_by_key(|&r| (ids[r as usize], rows.times.value(r as usize)));
+        let deletes_from = self.pending.len();
+        let mut late_rows: Vec<(usize, (i64, i64), String)> = Vec::new();
         for row in order {
             let row = row as usize;
             let (t, end) = sessions.assign(rows.times.value(row));
             if let Some(late) = lateness.judge_session((t, end), self.judging) {
-                self.late_event(rows, row, (t, end), late.to_string());
+                late_rows.push((row, (t, end), late.to_string()));
                 continue;
             }
             self.aggregated += 1;
             let key = keys.row(row);
-            let id = self.sessions.id(key.data());
+            let id = ids[row];
             let list = &mut self.sessions.entry(id).sessions;
             // Its slot: that of the first session it merges with, or a new
             // one (below).
@@ -358,6 +366,14 @@ impl WindowOp {
                 self.sessions.due_at(end, id);
             }
         }
+        // (Stable sorts: a key's rows stay in the order of their times.)
+        late_rows.sort_by(|a, b| keys.row(a.0).cmp(&keys.row(b.0)));
+        for (row, window, reason) in late_rows {
+            // A key that only late events brought has no entry to keep.
+            self.sessions.remove(ids[row]);
+            self.late_event(rows, row, window, reason);
+        }
+        self.pending[deletes_from..].sort_by(|a, b| a.key.row().cmp(&b.key.row()));
         self.slots.apply(args)
     }
 
