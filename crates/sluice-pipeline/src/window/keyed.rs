@@ -7,7 +7,7 @@
 use super::{Fast, Open};
 use sluice_core::window::SessionSet;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// No entry.
@@ -37,10 +37,58 @@ pub(super) struct Keyed {
     /// every key. Entries may be stale (a session that grew has a later
     /// one too; an entry freed, or given to another key); a visit that
     /// finds nothing due does nothing.
-    due: BinaryHeap<Reverse<(i64, u32)>>,
+    due: Due,
     /// Test-only: keys of one length share a hash (to test the chains).
     #[cfg(test)]
     collide: bool,
+}
+
+/// Entries by when they are due: those that come in order (events in
+/// order of time, the usual case) in a queue, the others in a heap. A
+/// batch's entries are sorted before they are filed (its rows are visited
+/// key by key).
+#[derive(Default)]
+struct Due {
+    incoming: Vec<(i64, u32)>,
+    ordered: VecDeque<(i64, u32)>,
+    rest: BinaryHeap<Reverse<(i64, u32)>>,
+}
+
+impl Due {
+    fn push(&mut self, at: i64, id: u32) {
+        self.incoming.push((at, id));
+    }
+
+    fn file(&mut self) {
+        self.incoming.sort_unstable();
+        for (at, id) in self.incoming.drain(..) {
+            match self.ordered.back() {
+                Some(&(last, _)) if last > at => self.rest.push(Reverse((at, id))),
+                _ => self.ordered.push_back((at, id)),
+            }
+        }
+    }
+
+    /// The entries due by `upto`, taken out.
+    fn pop_until(&mut self, upto: i64) -> Vec<u32> {
+        self.file();
+        let mut ids = Vec::new();
+        while let Some(&(at, id)) = self.ordered.front() {
+            if at > upto {
+                break;
+            }
+            self.ordered.pop_front();
+            ids.push(id);
+        }
+        while let Some(&Reverse((at, id))) = self.rest.peek() {
+            if at > upto {
+                break;
+            }
+            self.rest.pop();
+            ids.push(id);
+        }
+        ids
+    }
 }
 
 /// A hasher for keys that are hashes already.
@@ -138,30 +186,22 @@ impl Keyed {
 
     /// Entry `id` is due at watermark `at`.
     pub(super) fn due_at(&mut self, at: i64, id: u32) {
-        self.due.push(Reverse((at, id)));
+        self.due.push(at, id);
     }
 
     /// The entries due by watermark `upto` (every entry, from `i64::MAX`),
     /// in the order of their keys.
     pub(super) fn due_by(&mut self, upto: i64) -> Vec<u32> {
         let mut ids: Vec<u32> = if upto == i64::MAX {
-            self.due.clear();
+            self.due = Due::default();
             self.live().collect()
         } else {
-            let mut ids = Vec::new();
-            while let Some(&Reverse((at, id))) = self.due.peek() {
-                if at > upto {
-                    break;
-                }
-                self.due.pop();
-                ids.push(id);
-            }
-            ids
+            self.due.pop_until(upto)
         };
-        ids.sort_unstable();
-        ids.dedup();
         ids.retain(|&id| !self.entries[id as usize].sessions.is_empty());
         self.in_key_order(&mut ids);
+        // One key, one entry: its repeats are next to each other now.
+        ids.dedup();
         ids
     }
 
