@@ -77,6 +77,11 @@ impl TimeWindows {
             .map(move |start| (start, start.saturating_add(size)))
     }
 
+    /// Whether an event is in one window only (size and slide equal).
+    pub fn is_tumbling(&self) -> bool {
+        self.size == self.slide
+    }
+
     /// The end of the last window that holds an event at `time`.
     pub fn last_end(&self, time: Timestamp) -> Timestamp {
         let last_start = time.saturating_sub(time.rem_euclid(self.slide));

@@ -133,12 +133,19 @@ where
         let direct = self.direct > 0;
         self.direct = self.direct.saturating_sub(1);
         self.assigned = 0;
+        // The tumbling window of the last event: most events fall in it.
+        let mut last: Option<(Timestamp, Timestamp)> = None;
         for (item, time) in batch.iter() {
             let key = (self.key)(item);
             match self.assigner {
                 Assigner::Time(windows) => {
+                    if let Some(window) = last.filter(|&(start, end)| start <= time && time < end) {
+                        self.add(&key, item, time, window, direct);
+                        continue;
+                    }
                     for window in windows.assign(time) {
                         self.add(&key, item, time, window, direct);
+                        last = Some(window).filter(|_| windows.is_tumbling());
                     }
                 }
                 // Session partials fold only at equal times: always fold,

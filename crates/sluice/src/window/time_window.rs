@@ -8,6 +8,7 @@ use rustc_hash::FxHashMap;
 use sluice_core::window::Lateness;
 use sluice_core::{Aggregate, Batch, Timestamp, MAX_TIMESTAMP, MIN_TIMESTAMP};
 use sluice_runtime::{Clock, Operator, OperatorError, OperatorResult};
+use std::collections::hash_map::Entry;
 use std::collections::BTreeMap;
 use std::hash::Hash;
 use std::marker::PhantomData;
@@ -198,26 +199,25 @@ where
                 .or_insert_with(|| spare.pop().unwrap_or_default());
             let mut next = Some(first);
             while let Some(partial) = next {
-                match pane.get_mut(&partial.key) {
-                    Some(slot) => {
+                // One hash and probe per partial, new key or not.
+                match pane.entry(partial.key) {
+                    Entry::Occupied(mut known) => {
+                        let slot = known.get_mut();
                         aggregate.merge(&mut slot.acc, &partial.acc);
                         slot.dirty = true;
                         if closed {
-                            updated.push((end, start, partial.key));
+                            updated.push((end, start, known.key().clone()));
                         }
                     }
-                    None => {
+                    Entry::Vacant(new) => {
                         if closed {
-                            updated.push((end, start, partial.key.clone()));
+                            updated.push((end, start, new.key().clone()));
                         }
-                        pane.insert(
-                            partial.key,
-                            Slot {
-                                acc: partial.acc,
-                                emitted: 0,
-                                dirty: true,
-                            },
-                        );
+                        new.insert(Slot {
+                            acc: partial.acc,
+                            emitted: 0,
+                            dirty: true,
+                        });
                     }
                 }
                 next = partials.next_if(|p| p.start == start && p.end == end);

@@ -11,6 +11,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
 
 /// Client settings Sluice sets itself: its guarantees rest on them.
@@ -154,6 +155,55 @@ pub(super) fn watermarks(
         || format!("cannot read the offsets of Kafka topic `{topic}`, partition {partition}"),
         || consumer.fetch_watermarks(topic, partition, CALL_TIMEOUT),
     )
+}
+
+/// The group's committed offset of each partition of `topic`.
+pub(super) fn committed(
+    consumer: &BaseConsumer,
+    group: &str,
+    topic: &str,
+    count: i32,
+) -> Result<Vec<Option<i64>>> {
+    let mut list = TopicPartitionList::new();
+    for p in 0..count {
+        list.add_partition(topic, p);
+    }
+    let answer = retried(
+        || format!("cannot read the committed offsets of group `{group}`"),
+        || consumer.committed_offsets(list.clone(), CALL_TIMEOUT),
+    )?;
+    Ok(offsets(&answer, topic, count))
+}
+
+/// The offset of each partition's first record at or after `ms`.
+pub(super) fn offsets_at(
+    consumer: &BaseConsumer,
+    topic: &str,
+    count: i32,
+    ms: i64,
+) -> Result<Vec<Option<i64>>> {
+    let mut list = TopicPartitionList::new();
+    for p in 0..count {
+        list.add_partition_offset(topic, p, Offset::Offset(ms))
+            .map_err(|e| failed("cannot ask for offsets by time", e))?;
+    }
+    let answer = retried(
+        || format!("cannot read the offsets of Kafka topic `{topic}` by time"),
+        || consumer.offsets_for_times(list.clone(), CALL_TIMEOUT),
+    )?;
+    Ok(offsets(&answer, topic, count))
+}
+
+/// The offset `answer` gives each partition of `topic` (none: not a number).
+fn offsets(answer: &TopicPartitionList, topic: &str, count: i32) -> Vec<Option<i64>> {
+    (0..count)
+        .map(
+            |p| match answer.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(n)) => Some(n),
+                _ => None,
+            },
+        )
+        .collect()
 }
 
 /// Creates `topic` with `partitions` of `replicas` copies, unless it

@@ -4,7 +4,7 @@
 
 use super::client::{self, failed};
 use super::record::{take, Part, Reading};
-use super::{KafkaSourcePlan, Payload, Start, CALL_TIMEOUT, RETRY_FOR};
+use super::{KafkaSourcePlan, Payload, Start, RETRY_FOR};
 use crate::connectors::replay::{Replayable, SourceCounters};
 use crate::connectors::{Opening, Reader};
 use crate::error::{Error, Result};
@@ -190,11 +190,16 @@ impl KafkaSource {
             }
             let t = self.topics.len();
             let committed = match self.plan.start {
-                Start::Committed => Some(self.committed_offsets(&consumer, topic, count)?),
+                Start::Committed => Some(client::committed(
+                    &consumer,
+                    &self.plan.group,
+                    topic,
+                    count,
+                )?),
                 _ => None,
             };
             let times = match self.plan.start {
-                Start::Time(ms) => Some(self.offsets_at(&consumer, topic, count, ms)?),
+                Start::Time(ms) => Some(client::offsets_at(&consumer, topic, count, ms)?),
                 _ => None,
             };
             self.first.push(self.parts.len());
@@ -329,63 +334,6 @@ impl KafkaSource {
             .binary_search_by_key(&p, |part| part.partition)
             .ok()
             .map(|i| first + i)
-    }
-
-    /// The group's committed offset of each partition of `topic`.
-    fn committed_offsets(
-        &self,
-        consumer: &BaseConsumer,
-        topic: &str,
-        count: i32,
-    ) -> Result<Vec<Option<i64>>> {
-        let mut list = TopicPartitionList::new();
-        for p in 0..count {
-            list.add_partition(topic, p);
-        }
-        let answer = client::retried(
-            || {
-                format!(
-                    "cannot read the committed offsets of group `{}`",
-                    self.plan.group
-                )
-            },
-            || consumer.committed_offsets(list.clone(), CALL_TIMEOUT),
-        )?;
-        Ok((0..count)
-            .map(
-                |p| match answer.find_partition(topic, p).map(|e| e.offset()) {
-                    Some(Offset::Offset(n)) => Some(n),
-                    _ => None,
-                },
-            )
-            .collect())
-    }
-
-    /// The offset of each partition's first record at or after `ms`.
-    fn offsets_at(
-        &self,
-        consumer: &BaseConsumer,
-        topic: &str,
-        count: i32,
-        ms: i64,
-    ) -> Result<Vec<Option<i64>>> {
-        let mut list = TopicPartitionList::new();
-        for p in 0..count {
-            list.add_partition_offset(topic, p, Offset::Offset(ms))
-                .map_err(|e| failed("cannot ask for offsets by time", e))?;
-        }
-        let answer = client::retried(
-            || format!("cannot read the offsets of Kafka topic `{topic}` by time"),
-            || consumer.offsets_for_times(list.clone(), CALL_TIMEOUT),
-        )?;
-        Ok((0..count)
-            .map(
-                |p| match answer.find_partition(topic, p).map(|e| e.offset()) {
-                    Some(Offset::Offset(n)) => Some(n),
-                    _ => None,
-                },
-            )
-            .collect())
     }
 
     /// Stops fetching partition `p` of topic `t`: it has read to its end.
