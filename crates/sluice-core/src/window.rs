@@ -317,41 +317,34 @@ impl<P> Default for SessionSet<P> {
 impl<P> SessionSet<P> {
     /// Adds `session`, merged with every session it overlaps: each of those
     /// leaves the set, widens `session`'s bounds, and is handed to `absorb`
-    /// with the merged session so far. Returns the merged session, in the
-    /// set. The union of overlapping intervals is one interval, so one pass
-    /// finds them all.
+    /// with the merged session so far, in the order of their starts.
+    /// Returns the merged session, in the set. The sessions are kept in
+    /// order of their starts (disjoint, so of their ends too): those that
+    /// overlap `session` are one run of them, and the order in which they
+    /// are absorbed depends on nothing but their bounds (an aggregate that
+    /// keeps the order of its values merges the same way in a run resumed
+    /// from a checkpoint).
     pub fn insert<E>(
         &mut self,
         mut session: Session<P>,
         mut absorb: impl FnMut(&mut Session<P>, Session<P>) -> Result<(), E>,
     ) -> Result<&mut Session<P>, E> {
-        let mut i = 0;
-        while i < self.sessions.len() {
-            let s = &self.sessions[i];
-            if s.start < session.end && session.start < s.end {
-                let s = self.sessions.swap_remove(i);
-                session.start = session.start.min(s.start);
-                session.end = session.end.max(s.end);
-                absorb(&mut session, s)?;
-            } else {
-                i += 1;
-            }
+        let first = self.sessions.partition_point(|s| s.end <= session.start);
+        let run = self.sessions[first..].partition_point(|s| s.start < session.end);
+        for s in self.sessions.drain(first..first + run) {
+            session.start = session.start.min(s.start);
+            session.end = session.end.max(s.end);
+            absorb(&mut session, s)?;
         }
-        let at = self.sessions.len();
-        self.sessions.push(session);
-        Ok(&mut self.sessions[at])
+        self.sessions.insert(first, session);
+        Ok(&mut self.sessions[first])
     }
 
     /// Adds `session` as it is, without merging (restoring a checkpoint of
-    /// sessions that were disjoint).
+    /// sessions that were disjoint), in the order of starts.
     pub fn push(&mut self, session: Session<P>) {
-        self.sessions.push(session);
-    }
-
-    /// Orders the sessions by their start (they are disjoint, so by their
-    /// end too).
-    pub fn sort(&mut self) {
-        self.sessions.sort_by_key(|s| s.start);
+        let at = self.sessions.partition_point(|s| s.start <= session.start);
+        self.sessions.insert(at, session);
     }
 
     /// Keeps the sessions for which `keep` holds.
@@ -359,12 +352,13 @@ impl<P> SessionSet<P> {
         self.sessions.retain(keep);
     }
 
-    /// The sessions, in no order.
+    /// The sessions, in order of their starts.
     pub fn iter(&self) -> std::slice::Iter<'_, Session<P>> {
         self.sessions.iter()
     }
 
-    /// The sessions, in no order, to change what the caller keeps.
+    /// The sessions, in order of their starts, to change what the caller
+    /// keeps (their payloads: bounds changed here would break the order).
     pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, Session<P>> {
         self.sessions.iter_mut()
     }

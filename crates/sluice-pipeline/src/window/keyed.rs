@@ -44,13 +44,14 @@ pub(super) struct Keyed {
 }
 
 /// Entries by when they are due: those that come in order (events in
-/// order of time, the usual case) in a queue, the others in a heap. A
+/// order of time, the usual case) in queues, the others in a heap. A
 /// batch's entries are sorted before they are filed (its rows are visited
-/// key by key).
+/// key by key). Two queues: sessions' ends and their ends plus the allowed
+/// lateness each come in order, but not together.
 #[derive(Default)]
 struct Due {
     incoming: Vec<(i64, u32)>,
-    ordered: VecDeque<(i64, u32)>,
+    ordered: [VecDeque<(i64, u32)>; 2],
     rest: BinaryHeap<Reverse<(i64, u32)>>,
 }
 
@@ -59,12 +60,20 @@ impl Due {
         self.incoming.push((at, id));
     }
 
+    /// Files the incoming entries: each at the back of the queue whose
+    /// back is the latest not after it, or in the heap.
     fn file(&mut self) {
         self.incoming.sort_unstable();
         for (at, id) in self.incoming.drain(..) {
-            match self.ordered.back() {
-                Some(&(last, _)) if last > at => self.rest.push(Reverse((at, id))),
-                _ => self.ordered.push_back((at, id)),
+            let back = |q: &VecDeque<(i64, u32)>| q.back().map_or(i64::MIN, |b| b.0);
+            let fits = self
+                .ordered
+                .iter_mut()
+                .filter(|q| back(q) <= at)
+                .max_by_key(|q| back(q));
+            match fits {
+                Some(queue) => queue.push_back((at, id)),
+                None => self.rest.push(Reverse((at, id))),
             }
         }
     }
@@ -73,12 +82,14 @@ impl Due {
     fn pop_until(&mut self, upto: i64) -> Vec<u32> {
         self.file();
         let mut ids = Vec::new();
-        while let Some(&(at, id)) = self.ordered.front() {
-            if at > upto {
-                break;
+        for queue in &mut self.ordered {
+            while let Some(&(at, id)) = queue.front() {
+                if at > upto {
+                    break;
+                }
+                queue.pop_front();
+                ids.push(id);
             }
-            self.ordered.pop_front();
-            ids.push(id);
         }
         while let Some(&Reverse((at, id))) = self.rest.peek() {
             if at > upto {
@@ -230,6 +241,47 @@ impl Keyed {
 mod tests {
     use super::*;
     use sluice_core::window::Session;
+
+    /// Entries come out once, when the watermark reaches them, whether
+    /// they came in order (ends, ends plus a lateness) or not.
+    #[test]
+    fn due_entries_come_out_by_the_watermark() {
+        let mut due = Due::default();
+        let mut waiting: Vec<(i64, u32)> = Vec::new();
+        let mut random = 7u64;
+        let mut id = 0;
+        for batch in 0..60i64 {
+            for i in 0..24i64 {
+                random = random
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                let at = match i % 3 {
+                    0 => batch * 10 + i + 30,
+                    1 => batch * 10 + i + 500,
+                    _ => (random >> 40) as i64 % 1_000,
+                };
+                due.push(at, id);
+                waiting.push((at, id));
+                id += 1;
+            }
+            let upto = batch * 17;
+            let mut got = due.pop_until(upto);
+            got.sort_unstable();
+            let mut want: Vec<u32> = waiting
+                .iter()
+                .filter(|w| w.0 <= upto)
+                .map(|w| w.1)
+                .collect();
+            want.sort_unstable();
+            waiting.retain(|w| w.0 > upto);
+            assert_eq!(got, want, "batch {batch}");
+        }
+        let mut rest = due.pop_until(i64::MAX - 1);
+        rest.sort_unstable();
+        let mut want: Vec<u32> = waiting.iter().map(|w| w.1).collect();
+        want.sort_unstable();
+        assert_eq!(rest, want);
+    }
 
     fn open(keyed: &mut Keyed, key: &[u8]) -> u32 {
         let id = keyed.id(key);

@@ -397,7 +397,6 @@ impl WindowOp {
         for id in ids {
             let entry = self.sessions.entry(id);
             let sessions = &mut entry.sessions;
-            sessions.sort();
             // Sessions fired now and kept for late events: visited again
             // at their end plus the lateness, to drop them.
             let mut drops: Vec<i64> = Vec::new();
