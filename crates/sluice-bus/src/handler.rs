@@ -113,6 +113,7 @@ pub struct Handler<T, U> {
     pub(crate) retry: Option<RetryPolicy>,
     pub(crate) workers: usize,
     pub(crate) key: Option<KeyHash<T>>,
+    pub(crate) inline: bool,
 }
 
 /// A handler taken apart, for a bus of another crate to run.
@@ -127,6 +128,9 @@ pub struct HandlerParts<T, U> {
     pub retry: Option<RetryPolicy>,
     /// How many copies run.
     pub workers: usize,
+    /// Whether it asked to run on the publisher's thread
+    /// ([`Handler::inline`]).
+    pub inline: bool,
 }
 
 impl<T, U> Handler<T, U> {
@@ -138,6 +142,7 @@ impl<T, U> Handler<T, U> {
             output: self.output,
             retry: self.retry,
             workers: self.workers,
+            inline: self.inline,
         }
     }
 }
@@ -165,6 +170,7 @@ impl<T: 'static> Handler<T, ()> {
             retry: None,
             workers: 1,
             key: None,
+            inline: false,
         }
     }
 }
@@ -193,6 +199,7 @@ impl<T: 'static, U: Clone + Send + 'static> Handler<T, U> {
             retry: None,
             workers: 1,
             key: None,
+            inline: false,
         }
     }
 
@@ -205,6 +212,40 @@ impl<T: 'static, U: Clone + Send + 'static> Handler<T, U> {
     /// ```
     pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = Some(policy);
+        self
+    }
+
+    /// Runs the handler as a call on the thread that publishes, instead of on
+    /// a queue and a thread of its own: the event is handled (and its
+    /// output published, or its dead letter sent) before `publish` returns.
+    /// This is the event path without a thread hop, for handlers that are
+    /// quick: the publisher (a pipeline's worker) waits for the handler, and
+    /// for its retries' backoff when it fails. Events are handled in the
+    /// order each publisher publishes them; publishers on several threads
+    /// call the handler concurrently, so `keyed` copies do not apply. Only
+    /// the in-process [`Bus`](super::Bus) runs inline handlers; a NATS bus
+    /// refuses them (its events go through the broker).
+    ///
+    /// ```
+    /// use sluice_bus::{Bus, Handler};
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let bus = Bus::new();
+    /// let topic = bus.topic::<u64>("ticks")?;
+    /// let seen = Arc::new(AtomicU64::new(0));
+    /// let counter = seen.clone();
+    /// bus.subscribe(&topic, Handler::new("count", move |_: &u64| {
+    ///     counter.fetch_add(1, Ordering::Relaxed);
+    ///     Ok::<(), String>(())
+    /// }).inline())?;
+    /// topic.publish(7)?;
+    /// assert_eq!(seen.load(Ordering::Relaxed), 1); // handled before publish returned
+    /// # bus.shutdown();
+    /// # Ok::<(), sluice_bus::BusError>(())
+    /// ```
+    pub fn inline(mut self) -> Self {
+        self.inline = true;
         self
     }
 

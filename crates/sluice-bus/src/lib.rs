@@ -3,7 +3,9 @@
 //!
 //! A [`Bus`] holds typed [`Topic`]s. [`Bus::subscribe`] attaches a
 //! [`Handler`]: it gets a bounded queue and a thread of its own (or several,
-//! by key), so it runs decoupled from whoever publishes. A handler may return
+//! by key), so it runs decoupled from whoever publishes; or, made with
+//! [`Handler::inline`], it runs as a call on the publisher's thread, for the
+//! lowest latency. A handler may return
 //! an output, which the bus publishes on another topic: components chain
 //! through events. A handler that fails is retried with backoff; when it
 //! still fails, its event goes to the topic's dead-letter topic
@@ -102,6 +104,14 @@ pub enum BusError {
         topic: String,
         /// What failed.
         error: String,
+    },
+    /// A handler asked for what this bus does not do.
+    #[error("handler `{handler}`: {reason}")]
+    Unsupported {
+        /// The handler.
+        handler: String,
+        /// What this bus does not do, and what to do instead.
+        reason: String,
     },
     /// A handler thread could not be started.
     #[error("could not start a thread for handler `{handler}`: {error}")]
@@ -292,7 +302,8 @@ impl Bus {
     }
 
     /// Attaches `handler` to `topic`: from now on it receives every event
-    /// published there, on its own thread(s) and queue(s).
+    /// published there, on its own thread(s) and queue(s), or on the
+    /// publisher's thread if it is [inline](Handler::inline).
     pub fn subscribe<T, U>(&self, topic: &Topic<T>, handler: Handler<T, U>) -> Result<(), BusError>
     where
         T: Clone + std::fmt::Debug + Send + 'static,

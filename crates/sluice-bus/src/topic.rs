@@ -7,39 +7,66 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 pub(crate) type KeyHash<T> = Arc<dyn Fn(&T) -> u64 + Send + Sync>;
 
+/// An inline handler: called with the event on the publisher's thread.
+pub(crate) type Call<T> = Arc<dyn Fn(T) + Send + Sync>;
+
 /// One subscribed handler: its queues and, with several, how events are
-/// spread over them (by key, so that per-key order is kept).
-pub(crate) struct Route<T> {
-    pub queues: Vec<Sender<T>>,
-    pub key: Option<KeyHash<T>>,
+/// spread over them (by key, so that per-key order is kept); or, for an
+/// inline handler, the call that runs it.
+pub(crate) enum Route<T> {
+    Queued {
+        queues: Vec<Sender<T>>,
+        key: Option<KeyHash<T>>,
+    },
+    Inline(Call<T>),
 }
 
+impl<T> Clone for Route<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Route::Queued { queues, key } => Route::Queued {
+                queues: queues.clone(),
+                key: key.clone(),
+            },
+            Route::Inline(call) => Route::Inline(call.clone()),
+        }
+    }
+}
+
+/// A topic's routes. A publish takes a copy of the list (one reference
+/// count) and delivers without holding the lock, so an inline handler may
+/// publish on any topic, even its own, and a full queue blocks no one else's
+/// subscribe.
 pub(crate) struct TopicCore<T> {
     name: String,
-    routes: RwLock<Vec<Route<T>>>,
+    routes: RwLock<Arc<Vec<Route<T>>>>,
 }
 
 impl<T> TopicCore<T> {
     pub fn new(name: &str) -> Self {
         Self {
             name: name.to_string(),
-            routes: RwLock::new(Vec::new()),
+            routes: RwLock::new(Arc::new(Vec::new())),
         }
     }
 
-    pub fn add_route(&self, route: Route<T>) {
+    fn routes(&self) -> Arc<Vec<Route<T>>> {
         self.routes
-            .write()
+            .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(route);
+            .clone()
+    }
+
+    pub fn add_route(&self, route: Route<T>) {
+        let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
+        let mut more = Vec::clone(&routes);
+        more.push(route);
+        *routes = Arc::new(more);
     }
 
     /// Drops the queues' senders, so the handler threads end once drained.
     pub fn close(&self) {
-        self.routes
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        *self.routes.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(Vec::new());
     }
 }
 
@@ -87,15 +114,12 @@ impl<T: Clone + Send + 'static> Topic<T> {
 
     /// How many handlers are subscribed.
     pub fn subscribers(&self) -> usize {
-        self.core
-            .routes
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.core.routes().len()
     }
 
     /// Hands `event` to every subscribed handler's queue, waiting while a
-    /// queue is full (backpressure). Fails when nobody subscribed (the
+    /// queue is full (backpressure), and calls the inline handlers
+    /// ([`Handler::inline`](super::Handler::inline)). Fails when nobody subscribed (the
     /// event would be lost) or when the bus is shut down.
     ///
     /// ```
@@ -123,11 +147,7 @@ impl<T: Clone + Send + 'static> Topic<T> {
     /// Delivers without the shut-down check: for handlers' outputs, which
     /// belong to events the bus already accepted.
     pub(crate) fn deliver(&self, event: T) -> Result<(), BusError> {
-        let routes = self
-            .core
-            .routes
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
+        let routes = self.core.routes();
         if routes.is_empty() {
             return Err(BusError::NoSubscriber {
                 topic: self.name().to_string(),
@@ -136,13 +156,6 @@ impl<T: Clone + Send + 'static> Topic<T> {
         let last = routes.len() - 1;
         let mut event = Some(event);
         for (i, route) in routes.iter().enumerate() {
-            let queue = match &route.key {
-                Some(hash) if route.queues.len() > 1 => {
-                    let e = event.as_ref().ok_or_else(|| closed(self.name()))?;
-                    (hash(e) % route.queues.len() as u64) as usize
-                }
-                _ => 0,
-            };
             let copy = if i == last {
                 event.take()
             } else {
@@ -150,11 +163,26 @@ impl<T: Clone + Send + 'static> Topic<T> {
             };
             let Some(copy) = copy else { break };
             self.bus.in_flight.started();
-            if route.queues[queue].send(copy).is_err() {
-                self.bus.in_flight.finished();
-                return Err(closed(self.name()));
+            match route {
+                Route::Queued { queues, key } => {
+                    let queue = match key {
+                        Some(hash) if queues.len() > 1 => {
+                            (hash(&copy) % queues.len() as u64) as usize
+                        }
+                        _ => 0,
+                    };
+                    if queues[queue].send(copy).is_err() {
+                        self.bus.in_flight.finished();
+                        return Err(closed(self.name()));
+                    }
+                    self.bus.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                }
+                Route::Inline(call) => {
+                    self.bus.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                    call(copy);
+                    self.bus.in_flight.finished();
+                }
             }
-            self.bus.counters.delivered.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! Handler threads: each runs its handler on its queue's events with retries, publishes the
-//! outputs, and dead-letters the events that still fail.
+//! outputs, and dead-letters the events that still fail. An inline handler does the same as a
+//! call on the publisher's thread.
 
 use super::dead_letter::{topic_name, DeadLetter, UnclaimedDeadLetter};
 use super::event_bus::Output;
@@ -10,7 +11,8 @@ use crossbeam_channel::{bounded, Receiver};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-/// Starts the threads of `handler` and routes `topic`'s events to them.
+/// Starts the threads of `handler` and routes `topic`'s events to them; an
+/// inline handler gets no thread: its route calls it.
 pub(crate) fn start<T, U>(
     shared: &Arc<BusShared>,
     topic: &Topic<T>,
@@ -22,6 +24,25 @@ where
 {
     let retry = handler.retry.unwrap_or(shared.config.retry);
     retry.validate()?;
+    if handler.inline {
+        let worker = Worker {
+            shared: shared.clone(),
+            topic: topic.clone(),
+            name: handler.name.clone(),
+            run: handler.run.clone(),
+            output: handler.output.clone(),
+            retry,
+        };
+        topic.core().add_route(Route::Inline(Arc::new(move |event| {
+            worker.handle(event);
+            worker
+                .shared
+                .counters
+                .handled
+                .fetch_add(1, Ordering::Relaxed);
+        })));
+        return Ok(());
+    }
     let mut queues = Vec::with_capacity(handler.workers);
     for index in 0..handler.workers {
         let (tx, rx) = bounded::<T>(shared.config.queue_capacity);
@@ -43,7 +64,7 @@ where
         lock(&shared.workers).push(thread);
         queues.push(tx);
     }
-    topic.core().add_route(Route {
+    topic.core().add_route(Route::Queued {
         queues,
         key: handler.key,
     });

@@ -307,3 +307,97 @@ fn topics_are_typed() {
     assert!(matches!(e, BusError::TypeMismatch { .. }));
     assert!(e.to_string().contains("use another name"), "{e}");
 }
+
+/// An inline handler runs on the publisher's thread: each event is handled,
+/// its output propagated and its failure dead-lettered before `publish`
+/// returns, and a chain of inline handlers may publish back on a topic it
+/// reads (no lock is held while a handler runs).
+#[test]
+fn inline_handlers_run_on_the_publishers_thread_before_publish_returns() {
+    let bus = Bus::new();
+    let countdown = bus.topic::<u32>("countdown").unwrap();
+    let labels = bus.topic::<String>("labels").unwrap();
+    let dead = bus.dead_letter_topic(&labels).unwrap();
+    let publisher = std::thread::current().id();
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let letters: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (keep, keep_dead) = (seen.clone(), letters.clone());
+    bus.subscribe(
+        &dead,
+        Handler::new("keep", move |l: &DeadLetter<String>| {
+            keep_dead.lock().unwrap().push(l.event.clone());
+            Ok::<(), String>(())
+        })
+        .inline(),
+    )
+    .unwrap();
+    bus.subscribe(
+        &labels,
+        Handler::new("collect", move |s: &String| {
+            assert_eq!(std::thread::current().id(), publisher);
+            if s == "n=2" {
+                return Err("two is refused".to_string());
+            }
+            keep.lock().unwrap().push(s.clone());
+            Ok(())
+        })
+        .with_retry(RetryPolicy::NEVER)
+        .inline(),
+    )
+    .unwrap();
+    // Counts down by publishing on its own topic, and labels each number.
+    let again = countdown.clone();
+    bus.subscribe(
+        &countdown,
+        Handler::publishing("label", &labels, move |n: &u32| {
+            if *n > 0 {
+                again.publish(n - 1).map_err(|e| e.to_string())?;
+            }
+            Ok::<_, String>(Some(format!("n={n}")))
+        })
+        .inline(),
+    )
+    .unwrap();
+    countdown.publish(3).unwrap();
+    // Handled before publish returned: no shutdown needed to see it.
+    assert_eq!(*seen.lock().unwrap(), vec!["n=0", "n=1", "n=3"]);
+    assert_eq!(*letters.lock().unwrap(), vec!["n=2"]);
+    let report = bus.shutdown();
+    assert_eq!(report.published, 4);
+    assert_eq!(report.handled, 4 + 4 + 1);
+    assert_eq!(report.dead_lettered, 1);
+}
+
+/// An inline handler beside a queued one: both get every event, and
+/// shutdown still drains the queued one.
+#[test]
+fn inline_and_queued_handlers_of_one_topic_both_get_every_event() {
+    let bus = Bus::new();
+    let topic = bus.topic::<u32>("both").unwrap();
+    let (inline, queued) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let (a, b) = (inline.clone(), queued.clone());
+    bus.subscribe(
+        &topic,
+        Handler::new("queued", move |x: &u32| {
+            b.fetch_add(*x, Ordering::SeqCst);
+            Ok::<(), String>(())
+        }),
+    )
+    .unwrap();
+    bus.subscribe(
+        &topic,
+        Handler::new("inline", move |x: &u32| {
+            a.fetch_add(*x, Ordering::SeqCst);
+            Ok::<(), String>(())
+        })
+        .inline(),
+    )
+    .unwrap();
+    for x in 1..=100 {
+        topic.publish(x).unwrap();
+    }
+    assert_eq!(inline.load(Ordering::SeqCst), 5050);
+    let report = bus.shutdown();
+    assert_eq!(queued.load(Ordering::SeqCst), 5050);
+    assert_eq!((report.delivered, report.handled), (200, 200));
+}

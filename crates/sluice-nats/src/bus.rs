@@ -264,6 +264,15 @@ impl EventBus for NatsBus {
         }
         let parts = handler.into_parts();
         check_name(&parts.name, "handler")?;
+        if parts.inline {
+            return Err(BusError::Unsupported {
+                handler: parts.name,
+                reason: "a NATS bus hands events to handlers through the broker, so a \
+                         handler cannot run on the publisher's thread: drop `.inline()`, or \
+                         use the in-process bus"
+                    .to_string(),
+            });
+        }
         let durable = format!(
             "{}__{}",
             topic.name.replace('.', "_"),

@@ -153,6 +153,7 @@ pub fn multi_edge<T: Send>(
                 oldest: Duration::ZERO,
                 now: Duration::ZERO,
                 blocked_seen: 0,
+                deepest: 0,
             },
             adaptive: adaptive
                 .zip(feedback.clone())
@@ -197,6 +198,9 @@ struct Outbox<T> {
     now: Duration,
     /// The queue's count of held senders when the controller last looked.
     blocked_seen: u64,
+    /// The most batches found waiting in the queue by a send since the
+    /// controller last looked (adaptive edges).
+    deepest: usize,
 }
 
 impl<T> Drop for Outbox<T> {
@@ -247,6 +251,7 @@ impl<T: Send + 'static> Outbox<T> {
             .unwrap_or_else(|_| Batch::with_capacity(self.capacity));
         let full = std::mem::replace(held, fresh);
         let events = full.len();
+        self.deepest = self.deepest.max(self.queue.len());
         self.send(Message::Batch(full))?;
         self.metrics.sent(events);
         self.sent_events += events as u64;
@@ -297,6 +302,9 @@ impl<T: Send + 'static> EdgeSender<T> {
         if self.outbox.was_blocked() {
             adaptive.controller.blocked();
         }
+        adaptive
+            .controller
+            .queued(std::mem::take(&mut self.outbox.deepest));
         let seen = adaptive.feedback.take(self.outbox.id, &mut adaptive.last);
         adaptive.controller.update(now, &seen);
         self.batcher
@@ -328,6 +336,9 @@ impl<T: Send + 'static> EdgeSender<T> {
             }
             if let Some(adaptive) = &mut self.adaptive {
                 adaptive.controller.arrived(input.len());
+                if crate::worker::backlogged() {
+                    adaptive.controller.backlogged(input.len());
+                }
             }
             if self.batcher.held() == 0 {
                 self.outbox.oldest = now;

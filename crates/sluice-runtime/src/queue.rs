@@ -52,6 +52,11 @@ impl<T> Queue<T> {
         self.held.load(Ordering::SeqCst)
     }
 
+    /// Messages waiting.
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::SeqCst)
+    }
+
     pub(crate) fn new(capacity: usize, senders: usize, metrics: Arc<EdgeMetrics>) -> Self {
         Self {
             messages: Mutex::new(VecDeque::with_capacity(capacity + 1)),

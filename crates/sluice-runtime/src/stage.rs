@@ -102,6 +102,7 @@ impl<T: Send + 'static> Stage for SourceStage<T> {
             .poll(&mut self.buffer, self.poll_size)
             .map_err(|error| self.source_error(error))?;
         self.buffer.check();
+        crate::worker::set_backlogged(self.buffer.len() >= self.poll_size);
         if !self.buffer.is_empty() {
             if let Err(e) = self.chain.on_batch(&mut self.buffer) {
                 return operator_error(&self.name, e);
@@ -191,6 +192,7 @@ impl<T: 'static + Send> Stage for IoSourceStage<T> {
         };
         let ran = polled.is_some();
         if let Some(polled) = polled {
+            crate::worker::set_backlogged(!self.polled.is_empty());
             let Polled(mut batch, barrier, status) = polled;
             if !batch.is_empty() {
                 if let Err(e) = self.chain.on_batch(&mut batch) {
@@ -393,6 +395,7 @@ impl<T> Receiving<T> {
                 },
             };
             handled += 1;
+            crate::worker::set_backlogged(receiver.queue.len() > 0);
             match self.handle(envelope, receiver, chain, clock) {
                 Ok(true) => {}
                 // Every sender has ended.

@@ -127,6 +127,22 @@ thread_local! {
     static WORKER: RefCell<Option<Worker>> = const { RefCell::new(None) };
     /// The stage whose turn this thread runs (0 outside a turn).
     static CURRENT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Whether the input the running turn passes on had more behind it.
+    static BACKLOGGED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Says whether the input the running turn passes on had more behind it: a
+/// source that filled its poll, a queue with more messages after this one.
+/// Reset at every turn.
+pub(crate) fn set_backlogged(backlogged: bool) {
+    BACKLOGGED.set(backlogged);
+}
+
+/// Whether the input the running turn passes on had more behind it. An
+/// adaptive edge whose input is backlogged sends as fast as it can: its
+/// arrival rate is its own pace, which larger batches raise.
+pub(crate) fn backlogged() -> bool {
+    BACKLOGGED.get()
 }
 
 /// The stage whose turn runs on this thread: a number that no other stage
@@ -209,6 +225,7 @@ fn turn(index: usize) -> Option<Step> {
     };
     // The stage's address names it while it lives.
     let outer = CURRENT.replace(&*stage as *const dyn Stage as *const () as usize);
+    BACKLOGGED.set(false);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         stage.step(&Outputs(&outputs))
     }));

@@ -1,10 +1,15 @@
 //! The latency workload: events offered at a fixed rate flow event by
 //! event through source -> rule -> handler -> sink; the handler records each
 //! event's latency (from the moment it was due at the source to the moment
-//! the handler has it) in an HDR histogram.
+//! the handler has it) in an HDR histogram. The handler runs inline (a call
+//! on the worker that publishes: no thread hop) or on a thread of its own
+//! (`--handler thread`, polling `--spin-us` before it sleeps); the report
+//! gives the CPU the run used, since both the source, which polls for the
+//! next due event, and a spinning handler keep a core busy.
 
+use super::report::cpu_seconds;
 use super::report::Report;
-use super::{BenchArgs, Mode};
+use super::{BenchArgs, HandlerPlacement, Mode};
 use anyhow::{anyhow, Result};
 use hdrhistogram::Histogram;
 use serde_json::json;
@@ -61,8 +66,10 @@ pub fn run(args: &BenchArgs, report: &mut Report) -> Result<()> {
     let first_result = Arc::new(AtomicU64::new(u64::MAX));
     let sunk = Arc::new(AtomicU64::new(0));
 
-    // The handler polls its queue briefly before sleeping: waking a
-    // sleeping thread costs up to milliseconds on a virtual machine.
+    // On a thread of its own, the handler polls its queue briefly before
+    // sleeping: waking a sleeping thread costs up to milliseconds on a
+    // virtual machine.
+    let cpu_before = cpu_seconds();
     let bus = Bus::with_config(BusConfig {
         spin_before_park: std::time::Duration::from_micros(args.spin_us),
         ..BusConfig::default()
@@ -70,21 +77,23 @@ pub fn run(args: &BenchArgs, report: &mut Report) -> Result<()> {
     let alerts = bus.topic::<Probe>("alerts")?;
     let start = Instant::now();
     let (record, first, sink) = (histogram.clone(), first_result.clone(), sunk.clone());
-    bus.subscribe(
-        &alerts,
-        Handler::new("handler", move |probe: &Probe| {
-            let now = start.elapsed().as_nanos() as u64;
-            first.fetch_min(now, Ordering::Relaxed);
-            let latency = now.saturating_sub(probe.due_ns).max(1);
-            record
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .saturating_record(latency);
-            // The sink: count what arrives.
-            sink.fetch_add(1, Ordering::Relaxed);
-            Ok::<(), String>(())
-        }),
-    )?;
+    let handler = Handler::new("handler", move |probe: &Probe| {
+        let now = start.elapsed().as_nanos() as u64;
+        first.fetch_min(now, Ordering::Relaxed);
+        let latency = now.saturating_sub(probe.due_ns).max(1);
+        record
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .saturating_record(latency);
+        // The sink: count what arrives.
+        sink.fetch_add(1, Ordering::Relaxed);
+        Ok::<(), String>(())
+    });
+    let handler = match args.handler {
+        HandlerPlacement::Inline => handler.inline(),
+        HandlerPlacement::Thread => handler,
+    };
+    bus.subscribe(&alerts, handler)?;
     let pipeline = Pipeline::new().with_poll_size(64);
     let probes = pipeline.source(RateSource {
         start,
@@ -92,8 +101,9 @@ pub fn run(args: &BenchArgs, report: &mut Report) -> Result<()> {
         next: 0,
         total,
     });
-    // In event mode the rule is fused onto the source's thread and each
-    // event crosses one queue (the handler's); micro-batch mode adds an edge.
+    // In event mode the rule is fused onto the source's worker; an event
+    // crosses no queue to an inline handler, one to a handler's thread;
+    // micro-batch mode adds an edge.
     let probes = match args.mode {
         Mode::Event => probes,
         Mode::MicroBatch => probes.batch(args.policy()),
@@ -107,8 +117,22 @@ pub fn run(args: &BenchArgs, report: &mut Report) -> Result<()> {
 
     let h = histogram.lock().unwrap_or_else(PoisonError::into_inner);
     let us = |ns: u64| (ns as f64 / 10.0).round() / 100.0;
-    report.throughput(total, seconds, None);
+    let cpu = cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
+    report.throughput(total, seconds, cpu);
+    if let Some(cpu) = cpu {
+        // Cores kept busy on average: the price of polling.
+        report.set("cores_busy", json!((cpu / seconds * 100.0).round() / 100.0));
+    }
     report.set("rate", json!(args.rate));
+    report.set(
+        "handler",
+        json!(match args.handler {
+            HandlerPlacement::Inline => "inline",
+            HandlerPlacement::Thread => "thread",
+        }),
+    );
     report.set("handler_spin_us", json!(args.spin_us));
     report.set("latency_p50_us", json!(us(h.value_at_quantile(0.50))));
     report.set("latency_p99_us", json!(us(h.value_at_quantile(0.99))));

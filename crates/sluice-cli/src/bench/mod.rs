@@ -108,6 +108,15 @@ pub enum Mode {
     MicroBatch,
 }
 
+/// Where the latency workload's bus handler runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HandlerPlacement {
+    /// As a call on the publishing worker's thread (`Handler::inline`).
+    Inline,
+    /// On a thread of its own behind a queue (the bus's default).
+    Thread,
+}
+
 /// Options of `sluice bench`.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
@@ -135,7 +144,11 @@ pub struct BenchArgs {
     /// Duration of the latency workload, seconds.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
-    /// Latency workload: how long the handler polls before sleeping, µs.
+    /// Latency workload: where the bus's handler runs.
+    #[arg(long, value_enum, default_value_t = HandlerPlacement::Inline)]
+    handler: HandlerPlacement,
+    /// Latency workload: how long a handler on its own thread polls its
+    /// queue before sleeping, µs.
     #[arg(long, default_value_t = 0)]
     spin_us: u64,
     /// Adaptive workload: the adaptive policy's target latency.
