@@ -24,15 +24,16 @@ where
 {
     let retry = handler.retry.unwrap_or(shared.config.retry);
     retry.validate()?;
+    let worker = || Worker {
+        shared: shared.clone(),
+        topic: topic.clone(),
+        name: handler.name.clone(),
+        run: handler.run.clone(),
+        output: handler.output.clone(),
+        retry,
+    };
     if handler.inline {
-        let worker = Worker {
-            shared: shared.clone(),
-            topic: topic.clone(),
-            name: handler.name.clone(),
-            run: handler.run.clone(),
-            output: handler.output.clone(),
-            retry,
-        };
+        let worker = worker();
         topic.core().add_route(Route::Inline(Arc::new(move |event| {
             worker.handle(event);
             worker
@@ -46,14 +47,7 @@ where
     let mut queues = Vec::with_capacity(handler.workers);
     for index in 0..handler.workers {
         let (tx, rx) = bounded::<T>(shared.config.queue_capacity);
-        let worker = Worker {
-            shared: shared.clone(),
-            topic: topic.clone(),
-            name: handler.name.clone(),
-            run: handler.run.clone(),
-            output: handler.output.clone(),
-            retry,
-        };
+        let worker = worker();
         let thread = std::thread::Builder::new()
             .name(format!("sluice-handler-{}-{index}", handler.name))
             .spawn(move || worker.run(rx))
