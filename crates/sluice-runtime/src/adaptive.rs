@@ -370,7 +370,10 @@ impl AdaptiveController {
     fn plan_saturated(&self, a: f64, k: f64, budget: f64) -> (u32, f64) {
         let rate = self.rate.unwrap_or(0.0).max(1.0);
         let services = self.ahead.round() + 1.0;
-        let latency = |b: f64| b / rate + services * (a + k * b);
+        // The fill time at the measured rate, but never more than one
+        // processing time (the old plan's): a period that covered a stall
+        // measures a rate that says nothing of the next batch.
+        let latency = |b: f64| (b / rate).min(a + k * b) + services * (a + k * b);
         let rung = (0..=TOP_RUNG)
             .rev()
             .find(|&r| latency(rung_size(r) as f64) <= budget)

@@ -251,7 +251,7 @@ impl<T: Send + 'static> Outbox<T> {
             .unwrap_or_else(|_| Batch::with_capacity(self.capacity));
         let full = std::mem::replace(held, fresh);
         let events = full.len();
-        self.deepest = self.deepest.max(self.queue.len());
+        self.deepest = self.deepest.max(self.queue.batches());
         self.send(Message::Batch(full))?;
         self.metrics.sent(events);
         self.sent_events += events as u64;

@@ -14,7 +14,7 @@
 //! that brings the queue below capacity unparks the senders' workers.
 
 use crate::worker::Hold;
-use crate::{EdgeMetrics, Envelope};
+use crate::{EdgeMetrics, Envelope, Message};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -29,6 +29,9 @@ pub(crate) struct Queue<T> {
     messages: Mutex<VecDeque<Envelope<T>>>,
     /// `messages.len()`, readable without the lock.
     len: AtomicUsize,
+    /// Of them, batches (not watermarks, barriers or ends): counted where
+    /// they go in and come out.
+    batches: AtomicUsize,
     capacity: usize,
     /// Senders that have not been dropped.
     senders: AtomicUsize,
@@ -52,15 +55,16 @@ impl<T> Queue<T> {
         self.held.load(Ordering::SeqCst)
     }
 
-    /// Messages waiting.
-    pub(crate) fn len(&self) -> usize {
-        self.len.load(Ordering::SeqCst)
+    /// Batches waiting (watermarks and other signals aside).
+    pub(crate) fn batches(&self) -> usize {
+        self.batches.load(Ordering::SeqCst)
     }
 
     pub(crate) fn new(capacity: usize, senders: usize, metrics: Arc<EdgeMetrics>) -> Self {
         Self {
             messages: Mutex::new(VecDeque::with_capacity(capacity + 1)),
             len: AtomicUsize::new(0),
+            batches: AtomicUsize::new(0),
             capacity: capacity.max(1),
             senders: AtomicUsize::new(senders),
             receiver_gone: AtomicBool::new(false),
@@ -78,6 +82,9 @@ impl<T> Queue<T> {
         }
         let before = {
             let mut messages = self.messages.lock().unwrap_or_else(PoisonError::into_inner);
+            if matches!(envelope.message, Message::Batch(_)) {
+                self.batches.fetch_add(1, Ordering::SeqCst);
+            }
             messages.push_back(envelope);
             self.len.fetch_add(1, Ordering::SeqCst)
         };
@@ -97,6 +104,9 @@ impl<T> Queue<T> {
         let (envelope, before) = {
             let mut messages = self.messages.lock().unwrap_or_else(PoisonError::into_inner);
             let envelope = messages.pop_front()?;
+            if matches!(envelope.message, Message::Batch(_)) {
+                self.batches.fetch_sub(1, Ordering::SeqCst);
+            }
             (envelope, self.len.fetch_sub(1, Ordering::SeqCst))
         };
         if before == self.capacity {
@@ -128,6 +138,7 @@ impl<T> Queue<T> {
         let dropped =
             std::mem::take(&mut *self.messages.lock().unwrap_or_else(PoisonError::into_inner));
         self.len.store(0, Ordering::SeqCst);
+        self.batches.store(0, Ordering::SeqCst);
         drop(dropped);
         self.wake_senders();
     }
@@ -183,5 +194,42 @@ impl<T: Send> Queue<T> {
         while self.holds() {
             std::thread::park_timeout(std::time::Duration::from_millis(10));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::Batch;
+    use std::time::Duration;
+
+    fn envelope(message: Message<u8>) -> Envelope<u8> {
+        Envelope {
+            from: 0,
+            message,
+            stamp: Duration::ZERO,
+        }
+    }
+
+    /// A batch followed by its watermark leaves no batch behind once the
+    /// batch is taken: what a receiver reports as backlog (adaptive edges
+    /// downstream) counts batches, not signals.
+    #[test]
+    fn batches_waiting_do_not_count_watermarks_or_ends() {
+        let queue = Queue::new(4, 1, Arc::new(EdgeMetrics::default()));
+        queue
+            .push(envelope(Message::Batch(Batch::from_parts(
+                vec![1],
+                vec![0],
+            ))))
+            .unwrap();
+        queue.push(envelope(Message::Watermark(0))).unwrap();
+        assert_eq!(queue.batches(), 1);
+        assert!(matches!(queue.pop().unwrap().message, Message::Batch(_)));
+        assert_eq!(queue.batches(), 0);
+        queue.push(envelope(Message::End)).unwrap();
+        assert_eq!(queue.batches(), 0);
+        queue.close_receiver();
+        assert_eq!(queue.batches(), 0);
     }
 }

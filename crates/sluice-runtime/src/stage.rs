@@ -395,7 +395,7 @@ impl<T> Receiving<T> {
                 },
             };
             handled += 1;
-            crate::worker::set_backlogged(receiver.queue.len() > 0);
+            crate::worker::set_backlogged(receiver.queue.batches() > 0);
             match self.handle(envelope, receiver, chain, clock) {
                 Ok(true) => {}
                 // Every sender has ended.
