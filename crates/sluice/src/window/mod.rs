@@ -26,10 +26,15 @@
 //! does ([`Change`]: insert, update, delete), as the `op` column of a
 //! pipeline file's window does: both follow one semantics.
 //!
-//! **Parallelism.** Events of time and session windows are pre-aggregated
-//! per key and window within each batch, on the worker that reads them; the
-//! partial aggregates are exchanged by key and merged. Lateness is judged
-//! before the exchange, against the reading worker's watermark, which is
+//! **Parallelism.** Events of time and session windows are judged for
+//! lateness on the worker that reads them, then exchanged by key. A batch
+//! with several events per key and window is folded first (pre-aggregation:
+//! one partial aggregate per key and window crosses the exchange); a batch
+//! of tumbling windows where that does not pay (about one event per key and
+//! window) sends its events as they are, each folded once into its window's
+//! pane on the other side. With one worker and one instance nothing is
+//! exchanged: the windows fold each event right behind its lateness check.
+//! Lateness is judged against the reading worker's watermark, which is
 //! never behind the merging worker's; so the merging side never sees an
 //! event beyond lateness.
 
@@ -48,8 +53,8 @@ use crate::side::SideOutput;
 use crate::{BuildError, Stream};
 use count::CountWindowOperator;
 use global::GlobalWindowOperator;
-use pre_aggregate::{Assigner, WindowPartial, WindowPreAggregate};
-use rustc_hash::FxHashMap;
+use pre_aggregate::{Assigner, PreOutput, WindowInput, WindowPartial, WindowPreAggregate};
+use rustc_hash::{FxHashMap, FxHashSet};
 use session::SessionOperator;
 use sluice_core::window::{Lateness, SessionWindows, TimeWindows};
 use sluice_core::{Aggregate, Batch, Timestamp, MIN_TIMESTAMP};
@@ -350,7 +355,27 @@ where
             Assigner::None
         });
         let results = match (assigner, self.window) {
-            (Assigner::None, Window::Count { size }) => {
+            (Assigner::None, Window::Global { trigger }) => {
+                let counters = counters.clone();
+                stream
+                    .exchange_by_key(key.clone(), exchange_policy)
+                    .fuse_with_builder(move |down, _, builder| {
+                        Ok(Box::new(GlobalWindowOperator::new(
+                            key.clone(),
+                            trigger.clone(),
+                            aggregate.clone(),
+                            builder.settings.clock.clone(),
+                            counters.clone(),
+                            down,
+                        )) as Box<dyn Operator<T>>)
+                    })
+            }
+            // Count windows, and windows whose error the run reports.
+            (Assigner::None, window) => {
+                let size = match window {
+                    Window::Count { size } => size,
+                    _ => 1,
+                };
                 let counters = counters.clone();
                 stream
                     .exchange_by_key(key.clone(), exchange_policy)
@@ -367,68 +392,107 @@ where
                         }) as Box<dyn Operator<T>>
                     })
             }
-            (Assigner::None, Window::Global { trigger }) => {
-                let counters = counters.clone();
-                stream
-                    .exchange_by_key(key.clone(), exchange_policy)
-                    .fuse_with_builder(move |down, _, builder| {
-                        Ok(Box::new(GlobalWindowOperator::new(
-                            key.clone(),
-                            trigger.clone(),
-                            aggregate.clone(),
-                            builder.settings.clock.clone(),
-                            counters.clone(),
-                            down,
-                        )) as Box<dyn Operator<T>>)
-                    })
-            }
-            (assigner, _) => {
-                let pre = aggregate.clone();
-                let pre_counters = counters.clone();
-                let partials = stream.fuse_with_builder(move |down, instance, builder| {
-                    Ok(Box::new(WindowPreAggregate {
-                        key: key.clone(),
-                        aggregate: pre.clone(),
-                        assigner,
-                        lateness,
-                        watermark: MIN_TIMESTAMP,
-                        partials: FxHashMap::default(),
-                        direct: 0,
-                        assigned: 0,
-                        exchanged: builder.settings.workers > 1,
-                        late: late_side.sender(instance, builder)?,
-                        late_batch: Batch::new(),
-                        counters: pre_counters.clone(),
-                        out: Batch::new(),
-                        down,
-                    }) as Box<dyn Operator<T>>)
-                });
-                let exchanged = partials.exchange(
-                    Arc::new(|p: &WindowPartial<K, A::Acc>| key_hash(&p.key)),
-                    exchange_policy,
+            (Assigner::Session(sessions), _) => {
+                let partials = pre_aggregate::<_, _, _, WindowPartial<K, A::Acc>>(
+                    stream,
+                    key,
+                    aggregate.clone(),
+                    Assigner::Session(sessions),
+                    lateness,
+                    late_side,
+                    counters.clone(),
+                    true,
                 );
                 let counters = counters.clone();
-                match assigner {
-                    Assigner::Session(_) => exchanged.fuse(None, move |down| {
+                partials
+                    .exchange(
+                        Arc::new(|p: &WindowPartial<K, A::Acc>| key_hash(&p.key)),
+                        exchange_policy,
+                    )
+                    .fuse(None, move |down| {
                         Box::new(SessionOperator::new(
                             aggregate.clone(),
                             lateness,
                             counters.clone(),
                             down,
                         )) as Box<dyn Operator<WindowPartial<K, A::Acc>>>
-                    }),
-                    _ => exchanged.fuse_with_builder(move |down, _, builder| {
-                        Ok(Box::new(TimeWindowOperator::new(
-                            aggregate.clone(),
-                            lateness,
-                            early,
-                            builder.settings.clock.clone(),
-                            counters.clone(),
-                            down,
-                        ))
-                            as Box<dyn Operator<WindowPartial<K, A::Acc>>>)
-                    }),
-                }
+                    })
+            }
+            // Tumbling windows: an event is in one window, so an event that
+            // its batch does not fold with others crosses the exchange as it
+            // is and is folded once, into its pane.
+            (Assigner::Time(windows), _) if windows.is_tumbling() => {
+                let exchanged = exchanges(&stream);
+                let inputs = pre_aggregate::<_, _, _, WindowInput<K, T, A::Acc>>(
+                    stream,
+                    key,
+                    aggregate.clone(),
+                    Assigner::Time(windows),
+                    lateness,
+                    late_side,
+                    counters.clone(),
+                    exchanged,
+                );
+                let inputs = if exchanged {
+                    inputs.exchange(
+                        Arc::new(|input: &WindowInput<K, T, A::Acc>| match input {
+                            WindowInput::Event { key, .. } => key_hash(key),
+                            WindowInput::Partial(partial) => key_hash(&partial.key),
+                        }),
+                        exchange_policy,
+                    )
+                } else {
+                    inputs
+                };
+                let counters = counters.clone();
+                inputs.fuse_with_builder(move |down, _, builder| {
+                    Ok(Box::new(TimeWindowOperator::new(
+                        aggregate.clone(),
+                        windows,
+                        lateness,
+                        early,
+                        builder.settings.clock.clone(),
+                        counters.clone(),
+                        down,
+                    ))
+                        as Box<dyn Operator<WindowInput<K, T, A::Acc>>>)
+                })
+            }
+            // Sliding windows: an event is in several windows, folded into
+            // a partial per window before the exchange.
+            (Assigner::Time(windows), _) => {
+                let exchanged = exchanges(&stream);
+                let partials = pre_aggregate::<_, _, _, WindowPartial<K, A::Acc>>(
+                    stream,
+                    key,
+                    aggregate.clone(),
+                    Assigner::Time(windows),
+                    lateness,
+                    late_side,
+                    counters.clone(),
+                    exchanged,
+                );
+                let partials = if exchanged {
+                    partials.exchange(
+                        Arc::new(|p: &WindowPartial<K, A::Acc>| key_hash(&p.key)),
+                        exchange_policy,
+                    )
+                } else {
+                    partials
+                };
+                let counters = counters.clone();
+                partials.fuse_with_builder(move |down, _, builder| {
+                    Ok(Box::new(TimeWindowOperator::new(
+                        aggregate.clone(),
+                        windows,
+                        lateness,
+                        early,
+                        builder.settings.clock.clone(),
+                        counters.clone(),
+                        down,
+                    ))
+                        as Box<dyn Operator<WindowPartial<K, A::Acc>>>)
+                })
             }
         };
         Windowed {
@@ -437,6 +501,53 @@ where
             counters,
         }
     }
+}
+
+/// Whether a window's keys must be exchanged: not when one instance on one
+/// worker has them all (then the windows fold right behind the lateness check).
+fn exchanges<T: Send + 'static>(stream: &Stream<T>) -> bool {
+    stream.parallelism() > 1 || stream.plan().borrow().settings.workers > 1
+}
+
+/// The pre-aggregation of a time or session window on every instance of
+/// `stream`: lateness judged, events folded into partials or passed on.
+#[allow(clippy::too_many_arguments)]
+fn pre_aggregate<T, K, A, O>(
+    stream: Stream<T>,
+    key: Arc<dyn Fn(&T) -> K + Send + Sync>,
+    aggregate: A,
+    assigner: Assigner,
+    lateness: Lateness,
+    late_side: SideOutput<LateEvent<T>>,
+    counters: Arc<WindowCounters>,
+    exchanged: bool,
+) -> Stream<O>
+where
+    T: Clone + Send + 'static,
+    K: Hash + Eq + Clone + Send + 'static,
+    A: Aggregate<T> + Clone + 'static,
+    O: PreOutput<K, T, A::Acc> + Send + 'static,
+{
+    stream.fuse_with_builder(move |down, instance, builder| {
+        Ok(Box::new(WindowPreAggregate {
+            key: key.clone(),
+            aggregate: aggregate.clone(),
+            assigner,
+            lateness,
+            watermark: MIN_TIMESTAMP,
+            partials: FxHashMap::default(),
+            direct: 0,
+            folding: false,
+            probe: FxHashSet::default(),
+            assigned: 0,
+            exchanged,
+            late: late_side.sender(instance, builder)?,
+            late_batch: Batch::new(),
+            counters: counters.clone(),
+            out: Batch::new(),
+            down,
+        }) as Box<dyn Operator<T>>)
+    })
 }
 
 /// Appends a result row and counts it.

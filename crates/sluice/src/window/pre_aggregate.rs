@@ -1,9 +1,10 @@
 //! Window pre-aggregation before the exchange: events assigned to windows, late ones sent aside,
-//! and each batch folded into one partial aggregate per key and window.
+//! and each batch folded into one partial aggregate per key and window, or, where folding does
+//! not pay, each event passed on with its key.
 
 use super::{LateEvent, WindowCounters};
 use crate::ops::Downstream;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use sluice_core::window::{Lateness, SessionWindows, TimeWindows};
 use sluice_core::{Aggregate, Batch, Timestamp};
 use sluice_runtime::{Operator, OperatorError, OperatorResult};
@@ -29,18 +30,65 @@ pub(crate) struct WindowPartial<K, Acc> {
     pub acc: Acc,
 }
 
+/// What time windows get after the exchange: an event with its key, or the
+/// events of one key and window folded before the exchange.
+#[derive(Debug, Clone)]
+pub(crate) enum WindowInput<K, T, Acc> {
+    /// An event, for those of its windows that start at `from` or later
+    /// (the earlier ones were beyond the allowed lateness where it was read).
+    Event { key: K, event: T, from: Timestamp },
+    /// Boxed: a partial is several events' worth, and an event stays small.
+    Partial(Box<WindowPartial<K, Acc>>),
+}
+
+/// What the pre-aggregation sends on: partials only (sessions), or events
+/// and partials (time windows).
+pub(crate) trait PreOutput<K, T, Acc>: Sized {
+    /// Whether events can pass on unfolded.
+    const EVENTS: bool;
+    fn partial(partial: WindowPartial<K, Acc>) -> Self;
+    /// The event itself, or `None` where events always fold.
+    fn event(key: K, event: &T, from: Timestamp) -> Option<Self>;
+}
+
+impl<K, T, Acc> PreOutput<K, T, Acc> for WindowPartial<K, Acc> {
+    const EVENTS: bool = false;
+    fn partial(partial: WindowPartial<K, Acc>) -> Self {
+        partial
+    }
+    fn event(_: K, _: &T, _: Timestamp) -> Option<Self> {
+        None
+    }
+}
+
+impl<K, T: Clone, Acc> PreOutput<K, T, Acc> for WindowInput<K, T, Acc> {
+    const EVENTS: bool = true;
+    fn partial(partial: WindowPartial<K, Acc>) -> Self {
+        WindowInput::Partial(Box::new(partial))
+    }
+    fn event(key: K, event: &T, from: Timestamp) -> Option<Self> {
+        Some(WindowInput::Event {
+            key,
+            event: event.clone(),
+            from,
+        })
+    }
+}
+
 /// Before the exchange: assigns events to windows, sends events beyond the
 /// allowed lateness to the late stream, and folds the rest of each batch
 /// into one partial aggregate per key and window.
 ///
-/// Folding pays when a batch has several events per key and window. When
-/// it has about one (many keys, short windows), the hash map only costs: a
-/// batch of time windows that folded to at least three partials per four
-/// window assignments (one per two on a single worker, where no partial
-/// crosses to another core) makes the next [`DIRECT_BATCHES`] batches skip it,
-/// each assignment becoming a partial of its own; then a batch folds again
-/// to look. Session windows always fold.
-pub(crate) struct WindowPreAggregate<T, K, A: Aggregate<T>> {
+/// Folding pays when a batch has several events per key and window: fewer
+/// partials than events cross to the other workers. When it has about one
+/// (many keys, short windows), the hash map only costs, and each event goes
+/// on as it is (time windows: `O` is [`WindowInput`]), to be folded into its
+/// window once, after the exchange. A batch that folded to more than one
+/// partial per three window assignments makes the next [`DIRECT_BATCHES`]
+/// batches pass their events on; then a batch is looked at. Where
+/// the windows are fused behind it (`exchanged` false: one worker), no
+/// batch folds. Session windows always fold.
+pub(crate) struct WindowPreAggregate<T, K, A: Aggregate<T>, O> {
     pub key: Arc<dyn Fn(&T) -> K + Send + Sync>,
     pub aggregate: A,
     pub assigner: Assigner,
@@ -49,35 +97,93 @@ pub(crate) struct WindowPreAggregate<T, K, A: Aggregate<T>> {
     pub partials: FxHashMap<(K, Timestamp, Timestamp), (A::Acc, Timestamp)>,
     /// Batches still to pass without folding.
     pub direct: u32,
+    /// The last batch folded, and it paid: fold the next one too.
+    pub folding: bool,
+    /// The (key, window) pairs of a batch looked at before folding it.
+    pub probe: FxHashSet<(K, Timestamp, Timestamp)>,
     /// Window assignments of this batch that were not late.
     pub assigned: usize,
-    /// Partials go to other workers: folding also saves their transfer,
-    /// so it pays at more partials per assignment than on one worker.
+    /// Partials go through an exchange: folding saves their transfer.
+    /// Without one, the windows right behind fold each event anyway.
     pub exchanged: bool,
     pub late: Downstream<LateEvent<T>>,
     pub late_batch: Batch<LateEvent<T>>,
     pub counters: Arc<WindowCounters>,
-    pub out: Batch<WindowPartial<K, A::Acc>>,
-    pub down: Downstream<WindowPartial<K, A::Acc>>,
+    pub out: Batch<O>,
+    pub down: Downstream<O>,
 }
 
-/// Batches that skip folding after one that folded to little.
-const DIRECT_BATCHES: u32 = 15;
+/// How a batch of time windows goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Folded into one partial per key and window.
+    Fold,
+    /// Each event as it is (`O::EVENTS`).
+    Events,
+    /// A partial of one event per window assignment (where `O` has no
+    /// events: sliding windows, whose events would be folded once per
+    /// window after the exchange).
+    Singles,
+}
 
-impl<T, K, A> WindowPreAggregate<T, K, A>
+/// Batches that pass events on after one that folded to little.
+const DIRECT_BATCHES: u32 = 31;
+
+/// Batches of singles after one that folded to little.
+const SINGLES_BATCHES: u32 = 15;
+
+/// Whether a batch folds to few enough partials to fold it: at most one
+/// per three window assignments.
+fn pays(partials: usize, assigned: usize) -> bool {
+    partials * 3 <= assigned
+}
+
+impl<T, K, A, O> WindowPreAggregate<T, K, A, O>
 where
     T: Clone,
     K: Hash + Eq + Clone,
     A: Aggregate<T>,
+    O: PreOutput<K, T, A::Acc>,
 {
-    fn add(
-        &mut self,
-        key: &K,
-        item: &T,
-        time: Timestamp,
-        (start, end): (Timestamp, Timestamp),
-        direct: bool,
-    ) {
+    /// How this batch goes on. Events: for [`DIRECT_BATCHES`] after a
+    /// batch that folded to little; then a batch is looked at (its distinct
+    /// keys and windows counted, nothing folded) to choose. Singles: for
+    /// [`DIRECT_BATCHES`] after a batch that folded to little.
+    fn mode(&mut self, batch: &Batch<T>) -> Mode {
+        let Assigner::Time(windows) = self.assigner else {
+            return Mode::Fold;
+        };
+        if self.direct > 0 {
+            self.direct -= 1;
+            return if O::EVENTS {
+                Mode::Events
+            } else {
+                Mode::Singles
+            };
+        }
+        if self.folding || !O::EVENTS {
+            return Mode::Fold;
+        }
+        let mut assigned = 0;
+        for (item, time) in batch.iter() {
+            for (start, end) in windows.assign(time) {
+                assigned += 1;
+                self.probe.insert(((self.key)(item), start, end));
+            }
+        }
+        self.folding = pays(self.probe.len(), assigned);
+        self.probe.clear();
+        if self.folding {
+            Mode::Fold
+        } else {
+            self.direct = DIRECT_BATCHES;
+            Mode::Events
+        }
+    }
+
+    /// Sends the event to the late stream when `(start, end)` is beyond the
+    /// allowed lateness; true if so.
+    fn late(&mut self, item: &T, time: Timestamp, (start, end): (Timestamp, Timestamp)) -> bool {
         let late = match self.assigner {
             // A session's lateness is judged on the session the event opens.
             Assigner::Session(_) => self.lateness.judge_session((start, end), self.watermark),
@@ -96,24 +202,28 @@ where
                 },
                 time,
             );
-            return;
+            return true;
         }
         self.assigned += 1;
-        let aggregate = &self.aggregate;
-        if direct {
-            let mut acc = aggregate.init();
-            aggregate.update(&mut acc, item);
-            self.out.push(
-                WindowPartial {
-                    key: key.clone(),
-                    start,
-                    end,
-                    acc,
-                },
-                time,
-            );
-            return;
+        false
+    }
+
+    /// Folds the event into its partial of `(start, end)`, unless late.
+    fn fold(&mut self, key: &K, item: &T, time: Timestamp, (start, end): (Timestamp, Timestamp)) {
+        if !self.late(item, time, (start, end)) {
+            self.fold_judged(key, item, time, (start, end));
         }
+    }
+
+    /// Folds the event into its partial of a window it is not late for.
+    fn fold_judged(
+        &mut self,
+        key: &K,
+        item: &T,
+        time: Timestamp,
+        (start, end): (Timestamp, Timestamp),
+    ) {
+        let aggregate = &self.aggregate;
         let (acc, latest) = self
             .partials
             .entry((key.clone(), start, end))
@@ -123,52 +233,114 @@ where
     }
 }
 
-impl<T, K, A> Operator<T> for WindowPreAggregate<T, K, A>
+impl<T, K, A, O> Operator<T> for WindowPreAggregate<T, K, A, O>
 where
     T: Clone + Send,
     K: Hash + Eq + Clone + Send,
     A: Aggregate<T>,
+    O: PreOutput<K, T, A::Acc> + Send,
 {
     fn on_batch(&mut self, batch: &mut Batch<T>) -> OperatorResult {
-        let direct = self.direct > 0;
-        self.direct = self.direct.saturating_sub(1);
+        let mode = self.mode(batch);
         self.assigned = 0;
-        // The tumbling window of the last event: most events fall in it.
-        let mut last: Option<(Timestamp, Timestamp)> = None;
+        // The tumbling window of the last event (most events fall in it),
+        // and whether it is open (the watermark stays put within a batch).
+        let mut last: Option<((Timestamp, Timestamp), bool)> = None;
         for (item, time) in batch.iter() {
             let key = (self.key)(item);
             match self.assigner {
                 Assigner::Time(windows) => {
-                    if let Some(window) = last.filter(|&(start, end)| start <= time && time < end) {
-                        self.add(&key, item, time, window, direct);
+                    let cached = last.filter(|&((start, end), _)| start <= time && time < end);
+                    if mode == Mode::Events {
+                        // Windows come latest start first; those beyond the
+                        // lateness are the ones that ended first, at the end.
+                        let mut from = None;
+                        match cached {
+                            Some(((start, _), true)) => {
+                                self.assigned += 1;
+                                from = Some(start);
+                            }
+                            Some((window, false)) => {
+                                self.late(item, time, window);
+                            }
+                            None => {
+                                for window in windows.assign(time) {
+                                    let open = !self.late(item, time, window);
+                                    if open {
+                                        from = Some(window.0);
+                                    }
+                                    last = Some((window, open)).filter(|_| windows.is_tumbling());
+                                }
+                            }
+                        }
+                        if let Some(from) = from {
+                            match O::event(key, item, from) {
+                                Some(event) => self.out.push(event, time),
+                                // Not with `O::EVENTS`; folds what was judged.
+                                None => {
+                                    let key = (self.key)(item);
+                                    windows
+                                        .assign(time)
+                                        .take_while(|&(start, _)| start >= from)
+                                        .for_each(|w| self.fold_judged(&key, item, time, w));
+                                }
+                            }
+                        }
+                        continue;
+                    }
+                    if mode == Mode::Singles {
+                        for window in windows.assign(time) {
+                            if !self.late(item, time, window) {
+                                let mut acc = self.aggregate.init();
+                                self.aggregate.update(&mut acc, item);
+                                let (start, end) = window;
+                                let single = WindowPartial {
+                                    key: key.clone(),
+                                    start,
+                                    end,
+                                    acc,
+                                };
+                                self.out.push(O::partial(single), time);
+                            }
+                        }
+                        continue;
+                    }
+                    if let Some((window, _)) = cached {
+                        self.fold(&key, item, time, window);
                         continue;
                     }
                     for window in windows.assign(time) {
-                        self.add(&key, item, time, window, direct);
-                        last = Some(window).filter(|_| windows.is_tumbling());
+                        self.fold(&key, item, time, window);
+                        last = Some((window, true)).filter(|_| windows.is_tumbling());
                     }
                 }
                 // Session partials fold only at equal times: always fold,
                 // so that a batch's late updates of one session stay one.
-                Assigner::Session(sessions) => {
-                    self.add(&key, item, time, sessions.assign(time), false)
-                }
+                Assigner::Session(sessions) => self.fold(&key, item, time, sessions.assign(time)),
                 Assigner::None => {}
             }
         }
         // Sliding windows assign an event to several windows: compare the
-        // partials with the assignments, not the events.
-        let time_windows = matches!(self.assigner, Assigner::Time(_));
-        if time_windows
-            && !direct
-            && self.assigned >= 64
-            && if self.exchanged {
-                self.partials.len() * 4 >= self.assigned * 3
-            } else {
-                self.partials.len() * 2 >= self.assigned
+        // partials with the assignments, not the events. Singles cost less
+        // than events' partials after the exchange, so they take over at
+        // more partials: three per four assignments (one per two where
+        // nothing crosses to another core).
+        let singles_pay = |partials: usize, assigned: usize, exchanged: bool| {
+            assigned >= 64
+                && if exchanged {
+                    partials * 4 >= assigned * 3
+                } else {
+                    partials * 2 >= assigned
+                }
+        };
+        let (partials, assigned) = (self.partials.len(), self.assigned);
+        if mode == Mode::Fold && matches!(self.assigner, Assigner::Time(_)) {
+            if O::EVENTS && !pays(partials, assigned) {
+                self.direct = DIRECT_BATCHES;
+                self.folding = false;
+            } else if !O::EVENTS && singles_pay(partials, assigned, self.exchanged) {
+                self.direct = SINGLES_BATCHES;
             }
-        {
-            self.direct = DIRECT_BATCHES;
         }
         if !self.late_batch.is_empty() {
             self.counters.add_late(self.late_batch.len() as u64);
@@ -177,12 +349,12 @@ where
         }
         for ((key, start, end), (acc, latest)) in self.partials.drain() {
             self.out.push(
-                WindowPartial {
+                O::partial(WindowPartial {
                     key,
                     start,
                     end,
                     acc,
-                },
+                }),
                 latest,
             );
         }

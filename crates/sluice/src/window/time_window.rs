@@ -1,11 +1,11 @@
-//! Tumbling and sliding windows after the exchange: partials merged per window and key, emitted
-//! when the watermark passes a window's end and again for late updates.
+//! Tumbling and sliding windows after the exchange: events folded and partials merged per window
+//! and key, emitted when the watermark passes a window's end and again for late updates.
 
-use super::pre_aggregate::WindowPartial;
+use super::pre_aggregate::{WindowInput, WindowPartial};
 use super::{emit, Emission, WindowCounters, WindowResult};
 use crate::ops::Downstream;
 use rustc_hash::FxHashMap;
-use sluice_core::window::Lateness;
+use sluice_core::window::{Lateness, TimeWindows};
 use sluice_core::{Aggregate, Batch, Timestamp, MAX_TIMESTAMP, MIN_TIMESTAMP};
 use sluice_runtime::{Clock, Operator, OperatorError, OperatorResult};
 use std::collections::hash_map::Entry;
@@ -49,23 +49,35 @@ fn row<T, K, A: Aggregate<T>>(
 /// The keys of one window and their state.
 type Pane<K, Acc> = FxHashMap<K, Slot<Acc>>;
 
-/// After the exchange: merges partial aggregates of tumbling and sliding
-/// windows, one pane of keys per window, and emits when the watermark
-/// passes a window's end (and again for late updates).
+/// Windows looked up without the ordered map: the last few an event fell in
+/// (events come in runs of one tumbling window, or of the same few sliding
+/// ones).
+const RECENT: usize = 8;
+
+/// Emptied panes kept for new windows (no rehashing as a window fills up);
+/// beyond that, a dropped window's memory is given back.
+const SPARE: usize = 16;
+
+/// After the exchange: folds events (and merges partial aggregates) of
+/// tumbling and sliding windows into one pane of keys per window, and emits
+/// when the watermark passes a window's end (and again for late updates).
 pub(crate) struct TimeWindowOperator<T, K, A: Aggregate<T>> {
     aggregate: A,
+    windows: TimeWindows,
     lateness: Lateness,
     early: Option<Duration>,
     clock: Arc<dyn Clock>,
     next_early: Option<Duration>,
-    /// Panes by (end, start).
-    panes: BTreeMap<(Timestamp, Timestamp), Pane<K, A::Acc>>,
+    /// Open windows by (end, start): their pane in `slab`.
+    panes: BTreeMap<(Timestamp, Timestamp), usize>,
+    slab: Vec<Pane<K, A::Acc>>,
+    /// Panes of dropped windows, emptied.
+    free: Vec<usize>,
+    /// The last windows looked up, with their pane, latest last.
+    recent: Vec<((Timestamp, Timestamp), usize)>,
     watermark: Timestamp,
     /// Late updates of closed windows, to emit after the batch.
     updated: Vec<(Timestamp, Timestamp, K)>,
-    /// Emptied maps of dropped windows, reused for new ones (no rehashing
-    /// as a new window fills up).
-    spare: Vec<Pane<K, A::Acc>>,
     counters: Arc<WindowCounters>,
     out: Batch<WindowResult<K, A::Output>>,
     down: Downstream<WindowResult<K, A::Output>>,
@@ -80,6 +92,7 @@ where
 {
     pub fn new(
         aggregate: A,
+        windows: TimeWindows,
         lateness: Lateness,
         early: Option<Duration>,
         clock: Arc<dyn Clock>,
@@ -88,14 +101,17 @@ where
     ) -> Self {
         Self {
             aggregate,
+            windows,
             lateness,
             early,
             clock,
             next_early: None,
             panes: BTreeMap::new(),
+            slab: Vec::new(),
+            free: Vec::new(),
+            recent: Vec::with_capacity(RECENT),
             watermark: MIN_TIMESTAMP,
             updated: Vec::new(),
-            spare: Vec::new(),
             counters,
             out: Batch::new(),
             down,
@@ -107,8 +123,77 @@ where
         super::send_results(&mut self.out, &mut self.down, &self.counters)
     }
 
+    /// The pane of `(start, end)`, made if new; `None` when this worker
+    /// has dropped the window (counted: see `WindowCounters::late_partials`).
+    #[inline]
+    fn pane(&mut self, (start, end): (Timestamp, Timestamp)) -> Option<usize> {
+        if let Some(&(_, pane)) = self.recent.iter().rev().find(|(w, _)| *w == (end, start)) {
+            return Some(pane);
+        }
+        if self.lateness.is_closed(end, self.watermark) {
+            self.counters.add_late_partial();
+            return None;
+        }
+        let Self {
+            panes, slab, free, ..
+        } = self;
+        let pane = *panes.entry((end, start)).or_insert_with(|| {
+            free.pop().unwrap_or_else(|| {
+                slab.push(Pane::default());
+                slab.len() - 1
+            })
+        });
+        if self.recent.len() == RECENT {
+            self.recent.remove(0);
+        }
+        self.recent.push(((end, start), pane));
+        Some(pane)
+    }
+
+    /// Folds `value` into `key`'s slot of `window`: one hash and probe.
+    #[inline]
+    fn fold(&mut self, window: (Timestamp, Timestamp), key: K, value: Value<'_, T, A::Acc>) {
+        let Some(pane) = self.pane(window) else {
+            return;
+        };
+        let (start, end) = window;
+        let closed = end <= self.watermark;
+        let aggregate = &self.aggregate;
+        match self.slab[pane].entry(key) {
+            Entry::Occupied(mut known) => {
+                let slot = known.get_mut();
+                match value {
+                    Value::Event(event) => aggregate.update(&mut slot.acc, event),
+                    Value::Partial(acc) => aggregate.merge(&mut slot.acc, &acc),
+                }
+                slot.dirty = true;
+                if closed {
+                    self.updated.push((end, start, known.key().clone()));
+                }
+            }
+            Entry::Vacant(new) => {
+                if closed {
+                    self.updated.push((end, start, new.key().clone()));
+                }
+                let acc = match value {
+                    Value::Event(event) => {
+                        let mut acc = aggregate.init();
+                        aggregate.update(&mut acc, event);
+                        acc
+                    }
+                    Value::Partial(acc) => acc,
+                };
+                new.insert(Slot {
+                    acc,
+                    emitted: 0,
+                    dirty: true,
+                });
+            }
+        }
+    }
+
     /// Emits every window the watermark has closed, drops those beyond the
-    /// allowed lateness (keeping their maps, emptied, for new windows).
+    /// allowed lateness (keeping a few emptied panes for new windows).
     fn advance(&mut self, watermark: Timestamp) -> OperatorResult {
         let previous = self.watermark;
         self.watermark = watermark;
@@ -118,12 +203,13 @@ where
         );
         let Self {
             panes,
+            slab,
             aggregate,
             out,
             ..
         } = self;
-        for (&window, pane) in panes.range_mut(range) {
-            for (key, slot) in pane.iter_mut() {
+        for (&window, &pane) in panes.range(range) {
+            for (key, slot) in slab[pane].iter_mut() {
                 emit(
                     out,
                     row(&*aggregate, key.clone(), window, slot, Emission::OnTime),
@@ -135,11 +221,14 @@ where
             if !self.lateness.is_closed(end, watermark) {
                 break;
             }
-            let mut pane = entry.remove();
-            if self.spare.len() < 16 {
-                pane.clear();
-                self.spare.push(pane);
+            let pane = entry.remove();
+            if self.free.len() < SPARE {
+                self.slab[pane].clear();
+            } else {
+                self.slab[pane] = Pane::default();
             }
+            self.free.push(pane);
+            self.recent.clear();
         }
         self.flush()
     }
@@ -147,6 +236,7 @@ where
     fn fire_early(&mut self) {
         let Self {
             panes,
+            slab,
             aggregate,
             out,
             watermark,
@@ -156,8 +246,8 @@ where
             Excluded((*watermark, MAX_TIMESTAMP)),
             std::ops::Bound::Unbounded,
         );
-        for (&window, pane) in panes.range_mut(open) {
-            for (key, slot) in pane.iter_mut().filter(|(_, s)| s.dirty) {
+        for (&window, &pane) in panes.range(open) {
+            for (key, slot) in slab[pane].iter_mut().filter(|(_, s)| s.dirty) {
                 emit(
                     out,
                     row(&*aggregate, key.clone(), window, slot, Emission::Early),
@@ -167,64 +257,23 @@ where
     }
 }
 
-impl<T, K, A> Operator<WindowPartial<K, A::Acc>> for TimeWindowOperator<T, K, A>
+/// What is folded into a slot: an event, or a partial aggregate of events.
+enum Value<'a, T, Acc> {
+    Event(&'a T),
+    Partial(Acc),
+}
+
+impl<T, K, A> TimeWindowOperator<T, K, A>
 where
     K: Hash + Eq + Clone + Send,
     A: Aggregate<T>,
     A::Output: Send,
 {
-    fn on_batch(&mut self, batch: &mut Batch<WindowPartial<K, A::Acc>>) -> OperatorResult {
+    /// After a batch: emits the closed windows it updated, then sends.
+    fn updates(&mut self) -> OperatorResult {
         let Self {
             panes,
-            spare,
-            aggregate,
-            updated,
-            counters,
-            watermark,
-            lateness,
-            ..
-        } = self;
-        // Partials come in runs of one window: one pane lookup per run.
-        let mut partials = batch.drain().map(|(partial, _)| partial).peekable();
-        while let Some(first) = partials.next() {
-            let (start, end) = (first.start, first.end);
-            if lateness.is_closed(end, *watermark) {
-                // Its window was dropped here already (see WindowCounters::late_partials).
-                counters.add_late_partial();
-                continue;
-            }
-            let closed = end <= *watermark;
-            let pane = panes
-                .entry((end, start))
-                .or_insert_with(|| spare.pop().unwrap_or_default());
-            let mut next = Some(first);
-            while let Some(partial) = next {
-                // One hash and probe per partial, new key or not.
-                match pane.entry(partial.key) {
-                    Entry::Occupied(mut known) => {
-                        let slot = known.get_mut();
-                        aggregate.merge(&mut slot.acc, &partial.acc);
-                        slot.dirty = true;
-                        if closed {
-                            updated.push((end, start, known.key().clone()));
-                        }
-                    }
-                    Entry::Vacant(new) => {
-                        if closed {
-                            updated.push((end, start, new.key().clone()));
-                        }
-                        new.insert(Slot {
-                            acc: partial.acc,
-                            emitted: 0,
-                            dirty: true,
-                        });
-                    }
-                }
-                next = partials.next_if(|p| p.start == start && p.end == end);
-            }
-        }
-        let Self {
-            panes,
+            slab,
             aggregate,
             out,
             updated,
@@ -232,8 +281,8 @@ where
         } = self;
         for (end, start, key) in updated.drain(..) {
             let slot = panes
-                .get_mut(&(end, start))
-                .and_then(|pane| pane.get_mut(&key));
+                .get(&(end, start))
+                .and_then(|&pane| slab[pane].get_mut(&key));
             if let Some(slot) = slot.filter(|s| s.dirty) {
                 emit(
                     out,
@@ -244,7 +293,7 @@ where
         self.flush()
     }
 
-    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
+    fn tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
         let mut deadline = self.down.on_tick(now)?;
         if let Some(interval) = self.early {
             let due = *self.next_early.get_or_insert(self.clock.now() + interval);
@@ -259,18 +308,103 @@ where
         Ok(deadline)
     }
 
-    fn on_watermark(&mut self, watermark: Timestamp) -> OperatorResult {
+    fn watermark(&mut self, watermark: Timestamp) -> OperatorResult {
         if watermark > self.watermark {
             self.advance(watermark)?;
         }
         self.down.on_watermark(watermark)
     }
 
-    fn on_end(&mut self) -> OperatorResult {
+    fn end(&mut self) -> OperatorResult {
         if self.watermark < MAX_TIMESTAMP {
             self.advance(MAX_TIMESTAMP)?;
         }
         self.down.on_end()
+    }
+}
+
+impl<T, K, A> Operator<WindowInput<K, T, A::Acc>> for TimeWindowOperator<T, K, A>
+where
+    T: Send,
+    K: Hash + Eq + Clone + Send,
+    A: Aggregate<T>,
+    A::Output: Send,
+{
+    fn on_batch(&mut self, batch: &mut Batch<WindowInput<K, T, A::Acc>>) -> OperatorResult {
+        for (input, time) in batch.drain() {
+            match input {
+                // A tumbling window starts where the event's windows do.
+                WindowInput::Event { key, event, from } if self.windows.is_tumbling() => {
+                    let window = (from, from.saturating_add(self.windows.size()));
+                    self.fold(window, key, Value::Event(&event));
+                }
+                WindowInput::Event { key, event, from } => {
+                    let mut windows = self
+                        .windows
+                        .assign(time)
+                        .take_while(|&(start, _)| start >= from);
+                    if let Some(mut window) = windows.next() {
+                        for next in windows {
+                            self.fold(window, key.clone(), Value::Event(&event));
+                            window = next;
+                        }
+                        self.fold(window, key, Value::Event(&event));
+                    }
+                }
+                WindowInput::Partial(partial) => {
+                    let WindowPartial {
+                        key,
+                        start,
+                        end,
+                        acc,
+                    } = *partial;
+                    self.fold((start, end), key, Value::Partial(acc));
+                }
+            }
+        }
+        self.updates()
+    }
+    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
+        self.tick(now)
+    }
+    fn on_watermark(&mut self, watermark: Timestamp) -> OperatorResult {
+        self.watermark(watermark)
+    }
+    fn on_end(&mut self) -> OperatorResult {
+        self.end()
+    }
+    fn downstream(&mut self) -> Option<&mut dyn sluice_runtime::Signals> {
+        Some(&mut self.down)
+    }
+}
+
+/// Partials only: sliding windows, whose events fold before the exchange.
+impl<T, K, A> Operator<WindowPartial<K, A::Acc>> for TimeWindowOperator<T, K, A>
+where
+    K: Hash + Eq + Clone + Send,
+    A: Aggregate<T>,
+    A::Output: Send,
+{
+    fn on_batch(&mut self, batch: &mut Batch<WindowPartial<K, A::Acc>>) -> OperatorResult {
+        for (partial, _) in batch.drain() {
+            let WindowPartial {
+                key,
+                start,
+                end,
+                acc,
+            } = partial;
+            self.fold((start, end), key, Value::Partial(acc));
+        }
+        self.updates()
+    }
+    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
+        self.tick(now)
+    }
+    fn on_watermark(&mut self, watermark: Timestamp) -> OperatorResult {
+        self.watermark(watermark)
+    }
+    fn on_end(&mut self) -> OperatorResult {
+        self.end()
     }
     fn downstream(&mut self) -> Option<&mut dyn sluice_runtime::Signals> {
         Some(&mut self.down)
