@@ -101,6 +101,12 @@ impl<T> Queue<T> {
     /// Takes the oldest message out; wakes the senders' threads when the
     /// queue goes below its capacity.
     pub(crate) fn pop(&self) -> Option<Envelope<T>> {
+        // Without the lock when empty: a worker looking for work before it
+        // parks does not contend with the senders. A push counts its message
+        // before it wakes the receiver, so none is missed.
+        if self.len.load(Ordering::SeqCst) == 0 {
+            return None;
+        }
         let (envelope, before) = {
             let mut messages = self.messages.lock().unwrap_or_else(PoisonError::into_inner);
             let envelope = messages.pop_front()?;

@@ -32,6 +32,59 @@ use std::time::Duration;
 /// wake-up, and the period at which it sees a stop.
 const MAX_PARK: Duration = Duration::from_millis(10);
 
+/// How long a worker with nothing to run keeps looking before it parks.
+/// Waits between workers of one run are mostly shorter (the other worker
+/// is in the middle of a turn whose output this one needs), and a park and
+/// its wake-up cost the kernel's task switch on both sides, tens of
+/// microseconds on a virtual machine.
+const SPIN: Duration = Duration::from_micros(50);
+
+/// Spinning before parking, while it pays: a worker spins while most of
+/// its recent waits ended within [`SPIN`], and parks at once after a run of
+/// longer ones (an idle pipeline costs no CPU), until a short wait shows
+/// up again. Real time, not the run's clock: a simulated clock does not
+/// move while a worker spins.
+#[derive(Debug)]
+struct Spin {
+    /// When the current wait began.
+    since: Option<std::time::Instant>,
+    /// Recent waits that ended within `SPIN`, less those that did not
+    /// (saturating at 0..=8).
+    short: u8,
+}
+
+impl Default for Spin {
+    fn default() -> Self {
+        Self {
+            since: None,
+            short: 4,
+        }
+    }
+}
+
+impl Spin {
+    /// A stage ran: the wait, if any, is over.
+    fn ran(&mut self) {
+        if let Some(since) = self.since.take() {
+            self.short = if since.elapsed() <= SPIN {
+                (self.short + 1).min(8)
+            } else {
+                self.short.saturating_sub(2)
+            };
+        }
+    }
+
+    /// Whether to look at the stages again instead of parking.
+    fn keep_spinning(&mut self) -> bool {
+        let since = *self.since.get_or_insert_with(std::time::Instant::now);
+        if self.short > 0 && since.elapsed() < SPIN {
+            std::hint::spin_loop();
+            return true;
+        }
+        false
+    }
+}
+
 /// What a turn of a stage did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Step {
@@ -278,6 +331,7 @@ pub(crate) fn run(stages: Vec<Box<dyn Stage>>, clock: &dyn Clock, shared: Shared
             shared: shared.clone(),
         });
     });
+    let mut spin = Spin::default();
     loop {
         if shared.aborted() {
             break;
@@ -303,13 +357,18 @@ pub(crate) fn run(stages: Vec<Box<dyn Stage>>, clock: &dyn Clock, shared: Shared
         if !live {
             break;
         }
-        if !ran {
-            let timeout = wake
-                .map_or(MAX_PARK, |until| until.saturating_sub(clock.now()))
-                .min(MAX_PARK);
-            if !timeout.is_zero() {
-                std::thread::park_timeout(timeout);
-            }
+        if ran {
+            spin.ran();
+            continue;
+        }
+        if spin.keep_spinning() {
+            continue;
+        }
+        let timeout = wake
+            .map_or(MAX_PARK, |until| until.saturating_sub(clock.now()))
+            .min(MAX_PARK);
+        if !timeout.is_zero() {
+            std::thread::park_timeout(timeout);
         }
     }
     // Dropping the stages closes their queues: stages of other workers
