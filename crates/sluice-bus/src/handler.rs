@@ -219,8 +219,11 @@ impl<T: 'static, U: Clone + Send + 'static> Handler<T, U> {
     /// a queue and a thread of its own: the event is handled (and its
     /// output published, or its dead letter sent) before `publish` returns.
     /// This is the event path without a thread hop, for handlers that are
-    /// quick: the publisher (a pipeline's worker) waits for the handler, and
-    /// for its retries' backoff when it fails. Events are handled in the
+    /// quick: the publisher (a pipeline's worker) waits for the handler.
+    /// It does not retry unless given [`Handler::with_retry`] (a backoff
+    /// would hold up the publisher). Inline handlers that publish to each
+    /// other's topics nest on the publisher's stack, 64 deep at most
+    /// ([`BusError::InlineTooDeep`]: a cycle ends in a dead letter). Events are handled in the
     /// order each publisher publishes them; publishers on several threads
     /// call the handler concurrently, so `keyed` copies do not apply. Only
     /// the in-process [`Bus`](super::Bus) runs inline handlers; a NATS bus

@@ -1,5 +1,6 @@
 //! The count of events the bus accepted and has not finished handling, which shutdown waits on.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::Duration;
@@ -15,12 +16,15 @@ pub(crate) struct InFlight {
 }
 
 impl InFlight {
+    /// Sequentially consistent with the bus's `closed` flag: a publisher
+    /// counts itself, then reads `closed`; shutdown sets `closed`, then
+    /// reads the count. One of the two sees the other.
     pub fn started(&self) {
-        self.count.fetch_add(1, Ordering::AcqRel);
+        self.count.fetch_add(1, Ordering::SeqCst);
     }
 
     pub fn finished(&self) {
-        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.count.fetch_sub(1, Ordering::SeqCst) == 1 {
             let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
             self.idle.notify_all();
         }
@@ -28,7 +32,7 @@ impl InFlight {
 
     pub fn wait_idle(&self) {
         let mut guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
-        while self.count.load(Ordering::Acquire) != 0 {
+        while self.count.load(Ordering::SeqCst) != 0 {
             // The timeout covers a notification sent between the check and the wait.
             guard = self
                 .idle
@@ -37,4 +41,33 @@ impl InFlight {
                 .0;
         }
     }
+}
+
+thread_local! {
+    /// How deep in handlers this thread is: 1 on a handler's own thread,
+    /// plus one per inline handler running in another's call.
+    static HANDLER_DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Inline handlers nested deeper than this (a handler's output calls an
+/// inline handler, whose output calls another...) are refused: a cycle of
+/// topics would otherwise run out of stack.
+pub(crate) const MAX_INLINE_DEPTH: u32 = 64;
+
+/// How deep in handlers the current thread is (0: not in a handler).
+pub(crate) fn handler_depth() -> u32 {
+    HANDLER_DEPTH.with(Cell::get)
+}
+
+/// Runs `f` one handler deeper.
+pub(crate) fn in_handler<R>(f: impl FnOnce() -> R) -> R {
+    struct Leave;
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            HANDLER_DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+        }
+    }
+    HANDLER_DEPTH.with(|d| d.set(d.get() + 1));
+    let _leave = Leave;
+    f()
 }

@@ -113,6 +113,17 @@ pub enum BusError {
         /// What this bus does not do, and what to do instead.
         reason: String,
     },
+    /// Inline handlers called each other's topics deeper than the bus
+    /// allows: a cycle of topics whose handlers are all inline.
+    #[error(
+        "topic `{topic}`: inline handlers nested {depth} deep (a cycle of topics?): give one handler of the cycle a thread of its own (drop `.inline()`)"
+    )]
+    InlineTooDeep {
+        /// The topic whose inline handler was not called.
+        topic: String,
+        /// How deep the call was.
+        depth: u32,
+    },
     /// A handler thread could not be started.
     #[error("could not start a thread for handler `{handler}`: {error}")]
     Spawn {
@@ -321,8 +332,15 @@ impl Bus {
     /// every handler (and what it published) is done, then stops the
     /// handler threads. Returns the bus's counters. Calling it again
     /// returns the counters again.
+    ///
+    /// Called from a handler (which cannot wait for itself), it only stops
+    /// taking new events and returns the counters; a call from outside
+    /// the handlers then waits and stops the threads.
     pub fn shutdown(&self) -> BusReport {
-        self.shared.closed.store(true, Ordering::Release);
+        self.shared.closed.store(true, Ordering::SeqCst);
+        if in_flight::handler_depth() > 0 {
+            return self.report();
+        }
         self.shared.in_flight.wait_idle();
         let closers: Vec<Closer> = lock(&self.shared.closers).drain(..).collect();
         for close in closers {

@@ -134,12 +134,17 @@ impl<T: Clone + Send + 'static> Topic<T> {
     /// # Ok::<(), BusError>(())
     /// ```
     pub fn publish(&self, event: T) -> Result<(), BusError> {
-        if self.bus.closed.load(Ordering::Acquire) {
-            return Err(BusError::Closed {
-                topic: self.name().to_string(),
-            });
-        }
-        self.deliver(event)?;
+        // Counted in flight before the check: a shutdown that has not seen
+        // this publish is seen by it (see `InFlight::started`), so no
+        // handler runs after `shutdown` returned.
+        self.bus.in_flight.started();
+        let delivered = if self.bus.closed.load(Ordering::SeqCst) {
+            Err(closed(self.name()))
+        } else {
+            self.deliver(event)
+        };
+        self.bus.in_flight.finished();
+        delivered?;
         self.bus.counters.published.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -151,6 +156,13 @@ impl<T: Clone + Send + 'static> Topic<T> {
         if routes.is_empty() {
             return Err(BusError::NoSubscriber {
                 topic: self.name().to_string(),
+            });
+        }
+        let depth = crate::in_flight::handler_depth();
+        if depth >= MAX_INLINE_DEPTH && routes.iter().any(|r| matches!(r, Route::Inline(_))) {
+            return Err(BusError::InlineTooDeep {
+                topic: self.name().to_string(),
+                depth,
             });
         }
         let last = routes.len() - 1;
@@ -179,7 +191,7 @@ impl<T: Clone + Send + 'static> Topic<T> {
                 }
                 Route::Inline(call) => {
                     self.bus.counters.delivered.fetch_add(1, Ordering::Relaxed);
-                    call(copy);
+                    crate::in_flight::in_handler(|| call(copy));
                     self.bus.in_flight.finished();
                 }
             }
@@ -187,6 +199,8 @@ impl<T: Clone + Send + 'static> Topic<T> {
         Ok(())
     }
 }
+
+use crate::in_flight::MAX_INLINE_DEPTH;
 
 fn closed(topic: &str) -> BusError {
     BusError::Closed {

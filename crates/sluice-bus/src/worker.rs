@@ -22,7 +22,14 @@ where
     T: Clone + std::fmt::Debug + Send + 'static,
     U: Clone + std::fmt::Debug + Send + 'static,
 {
-    let retry = handler.retry.unwrap_or(shared.config.retry);
+    // An inline handler's backoff would hold up the publisher: it does not
+    // retry unless told to.
+    let default = if handler.inline {
+        RetryPolicy::NEVER
+    } else {
+        shared.config.retry
+    };
+    let retry = handler.retry.unwrap_or(default);
     retry.validate()?;
     let worker = || Worker {
         shared: shared.clone(),
@@ -82,7 +89,7 @@ where
     fn run(self, queue: Receiver<T>) {
         let spin = self.shared.config.spin_before_park;
         while let Some(event) = next(&queue, spin) {
-            self.handle(event);
+            super::in_flight::in_handler(|| self.handle(event));
             self.shared.counters.handled.fetch_add(1, Ordering::Relaxed);
             self.shared.in_flight.finished();
         }

@@ -401,3 +401,127 @@ fn inline_and_queued_handlers_of_one_topic_both_get_every_event() {
     assert_eq!(queued.load(Ordering::SeqCst), 5050);
     assert_eq!((report.delivered, report.handled), (200, 200));
 }
+
+/// Runs `f` on a thread of its own and fails the test if it has not
+/// returned within a minute (a deadlock), instead of hanging the run.
+fn within_a_minute<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("did not return within a minute: a deadlock")
+}
+
+/// A topic whose inline handler publishes back to it: the calls nest on
+/// the publisher's stack. The bus cuts the cycle at a depth with a dead
+/// letter instead of running out of stack (which aborts the process).
+#[test]
+fn a_cycle_of_inline_handlers_ends_in_a_dead_letter_not_a_stack_overflow() {
+    // A small stack: without the cut, the nesting overflows it.
+    let report = std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(|| {
+            let bus = Bus::new();
+            let ping = bus.topic::<u64>("ping").unwrap();
+            bus.subscribe(
+                &ping,
+                Handler::publishing("echo", &ping, |n: &u64| Ok::<_, String>(Some(n + 1))).inline(),
+            )
+            .unwrap();
+            let letters: Arc<Mutex<Vec<DeadLetter<u64>>>> = Arc::default();
+            let keep = letters.clone();
+            bus.subscribe(
+                &bus.dead_letter_topic(&ping).unwrap(),
+                Handler::new("keep", move |l: &DeadLetter<u64>| {
+                    keep.lock().unwrap().push(l.clone());
+                    Ok::<(), String>(())
+                }),
+            )
+            .unwrap();
+            ping.publish(0).unwrap();
+            let report = bus.shutdown();
+            let letters = letters.lock().unwrap().clone();
+            (report, letters)
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    let (report, letters) = report;
+    // 64 nested calls handled 0..=63 (the 64th could not call the next),
+    // and the dead letter was handled.
+    assert_eq!(report.handled, 64 + 1);
+    assert_eq!(report.dead_lettered, 1);
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].event, 63);
+    assert!(
+        letters[0].error.contains("nested 64 deep"),
+        "{}",
+        letters[0].error
+    );
+}
+
+/// A handler that shuts the bus down cannot wait for itself: the bus stops
+/// taking events and the call returns; shutting down from outside then
+/// waits and stops the threads.
+#[test]
+fn a_handler_that_shuts_the_bus_down_does_not_wait_for_itself() {
+    for inline in [true, false] {
+        let report = within_a_minute(move || {
+            let bus = Bus::new();
+            let topic = bus.topic::<u8>("stop").unwrap();
+            let inner = bus.clone();
+            let handler = Handler::new("stopper", move |_: &u8| {
+                inner.shutdown();
+                Ok::<(), String>(())
+            });
+            let handler = if inline { handler.inline() } else { handler };
+            bus.subscribe(&topic, handler).unwrap();
+            topic.publish(1).unwrap();
+            let report = bus.shutdown();
+            assert!(matches!(topic.publish(2), Err(BusError::Closed { .. })));
+            report
+        });
+        assert_eq!(
+            (report.published, report.handled),
+            (1, 1),
+            "inline {inline}"
+        );
+    }
+}
+
+/// An inline handler runs on the publisher's thread: by default it does not
+/// retry (a backoff would hold up the publisher); told to, it does.
+#[test]
+fn an_inline_handler_retries_only_when_told_to() {
+    for (retry, attempts) in [
+        (None, 1),
+        (
+            Some(RetryPolicy {
+                max_attempts: 3,
+                initial_backoff: Duration::ZERO,
+                max_backoff: Duration::ZERO,
+            }),
+            3,
+        ),
+    ] {
+        let bus = Bus::new();
+        let topic = bus.topic::<u8>("fails").unwrap();
+        let calls = Arc::new(AtomicU32::new(0));
+        let count = calls.clone();
+        let mut handler = Handler::new("fail", move |_: &u8| {
+            count.fetch_add(1, Ordering::Relaxed);
+            Err::<(), String>("no".to_string())
+        })
+        .inline();
+        if let Some(policy) = retry {
+            handler = handler.with_retry(policy);
+        }
+        bus.subscribe(&topic, handler).unwrap();
+        topic.publish(1).unwrap();
+        assert_eq!(calls.load(Ordering::Relaxed), attempts);
+        let report = bus.shutdown();
+        assert_eq!(report.retries, u64::from(attempts - 1));
+        assert_eq!(report.dead_lettered, 1);
+    }
+}
