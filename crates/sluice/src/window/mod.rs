@@ -212,10 +212,11 @@ impl WindowCounters {
     pub fn late(&self) -> u64 {
         self.late.load(Ordering::Relaxed)
     }
-    /// Partial aggregates that reached a worker after it had dropped their
-    /// window (beyond the allowed lateness by its watermark, though not by
-    /// the reading worker's). Happens only when an input that was idle
-    /// resumes behind the others; their events are not in any result.
+    /// Partial aggregates (and events sent on unfolded, per window) that
+    /// reached a worker after it had dropped their window (beyond the
+    /// allowed lateness by its watermark, though not by the reading
+    /// worker's). Happens only when an input that was idle resumes behind
+    /// the others; their events are not in any result.
     pub fn late_partials(&self) -> u64 {
         self.late_partials.load(Ordering::Relaxed)
     }
