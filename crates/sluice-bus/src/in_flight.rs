@@ -1,6 +1,6 @@
 //! The count of events the bus accepted and has not finished handling, which shutdown waits on.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::Duration;
@@ -44,9 +44,10 @@ impl InFlight {
 }
 
 thread_local! {
-    /// How deep in handlers this thread is: 1 on a handler's own thread,
-    /// plus one per inline handler running in another's call.
-    static HANDLER_DEPTH: Cell<u32> = const { Cell::new(0) };
+    /// The buses whose handlers this thread is in, innermost last: one
+    /// entry on a handler's own thread, plus one per inline handler running
+    /// in another's call.
+    static HANDLERS: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Inline handlers nested deeper than this (a handler's output calls an
@@ -54,20 +55,25 @@ thread_local! {
 /// topics would otherwise run out of stack.
 pub(crate) const MAX_INLINE_DEPTH: u32 = 64;
 
-/// How deep in handlers the current thread is (0: not in a handler).
+/// How deep in handlers (of any bus) the current thread is.
 pub(crate) fn handler_depth() -> u32 {
-    HANDLER_DEPTH.with(Cell::get)
+    HANDLERS.with(|h| u32::try_from(h.borrow().len()).unwrap_or(u32::MAX))
 }
 
-/// Runs `f` one handler deeper.
-pub(crate) fn in_handler<R>(f: impl FnOnce() -> R) -> R {
+/// Whether the current thread is in a handler of the bus `bus`.
+pub(crate) fn in_handler_of(bus: usize) -> bool {
+    HANDLERS.with(|h| h.borrow().contains(&bus))
+}
+
+/// Runs `f` as a handler of the bus `bus` (its shared state's address).
+pub(crate) fn in_handler<R>(bus: usize, f: impl FnOnce() -> R) -> R {
     struct Leave;
     impl Drop for Leave {
         fn drop(&mut self) {
-            HANDLER_DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+            HANDLERS.with(|h| h.borrow_mut().pop());
         }
     }
-    HANDLER_DEPTH.with(|d| d.set(d.get() + 1));
+    HANDLERS.with(|h| h.borrow_mut().push(bus));
     let _leave = Leave;
     f()
 }

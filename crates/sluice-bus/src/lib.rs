@@ -157,7 +157,8 @@ pub struct BusReport {
 pub struct BusConfig {
     /// Events a handler's queue holds before publishers wait. Default 1024.
     pub queue_capacity: usize,
-    /// Retries of a failing handler, unless the handler sets its own.
+    /// Retries of a failing handler, unless the handler sets its own
+    /// (inline handlers do not retry unless they set one).
     pub retry: RetryPolicy,
     /// How long an idle handler polls its queue before its thread sleeps
     /// (default 0: sleep at once). A few hundred microseconds buys
@@ -333,12 +334,12 @@ impl Bus {
     /// handler threads. Returns the bus's counters. Calling it again
     /// returns the counters again.
     ///
-    /// Called from a handler (which cannot wait for itself), it only stops
-    /// taking new events and returns the counters; a call from outside
-    /// the handlers then waits and stops the threads.
+    /// Called from one of this bus's handlers (which cannot wait for
+    /// itself), it only stops taking new events and returns the counters; a
+    /// call from outside its handlers then waits and stops the threads.
     pub fn shutdown(&self) -> BusReport {
         self.shared.closed.store(true, Ordering::SeqCst);
-        if in_flight::handler_depth() > 0 {
+        if in_flight::in_handler_of(self.shared.id()) {
             return self.report();
         }
         self.shared.in_flight.wait_idle();
@@ -362,6 +363,11 @@ impl Bus {
 }
 
 impl BusShared {
+    /// This bus's identity, for the handlers a thread is in.
+    pub(crate) fn id(&self) -> usize {
+        self as *const Self as usize
+    }
+
     fn topic<T>(self: &Arc<Self>, name: &str) -> Result<Topic<T>, BusError>
     where
         T: Clone + std::fmt::Debug + Send + 'static,

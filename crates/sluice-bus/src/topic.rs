@@ -191,7 +191,7 @@ impl<T: Clone + Send + 'static> Topic<T> {
                 }
                 Route::Inline(call) => {
                     self.bus.counters.delivered.fetch_add(1, Ordering::Relaxed);
-                    crate::in_flight::in_handler(|| call(copy));
+                    crate::in_flight::in_handler(self.bus.id(), || call(copy));
                     self.bus.in_flight.finished();
                 }
             }

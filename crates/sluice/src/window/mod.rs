@@ -33,7 +33,7 @@
 //! of tumbling windows where that does not pay (about one event per key and
 //! window) sends its events as they are, each folded once into its window's
 //! pane on the other side. With one worker and one instance nothing is
-//! exchanged: the windows fold each event right behind its lateness check.
+//! exchanged: the windows run right behind the lateness check.
 //! Lateness is judged against the reading worker's watermark, which is
 //! never behind the merging worker's; so the merging side never sees an
 //! event beyond lateness.
@@ -505,7 +505,7 @@ where
 }
 
 /// Whether a window's keys must be exchanged: not when one instance on one
-/// worker has them all (then the windows fold right behind the lateness check).
+/// worker has them all (then the windows run right behind the lateness check).
 fn exchanges<T: Send + 'static>(stream: &Stream<T>) -> bool {
     stream.parallelism() > 1 || stream.plan().borrow().settings.workers > 1
 }

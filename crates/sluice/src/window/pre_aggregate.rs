@@ -83,11 +83,12 @@ impl<K, T: Clone, Acc> PreOutput<K, T, Acc> for WindowInput<K, T, Acc> {
 /// partials than events cross to the other workers. When it has about one
 /// (many keys, short windows), the hash map only costs, and each event goes
 /// on as it is (time windows: `O` is [`WindowInput`]), to be folded into its
-/// window once, after the exchange. A batch that folded to more than one
-/// partial per three window assignments makes the next [`DIRECT_BATCHES`]
-/// batches pass their events on; then a batch is looked at. Where
-/// the windows are fused behind it (`exchanged` false: one worker), no
-/// batch folds. Session windows always fold.
+/// window once, after the exchange (or right behind, in the same stage,
+/// where nothing is exchanged: one worker). A batch that folded to more
+/// than one partial per three window assignments makes the next
+/// [`DIRECT_BATCHES`] batches pass their events on; then a batch is looked
+/// at. Sliding windows pass single partials instead (`Mode::Singles`).
+/// Session windows always fold.
 pub(crate) struct WindowPreAggregate<T, K, A: Aggregate<T>, O> {
     pub key: Arc<dyn Fn(&T) -> K + Send + Sync>,
     pub aggregate: A,
@@ -103,8 +104,8 @@ pub(crate) struct WindowPreAggregate<T, K, A: Aggregate<T>, O> {
     pub probe: FxHashSet<(K, Timestamp, Timestamp)>,
     /// Window assignments of this batch that were not late.
     pub assigned: usize,
-    /// Partials go through an exchange: folding saves their transfer.
-    /// Without one, the windows right behind fold each event anyway.
+    /// Partials go through an exchange: folding also saves their transfer,
+    /// so singles take over at more partials per assignment than without.
     pub exchanged: bool,
     pub late: Downstream<LateEvent<T>>,
     pub late_batch: Batch<LateEvent<T>>,
@@ -148,7 +149,7 @@ where
     /// How this batch goes on. Events: for [`DIRECT_BATCHES`] after a
     /// batch that folded to little; then a batch is looked at (its distinct
     /// keys and windows counted, nothing folded) to choose. Singles: for
-    /// [`DIRECT_BATCHES`] after a batch that folded to little.
+    /// [`SINGLES_BATCHES`] after a batch that folded to little.
     fn mode(&mut self, batch: &Batch<T>) -> Mode {
         let Assigner::Time(windows) = self.assigner else {
             return Mode::Fold;

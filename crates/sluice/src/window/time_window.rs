@@ -161,15 +161,17 @@ where
         let aggregate = &self.aggregate;
         match self.slab[pane].entry(key) {
             Entry::Occupied(mut known) => {
+                // A closed window's slot is dirty only while its late
+                // update waits in `updated`: once is enough.
+                if closed && !known.get().dirty {
+                    self.updated.push((end, start, known.key().clone()));
+                }
                 let slot = known.get_mut();
                 match value {
                     Value::Event(event) => aggregate.update(&mut slot.acc, event),
                     Value::Partial(acc) => aggregate.merge(&mut slot.acc, &acc),
                 }
                 slot.dirty = true;
-                if closed {
-                    self.updated.push((end, start, known.key().clone()));
-                }
             }
             Entry::Vacant(new) => {
                 if closed {
@@ -221,13 +223,15 @@ where
             if !self.lateness.is_closed(end, watermark) {
                 break;
             }
+            // Panes that keep their memory are taken first (from the end).
             let pane = entry.remove();
             if self.free.len() < SPARE {
                 self.slab[pane].clear();
+                self.free.push(pane);
             } else {
                 self.slab[pane] = Pane::default();
+                self.free.insert(0, pane);
             }
-            self.free.push(pane);
             self.recent.clear();
         }
         self.flush()
