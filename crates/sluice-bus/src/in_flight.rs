@@ -30,6 +30,14 @@ impl InFlight {
         }
     }
 
+    /// Counts one in flight until the returned guard is dropped (also
+    /// when a panic unwinds past it: a count left behind would make
+    /// shutdown wait forever).
+    pub fn start(&self) -> Started<'_> {
+        self.started();
+        Started(self)
+    }
+
     pub fn wait_idle(&self) {
         let mut guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
         while self.count.load(Ordering::SeqCst) != 0 {
@@ -40,6 +48,22 @@ impl InFlight {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
+    }
+}
+
+/// One event in flight; finished when dropped.
+pub(crate) struct Started<'a>(&'a InFlight);
+
+impl Started<'_> {
+    /// The count now belongs to someone else (a handler's thread).
+    pub fn hand_over(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Started<'_> {
+    fn drop(&mut self) {
+        self.0.finished();
     }
 }
 

@@ -137,13 +137,13 @@ impl<T: Clone + Send + 'static> Topic<T> {
         // Counted in flight before the check: a shutdown that has not seen
         // this publish is seen by it (see `InFlight::started`), so no
         // handler runs after `shutdown` returned.
-        self.bus.in_flight.started();
+        let started = self.bus.in_flight.start();
         let delivered = if self.bus.closed.load(Ordering::SeqCst) {
             Err(closed(self.name()))
         } else {
             self.deliver(event)
         };
-        self.bus.in_flight.finished();
+        drop(started);
         delivered?;
         self.bus.counters.published.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -174,7 +174,6 @@ impl<T: Clone + Send + 'static> Topic<T> {
                 event.clone()
             };
             let Some(copy) = copy else { break };
-            self.bus.in_flight.started();
             match route {
                 Route::Queued { queues, key } => {
                     let queue = match key {
@@ -183,16 +182,18 @@ impl<T: Clone + Send + 'static> Topic<T> {
                         }
                         _ => 0,
                     };
+                    let started = self.bus.in_flight.start();
                     if queues[queue].send(copy).is_err() {
-                        self.bus.in_flight.finished();
                         return Err(closed(self.name()));
                     }
+                    // The handler's thread finishes it.
+                    started.hand_over();
                     self.bus.counters.delivered.fetch_add(1, Ordering::Relaxed);
                 }
                 Route::Inline(call) => {
+                    let _started = self.bus.in_flight.start();
                     self.bus.counters.delivered.fetch_add(1, Ordering::Relaxed);
                     crate::in_flight::in_handler(self.bus.id(), || call(copy));
-                    self.bus.in_flight.finished();
                 }
             }
         }

@@ -561,3 +561,30 @@ fn a_handler_that_shuts_another_bus_down_waits_for_it() {
     });
     assert_eq!((report.published, report.handled), (50, 50));
 }
+
+/// A key function that panics makes that publish panic, and nothing more:
+/// the event it was publishing is not left counted in flight, so shutdown
+/// still returns.
+#[test]
+fn a_key_function_that_panics_does_not_hang_shutdown() {
+    let report = within_a_minute(|| {
+        let bus = Bus::new();
+        let topic = bus.topic::<u32>("keyed").unwrap();
+        let handler = Handler::new("h", |_: &u32| Ok::<(), String>(())).keyed(2, |n: &u32| {
+            assert_ne!(*n, 13, "the key of 13 cannot be computed");
+            *n
+        });
+        bus.subscribe(&topic, handler).unwrap();
+        let inline = Handler::new("i", |_: &u32| Ok::<(), String>(())).inline();
+        bus.subscribe(&topic, inline).unwrap();
+        for n in 0..20 {
+            let publish =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| topic.publish(n)));
+            assert_eq!(publish.is_err(), n == 13);
+        }
+        bus.shutdown()
+    });
+    // 19 events reached the keyed handler and the inline one; 13 reached
+    // neither (the keyed route comes first and panicked).
+    assert_eq!(report.handled, 19 * 2);
+}
