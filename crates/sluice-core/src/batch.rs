@@ -140,7 +140,14 @@ impl<T> Batch<T> {
     }
 
     /// Moves every event to the end of `dst`, leaving this batch empty.
+    /// Into an empty `dst` the buffers are exchanged, not copied (this
+    /// batch keeps `dst`'s empty buffers and their capacity).
     pub fn append_into(&mut self, dst: &mut Batch<T>) {
+        if dst.items.is_empty() && dst.times.is_empty() {
+            std::mem::swap(&mut dst.items, &mut self.items);
+            std::mem::swap(&mut dst.times, &mut self.times);
+            return;
+        }
         dst.items.append(&mut self.items);
         dst.times.append(&mut self.times);
     }
