@@ -89,7 +89,29 @@ where
     fn run(self, queue: Receiver<T>) {
         let spin = self.shared.config.spin_before_park;
         while let Some(event) = next(&queue, spin) {
-            super::in_flight::in_handler(self.shared.id(), || self.handle(event));
+            // The handler's own panics are caught by its retries; one in
+            // what follows (the next topic's key function, a clone) must not
+            // end the thread: its queued events would never finish, and
+            // shutdown would wait for them for ever.
+            let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                super::in_flight::in_handler(self.shared.id(), || self.handle(event))
+            }));
+            if let Err(panic) = handled {
+                self.shared
+                    .counters
+                    .dead_lettered
+                    .fetch_add(1, Ordering::Relaxed);
+                lock(&self.shared.unclaimed).push(UnclaimedDeadLetter {
+                    topic: self.topic.name().to_string(),
+                    handler: self.name.clone(),
+                    event: "(not kept: the panic consumed it)".to_string(),
+                    error: format!(
+                        "a panic after the handler ran: {}",
+                        super::handler::panic_text(panic.as_ref())
+                    ),
+                    attempts: 1,
+                });
+            }
             self.shared.counters.handled.fetch_add(1, Ordering::Relaxed);
             self.shared.in_flight.finished();
         }

@@ -588,3 +588,37 @@ fn a_key_function_that_panics_does_not_hang_shutdown() {
     // neither (the keyed route comes first and panicked).
     assert_eq!(report.handled, 19 * 2);
 }
+
+/// A panic on a handler's thread after its function ran (here: the next
+/// topic's key function) does not end the thread: the events queued behind
+/// it are still handled, the lost one is reported, and shutdown returns.
+#[test]
+fn a_panic_on_a_handlers_thread_after_the_handler_ran_loses_only_that_event_and_says_so() {
+    let report = within_a_minute(|| {
+        let bus = Bus::new();
+        let a = bus.topic::<u32>("a").unwrap();
+        let b = bus.topic::<u32>("b").unwrap();
+        bus.subscribe(
+            &a,
+            Handler::publishing("forward", &b, |n: &u32| Ok::<_, String>(Some(*n))),
+        )
+        .unwrap();
+        let keyed = Handler::new("keyed", |_: &u32| Ok::<(), String>(())).keyed(2, |n: &u32| {
+            assert_ne!(*n, 13, "the key of 13 cannot be computed");
+            *n
+        });
+        bus.subscribe(&b, keyed).unwrap();
+        for n in 0..20 {
+            a.publish(n).unwrap();
+        }
+        bus.shutdown()
+    });
+    assert_eq!(report.handled, 20 + 19);
+    assert_eq!(report.dead_lettered, 1);
+    assert_eq!(report.unclaimed.len(), 1);
+    assert!(
+        report.unclaimed[0].error.contains("the key of 13"),
+        "{:?}",
+        report.unclaimed[0]
+    );
+}

@@ -46,7 +46,13 @@ fn allocations_for(events: u64, policy: FlushPolicy) -> u64 {
 
 #[test]
 fn allocations_do_not_grow_with_the_number_of_events() {
-    for policy in [FlushPolicy::Count(256), FlushPolicy::EachEvent] {
+    // Forward: each batch is handed on whole (its buffers swapped with the
+    // edge's, not copied).
+    for policy in [
+        FlushPolicy::Count(256),
+        FlushPolicy::EachEvent,
+        FlushPolicy::Forward,
+    ] {
         let small = allocations_for(10_000, policy);
         let large = allocations_for(1_000_000, policy);
         // Setup (threads, channels, first buffers) costs the same for both;

@@ -63,7 +63,7 @@ use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use time_window::TimeWindowOperator;
+use time_window::{TimeWindowInput, TimeWindowOperator};
 
 /// Which windows a keyed stream is cut into.
 #[derive(Clone)]
@@ -419,81 +419,28 @@ where
                         )) as Box<dyn Operator<WindowPartial<K, A::Acc>>>
                     })
             }
-            // Tumbling windows: an event is in one window, so an event that
-            // its batch does not fold with others crosses the exchange as it
-            // is and is folded once, into its pane.
-            (Assigner::Time(windows), _) if windows.is_tumbling() => {
-                let exchanged = exchanges(&stream);
-                let inputs = pre_aggregate::<_, _, _, WindowInput<K, T, A::Acc>>(
-                    stream,
-                    key,
-                    aggregate.clone(),
-                    Assigner::Time(windows),
-                    lateness,
-                    late_side,
-                    counters.clone(),
-                    exchanged,
-                );
-                let inputs = if exchanged {
-                    inputs.exchange(
-                        Arc::new(|input: &WindowInput<K, T, A::Acc>| match input {
-                            WindowInput::Event { key, .. } => key_hash(key),
-                            WindowInput::Partial(partial) => key_hash(&partial.key),
-                        }),
-                        exchange_policy,
-                    )
-                } else {
-                    inputs
-                };
-                let counters = counters.clone();
-                inputs.fuse_with_builder(move |down, _, builder| {
-                    Ok(Box::new(TimeWindowOperator::new(
-                        aggregate.clone(),
-                        windows,
-                        lateness,
-                        early,
-                        builder.settings.clock.clone(),
-                        counters.clone(),
-                        down,
-                    ))
-                        as Box<dyn Operator<WindowInput<K, T, A::Acc>>>)
-                })
-            }
-            // Sliding windows: an event is in several windows, folded into
-            // a partial per window before the exchange.
             (Assigner::Time(windows), _) => {
-                let exchanged = exchanges(&stream);
-                let partials = pre_aggregate::<_, _, _, WindowPartial<K, A::Acc>>(
+                let parts = TimeWindowParts {
                     stream,
                     key,
-                    aggregate.clone(),
-                    Assigner::Time(windows),
+                    aggregate,
+                    windows,
                     lateness,
+                    early,
                     late_side,
-                    counters.clone(),
-                    exchanged,
-                );
-                let partials = if exchanged {
-                    partials.exchange(
-                        Arc::new(|p: &WindowPartial<K, A::Acc>| key_hash(&p.key)),
-                        exchange_policy,
-                    )
-                } else {
-                    partials
+                    counters: counters.clone(),
+                    exchange_policy,
                 };
-                let counters = counters.clone();
-                partials.fuse_with_builder(move |down, _, builder| {
-                    Ok(Box::new(TimeWindowOperator::new(
-                        aggregate.clone(),
-                        windows,
-                        lateness,
-                        early,
-                        builder.settings.clock.clone(),
-                        counters.clone(),
-                        down,
-                    ))
-                        as Box<dyn Operator<WindowPartial<K, A::Acc>>>)
-                })
+                // Tumbling windows: an event is in one window, so an event
+                // that its batch does not fold with others crosses the
+                // exchange as it is and is folded once, into its pane.
+                // Sliding windows: an event is in several windows, folded
+                // into a partial per window before the exchange.
+                if windows.is_tumbling() {
+                    time_windows::<_, _, _, WindowInput<K, T, A::Acc>>(parts)
+                } else {
+                    time_windows::<_, _, _, WindowPartial<K, A::Acc>>(parts)
+                }
             }
         };
         Windowed {
@@ -508,6 +455,70 @@ where
 /// worker has them all (then the windows run right behind the lateness check).
 fn exchanges<T: Send + 'static>(stream: &Stream<T>) -> bool {
     stream.parallelism() > 1 || stream.plan().borrow().settings.workers > 1
+}
+
+/// What tumbling and sliding windows are made of.
+struct TimeWindowParts<T, K, A> {
+    stream: Stream<T>,
+    key: Arc<dyn Fn(&T) -> K + Send + Sync>,
+    aggregate: A,
+    windows: TimeWindows,
+    lateness: Lateness,
+    early: Option<Duration>,
+    late_side: SideOutput<LateEvent<T>>,
+    counters: Arc<WindowCounters>,
+    exchange_policy: sluice_runtime::FlushPolicy,
+}
+
+/// Tumbling or sliding windows: the pre-aggregation sending `O` on every
+/// instance of the stream, the exchange by key (unless one instance has
+/// every key), and the windows.
+fn time_windows<T, K, A, O>(parts: TimeWindowParts<T, K, A>) -> Stream<WindowResult<K, A::Output>>
+where
+    T: Clone + Send + 'static,
+    K: Hash + Eq + Clone + Send + 'static,
+    A: Aggregate<T> + Clone + 'static,
+    A::Output: Send + 'static,
+    O: PreOutput<K, T, A::Acc> + TimeWindowInput<T, K, A> + 'static,
+{
+    let TimeWindowParts {
+        stream,
+        key,
+        aggregate,
+        windows,
+        lateness,
+        early,
+        late_side,
+        counters,
+        exchange_policy,
+    } = parts;
+    let exchanged = exchanges(&stream);
+    let inputs = pre_aggregate::<_, _, _, O>(
+        stream,
+        key,
+        aggregate.clone(),
+        Assigner::Time(windows),
+        lateness,
+        late_side,
+        counters.clone(),
+        exchanged,
+    );
+    let inputs = if exchanged {
+        inputs.exchange(Arc::new(|input: &O| key_hash(input.key())), exchange_policy)
+    } else {
+        inputs
+    };
+    inputs.fuse_with_builder(move |down, _, builder| {
+        Ok(Box::new(TimeWindowOperator::new(
+            aggregate.clone(),
+            windows,
+            lateness,
+            early,
+            builder.settings.clock.clone(),
+            counters.clone(),
+            down,
+        )) as Box<dyn Operator<O>>)
+    })
 }
 
 /// The pre-aggregation of a time or session window on every instance of

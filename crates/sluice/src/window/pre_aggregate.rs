@@ -46,6 +46,8 @@ pub(crate) enum WindowInput<K, T, Acc> {
 pub(crate) trait PreOutput<K, T, Acc>: Sized {
     /// Whether events can pass on unfolded.
     const EVENTS: bool;
+    /// The key it is exchanged by.
+    fn key(&self) -> &K;
     fn partial(partial: WindowPartial<K, Acc>) -> Self;
     /// The event itself, or `None` where events always fold.
     fn event(key: K, event: &T, from: Timestamp) -> Option<Self>;
@@ -53,6 +55,9 @@ pub(crate) trait PreOutput<K, T, Acc>: Sized {
 
 impl<K, T, Acc> PreOutput<K, T, Acc> for WindowPartial<K, Acc> {
     const EVENTS: bool = false;
+    fn key(&self) -> &K {
+        &self.key
+    }
     fn partial(partial: WindowPartial<K, Acc>) -> Self {
         partial
     }
@@ -63,6 +68,12 @@ impl<K, T, Acc> PreOutput<K, T, Acc> for WindowPartial<K, Acc> {
 
 impl<K, T: Clone, Acc> PreOutput<K, T, Acc> for WindowInput<K, T, Acc> {
     const EVENTS: bool = true;
+    fn key(&self) -> &K {
+        match self {
+            WindowInput::Event { key, .. } => key,
+            WindowInput::Partial(partial) => &partial.key,
+        }
+    }
     fn partial(partial: WindowPartial<K, Acc>) -> Self {
         WindowInput::Partial(Box::new(partial))
     }

@@ -267,14 +267,74 @@ enum Value<'a, T, Acc> {
     Partial(Acc),
 }
 
-impl<T, K, A> TimeWindowOperator<T, K, A>
+/// What the windows take: events and partials (tumbling windows), or
+/// partials only (sliding windows, whose events fold before the exchange).
+pub(crate) trait TimeWindowInput<T, K, A: Aggregate<T>>: Send + Sized {
+    /// Folds this input, of event time `time`, into `windows`.
+    fn fold_into(self, time: Timestamp, windows: &mut TimeWindowOperator<T, K, A>);
+}
+
+impl<T, K, A> TimeWindowInput<T, K, A> for WindowPartial<K, A::Acc>
 where
     K: Hash + Eq + Clone + Send,
     A: Aggregate<T>,
     A::Output: Send,
 {
-    /// After a batch: emits the closed windows it updated, then sends.
-    fn updates(&mut self) -> OperatorResult {
+    fn fold_into(self, _: Timestamp, windows: &mut TimeWindowOperator<T, K, A>) {
+        let WindowPartial {
+            key,
+            start,
+            end,
+            acc,
+        } = self;
+        windows.fold((start, end), key, Value::Partial(acc));
+    }
+}
+
+impl<T, K, A> TimeWindowInput<T, K, A> for WindowInput<K, T, A::Acc>
+where
+    T: Send,
+    K: Hash + Eq + Clone + Send,
+    A: Aggregate<T>,
+    A::Output: Send,
+{
+    fn fold_into(self, time: Timestamp, windows: &mut TimeWindowOperator<T, K, A>) {
+        match self {
+            // A tumbling window starts where the event's windows do.
+            WindowInput::Event { key, event, from } if windows.windows.is_tumbling() => {
+                let window = (from, from.saturating_add(windows.windows.size()));
+                windows.fold(window, key, Value::Event(&event));
+            }
+            WindowInput::Event { key, event, from } => {
+                let mut assigned = windows
+                    .windows
+                    .assign(time)
+                    .take_while(|&(start, _)| start >= from);
+                if let Some(mut window) = assigned.next() {
+                    for next in assigned {
+                        windows.fold(window, key.clone(), Value::Event(&event));
+                        window = next;
+                    }
+                    windows.fold(window, key, Value::Event(&event));
+                }
+            }
+            WindowInput::Partial(partial) => (*partial).fold_into(time, windows),
+        }
+    }
+}
+
+impl<T, K, A, I> Operator<I> for TimeWindowOperator<T, K, A>
+where
+    K: Hash + Eq + Clone + Send,
+    A: Aggregate<T>,
+    A::Output: Send,
+    I: TimeWindowInput<T, K, A>,
+{
+    fn on_batch(&mut self, batch: &mut Batch<I>) -> OperatorResult {
+        for (input, time) in batch.drain() {
+            input.fold_into(time, self);
+        }
+        // The closed windows the batch updated emit again.
         let Self {
             panes,
             slab,
@@ -297,7 +357,7 @@ where
         self.flush()
     }
 
-    fn tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
+    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
         let mut deadline = self.down.on_tick(now)?;
         if let Some(interval) = self.early {
             let due = *self.next_early.get_or_insert(self.clock.now() + interval);
@@ -312,104 +372,20 @@ where
         Ok(deadline)
     }
 
-    fn watermark(&mut self, watermark: Timestamp) -> OperatorResult {
+    fn on_watermark(&mut self, watermark: Timestamp) -> OperatorResult {
         if watermark > self.watermark {
             self.advance(watermark)?;
         }
         self.down.on_watermark(watermark)
     }
 
-    fn end(&mut self) -> OperatorResult {
+    fn on_end(&mut self) -> OperatorResult {
         if self.watermark < MAX_TIMESTAMP {
             self.advance(MAX_TIMESTAMP)?;
         }
         self.down.on_end()
     }
-}
 
-impl<T, K, A> Operator<WindowInput<K, T, A::Acc>> for TimeWindowOperator<T, K, A>
-where
-    T: Send,
-    K: Hash + Eq + Clone + Send,
-    A: Aggregate<T>,
-    A::Output: Send,
-{
-    fn on_batch(&mut self, batch: &mut Batch<WindowInput<K, T, A::Acc>>) -> OperatorResult {
-        for (input, time) in batch.drain() {
-            match input {
-                // A tumbling window starts where the event's windows do.
-                WindowInput::Event { key, event, from } if self.windows.is_tumbling() => {
-                    let window = (from, from.saturating_add(self.windows.size()));
-                    self.fold(window, key, Value::Event(&event));
-                }
-                WindowInput::Event { key, event, from } => {
-                    let mut windows = self
-                        .windows
-                        .assign(time)
-                        .take_while(|&(start, _)| start >= from);
-                    if let Some(mut window) = windows.next() {
-                        for next in windows {
-                            self.fold(window, key.clone(), Value::Event(&event));
-                            window = next;
-                        }
-                        self.fold(window, key, Value::Event(&event));
-                    }
-                }
-                WindowInput::Partial(partial) => {
-                    let WindowPartial {
-                        key,
-                        start,
-                        end,
-                        acc,
-                    } = *partial;
-                    self.fold((start, end), key, Value::Partial(acc));
-                }
-            }
-        }
-        self.updates()
-    }
-    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
-        self.tick(now)
-    }
-    fn on_watermark(&mut self, watermark: Timestamp) -> OperatorResult {
-        self.watermark(watermark)
-    }
-    fn on_end(&mut self) -> OperatorResult {
-        self.end()
-    }
-    fn downstream(&mut self) -> Option<&mut dyn sluice_runtime::Signals> {
-        Some(&mut self.down)
-    }
-}
-
-/// Partials only: sliding windows, whose events fold before the exchange.
-impl<T, K, A> Operator<WindowPartial<K, A::Acc>> for TimeWindowOperator<T, K, A>
-where
-    K: Hash + Eq + Clone + Send,
-    A: Aggregate<T>,
-    A::Output: Send,
-{
-    fn on_batch(&mut self, batch: &mut Batch<WindowPartial<K, A::Acc>>) -> OperatorResult {
-        for (partial, _) in batch.drain() {
-            let WindowPartial {
-                key,
-                start,
-                end,
-                acc,
-            } = partial;
-            self.fold((start, end), key, Value::Partial(acc));
-        }
-        self.updates()
-    }
-    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
-        self.tick(now)
-    }
-    fn on_watermark(&mut self, watermark: Timestamp) -> OperatorResult {
-        self.watermark(watermark)
-    }
-    fn on_end(&mut self) -> OperatorResult {
-        self.end()
-    }
     fn downstream(&mut self) -> Option<&mut dyn sluice_runtime::Signals> {
         Some(&mut self.down)
     }
