@@ -280,6 +280,7 @@ where
     A: Aggregate<T>,
     A::Output: Send,
 {
+    #[inline]
     fn fold_into(self, _: Timestamp, windows: &mut TimeWindowOperator<T, K, A>) {
         let WindowPartial {
             key,
@@ -298,6 +299,7 @@ where
     A: Aggregate<T>,
     A::Output: Send,
 {
+    #[inline]
     fn fold_into(self, time: Timestamp, windows: &mut TimeWindowOperator<T, K, A>) {
         match self {
             // A tumbling window starts where the event's windows do.
