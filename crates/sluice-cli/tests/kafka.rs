@@ -345,6 +345,87 @@ fn the_kill_test_catches_a_sink_that_does_not_read_back_what_it_wrote() {
     );
 }
 
+/// Runs a pipeline that reads `readings` without end and writes the valid
+/// ones to topic `valid`, handing the producer one record at a time (so
+/// that the sink holds most back while the broker answers); waits up to
+/// `within` for every valid reading to be in the topic while the run goes
+/// on, then stops it.
+fn written_while_running(faults: &str, within: Duration) -> Result<(), String> {
+    let broker = Broker::start();
+    let input = readings(200);
+    produce_readings(&broker, &input);
+    let brokers = broker.brokers();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.toml");
+    fs::write(
+        &file,
+        format!(
+            r#"
+name = "kafka_running"
+
+[source]
+type = "kafka"
+brokers = "{brokers}"
+topic = "readings"
+end = "never"
+event_time = "ts"
+schema = {{ sensor = "string", temperature = "int", ts = "int" }}
+
+[[transform]]
+name = "valid"
+type = "filter"
+where = "temperature >= 0"
+
+[[sink]]
+from = "valid"
+type = "kafka"
+brokers = "{brokers}"
+topic = "valid"
+key = "sensor"
+properties = {{ "batch.num.messages" = "1" }}
+"#
+        ),
+    )
+    .unwrap();
+    let mut run = Run::start(&file, &[], faults);
+    let (want, _) = expected(&input);
+    let deadline = Instant::now() + within;
+    let outcome = loop {
+        let got = output(&broker).0;
+        if got == want {
+            break Ok(());
+        }
+        if Instant::now() >= deadline {
+            let have: usize = got.values().sum();
+            break Err(format!(
+                "{have} of {} valid readings in topic `valid` after {within:?} of the run",
+                want.len()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(run.kill(), "a run without end ended: {}", run.finish().1);
+    outcome
+}
+
+#[test]
+fn a_running_pipeline_writes_what_it_read_while_the_input_is_quiet() {
+    written_while_running("", Duration::from_secs(120)).unwrap();
+}
+
+#[test]
+fn the_running_test_catches_a_sink_that_holds_records_back_until_the_end() {
+    // With the fault the held records wait for a checkpoint or the end,
+    // which never come: however long the test waits.
+    let outcome = written_while_running("kafka-sink-holds-back", Duration::from_secs(15));
+    assert!(
+        outcome
+            .as_ref()
+            .is_err_and(|e| e.contains("valid readings")),
+        "{outcome:?}"
+    );
+}
+
 #[test]
 fn a_broker_restart_mid_run_loses_and_repeats_nothing() {
     let mut broker = Broker::start();

@@ -68,6 +68,12 @@ pub enum Fault {
     /// checkpoint: the replay writes those records again.
     #[cfg(feature = "kafka")]
     KafkaSinkNoSkip,
+    /// A kafka sink hands the records it holds back (while the broker has
+    /// not answered) to the producer only at a checkpoint or the end, not
+    /// when the broker answers: the last records before the input goes
+    /// quiet wait.
+    #[cfg(feature = "kafka")]
+    KafkaSinkHoldsBack,
 }
 
 impl Fault {
@@ -96,6 +102,8 @@ impl Fault {
             Fault::HttpSinkRenumber => "http-sink-renumber",
             #[cfg(feature = "kafka")]
             Fault::KafkaSinkNoSkip => "kafka-sink-no-skip",
+            #[cfg(feature = "kafka")]
+            Fault::KafkaSinkHoldsBack => "kafka-sink-holds-back",
         }
     }
 }

@@ -19,6 +19,12 @@ pub trait RowWriter: Send {
     /// output's length, which a recovery cuts the output back to, and what
     /// makes it durable.
     fn checkpoint(&mut self) -> Result<Durable>;
+    /// Called after every batch and when the time it asked for has passed:
+    /// an output that holds rows back (a Kafka sink while the broker has
+    /// not answered) hands them on, and says how soon to call again.
+    fn tick(&mut self) -> Result<Option<std::time::Duration>> {
+        Ok(None)
+    }
 }
 
 /// An output's length at a checkpoint, and the file to sync before the

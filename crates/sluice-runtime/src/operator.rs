@@ -164,6 +164,14 @@ pub trait Sink<T>: Send {
     fn checkpoint(&mut self, _barrier: Barrier) -> Result<(), BoxError> {
         Ok(())
     }
+
+    /// Processing time has advanced to `now` (after every batch, and when
+    /// the deadline it asked for has passed): a sink that holds writes
+    /// back (waiting for a broker's answer) hands them on here, and
+    /// returns when it wants to be called again.
+    fn tick(&mut self, _now: Duration) -> Result<Option<Duration>, BoxError> {
+        Ok(None)
+    }
 }
 
 /// Runs a [`Sink`] as the last operator of a stage.
@@ -181,6 +189,9 @@ impl<T, S: Sink<T>> Operator<T> for SinkOperator<S> {
     }
     fn on_barrier(&mut self, barrier: Barrier) -> OperatorResult {
         self.0.checkpoint(barrier).map_err(OperatorError::Failed)
+    }
+    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
+        self.0.tick(now).map_err(OperatorError::Failed)
     }
 }
 

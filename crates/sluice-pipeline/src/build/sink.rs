@@ -10,6 +10,7 @@ use arrow::array::RecordBatch;
 use sluice::{Batch, BoxError, Sink};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Writes nothing.
 struct Discard;
@@ -96,6 +97,9 @@ impl Sink<Rows> for RowSink {
     }
     fn close(&mut self) -> Result<(), BoxError> {
         self.writer.finish().map_err(Into::into)
+    }
+    fn tick(&mut self, now: Duration) -> Result<Option<Duration>, BoxError> {
+        Ok(self.writer.tick()?.map(|after| now + after))
     }
     fn checkpoint(&mut self, barrier: sluice::Barrier) -> Result<(), BoxError> {
         if let Some((checkpointing, key)) = &self.checkpoint {

@@ -1,8 +1,9 @@
-//! The kafka sink's writer: each row a record, numbered in its headers;
-//! every delivery awaited at a checkpoint, which records where the
-//! writer's next records will start in each partition; a resumed writer
-//! reads its records after the checkpoint back and skips the replay's rows
-//! that are already there.
+//! The kafka sink's writer: each row a record, numbered in its headers,
+//! handed to the producer a request's worth at a time (held meanwhile:
+//! `KafkaWriter::pump`); every delivery awaited at a checkpoint, which
+//! records where the writer's next records will start in each partition;
+//! a resumed writer reads its records after the checkpoint back and skips
+//! the replay's rows that are already there.
 //!
 //! The skip matches records by key and value, as many times as each is
 //! there: the replay may give the rows in another order (partitions read
@@ -104,7 +105,70 @@ pub(crate) struct KafkaWriter {
     /// When `ahead` last moved the partitions it did not write to.
     refreshed: Instant,
     buf: Vec<u8>,
+    /// Records numbered and not yet handed to the producer.
+    held: Held,
+    /// How much is handed to the producer at a time: one produce
+    /// request's worth.
+    hand_records: usize,
+    hand_bytes: usize,
 }
+
+/// Records numbered and waiting to be handed to the producer (see
+/// `KafkaWriter::pump`): their keys and values in one buffer.
+#[derive(Default)]
+struct Held {
+    bytes: Vec<u8>,
+    records: Vec<HeldRecord>,
+    /// How many of `records` have been handed over.
+    sent: usize,
+}
+
+struct HeldRecord {
+    key: Option<std::ops::Range<usize>>,
+    value: std::ops::Range<usize>,
+    seq: u64,
+}
+
+impl Held {
+    fn is_empty(&self) -> bool {
+        self.sent == self.records.len()
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.records.clear();
+        self.sent = 0;
+    }
+
+    fn push(&mut self, key: Option<&[u8]>, value: &[u8], seq: u64) {
+        let key = key.map(|key| {
+            let start = self.bytes.len();
+            self.bytes.extend_from_slice(key);
+            start..self.bytes.len()
+        });
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(value);
+        self.records.push(HeldRecord {
+            key,
+            value: start..self.bytes.len(),
+            seq,
+        });
+    }
+
+    /// Whether the writer should wait for the broker before holding more.
+    fn full(&self) -> bool {
+        self.records.len() - self.sent >= HOLD_RECORDS || self.bytes.len() >= HOLD_BYTES
+    }
+}
+
+/// At most this many records or bytes are held back before a write waits
+/// for the broker (backpressure).
+const HOLD_RECORDS: usize = 100_000;
+const HOLD_BYTES: usize = 64 << 20;
+
+/// How often a writer holding records asks to be called while the broker
+/// has not answered.
+const HOLD_POLL: Duration = Duration::from_millis(5);
 
 impl KafkaWriter {
     /// Opens the topic (creating it if missing); a resumed writer first
@@ -222,6 +286,10 @@ impl KafkaWriter {
             ahead,
             refreshed: Instant::now(),
             buf: Vec::new(),
+            held: Held::default(),
+            hand_records: setting(&target.properties, "batch.num.messages").unwrap_or(10_000),
+            // librdkafka's batch.size counts the framing too.
+            hand_bytes: setting(&target.properties, "batch.size").unwrap_or(1_000_000) * 9 / 10,
         })
     }
 
@@ -274,8 +342,112 @@ impl KafkaWriter {
         }
     }
 
-    /// Waits until every record handed to the producer is delivered.
+    /// Hands the held records to the producer, one request's worth at a
+    /// time, each once the producer has nothing in flight; with `wait`,
+    /// waits for the broker's answers until all are handed over.
+    ///
+    /// librdkafka's idempotent producer keeps one request per partition in
+    /// flight (it counts the records in flight against its limit of 5
+    /// requests), and while more records wait behind that request its I/O
+    /// thread polls without sleeping until the broker answers: a core kept
+    /// busy for as long as a slow broker takes (librdkafka 2.12; its open
+    /// pull request #4989 is about the limit). Records held here wait
+    /// without costing anything, and the producer is given no more than it
+    /// sends at once.
+    fn pump(&mut self, wait: bool) -> Result<()> {
+        let deadline = Instant::now() + RETRY_FOR * 2;
+        loop {
+            if self.producer.in_flight_count() > 0 {
+                // Serves the delivery reports that have come.
+                self.producer.poll(Duration::ZERO);
+            }
+            self.check()?;
+            if self.held.is_empty() {
+                self.held.clear();
+                return Ok(());
+            }
+            if self.producer.in_flight_count() == 0 {
+                if self.hand_over()? == 0 {
+                    return Err(Error::output(format!(
+                        "kafka sink `{}`: a record does not fit in the producer's queue: \
+                         raise `queue.buffering.max.kbytes` in `properties`",
+                        self.target.id
+                    )));
+                }
+                continue;
+            }
+            if !wait {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::output(format!(
+                    "kafka sink `{}`: records to topic `{}` were not delivered within {:?}",
+                    self.target.id,
+                    self.target.topic,
+                    RETRY_FOR * 2
+                )));
+            }
+            // Waits for a delivery report (not a spin).
+            self.producer.poll(Duration::from_millis(10));
+        }
+    }
+
+    /// Hands the producer the next request's worth of held records; how
+    /// many it took.
+    fn hand_over(&mut self) -> Result<usize> {
+        self.fenced()?;
+        let (mut records, mut bytes) = (0, 0);
+        while !self.held.is_empty()
+            && records < self.hand_records
+            && (records == 0 || bytes < self.hand_bytes)
+        {
+            let held = &self.held.records[self.held.sent];
+            let seq = held.seq.to_string();
+            let mut headers = OwnedHeaders::new_with_capacity(2 + self.target.headers.len())
+                .insert(Header {
+                    key: WRITER_HEADER,
+                    value: Some(self.target.id.as_bytes()),
+                })
+                .insert(Header {
+                    key: SEQUENCE_HEADER,
+                    value: Some(seq.as_bytes()),
+                });
+            for (name, text) in &self.target.headers {
+                headers = headers.insert(Header {
+                    key: name.as_str(),
+                    value: Some(text.as_bytes()),
+                });
+            }
+            let value = &self.held.bytes[held.value.clone()];
+            let mut record = BaseRecord::to(&self.target.topic)
+                .payload(value)
+                .headers(headers);
+            let key = held.key.clone().map(|k| &self.held.bytes[k]);
+            if let Some(key) = key {
+                record = record.key(key);
+            }
+            match self.producer.send(record) {
+                Ok(()) => {}
+                // The producer's queue is full: the rest waits.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => break,
+                Err((error, _)) => {
+                    return Err(Error::output(format!(
+                        "kafka sink `{}`: cannot produce to topic `{}`",
+                        self.target.id, self.target.topic
+                    ))
+                    .caused_by(error))
+                }
+            }
+            records += 1;
+            bytes += value.len() + key.map_or(0, <[u8]>::len) + seq.len() + 64;
+            self.held.sent += 1;
+        }
+        Ok(records)
+    }
+
+    /// Waits until every record is handed to the producer and delivered.
     fn flush(&mut self) -> Result<()> {
+        self.pump(true)?;
         self.producer.flush(RETRY_FOR * 2).map_err(|e| {
             Error::output(format!(
                 "kafka sink `{}`: records to topic `{}` were not delivered",
@@ -285,6 +457,15 @@ impl KafkaWriter {
         })?;
         self.check()
     }
+}
+
+/// A numeric client setting of the table's `properties`, if given.
+fn setting(properties: &[(String, String)], name: &str) -> Option<usize> {
+    properties
+        .iter()
+        .find(|(k, _)| k == name)
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .filter(|n| *n > 0)
 }
 
 /// The ranges of the lines in `buf` (without their ends).
@@ -463,51 +644,22 @@ impl RowWriter for KafkaWriter {
                     }
                 }
             }
-            let seq = self.state.next.to_string();
-            let mut headers = OwnedHeaders::new_with_capacity(2 + self.target.headers.len())
-                .insert(Header {
-                    key: WRITER_HEADER,
-                    value: Some(self.target.id.as_bytes()),
-                })
-                .insert(Header {
-                    key: SEQUENCE_HEADER,
-                    value: Some(seq.as_bytes()),
-                });
-            for (name, text) in &self.target.headers {
-                headers = headers.insert(Header {
-                    key: name.as_str(),
-                    value: Some(text.as_bytes()),
-                });
-            }
-            let mut record = BaseRecord::to(&self.target.topic)
-                .payload(value)
-                .headers(headers);
-            if let Some(key) = key {
-                record = record.key(key);
-            }
-            loop {
-                self.fenced()?;
-                match self.producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        // The producer's queue is full: wait for deliveries.
-                        record = back;
-                        self.producer.poll(Duration::from_millis(50));
-                        self.check()?;
-                    }
-                    Err((error, _)) => {
-                        return Err(Error::output(format!(
-                            "kafka sink `{}`: cannot produce to topic `{}`",
-                            self.target.id, self.target.topic
-                        ))
-                        .caused_by(error))
-                    }
-                }
-            }
+            self.held.push(key, value, self.state.next);
             self.state.next += 1;
         }
-        self.producer.poll(Duration::ZERO);
-        self.check()
+        let full = self.held.full();
+        self.pump(full)
+    }
+
+    fn tick(&mut self) -> Result<Option<Duration>> {
+        if crate::fault::on(
+            crate::fault::Fault::KafkaSinkHoldsBack,
+            std::path::Path::new("kafka"),
+        ) {
+            return Ok(None);
+        }
+        self.pump(false)?;
+        Ok((!self.held.is_empty()).then_some(HOLD_POLL))
     }
 
     fn finish(&mut self) -> Result<()> {
