@@ -27,6 +27,12 @@ use std::time::{Duration, Instant};
 /// How long an idle source waits before polling again, at most.
 const IDLE_WAIT: Duration = Duration::from_millis(1);
 
+/// How often a blocking source's stage ticks its operators when its thread
+/// hands nothing over (they are ticked at every hand-over, and at every
+/// deadline they ask for): a source whose input comes slowly (a broker's
+/// answers) would wake its worker a thousand times a second otherwise.
+const IO_IDLE_TICK: Duration = Duration::from_millis(10);
+
 /// The most messages a receiver takes in one turn.
 const RECEIVER_TURN: usize = 32;
 
@@ -151,9 +157,9 @@ impl<T: Send + 'static> Stage for SourceStage<T> {
 pub(crate) struct Polled<T>(Batch<T>, Option<Barrier>, SourceStatus);
 
 /// A blocking source's stage: what its thread read, through the fused
-/// operators. It ticks them at least every [`IDLE_WAIT`] of real time, as
-/// a source stage that polls does, so that an input with nothing to read
-/// is found idle.
+/// operators. It ticks them at least every [`IO_IDLE_TICK`] of real time,
+/// as a source stage that polls does when it polls, so that an input with
+/// nothing to read is found idle.
 pub(crate) struct IoSourceStage<T> {
     pub name: String,
     pub polled: Receiver<Polled<T>>,
@@ -212,10 +218,10 @@ impl<T: 'static + Send> Stage for IoSourceStage<T> {
             }
         }
         let now = self.clock.now();
-        let since = self.ticked.map_or(IDLE_WAIT, |t| t.elapsed());
-        let due = self.deadline.is_some_and(|d| d <= now) || since >= IDLE_WAIT;
+        let since = self.ticked.map_or(IO_IDLE_TICK, |t| t.elapsed());
+        let due = self.deadline.is_some_and(|d| d <= now) || since >= IO_IDLE_TICK;
         if !ran && !due {
-            let left = IDLE_WAIT.saturating_sub(since);
+            let left = IO_IDLE_TICK.saturating_sub(since);
             return Ok(Step::Wait(earliest(
                 after(&*self.clock, left),
                 self.deadline,
@@ -229,7 +235,7 @@ impl<T: 'static + Send> Stage for IoSourceStage<T> {
         Ok(if ran {
             Step::Ran
         } else {
-            Step::Wait(earliest(after(&*self.clock, IDLE_WAIT), self.deadline))
+            Step::Wait(earliest(after(&*self.clock, IO_IDLE_TICK), self.deadline))
         })
     }
 }
