@@ -25,6 +25,10 @@ pub trait RowWriter: Send {
     fn tick(&mut self) -> Result<Option<std::time::Duration>> {
         Ok(None)
     }
+    /// Says that [`RowWriter::tick`] will be called (the writer is a sink
+    /// stage's; the writers of `dead_letter` and `late` are not ticked and
+    /// must not hold rows back between writes).
+    fn will_be_ticked(&mut self) {}
 }
 
 /// An output's length at a checkpoint, and the file to sync before the

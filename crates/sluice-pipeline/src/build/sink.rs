@@ -41,7 +41,8 @@ pub struct RowSink {
 
 impl RowSink {
     /// A sink writing with `writer`, counting rows into `emitted`.
-    pub fn new(writer: Box<dyn RowWriter>, emitted: Arc<AtomicU64>) -> Self {
+    pub fn new(mut writer: Box<dyn RowWriter>, emitted: Arc<AtomicU64>) -> Self {
+        writer.will_be_ticked();
         Self {
             writer,
             emitted,

@@ -111,6 +111,9 @@ pub(crate) struct KafkaWriter {
     /// request's worth.
     hand_records: usize,
     hand_bytes: usize,
+    /// Whether the writer is ticked (a sink stage's): only then does it
+    /// hold records back between writes.
+    ticked: bool,
 }
 
 /// Records numbered and waiting to be handed to the producer (see
@@ -157,7 +160,10 @@ impl Held {
 
     /// Whether the writer should wait for the broker before holding more.
     fn full(&self) -> bool {
-        self.records.len() - self.sent >= HOLD_RECORDS || self.bytes.len() >= HOLD_BYTES
+        let first = self.records.get(self.sent).map_or(self.bytes.len(), |r| {
+            r.key.as_ref().map_or(r.value.start, |k| k.start)
+        });
+        self.records.len() - self.sent >= HOLD_RECORDS || self.bytes.len() - first >= HOLD_BYTES
     }
 }
 
@@ -290,6 +296,7 @@ impl KafkaWriter {
             hand_records: setting(&target.properties, "batch.num.messages").unwrap_or(10_000),
             // librdkafka's batch.size counts the framing too.
             hand_bytes: setting(&target.properties, "batch.size").unwrap_or(1_000_000) * 9 / 10,
+            ticked: false,
         })
     }
 
@@ -353,30 +360,31 @@ impl KafkaWriter {
     /// busy for as long as a slow broker takes (librdkafka 2.12; its open
     /// pull request #4989 is about the limit). Records held here wait
     /// without costing anything, and the producer is given no more than it
-    /// sends at once.
+    /// sends at once. A writer that is not ticked (of `dead_letter` or
+    /// `late`) holds nothing back: it hands everything over at once.
     fn pump(&mut self, wait: bool) -> Result<()> {
         let deadline = Instant::now() + RETRY_FOR * 2;
         loop {
-            if self.producer.in_flight_count() > 0 {
-                // Serves the delivery reports that have come.
-                self.producer.poll(Duration::ZERO);
-            }
+            self.serve_reports();
             self.check()?;
             if self.held.is_empty() {
                 self.held.clear();
                 return Ok(());
             }
-            if self.producer.in_flight_count() == 0 {
-                if self.hand_over()? == 0 {
+            // A writer that is not ticked hands everything over at once.
+            if self.producer.in_flight_count() == 0 || !self.ticked {
+                if self.hand_over()? > 0 {
+                    continue;
+                }
+                if self.producer.in_flight_count() == 0 {
                     return Err(Error::output(format!(
                         "kafka sink `{}`: a record does not fit in the producer's queue: \
                          raise `queue.buffering.max.kbytes` in `properties`",
                         self.target.id
                     )));
                 }
-                continue;
-            }
-            if !wait {
+                // The producer's queue is full: wait for deliveries.
+            } else if !wait {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -387,8 +395,23 @@ impl KafkaWriter {
                     RETRY_FOR * 2
                 )));
             }
-            // Waits for a delivery report (not a spin).
-            self.producer.poll(Duration::from_millis(10));
+            // Waits for a delivery report (not a spin; the client's poll
+            // returns only once the time has passed).
+            self.producer.poll(Duration::from_millis(1));
+        }
+    }
+
+    /// Serves the delivery reports that have come: one poll serves one
+    /// report (a request's records to one partition).
+    fn serve_reports(&self) {
+        let mut left = self.producer.in_flight_count();
+        while left > 0 {
+            self.producer.poll(Duration::ZERO);
+            let now = self.producer.in_flight_count();
+            if now >= left {
+                break;
+            }
+            left = now;
         }
     }
 
@@ -649,6 +672,10 @@ impl RowWriter for KafkaWriter {
         }
         let full = self.held.full();
         self.pump(full)
+    }
+
+    fn will_be_ticked(&mut self) {
+        self.ticked = true;
     }
 
     fn tick(&mut self) -> Result<Option<Duration>> {
