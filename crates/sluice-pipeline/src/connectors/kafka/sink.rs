@@ -176,6 +176,12 @@ const HOLD_BYTES: usize = 64 << 20;
 /// has not answered.
 const HOLD_POLL: Duration = Duration::from_millis(5);
 
+/// How long a writer waiting for the broker's answers sleeps between two
+/// looks. Not the client's `poll` with a timeout: rdkafka 0.39's polls
+/// until the time is up, and its last millisecond without sleeping (a wait
+/// of 1 ms would be a spin; `flush` waits in steps of 100 ms).
+const WAIT_STEP: Duration = Duration::from_millis(1);
+
 impl KafkaWriter {
     /// Opens the topic (creating it if missing); a resumed writer first
     /// reads back what it wrote after its checkpoint.
@@ -395,9 +401,29 @@ impl KafkaWriter {
                     RETRY_FOR * 2
                 )));
             }
-            // Waits for a delivery report (not a spin; the client's poll
-            // returns only once the time has passed).
-            self.producer.poll(Duration::from_millis(1));
+            std::thread::sleep(WAIT_STEP);
+        }
+    }
+
+    /// Waits until every record handed to the producer is delivered (or
+    /// has failed).
+    fn delivered(&self) -> Result<()> {
+        let deadline = Instant::now() + RETRY_FOR * 2;
+        loop {
+            self.serve_reports();
+            self.check()?;
+            if self.producer.in_flight_count() == 0 {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::output(format!(
+                    "kafka sink `{}`: records to topic `{}` were not delivered within {:?}",
+                    self.target.id,
+                    self.target.topic,
+                    RETRY_FOR * 2
+                )));
+            }
+            std::thread::sleep(WAIT_STEP);
         }
     }
 
@@ -471,14 +497,7 @@ impl KafkaWriter {
     /// Waits until every record is handed to the producer and delivered.
     fn flush(&mut self) -> Result<()> {
         self.pump(true)?;
-        self.producer.flush(RETRY_FOR * 2).map_err(|e| {
-            Error::output(format!(
-                "kafka sink `{}`: records to topic `{}` were not delivered",
-                self.target.id, self.target.topic
-            ))
-            .caused_by(e)
-        })?;
-        self.check()
+        self.delivered()
     }
 }
 

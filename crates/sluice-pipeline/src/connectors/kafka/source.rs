@@ -486,6 +486,10 @@ impl Source<Rows> for KafkaSource {
             } else {
                 wait
             };
+            // In whole milliseconds, rounded up: the client waits in
+            // milliseconds, and polls without sleeping for what is left
+            // below one.
+            let timeout = Duration::from_millis(timeout.as_nanos().div_ceil(1_000_000) as u64);
             match self.consumers[t].poll(timeout) {
                 Some(Ok(message)) => {
                     self.failing_since = None;
