@@ -182,6 +182,9 @@ const HOLD_POLL: Duration = Duration::from_millis(5);
 /// of 1 ms would be a spin; `flush` waits in steps of 100 ms).
 const WAIT_STEP: Duration = Duration::from_millis(1);
 
+/// How long a writer waits for deliveries by looking before it flushes.
+const FLUSH_AFTER: Duration = Duration::from_millis(50);
+
 impl KafkaWriter {
     /// Opens the topic (creating it if missing); a resumed writer first
     /// reads back what it wrote after its checkpoint.
@@ -393,35 +396,44 @@ impl KafkaWriter {
             } else if !wait {
                 return Ok(());
             }
-            if Instant::now() >= deadline {
-                return Err(Error::output(format!(
-                    "kafka sink `{}`: records to topic `{}` were not delivered within {:?}",
-                    self.target.id,
-                    self.target.topic,
-                    RETRY_FOR * 2
-                )));
-            }
-            std::thread::sleep(WAIT_STEP);
+            self.delivered_by(deadline)?;
         }
     }
 
     /// Waits until every record handed to the producer is delivered (or
     /// has failed).
     fn delivered(&self) -> Result<()> {
-        let deadline = Instant::now() + RETRY_FOR * 2;
+        self.delivered_by(Instant::now() + RETRY_FOR * 2)
+    }
+
+    /// Waits until every record handed to the producer is delivered, until
+    /// `deadline`: it looks every [`WAIT_STEP`], and after [`FLUSH_AFTER`]
+    /// flushes (librdkafka then also sends what a long `linger.ms` holds).
+    fn delivered_by(&self, deadline: Instant) -> Result<()> {
+        let started = Instant::now();
+        let late = || {
+            Error::output(format!(
+                "kafka sink `{}`: records to topic `{}` were not delivered within {:?}",
+                self.target.id,
+                self.target.topic,
+                RETRY_FOR * 2
+            ))
+        };
         loop {
             self.serve_reports();
             self.check()?;
             if self.producer.in_flight_count() == 0 {
                 return Ok(());
             }
-            if Instant::now() >= deadline {
-                return Err(Error::output(format!(
-                    "kafka sink `{}`: records to topic `{}` were not delivered within {:?}",
-                    self.target.id,
-                    self.target.topic,
-                    RETRY_FOR * 2
-                )));
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(late());
+            }
+            if now - started >= FLUSH_AFTER {
+                self.producer
+                    .flush(deadline - now)
+                    .map_err(|e| late().caused_by(e))?;
+                continue;
             }
             std::thread::sleep(WAIT_STEP);
         }
