@@ -166,18 +166,7 @@ fn output_and_numbers(broker: &Broker) -> (Output, BTreeMap<String, Vec<u64>>) {
             .or_default()
             .push(header("sluice-seq").parse().unwrap());
     }
-    let mut valid = BTreeMap::new();
-    for r in valid_records {
-        let v: serde_json::Value = serde_json::from_str(&r.value).unwrap();
-        let sensor = v["sensor"].as_str().unwrap().to_string();
-        assert_eq!(r.key.as_deref(), Some(sensor.as_str()), "{r:?}");
-        let reading = (
-            sensor,
-            v["temperature"].as_i64().unwrap(),
-            v["ts"].as_i64().unwrap(),
-        );
-        *valid.entry(reading).or_insert(0) += 1;
-    }
+    let valid = valid_readings(valid_records);
     let mut windows: BTreeMap<(String, i64), Vec<(i64, i64)>> = BTreeMap::new();
     for r in window_records {
         let v: serde_json::Value = serde_json::from_str(&r.value).unwrap();
@@ -190,6 +179,24 @@ fn output_and_numbers(broker: &Broker) -> (Output, BTreeMap<String, Vec<u64>>) {
             .push((v["n"].as_i64().unwrap(), v["total"].as_i64().unwrap()));
     }
     ((valid, windows), numbers)
+}
+
+/// The readings of topic `valid`'s records, with how many times each is
+/// there (each keyed by its sensor).
+fn valid_readings(records: Vec<support::kafka::Record>) -> BTreeMap<Reading, usize> {
+    let mut valid = BTreeMap::new();
+    for r in records {
+        let v: serde_json::Value = serde_json::from_str(&r.value).unwrap();
+        let sensor = v["sensor"].as_str().unwrap().to_string();
+        assert_eq!(r.key.as_deref(), Some(sensor.as_str()), "{r:?}");
+        let reading = (
+            sensor,
+            v["temperature"].as_i64().unwrap(),
+            v["ts"].as_i64().unwrap(),
+        );
+        *valid.entry(reading).or_insert(0) += 1;
+    }
+    valid
 }
 
 fn output(broker: &Broker) -> Output {
@@ -397,16 +404,7 @@ properties = {{ "batch.num.messages" = "1" }}
     let (want, _) = expected(&input);
     let deadline = Instant::now() + within;
     let outcome = loop {
-        let mut got = BTreeMap::new();
-        for r in broker.read_all("valid") {
-            let v: serde_json::Value = serde_json::from_str(&r.value).unwrap();
-            let reading = (
-                v["sensor"].as_str().unwrap().to_string(),
-                v["temperature"].as_i64().unwrap(),
-                v["ts"].as_i64().unwrap(),
-            );
-            *got.entry(reading).or_insert(0) += 1;
-        }
+        let got = valid_readings(broker.read_all("valid"));
         if got == want {
             break Ok(());
         }

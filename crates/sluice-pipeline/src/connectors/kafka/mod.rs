@@ -20,6 +20,7 @@
 //! docs/kafka.md has the settings, the guarantees and their conditions.
 
 mod client;
+mod held;
 mod record;
 mod sink;
 mod source;

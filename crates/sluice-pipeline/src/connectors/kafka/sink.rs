@@ -11,6 +11,7 @@
 //! (docs/kafka.md says when it does).
 
 use super::client;
+use super::held::Held;
 use super::{KafkaTarget, Payload, CALL_TIMEOUT, RETRY_FOR, SEQUENCE_HEADER, WRITER_HEADER};
 use crate::connectors::Resume;
 use crate::error::{Error, Result};
@@ -115,62 +116,6 @@ pub(crate) struct KafkaWriter {
     /// hold records back between writes.
     ticked: bool,
 }
-
-/// Records numbered and waiting to be handed to the producer (see
-/// `KafkaWriter::pump`): their keys and values in one buffer.
-#[derive(Default)]
-struct Held {
-    bytes: Vec<u8>,
-    records: Vec<HeldRecord>,
-    /// How many of `records` have been handed over.
-    sent: usize,
-}
-
-struct HeldRecord {
-    key: Option<std::ops::Range<usize>>,
-    value: std::ops::Range<usize>,
-    seq: u64,
-}
-
-impl Held {
-    fn is_empty(&self) -> bool {
-        self.sent == self.records.len()
-    }
-
-    fn clear(&mut self) {
-        self.bytes.clear();
-        self.records.clear();
-        self.sent = 0;
-    }
-
-    fn push(&mut self, key: Option<&[u8]>, value: &[u8], seq: u64) {
-        let key = key.map(|key| {
-            let start = self.bytes.len();
-            self.bytes.extend_from_slice(key);
-            start..self.bytes.len()
-        });
-        let start = self.bytes.len();
-        self.bytes.extend_from_slice(value);
-        self.records.push(HeldRecord {
-            key,
-            value: start..self.bytes.len(),
-            seq,
-        });
-    }
-
-    /// Whether the writer should wait for the broker before holding more.
-    fn full(&self) -> bool {
-        let first = self.records.get(self.sent).map_or(self.bytes.len(), |r| {
-            r.key.as_ref().map_or(r.value.start, |k| k.start)
-        });
-        self.records.len() - self.sent >= HOLD_RECORDS || self.bytes.len() - first >= HOLD_BYTES
-    }
-}
-
-/// At most this many records or bytes are held back before a write waits
-/// for the broker (backpressure).
-const HOLD_RECORDS: usize = 100_000;
-const HOLD_BYTES: usize = 64 << 20;
 
 /// How often a writer holding records asks to be called while the broker
 /// has not answered.
@@ -458,11 +403,8 @@ impl KafkaWriter {
     fn hand_over(&mut self) -> Result<usize> {
         self.fenced()?;
         let (mut records, mut bytes) = (0, 0);
-        while !self.held.is_empty()
-            && records < self.hand_records
-            && (records == 0 || bytes < self.hand_bytes)
-        {
-            let held = &self.held.records[self.held.sent];
+        while records < self.hand_records && (records == 0 || bytes < self.hand_bytes) {
+            let Some(held) = self.held.next() else { break };
             let seq = held.seq.to_string();
             let mut headers = OwnedHeaders::new_with_capacity(2 + self.target.headers.len())
                 .insert(Header {
@@ -479,11 +421,10 @@ impl KafkaWriter {
                     value: Some(text.as_bytes()),
                 });
             }
-            let value = &self.held.bytes[held.value.clone()];
+            let (key, value) = (held.key, held.value);
             let mut record = BaseRecord::to(&self.target.topic)
                 .payload(value)
                 .headers(headers);
-            let key = held.key.clone().map(|k| &self.held.bytes[k]);
             if let Some(key) = key {
                 record = record.key(key);
             }
@@ -501,7 +442,7 @@ impl KafkaWriter {
             }
             records += 1;
             bytes += value.len() + key.map_or(0, <[u8]>::len) + seq.len() + 64;
-            self.held.sent += 1;
+            self.held.advance();
         }
         Ok(records)
     }
