@@ -127,6 +127,10 @@ const HOLD_POLL: Duration = Duration::from_millis(5);
 /// of 1 ms would be a spin; `flush` waits in steps of 100 ms).
 const WAIT_STEP: Duration = Duration::from_millis(1);
 
+/// A record's framing in a produce request (lengths, offset and time
+/// deltas, attributes: a few varints each), rounded up.
+const RECORD_FRAMING: usize = 32;
+
 /// How long a writer waits for deliveries by looking before it flushes.
 const FLUSH_AFTER: Duration = Duration::from_millis(50);
 
@@ -402,6 +406,16 @@ impl KafkaWriter {
     /// many it took.
     fn hand_over(&mut self) -> Result<usize> {
         self.fenced()?;
+        // What each record adds to a request besides its key, value and
+        // number: its headers' names and values, and Kafka's framing.
+        let overhead = RECORD_FRAMING
+            + WRITER_HEADER.len()
+            + self.target.id.len()
+            + SEQUENCE_HEADER.len()
+            + (self.target.headers)
+                .iter()
+                .map(|(name, text)| name.len() + text.len())
+                .sum::<usize>();
         let (mut records, mut bytes) = (0, 0);
         while records < self.hand_records && (records == 0 || bytes < self.hand_bytes) {
             let Some(held) = self.held.next() else { break };
@@ -441,7 +455,7 @@ impl KafkaWriter {
                 }
             }
             records += 1;
-            bytes += value.len() + key.map_or(0, <[u8]>::len) + seq.len() + 64;
+            bytes += value.len() + key.map_or(0, <[u8]>::len) + seq.len() + overhead;
             self.held.advance();
         }
         Ok(records)
