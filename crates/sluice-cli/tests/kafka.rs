@@ -275,10 +275,16 @@ fn windows_read_from_a_topic_and_written_to_another_equal_the_reference() {
     }
 }
 
-/// Runs the pipeline with checkpoints, killed with SIGKILL `kills` times
-/// at moments after a checkpoint, then to its end; compares the output
-/// topics with the reference.
-fn kill_and_compare(kills: usize, faults: &str) -> Result<(), String> {
+/// Runs the pipeline with checkpoints every `interval`, killed with
+/// SIGKILL `kills` times, each after the sink wrote records past a
+/// committed checkpoint and then up to `linger` more, then to its end;
+/// compares the output topics with the reference.
+fn kill_and_compare(
+    kills: usize,
+    faults: &str,
+    interval: &str,
+    linger: Duration,
+) -> Result<(), String> {
     let broker = Broker::start();
     let input = readings(6_000);
     produce_readings(&broker, &input);
@@ -291,7 +297,7 @@ fn kill_and_compare(kills: usize, faults: &str) -> Result<(), String> {
     let args = [
         "--verbose",
         "--checkpoint-interval",
-        "100ms",
+        interval,
         "--state-dir",
         state,
     ];
@@ -306,14 +312,21 @@ fn kill_and_compare(kills: usize, faults: &str) -> Result<(), String> {
         assert!(runs <= kills * 4 + 10, "no completion after {runs} runs");
         let mut run = Run::start(&file, &args, faults);
         if killed < kills {
-            // A checkpoint after records were read: outputs are being
-            // written, and some will be past the checkpoint at the kill.
+            // A checkpoint after records were read, then records in topic
+            // `valid` that it does not cover: the kill leaves output past
+            // the checkpoint, which the next run must not write again.
             let committed = run.wait_for_checkpoint_that_read(Duration::from_secs(120));
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
             if committed {
-                std::thread::sleep(Duration::from_millis((seed >> 33) % 400));
+                let covered = broker.count("valid", 3);
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while broker.count("valid", 3) == covered && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let linger = linger.as_millis() as u64;
+                std::thread::sleep(Duration::from_millis((seed >> 33) % (linger + 1)));
             }
             if run.kill() {
                 killed += 1;
@@ -340,12 +353,14 @@ fn kill_and_compare(kills: usize, faults: &str) -> Result<(), String> {
 
 #[test]
 fn output_topics_survive_sigkill_exactly_once() {
-    kill_and_compare(6, "").unwrap();
+    kill_and_compare(6, "", "100ms", Duration::from_millis(400)).unwrap();
 }
 
+/// Checkpoints far apart and the kill right after records past one were
+/// written: every kill leaves records a resumed sink must skip.
 #[test]
 fn the_kill_test_catches_a_sink_that_does_not_read_back_what_it_wrote() {
-    let outcome = kill_and_compare(4, "kafka-sink-no-skip");
+    let outcome = kill_and_compare(4, "kafka-sink-no-skip", "1s", Duration::ZERO);
     assert!(
         outcome.as_ref().is_err_and(|e| e.contains("repeated")),
         "{outcome:?}"

@@ -221,6 +221,24 @@ impl Broker {
             .expect("the records were delivered");
     }
 
+    /// How many records partitions `0..partitions` of `topic` hold (0
+    /// while it does not exist).
+    pub fn count(&self, topic: &str, partitions: i32) -> i64 {
+        let consumer: BaseConsumer = self
+            .config()
+            .set("group.id", "test-reader")
+            .create()
+            .expect("consumer");
+        (0..partitions)
+            .filter_map(|p| {
+                consumer
+                    .fetch_watermarks(topic, p, Duration::from_secs(10))
+                    .ok()
+            })
+            .map(|(low, high)| high - low)
+            .sum()
+    }
+
     /// Every record of `topic`, partition by partition in offset order.
     pub fn read_all(&self, topic: &str) -> Vec<Record> {
         let consumer: BaseConsumer = self

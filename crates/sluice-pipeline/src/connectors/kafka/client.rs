@@ -10,6 +10,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
@@ -243,4 +244,22 @@ pub(super) fn create_topic(
 /// The error of a Kafka call, with what it was for.
 pub(super) fn failed(what: impl Into<String>, error: KafkaError) -> Error {
     Error::input(what).caused_by(error)
+}
+
+/// Has `producer` send what it was handed at once rather than when
+/// `linger.ms` is up: librdkafka sends at once while a flush runs, and
+/// this one runs for `window` (the client's I/O threads, woken by it,
+/// take the records meanwhile). rdkafka's own `flush` holds that state for
+/// an instant only, between polls of up to 100 ms. With delivery reports
+/// as events (rdkafka's way) the call serves nothing: it waits for the
+/// producer's records to be gone, which takes the next poll, so it returns
+/// when `window` is up.
+#[allow(unsafe_code)]
+pub(super) fn send_now<C: ProducerContext>(producer: &BaseProducer<C>, window: Duration) {
+    let ms = i32::try_from(window.as_millis()).unwrap_or(i32::MAX).max(1);
+    // SAFETY: the handle of a live producer; librdkafka's flush may be
+    // called from any thread.
+    unsafe {
+        rdkafka::bindings::rd_kafka_flush(producer.client().native_ptr(), ms);
+    }
 }

@@ -14,12 +14,15 @@
 //!   and skips the replay's records that are already there.
 //! - [`record`]: one record as a line for the source's decoder (JSON,
 //!   CSV, raw text, Avro), or a dead letter;
+//! - [`fetch`]: the source's consumer, whose records librdkafka hands over
+//!   many at a time;
 //! - [`client`]: settings and metadata calls both use; [`table`] checks
 //!   and compiles their tables.
 //!
 //! docs/kafka.md has the settings, the guarantees and their conditions.
 
 mod client;
+mod fetch;
 mod held;
 mod record;
 mod sink;

@@ -131,6 +131,13 @@ const WAIT_STEP: Duration = Duration::from_millis(1);
 /// deltas, attributes: a few varints each), rounded up.
 const RECORD_FRAMING: usize = 32;
 
+/// The producer's `linger.ms` unless `properties` set it: longer than a
+/// hand-over takes.
+const LINGER_MS: &str = "100";
+
+/// How long a writer has the producer send at once after a hand-over.
+const SEND_NOW: Duration = Duration::from_millis(2);
+
 /// How long a writer waits for deliveries by looking before it flushes.
 const FLUSH_AFTER: Duration = Duration::from_millis(50);
 
@@ -230,7 +237,12 @@ impl KafkaWriter {
             config.set("partitioner", "murmur2_random");
         }
         if !target.properties.iter().any(|(k, _)| k == "linger.ms") {
-            config.set("linger.ms", "5");
+            // The writer says when to send (`client::send_now` after each
+            // hand-over): a request must not leave while one is being
+            // handed over, or the rest waits behind it (and librdkafka's
+            // idempotent producer polls without sleeping until the broker
+            // answers).
+            config.set("linger.ms", LINGER_MS);
         }
         let producer: BaseProducer<Deliveries> = config
             .create_with_context(Deliveries::default())
@@ -457,6 +469,9 @@ impl KafkaWriter {
             records += 1;
             bytes += value.len() + key.map_or(0, <[u8]>::len) + seq.len() + overhead;
             self.held.advance();
+        }
+        if records > 0 {
+            client::send_now(&self.producer, SEND_NOW);
         }
         Ok(records)
     }

@@ -3,6 +3,7 @@
 //! them), each from its checkpointed offset.
 
 use super::client::{self, failed};
+use super::fetch::TopicConsumer;
 use super::record::{take, Part, Reading};
 use super::{KafkaSourcePlan, Payload, Start, RETRY_FOR};
 use crate::connectors::replay::{Replayable, SourceCounters};
@@ -13,7 +14,7 @@ use crate::rows::Rows;
 use crate::side_outputs::ReservedHandle;
 use arrow::array::UInt64Array;
 use arrow::datatypes::SchemaRef;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::types::RDKafkaErrorCode;
@@ -23,6 +24,9 @@ use sluice::{Batch, BoxError, Source, SourceStatus};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// The most records one fetch takes from librdkafka.
+const FETCH_MOST: usize = 10_000;
 
 /// Where a partition is, in a checkpoint.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,7 +56,7 @@ pub struct KafkaSource {
     schema: SchemaRef,
     time: EventTime,
     /// One per topic, made when the first poll opens the partitions.
-    consumers: Vec<BaseConsumer>,
+    consumers: Vec<TopicConsumer>,
     /// Sorted by topic, then partition; `first[t]` is the first of
     /// `topics[t]`.
     parts: Vec<Part>,
@@ -153,18 +157,19 @@ impl KafkaSource {
         // The index of a topic's first partition among all of them.
         let mut counted = 0u32;
         for topic in &self.plan.topics {
-            let consumer = client::consumer(
+            let consumer = TopicConsumer::new(client::consumer(
                 &brokers,
                 Some(&self.plan.group),
                 &self.plan.properties,
                 false,
-            )?;
-            let count = client::partitions(&consumer, &brokers, topic)?.ok_or_else(|| {
-                Error::input(format!(
-                    "Kafka topic `{topic}` does not exist at {brokers}: create it, or check \
+            )?)?;
+            let count =
+                client::partitions(&consumer.consumer, &brokers, topic)?.ok_or_else(|| {
+                    Error::input(format!(
+                        "Kafka topic `{topic}` does not exist at {brokers}: create it, or check \
                      `topic` and `brokers`"
-                ))
-            })?;
+                    ))
+                })?;
             let read: Vec<i32> = (0..count)
                 .filter(|p| self.only.is_none_or(|only| only == counted + *p as u32))
                 // Dealt in turn by their index among all the topics'.
@@ -191,7 +196,7 @@ impl KafkaSource {
             let t = self.topics.len();
             let committed = match self.plan.start {
                 Start::Committed => Some(client::committed(
-                    &consumer,
+                    &consumer.consumer,
                     &self.plan.group,
                     topic,
                     count,
@@ -199,13 +204,13 @@ impl KafkaSource {
                 _ => None,
             };
             let times = match self.plan.start {
-                Start::Time(ms) => Some(client::offsets_at(&consumer, topic, count, ms)?),
+                Start::Time(ms) => Some(client::offsets_at(&consumer.consumer, topic, count, ms)?),
                 _ => None,
             };
             self.first.push(self.parts.len());
             let mut assignment = TopicPartitionList::new();
             for partition in read {
-                let (low, high) = client::watermarks(&consumer, topic, partition)?;
+                let (low, high) = client::watermarks(&consumer.consumer, topic, partition)?;
                 let seeked = self
                     .seeked
                     .iter()
@@ -250,6 +255,7 @@ impl KafkaSource {
                 assignment
                     .add_partition_offset(topic, partition, Offset::Offset(next))
                     .map_err(|e| failed(format!("cannot assign Kafka topic `{topic}`"), e))?;
+                consumer.forward(topic, partition)?;
                 self.parts.push(Part {
                     topic: t,
                     partition,
@@ -268,9 +274,7 @@ impl KafkaSource {
                     dead: Vec::new(),
                 });
             }
-            consumer
-                .assign(&assignment)
-                .map_err(|e| failed(format!("cannot assign Kafka topic `{topic}`"), e))?;
+            consumer.assign(topic, &assignment)?;
             self.consumers.push(consumer);
             self.topics.push(topic.clone());
         }
@@ -302,30 +306,6 @@ impl KafkaSource {
         Ok(())
     }
 
-    /// Partition `p` of `topics[t]` has given every record the broker
-    /// holds.
-    fn reached_end(&mut self, t: usize, p: i32) -> Result<()> {
-        let Some(index) = self.part_of(t, p) else {
-            return Ok(());
-        };
-        let part = &mut self.parts[index];
-        part.at_end = true;
-        // Every record to the partition's end has come: what lies between
-        // `next` and a caught-up end is not data (transaction markers,
-        // records compacted away), once the broker's end is past it (a new
-        // leader's may lag).
-        if let Some(end) = part.end.filter(|e| *e > part.next) {
-            let (_, high) = client::watermarks(&self.consumers[t], &self.topics[t], p)?;
-            if high >= end {
-                part.next = end;
-            }
-        }
-        if part.finished() {
-            self.pause(t, p);
-        }
-        Ok(())
-    }
-
     /// The index in `parts` of partition `p` of `topics[t]`, if it is read.
     fn part_of(&self, t: usize, p: i32) -> Option<usize> {
         let first = self.first[t];
@@ -336,12 +316,37 @@ impl KafkaSource {
             .map(|i| first + i)
     }
 
-    /// Stops fetching partition `p` of topic `t`: it has read to its end.
-    fn pause(&self, t: usize, p: i32) {
-        let mut list = TopicPartitionList::new();
-        list.add_partition(&self.topics[t], p);
-        // Records fetched past the end are skipped anyway.
-        let _ = self.consumers[t].pause(&list);
+    /// What a read that failed means: the run fails (records gone, a
+    /// fatal client error) or reads on while the broker is unreachable, for
+    /// up to [`RETRY_FOR`] (the client connects again by itself).
+    fn failure(&mut self, t: usize, error: KafkaError) -> Result<()> {
+        match error {
+            KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset) => {
+                Err(Error::input(format!(
+                    "Kafka topic `{}`: the broker no longer has the records at a partition's \
+                     offset (retention deleted them before they were read). Start afresh, or \
+                     keep records longer",
+                    self.topics[t]
+                )))
+            }
+            error @ KafkaError::MessageConsumptionFatal(_) => Err(failed(
+                format!("cannot read Kafka topic `{}`", self.topics[t]),
+                error,
+            )),
+            error => {
+                let since = *self.failing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > RETRY_FOR {
+                    return Err(failed(
+                        format!(
+                            "cannot read Kafka topic `{}` for {RETRY_FOR:?}",
+                            self.topics[t]
+                        ),
+                        error,
+                    ));
+                }
+                Ok(())
+            }
+        }
     }
 
     fn positions(&self) -> Vec<Position> {
@@ -428,6 +433,34 @@ impl KafkaSource {
     }
 }
 
+/// `part`, of `topic` read by `consumer`, has given every record the
+/// broker holds.
+fn reached_end(consumer: &TopicConsumer, topic: &str, part: &mut Part) -> Result<()> {
+    part.at_end = true;
+    // Every record to the partition's end has come: what lies between
+    // `next` and a caught-up end is not data (transaction markers, records
+    // compacted away), once the broker's end is past it (a new leader's
+    // may lag).
+    if let Some(end) = part.end.filter(|e| *e > part.next) {
+        let (_, high) = client::watermarks(&consumer.consumer, topic, part.partition)?;
+        if high >= end {
+            part.next = end;
+        }
+    }
+    if part.finished() {
+        pause(consumer, topic, part.partition);
+    }
+    Ok(())
+}
+
+/// Stops fetching partition `partition` of `topic`: it has read to its end.
+fn pause(consumer: &TopicConsumer, topic: &str, partition: i32) {
+    let mut list = TopicPartitionList::new();
+    list.add_partition(topic, partition);
+    // Records fetched past the end are skipped anyway.
+    let _ = consumer.consumer.pause(&list);
+}
+
 /// No rows: a chunk that only carries a time for the watermark.
 fn empty_rows(schema: &SchemaRef) -> Rows {
     Rows::new(
@@ -486,71 +519,55 @@ impl Source<Rows> for KafkaSource {
             } else {
                 wait
             };
-            // In whole milliseconds, rounded up: the client waits in
-            // milliseconds, and polls without sleeping for what is left
-            // below one.
-            let timeout = Duration::from_millis(timeout.as_nanos().div_ceil(1_000_000) as u64);
-            match self.consumers[t].poll(timeout) {
-                Some(Ok(message)) => {
-                    self.failing_since = None;
-                    let p = message.partition();
-                    let Some(index) = self.part_of(t, p) else {
-                        continue;
-                    };
-                    let part = &mut self.parts[index];
-                    let bytes = message.payload().map_or(0, <[u8]>::len) as u64;
-                    if take(part, &message, &self.reading) {
-                        self.pending += 1;
-                        self.counters.add_read(1);
-                        self.counters.add_bytes(bytes);
-                        self.waiting_since.get_or_insert_with(Instant::now);
+            // The consumer's own queue: client errors (a broker gone).
+            if let Some(error) = self.consumers[t].events()? {
+                self.failure(t, error)?;
+            }
+            let consumer = &self.consumers[t];
+            let fetched = consumer.fetch(timeout, (self.chunk_rows - self.pending).min(FETCH_MOST));
+            let (mut taken, mut bytes, mut answered, mut failure) = (0u64, 0u64, false, None);
+            for record in fetched.iter() {
+                match record {
+                    Ok(message) => {
+                        answered = true;
+                        let p = message.partition();
+                        let Some(index) = self.part_of(t, p) else {
+                            continue;
+                        };
+                        let part = &mut self.parts[index];
+                        if take(part, &message, &self.reading) {
+                            taken += 1;
+                            bytes += message.payload().map_or(0, <[u8]>::len) as u64;
+                        }
+                        if part.finished() {
+                            pause(consumer, &self.topics[t], p);
+                        }
                     }
-                    let finished = part.finished();
-                    drop(message);
-                    if finished {
-                        self.pause(t, p);
+                    Err(KafkaError::PartitionEOF(p)) => {
+                        answered = true;
+                        if let Some(index) = self.part_of(t, p) {
+                            reached_end(consumer, &self.topics[t], &mut self.parts[index])?;
+                        }
                     }
-                    if !wait.is_zero() {
-                        continue;
-                    }
-                    break;
+                    Err(error) => failure = Some(error),
                 }
-                Some(Err(KafkaError::PartitionEOF(p))) => {
-                    self.failing_since = None;
-                    self.reached_end(t, p)?;
+            }
+            drop(fetched);
+            if answered {
+                self.failing_since = None;
+            }
+            if let Some(error) = failure {
+                self.failure(t, error)?;
+            }
+            if taken > 0 {
+                self.pending += taken as usize;
+                self.counters.add_read(taken);
+                self.counters.add_bytes(bytes);
+                self.waiting_since.get_or_insert_with(Instant::now);
+                if !wait.is_zero() {
+                    continue;
                 }
-                Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
-                    return Err(Error::input(format!(
-                        "Kafka topic `{}`: the broker no longer has the records at a \
-                         partition's offset (retention deleted them before they were read). \
-                         Start afresh, or keep records longer",
-                        self.topics[t]
-                    ))
-                    .into());
-                }
-                Some(Err(error @ KafkaError::MessageConsumptionFatal(_))) => {
-                    return Err(failed(
-                        format!("cannot read Kafka topic `{}`", self.topics[t]),
-                        error,
-                    )
-                    .into());
-                }
-                Some(Err(error)) => {
-                    // The broker is unreachable (a restart): the client
-                    // connects again by itself.
-                    let since = *self.failing_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() > RETRY_FOR {
-                        return Err(failed(
-                            format!(
-                                "cannot read Kafka topic `{}` for {RETRY_FOR:?}",
-                                self.topics[t]
-                            ),
-                            error,
-                        )
-                        .into());
-                    }
-                }
-                None => {}
+                break;
             }
             if self.pending == 0 {
                 if !many || self.turn.is_multiple_of(self.consumers.len()) {
@@ -643,7 +660,7 @@ impl Replayable for KafkaSource {
                 let _ = list.add_partition_offset(topic, p.partition, Offset::Offset(p.next));
             }
             if list.count() > 0 {
-                let _ = consumer.commit(&list, CommitMode::Async);
+                let _ = consumer.consumer.commit(&list, CommitMode::Async);
             }
         }
         Ok(())
