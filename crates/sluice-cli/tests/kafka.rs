@@ -317,9 +317,18 @@ fn kill_and_compare(
             // the checkpoint, which the next run must not write again.
             let committed = run.wait_for_checkpoint_that_read(Duration::from_secs(120));
             if committed {
-                let covered = broker.count("valid", 3);
                 let deadline = Instant::now() + Duration::from_secs(60);
-                while broker.count("valid", 3) == covered && Instant::now() < deadline {
+                let count = || {
+                    while Instant::now() < deadline {
+                        if let Some(n) = broker.count("valid", 3) {
+                            return n;
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    panic!("topic `valid` was not there to count within 60 s")
+                };
+                let covered = count();
+                while count() <= covered && Instant::now() < deadline {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 seed = seed

@@ -221,21 +221,21 @@ impl Broker {
             .expect("the records were delivered");
     }
 
-    /// How many records partitions `0..partitions` of `topic` hold (0
-    /// while it does not exist).
-    pub fn count(&self, topic: &str, partitions: i32) -> i64 {
+    /// How many records partitions `0..partitions` of `topic` hold; `None`
+    /// if the broker does not say (the topic does not exist yet).
+    pub fn count(&self, topic: &str, partitions: i32) -> Option<i64> {
         let consumer: BaseConsumer = self
             .config()
             .set("group.id", "test-reader")
             .create()
             .expect("consumer");
         (0..partitions)
-            .filter_map(|p| {
-                consumer
+            .map(|p| {
+                let (low, high) = consumer
                     .fetch_watermarks(topic, p, Duration::from_secs(10))
-                    .ok()
+                    .ok()?;
+                Some(high - low)
             })
-            .map(|(low, high)| high - low)
             .sum()
     }
 

@@ -135,6 +135,9 @@ impl Run {
     pub fn finish(mut self) -> (bool, String) {
         let status = self.child.wait().unwrap();
         self.said.extend(self.lines.iter());
+        if !status.success() {
+            self.said.push(format!("({status})"));
+        }
         (status.success(), self.said.join("\n"))
     }
 }

@@ -126,7 +126,11 @@ impl TopicConsumer {
         }
     }
 
-    /// Assigns partitions (each forwarded first).
+    /// Assigns partitions (each forwarded first). Once only: stopping a
+    /// partition's fetch undoes its forward, and librdkafka would not
+    /// forward it to the consumer's own queue either (the forward was the
+    /// application's); a new assignment takes a new consumer (`seek` makes
+    /// them anew).
     pub(super) fn assign(&self, topic: &str, list: &rdkafka::TopicPartitionList) -> Result<()> {
         self.consumer
             .assign(list)
@@ -152,6 +156,10 @@ pub(super) struct Fetched<'c> {
 }
 
 impl Fetched<'_> {
+    pub(super) fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
     /// Each record, or the event a partition gave in its place: its end
     /// (`PartitionEOF`) or a fetch error.
     pub(super) fn iter(&self) -> impl Iterator<Item = Result<Raw<'_>, KafkaError>> {

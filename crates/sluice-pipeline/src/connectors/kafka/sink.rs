@@ -132,8 +132,10 @@ const WAIT_STEP: Duration = Duration::from_millis(1);
 const RECORD_FRAMING: usize = 32;
 
 /// The producer's `linger.ms` unless `properties` set it: longer than a
-/// hand-over takes.
-const LINGER_MS: &str = "100";
+/// hand-over takes (a few ms for 10,000 records), and the longest a
+/// record waits when the producer misses [`client::send_now`]'s window
+/// (its I/O thread not scheduled within it, or no producer id yet).
+const LINGER_MS: &str = "50";
 
 /// How long a writer has the producer send at once after a hand-over.
 const SEND_NOW: Duration = Duration::from_millis(2);
@@ -396,7 +398,8 @@ impl KafkaWriter {
                     .map_err(|e| late().caused_by(e))?;
                 continue;
             }
-            std::thread::sleep(WAIT_STEP);
+            // A sleep that also has the producer send what it holds.
+            client::send_now(&self.producer, WAIT_STEP);
         }
     }
 

@@ -433,6 +433,16 @@ impl KafkaSource {
     }
 }
 
+/// A failed read that no retry mends: records gone, or a fatal client
+/// error.
+fn ends_the_run(error: &KafkaError) -> bool {
+    matches!(
+        error,
+        KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset)
+            | KafkaError::MessageConsumptionFatal(_)
+    )
+}
+
 /// `part`, of `topic` read by `consumer`, has given every record the
 /// broker holds.
 fn reached_end(consumer: &TopicConsumer, topic: &str, part: &mut Part) -> Result<()> {
@@ -524,9 +534,18 @@ impl Source<Rows> for KafkaSource {
                 self.failure(t, error)?;
             }
             let consumer = &self.consumers[t];
-            let fetched = consumer.fetch(timeout, (self.chunk_rows - self.pending).min(FETCH_MOST));
+            // The first record (or partition event) as soon as it comes,
+            // then whatever else has come, without waiting.
+            let first = consumer.fetch(timeout, 1);
+            let rest = match first.is_empty() {
+                true => None,
+                false => Some(consumer.fetch(
+                    Duration::ZERO,
+                    (self.chunk_rows - self.pending).clamp(1, FETCH_MOST),
+                )),
+            };
             let (mut taken, mut bytes, mut answered, mut failure) = (0u64, 0u64, false, None);
-            for record in fetched.iter() {
+            for record in first.iter().chain(rest.iter().flat_map(|r| r.iter())) {
                 match record {
                     Ok(message) => {
                         answered = true;
@@ -535,11 +554,12 @@ impl Source<Rows> for KafkaSource {
                             continue;
                         };
                         let part = &mut self.parts[index];
+                        let finished = part.finished();
                         if take(part, &message, &self.reading) {
                             taken += 1;
                             bytes += message.payload().map_or(0, <[u8]>::len) as u64;
                         }
-                        if part.finished() {
+                        if !finished && part.finished() {
                             pause(consumer, &self.topics[t], p);
                         }
                     }
@@ -549,10 +569,15 @@ impl Source<Rows> for KafkaSource {
                             reached_end(consumer, &self.topics[t], &mut self.parts[index])?;
                         }
                     }
-                    Err(error) => failure = Some(error),
+                    // The first, unless a later one ends the run.
+                    Err(error) => {
+                        if failure.as_ref().is_none_or(|f| !ends_the_run(f)) {
+                            failure = Some(error);
+                        }
+                    }
                 }
             }
-            drop(fetched);
+            drop((first, rest));
             if answered {
                 self.failing_since = None;
             }
