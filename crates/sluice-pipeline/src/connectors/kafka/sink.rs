@@ -382,6 +382,7 @@ impl KafkaWriter {
                 RETRY_FOR * 2
             ))
         };
+        let mut first = true;
         loop {
             self.serve_reports();
             self.check()?;
@@ -398,8 +399,14 @@ impl KafkaWriter {
                     .map_err(|e| late().caused_by(e))?;
                 continue;
             }
-            // A sleep that also has the producer send what it holds.
-            client::send_now(&self.producer, WAIT_STEP);
+            if std::mem::take(&mut first) {
+                // What was handed over and missed `send_now`'s window
+                // goes now, not after `linger.ms` (each call wakes every
+                // I/O thread of the client: once).
+                client::send_now(&self.producer, WAIT_STEP);
+            } else {
+                std::thread::sleep(WAIT_STEP);
+            }
         }
     }
 
