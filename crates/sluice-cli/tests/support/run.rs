@@ -101,6 +101,11 @@ impl Run {
         false
     }
 
+    /// It has not ended.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
     /// Kills it with SIGKILL; true if the signal ended it (it had not
     /// ended by itself).
     pub fn kill(&mut self) -> bool {

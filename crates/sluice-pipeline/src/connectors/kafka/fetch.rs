@@ -31,7 +31,9 @@ use std::time::Duration;
 pub(super) struct TopicConsumer {
     /// Forwarded to by every partition given to [`TopicConsumer::forward`].
     queue: NonNull<rd::rd_kafka_queue_t>,
-    /// Room for the messages of a fetch, kept between fetches.
+    /// Room for the messages of a fetch, kept between fetches: one for
+    /// fetches of one message (the wait for the first), one for the rest.
+    one: Cell<Vec<*mut rd::rd_kafka_message_t>>,
     room: Cell<Vec<*mut rd::rd_kafka_message_t>>,
     pub(super) consumer: BaseConsumer,
 }
@@ -49,6 +51,7 @@ impl TopicConsumer {
             .ok_or_else(|| Error::input("librdkafka could not make a queue for a Kafka source"))?;
         Ok(Self {
             queue,
+            one: Cell::new(Vec::new()),
             room: Cell::new(Vec::new()),
             consumer,
         })
@@ -85,7 +88,8 @@ impl TopicConsumer {
     /// and gives what came (possibly nothing).
     pub(super) fn fetch(&self, timeout: Duration, most: usize) -> Fetched<'_> {
         let most = most.max(1);
-        let mut messages = self.room.take();
+        let room = if most == 1 { &self.one } else { &self.room };
+        let mut messages = room.take();
         messages.clear();
         messages.reserve(most);
         // In whole milliseconds, rounded up (librdkafka waits in them).
@@ -102,10 +106,7 @@ impl TopicConsumer {
             );
             messages.set_len(usize::try_from(n).unwrap_or(0).min(most));
         }
-        Fetched {
-            messages,
-            consumer: self,
-        }
+        Fetched { messages, room }
     }
 
     /// What the consumer's own queue holds: a client error, or nothing
@@ -150,9 +151,9 @@ impl Drop for TopicConsumer {
 /// partition gave them; destroyed when this is dropped.
 pub(super) struct Fetched<'c> {
     messages: Vec<*mut rd::rd_kafka_message_t>,
-    /// The messages belong to the consumer's client: they must not
-    /// outlive it. Their room goes back to it.
-    consumer: &'c TopicConsumer,
+    /// The consumer's room the messages go back to: they belong to its
+    /// client and must not outlive it.
+    room: &'c Cell<Vec<*mut rd::rd_kafka_message_t>>,
 }
 
 impl Fetched<'_> {
@@ -185,7 +186,7 @@ impl Drop for Fetched<'_> {
             unsafe { rd::rd_kafka_message_destroy(message) }
         }
         self.messages.clear();
-        self.consumer.room.set(std::mem::take(&mut self.messages));
+        self.room.set(std::mem::take(&mut self.messages));
     }
 }
 

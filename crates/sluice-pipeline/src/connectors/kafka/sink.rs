@@ -336,6 +336,7 @@ impl KafkaWriter {
     /// `late`) holds nothing back: it hands everything over at once.
     fn pump(&mut self, wait: bool) -> Result<()> {
         let deadline = Instant::now() + RETRY_FOR * 2;
+        let mut handed = false;
         loop {
             self.serve_reports();
             self.check()?;
@@ -346,6 +347,7 @@ impl KafkaWriter {
             // A writer that is not ticked hands everything over at once.
             if self.producer.in_flight_count() == 0 || !self.ticked {
                 if self.hand_over()? > 0 {
+                    handed = true;
                     continue;
                 }
                 if self.producer.in_flight_count() == 0 {
@@ -359,20 +361,22 @@ impl KafkaWriter {
             } else if !wait {
                 return Ok(());
             }
-            self.delivered_by(deadline)?;
+            self.delivered_by(deadline, !handed)?;
         }
     }
 
     /// Waits until every record handed to the producer is delivered (or
     /// has failed).
     fn delivered(&self) -> Result<()> {
-        self.delivered_by(Instant::now() + RETRY_FOR * 2)
+        self.delivered_by(Instant::now() + RETRY_FOR * 2, true)
     }
 
     /// Waits until every record handed to the producer is delivered, until
     /// `deadline`: it looks every [`WAIT_STEP`], and after [`FLUSH_AFTER`]
     /// flushes (librdkafka then also sends what a long `linger.ms` holds).
-    fn delivered_by(&self, deadline: Instant) -> Result<()> {
+    /// `nudge`: first has the producer send at once what it was handed
+    /// (not needed right after a hand-over, which did).
+    fn delivered_by(&self, deadline: Instant, nudge: bool) -> Result<()> {
         let started = Instant::now();
         let late = || {
             Error::output(format!(
@@ -382,7 +386,7 @@ impl KafkaWriter {
                 RETRY_FOR * 2
             ))
         };
-        let mut first = true;
+        let mut first = nudge;
         loop {
             self.serve_reports();
             self.check()?;

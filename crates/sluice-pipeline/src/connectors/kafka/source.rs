@@ -275,6 +275,11 @@ impl KafkaSource {
                 });
             }
             consumer.assign(topic, &assignment)?;
+            // A partition already read to its end (a resumed caught-up run)
+            // fetches nothing more.
+            for part in self.parts[self.first[t]..].iter().filter(|p| p.finished()) {
+                pause(&consumer, topic, part.partition);
+            }
             self.consumers.push(consumer);
             self.topics.push(topic.clone());
         }
@@ -537,13 +542,9 @@ impl Source<Rows> for KafkaSource {
             // The first record (or partition event) as soon as it comes,
             // then whatever else has come, without waiting.
             let first = consumer.fetch(timeout, 1);
-            let rest = match first.is_empty() {
-                true => None,
-                false => Some(consumer.fetch(
-                    Duration::ZERO,
-                    (self.chunk_rows - self.pending).clamp(1, FETCH_MOST),
-                )),
-            };
+            let room = (self.chunk_rows.saturating_sub(self.pending + 1)).min(FETCH_MOST);
+            let rest =
+                (!first.is_empty() && room > 0).then(|| consumer.fetch(Duration::ZERO, room));
             let (mut taken, mut bytes, mut answered, mut failure) = (0u64, 0u64, false, None);
             for record in first.iter().chain(rest.iter().flat_map(|r| r.iter())) {
                 match record {
@@ -569,7 +570,7 @@ impl Source<Rows> for KafkaSource {
                             reached_end(consumer, &self.topics[t], &mut self.parts[index])?;
                         }
                     }
-                    // The first, unless a later one ends the run.
+                    // The last, unless an earlier one ends the run.
                     Err(error) => {
                         if failure.as_ref().is_none_or(|f| !ends_the_run(f)) {
                             failure = Some(error);
