@@ -11,7 +11,7 @@
 //!   its records; at each checkpoint the sink waits for every delivery and
 //!   records where its records after the checkpoint will start in each
 //!   partition. A resumed sink reads its records after the checkpoint back
-//!   and skips the replay's records that are already there.
+//!   and skips the replay's records that are already there ([`read_back`]).
 //! - [`record`]: one record as a line for the source's decoder (JSON,
 //!   CSV, raw text, Avro), or a dead letter;
 //! - [`fetch`]: the source's consumer, whose records librdkafka hands over
@@ -24,6 +24,7 @@
 mod client;
 mod fetch;
 mod held;
+mod read_back;
 mod record;
 mod sink;
 mod source;
