@@ -142,6 +142,12 @@ const SEND_NOW: Duration = Duration::from_millis(2);
 /// How long a writer waits for deliveries by looking before it flushes.
 const FLUSH_AFTER: Duration = Duration::from_millis(50);
 
+/// How long each flush of a long wait for deliveries lasts. Not rdkafka's
+/// `flush`: it polls in steps of 100 ms that each run to their end (the
+/// last millisecond without sleeping), so a wait lasted until the next
+/// 100 ms past the broker's answer.
+const FLUSH_STEP: Duration = Duration::from_millis(10);
+
 impl KafkaWriter {
     /// Opens the topic (creating it if missing); a resumed writer first
     /// reads back what it wrote after its checkpoint.
@@ -372,7 +378,8 @@ impl KafkaWriter {
 
     /// Waits until every record handed to the producer is delivered, until
     /// `deadline`: it looks every [`WAIT_STEP`], and after [`FLUSH_AFTER`]
-    /// flushes (librdkafka then also sends what a long `linger.ms` holds).
+    /// every [`FLUSH_STEP`] of a flush (librdkafka then also sends what a
+    /// long `linger.ms` holds).
     /// `nudge`: first has the producer send at once what it was handed
     /// (not needed right after a hand-over, which did).
     fn delivered_by(&self, deadline: Instant, nudge: bool) -> Result<()> {
@@ -397,9 +404,7 @@ impl KafkaWriter {
                 return Err(late());
             }
             if now - started >= FLUSH_AFTER {
-                self.producer
-                    .flush(deadline - now)
-                    .map_err(|e| late().caused_by(e))?;
+                client::send_now(&self.producer, FLUSH_STEP.min(deadline - now));
                 continue;
             }
             if std::mem::take(&mut first) {
