@@ -79,13 +79,22 @@ impl Source<FormulaEvent> for FormulaSource {
         out: &mut Batch<FormulaEvent>,
         max: usize,
     ) -> Result<SourceStatus, BoxError> {
-        for _ in 0..max {
-            if self.next >= self.end {
-                return Ok(SourceStatus::Exhausted);
-            }
-            out.push(FormulaEvent::at(self.next), self.next);
-            self.next += self.step;
-        }
+        // Counted up front, so that the events are made in one tight loop
+        // with no capacity check per event.
+        let left = self
+            .next
+            .abs_diff(self.end)
+            .div_ceil(self.step.unsigned_abs());
+        let n = if self.next >= self.end {
+            0
+        } else {
+            usize::try_from(left).unwrap_or(usize::MAX).min(max)
+        };
+        let (start, step) = (self.next, self.step);
+        let (items, times) = out.parts_mut();
+        items.extend((0..n as i64).map(|k| FormulaEvent::at(start + k * step)));
+        times.extend((0..n as i64).map(|k| start + k * step));
+        self.next = start.saturating_add((n as i64).saturating_mul(step));
         Ok(if self.next >= self.end {
             SourceStatus::Exhausted
         } else {
@@ -96,5 +105,42 @@ impl Source<FormulaEvent> for FormulaSource {
     fn exact_len(&self) -> Option<u64> {
         let remaining = (self.end - self.next).max(0);
         u64::try_from((remaining + self.step - 1) / self.step).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every event of each partition, in order, with its index as its
+    /// time, whatever the poll size; then exhausted.
+    #[test]
+    fn partitions_cover_the_stream_once() {
+        let (events, partitions) = (23_u64, 3);
+        let mut seen = Vec::new();
+        for p in 0..partitions {
+            let mut source = FormulaSource::partition(events, p, partitions);
+            assert_eq!(source.exact_len(), Some((events + 2 - p as u64) / 3));
+            let mut batch = Batch::new();
+            loop {
+                let status = source.poll(&mut batch, 2).unwrap();
+                assert!(batch.len() <= 2);
+                for (event, time) in batch.drain() {
+                    assert_eq!(event, FormulaEvent::at(time));
+                    seen.push(time);
+                }
+                if matches!(status, SourceStatus::Exhausted) {
+                    break;
+                }
+            }
+            assert_eq!(source.exact_len(), Some(0));
+            assert!(matches!(
+                source.poll(&mut batch, 2),
+                Ok(SourceStatus::Exhausted)
+            ));
+            assert!(batch.is_empty());
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (0..events as i64).collect::<Vec<_>>());
     }
 }

@@ -453,7 +453,6 @@ impl<T: Send + 'static> Stream<T> {
         self.fuse(None, move |down| {
             Box::new(Filter {
                 predicate: predicate.clone(),
-                out: Batch::new(),
                 down,
             })
         })

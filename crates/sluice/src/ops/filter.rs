@@ -7,7 +7,6 @@ use sluice_runtime::{Operator, OperatorResult};
 /// Keeps the events for which the predicate holds.
 pub(crate) struct Filter<T, F> {
     pub predicate: F,
-    pub out: Batch<T>,
     pub down: Downstream<T>,
 }
 
@@ -16,13 +15,25 @@ where
     T: Send,
     F: FnMut(&T) -> bool + Send,
 {
+    /// Keeps the events in place (the batch is this operator's to change)
+    /// and hands the same batch on: no copy of the events kept.
     fn on_batch(&mut self, batch: &mut Batch<T>) -> OperatorResult {
-        for (item, time) in batch.drain() {
-            if (self.predicate)(&item) {
-                self.out.push(item, time);
+        let (items, times) = batch.parts_mut();
+        let (mut at, mut kept) = (0, 0);
+        items.retain(|item| {
+            let keep = (self.predicate)(item);
+            if keep {
+                times[kept] = times[at];
+                kept += 1;
             }
+            at += 1;
+            keep
+        });
+        times.truncate(kept);
+        if batch.is_empty() {
+            return Ok(());
         }
-        crate::ops::send(&mut self.out, &mut self.down)
+        self.down.on_batch(batch)
     }
     fn downstream(&mut self) -> Option<&mut dyn sluice_runtime::Signals> {
         Some(&mut self.down)
