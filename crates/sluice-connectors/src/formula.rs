@@ -73,6 +73,18 @@ impl FormulaSource {
     }
 }
 
+impl FormulaSource {
+    /// The events not made yet.
+    fn left(&self) -> u64 {
+        if self.next >= self.end {
+            return 0;
+        }
+        self.next
+            .abs_diff(self.end)
+            .div_ceil(self.step.unsigned_abs())
+    }
+}
+
 impl Source<FormulaEvent> for FormulaSource {
     fn poll(
         &mut self,
@@ -81,20 +93,15 @@ impl Source<FormulaEvent> for FormulaSource {
     ) -> Result<SourceStatus, BoxError> {
         // Counted up front, so that the events are made in one tight loop
         // with no capacity check per event.
-        let left = self
-            .next
-            .abs_diff(self.end)
-            .div_ceil(self.step.unsigned_abs());
-        let n = if self.next >= self.end {
-            0
-        } else {
-            usize::try_from(left).unwrap_or(usize::MAX).min(max)
-        };
+        let n = self.left().min(max as u64).min(i64::MAX as u64) as i64;
         let (start, step) = (self.next, self.step);
+        // Every index made is below `end`: no overflow, whatever wraps
+        // on the way.
+        let index = |k: i64| start.wrapping_add(k.wrapping_mul(step));
         let (items, times) = out.parts_mut();
-        items.extend((0..n as i64).map(|k| FormulaEvent::at(start + k * step)));
-        times.extend((0..n as i64).map(|k| start + k * step));
-        self.next = start.saturating_add((n as i64).saturating_mul(step));
+        items.extend((0..n).map(|k| FormulaEvent::at(index(k))));
+        times.extend((0..n).map(index));
+        self.next = start.saturating_add(n.saturating_mul(step));
         Ok(if self.next >= self.end {
             SourceStatus::Exhausted
         } else {
@@ -103,8 +110,7 @@ impl Source<FormulaEvent> for FormulaSource {
     }
 
     fn exact_len(&self) -> Option<u64> {
-        let remaining = (self.end - self.next).max(0);
-        u64::try_from((remaining + self.step - 1) / self.step).ok()
+        Some(self.left())
     }
 }
 
@@ -112,35 +118,68 @@ impl Source<FormulaEvent> for FormulaSource {
 mod tests {
     use super::*;
 
-    /// Every event of each partition, in order, with its index as its
-    /// time, whatever the poll size; then exhausted.
-    #[test]
-    fn partitions_cover_the_stream_once() {
-        let (events, partitions) = (23_u64, 3);
-        let mut seen = Vec::new();
-        for p in 0..partitions {
-            let mut source = FormulaSource::partition(events, p, partitions);
-            assert_eq!(source.exact_len(), Some((events + 2 - p as u64) / 3));
-            let mut batch = Batch::new();
-            loop {
-                let status = source.poll(&mut batch, 2).unwrap();
-                assert!(batch.len() <= 2);
-                for (event, time) in batch.drain() {
-                    assert_eq!(event, FormulaEvent::at(time));
-                    seen.push(time);
-                }
-                if matches!(status, SourceStatus::Exhausted) {
-                    break;
-                }
+    /// Polls `source` with `max` until it is exhausted: the events' times
+    /// in order, after checking each poll's size and status.
+    fn drain(mut source: FormulaSource, max: usize) -> Vec<i64> {
+        let mut batch = Batch::new();
+        let mut times = Vec::new();
+        loop {
+            let left = source.exact_len().unwrap();
+            let status = source.poll(&mut batch, max).unwrap();
+            let want = left.min(max as u64);
+            assert_eq!(batch.len() as u64, want, "a poll makes all it may");
+            let exhausted = matches!(status, SourceStatus::Exhausted);
+            assert_eq!(exhausted, left == want, "exhausted with the last events");
+            for (event, time) in batch.drain() {
+                assert_eq!(event, FormulaEvent::at(time));
+                times.push(time);
             }
-            assert_eq!(source.exact_len(), Some(0));
-            assert!(matches!(
-                source.poll(&mut batch, 2),
-                Ok(SourceStatus::Exhausted)
-            ));
-            assert!(batch.is_empty());
+            if exhausted {
+                assert_eq!(source.exact_len(), Some(0));
+                return times;
+            }
+            assert!(max > 0 || times.is_empty());
+            if max == 0 {
+                return times;
+            }
         }
-        seen.sort_unstable();
-        assert_eq!(seen, (0..events as i64).collect::<Vec<_>>());
+    }
+
+    /// Each partition gives its events, in order, with their index as
+    /// their time, whatever the poll size; together every event once.
+    #[test]
+    fn partitions_cover_the_stream_once_in_order() {
+        let (events, partitions) = (23_u64, 3);
+        for max in [1, 2, 5, 4096] {
+            let mut all = Vec::new();
+            for p in 0..partitions {
+                let times = drain(FormulaSource::partition(events, p, partitions), max);
+                let want: Vec<i64> = (p as i64..events as i64).step_by(partitions).collect();
+                assert_eq!(times, want, "partition {p}, polls of {max}");
+                all.extend(times);
+            }
+            all.sort_unstable();
+            assert_eq!(all, (0..events as i64).collect::<Vec<_>>());
+        }
+    }
+
+    /// Empty ranges, polls of nothing, negative starts and steps that
+    /// would pass the end of `i64` neither panic nor repeat an event.
+    #[test]
+    fn edges_of_the_range() {
+        assert_eq!(drain(FormulaSource::new(5, 5, 1), 3), Vec::<i64>::new());
+        assert_eq!(drain(FormulaSource::new(9, 5, 1), 3), Vec::<i64>::new());
+        assert_eq!(drain(FormulaSource::new(0, 3, 1), 0), Vec::<i64>::new());
+        assert_eq!(drain(FormulaSource::new(-4, 2, 3), 10), vec![-4, -1]);
+        // The step after the only event passes the end of `i64`.
+        let mut source = FormulaSource::new(10, i64::MAX, i64::MAX - 5);
+        assert_eq!(source.exact_len(), Some(1));
+        let mut batch = Batch::new();
+        let status = source.poll(&mut batch, 8);
+        assert!(matches!(status, Ok(SourceStatus::Exhausted)));
+        assert_eq!(batch.times(), &[10]);
+        assert_eq!(source.exact_len(), Some(0));
+        let source = FormulaSource::partition(u64::MAX, 0, 2);
+        assert_eq!(source.exact_len(), Some((i64::MAX as u64).div_ceil(2)));
     }
 }

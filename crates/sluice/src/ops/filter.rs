@@ -19,17 +19,21 @@ where
     /// and hands the same batch on: no copy of the events kept.
     fn on_batch(&mut self, batch: &mut Batch<T>) -> OperatorResult {
         let (items, times) = batch.parts_mut();
+        // Taken out while they are compacted: a predicate that panics
+        // leaves the batch empty, not with items and times out of line.
+        let (mut kept_items, mut kept_times) = (std::mem::take(items), std::mem::take(times));
         let (mut at, mut kept) = (0, 0);
-        items.retain(|item| {
+        kept_items.retain(|item| {
             let keep = (self.predicate)(item);
             if keep {
-                times[kept] = times[at];
+                kept_times[kept] = kept_times[at];
                 kept += 1;
             }
             at += 1;
             keep
         });
-        times.truncate(kept);
+        kept_times.truncate(kept);
+        (*items, *times) = (kept_items, kept_times);
         if batch.is_empty() {
             return Ok(());
         }

@@ -142,10 +142,11 @@ const SEND_NOW: Duration = Duration::from_millis(2);
 /// How long a writer waits for deliveries by looking before it flushes.
 const FLUSH_AFTER: Duration = Duration::from_millis(50);
 
-/// How long each flush of a long wait for deliveries lasts. Not rdkafka's
-/// `flush`: it polls in steps of 100 ms that each run to their end (the
-/// last millisecond without sleeping), so a wait lasted until the next
-/// 100 ms past the broker's answer.
+/// How long each flush of a long wait for deliveries lasts: the wait ends
+/// up to this long after the broker's last answer (a step wakes every I/O
+/// thread of the client). Not rdkafka's `flush`, which polls in steps of
+/// 100 ms that each run to their end, the last millisecond without
+/// sleeping.
 const FLUSH_STEP: Duration = Duration::from_millis(10);
 
 impl KafkaWriter {
@@ -378,8 +379,8 @@ impl KafkaWriter {
 
     /// Waits until every record handed to the producer is delivered, until
     /// `deadline`: it looks every [`WAIT_STEP`], and after [`FLUSH_AFTER`]
-    /// every [`FLUSH_STEP`] of a flush (librdkafka then also sends what a
-    /// long `linger.ms` holds).
+    /// it flushes in steps of [`FLUSH_STEP`] (librdkafka then also sends
+    /// what a long `linger.ms` holds).
     /// `nudge`: first has the producer send at once what it was handed
     /// (not needed right after a hand-over, which did).
     fn delivered_by(&self, deadline: Instant, nudge: bool) -> Result<()> {
