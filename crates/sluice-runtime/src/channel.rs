@@ -532,15 +532,33 @@ pub fn exchange<T: Send>(
     Ok((senders, receivers))
 }
 
+/// Moves every event of `batch` to the part its route picks.
+#[inline(always)]
+fn split<T>(
+    batch: &mut Batch<T>,
+    parts: &mut [Batch<T>],
+    route: &(dyn Fn(&T) -> u64 + Send + Sync),
+    pick: impl Fn(u64) -> u64,
+) {
+    for (item, time) in batch.drain() {
+        parts[pick(route(&item)) as usize].push(item, time);
+    }
+}
+
 impl<T: Send + 'static> Operator<T> for ExchangeSender<T> {
     fn on_batch(&mut self, batch: &mut Batch<T>) -> OperatorResult {
         let n = self.senders.len() as u64;
         if n == 1 {
             return self.senders[0].on_batch(batch);
         }
-        for (item, time) in batch.drain() {
-            let to = ((self.route)(&item) % n) as usize;
-            self.scratch[to].push(item, time);
+        // `hash % n`; for a power of two (1, 2, 4, 8 workers) the same
+        // value by a mask, without a division per event.
+        if n.is_power_of_two() {
+            split(batch, &mut self.scratch, &*self.route, |hash| {
+                hash & (n - 1)
+            });
+        } else {
+            split(batch, &mut self.scratch, &*self.route, |hash| hash % n);
         }
         for (sender, part) in self.senders.iter_mut().zip(&mut self.scratch) {
             if !part.is_empty() {
