@@ -17,7 +17,8 @@ const P: i64 = 2_147_483_647;
 impl FormulaEvent {
     /// Event `i` of the stream: the integer formula of the W0/W1 workloads
     /// (`a = i * 48271 mod P`, `b = a * a mod P`, `key = b mod 1000`,
-    /// `value = (b * 16807 mod P) / P`, event time `i` ms).
+    /// `value = (b * 16807 mod P) / P`, event time `i` ms). Defined for
+    /// `|i|` below 1.9e14, where `i * 48271` fits in an `i64`.
     ///
     /// ```
     /// use sluice_connectors::FormulaEvent;
@@ -93,15 +94,16 @@ impl Source<FormulaEvent> for FormulaSource {
     ) -> Result<SourceStatus, BoxError> {
         // Counted up front, so that the events are made in one tight loop
         // with no capacity check per event.
-        let n = self.left().min(max as u64).min(i64::MAX as u64) as i64;
+        let left = self.left();
+        let n = left.min(max as u64).min(i64::MAX as u64) as i64;
         let (start, step) = (self.next, self.step);
-        // Every index made is below `end`: no overflow, whatever wraps
-        // on the way.
+        // Every index made (and the next, unless none is left) is below
+        // `end`: exact, whatever wraps on the way.
         let index = |k: i64| start.wrapping_add(k.wrapping_mul(step));
         let (items, times) = out.parts_mut();
         items.extend((0..n).map(|k| FormulaEvent::at(index(k))));
         times.extend((0..n).map(index));
-        self.next = start.saturating_add(n.saturating_mul(step));
+        self.next = if n as u64 == left { self.end } else { index(n) };
         Ok(if self.next >= self.end {
             SourceStatus::Exhausted
         } else {

@@ -111,6 +111,12 @@ fn print_table(runs: &[Run]) {
     }
 }
 
+/// `benches/pipelines/make_input.toml`: the pipeline file's input.
+const MAKE_INPUT: &str = include_str!("../../../../benches/pipelines/make_input.toml");
+
+/// `benches/pipelines/filter_window.toml`: the pipeline file measured.
+const FILTER_WINDOW: &str = include_str!("../../../../benches/pipelines/filter_window.toml");
+
 /// Runs `benches/pipelines/filter_window.toml` over `events` JSON lines
 /// with `workers` workers, in a child `sluice run`; returns its figures and
 /// its output, sorted.
@@ -121,11 +127,20 @@ fn pipeline_file(events: u64, workers: usize) -> Result<(Run, Vec<String>)> {
     let dir = dir
         .canonicalize()
         .with_context(|| format!("cannot resolve {}", dir.display()))?;
+    // The pipeline files are the repo's, built in: the bench runs from any
+    // folder.
+    let make_input = dir.join("make_input.toml");
+    let filter_window = dir.join("filter_window.toml");
+    for (path, text) in [(&make_input, MAKE_INPUT), (&filter_window, FILTER_WINDOW)] {
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
     let input = dir.join(format!("input-{events}.jsonl"));
     if !input.exists() {
         eprintln!("writing {} ...", input.display());
         let status = Command::new(&sluice)
-            .args(["run", "benches/pipelines/make_input.toml", "--set"])
+            .arg("run")
+            .arg(&make_input)
+            .arg("--set")
             .arg(format!("source.events={events}"))
             .arg("--set")
             .arg(format!("sink.source.path={}", input.display()))
@@ -142,7 +157,8 @@ fn pipeline_file(events: u64, workers: usize) -> Result<(Run, Vec<String>)> {
     let cpu_before = children_cpu_seconds();
     let started = Instant::now();
     let status = Command::new(&sluice)
-        .args(["run", "benches/pipelines/filter_window.toml"])
+        .arg("run")
+        .arg(&filter_window)
         .arg("--workers")
         .arg(workers.to_string())
         .arg("--set")
