@@ -72,9 +72,7 @@ impl FormulaSource {
         let n = i64::try_from(n).unwrap_or(i64::MAX);
         Self::new(partition as i64, n, partitions as i64)
     }
-}
 
-impl FormulaSource {
     /// The events not made yet.
     fn left(&self) -> u64 {
         if self.next >= self.end {

@@ -66,6 +66,8 @@ impl<T: Clone + Send> Operator<T> for FanOut<T> {
             items.extend(batch.items().iter().cloned());
             times.extend_from_slice(batch.times());
             down.on_batch(&mut self.copy)?;
+            // What a branch left in the copy goes now, not at the next batch.
+            self.copy.clear();
         }
         last.on_batch(batch)
     }
