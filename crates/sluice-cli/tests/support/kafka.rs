@@ -44,6 +44,20 @@ pub struct Produce<'a> {
     pub timestamp: Option<i64>,
 }
 
+/// How many records partitions `0..partitions` of `topic` hold, asked
+/// with `consumer`; `None` if the broker does not say (the topic does not
+/// exist yet).
+pub fn count(consumer: &BaseConsumer, topic: &str, partitions: i32) -> Option<i64> {
+    (0..partitions)
+        .map(|p| {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .ok()?;
+            Some(high - low)
+        })
+        .sum()
+}
+
 impl Broker {
     /// Starts a broker; panics with what failed (a test that needs it
     /// never passes without it).
@@ -221,33 +235,19 @@ impl Broker {
             .expect("the records were delivered");
     }
 
-    /// How many records partitions `0..partitions` of `topic` hold; `None`
-    /// if the broker does not say (the topic does not exist yet).
-    pub fn count(&self, topic: &str, partitions: i32) -> Option<i64> {
-        let consumer: BaseConsumer = self
-            .config()
-            .set("group.id", "test-reader")
-            .create()
-            .expect("consumer");
-        (0..partitions)
-            .map(|p| {
-                let (low, high) = consumer
-                    .fetch_watermarks(topic, p, Duration::from_secs(10))
-                    .ok()?;
-                Some(high - low)
-            })
-            .sum()
-    }
-
-    /// Every record of `topic`, partition by partition in offset order.
-    pub fn read_all(&self, topic: &str) -> Vec<Record> {
-        let consumer: BaseConsumer = self
-            .config()
+    /// A consumer of this broker for reading back (no group offsets used).
+    pub fn reader(&self) -> BaseConsumer {
+        self.config()
             .set("enable.partition.eof", "false")
             .set("group.id", "test-reader")
             .set("fetch.wait.max.ms", "10")
             .create()
-            .expect("consumer");
+            .expect("consumer")
+    }
+
+    /// Every record of `topic`, partition by partition in offset order.
+    pub fn read_all(&self, topic: &str) -> Vec<Record> {
+        let consumer = self.reader();
         let metadata = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(10))
             .expect("metadata");

@@ -59,7 +59,8 @@ pub(super) fn take(part: &mut Part, message: &impl Message, how: &Reading) -> bo
     }
     part.next = offset + 1;
     part.at_end = false;
-    let stamp = message.timestamp().to_millis().unwrap_or(0);
+    // Read only where the line carries it.
+    let stamp = || message.timestamp().to_millis().unwrap_or(0);
     let start = part.region.len();
     let value = message.payload();
     let dead = |reason: &str| DeadLetter {
@@ -84,7 +85,7 @@ pub(super) fn take(part: &mut Part, message: &impl Message, how: &Reading) -> bo
             if record_time {
                 // `{...}` -> `{...,"kafka_time":N}`
                 part.region.pop();
-                let _ = write!(part.region, ",\"{}\":{stamp}}}", super::KAFKA_TIME);
+                let _ = write!(part.region, ",\"{}\":{}}}", super::KAFKA_TIME, stamp());
             }
         }
         (_, None) => {
@@ -97,7 +98,7 @@ pub(super) fn take(part: &mut Part, message: &impl Message, how: &Reading) -> bo
             let body = value.trim_ascii_start();
             match (record_time, body.first()) {
                 (true, Some(b'{')) => {
-                    let _ = write!(part.region, "{{\"{}\":{stamp},", super::KAFKA_TIME);
+                    let _ = write!(part.region, "{{\"{}\":{},", super::KAFKA_TIME, stamp());
                     let rest = &body[1..];
                     if rest.trim_ascii_start().first() == Some(&b'}') {
                         part.region.pop();
@@ -120,7 +121,7 @@ pub(super) fn take(part: &mut Part, message: &impl Message, how: &Reading) -> bo
                 }
             };
             if record_time {
-                row.insert(super::KAFKA_TIME.to_string(), stamp.into());
+                row.insert(super::KAFKA_TIME.to_string(), stamp().into());
             }
             let _ = serde_json::to_writer(&mut part.region, &row);
         }
@@ -128,7 +129,7 @@ pub(super) fn take(part: &mut Part, message: &impl Message, how: &Reading) -> bo
             let line = value.trim_ascii_end();
             part.region.extend_from_slice(line);
             if record_time {
-                let _ = write!(part.region, ",{stamp}");
+                let _ = write!(part.region, ",{}", stamp());
             }
         }
     }

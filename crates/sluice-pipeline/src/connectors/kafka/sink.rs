@@ -342,18 +342,22 @@ impl KafkaWriter {
     /// `late`) holds nothing back: it hands everything over at once.
     fn pump(&mut self, wait: bool) -> Result<()> {
         let deadline = Instant::now() + RETRY_FOR * 2;
-        let mut handed = false;
+        // Handed over in this call; handed over since the producer was last
+        // told to send at once (it is told once, after the last hand-over
+        // in a row: each time holds the writer `SEND_NOW`).
+        let (mut handed, mut unsent) = (false, false);
         loop {
             self.serve_reports();
             self.check()?;
             if self.held.is_empty() {
                 self.held.clear();
+                self.send_now(&mut unsent);
                 return Ok(());
             }
             // A writer that is not ticked hands everything over at once.
             if self.producer.in_flight_count() == 0 || !self.ticked {
                 if self.hand_over()? > 0 {
-                    handed = true;
+                    (handed, unsent) = (true, true);
                     continue;
                 }
                 if self.producer.in_flight_count() == 0 {
@@ -365,9 +369,18 @@ impl KafkaWriter {
                 }
                 // The producer's queue is full: wait for deliveries.
             } else if !wait {
+                self.send_now(&mut unsent);
                 return Ok(());
             }
+            self.send_now(&mut unsent);
             self.delivered_by(deadline, !handed)?;
+        }
+    }
+
+    /// Has the producer send at once what it was handed, if `unsent`.
+    fn send_now(&self, unsent: &mut bool) {
+        if std::mem::take(unsent) {
+            client::send_now(&self.producer, SEND_NOW);
         }
     }
 
@@ -488,9 +501,6 @@ impl KafkaWriter {
             records += 1;
             bytes += value.len() + key.map_or(0, <[u8]>::len) + seq.len() + overhead;
             self.held.advance();
-        }
-        if records > 0 {
-            client::send_now(&self.producer, SEND_NOW);
         }
         Ok(records)
     }
