@@ -115,8 +115,35 @@ pub type W1Row = WindowResult<i64, (u64, f64, Option<f64>, Option<f64>, Option<f
 /// # Ok::<(), sluice::Error>(())
 /// ```
 pub fn w1(pipeline: &Pipeline, events: u64, policy: FlushPolicy) -> Stream<W1Row> {
-    let partitions = pipeline.workers();
     let value = |e: &FormulaEvent| e.value;
+    w1_with(
+        pipeline,
+        events,
+        policy,
+        (
+            Count,
+            Sum.over(value),
+            Mean.over(value),
+            Min.over(value),
+            Max.over(value),
+        ),
+    )
+}
+
+/// W1's pipeline with `aggregate` in place of its five aggregates: with
+/// fewer, what the engine costs around them (the `window/w1_*` benches of
+/// `hot_paths`).
+pub fn w1_with<A>(
+    pipeline: &Pipeline,
+    events: u64,
+    policy: FlushPolicy,
+    aggregate: A,
+) -> Stream<WindowResult<i64, A::Output>>
+where
+    A: Aggregate<FormulaEvent> + Clone + 'static,
+    A::Output: Send + 'static,
+{
+    let partitions = pipeline.workers();
     pipeline
         .partitioned_source(partitions, |p| {
             FormulaSource::partition(events, p, partitions)
@@ -130,13 +157,7 @@ pub fn w1(pipeline: &Pipeline, events: u64, policy: FlushPolicy) -> Stream<W1Row
         .batch(policy)
         .key_by(|e: &FormulaEvent| e.key)
         .window(Window::tumbling(Duration::from_secs(1)))
-        .aggregate((
-            Count,
-            Sum.over(value),
-            Mean.over(value),
-            Min.over(value),
-            Max.over(value),
-        ))
+        .aggregate(aggregate)
         .results
 }
 

@@ -302,9 +302,11 @@ fn windows_read_from_a_topic_and_written_to_another_equal_the_reference() {
 }
 
 /// Runs the pipeline with checkpoints every `interval`, killed with
-/// SIGKILL `kills` times, each after the sink wrote records past a
-/// committed checkpoint and then up to `linger` more, then to its end;
-/// compares the output topics with the reference.
+/// SIGKILL `kills` times, each once a checkpoint that read records has
+/// committed, the output has grown past it (or 60 s have gone) and up to
+/// `linger` more has passed, then to its end; compares the output topics
+/// with the reference. At least one kill must follow output past a
+/// checkpoint, and the last run must resume from one that read records.
 fn kill_and_compare(
     kills: usize,
     faults: &str,
@@ -332,12 +334,15 @@ fn kill_and_compare(
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_nanos() as u64;
-    let (mut killed, mut runs) = (0, 0);
+    // Kills, and those that came after output past a checkpoint was seen
+    // (a kill whose wait ran out proves less: it may leave nothing to skip).
+    let (mut killed, mut past_checkpoint, mut runs) = (0, 0, 0);
     loop {
         runs += 1;
         assert!(runs <= kills * 4 + 10, "no completion after {runs} runs");
         let mut run = Run::start(&file, &args, faults);
         if killed < kills {
+            let mut grew = false;
             // A checkpoint after records were read, then records in topic
             // `valid` that it does not cover: the kill leaves output past
             // the checkpoint, which the next run must not write again.
@@ -351,7 +356,10 @@ fn kill_and_compare(
                 while Instant::now() < deadline && run.running() {
                     match (covered, support::kafka::count(&reader, "valid", 3)) {
                         (None, now) => covered = now,
-                        (Some(before), Some(now)) if now > before => break,
+                        (Some(before), Some(now)) if now > before => {
+                            grew = true;
+                            break;
+                        }
                         _ => {}
                     }
                     std::thread::sleep(Duration::from_millis(5));
@@ -364,23 +372,30 @@ fn kill_and_compare(
             }
             if run.kill() {
                 killed += 1;
+                past_checkpoint += usize::from(grew);
                 continue;
             }
-            let (ok, said) = run.finish();
-            if !ok {
-                return Err(format!("a run failed: {said}"));
-            }
-            break; // it ended before the kill
+            // It ended before the kill: the last run.
         }
         let (ok, said) = run.finish();
         if !ok {
             return Err(format!("the last run failed: {said}"));
         }
+        // A restart from scratch would read everything again.
+        let skipped = summary(&said)["checkpoints"]["skipped"].as_u64();
+        if !skipped.is_some_and(|n| n > 0) {
+            return Err(format!(
+                "the last run resumed from no checkpoint that read records:\n{said}"
+            ));
+        }
         break;
     }
-    println!("{killed} kills in {runs} runs");
-    if killed == 0 {
-        return Err("no run was killed: the test tested nothing".into());
+    println!("{killed} kills in {runs} runs, {past_checkpoint} after output past a checkpoint");
+    if past_checkpoint == 0 {
+        return Err(format!(
+            "no run was killed after writing output past a checkpoint ({killed} kills): \
+             the test tested nothing"
+        ));
     }
     compare(&input, &output(&broker))
 }
@@ -510,6 +525,7 @@ fn a_broker_restart_mid_run_loses_and_repeats_nothing() {
         run.wait_for(" committed: ", Duration::from_secs(120)),
         "no checkpoint before the restart"
     );
+    assert!(run.running(), "the run ended before the broker went away");
     broker.restart(Duration::from_secs(2));
     let (ok, said) = run.finish();
     assert!(

@@ -100,7 +100,10 @@ pub struct KafkaSource<T> {
     /// Per (topic, partition): the next offset to read, and where it ends
     /// (with `until_caught_up`).
     next: HashMap<(usize, i32), (i64, Option<i64>)>,
-    failing_since: Option<Instant>,
+    /// Per consumer (one per topic): since when its polls fail, with no
+    /// record or partition end since (one topic's leader away fails the run
+    /// after `RETRY_FOR` though another topic answers).
+    failing_since: Vec<Option<Instant>>,
 }
 
 impl<T> KafkaSource<T> {
@@ -128,7 +131,7 @@ impl<T> KafkaSource<T> {
             opened: false,
             turn: 0,
             next: HashMap::new(),
-            failing_since: None,
+            failing_since: Vec::new(),
         })
     }
 
@@ -225,6 +228,7 @@ impl<T> KafkaSource<T> {
             }
             consumer.assign(&assignment)?;
             self.consumers.push(consumer);
+            self.failing_since.push(None);
         }
         self.opened = true;
         Ok(())
@@ -288,13 +292,12 @@ impl<T: Send> Source<T> for KafkaSource<T> {
             self.turn = self.turn.wrapping_add(1);
             let message = match self.consumers[t].poll(wait) {
                 None => {
-                    self.failing_since = None;
                     quiet += 1;
                     continue;
                 }
                 Some(Ok(message)) => message,
                 Some(Err(KafkaError::PartitionEOF(p))) => {
-                    self.failing_since = None;
+                    self.failing_since[t] = None;
                     self.reached_end(t, p);
                     continue;
                 }
@@ -303,7 +306,7 @@ impl<T: Send> Source<T> for KafkaSource<T> {
                 }
                 Some(Err(error)) => {
                     // The broker is away: the client connects again.
-                    let since = *self.failing_since.get_or_insert_with(Instant::now);
+                    let since = *self.failing_since[t].get_or_insert_with(Instant::now);
                     if since.elapsed() > RETRY_FOR {
                         return Err(
                             format!("cannot read from Kafka for {RETRY_FOR:?}: {error}").into()
@@ -312,7 +315,7 @@ impl<T: Send> Source<T> for KafkaSource<T> {
                     break;
                 }
             };
-            self.failing_since = None;
+            self.failing_since[t] = None;
             // Records already there: take what is ready without waiting.
             wait = Duration::ZERO;
             quiet = 0;

@@ -139,10 +139,27 @@ fn key_exchange(c: &mut Criterion) {
     group.finish();
 }
 
+/// `sluice_bench::w1_with` on one worker, its rows counted.
+fn w1_with<A>(events: u64, aggregate: A)
+where
+    A: Aggregate<FormulaEvent> + Clone + 'static,
+    A::Output: Send + 'static,
+{
+    let pipeline = Pipeline::new().with_workers(1);
+    sluice_bench::w1_with(&pipeline, events, FlushPolicy::Count(4096), aggregate)
+        .map_batch(|rows: &[_]| rows.len())
+        .for_each(|n| {
+            black_box(n);
+        });
+    pipeline.run().unwrap();
+}
+
 /// W1 end to end on one worker (`sluice_bench::w1`): 200,000 events
-/// through a tumbling window.
+/// through a tumbling window; then the same pipeline with fewer aggregates,
+/// down to a count alone (the engine's part of W1's cost per event).
 fn window_update(c: &mut Criterion) {
     const N: u64 = 200_000;
+    let value = |e: &FormulaEvent| e.value;
     let mut group = c.benchmark_group("window");
     group.throughput(Throughput::Elements(N));
     group.sample_size(20);
@@ -157,6 +174,13 @@ fn window_update(c: &mut Criterion) {
             pipeline.run().unwrap();
         })
     });
+    group.bench_function("w1_count_min_max_1_worker", |b| {
+        b.iter(|| w1_with(N, (Count, Min.over(value), Max.over(value))))
+    });
+    group.bench_function("w1_count_sum_1_worker", |b| {
+        b.iter(|| w1_with(N, (Count, Sum.over(value))))
+    });
+    group.bench_function("w1_count_only_1_worker", |b| b.iter(|| w1_with(N, Count)));
     group.finish();
 }
 

@@ -77,8 +77,9 @@ pub struct KafkaSource {
     /// The positions of checkpoints in flight, committed to the consumer
     /// group once their checkpoint has.
     to_commit: Mutex<VecDeque<Vec<Position>>>,
-    /// Reads have failed since then (the broker is unreachable).
-    failing_since: Option<Instant>,
+    /// Per consumer (one per topic): its reads have failed since then (the
+    /// broker is unreachable), with no record or partition end since.
+    failing_since: Vec<Option<Instant>>,
     /// The latest time chunks have carried.
     told_time: i64,
     /// Checkpoints are on: a caught-up end waits for one that holds every
@@ -134,7 +135,7 @@ impl KafkaSource {
             pending: 0,
             turn: 0,
             to_commit: Mutex::new(VecDeque::new()),
-            failing_since: None,
+            failing_since: Vec::new(),
             told_time: i64::MIN,
             durable: at.reserved.holds(),
             end_committed: false,
@@ -281,6 +282,7 @@ impl KafkaSource {
                 pause(&consumer, topic, part.partition);
             }
             self.consumers.push(consumer);
+            self.failing_since.push(None);
             self.topics.push(topic.clone());
         }
         // A partition this reader's checkpoint read that is not its own now
@@ -339,7 +341,7 @@ impl KafkaSource {
                 error,
             )),
             error => {
-                let since = *self.failing_since.get_or_insert_with(Instant::now);
+                let since = *self.failing_since[t].get_or_insert_with(Instant::now);
                 if since.elapsed() > RETRY_FOR {
                     return Err(failed(
                         format!(
@@ -580,7 +582,7 @@ impl Source<Rows> for KafkaSource {
             }
             drop((first, rest));
             if answered {
-                self.failing_since = None;
+                self.failing_since[t] = None;
             }
             if let Some(error) = failure {
                 self.failure(t, error)?;
@@ -642,6 +644,7 @@ impl Replayable for KafkaSource {
         self.seeked = positions;
         self.resumed = true;
         self.consumers.clear();
+        self.failing_since.clear();
         self.topics.clear();
         self.parts.clear();
         self.first.clear();
