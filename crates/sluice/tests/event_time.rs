@@ -115,6 +115,39 @@ fn an_event_beyond_lateness_goes_to_the_late_output_with_the_reason() {
 }
 
 #[test]
+fn every_late_event_of_a_batch_goes_to_the_late_output() {
+    // Batches of two: [100, 2000], then the watermark 2000, then [500, 600]:
+    // both events of the second batch are beyond the lateness of [0, 1000).
+    // One worker judges and folds in one operator, two exchange: the same.
+    for workers in [1, 2] {
+        let pipeline = Pipeline::new().with_poll_size(1).with_workers(workers);
+        let windowed = pipeline
+            .source(IterSource::new(vec![100_i64, 2000, 500, 600]).with_event_time(|t| *t))
+            .with_watermarks(WatermarkStrategy::bounded(Duration::ZERO))
+            .events
+            .batch(FlushPolicy::Count(2))
+            .key_by(|_| 0u8)
+            .window(Window::tumbling(ms(1000)))
+            .aggregate(Count);
+        let counters = windowed.counters.clone();
+        let rows = windowed.results.collect();
+        let late = windowed.late.collect();
+        pipeline.run().unwrap();
+        let mut rows: Vec<_> = rows
+            .take()
+            .iter()
+            .map(|r| (r.window_start, r.value, r.revision))
+            .collect();
+        rows.sort();
+        assert_eq!(rows, vec![(0, 1, 0), (2000, 1, 0)], "{workers} workers");
+        let late: Vec<_> = late.take().iter().map(|l| l.event).collect();
+        assert_eq!(late, vec![500, 600], "{workers} workers");
+        assert_eq!(counters.late(), 2, "{workers} workers");
+        assert_eq!(counters.late_partials(), 0, "{workers} workers");
+    }
+}
+
+#[test]
 fn future_event_times_are_rejected_or_clamped() {
     for action in [FutureEvents::Reject, FutureEvents::Clamp] {
         let clock = Arc::new(SimulatedClock::with_wall_start(10_000));

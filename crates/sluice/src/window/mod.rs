@@ -33,7 +33,8 @@
 //! of tumbling windows where that does not pay (about one event per key and
 //! window) sends its events as they are, each folded once into its window's
 //! pane on the other side. With one worker and one instance nothing is
-//! exchanged: the windows run right behind the lateness check.
+//! exchanged: time windows judge each event and fold it straight into its
+//! pane, in one operator; sessions run right behind the lateness check.
 //! Lateness is judged against the reading worker's watermark, which is
 //! never behind the merging worker's; so the merging side never sees an
 //! event beyond lateness.
@@ -63,7 +64,7 @@ use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use time_window::{TimeWindowInput, TimeWindowOperator};
+use time_window::{DirectTimeWindows, TimeWindowInput, TimeWindowOperator};
 
 /// Which windows a keyed stream is cut into.
 #[derive(Clone)]
@@ -196,6 +197,21 @@ pub struct LateEvent<T> {
     pub watermark: Timestamp,
     /// Why it is late, in words.
     pub reason: String,
+}
+
+impl<T> LateEvent<T> {
+    /// `event`, of time `time`, beyond the allowed lateness as `late` says.
+    pub(crate) fn new(event: T, time: Timestamp, late: sluice_core::window::Late) -> Self {
+        let (window_start, window_end) = late.window;
+        Self {
+            event,
+            time,
+            window_start,
+            window_end,
+            watermark: late.watermark,
+            reason: late.to_string(),
+        }
+    }
 }
 
 /// Counters of a window operator, across its workers.
@@ -402,7 +418,6 @@ where
                     lateness,
                     late_side,
                     counters.clone(),
-                    true,
                 );
                 let counters = counters.clone();
                 partials
@@ -471,8 +486,9 @@ struct TimeWindowParts<T, K, A> {
 }
 
 /// Tumbling or sliding windows: the pre-aggregation sending `O` on every
-/// instance of the stream, the exchange by key (unless one instance has
-/// every key), and the windows.
+/// instance of the stream, the exchange by key, and the windows; or, where
+/// one instance has every key, the lateness check and the windows in one
+/// operator.
 fn time_windows<T, K, A, O>(parts: TimeWindowParts<T, K, A>) -> Stream<WindowResult<K, A::Output>>
 where
     T: Clone + Send + 'static,
@@ -492,7 +508,24 @@ where
         counters,
         exchange_policy,
     } = parts;
-    let exchanged = exchanges(&stream);
+    if !exchanges(&stream) {
+        return stream.fuse_with_builder(move |down, instance, builder| {
+            Ok(Box::new(DirectTimeWindows {
+                key: key.clone(),
+                late: late_side.sender(instance, builder)?,
+                late_batch: Batch::new(),
+                windows: TimeWindowOperator::new(
+                    aggregate.clone(),
+                    windows,
+                    lateness,
+                    early,
+                    builder.settings.clock.clone(),
+                    counters.clone(),
+                    down,
+                ),
+            }) as Box<dyn Operator<T>>)
+        });
+    }
     let inputs = pre_aggregate::<_, _, _, O>(
         stream,
         key,
@@ -501,13 +534,8 @@ where
         lateness,
         late_side,
         counters.clone(),
-        exchanged,
     );
-    let inputs = if exchanged {
-        inputs.exchange(Arc::new(|input: &O| key_hash(input.key())), exchange_policy)
-    } else {
-        inputs
-    };
+    let inputs = inputs.exchange(Arc::new(|input: &O| key_hash(input.key())), exchange_policy);
     inputs.fuse_with_builder(move |down, _, builder| {
         Ok(Box::new(TimeWindowOperator::new(
             aggregate.clone(),
@@ -532,7 +560,6 @@ fn pre_aggregate<T, K, A, O>(
     lateness: Lateness,
     late_side: SideOutput<LateEvent<T>>,
     counters: Arc<WindowCounters>,
-    exchanged: bool,
 ) -> Stream<O>
 where
     T: Clone + Send + 'static,
@@ -552,7 +579,6 @@ where
             folding: false,
             probe: FxHashSet::default(),
             assigned: 0,
-            exchanged,
             late: late_side.sender(instance, builder)?,
             late_batch: Batch::new(),
             counters: counters.clone(),

@@ -94,8 +94,9 @@ impl<K, T: Clone, Acc> PreOutput<K, T, Acc> for WindowInput<K, T, Acc> {
 /// partials than events cross to the other workers. When it has about one
 /// (many keys, short windows), the hash map only costs, and each event goes
 /// on as it is (time windows: `O` is [`WindowInput`]), to be folded into its
-/// window once, after the exchange (or right behind, in the same stage,
-/// where nothing is exchanged: one worker). A batch that folded to more
+/// window once, after the exchange. (Where nothing is exchanged, time
+/// windows fold each event straight into its pane: `DirectTimeWindows`.)
+/// A batch that folded to more
 /// than one partial per three window assignments makes the next
 /// [`DIRECT_BATCHES`] batches pass their events on; then a batch is looked
 /// at. Sliding windows pass single partials instead (`Mode::Singles`).
@@ -115,9 +116,6 @@ pub(crate) struct WindowPreAggregate<T, K, A: Aggregate<T>, O> {
     pub probe: FxHashSet<(K, Timestamp, Timestamp)>,
     /// Window assignments of this batch that were not late.
     pub assigned: usize,
-    /// Partials go through an exchange: folding also saves their transfer,
-    /// so singles take over at more partials per assignment than without.
-    pub exchanged: bool,
     pub late: Downstream<LateEvent<T>>,
     pub late_batch: Batch<LateEvent<T>>,
     pub counters: Arc<WindowCounters>,
@@ -202,18 +200,8 @@ where
             _ => self.lateness.judge((start, end), self.watermark),
         };
         if let Some(late) = late {
-            let reason = late.to_string();
-            self.late_batch.push(
-                LateEvent {
-                    event: item.clone(),
-                    time,
-                    window_start: start,
-                    window_end: end,
-                    watermark: self.watermark,
-                    reason,
-                },
-                time,
-            );
+            self.late_batch
+                .push(LateEvent::new(item.clone(), time, late), time);
             return true;
         }
         self.assigned += 1;
@@ -335,22 +323,16 @@ where
         // Sliding windows assign an event to several windows: compare the
         // partials with the assignments, not the events. Singles cost less
         // than events' partials after the exchange, so they take over at
-        // more partials: three per four assignments (one per two where
-        // nothing crosses to another core).
-        let singles_pay = |partials: usize, assigned: usize, exchanged: bool| {
-            assigned >= 64
-                && if exchanged {
-                    partials * 4 >= assigned * 3
-                } else {
-                    partials * 2 >= assigned
-                }
-        };
+        // more partials: three per four assignments (folding also saves
+        // their transfer to another core).
+        let singles_pay =
+            |partials: usize, assigned: usize| assigned >= 64 && partials * 4 >= assigned * 3;
         let (partials, assigned) = (self.partials.len(), self.assigned);
         if mode == Mode::Fold && matches!(self.assigner, Assigner::Time(_)) {
             if O::EVENTS && !pays(partials, assigned) {
                 self.direct = DIRECT_BATCHES;
                 self.folding = false;
-            } else if !O::EVENTS && singles_pay(partials, assigned, self.exchanged) {
+            } else if !O::EVENTS && singles_pay(partials, assigned) {
                 self.direct = SINGLES_BATCHES;
             }
         }

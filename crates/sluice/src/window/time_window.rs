@@ -1,8 +1,9 @@
 //! Tumbling and sliding windows after the exchange: events folded and partials merged per window
-//! and key, emitted when the watermark passes a window's end and again for late updates.
+//! and key, emitted when the watermark passes a window's end and again for late updates; with
+//! one instance and nothing exchanged, the lateness check and the windows in one operator.
 
 use super::pre_aggregate::{WindowInput, WindowPartial};
-use super::{emit, Emission, WindowCounters, WindowResult};
+use super::{emit, Emission, LateEvent, WindowCounters, WindowResult};
 use crate::ops::Downstream;
 use rustc_hash::FxHashMap;
 use sluice_core::window::{Lateness, TimeWindows};
@@ -325,18 +326,15 @@ where
     }
 }
 
-impl<T, K, A, I> Operator<I> for TimeWindowOperator<T, K, A>
+impl<T, K, A> TimeWindowOperator<T, K, A>
 where
     K: Hash + Eq + Clone + Send,
     A: Aggregate<T>,
     A::Output: Send,
-    I: TimeWindowInput<T, K, A>,
 {
-    fn on_batch(&mut self, batch: &mut Batch<I>) -> OperatorResult {
-        for (input, time) in batch.drain() {
-            input.fold_into(time, self);
-        }
-        // The closed windows the batch updated emit again.
+    /// After a batch: the closed windows it updated emit again, then the
+    /// results go on.
+    fn finish_batch(&mut self) -> OperatorResult {
         let Self {
             panes,
             slab,
@@ -359,7 +357,8 @@ where
         self.flush()
     }
 
-    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
+    /// Early results when their interval is due; the next deadline.
+    fn tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
         let mut deadline = self.down.on_tick(now)?;
         if let Some(interval) = self.early {
             let due = *self.next_early.get_or_insert(self.clock.now() + interval);
@@ -374,21 +373,160 @@ where
         Ok(deadline)
     }
 
-    fn on_watermark(&mut self, watermark: Timestamp) -> OperatorResult {
+    fn watermark(&mut self, watermark: Timestamp) -> OperatorResult {
         if watermark > self.watermark {
             self.advance(watermark)?;
         }
         self.down.on_watermark(watermark)
     }
 
-    fn on_end(&mut self) -> OperatorResult {
+    fn end(&mut self) -> OperatorResult {
         if self.watermark < MAX_TIMESTAMP {
             self.advance(MAX_TIMESTAMP)?;
         }
         self.down.on_end()
     }
+}
+
+impl<T, K, A, I> Operator<I> for TimeWindowOperator<T, K, A>
+where
+    K: Hash + Eq + Clone + Send,
+    A: Aggregate<T>,
+    A::Output: Send,
+    I: TimeWindowInput<T, K, A>,
+{
+    fn on_batch(&mut self, batch: &mut Batch<I>) -> OperatorResult {
+        for (input, time) in batch.drain() {
+            input.fold_into(time, self);
+        }
+        self.finish_batch()
+    }
+
+    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
+        self.tick(now)
+    }
+
+    fn on_watermark(&mut self, watermark: Timestamp) -> OperatorResult {
+        self.watermark(watermark)
+    }
+
+    fn on_end(&mut self) -> OperatorResult {
+        self.end()
+    }
 
     fn downstream(&mut self) -> Option<&mut dyn sluice_runtime::Signals> {
         Some(&mut self.down)
+    }
+}
+
+/// The windows of one instance that has every key (one worker: nothing is
+/// exchanged): the lateness check and the windows in one operator, each
+/// event folded straight into its window's pane (not first written out as
+/// a [`WindowInput`] for a stage behind).
+pub(crate) struct DirectTimeWindows<T, K, A: Aggregate<T>> {
+    pub key: Arc<dyn Fn(&T) -> K + Send + Sync>,
+    pub late: Downstream<LateEvent<T>>,
+    pub late_batch: Batch<LateEvent<T>>,
+    pub windows: TimeWindowOperator<T, K, A>,
+}
+
+impl<T, K, A> DirectTimeWindows<T, K, A>
+where
+    T: Clone,
+    K: Hash + Eq + Clone + Send,
+    A: Aggregate<T>,
+    A::Output: Send,
+{
+    /// Folds `item` into `window`, or sends it to the late stream when the
+    /// window is beyond the allowed lateness; whether it folded.
+    #[inline]
+    fn fold(&mut self, key: K, item: &T, time: Timestamp, window: (Timestamp, Timestamp)) -> bool {
+        match self.windows.lateness.judge(window, self.windows.watermark) {
+            Some(late) => {
+                self.late_batch
+                    .push(LateEvent::new(item.clone(), time, late), time);
+                false
+            }
+            None => {
+                self.windows.fold(window, key, Value::Event(item));
+                true
+            }
+        }
+    }
+}
+
+impl<T, K, A> Operator<T> for DirectTimeWindows<T, K, A>
+where
+    T: Clone + Send,
+    K: Hash + Eq + Clone + Send,
+    A: Aggregate<T>,
+    A::Output: Send,
+{
+    fn on_batch(&mut self, batch: &mut Batch<T>) -> OperatorResult {
+        let windows = self.windows.windows;
+        // The tumbling window of the last event (most events fall in it),
+        // and whether it is open (the watermark stays put within a batch).
+        let mut last: Option<((Timestamp, Timestamp), bool)> = None;
+        for (item, time) in batch.iter() {
+            let key = (self.key)(item);
+            match last.filter(|&((start, end), _)| start <= time && time < end) {
+                Some((window, true)) => self.windows.fold(window, key, Value::Event(item)),
+                Some((window, false)) => {
+                    self.fold(key, item, time, window);
+                }
+                None if windows.is_tumbling() => {
+                    if let Some(window) = windows.assign(time).next() {
+                        let open = self.fold(key, item, time, window);
+                        last = Some((window, open));
+                    }
+                }
+                None => {
+                    for window in windows.assign(time) {
+                        self.fold(key.clone(), item, time, window);
+                    }
+                }
+            }
+        }
+        if !self.late_batch.is_empty() {
+            self.windows.counters.add_late(self.late_batch.len() as u64);
+            self.late.on_batch(&mut self.late_batch)?;
+            self.late_batch.clear();
+        }
+        self.windows.finish_batch()
+    }
+
+    fn on_tick(&mut self, now: Duration) -> Result<Option<Duration>, OperatorError> {
+        let late = self.late.on_tick(now)?;
+        let down = self.windows.tick(now)?;
+        Ok(match (late, down) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    fn on_watermark(&mut self, watermark: Timestamp) -> OperatorResult {
+        self.late.on_watermark(watermark)?;
+        self.windows.watermark(watermark)
+    }
+
+    fn on_idle(&mut self) -> OperatorResult {
+        self.late.on_idle()?;
+        self.windows.down.on_idle()
+    }
+
+    fn on_barrier(&mut self, barrier: sluice_runtime::Barrier) -> OperatorResult {
+        self.late.on_barrier(barrier)?;
+        self.windows.down.on_barrier(barrier)
+    }
+
+    fn on_end(&mut self) -> OperatorResult {
+        self.late.on_end()?;
+        self.windows.end()
+    }
+
+    /// Two outputs (the results and the late stream): every hook passes its
+    /// signal on by hand, so none can skip the late stream.
+    fn downstream(&mut self) -> Option<&mut dyn sluice_runtime::Signals> {
+        None
     }
 }
