@@ -154,10 +154,20 @@ where
     /// Folds `value` into `key`'s slot of `window`: one hash and probe.
     #[inline]
     fn fold(&mut self, window: (Timestamp, Timestamp), key: K, value: Value<'_, T, A::Acc>) {
-        let Some(pane) = self.pane(window) else {
-            return;
-        };
-        let (start, end) = window;
+        if let Some(pane) = self.pane(window) {
+            self.fold_in(pane, window, key, value);
+        }
+    }
+
+    /// Folds `value` into `key`'s slot in `pane`, the pane of `window`.
+    #[inline(always)]
+    fn fold_in(
+        &mut self,
+        pane: usize,
+        (start, end): (Timestamp, Timestamp),
+        key: K,
+        value: Value<'_, T, A::Acc>,
+    ) {
         let closed = end <= self.watermark;
         let aggregate = &self.aggregate;
         match self.slab[pane].entry(key) {
@@ -438,18 +448,25 @@ where
     A::Output: Send,
 {
     /// Folds `item` into `window`, or sends it to the late stream when the
-    /// window is beyond the allowed lateness; whether it folded.
+    /// window is beyond the allowed lateness; the window's pane if it folded.
     #[inline]
-    fn fold(&mut self, key: K, item: &T, time: Timestamp, window: (Timestamp, Timestamp)) -> bool {
+    fn fold(
+        &mut self,
+        key: K,
+        item: &T,
+        time: Timestamp,
+        window: (Timestamp, Timestamp),
+    ) -> Option<usize> {
         match self.windows.lateness.judge(window, self.windows.watermark) {
             Some(late) => {
                 self.late_batch
                     .push(LateEvent::new(item.clone(), time, late), time);
-                false
+                None
             }
             None => {
-                self.windows.fold(window, key, Value::Event(item));
-                true
+                let pane = self.windows.pane(window)?;
+                self.windows.fold_in(pane, window, key, Value::Event(item));
+                Some(pane)
             }
         }
     }
@@ -465,19 +482,22 @@ where
     fn on_batch(&mut self, batch: &mut Batch<T>) -> OperatorResult {
         let windows = self.windows.windows;
         // The tumbling window of the last event (most events fall in it),
-        // and whether it is open (the watermark stays put within a batch).
-        let mut last: Option<((Timestamp, Timestamp), bool)> = None;
+        // and its pane if it is open (the watermark stays put within a
+        // batch, and no pane goes away).
+        let mut last: Option<((Timestamp, Timestamp), Option<usize>)> = None;
         for (item, time) in batch.iter() {
             let key = (self.key)(item);
             match last.filter(|&((start, end), _)| start <= time && time < end) {
-                Some((window, true)) => self.windows.fold(window, key, Value::Event(item)),
-                Some((window, false)) => {
+                Some((window, Some(pane))) => {
+                    self.windows.fold_in(pane, window, key, Value::Event(item))
+                }
+                Some((window, None)) => {
                     self.fold(key, item, time, window);
                 }
                 None if windows.is_tumbling() => {
                     if let Some(window) = windows.assign(time).next() {
-                        let open = self.fold(key, item, time, window);
-                        last = Some((window, open));
+                        let pane = self.fold(key, item, time, window);
+                        last = Some((window, pane));
                     }
                 }
                 None => {
