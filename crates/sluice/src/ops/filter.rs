@@ -1,7 +1,7 @@
 //! `Filter`: keeps the events for which a predicate holds.
 
 use super::Downstream;
-use sluice_core::Batch;
+use sluice_core::{Batch, Timestamp};
 use sluice_runtime::{Operator, OperatorResult};
 
 /// Keeps the events for which the predicate holds.
@@ -22,17 +22,7 @@ where
         // Taken out while they are compacted: a predicate that panics
         // leaves the batch empty, not with items and times out of line.
         let (mut kept_items, mut kept_times) = (std::mem::take(items), std::mem::take(times));
-        let (mut at, mut kept) = (0, 0);
-        kept_items.retain(|item| {
-            let keep = (self.predicate)(item);
-            if keep {
-                kept_times[kept] = kept_times[at];
-                kept += 1;
-            }
-            at += 1;
-            keep
-        });
-        kept_times.truncate(kept);
+        keep_in_place(&mut kept_items, &mut kept_times, &mut self.predicate);
         (*items, *times) = (kept_items, kept_times);
         if batch.is_empty() {
             return Ok(());
@@ -41,5 +31,82 @@ where
     }
     fn downstream(&mut self) -> Option<&mut dyn sluice_runtime::Signals> {
         Some(&mut self.down)
+    }
+}
+
+/// Events up to this size are kept without a branch per event.
+const SWAPPED: usize = 64;
+
+/// Keeps the items for which `predicate` holds, and their times, in order.
+///
+/// Small items (up to [`SWAPPED`] bytes) are kept without a branch on the
+/// predicate, which goes either way where a filter keeps about half: each
+/// item is swapped to the end of those kept so far, which grows only past
+/// one that is kept; the others gather behind it and are dropped at the
+/// end. Larger items, whose swap costs more than a missed branch, go
+/// through `Vec::retain`.
+fn keep_in_place<T>(
+    items: &mut Vec<T>,
+    times: &mut Vec<Timestamp>,
+    predicate: &mut impl FnMut(&T) -> bool,
+) {
+    let mut kept = 0;
+    if std::mem::size_of::<T>() <= SWAPPED {
+        for at in 0..items.len() {
+            let keep = predicate(&items[at]);
+            items.swap(kept, at);
+            times[kept] = times[at];
+            kept += usize::from(keep);
+        }
+        items.truncate(kept);
+    } else {
+        let mut at = 0;
+        items.retain(|item| {
+            let keep = predicate(item);
+            if keep {
+                times[kept] = times[at];
+                kept += 1;
+            }
+            at += 1;
+            keep
+        });
+    }
+    times.truncate(kept);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What a filter keeps, by an iterator over the pairs.
+    fn reference<T: Clone>(items: &[T], keep: impl Fn(&T) -> bool) -> Vec<(T, Timestamp)> {
+        items
+            .iter()
+            .cloned()
+            .zip(0..)
+            .filter(|(item, _)| keep(item))
+            .collect()
+    }
+
+    fn kept<T: Clone>(items: &[T], keep: impl Fn(&T) -> bool) -> Vec<(T, Timestamp)> {
+        let (mut items, mut times) = (items.to_vec(), (0..items.len() as i64).collect());
+        keep_in_place(&mut items, &mut times, &mut |item: &T| keep(item));
+        assert_eq!(items.len(), times.len());
+        items.into_iter().zip(times).collect()
+    }
+
+    proptest! {
+        /// Small items (swapped) and large ones that own memory (retained):
+        /// the items kept and their times, in order.
+        #[test]
+        fn keeps_what_an_iterator_keeps(values in prop::collection::vec(0u32..100, 0..300), cut in 0u32..101) {
+            let keep = |v: &u32| *v < cut;
+            prop_assert_eq!(kept(&values, keep), reference(&values, keep));
+            let large: Vec<(String, [u64; 9])> =
+                values.iter().map(|v| (v.to_string(), [u64::from(*v); 9])).collect();
+            let keep = |item: &(String, [u64; 9])| item.1[0] < u64::from(cut);
+            prop_assert_eq!(kept(&large, keep), reference(&large, keep));
+        }
     }
 }
