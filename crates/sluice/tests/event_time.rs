@@ -143,7 +143,100 @@ fn every_late_event_of_a_batch_goes_to_the_late_output() {
         let late: Vec<_> = late.take().iter().map(|l| l.event).collect();
         assert_eq!(late, vec![500, 600], "{workers} workers");
         assert_eq!(counters.late(), 2, "{workers} workers");
-        assert_eq!(counters.late_partials(), 0, "{workers} workers");
+    }
+}
+
+#[test]
+fn a_batch_of_late_updates_revises_its_window_once() {
+    // Batches of three: [100, 2000, 2100], the watermark 2100 fires [0, 1000);
+    // then [300, 400, 500], within the allowed lateness of 5 s: one late row
+    // with all three counted, folded one after the other into the same pane.
+    for workers in [1, 2] {
+        let pipeline = Pipeline::new().with_poll_size(1).with_workers(workers);
+        let windowed = pipeline
+            .source(
+                IterSource::new(vec![100_i64, 2000, 2100, 300, 400, 500]).with_event_time(|t| *t),
+            )
+            .with_watermarks(WatermarkStrategy::bounded(Duration::ZERO))
+            .events
+            .batch(FlushPolicy::Count(3))
+            .key_by(|_| 0u8)
+            .window(Window::tumbling(ms(1000)))
+            .allowed_lateness(ms(5000))
+            .aggregate(Count);
+        let rows = windowed.results.collect();
+        pipeline.run().unwrap();
+        let rows: Vec<_> = rows
+            .take()
+            .iter()
+            .map(|r| (r.window_start, r.value, r.emission, r.revision))
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                (0, 1, Emission::OnTime, 0),
+                (0, 4, Emission::Late, 1),
+                (2000, 2, Emission::OnTime, 0)
+            ],
+            "{workers} workers"
+        );
+    }
+}
+
+#[test]
+fn a_sliding_window_event_goes_late_for_each_window_it_missed() {
+    // Windows of 3 s every 1 s. After [100, 3500] the watermark 3500 has
+    // closed [0, 3000) and [-1000, 2000): 1500 and 1600 are late for both,
+    // and count in [1000, 4000), which is still open.
+    for workers in [1, 2] {
+        let pipeline = Pipeline::new().with_poll_size(1).with_workers(workers);
+        let windowed = pipeline
+            .source(IterSource::new(vec![100_i64, 3500, 1500, 1600]).with_event_time(|t| *t))
+            .with_watermarks(WatermarkStrategy::bounded(Duration::ZERO))
+            .events
+            .batch(FlushPolicy::Count(2))
+            .key_by(|_| 0u8)
+            .window(Window::sliding(ms(3000), ms(1000)))
+            .aggregate(Count);
+        let counters = windowed.counters.clone();
+        let rows = windowed.results.collect();
+        let late = windowed.late.collect();
+        pipeline.run().unwrap();
+        let mut late: Vec<_> = late
+            .take()
+            .iter()
+            .map(|l| (l.event, l.window_start, l.window_end))
+            .collect();
+        late.sort();
+        assert_eq!(
+            late,
+            vec![
+                (1500, -1000, 2000),
+                (1500, 0, 3000),
+                (1600, -1000, 2000),
+                (1600, 0, 3000)
+            ],
+            "{workers} workers"
+        );
+        assert_eq!(counters.late(), 4, "{workers} workers");
+        let mut rows: Vec<_> = rows
+            .take()
+            .iter()
+            .map(|r| (r.window_start, r.value))
+            .collect();
+        rows.sort();
+        assert_eq!(
+            rows,
+            vec![
+                (-2000, 1),
+                (-1000, 1),
+                (0, 1),
+                (1000, 3),
+                (2000, 1),
+                (3000, 1)
+            ],
+            "{workers} workers"
+        );
     }
 }
 

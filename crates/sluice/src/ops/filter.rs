@@ -103,6 +103,15 @@ mod tests {
         fn keeps_what_an_iterator_keeps(values in prop::collection::vec(0u32..100, 0..300), cut in 0u32..101) {
             let keep = |v: &u32| *v < cut;
             prop_assert_eq!(kept(&values, keep), reference(&values, keep));
+            // Small and owning memory (swapped, dropped at the end), and
+            // exactly at the size that is still swapped.
+            let owned: Vec<String> = values.iter().map(u32::to_string).collect();
+            let keep_owned = |item: &String| item.parse::<u32>().is_ok_and(|v| v < cut);
+            prop_assert_eq!(kept(&owned, keep_owned), reference(&owned, keep_owned));
+            let edge: Vec<[u64; 8]> = values.iter().map(|v| [u64::from(*v); 8]).collect();
+            prop_assert_eq!(std::mem::size_of::<[u64; 8]>(), SWAPPED);
+            let keep_edge = |item: &[u64; 8]| item[7] < u64::from(cut);
+            prop_assert_eq!(kept(&edge, keep_edge), reference(&edge, keep_edge));
             let large: Vec<(String, [u64; 9])> =
                 values.iter().map(|v| (v.to_string(), [u64::from(*v); 9])).collect();
             let keep = |item: &(String, [u64; 9])| item.1[0] < u64::from(cut);

@@ -34,7 +34,8 @@
 //! window) sends its events as they are, each folded once into its window's
 //! pane on the other side. With one worker and one instance nothing is
 //! exchanged: time windows judge each event and fold it straight into its
-//! pane, in one operator; sessions run right behind the lateness check.
+//! pane, in one operator. Sessions are always exchanged (with one worker,
+//! to the same worker).
 //! Lateness is judged against the reading worker's watermark, which is
 //! never behind the merging worker's; so the merging side never sees an
 //! event beyond lateness.
@@ -467,7 +468,8 @@ where
 }
 
 /// Whether a window's keys must be exchanged: not when one instance on one
-/// worker has them all (then the windows run right behind the lateness check).
+/// worker has them all (then time windows judge lateness and fold each event
+/// in one operator, `DirectTimeWindows`).
 fn exchanges<T: Send + 'static>(stream: &Stream<T>) -> bool {
     stream.parallelism() > 1 || stream.plan().borrow().settings.workers > 1
 }

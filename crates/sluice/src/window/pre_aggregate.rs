@@ -96,11 +96,10 @@ impl<K, T: Clone, Acc> PreOutput<K, T, Acc> for WindowInput<K, T, Acc> {
 /// on as it is (time windows: `O` is [`WindowInput`]), to be folded into its
 /// window once, after the exchange. (Where nothing is exchanged, time
 /// windows fold each event straight into its pane: `DirectTimeWindows`.)
-/// A batch that folded to more
-/// than one partial per three window assignments makes the next
-/// [`DIRECT_BATCHES`] batches pass their events on; then a batch is looked
-/// at. Sliding windows pass single partials instead (`Mode::Singles`).
-/// Session windows always fold.
+/// A batch that folded to more than one partial per three window
+/// assignments makes the next [`DIRECT_BATCHES`] batches pass their events
+/// on; then a batch is looked at. Sliding windows pass single partials
+/// instead (`Mode::Singles`). Session windows always fold.
 pub(crate) struct WindowPreAggregate<T, K, A: Aggregate<T>, O> {
     pub key: Arc<dyn Fn(&T) -> K + Send + Sync>,
     pub aggregate: A,

@@ -458,7 +458,8 @@ where
     A::Output: Send,
 {
     /// Folds `item` into `window`, or sends it to the late stream when the
-    /// window is beyond the allowed lateness; the window's pane if it folded.
+    /// window is beyond the allowed lateness: the window's pane if it folded,
+    /// `None` if it went to the late stream.
     #[inline]
     fn fold(
         &mut self,
