@@ -510,44 +510,42 @@ where
         counters,
         exchange_policy,
     } = parts;
+    let windows_of = {
+        let (aggregate, counters) = (aggregate.clone(), counters.clone());
+        move |down, clock| {
+            TimeWindowOperator::new(
+                aggregate.clone(),
+                windows,
+                lateness,
+                early,
+                clock,
+                counters.clone(),
+                down,
+            )
+        }
+    };
     if !exchanges(&stream) {
         return stream.fuse_with_builder(move |down, instance, builder| {
             Ok(Box::new(DirectTimeWindows {
                 key: key.clone(),
                 late: late_side.sender(instance, builder)?,
                 late_batch: Batch::new(),
-                windows: TimeWindowOperator::new(
-                    aggregate.clone(),
-                    windows,
-                    lateness,
-                    early,
-                    builder.settings.clock.clone(),
-                    counters.clone(),
-                    down,
-                ),
+                windows: windows_of(down, builder.settings.clock.clone()),
             }) as Box<dyn Operator<T>>)
         });
     }
     let inputs = pre_aggregate::<_, _, _, O>(
         stream,
         key,
-        aggregate.clone(),
+        aggregate,
         Assigner::Time(windows),
         lateness,
         late_side,
-        counters.clone(),
+        counters,
     );
     let inputs = inputs.exchange(Arc::new(|input: &O| key_hash(input.key())), exchange_policy);
     inputs.fuse_with_builder(move |down, _, builder| {
-        Ok(Box::new(TimeWindowOperator::new(
-            aggregate.clone(),
-            windows,
-            lateness,
-            early,
-            builder.settings.clock.clone(),
-            counters.clone(),
-            down,
-        )) as Box<dyn Operator<O>>)
+        Ok(Box::new(windows_of(down, builder.settings.clock.clone())) as Box<dyn Operator<O>>)
     })
 }
 
